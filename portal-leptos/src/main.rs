@@ -1,0 +1,10 @@
+//! The portal's entry point: mounts the app on `<body>`.
+
+use leptos::prelude::*;
+
+mod app;
+
+fn main() {
+    console_error_panic_hook::set_once();
+    mount_to_body(app::App);
+}

@@ -1,0 +1,98 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (its dependencies answer too).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use shared::health::{Check, Liveness, ReadinessReport, ReadinessStatus};
+
+use super::AppState;
+
+/// How long one readiness check may take before it counts as failed.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(Liveness {
+            status: "alive".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+}
+
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (postgres, redis, migrations) = tokio::join!(
+        check("postgres", async {
+            state
+                .store
+                .ping()
+                .await
+                .map(|()| "reachable as the runtime role".to_string())
+                .map_err(|e| e.to_string())
+        }),
+        check("redis", async {
+            state
+                .redis
+                .ping()
+                .await
+                .map(|()| "reachable".to_string())
+                .map_err(|e| e.to_string())
+        }),
+        check("migrations", async {
+            let status = state.store.migration_status().await.map_err(|e| e.to_string())?;
+            let summary = format!("{} of {} applied", status.known - status.pending.len(), status.known);
+            if status.is_current() {
+                Ok(summary)
+            } else {
+                Err(format!(
+                    "{summary}; pending {:?}, changed after applying {:?}, unknown to this binary {:?}",
+                    status.pending, status.mismatched, status.unknown
+                ))
+            }
+        }),
+    );
+    let checks = vec![postgres, redis, migrations];
+    let ready = checks.iter().all(|c| c.ok);
+    let report = ReadinessReport {
+        status: if ready {
+            ReadinessStatus::Ready
+        } else {
+            ReadinessStatus::NotReady
+        },
+        checks,
+    };
+    if !ready {
+        tracing::warn!(report = ?report, "not ready");
+    }
+    let mut response = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(report)
+}
+
+/// Runs one check with a timeout. Error texts come from our own error types, which never contain
+/// connection strings or secrets.
+async fn check(
+    name: &str,
+    fut: impl Future<Output = Result<String, String>>,
+) -> Check {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(CHECK_TIMEOUT, fut).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (ok, detail) = match outcome {
+        Ok(Ok(detail)) => (true, detail),
+        Ok(Err(detail)) => (false, detail),
+        Err(_) => (false, format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
+    };
+    Check {
+        name: name.to_string(),
+        ok,
+        duration_ms,
+        detail,
+    }
+}

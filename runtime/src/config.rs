@@ -1,0 +1,456 @@
+//! Typed settings: defaults, then an optional TOML file, then `KONSTRUCT_…` environment variables.
+//!
+//! Loading is a pure function of the file text and the environment it is handed, so tests never
+//! touch the process environment. Secrets are wrapped in [`Secret`], whose `Debug` never prints
+//! the value. Environment variables that start with `KONSTRUCT_` but are not known are reported as
+//! warnings (a typo such as `KONSTRUCT_DATABSE_URL` would otherwise be silently ignored).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The prefix every environment variable of ours carries.
+pub const ENV_PREFIX: &str = "KONSTRUCT_";
+
+/// The variable that names the optional configuration file.
+pub const CONFIG_FILE_VAR: &str = "KONSTRUCT_CONFIG";
+
+/// A value that must never appear in logs, error messages or API responses.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a secret value.
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself; call only where it is handed to the thing that needs it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Everything the runtime can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub log: LogSettings,
+}
+
+/// The HTTP listener and the portal's static files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind; `127.0.0.1` by default so a development machine exposes nothing.
+    pub host: IpAddr,
+    /// Port to bind; `0` picks a free one (tests).
+    pub port: u16,
+    /// Folder with the portal's built files (`trunk build` output), served at `/`.
+    pub portal_dir: PathBuf,
+    /// Largest JSON body accepted, in bytes.
+    pub json_limit_bytes: usize,
+    /// HTTP worker threads; one per core when unset.
+    pub workers: Option<usize>,
+}
+
+/// Postgres: the runtime's own role, the owner (migrations) and a superuser (first setup only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// The runtime's role: not superuser, not owner, `NOBYPASSRLS`.
+    pub url: Secret<String>,
+    /// The owner of the schema; only `konstruct migrate` uses it.
+    pub owner_url: Secret<String>,
+    /// A superuser, used only by `konstruct setup-db` to create the roles and the database.
+    pub admin_url: Secret<String>,
+    /// Size of the runtime's connection pool.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing as `unavailable`.
+    pub acquire_timeout_ms: u64,
+}
+
+/// Redis: streams, dedupe keys, memory windows, leases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: Secret<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive, e.g. `info,runtime=debug`.
+    pub filter: String,
+    /// Pretty lines for a terminal, JSON lines for machines, or chosen by whether stdout is a
+    /// terminal.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            portal_dir: PathBuf::from("portal-leptos/dist"),
+            json_limit_bytes: 256 * 1024,
+            workers: None,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("postgres://konstruct_app:konstruct_app@127.0.0.1:5432/konstruct".into()),
+            owner_url: Secret::new(
+                "postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/konstruct".into(),
+            ),
+            admin_url: Secret::new("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            max_connections: 16,
+            acquire_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("redis://127.0.0.1:6379".into()),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            redis: RedisSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// Why the settings could not be loaded. Messages name the variable or file, never a value
+/// (values may be secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is invalid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("environment variable {var} is invalid: {reason}")]
+    InvalidEnv { var: &'static str, reason: String },
+}
+
+/// Something worth telling the operator that does not stop the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigWarning {
+    /// A `KONSTRUCT_` variable that no setting reads (probably a typo).
+    UnknownVariable { name: String },
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigWarning::UnknownVariable { name } => write!(
+                f,
+                "environment variable {name} is not a known setting and is ignored (known: {})",
+                known_variables().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+type Apply = fn(&mut Settings, &str) -> Result<(), String>;
+
+/// Every environment variable, with how it changes the settings. This table is the single list
+/// of variables: the loader applies it and the unknown-variable check reads it.
+const ENV_VARS: &[(&str, Apply)] = &[
+    ("KONSTRUCT_HOST", |s, v| {
+        s.server.host = v.parse().map_err(|_| "not an IP address".to_string())?;
+        Ok(())
+    }),
+    ("KONSTRUCT_PORT", |s, v| {
+        s.server.port = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_PORTAL_DIR", |s, v| {
+        s.server.portal_dir = PathBuf::from(v);
+        Ok(())
+    }),
+    ("KONSTRUCT_JSON_LIMIT_BYTES", |s, v| {
+        s.server.json_limit_bytes = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_WORKERS", |s, v| {
+        let workers: usize = parse_number(v)?;
+        if workers == 0 {
+            return Err("must be at least 1".into());
+        }
+        s.server.workers = Some(workers);
+        Ok(())
+    }),
+    ("KONSTRUCT_DATABASE_URL", |s, v| {
+        s.database.url = Secret::new(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_DATABASE_OWNER_URL", |s, v| {
+        s.database.owner_url = Secret::new(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_DATABASE_ADMIN_URL", |s, v| {
+        s.database.admin_url = Secret::new(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_DATABASE_MAX_CONNECTIONS", |s, v| {
+        s.database.max_connections = parse_number(v)?;
+        if s.database.max_connections == 0 {
+            return Err("must be at least 1".into());
+        }
+        Ok(())
+    }),
+    ("KONSTRUCT_DATABASE_ACQUIRE_TIMEOUT_MS", |s, v| {
+        s.database.acquire_timeout_ms = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_REDIS_URL", |s, v| {
+        s.redis.url = Secret::new(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_LOG", |s, v| {
+        s.log.filter = non_empty(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_LOG_FORMAT", |s, v| {
+        s.log.format = match v {
+            "auto" => LogFormat::Auto,
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            _ => return Err("expected auto, pretty or json".into()),
+        };
+        Ok(())
+    }),
+];
+
+/// Variables read outside the settings struct, so not unknown.
+const OTHER_KNOWN_VARS: &[&str] = &[CONFIG_FILE_VAR];
+
+fn parse_number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| "not a valid number in range".to_string())
+}
+
+fn non_empty(v: &str) -> Result<String, String> {
+    if v.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+/// The names of every variable the runtime reads.
+pub fn known_variables() -> impl Iterator<Item = &'static str> {
+    ENV_VARS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(OTHER_KNOWN_VARS.iter().copied())
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then `file` (if given), then the `KONSTRUCT_` variables in
+    /// `env`. Returns the settings and the warnings to log once logging is up.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Settings, Vec<ConfigWarning>), ConfigError> {
+        let mut settings = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Settings::default(),
+        };
+        let mut warnings = Vec::new();
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        // Apply in a stable order so errors and warnings do not depend on the environment's order.
+        env.sort();
+        for (name, value) in env {
+            match ENV_VARS.iter().find(|(known, _)| *known == name) {
+                Some((var, apply)) => apply(&mut settings, &value)
+                    .map_err(|reason| ConfigError::InvalidEnv { var, reason })?,
+                None if OTHER_KNOWN_VARS.contains(&name.as_str()) => {}
+                None => warnings.push(ConfigWarning::UnknownVariable { name }),
+            }
+        }
+        Ok((settings, warnings))
+    }
+
+    /// Loads from the process environment, reading the file named by `KONSTRUCT_CONFIG` (or
+    /// `file_override`, from the command line) if any.
+    pub fn from_process_env(
+        file_override: Option<&Path>,
+    ) -> Result<(Settings, Vec<ConfigWarning>), ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = file_override.map(Path::to_path_buf).or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == CONFIG_FILE_VAR)
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        Self::load(file.as_deref(), env)
+    }
+
+    fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_use_local_services_on_standard_ports() {
+        let (s, warnings) = Settings::load(None, env(&[])).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.server.host.to_string(), "127.0.0.1");
+        assert!(s.database.url.expose().contains("127.0.0.1:5432"));
+        assert_eq!(s.redis.url.expose(), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn environment_overrides_defaults_and_file() {
+        let dir = std::env::temp_dir().join(format!("konstruct-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("konstruct.toml");
+        std::fs::write(
+            &file,
+            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let (s, warnings) = Settings::load(
+            Some(&file),
+            env(&[
+                ("KONSTRUCT_PORT", "9100"),
+                ("KONSTRUCT_REDIS_URL", "redis://cache:6380"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert!(warnings.is_empty());
+        // The environment beats the file, the file beats the defaults.
+        assert_eq!(s.server.port, 9100);
+        assert_eq!(s.server.host.to_string(), "0.0.0.0");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.redis.url.expose(), "redis://cache:6380");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_konstruct_variables_are_warned_about_and_others_ignored() {
+        let (_, warnings) = Settings::load(
+            None,
+            env(&[
+                ("KONSTRUCT_DATABSE_URL", "postgres://typo"),
+                ("KONSTRUCT_CONFIG", "/dev/null"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            warnings,
+            vec![ConfigWarning::UnknownVariable {
+                name: "KONSTRUCT_DATABSE_URL".into()
+            }]
+        );
+        let text = warnings[0].to_string();
+        assert!(text.contains("KONSTRUCT_DATABSE_URL"));
+        assert!(text.contains("KONSTRUCT_DATABASE_URL"), "lists the known names: {text}");
+        assert!(!text.contains("postgres://typo"), "never echoes values");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_but_not_the_value() {
+        let err = Settings::load(None, env(&[("KONSTRUCT_PORT", "eighty")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("KONSTRUCT_PORT"), "{text}");
+        assert!(!text.contains("eighty"), "{text}");
+        let err = Settings::load(None, env(&[("KONSTRUCT_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("KONSTRUCT_LOG_FORMAT"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        let dir = std::env::temp_dir().join(format!("konstruct-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("konstruct.toml");
+        std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
+        let err = Settings::load(Some(&file), env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
+        assert!(err.to_string().contains("prot"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let (s, _) = Settings::load(
+            None,
+            env(&[("KONSTRUCT_DATABASE_URL", "postgres://app:hunter2@db/konstruct")]),
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("redacted"));
+    }
+}

@@ -1,0 +1,11 @@
+//! The Konstruct runtime: the REST API, the message engine and everything it talks to.
+//!
+//! Dependencies point one way: `api` → (`store`, `redis`) → `shared`. Only `store` writes SQL,
+//! only `api` knows HTTP status codes, and only the binary (`main.rs`) reads configuration from
+//! the environment. See ARCHITECTURE.md for the map and the invariants.
+
+pub mod api;
+pub mod config;
+pub mod redis;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,123 @@
+//! The `konstruct` binary: reads the configuration and runs one subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use runtime::api::{self, AppState};
+use runtime::config::Settings;
+use runtime::redis::Redis;
+use runtime::store::{self, Store, bootstrap};
+use runtime::telemetry;
+
+/// Konstruct: AI employees on Slack and WhatsApp, run from a web portal.
+#[derive(Debug, Parser)]
+#[command(name = "konstruct", version)]
+struct Cli {
+    /// A TOML configuration file (else $KONSTRUCT_CONFIG, else defaults and environment only).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and the portal.
+    Serve,
+    /// Apply pending database migrations (as the owner role).
+    Migrate,
+    /// Create or repair the database roles and the database (as a superuser); idempotent.
+    SetupDb,
+    /// Load and validate the configuration, print it with secrets redacted, and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (settings, warnings) = match Settings::from_process_env(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("konstruct: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "konstruct failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            store::migrate(settings.database.owner_url.expose())
+                .await
+                .context("applying migrations as the owner role")?;
+            tracing::info!(migrations = store::MIGRATOR.iter().count(), "database is up to date");
+            Ok(())
+        }
+        Command::SetupDb => {
+            let db = &settings.database;
+            bootstrap::setup_database(db.admin_url.expose(), db.owner_url.expose(), db.url.expose())
+                .await
+                .context("setting up roles and database (needs a superuser in database.admin_url)")?;
+            tracing::info!("database roles and database are in place");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            #[expect(clippy::print_stdout, reason = "printing the configuration is the command")]
+            {
+                println!("{settings:#?}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = Store::connect_lazy(&settings.database)?;
+    match store.role_report().await {
+        Ok(role) if !role.is_safe_runtime_role() => {
+            anyhow::bail!(
+                "refusing to serve: database role {} bypasses row-level security \
+                 (superuser={}, bypassrls={}, owns tables={}); connect as the runtime role",
+                role.name,
+                role.superuser,
+                role.bypass_rls,
+                role.owns_tables
+            );
+        }
+        Ok(role) => tracing::info!(db.role = %role.name, "connected to Postgres as the runtime role"),
+        Err(e) => tracing::warn!(error = %e, "Postgres not reachable yet; /readyz will report it"),
+    }
+    let (redis, _redis_task) = Redis::connect(&settings.redis)?;
+    let state = AppState {
+        store,
+        redis: redis.clone(),
+    };
+    let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
+    tracing::info!(
+        url = format!("http://{}:{}/", settings.server.host, bound.port),
+        "Konstruct is serving"
+    );
+    bound.server.await.context("HTTP server")?;
+    redis.quit().await;
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The store: the only module that writes SQL.
+//!
+//! Every tenant-scoped query runs inside a [`TenantTx`], a transaction that first sets
+//! `app.tenant_id` with `set_config(…, true)`. The setting is transaction-local, so a pooled
+//! connection can never carry one tenant's id into another tenant's work, and Postgres' row-level
+//! security policies do the filtering: a query that forgets a `WHERE tenant_id = …` still sees only
+//! its own tenant. Work that spans tenants goes through named, narrow paths
+//! ([`Store::resolve_channel`]).
+
+pub mod audit;
+pub mod bootstrap;
+pub mod tenants;
+
+use std::time::Duration;
+
+use shared::TenantId;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::config::DatabaseSettings;
+
+/// The migrations, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or no connection was free in time; retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A uniqueness rule was violated, e.g. a slug that is taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The requested row does not exist (or belongs to another tenant).
+    #[error("not found")]
+    NotFound,
+    /// The configuration does not describe a usable database.
+    #[error("database configuration: {0}")]
+    Config(String),
+    /// Applying the migrations failed.
+    #[error("migration failed")]
+    Migrate(#[from] MigrateError),
+    /// Any other database error: a bug or a broken invariant.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e)
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.constraint().unwrap_or("unique constraint").to_string())
+            }
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The runtime's handle on Postgres: a pool of connections as the runtime's own role.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+/// A transaction bound to one tenant: row-level security limits every statement in it to that
+/// tenant's rows. Dropping it without [`TenantTx::commit`] rolls back.
+#[derive(Debug)]
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant: TenantId,
+}
+
+impl TenantTx {
+    /// The tenant this transaction is bound to.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The connection, for store modules (and tests) to run statements on.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Commits the transaction; the tenant setting ends with it.
+    pub async fn commit(self) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls the transaction back explicitly.
+    pub async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+/// What the runtime's login role is allowed to do, read from `pg_roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleReport {
+    pub name: String,
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    /// Whether the role owns any table in the database (owners may bypass RLS).
+    pub owns_tables: bool,
+}
+
+impl RoleReport {
+    /// True when row-level security binds this role.
+    pub fn is_safe_runtime_role(&self) -> bool {
+        !self.superuser && !self.bypass_rls && !self.owns_tables
+    }
+}
+
+/// Which migrations are applied, compared with the ones embedded in this binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub known: usize,
+    pub applied: usize,
+    /// Embedded migrations not yet applied.
+    pub pending: Vec<i64>,
+    /// Applied migrations whose checksum differs from the embedded file (edited after applying),
+    /// or that did not finish.
+    pub mismatched: Vec<i64>,
+    /// Applied migrations this binary does not know (the database is newer than the binary).
+    pub unknown: Vec<i64>,
+}
+
+impl MigrationStatus {
+    /// True when the database has exactly the migrations this binary was built with.
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty() && self.mismatched.is_empty() && self.unknown.is_empty()
+    }
+}
+
+impl Store {
+    /// A pool for the runtime's role. Connections are opened lazily, so the process starts (and
+    /// `/readyz` reports the problem) even when Postgres is down.
+    pub fn connect_lazy(settings: &DatabaseSettings) -> StoreResult<Self> {
+        let options: PgConnectOptions = settings
+            .url
+            .expose()
+            .parse()
+            .map_err(|_| StoreError::Config("database.url is not a valid Postgres URL".into()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .connect_lazy_with(options.application_name("konstruct"));
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests build their own).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Opens a transaction bound to `tenant`.
+    pub async fn tenant_tx(&self, tenant: TenantId) -> StoreResult<TenantTx> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(TenantTx { tx, tenant })
+    }
+
+    /// A trivial round trip, for readiness.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Reports the attributes of the role the pool logs in as.
+    pub async fn role_report(&self) -> StoreResult<RoleReport> {
+        let (name, superuser, bypass_rls, owns_tables): (String, bool, bool, bool) = sqlx::query_as(
+            "SELECT r.rolname, r.rolsuper, r.rolbypassrls, \
+                    EXISTS (SELECT 1 FROM pg_class c \
+                             WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')) \
+               FROM pg_roles r WHERE r.rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RoleReport {
+            name,
+            superuser,
+            bypass_rls,
+            owns_tables,
+        })
+    }
+
+    /// Compares the applied migrations with the embedded ones.
+    pub async fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        let applied: Vec<(i64, bool, Vec<u8>)> = match sqlx::query_as(
+            "SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(rows) => rows,
+            // No bookkeeping table: nothing was ever migrated.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let known: Vec<_> = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).collect();
+        let mut status = MigrationStatus {
+            known: known.len(),
+            applied: applied.len(),
+            pending: Vec::new(),
+            mismatched: Vec::new(),
+            unknown: Vec::new(),
+        };
+        for m in &known {
+            match applied.iter().find(|(v, _, _)| *v == m.version) {
+                None => status.pending.push(m.version),
+                Some((_, success, checksum)) => {
+                    if !success || checksum.as_slice() != &*m.checksum {
+                        status.mismatched.push(m.version);
+                    }
+                }
+            }
+        }
+        for (version, _, _) in &applied {
+            if !known.iter().any(|m| m.version == *version) {
+                status.unknown.push(*version);
+            }
+        }
+        Ok(status)
+    }
+
+    /// Finds the tenant and connection behind a channel's external id (a Slack `team_id`, a
+    /// WhatsApp `phone_number_id`) before any tenant is known. The one cross-tenant read the
+    /// runtime may make, through the `resolve_channel` SECURITY DEFINER function.
+    pub async fn resolve_channel(
+        &self,
+        kind: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<ResolvedChannel>> {
+        let row: Option<(Uuid, Uuid, String, String)> = sqlx::query_as(
+            "SELECT tenant_id, connection_id, tenant_status, connection_status \
+               FROM resolve_channel($1, $2)",
+        )
+        .bind(kind)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(tenant, connection, tenant_status, connection_status)| ResolvedChannel {
+            tenant: TenantId::from_uuid(tenant),
+            connection_id: connection,
+            active: tenant_status == "active" && connection_status == "active",
+        }))
+    }
+
+    /// The underlying pool, for tests that must inspect connections directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// The result of [`Store::resolve_channel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedChannel {
+    pub tenant: TenantId,
+    pub connection_id: Uuid,
+    /// False when the tenant is suspended or the connection disabled: acknowledge, do not process.
+    pub active: bool,
+}
+
+/// Applies the embedded migrations as the owner role.
+pub async fn migrate(owner_url: &str) -> StoreResult<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(owner_url)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Two-tenant fixtures: one row in every tenant-owned table for each tenant, written through the
+//! runtime's role and `TenantTx` exactly as the runtime writes.
+
+use runtime::store::audit::{self, Actor, NewEvent};
+use runtime::store::{Store, tenants};
+use shared::TenantId;
+use uuid::Uuid;
+
+/// What was seeded for one tenant.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    pub tenant: TenantId,
+    pub connection: Uuid,
+    pub connection_external_id: String,
+}
+
+/// Seeds a tenant with a member, an agent, a Slack connection, a conversation, a message and an
+/// audit event.
+pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
+    let slug = format!("{label}-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let tenant = tenants::create(store, &slug, &format!("Tenant {label}"))
+        .await
+        .unwrap();
+    let tenant = TenantId::from_uuid(tenant.id);
+    let (user, agent, connection, conversation, message) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let external_id = format!("T{}", &Uuid::new_v4().simple().to_string()[..10].to_uppercase());
+
+    // Users are global (not tenant-owned): written outside any tenant transaction.
+    sqlx::query("INSERT INTO users (id, email, display_name) VALUES ($1, $2, $3)")
+        .bind(user)
+        .bind(format!("{slug}@example.com"))
+        .bind(format!("Admin of {label}"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    let mut tx = store.tenant_tx(tenant).await.unwrap();
+    let t = tenant.as_uuid();
+    let c = tx.connection();
+    sqlx::query("INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, 'customer_admin')")
+        .bind(t)
+        .bind(user)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO agents (id, tenant_id, name, job_title, persona, system_prompt) \
+         VALUES ($1, $2, $3, 'Support specialist', 'Warm and concise', 'Help customers')",
+    )
+    .bind(agent)
+    .bind(t)
+    .bind(format!("Agent of {label}"))
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO channel_connections (id, tenant_id, kind, external_id, agent_id, \
+                                          secret_ciphertext, secret_key_version) \
+         VALUES ($1, $2, 'slack', $3, $4, '\\x00010203', 1)",
+    )
+    .bind(connection)
+    .bind(t)
+    .bind(&external_id)
+    .bind(agent)
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, channel_connection_id, agent_id, external_key) \
+         VALUES ($1, $2, $3, $4, 'C1:1700000000.000100')",
+    )
+    .bind(conversation)
+    .bind(t)
+    .bind(connection)
+    .bind(agent)
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, provider_event_id) \
+         VALUES ($1, $2, $3, 'inbound', 'U1', 'hello', $4)",
+    )
+    .bind(message)
+    .bind(t)
+    .bind(conversation)
+    .bind(format!("Ev{label}"))
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    audit::append(
+        &mut tx,
+        &NewEvent {
+            actor: Actor::User(user),
+            action: "agent.created",
+            target_kind: Some("agent"),
+            target_id: Some(agent.to_string()),
+            details: serde_json::json!({ "name": format!("Agent of {label}") }),
+            request_id: Some("test"),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    Seeded {
+        tenant,
+        connection,
+        connection_external_id: external_id,
+    }
+}

@@ -1,0 +1,262 @@
+//! Test harness: a fresh database per test, the real server on port 0, and fixtures.
+//!
+//! Databases are copies of a template that was migrated once (named by a hash of the embedded
+//! migrations), so a new database costs one `CREATE DATABASE … TEMPLATE`, not a migration run.
+//! Every test connects as the runtime's own role (`konstruct_app`) unless it says otherwise; a
+//! superuser would silently bypass row-level security and prove nothing.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use runtime::api::{self, AppState};
+use runtime::config::{Secret, Settings};
+use runtime::redis::Redis;
+use runtime::store::bootstrap::{self, UrlTarget};
+use runtime::store::{MIGRATOR, Store};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+
+const HOST: &str = "127.0.0.1:5432";
+const OWNER: &str = "konstruct_owner";
+const APP: &str = "konstruct_app";
+/// Test databases older than this are dropped by the next test run.
+const STALE_AFTER_SECS: u64 = 3 * 3600;
+
+fn admin_url() -> String {
+    std::env::var("KONSTRUCT_DATABASE_ADMIN_URL")
+        .unwrap_or_else(|_| format!("postgres://postgres@{HOST}/postgres"))
+}
+
+fn url_for(role: &str, database: &str) -> String {
+    format!("postgres://{role}:{role}@{HOST}/{database}")
+}
+
+pub fn redis_url() -> String {
+    std::env::var("KONSTRUCT_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A fresh, migrated database of its own.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    /// A new database copied from the migrated template.
+    pub async fn new() -> TestDb {
+        Self::create(true).await
+    }
+
+    /// A new database with no migrations applied.
+    pub async fn unmigrated() -> TestDb {
+        Self::create(false).await
+    }
+
+    async fn create(migrated: bool) -> TestDb {
+        let name = format!("konstruct_test_{}_{}", now_secs(), Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url()).await.expect("connect as superuser");
+        let owner = UrlTarget::parse(&url_for(OWNER, "x")).unwrap().role;
+        let app = UrlTarget::parse(&url_for(APP, "x")).unwrap().role;
+        let db_name = name.clone();
+        bootstrap::with_lock(&mut admin, async move |conn| {
+            bootstrap::ensure_roles(conn, &owner, &app).await?;
+            drop_stale(conn).await;
+            let template = if migrated { Some(ensure_template(conn).await) } else { None };
+            bootstrap::ensure_database(conn, &db_name, OWNER, template.as_deref()).await
+        })
+        .await
+        .expect("create test database");
+        admin.close().await.unwrap();
+        TestDb { name }
+    }
+
+    pub fn app_url(&self) -> String {
+        url_for(APP, &self.name)
+    }
+
+    pub fn owner_url(&self) -> String {
+        url_for(OWNER, &self.name)
+    }
+
+    /// A pool as the runtime's role.
+    pub async fn app_pool(&self, max_connections: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(&self.app_url())
+            .await
+            .expect("connect as the runtime role")
+    }
+
+    /// The store, as the runtime builds it.
+    pub async fn store(&self) -> Store {
+        Store::from_pool(self.app_pool(4).await)
+    }
+
+    /// A single connection as the owner role (migrations, tampering tests).
+    pub async fn owner_conn(&self) -> PgConnection {
+        PgConnection::connect(&self.owner_url()).await.expect("connect as owner")
+    }
+
+    /// The superuser's URL for this database.
+    pub fn superuser_url(&self) -> String {
+        let mut url = url::Url::parse(&admin_url()).unwrap();
+        url.set_path(&self.name);
+        url.to_string()
+    }
+}
+
+/// Migrates a template database once per set of migrations; returns its name.
+async fn ensure_template(conn: &mut PgConnection) -> String {
+    let mut hasher = DefaultHasher::new();
+    for m in MIGRATOR.iter() {
+        m.version.hash(&mut hasher);
+        m.checksum.hash(&mut hasher);
+    }
+    let template = format!("konstruct_tmpl_{:016x}", hasher.finish());
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    if !exists {
+        // Migrate under a temporary name and rename at the end, so a failed migration never
+        // leaves a half-built template behind.
+        let building = format!("{template}_building");
+        drop_database(conn, &building).await;
+        bootstrap::ensure_database(conn, &building, OWNER, None).await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url_for(OWNER, &building))
+            .await
+            .unwrap();
+        MIGRATOR.run(&pool).await.expect("migrations apply to an empty database");
+        pool.close().await;
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+        )))
+        .await
+        .unwrap();
+        // Templates of older migration sets are no longer needed.
+        let old: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'konstruct\\_tmpl\\_%' AND datname <> $1",
+        )
+        .bind(&template)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+        for name in old {
+            drop_database(conn, &name).await;
+        }
+    }
+    template
+}
+
+/// Drops test databases left by earlier runs. Best effort: a database still in use is left for
+/// the next run.
+async fn drop_stale(conn: &mut PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database \
+          WHERE datname LIKE 'konstruct\\_test\\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    let cutoff = now_secs().saturating_sub(STALE_AFTER_SECS);
+    for name in names {
+        let created = name
+            .strip_prefix("konstruct_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        if created.is_some_and(|t| t < cutoff) {
+            drop_database(conn, &name).await;
+        }
+    }
+}
+
+async fn drop_database(conn: &mut PgConnection, name: &str) {
+    let _ = conn
+        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\"")))
+        .await;
+}
+
+/// The real server on a free port, with a fresh database and a portal folder of its own.
+#[derive(Debug)]
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub portal_dir: PathBuf,
+}
+
+/// How to build a [`TestApp`].
+#[derive(Debug, Default)]
+pub struct AppOptions {
+    /// Point Redis at this URL instead of the local server (e.g. a closed port).
+    pub redis_url: Option<String>,
+    /// Use a database without migrations.
+    pub unmigrated: bool,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(AppOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: AppOptions) -> TestApp {
+        let db = if options.unmigrated {
+            TestDb::unmigrated().await
+        } else {
+            TestDb::new().await
+        };
+        let portal_dir = std::env::temp_dir().join(format!("konstruct-portal-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(portal_dir.join("assets")).unwrap();
+        std::fs::write(
+            portal_dir.join("index.html"),
+            "<!doctype html><title>Konstruct</title><body>portal</body>",
+        )
+        .unwrap();
+        std::fs::write(portal_dir.join("assets/app-1234.css"), "body{margin:0}").unwrap();
+
+        let mut settings = Settings::default();
+        settings.server.port = 0;
+        settings.server.workers = Some(1);
+        settings.server.portal_dir = portal_dir.clone();
+        settings.server.json_limit_bytes = 1024;
+        settings.database.url = Secret::new(db.app_url());
+        settings.redis.url = Secret::new(options.redis_url.unwrap_or_else(redis_url));
+
+        let store = Store::connect_lazy(&settings.database).unwrap();
+        let (redis, _task) = Redis::connect(&settings.redis).unwrap();
+        let state = AppState { store, redis };
+        let bound = api::bind(&settings.server, state).unwrap();
+        tokio::spawn(bound.server);
+        TestApp {
+            base: format!("http://127.0.0.1:{}", bound.port),
+            http: reqwest::Client::new(),
+            portal_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.portal_dir);
+    }
+}

@@ -1,0 +1,141 @@
+# Shared by scripts/run and scripts/test. Source it; do not run it.
+#
+# Everything here is idempotent: a tool that is present at the right version is not installed
+# again, a service that answers is reused. Installs are cached outside the clone
+# (~/.cargo/bin, ~/.cache/konstruct) so a second run on the same machine starts in seconds.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CACHE="${KONSTRUCT_CACHE_DIR:-$HOME/.cache/konstruct}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export PATH="$HOME/.cargo/bin:$CACHE/tools/node_modules/.bin:$PATH"
+export TRUNK_SKIP_VERSION_CHECK=true
+
+TRUNK_VERSION=0.21.14
+BINARYEN_VERSION=132
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# Runs a step and prints how long it took.
+step() {
+  local name="$1"; shift
+  local started=$SECONDS
+  say "$name"
+  "$@"
+  printf '    %s took %ss\n' "$name" "$((SECONDS - started))" >&2
+}
+
+need_cmd() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+  need_cmd apt-get || die "cannot install $* automatically: no apt-get. Install it and run again."
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ ! -f "$CACHE/.apt-updated" ]; then
+    $sudo apt-get update -qq
+    mkdir -p "$CACHE" && touch "$CACHE/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_rust() {
+  need_cmd cargo || die "Rust is not installed. Install it with rustup (https://rustup.rs) and run again."
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  need_cmd cc || apt_install build-essential
+  need_cmd pkg-config || apt_install pkg-config
+}
+
+# The wasm-bindgen version the lockfile pins; trunk uses the system binary only when it matches.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_web_tools() {
+  ensure_rust
+  if ! trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION\$"; then
+    say "installing trunk $TRUNK_VERSION (once; about 14 minutes on 2 cores)"
+    cargo install trunk --version "$TRUNK_VERSION" --locked
+  fi
+  local wbg
+  wbg="$(wasm_bindgen_version)"
+  [ -n "$wbg" ] || die "cannot read the wasm-bindgen version from Cargo.lock"
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $wbg\$"; then
+    say "installing wasm-bindgen-cli $wbg (once; about 4 minutes)"
+    # Not --locked: one of its locked dependencies is no longer in the registry.
+    cargo install wasm-bindgen-cli --version "$wbg" --force
+  fi
+  if ! wasm-opt --version 2>/dev/null | grep -q "version_$BINARYEN_VERSION"; then
+    need_cmd npm || apt_install nodejs npm
+    say "installing wasm-opt (npm binaryen@$BINARYEN_VERSION)"
+    mkdir -p "$CACHE/tools"
+    npm install --no-audit --no-fund --silent --prefix "$CACHE/tools" "binaryen@$BINARYEN_VERSION" >/dev/null
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+docker_engine() { need_cmd docker && docker info >/dev/null 2>&1; }
+
+# Reuses the local Postgres and Redis, or starts them: the local packages if installed, else the
+# compose file if a Docker engine answers. Skipped for a service whose URL was configured, since
+# someone else runs it.
+ensure_services() {
+  if [ -z "${KONSTRUCT_DATABASE_URL:-}" ] && ! port_open 127.0.0.1 5432; then
+    if need_cmd pg_ctlcluster && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
+      say "starting the local PostgreSQL"
+      local v
+      for v in $(ls /etc/postgresql); do
+        pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+      done
+    elif docker_engine; then
+      say "starting PostgreSQL with docker compose"
+      docker compose -f "$ROOT/docker/compose.yml" up -d postgres
+    else
+      die "PostgreSQL is not running on 127.0.0.1:5432. Either install it (sudo apt-get install postgresql, then sudo pg_ctlcluster 15 main start), start a Docker engine so docker/compose.yml can run it, or point KONSTRUCT_DATABASE_URL, KONSTRUCT_DATABASE_OWNER_URL and KONSTRUCT_DATABASE_ADMIN_URL at a server you run."
+    fi
+    wait_for_port "PostgreSQL" 127.0.0.1 5432
+  fi
+  if [ -z "${KONSTRUCT_REDIS_URL:-}" ] && ! port_open 127.0.0.1 6379; then
+    if need_cmd redis-server; then
+      say "starting the local Redis"
+      mkdir -p /tmp/konstruct-redis
+      redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /tmp/konstruct-redis --logfile /tmp/konstruct-redis/redis.log
+    elif docker_engine; then
+      say "starting Redis with docker compose"
+      docker compose -f "$ROOT/docker/compose.yml" up -d redis
+    else
+      die "Redis is not running on 127.0.0.1:6379. Either install it (sudo apt-get install redis-server), start a Docker engine so docker/compose.yml can run it, or point KONSTRUCT_REDIS_URL at a server you run."
+    fi
+    wait_for_port "Redis" 127.0.0.1 6379
+  fi
+}
+
+wait_for_port() {
+  local name="$1" host="$2" port="$3" i
+  for i in $(seq 1 60); do
+    port_open "$host" "$port" && return 0
+    sleep 0.5
+  done
+  die "$name did not start listening on $host:$port within 30 s"
+}
+
+build_portal() {
+  (cd "$ROOT" && trunk build --release --config Trunk.toml)
+  local wasm
+  wasm="$(ls "$ROOT"/portal-leptos/dist/*.wasm 2>/dev/null | head -n 1)"
+  [ -n "$wasm" ] || die "trunk produced no .wasm file"
+  printf '    portal: %s KiB wasm (%s KiB gzipped)\n' \
+    "$(( $(stat -c %s "$wasm") / 1024 ))" "$(( $(gzip -9c "$wasm" | wc -c) / 1024 ))" >&2
+}
+
+build_server() {
+  (cd "$ROOT" && cargo build --quiet -p runtime --bin konstruct)
+  KONSTRUCT_BIN="$CARGO_TARGET_DIR/debug/konstruct"
+}

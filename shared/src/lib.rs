@@ -1,0 +1,11 @@
+//! Wire types shared by the runtime and the portal: ids, error codes, health reports.
+//!
+//! This crate must compile for `wasm32-unknown-unknown` as well as natively, so it depends on
+//! nothing that needs an operating system (no tokio, no sqlx); the test command checks both.
+
+pub mod error;
+pub mod health;
+pub mod ids;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use ids::TenantId;
