@@ -41,7 +41,7 @@ impl<T> fmt::Debug for Secret<T> {
 }
 
 /// Everything the runtime can be configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -124,7 +124,9 @@ impl Default for ServerSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
-            url: Secret::new("postgres://konstruct_app:konstruct_app@127.0.0.1:5432/konstruct".into()),
+            url: Secret::new(
+                "postgres://konstruct_app:konstruct_app@127.0.0.1:5432/konstruct".into(),
+            ),
             owner_url: Secret::new(
                 "postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/konstruct".into(),
             ),
@@ -148,17 +150,6 @@ impl Default for LogSettings {
         Self {
             filter: "info".into(),
             format: LogFormat::Auto,
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            database: DatabaseSettings::default(),
-            redis: RedisSettings::default(),
-            log: LogSettings::default(),
         }
     }
 }
@@ -416,7 +407,10 @@ mod tests {
         );
         let text = warnings[0].to_string();
         assert!(text.contains("KONSTRUCT_DATABSE_URL"));
-        assert!(text.contains("KONSTRUCT_DATABASE_URL"), "lists the known names: {text}");
+        assert!(
+            text.contains("KONSTRUCT_DATABASE_URL"),
+            "lists the known names: {text}"
+        );
         assert!(!text.contains("postgres://typo"), "never echoes values");
     }
 
@@ -446,7 +440,10 @@ mod tests {
     fn secrets_never_print() {
         let (s, _) = Settings::load(
             None,
-            env(&[("KONSTRUCT_DATABASE_URL", "postgres://app:hunter2@db/konstruct")]),
+            env(&[(
+                "KONSTRUCT_DATABASE_URL",
+                "postgres://app:hunter2@db/konstruct",
+            )]),
         )
         .unwrap();
         let debug = format!("{s:?}");

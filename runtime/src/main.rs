@@ -47,7 +47,10 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -70,19 +73,29 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             store::migrate(settings.database.owner_url.expose())
                 .await
                 .context("applying migrations as the owner role")?;
-            tracing::info!(migrations = store::MIGRATOR.iter().count(), "database is up to date");
+            tracing::info!(
+                migrations = store::MIGRATOR.iter().count(),
+                "database is up to date"
+            );
             Ok(())
         }
         Command::SetupDb => {
             let db = &settings.database;
-            bootstrap::setup_database(db.admin_url.expose(), db.owner_url.expose(), db.url.expose())
-                .await
-                .context("setting up roles and database (needs a superuser in database.admin_url)")?;
+            bootstrap::setup_database(
+                db.admin_url.expose(),
+                db.owner_url.expose(),
+                db.url.expose(),
+            )
+            .await
+            .context("setting up roles and database (needs a superuser in database.admin_url)")?;
             tracing::info!("database roles and database are in place");
             Ok(())
         }
         Command::CheckConfig => {
-            #[expect(clippy::print_stdout, reason = "printing the configuration is the command")]
+            #[expect(
+                clippy::print_stdout,
+                reason = "printing the configuration is the command"
+            )]
             {
                 println!("{settings:#?}");
             }
@@ -104,7 +117,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 role.owns_tables
             );
         }
-        Ok(role) => tracing::info!(db.role = %role.name, "connected to Postgres as the runtime role"),
+        Ok(role) => {
+            tracing::info!(db.role = %role.name, "connected to Postgres as the runtime role")
+        }
         Err(e) => tracing::warn!(error = %e, "Postgres not reachable yet; /readyz will report it"),
     }
     let (redis, _redis_task) = Redis::connect(&settings.redis)?;

@@ -35,8 +35,7 @@ impl std::fmt::Debug for Redis {
 impl Redis {
     /// Builds the client and starts connecting in the background.
     pub fn connect(settings: &RedisSettings) -> Result<(Self, ConnectHandle), RedisError> {
-        let config =
-            Config::from_url(settings.url.expose()).map_err(|_| RedisError::InvalidUrl)?;
+        let config = Config::from_url(settings.url.expose()).map_err(|_| RedisError::InvalidUrl)?;
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);

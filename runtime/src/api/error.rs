@@ -95,8 +95,10 @@ impl ApiError {
 
     /// The cause chain as one line, for the log.
     pub fn cause_chain(&self) -> Option<String> {
-        let mut cause: Option<&(dyn StdError + 'static)> =
-            self.cause.as_deref().map(|c| c as &(dyn StdError + 'static));
+        let mut cause: Option<&(dyn StdError + 'static)> = self
+            .cause
+            .as_deref()
+            .map(|c| c as &(dyn StdError + 'static));
         let mut parts = Vec::new();
         while let Some(c) = cause {
             parts.push(c.to_string());
@@ -166,7 +168,10 @@ mod tests {
             .into_iter()
             .filter(|c| status_for(*c).is_server_error())
             .collect();
-        assert_eq!(server_errors, vec![ErrorCode::Unavailable, ErrorCode::Internal]);
+        assert_eq!(
+            server_errors,
+            vec![ErrorCode::Unavailable, ErrorCode::Internal]
+        );
         for code in ErrorCode::ALL {
             assert!(status_for(code).is_client_error() || status_for(code).is_server_error());
         }
@@ -176,7 +181,10 @@ mod tests {
     fn internal_errors_keep_the_cause_out_of_the_message() {
         let e = ApiError::internal(std::io::Error::other("disk on fire at /var/secret"));
         assert!(!e.to_string().contains("disk on fire"));
-        assert_eq!(e.cause_chain().as_deref(), Some("disk on fire at /var/secret"));
+        assert_eq!(
+            e.cause_chain().as_deref(),
+            Some("disk on fire at /var/secret")
+        );
         assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

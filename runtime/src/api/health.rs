@@ -40,8 +40,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 .map_err(|e| e.to_string())
         }),
         check("migrations", async {
-            let status = state.store.migration_status().await.map_err(|e| e.to_string())?;
-            let summary = format!("{} of {} applied", status.known - status.pending.len(), status.known);
+            let status = state
+                .store
+                .migration_status()
+                .await
+                .map_err(|e| e.to_string())?;
+            let summary = format!(
+                "{} of {} applied",
+                status.known - status.pending.len(),
+                status.known
+            );
             if status.is_current() {
                 Ok(summary)
             } else {
@@ -77,17 +85,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Runs one check with a timeout. Error texts come from our own error types, which never contain
 /// connection strings or secrets.
-async fn check(
-    name: &str,
-    fut: impl Future<Output = Result<String, String>>,
-) -> Check {
+async fn check(name: &str, fut: impl Future<Output = Result<String, String>>) -> Check {
     let started = Instant::now();
     let outcome = tokio::time::timeout(CHECK_TIMEOUT, fut).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (ok, detail) = match outcome {
         Ok(Ok(detail)) => (true, detail),
         Ok(Err(detail)) => (false, detail),
-        Err(_) => (false, format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
+        Err(_) => (
+            false,
+            format!("no answer within {} ms", CHECK_TIMEOUT.as_millis()),
+        ),
     };
     Check {
         name: name.to_string(),

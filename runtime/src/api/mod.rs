@@ -35,7 +35,9 @@ pub struct Bound {
 
 impl std::fmt::Debug for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bound").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("Bound")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,12 +126,20 @@ fn json_config(limit: usize) -> web::JsonConfig {
 
 fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
-        ApiError::new(ErrorCode::BadRequest, format!("The query string is not valid: {err}")).into()
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("The query string is not valid: {err}"),
+        )
+        .into()
     })
 }
 
 fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, _req| {
-        ApiError::new(ErrorCode::BadRequest, format!("The path is not valid: {err}")).into()
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("The path is not valid: {err}"),
+        )
+        .into()
     })
 }

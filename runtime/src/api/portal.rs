@@ -44,7 +44,10 @@ pub async fn spa_fallback(req: ServiceRequest) -> Result<ServiceResponse, actix_
         .map(|d| d.0.join("index.html"))
         .unwrap_or_default();
     let path = req.path().to_string();
-    if SERVER_PREFIXES.iter().any(|p| path.starts_with(p) || path == p.trim_end_matches('/')) {
+    if SERVER_PREFIXES
+        .iter()
+        .any(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
+    {
         return Err(ApiError::not_found("This API path").into());
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {

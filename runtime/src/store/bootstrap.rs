@@ -13,8 +13,8 @@
 //! Everything here is idempotent and re-asserts the attributes, so running it again repairs a role
 //! that someone altered by hand. Concurrent runs (parallel tests) serialise on an advisory lock.
 
-use sqlx::{Connection, PgConnection};
 use percent_encoding::percent_decode_str;
+use sqlx::{Connection, PgConnection};
 use url::Url;
 
 use super::{StoreError, StoreResult};
@@ -85,7 +85,11 @@ fn is_identifier(s: &str) -> bool {
 }
 
 /// Creates (or repairs) the roles and creates the database if it does not exist.
-pub async fn setup_database(admin_url: &str, owner_url: &str, runtime_url: &str) -> StoreResult<()> {
+pub async fn setup_database(
+    admin_url: &str,
+    owner_url: &str,
+    runtime_url: &str,
+) -> StoreResult<()> {
     let owner = UrlTarget::parse(owner_url)?;
     let runtime = UrlTarget::parse(runtime_url)?;
     if owner.database != runtime.database {
@@ -131,10 +135,20 @@ pub async fn ensure_roles(
     owner: &LoginRole,
     runtime: &LoginRole,
 ) -> StoreResult<()> {
-    ensure_role(conn, RUNTIME_GROUP, "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS", None)
-        .await?;
-    ensure_role(conn, RESOLVER_ROLE, "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS", None)
-        .await?;
+    ensure_role(
+        conn,
+        RUNTIME_GROUP,
+        "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS",
+        None,
+    )
+    .await?;
+    ensure_role(
+        conn,
+        RESOLVER_ROLE,
+        "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS",
+        None,
+    )
+    .await?;
     ensure_role(
         conn,
         &owner.name,
@@ -149,8 +163,24 @@ pub async fn ensure_roles(
         Some(runtime.password.as_deref()),
     )
     .await?;
-    execute_formatted(conn, "GRANT %I TO %I", &[RUNTIME_GROUP, &runtime.name]).await?;
-    execute_formatted(conn, "GRANT %I TO %I", &[RESOLVER_ROLE, &owner.name]).await?;
+    ensure_member(conn, RUNTIME_GROUP, &runtime.name).await?;
+    ensure_member(conn, RESOLVER_ROLE, &owner.name).await
+}
+
+async fn ensure_member(conn: &mut PgConnection, group: &str, member: &str) -> StoreResult<()> {
+    let is_member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members m \
+                          JOIN pg_roles g ON g.oid = m.roleid \
+                          JOIN pg_roles r ON r.oid = m.member \
+                         WHERE g.rolname = $1 AND r.rolname = $2)",
+    )
+    .bind(group)
+    .bind(member)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !is_member {
+        execute_formatted(conn, "GRANT %I TO %I", &[group, member]).await?;
+    }
     Ok(())
 }
 
@@ -160,10 +190,11 @@ async fn ensure_role(
     attributes: &str,
     password: Option<Option<&str>>,
 ) -> StoreResult<()> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
     let verb = if exists { "ALTER" } else { "CREATE" };
     execute_formatted(conn, &format!("{verb} ROLE %I {attributes}"), &[name]).await?;
     match password {
@@ -206,7 +237,11 @@ pub async fn ensure_database(
 
 /// Builds a statement with Postgres' own `format()` (`%I` quotes identifiers, `%L` literals), so
 /// names and passwords are quoted by the server, then runs it. DDL cannot take bind parameters.
-async fn execute_formatted(conn: &mut PgConnection, template: &str, args: &[&str]) -> StoreResult<()> {
+async fn execute_formatted(
+    conn: &mut PgConnection,
+    template: &str,
+    args: &[&str],
+) -> StoreResult<()> {
     let mut select = String::from("SELECT format($1");
     for i in 0..args.len() {
         select.push_str(&format!(", ${}", i + 2));

@@ -144,11 +144,10 @@ impl Store {
     /// A pool for the runtime's role. Connections are opened lazily, so the process starts (and
     /// `/readyz` reports the problem) even when Postgres is down.
     pub fn connect_lazy(settings: &DatabaseSettings) -> StoreResult<Self> {
-        let options: PgConnectOptions = settings
-            .url
-            .expose()
-            .parse()
-            .map_err(|_| StoreError::Config("database.url is not a valid Postgres URL".into()))?;
+        let options: PgConnectOptions =
+            settings.url.expose().parse().map_err(|_| {
+                StoreError::Config("database.url is not a valid Postgres URL".into())
+            })?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
@@ -179,14 +178,15 @@ impl Store {
 
     /// Reports the attributes of the role the pool logs in as.
     pub async fn role_report(&self) -> StoreResult<RoleReport> {
-        let (name, superuser, bypass_rls, owns_tables): (String, bool, bool, bool) = sqlx::query_as(
-            "SELECT r.rolname, r.rolsuper, r.rolbypassrls, \
+        let (name, superuser, bypass_rls, owns_tables): (String, bool, bool, bool) =
+            sqlx::query_as(
+                "SELECT r.rolname, r.rolsuper, r.rolbypassrls, \
                     EXISTS (SELECT 1 FROM pg_class c \
                              WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')) \
                FROM pg_roles r WHERE r.rolname = current_user",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+            )
+            .fetch_one(&self.pool)
+            .await?;
         Ok(RoleReport {
             name,
             superuser,
@@ -208,7 +208,10 @@ impl Store {
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        let known: Vec<_> = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).collect();
+        let known: Vec<_> = MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .collect();
         let mut status = MigrationStatus {
             known: known.len(),
             applied: applied.len(),
@@ -250,11 +253,13 @@ impl Store {
         .bind(external_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(tenant, connection, tenant_status, connection_status)| ResolvedChannel {
-            tenant: TenantId::from_uuid(tenant),
-            connection_id: connection,
-            active: tenant_status == "active" && connection_status == "active",
-        }))
+        Ok(row.map(
+            |(tenant, connection, tenant_status, connection_status)| ResolvedChannel {
+                tenant: TenantId::from_uuid(tenant),
+                connection_id: connection,
+                active: tenant_status == "active" && connection_status == "active",
+            },
+        ))
     }
 
     /// The underlying pool, for tests that must inspect connections directly.

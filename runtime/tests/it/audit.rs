@@ -57,7 +57,9 @@ async fn seeded_chain(n: usize) -> (TestDb, runtime::store::Store, TenantId) {
     let a = seed_tenant(&store, "a").await; // one event already
     let mut tx = store.tenant_tx(a.tenant).await.unwrap();
     for i in 1..n {
-        let appended = audit::append(&mut tx, &event("agent.updated", i)).await.unwrap();
+        let appended = audit::append(&mut tx, &event("agent.updated", i))
+            .await
+            .unwrap();
         assert_eq!(appended.seq, i as i64 + 1);
     }
     tx.commit().await.unwrap();
@@ -73,7 +75,9 @@ async fn chains_are_per_tenant_and_verify() {
     for (tenant, extra) in [(a.tenant, 4), (b.tenant, 2)] {
         let mut tx = store.tenant_tx(tenant).await.unwrap();
         for i in 0..extra {
-            audit::append(&mut tx, &event("agent.updated", i)).await.unwrap();
+            audit::append(&mut tx, &event("agent.updated", i))
+                .await
+                .unwrap();
         }
         tx.commit().await.unwrap();
     }
@@ -115,7 +119,10 @@ async fn the_runtime_can_neither_update_nor_delete_nor_truncate_audit_rows() {
     ] {
         let mut tx = store.tenant_tx(tenant).await.unwrap();
         let err = tx.connection().execute(stmt).await.unwrap_err();
-        assert!(err.to_string().contains("permission denied"), "{stmt}: {err}");
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{stmt}: {err}"
+        );
     }
     // Even the owner is stopped by the trigger.
     let mut conn = db.owner_conn().await;
@@ -134,7 +141,12 @@ async fn the_runtime_can_neither_update_nor_delete_nor_truncate_audit_rows() {
 #[tokio::test]
 async fn verification_finds_a_row_edited_behind_the_triggers_back() {
     let (db, store, tenant) = seeded_chain(5).await;
-    tamper(&db, tenant, "UPDATE audit_events SET details = '{\"n\": 42}' WHERE seq = 3").await;
+    tamper(
+        &db,
+        tenant,
+        "UPDATE audit_events SET details = '{\"n\": 42}' WHERE seq = 3",
+    )
+    .await;
     let report = verify(&store, tenant).await;
     assert!(!report.ok);
     assert_eq!(report.first_bad_seq, Some(3));

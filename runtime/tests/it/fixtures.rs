@@ -29,7 +29,10 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
         Uuid::new_v4(),
         Uuid::new_v4(),
     );
-    let external_id = format!("T{}", &Uuid::new_v4().simple().to_string()[..10].to_uppercase());
+    let external_id = format!(
+        "T{}",
+        &Uuid::new_v4().simple().to_string()[..10].to_uppercase()
+    );
 
     // Users are global (not tenant-owned): written outside any tenant transaction.
     sqlx::query("INSERT INTO users (id, email, display_name) VALUES ($1, $2, $3)")
@@ -43,12 +46,14 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     let mut tx = store.tenant_tx(tenant).await.unwrap();
     let t = tenant.as_uuid();
     let c = tx.connection();
-    sqlx::query("INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, 'customer_admin')")
-        .bind(t)
-        .bind(user)
-        .execute(&mut *c)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, 'customer_admin')",
+    )
+    .bind(t)
+    .bind(user)
+    .execute(&mut *c)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO agents (id, tenant_id, name, job_title, persona, system_prompt) \
          VALUES ($1, $2, $3, 'Support specialist', 'Warm and concise', 'Help customers')",

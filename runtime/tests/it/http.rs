@@ -28,7 +28,11 @@ async fn readyz_is_200_and_names_every_check_when_dependencies_answer() {
     assert_eq!(names, ["postgres", "redis", "migrations"]);
     assert!(report.checks.iter().all(|c| c.ok), "{report:?}");
     let migrations = &report.checks[2];
-    assert!(migrations.detail.ends_with("applied"), "{}", migrations.detail);
+    assert!(
+        migrations.detail.ends_with("applied"),
+        "{}",
+        migrations.detail
+    );
 }
 
 #[tokio::test]
@@ -43,7 +47,12 @@ async fn readyz_is_503_and_names_redis_when_redis_is_down() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let report: ReadinessReport = res.json().await.unwrap();
     assert_eq!(report.status, ReadinessStatus::NotReady);
-    let failed: Vec<_> = report.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+    let failed: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(failed, ["redis"]);
 }
 
@@ -57,10 +66,22 @@ async fn readyz_is_503_while_migrations_are_pending() {
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let report: ReadinessReport = res.json().await.unwrap();
-    let migrations = report.checks.iter().find(|c| c.name == "migrations").unwrap();
+    let migrations = report
+        .checks
+        .iter()
+        .find(|c| c.name == "migrations")
+        .unwrap();
     assert!(!migrations.ok);
-    assert!(migrations.detail.starts_with("0 of "), "{}", migrations.detail);
-    assert!(migrations.detail.contains("pending"), "{}", migrations.detail);
+    assert!(
+        migrations.detail.starts_with("0 of "),
+        "{}",
+        migrations.detail
+    );
+    assert!(
+        migrations.detail.contains("pending"),
+        "{}",
+        migrations.detail
+    );
 }
 
 #[tokio::test]
@@ -80,7 +101,13 @@ async fn unknown_api_paths_answer_the_json_error_contract_with_the_request_id() 
     let app = TestApp::spawn().await;
     let res = app.get("/api/nothing-here").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let header = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_string();
+    let header = res
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let body: ErrorBody = res.json().await.unwrap();
     assert_eq!(body.code, ErrorCode::NotFound);
     assert_eq!(body.request_id, header);
@@ -109,7 +136,10 @@ async fn a_sane_incoming_request_id_is_kept_and_a_hostile_one_replaced() {
         .await
         .unwrap();
     let id = res.headers()["x-request-id"].to_str().unwrap();
-    assert!(uuid::Uuid::parse_str(id).is_ok(), "replaced by a fresh id, got {id}");
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "replaced by a fresh id, got {id}"
+    );
 }
 
 #[tokio::test]
@@ -119,13 +149,27 @@ async fn the_portal_is_served_at_the_root_with_a_fallback_for_deep_links() {
         let res = app.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         assert_eq!(res.headers()["cache-control"], "no-cache", "{path}");
-        assert!(res.text().await.unwrap().contains("<title>Konstruct</title>"), "{path}");
+        assert!(
+            res.text()
+                .await
+                .unwrap()
+                .contains("<title>Konstruct</title>"),
+            "{path}"
+        );
     }
     let res = app.get("/assets/app-1234.css").await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
     assert_eq!(res.text().await.unwrap(), "body{margin:0}");
-    assert_eq!(app.get("/").await.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        app.get("/").await.headers()["x-content-type-options"],
+        "nosniff"
+    );
 }
 
 #[tokio::test]

@@ -85,12 +85,11 @@ async fn tenant_a_cannot_read_write_or_delete_tenant_b_rows_in_any_table() {
 
         // Reads: only A's rows, none of B's even when asked for by id.
         let mut tx = store.tenant_tx(a.tenant).await.unwrap();
-        let visible: Vec<uuid::Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT {col} FROM {table}"
-        )))
-        .fetch_all(tx.connection())
-        .await
-        .unwrap();
+        let visible: Vec<uuid::Uuid> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {col} FROM {table}")))
+                .fetch_all(tx.connection())
+                .await
+                .unwrap();
         assert!(!visible.is_empty(), "{table}: A sees its own rows");
         assert!(
             visible.iter().all(|t| t == a.tenant.as_uuid()),
@@ -221,20 +220,20 @@ async fn with_no_tenant_set_every_table_reads_empty_and_refuses_writes() {
             _ => {}
         }
         for (table, _) in TENANT_TABLES {
-            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM {table}"
-            )))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
             assert_eq!(n, 0, "{table} must read empty with the tenant {phase}");
         }
     }
-    let err = sqlx::query("INSERT INTO agents (id, tenant_id, name) VALUES (gen_random_uuid(), $1, 'x')")
-        .bind(a.tenant.as_uuid())
-        .execute(&mut conn)
-        .await
-        .unwrap_err();
+    let err =
+        sqlx::query("INSERT INTO agents (id, tenant_id, name) VALUES (gen_random_uuid(), $1, 'x')")
+            .bind(a.tenant.as_uuid())
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
     assert_eq!(sqlstate(&err).0, "42501");
 }
 
@@ -266,8 +265,14 @@ async fn the_runtime_role_is_not_superuser_not_owner_and_cannot_bypass_rls() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert!(!create_db && !create_role, "runtime role may not create databases or roles");
-    assert!(!inherit_bypass, "runtime role is not a member of any BYPASSRLS role");
+    assert!(
+        !create_db && !create_role,
+        "runtime role may not create databases or roles"
+    );
+    assert!(
+        !inherit_bypass,
+        "runtime role is not a member of any BYPASSRLS role"
+    );
 
     // A superuser pool is reported as unsafe, which `konstruct serve` refuses to run with.
     let su = runtime::store::Store::from_pool(
@@ -295,9 +300,15 @@ async fn channels_resolve_to_their_tenant_through_the_narrow_resolver_only() {
     assert_eq!(found.tenant, b.tenant);
     assert_eq!(found.connection_id, b.connection);
     assert!(found.active);
-    assert_eq!(store.resolve_channel("slack", "T_UNKNOWN").await.unwrap(), None);
     assert_eq!(
-        store.resolve_channel("whatsapp", &a.connection_external_id).await.unwrap(),
+        store.resolve_channel("slack", "T_UNKNOWN").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .resolve_channel("whatsapp", &a.connection_external_id)
+            .await
+            .unwrap(),
         None,
         "the kind is part of the key"
     );

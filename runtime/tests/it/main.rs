@@ -1,4 +1,10 @@
 //! The runtime's integration tests: one binary, real Postgres and Redis, a fresh database per test.
+// Helpers here are test code too: a failed step must stop the test loudly.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail the test on any error"
+)]
 
 mod audit;
 mod fixtures;

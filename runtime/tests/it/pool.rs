@@ -56,12 +56,17 @@ async fn interleaved_tenant_transactions_on_a_small_pool_never_leak() {
 
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (store, tenants, tally, next) = (store.clone(), tenants.clone(), tally.clone(), next.clone());
+        let (store, tenants, tally, next) =
+            (store.clone(), tenants.clone(), tally.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < OPERATIONS as u64 {
                 let (pick, fate, untenanted) = {
                     let mut rng = rand::rng();
-                    (rng.random_range(0..tenants.len()), rng.random_range(0..4u8), rng.random_ratio(1, 8))
+                    (
+                        rng.random_range(0..tenants.len()),
+                        rng.random_range(0..4u8),
+                        rng.random_ratio(1, 8),
+                    )
                 };
                 if untenanted {
                     // A plain pool query between tenant transactions sees no tenant and no rows.
@@ -72,7 +77,10 @@ async fn interleaved_tenant_transactions_on_a_small_pool_never_leak() {
                     .fetch_one(store.pool())
                     .await
                     .unwrap();
-                    assert_eq!(setting, None, "a tenant setting leaked out of a transaction");
+                    assert_eq!(
+                        setting, None,
+                        "a tenant setting leaked out of a transaction"
+                    );
                     assert_eq!(rows, 0, "rows visible without a tenant");
                     tally.untenanted_checks.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -90,7 +98,11 @@ async fn interleaved_tenant_transactions_on_a_small_pool_never_leak() {
                         .fetch_all(tx.connection())
                         .await
                         .unwrap();
-                assert_eq!(seen, vec![(*tenant.as_uuid(), expected)], "saw another tenant's rows");
+                assert_eq!(
+                    seen,
+                    vec![(*tenant.as_uuid(), expected)],
+                    "saw another tenant's rows"
+                );
                 match fate {
                     0 => {
                         tx.rollback().await.unwrap();
@@ -98,7 +110,12 @@ async fn interleaved_tenant_transactions_on_a_small_pool_never_leak() {
                     }
                     1 => {
                         // An error aborts the transaction; dropping it must still clean up.
-                        assert!(sqlx::query("SELECT 1 / 0").execute(tx.connection()).await.is_err());
+                        assert!(
+                            sqlx::query("SELECT 1 / 0")
+                                .execute(tx.connection())
+                                .await
+                                .is_err()
+                        );
                         drop(tx);
                         tally.failed_mid_way.fetch_add(1, Ordering::Relaxed);
                     }
@@ -120,7 +137,10 @@ async fn interleaved_tenant_transactions_on_a_small_pool_never_leak() {
         + t.failed_mid_way.load(Ordering::Relaxed)
         + t.untenanted_checks.load(Ordering::Relaxed);
     assert_eq!(total, OPERATIONS as u64);
-    assert!(t.failed_mid_way.load(Ordering::Relaxed) > 0 && t.untenanted_checks.load(Ordering::Relaxed) > 0);
+    assert!(
+        t.failed_mid_way.load(Ordering::Relaxed) > 0
+            && t.untenanted_checks.load(Ordering::Relaxed) > 0
+    );
     eprintln!(
         "pool: {OPERATIONS} operations over {TENANTS} tenants on {POOL_SIZE} connections in {:.0} ms \
          ({:?}); no leak",

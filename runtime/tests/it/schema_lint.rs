@@ -45,11 +45,15 @@ async fn lint(conn: &mut PgConnection) -> Vec<String> {
                     .is_some_and(|e| e.contains("current_setting('app.tenant_id'::text, true)"))
             };
             if !filters(&using) {
-                problems.push(format!("{table}.{name}: USING does not filter on app.tenant_id"));
+                problems.push(format!(
+                    "{table}.{name}: USING does not filter on app.tenant_id"
+                ));
             }
             // A SELECT or DELETE policy has no WITH CHECK; any other must have one.
             if !matches!(cmd.as_str(), "SELECT" | "DELETE") && !filters(&check) {
-                problems.push(format!("{table}.{name}: WITH CHECK does not filter on app.tenant_id"));
+                problems.push(format!(
+                    "{table}.{name}: WITH CHECK does not filter on app.tenant_id"
+                ));
             }
         }
     }
@@ -92,7 +96,10 @@ async fn the_lint_catches_a_table_that_forgets() {
         "wide_open.everyone: WITH CHECK does not filter on app.tenant_id",
         "agents.read_all: USING does not filter on app.tenant_id",
     ] {
-        assert!(problems.iter().any(|p| p == expected), "missing {expected:?} in {problems:#?}");
+        assert!(
+            problems.iter().any(|p| p == expected),
+            "missing {expected:?} in {problems:#?}"
+        );
     }
     assert_eq!(problems.len(), 7, "{problems:#?}");
 }

@@ -63,14 +63,20 @@ impl TestDb {
 
     async fn create(migrated: bool) -> TestDb {
         let name = format!("konstruct_test_{}_{}", now_secs(), Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url()).await.expect("connect as superuser");
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("connect as superuser");
         let owner = UrlTarget::parse(&url_for(OWNER, "x")).unwrap().role;
         let app = UrlTarget::parse(&url_for(APP, "x")).unwrap().role;
         let db_name = name.clone();
         bootstrap::with_lock(&mut admin, async move |conn| {
             bootstrap::ensure_roles(conn, &owner, &app).await?;
             drop_stale(conn).await;
-            let template = if migrated { Some(ensure_template(conn).await) } else { None };
+            let template = if migrated {
+                Some(ensure_template(conn).await)
+            } else {
+                None
+            };
             bootstrap::ensure_database(conn, &db_name, OWNER, template.as_deref()).await
         })
         .await
@@ -103,7 +109,9 @@ impl TestDb {
 
     /// A single connection as the owner role (migrations, tampering tests).
     pub async fn owner_conn(&self) -> PgConnection {
-        PgConnection::connect(&self.owner_url()).await.expect("connect as owner")
+        PgConnection::connect(&self.owner_url())
+            .await
+            .expect("connect as owner")
     }
 
     /// The superuser's URL for this database.
@@ -133,13 +141,18 @@ async fn ensure_template(conn: &mut PgConnection) -> String {
         // leaves a half-built template behind.
         let building = format!("{template}_building");
         drop_database(conn, &building).await;
-        bootstrap::ensure_database(conn, &building, OWNER, None).await.unwrap();
+        bootstrap::ensure_database(conn, &building, OWNER, None)
+            .await
+            .unwrap();
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect(&url_for(OWNER, &building))
             .await
             .unwrap();
-        MIGRATOR.run(&pool).await.expect("migrations apply to an empty database");
+        MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrations apply to an empty database");
         pool.close().await;
         conn.execute(sqlx::AssertSqlSafe(format!(
             "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
@@ -185,7 +198,9 @@ async fn drop_stale(conn: &mut PgConnection) {
 
 async fn drop_database(conn: &mut PgConnection, name: &str) {
     let _ = conn
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\"")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\""
+        )))
         .await;
 }
 
