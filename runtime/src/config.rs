@@ -48,6 +48,46 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+}
+
+/// Sessions, sign-in limits and the first platform admin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC key for session tokens, at least 32 bytes. When unset a random key is made at start,
+    /// so sessions end when the process restarts (fine for a laptop, wrong for production).
+    pub jwt_secret: Option<Secret<String>>,
+    /// Lifetime of one session token; cookies are re-issued as they age, API clients call
+    /// `POST /api/auth/refresh`.
+    pub token_minutes: u32,
+    /// A session ends this long after sign-in, however active.
+    pub session_max_hours: u32,
+    /// Mark cookies `Secure`. When unset, they are secure if the request came over HTTPS.
+    pub cookie_secure: Option<bool>,
+    /// The first platform admin, created at start if no platform admin exists.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<Secret<String>>,
+    /// Failed sign-ins allowed per account, and per client address, in one window.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_window_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_minutes: 15,
+            session_max_hours: 12,
+            cookie_secure: None,
+            admin_email: None,
+            admin_password: None,
+            login_failures_per_account: 5,
+            login_failures_per_address: 30,
+            login_window_secs: 900,
+        }
+    }
 }
 
 /// The HTTP listener and the portal's static files.
@@ -87,6 +127,8 @@ pub struct DatabaseSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     pub url: Secret<String>,
+    /// Prepended to every key, so deployments (or test runs) sharing one Redis stay apart.
+    pub key_prefix: String,
 }
 
 /// Logging.
@@ -141,6 +183,7 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: Secret::new("redis://127.0.0.1:6379".into()),
+            key_prefix: "konstruct".into(),
         }
     }
 }
@@ -242,6 +285,56 @@ const ENV_VARS: &[(&str, Apply)] = &[
     }),
     ("KONSTRUCT_REDIS_URL", |s, v| {
         s.redis.url = Secret::new(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_JWT_SECRET", |s, v| {
+        if v.len() < 32 {
+            return Err("must be at least 32 characters".into());
+        }
+        s.auth.jwt_secret = Some(Secret::new(v.to_string()));
+        Ok(())
+    }),
+    ("KONSTRUCT_TOKEN_MINUTES", |s, v| {
+        s.auth.token_minutes = parse_number(v)?;
+        if s.auth.token_minutes == 0 {
+            return Err("must be at least 1".into());
+        }
+        Ok(())
+    }),
+    ("KONSTRUCT_SESSION_MAX_HOURS", |s, v| {
+        s.auth.session_max_hours = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_COOKIE_SECURE", |s, v| {
+        s.auth.cookie_secure = Some(match v {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err("expected true or false".into()),
+        });
+        Ok(())
+    }),
+    ("KONSTRUCT_ADMIN_EMAIL", |s, v| {
+        s.auth.admin_email = Some(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_ADMIN_PASSWORD", |s, v| {
+        s.auth.admin_password = Some(Secret::new(non_empty(v)?));
+        Ok(())
+    }),
+    ("KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT", |s, v| {
+        s.auth.login_failures_per_account = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_LOGIN_FAILURES_PER_ADDRESS", |s, v| {
+        s.auth.login_failures_per_address = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_LOGIN_WINDOW_SECS", |s, v| {
+        s.auth.login_window_secs = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_REDIS_KEY_PREFIX", |s, v| {
+        s.redis.key_prefix = non_empty(v)?;
         Ok(())
     }),
     ("KONSTRUCT_LOG", |s, v| {

@@ -5,7 +5,9 @@
 //! the environment. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod redis;
 pub mod store;
 pub mod telemetry;
+pub mod tools;

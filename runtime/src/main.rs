@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use runtime::api::{self, AppState};
-use runtime::config::Settings;
+use runtime::api::{self, AppState, AuthState};
+use runtime::auth::password;
+use runtime::config::{AuthSettings, Settings};
 use runtime::redis::Redis;
-use runtime::store::{self, Store, bootstrap};
+use runtime::store::{self, Store, bootstrap, users};
 use runtime::telemetry;
 
 /// Konstruct: AI employees on Slack and WhatsApp, run from a web portal.
@@ -32,6 +33,9 @@ enum Command {
     SetupDb,
     /// Load and validate the configuration, print it with secrets redacted, and exit.
     CheckConfig,
+    /// Create a platform admin from KONSTRUCT_ADMIN_EMAIL and KONSTRUCT_ADMIN_PASSWORD (or do
+    /// nothing if that account exists).
+    CreateAdmin,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tracing::info!("database roles and database are in place");
             Ok(())
         }
+        Command::CreateAdmin => {
+            let store = Store::connect_lazy(&settings.database)?;
+            if !ensure_admin(&store, &settings.auth).await? {
+                anyhow::bail!("set KONSTRUCT_ADMIN_EMAIL and KONSTRUCT_ADMIN_PASSWORD");
+            }
+            Ok(())
+        }
         Command::CheckConfig => {
             #[expect(
                 clippy::print_stdout,
@@ -102,6 +113,28 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Creates the platform admin named in the settings unless that account exists. Returns false
+/// when the settings name none.
+async fn ensure_admin(store: &Store, auth: &AuthSettings) -> anyhow::Result<bool> {
+    let (Some(email), Some(password)) = (&auth.admin_email, &auth.admin_password) else {
+        return Ok(false);
+    };
+    if users::get_by_email(store, email).await?.is_some() {
+        tracing::info!("the configured admin account exists");
+        return Ok(true);
+    }
+    if password.expose().chars().count() < password::MIN_LENGTH {
+        anyhow::bail!("KONSTRUCT_ADMIN_PASSWORD must have at least {} characters", password::MIN_LENGTH);
+    }
+    let pw = password.expose().clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let user = users::create(store, email, "Platform admin", &hash, true).await?;
+    tracing::info!(user.id = %user.id, "created the first platform admin");
+    Ok(true)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -122,10 +155,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "Postgres not reachable yet; /readyz will report it"),
     }
+    if let Err(e) = ensure_admin(&store, &settings.auth).await {
+        tracing::error!(error = format!("{e:#}"), "could not create the first platform admin");
+    }
     let (redis, _redis_task) = Redis::connect(&settings.redis)?;
     let state = AppState {
         store,
         redis: redis.clone(),
+        auth: AuthState::from_settings(&settings.auth),
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
     tracing::info!(

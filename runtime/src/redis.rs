@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
+use fred::interfaces::KeysInterface;
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
-use fred::types::ConnectHandle;
+use fred::types::{ConnectHandle, ExpireOptions, Expiration};
 
 use crate::config::RedisSettings;
 
@@ -24,6 +25,8 @@ pub enum RedisError {
 #[derive(Clone)]
 pub struct Redis {
     client: fred::prelude::Client,
+    /// Prepended to every key, so several deployments (or tests) can share one Redis.
+    prefix: String,
 }
 
 impl std::fmt::Debug for Redis {
@@ -49,7 +52,59 @@ impl Redis {
             .build()
             .map_err(|_| RedisError::InvalidUrl)?;
         let handle = client.connect();
-        Ok((Self { client }, handle))
+        Ok((
+            Self {
+                client,
+                prefix: settings.key_prefix.clone(),
+            },
+            handle,
+        ))
+    }
+
+    /// A key under this deployment's prefix, e.g. `konstruct:login:addr:127.0.0.1`.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// Adds one to a counter that expires `window_secs` after its first increment; returns the
+    /// new count.
+    pub async fn incr_in_window(&self, key: &str, window_secs: u64) -> Result<i64, RedisError> {
+        let count: i64 = self.client.incr(key).await.map_err(RedisError::Command)?;
+        let secs = i64::try_from(window_secs).unwrap_or(i64::MAX);
+        let _: i64 = self
+            .client
+            .expire(key, secs, Some(ExpireOptions::NX))
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(count)
+    }
+
+    /// A counter's value and the seconds until it resets (0 when absent).
+    pub async fn counter(&self, key: &str) -> Result<(i64, u64), RedisError> {
+        let count: Option<i64> = self.client.get(key).await.map_err(RedisError::Command)?;
+        let ttl: i64 = self.client.ttl(key).await.map_err(RedisError::Command)?;
+        Ok((count.unwrap_or(0), u64::try_from(ttl).unwrap_or(0)))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), RedisError> {
+        let _: i64 = self.client.del(key).await.map_err(RedisError::Command)?;
+        Ok(())
+    }
+
+    /// Sets a marker that disappears after `ttl_secs`.
+    pub async fn set_marker(&self, key: &str, ttl_secs: u64) -> Result<(), RedisError> {
+        let secs = i64::try_from(ttl_secs.max(1)).unwrap_or(i64::MAX);
+        let _: () = self
+            .client
+            .set(key, 1, Some(Expiration::EX(secs)), None, false)
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(())
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, RedisError> {
+        let n: i64 = self.client.exists(key).await.map_err(RedisError::Command)?;
+        Ok(n > 0)
     }
 
     /// A round trip, for readiness.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Adding a variant forces the runtime's status mapping to be extended (the match has no
 /// catch-all), so a new code can never silently become a 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request could not be parsed (malformed JSON, wrong content type, bad query string).
@@ -85,6 +86,7 @@ impl fmt::Display for ErrorCode {
 
 /// The JSON body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Machine-readable code; clients branch on this.
     pub code: ErrorCode,
@@ -93,6 +95,18 @@ pub struct ErrorBody {
     /// The id of the request, also sent as the `X-Request-Id` header and logged with every line
     /// the request produced, so support can find the cause.
     pub request_id: String,
+    /// With `validation_failed`: one entry per invalid field, so a form can show each inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+/// Why one field is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    /// The field's path in the request body, e.g. `name` or `escalation_rules[1].trigger.threshold`.
+    pub field: String,
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -115,6 +129,7 @@ mod tests {
             code: ErrorCode::NotFound,
             message: "no such agent".into(),
             request_id: "r-1".into(),
+            fields: Vec::new(),
         };
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["code"], "not_found");

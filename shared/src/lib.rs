@@ -3,9 +3,11 @@
 //! This crate must compile for `wasm32-unknown-unknown` as well as natively, so it depends on
 //! nothing that needs an operating system (no tokio, no sqlx); the test command checks both.
 
+pub mod auth;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod resources;
 
-pub use error::{ErrorBody, ErrorCode};
+pub use error::{ErrorBody, ErrorCode, FieldError};
 pub use ids::TenantId;

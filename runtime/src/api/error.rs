@@ -10,7 +10,7 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use shared::{ErrorBody, ErrorCode};
+use shared::{ErrorBody, ErrorCode, FieldError};
 
 use crate::store::StoreError;
 
@@ -24,6 +24,7 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     retry_after_secs: Option<u64>,
+    fields: Vec<FieldError>,
     cause: Option<Cause>,
 }
 
@@ -57,8 +58,40 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            fields: Vec::new(),
             cause: None,
         }
+    }
+
+    /// `validation_failed` with one entry per invalid field.
+    pub fn validation(fields: Vec<FieldError>) -> Self {
+        let mut e = Self::new(
+            ErrorCode::ValidationFailed,
+            "Some fields are not valid; see `fields`.",
+        );
+        e.fields = fields;
+        e
+    }
+
+    /// `validation_failed` for one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
+    /// 401: no session, or it is invalid, expired or revoked.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            ErrorCode::Unauthenticated,
+            "Your session is missing, has expired or was ended. Please sign in.",
+        )
+    }
+
+    /// 403: signed in, but the permission is missing.
+    pub fn forbidden(what: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, what)
     }
 
     /// A failure on our side; `cause` is logged, never sent.
@@ -132,6 +165,7 @@ impl ResponseError for ApiError {
             code: self.code,
             message: self.message.clone(),
             request_id: request_id::current().unwrap_or_default(),
+            fields: self.fields.clone(),
         };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));

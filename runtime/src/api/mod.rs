@@ -2,10 +2,19 @@
 //!
 //! Only this module knows HTTP status codes; everything below it returns typed errors.
 
+pub mod admin;
+pub mod agents;
+pub mod auth;
 pub mod error;
 pub mod health;
+pub mod members;
+pub mod openapi;
 pub mod portal;
 pub mod request_id;
+pub mod routes;
+pub mod tenants;
+pub mod tools;
+pub mod validate;
 
 use std::net::TcpListener;
 
@@ -14,7 +23,11 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use shared::ErrorCode;
 
-use crate::config::ServerSettings;
+use serde::Deserialize;
+use shared::resources::Page;
+
+use crate::auth::TokenKeys;
+use crate::config::{AuthSettings, ServerSettings};
 use crate::redis::Redis;
 use crate::store::Store;
 
@@ -25,6 +38,92 @@ pub use error::ApiError;
 pub struct AppState {
     pub store: Store,
     pub redis: Redis,
+    pub auth: AuthState,
+}
+
+/// Session signing and sign-in limits.
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    pub keys: TokenKeys,
+    pub cookie_secure: Option<bool>,
+    pub session_max_hours: u32,
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_window_secs: u64,
+}
+
+impl AuthState {
+    /// From the settings; a missing secret becomes a random one (sessions then end on restart).
+    pub fn from_settings(settings: &AuthSettings) -> Self {
+        let secret = match &settings.jwt_secret {
+            Some(secret) => secret.expose().as_bytes().to_vec(),
+            None => {
+                tracing::warn!(
+                    "KONSTRUCT_JWT_SECRET is not set: using a random key, so sessions end when                      the process restarts"
+                );
+                TokenKeys::random_secret()
+            }
+        };
+        Self {
+            keys: TokenKeys::new(&secret, settings.token_minutes, settings.session_max_hours),
+            cookie_secure: settings.cookie_secure,
+            session_max_hours: settings.session_max_hours,
+            login_failures_per_account: settings.login_failures_per_account,
+            login_failures_per_address: settings.login_failures_per_address,
+            login_window_secs: settings.login_window_secs,
+        }
+    }
+}
+
+/// `?page=&per_page=` on list endpoints.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// 1-based page number; 1 when omitted.
+    pub page: Option<u32>,
+    /// 1 to 100; 20 when omitted.
+    pub per_page: Option<u32>,
+}
+
+/// A validated page request.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl PageQuery {
+    pub fn resolve(&self) -> Result<Paging, ApiError> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(20);
+        let mut errors = validate::Errors::default();
+        if page == 0 || page > 1_000_000 {
+            errors.add("page", "must be between 1 and 1000000");
+        }
+        if !(1..=100).contains(&per_page) {
+            errors.add("per_page", "must be between 1 and 100");
+        }
+        errors.finish()?;
+        Ok(Paging { page, per_page })
+    }
+}
+
+impl Paging {
+    pub fn limit(&self) -> i64 {
+        i64::from(self.per_page)
+    }
+
+    pub fn offset(&self) -> i64 {
+        i64::from(self.page - 1) * i64::from(self.per_page)
+    }
+
+    pub fn page<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
+        Page {
+            items,
+            page: self.page,
+            per_page: self.per_page,
+            total: u64::try_from(total).unwrap_or(0),
+        }
+    }
 }
 
 /// A bound, not yet running server.
@@ -65,9 +164,11 @@ pub fn bind(settings: &ServerSettings, state: AppState) -> std::io::Result<Bound
                     .add(("X-Frame-Options", "DENY"))
                     .add(("Referrer-Policy", "same-origin")),
             )
+            .wrap(from_fn(auth::session_middleware))
             .wrap(from_fn(request_id::middleware))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
+            .configure(routes::configure)
             .service(web::scope("/api").default_service(web::to(api_not_found)));
         let app = app.default_service(fn_service(portal::spa_fallback));
         if portal_built {

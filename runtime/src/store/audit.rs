@@ -20,8 +20,9 @@ pub enum Actor {
     User(Uuid),
     /// A platform admin acting inside the tenant; `admin` is the real person.
     PlatformAdmin { admin: Uuid },
-    /// A platform admin impersonating a tenant user: recorded with the real admin's id.
-    Impersonating { admin: Uuid, as_user: Uuid },
+    /// A platform admin acting through an impersonation of the tenant: `impersonator_id` holds
+    /// the real admin's id, which marks the row as done under impersonation.
+    Impersonating { admin: Uuid },
     /// A Slack or WhatsApp end user, by the internal id of their conversation.
     EndUser(Uuid),
 }
@@ -32,7 +33,7 @@ impl Actor {
             Actor::System => ("system", None, None),
             Actor::User(id) => ("user", Some(id), None),
             Actor::PlatformAdmin { admin } => ("platform_admin", Some(admin), None),
-            Actor::Impersonating { admin, as_user } => ("user", Some(as_user), Some(admin)),
+            Actor::Impersonating { admin } => ("platform_admin", Some(admin), Some(admin)),
             Actor::EndUser(id) => ("end_user", Some(id), None),
         }
     }

@@ -7,9 +7,11 @@
 //! its own tenant. Work that spans tenants goes through named, narrow paths
 //! ([`Store::resolve_channel`]).
 
+pub mod agents;
 pub mod audit;
 pub mod bootstrap;
 pub mod tenants;
+pub mod users;
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! Tenant rows. A tenant's own row is visible only inside a transaction bound to it.
+//! Tenant rows. A tenant's own row is visible only inside a transaction bound to it; the platform
+//! admin's list goes through the `platform_list_tenants` function.
 
 use chrono::{DateTime, Utc};
 use shared::TenantId;
@@ -14,33 +15,111 @@ pub struct TenantRow {
     pub name: String,
     pub status: String,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
-/// Creates a tenant with a fresh id. The insert runs in a transaction bound to the new id, so the
-/// row-level security policy's `WITH CHECK` accepts it like any other tenant-scoped write.
-pub async fn create(store: &Store, slug: &str, name: &str) -> StoreResult<TenantRow> {
+const COLUMNS: &str = "id, slug, name, status, created_at, updated_at";
+
+/// Creates a tenant with a fresh id inside a transaction bound to that id, so the row-level
+/// security policy's `WITH CHECK` accepts it like any other tenant-scoped write. The caller
+/// commits (and may add its audit event first).
+pub async fn create(store: &Store, slug: &str, name: &str) -> StoreResult<(TenantRow, TenantTx)> {
     let id = TenantId::from_uuid(Uuid::new_v4());
     let mut tx = store.tenant_tx(id).await?;
-    let row = sqlx::query_as::<_, TenantRow>(
-        "INSERT INTO tenants (id, slug, name) VALUES ($1, $2, $3) \
-         RETURNING id, slug, name, status, created_at",
-    )
+    let row = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tenants (id, slug, name) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+    )))
     .bind(id.as_uuid())
     .bind(slug)
     .bind(name)
     .fetch_one(tx.connection())
     .await?;
-    tx.commit().await?;
-    Ok(row)
+    Ok((row, tx))
 }
 
-/// The tenant the transaction is bound to.
-pub async fn current(tx: &mut TenantTx) -> StoreResult<TenantRow> {
+/// The tenant the transaction is bound to, if it exists.
+pub async fn current(tx: &mut TenantTx) -> StoreResult<Option<TenantRow>> {
     let id = tx.tenant();
-    Ok(sqlx::query_as::<_, TenantRow>(
-        "SELECT id, slug, name, status, created_at FROM tenants WHERE id = $1",
-    )
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM tenants WHERE id = $1"
+    )))
     .bind(id.as_uuid())
-    .fetch_one(tx.connection())
+    .fetch_optional(tx.connection())
     .await?)
+}
+
+/// Updates the transaction's tenant; `None` fields stay as they are.
+pub async fn update(
+    tx: &mut TenantTx,
+    name: Option<&str>,
+    slug: Option<&str>,
+    status: Option<&str>,
+) -> StoreResult<Option<TenantRow>> {
+    let id = tx.tenant();
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE tenants SET name = coalesce($2, name), slug = coalesce($3, slug), \
+                status = coalesce($4, status), updated_at = now() \
+          WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id.as_uuid())
+    .bind(name)
+    .bind(slug)
+    .bind(status)
+    .fetch_optional(tx.connection())
+    .await?)
+}
+
+/// Deletes the transaction's tenant and, by cascade, its members, agents, channels,
+/// conversations and messages. Its audit trail stays.
+pub async fn delete(tx: &mut TenantTx) -> StoreResult<bool> {
+    let id = tx.tenant();
+    let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
+        .bind(id.as_uuid())
+        .execute(tx.connection())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Every tenant, newest first, optionally filtered by a search on name and slug. For platform
+/// admins only: the caller checks.
+pub async fn list_all(
+    store: &Store,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<TenantRow>, i64)> {
+    let rows: Vec<(Uuid, String, String, String, DateTime<Utc>, DateTime<Utc>, i64)> =
+        sqlx::query_as(
+            "SELECT id, slug, name, status, created_at, updated_at, total \
+               FROM platform_list_tenants($1, $2, $3)",
+        )
+        .bind(search)
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .bind(i32::try_from(offset).unwrap_or(i32::MAX))
+        .fetch_all(store.pool())
+        .await?;
+    let total = match rows.first() {
+        Some(row) => row.6,
+        // An empty page past the end still needs the total.
+        None if offset > 0 => {
+            sqlx::query_scalar("SELECT coalesce(max(total), 0) FROM platform_list_tenants($1, 1, 0)")
+                .bind(search)
+                .fetch_one(store.pool())
+                .await?
+        }
+        None => 0,
+    };
+    Ok((
+        rows.into_iter()
+            .map(|(id, slug, name, status, created_at, updated_at, _)| TenantRow {
+                id,
+                slug,
+                name,
+                status,
+                created_at,
+                updated_at,
+            })
+            .collect(),
+        total,
+    ))
 }

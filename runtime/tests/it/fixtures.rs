@@ -18,9 +18,10 @@ pub struct Seeded {
 /// audit event.
 pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     let slug = format!("{label}-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let tenant = tenants::create(store, &slug, &format!("Tenant {label}"))
+    let (tenant, tx) = tenants::create(store, &slug, &format!("Tenant {label}"))
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     let tenant = TenantId::from_uuid(tenant.id);
     let (user, agent, connection, conversation, message) = (
         Uuid::new_v4(),

@@ -10,6 +10,8 @@ mod audit;
 mod fixtures;
 mod http;
 mod isolation;
+mod matrix;
 mod pool;
 mod schema_lint;
 mod support;
+mod world;

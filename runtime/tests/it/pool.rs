@@ -32,9 +32,11 @@ async fn interleaved_tenant_transactions_on_a_small_pool_never_leak() {
     // Tenant i owns i + 1 agents, so a count identifies whose rows a transaction saw.
     let mut tenants = Vec::new();
     for i in 0..TENANTS {
-        let t = runtime::store::tenants::create(&store, &format!("pool-{i}"), &format!("Pool {i}"))
-            .await
-            .unwrap();
+        let (t, tx) =
+            runtime::store::tenants::create(&store, &format!("pool-{i}"), &format!("Pool {i}"))
+                .await
+                .unwrap();
+        tx.commit().await.unwrap();
         let id = TenantId::from_uuid(t.id);
         let mut tx = store.tenant_tx(id).await.unwrap();
         for n in 0..=i {

@@ -9,7 +9,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use runtime::api::{self, AppState};
+use chrono::{Duration, Utc};
+use runtime::api::{self, AppState, AuthState};
+use runtime::auth::TokenKeys;
+use runtime::auth::tokens::ImpersonationClaim;
 use runtime::config::{Secret, Settings};
 use runtime::redis::Redis;
 use runtime::store::bootstrap::{self, UrlTarget};
@@ -210,7 +213,15 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub portal_dir: PathBuf,
+    pub db: TestDb,
+    pub store: Store,
+    pub redis: Redis,
+    /// The server's signing keys, so tests can mint (and forge) tokens.
+    pub keys: TokenKeys,
 }
+
+/// The secret test servers sign sessions with.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
 /// How to build a [`TestApp`].
 #[derive(Debug, Default)]
@@ -219,6 +230,8 @@ pub struct AppOptions {
     pub redis_url: Option<String>,
     /// Use a database without migrations.
     pub unmigrated: bool,
+    pub login_failures_per_account: Option<u32>,
+    pub login_failures_per_address: Option<u32>,
 }
 
 impl TestApp {
@@ -248,16 +261,31 @@ impl TestApp {
         settings.server.json_limit_bytes = 1024;
         settings.database.url = Secret::new(db.app_url());
         settings.redis.url = Secret::new(options.redis_url.unwrap_or_else(redis_url));
+        // A key space of its own, like the database: no test sees another's counters.
+        settings.redis.key_prefix = format!("konstruct-test:{}", Uuid::new_v4().simple());
+        settings.auth.jwt_secret = Some(Secret::new(JWT_SECRET.into()));
+        settings.auth.login_failures_per_account = options.login_failures_per_account.unwrap_or(5);
+        settings.auth.login_failures_per_address = options.login_failures_per_address.unwrap_or(30);
 
         let store = Store::connect_lazy(&settings.database).unwrap();
         let (redis, _task) = Redis::connect(&settings.redis).unwrap();
-        let state = AppState { store, redis };
+        let auth = AuthState::from_settings(&settings.auth);
+        let keys = auth.keys.clone();
+        let state = AppState {
+            store: store.clone(),
+            redis: redis.clone(),
+            auth,
+        };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);
         TestApp {
             base: format!("http://127.0.0.1:{}", bound.port),
             http: reqwest::Client::new(),
             portal_dir,
+            db,
+            store,
+            redis,
+            keys,
         }
     }
 
@@ -267,6 +295,27 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// A valid session token for `user`, as sign-in would issue (optionally impersonating).
+    pub async fn token_for(&self, user: Uuid, impersonate: Option<shared::TenantId>) -> String {
+        let row = runtime::store::users::get(&self.store, user).await.unwrap().unwrap();
+        let now = Utc::now();
+        let mut claims = self.keys.new_session(user, row.auth_version, now);
+        claims.imp = impersonate.map(|t| ImpersonationClaim {
+            tenant: *t.as_uuid(),
+            exp: (now + Duration::minutes(30)).timestamp(),
+        });
+        self.keys.sign(&self.keys.renew(&claims, now)).unwrap()
+    }
+
+    /// A request with `token` as bearer (or none).
+    pub fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, self.url(path));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
     }
 }
 

@@ -1,0 +1,49 @@
+//! `GET /api/openapi.json`: the API described from the handlers' own annotations.
+
+use actix_web::web;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// The document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Konstruct API", description = "Operators, tenants and AI employees."),
+    paths(
+        super::auth::login, super::auth::logout, super::auth::refresh, super::auth::me,
+        super::admin::start_impersonation, super::admin::stop_impersonation,
+        document, super::tools::list,
+        super::tenants::list, super::tenants::create, super::tenants::get, super::tenants::update,
+        super::tenants::delete,
+        super::agents::list, super::agents::create, super::agents::get, super::agents::replace,
+        super::agents::delete,
+        super::members::list, super::members::create, super::members::update,
+        super::members::remove,
+    ),
+    modifiers(&Security),
+    security(("bearer" = []), ("cookie" = [])),
+)]
+pub struct ApiDoc;
+
+#[derive(Debug)]
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::auth::SESSION_COOKIE))),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "The OpenAPI 3 document")))]
+pub async fn document() -> web::Json<utoipa::openapi::OpenApi> {
+    web::Json(ApiDoc::openapi())
+}

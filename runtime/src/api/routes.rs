@@ -1,0 +1,103 @@
+//! The route table: every API endpoint with the access it requires, in one visible place.
+//!
+//! `configure` registers exactly these routes, and the `Authorized` extractor enforces the access
+//! listed here for the route that matched, so the table cannot drift from what runs. The
+//! authorization-matrix test walks this table (and checks it against the OpenAPI document).
+
+use actix_web::http::Method;
+use actix_web::{guard, web};
+use shared::ErrorCode;
+use shared::auth::Permission;
+
+use super::error::ApiError;
+use super::{admin, agents, auth, members, openapi, tenants, tools};
+
+/// What a route requires of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// Any valid session.
+    Session,
+    /// A platform admin (not impersonating) with this permission.
+    Platform(Permission),
+    /// This permission inside the tenant named by the route's `{tenant_id}`.
+    Tenant(Permission),
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! routes {
+    ($($method:ident $path:literal => $access:expr, $handler:path;)*) => {
+        /// Every API route.
+        pub const ROUTES: &[RouteSpec] = &[
+            $(RouteSpec { method: stringify!($method), path: $path, access: $access },)*
+        ];
+
+        /// Registers every route. A resource per (method, path) with a method guard, so paths
+        /// with several methods fall through to the next resource; a final resource per path
+        /// answers 405 for the other methods.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(
+                web::resource($path)
+                    .guard(guard::Method(Method::$method))
+                    .route(web::route().to($handler)),
+            );)*
+            let mut seen: Vec<&'static str> = Vec::new();
+            for spec in ROUTES {
+                if !seen.contains(&spec.path) {
+                    seen.push(spec.path);
+                    cfg.service(web::resource(spec.path).default_service(web::to(method_not_allowed)));
+                }
+            }
+        }
+    };
+}
+
+use Access::{Platform, Public, Session, Tenant};
+use Permission::*;
+
+routes! {
+    POST   "/api/auth/login"                              => Public, auth::login;
+    POST   "/api/auth/logout"                             => Session, auth::logout;
+    POST   "/api/auth/refresh"                            => Session, auth::refresh;
+    GET    "/api/me"                                      => Session, auth::me;
+    POST   "/api/admin/impersonate"                       => Platform(Impersonate), admin::start_impersonation;
+    DELETE "/api/admin/impersonate"                       => Session, admin::stop_impersonation;
+    GET    "/api/openapi.json"                            => Public, openapi::document;
+    GET    "/api/tools"                                   => Session, tools::list;
+    GET    "/api/tenants"                                 => Platform(TenantsManage), tenants::list;
+    POST   "/api/tenants"                                 => Platform(TenantsManage), tenants::create;
+    GET    "/api/tenants/{tenant_id}"                     => Tenant(TenantRead), tenants::get;
+    PATCH  "/api/tenants/{tenant_id}"                     => Platform(TenantsManage), tenants::update;
+    DELETE "/api/tenants/{tenant_id}"                     => Platform(TenantsManage), tenants::delete;
+    GET    "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsRead), agents::list;
+    POST   "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsWrite), agents::create;
+    GET    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsRead), agents::get;
+    PUT    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsWrite), agents::replace;
+    DELETE "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsWrite), agents::delete;
+    GET    "/api/tenants/{tenant_id}/members"             => Tenant(MembersRead), members::list;
+    POST   "/api/tenants/{tenant_id}/members"             => Platform(UsersCreate), members::create;
+    PATCH  "/api/tenants/{tenant_id}/members/{user_id}"   => Tenant(MembersWrite), members::update;
+    DELETE "/api/tenants/{tenant_id}/members/{user_id}"   => Tenant(MembersWrite), members::remove;
+}
+
+/// The spec of the route that matched, by method and pattern.
+pub fn lookup(method: &Method, pattern: &str) -> Option<&'static RouteSpec> {
+    ROUTES
+        .iter()
+        .find(|r| r.path == pattern && r.method == method.as_str())
+}
+
+async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}.", req.method(), req.path()),
+    ))
+}

@@ -1,0 +1,118 @@
+//! AI employees. Rows are read and written only inside a `TenantTx`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{StoreResult, TenantTx};
+
+/// An agent as stored; `tools` and `escalation_rules` are JSON arrays validated by the API.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AgentRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub job_title: String,
+    pub persona: String,
+    pub system_prompt: String,
+    pub job_description: String,
+    pub model_preference: String,
+    pub business_function: String,
+    pub tools: Value,
+    pub escalation_rules: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The editable fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentFields<'a> {
+    pub name: &'a str,
+    pub job_title: &'a str,
+    pub persona: &'a str,
+    pub system_prompt: &'a str,
+    pub job_description: &'a str,
+    pub model_preference: &'a str,
+    pub business_function: &'a str,
+    pub tools: Value,
+    pub escalation_rules: Value,
+}
+
+const COLUMNS: &str = "id, tenant_id, name, job_title, persona, system_prompt, job_description, \
+                       model_preference, business_function, tools, escalation_rules, created_at, \
+                       updated_at";
+
+pub async fn list(tx: &mut TenantTx, limit: i64, offset: i64) -> StoreResult<(Vec<AgentRow>, i64)> {
+    let rows = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM agents ORDER BY created_at, id LIMIT $1 OFFSET $2"
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(tx.connection())
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM agents")
+        .fetch_one(tx.connection())
+        .await?;
+    Ok((rows, total))
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<AgentRow>> {
+    Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM agents WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(tx.connection())
+    .await?)
+}
+
+pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<AgentRow> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO agents (id, tenant_id, name, job_title, persona, system_prompt, \
+                             job_description, model_preference, business_function, tools, \
+                             escalation_rules) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+    )))
+    .bind(Uuid::new_v4())
+    .bind(tenant.as_uuid())
+    .bind(f.name)
+    .bind(f.job_title)
+    .bind(f.persona)
+    .bind(f.system_prompt)
+    .bind(f.job_description)
+    .bind(f.model_preference)
+    .bind(f.business_function)
+    .bind(&f.tools)
+    .bind(&f.escalation_rules)
+    .fetch_one(tx.connection())
+    .await?)
+}
+
+pub async fn update(tx: &mut TenantTx, id: Uuid, f: &AgentFields<'_>) -> StoreResult<Option<AgentRow>> {
+    Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE agents SET name = $2, job_title = $3, persona = $4, system_prompt = $5, \
+                job_description = $6, model_preference = $7, business_function = $8, \
+                tools = $9, escalation_rules = $10, updated_at = now() \
+          WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(f.name)
+    .bind(f.job_title)
+    .bind(f.persona)
+    .bind(f.system_prompt)
+    .bind(f.job_description)
+    .bind(f.model_preference)
+    .bind(f.business_function)
+    .bind(&f.tools)
+    .bind(&f.escalation_rules)
+    .fetch_optional(tx.connection())
+    .await?)
+}
+
+pub async fn delete(tx: &mut TenantTx, id: Uuid) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM agents WHERE id = $1")
+        .bind(id)
+        .execute(tx.connection())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

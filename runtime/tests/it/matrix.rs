@@ -1,0 +1,182 @@
+//! The authorization matrix: every route in the route table × every kind of caller, with the
+//! expected status derived from the route's declared access and the roles' permissions. A route
+//! without an entry in `SUCCESS` fails the test, and so does a route the OpenAPI document and the
+//! route table disagree about.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use runtime::api::routes::{Access, ROUTES, RouteSpec};
+use serde_json::{Value, json};
+use shared::auth::TenantRole;
+use uuid::Uuid;
+
+use crate::support::TestApp;
+use crate::world::{self, PASSWORD, Who, World};
+
+/// The status each route answers when the caller is allowed.
+const SUCCESS: &[(&str, &str, u16)] = &[
+    ("POST", "/api/auth/login", 200),
+    ("POST", "/api/auth/logout", 204),
+    ("POST", "/api/auth/refresh", 200),
+    ("GET", "/api/me", 200),
+    ("POST", "/api/admin/impersonate", 200),
+    ("DELETE", "/api/admin/impersonate", 200),
+    ("GET", "/api/openapi.json", 200),
+    ("GET", "/api/tools", 200),
+    ("GET", "/api/tenants", 200),
+    ("POST", "/api/tenants", 201),
+    ("GET", "/api/tenants/{tenant_id}", 200),
+    ("PATCH", "/api/tenants/{tenant_id}", 200),
+    ("DELETE", "/api/tenants/{tenant_id}", 204),
+    ("GET", "/api/tenants/{tenant_id}/agents", 200),
+    ("POST", "/api/tenants/{tenant_id}/agents", 201),
+    ("GET", "/api/tenants/{tenant_id}/agents/{agent_id}", 200),
+    ("PUT", "/api/tenants/{tenant_id}/agents/{agent_id}", 200),
+    ("DELETE", "/api/tenants/{tenant_id}/agents/{agent_id}", 204),
+    ("GET", "/api/tenants/{tenant_id}/members", 200),
+    ("POST", "/api/tenants/{tenant_id}/members", 201),
+    ("PATCH", "/api/tenants/{tenant_id}/members/{user_id}", 200),
+    ("DELETE", "/api/tenants/{tenant_id}/members/{user_id}", 204),
+];
+
+fn expected(spec: &RouteSpec, who: Who, success: u16) -> u16 {
+    let has = |role: TenantRole, p| role.permissions().contains(&p);
+    match spec.access {
+        Access::Public => success,
+        _ if who == Who::Anonymous => 401,
+        Access::Session => success,
+        Access::Platform(_) => {
+            if who == Who::PlatformAdmin {
+                success
+            } else {
+                403
+            }
+        }
+        Access::Tenant(p) => match who {
+            Who::Anonymous => 401,
+            Who::AdminB => 404,
+            Who::OperatorA if has(TenantRole::CustomerOperator, p) => success,
+            Who::OperatorA => 403,
+            Who::AdminA | Who::ImpersonatingA if has(TenantRole::CustomerAdmin, p) => success,
+            Who::AdminA | Who::ImpersonatingA => 403,
+            Who::PlatformAdmin => success,
+        },
+    }
+}
+
+/// Fills the route's path parameters with fresh objects in tenant A and picks a valid body.
+async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<Value>) {
+    let mut path = spec.path.replace("{tenant_id}", &w.a.to_string());
+    if path.contains("{agent_id}") {
+        let agent = world::agent(app, w.a, "Matrix agent").await;
+        path = path.replace("{agent_id}", &agent.to_string());
+    }
+    if path.contains("{user_id}") {
+        let tag = Uuid::new_v4().simple().to_string();
+        let user = world::user(app, &format!("m-{tag}@example.com"), false).await;
+        world::member(app, w.a, user, TenantRole::CustomerOperator).await;
+        path = path.replace("{user_id}", &user.to_string());
+    }
+    let tag = &Uuid::new_v4().simple().to_string()[..10];
+    let body = match (spec.method, spec.path) {
+        ("POST", "/api/auth/login") => {
+            let admin = runtime::store::users::get(&app.store, w.admin_a).await.unwrap().unwrap();
+            Some(json!({ "email": admin.email, "password": PASSWORD }))
+        }
+        ("POST", "/api/admin/impersonate") => Some(json!({ "tenant_id": w.a })),
+        ("POST", "/api/tenants") => Some(json!({ "name": format!("New {tag}") })),
+        ("PATCH", "/api/tenants/{tenant_id}") => Some(json!({ "name": "Renamed" })),
+        ("DELETE", "/api/tenants/{tenant_id}") => {
+            let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+            let slug = runtime::store::tenants::current(&mut tx).await.unwrap().unwrap().slug;
+            path = format!("{path}?confirm={slug}");
+            None
+        }
+        ("POST", "/api/tenants/{tenant_id}/agents") | ("PUT", "/api/tenants/{tenant_id}/agents/{agent_id}") => {
+            Some(json!({ "name": "Nia", "role": "Support", "tools": ["knowledge_base_search"] }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/members") => Some(json!({
+            "email": format!("new-{tag}@example.com"),
+            "password": "a long enough password",
+            "role": "customer_operator",
+        })),
+        ("PATCH", "/api/tenants/{tenant_id}/members/{user_id}") => {
+            Some(json!({ "role": "customer_admin" }))
+        }
+        _ => None,
+    };
+    (path, body)
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_its_declared_access_says() {
+    let app = TestApp::spawn().await;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for spec in ROUTES {
+        let Some(&(_, _, success)) = SUCCESS
+            .iter()
+            .find(|(m, p, _)| *m == spec.method && *p == spec.path)
+        else {
+            failures.push(format!("{} {}: no entry in SUCCESS", spec.method, spec.path));
+            continue;
+        };
+        let w = World::new(&app).await;
+        for who in Who::ALL {
+            let (path, body) = prepare(&app, &w, spec).await;
+            let token = w.token(&app, who).await;
+            let method = Method::from_bytes(spec.method.as_bytes()).unwrap();
+            let mut req = app.request(method, &path, token.as_deref());
+            if let Some(body) = &body {
+                req = req.json(body);
+            }
+            let res = req.send().await.unwrap();
+            let got = res.status().as_u16();
+            let want = expected(spec, who, success);
+            checked += 1;
+            if got != want {
+                let text = res.text().await.unwrap_or_default();
+                failures.push(format!(
+                    "{} {} as {who:?}: expected {want}, got {got}: {text}",
+                    spec.method, spec.path
+                ));
+            }
+        }
+    }
+    eprintln!("matrix: {checked} calls over {} routes", ROUTES.len());
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(checked, ROUTES.len() * Who::ALL.len());
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_in_the_table() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(documented, routed);
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["AgentInput"].is_object());
+}
+
+#[tokio::test]
+async fn other_methods_on_known_paths_answer_405_and_unknown_paths_404() {
+    let app = TestApp::spawn().await;
+    let res = app.request(Method::PUT, "/api/tenants", None).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    let body: shared::ErrorBody = res.json().await.unwrap();
+    assert_eq!(body.code, shared::ErrorCode::MethodNotAllowed);
+    let res = app.request(Method::GET, "/api/nope", None).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+}

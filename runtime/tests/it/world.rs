@@ -1,0 +1,125 @@
+//! A two-tenant world with one user per role, for the authorization tests.
+
+use runtime::auth::password;
+use runtime::store::users;
+use shared::TenantId;
+use shared::auth::TenantRole;
+use uuid::Uuid;
+
+use crate::fixtures::seed_tenant;
+use crate::support::TestApp;
+
+/// The password every world user has.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone)]
+pub struct World {
+    pub a: TenantId,
+    pub b: TenantId,
+    pub operator_a: Uuid,
+    pub admin_a: Uuid,
+    pub admin_b: Uuid,
+    pub platform: Uuid,
+    pub agent_a: Uuid,
+    pub agent_b: Uuid,
+}
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Anonymous,
+    OperatorA,
+    AdminA,
+    AdminB,
+    ImpersonatingA,
+    PlatformAdmin,
+}
+
+impl Who {
+    /// In this order the platform admin comes last, since it may delete tenant A.
+    pub const ALL: [Who; 6] = [
+        Who::Anonymous,
+        Who::OperatorA,
+        Who::AdminA,
+        Who::AdminB,
+        Who::ImpersonatingA,
+        Who::PlatformAdmin,
+    ];
+}
+
+pub async fn user(app: &TestApp, email: &str, platform_admin: bool) -> Uuid {
+    // Hashing is slow on purpose; every world user shares one hash of PASSWORD.
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| password::hash(PASSWORD).unwrap());
+    users::create(&app.store, email, "Test user", hash, platform_admin)
+        .await
+        .unwrap()
+        .id
+}
+
+pub async fn member(app: &TestApp, tenant: TenantId, user: Uuid, role: TenantRole) {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    users::add_member(&mut tx, user, role).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+pub async fn agent(app: &TestApp, tenant: TenantId, name: &str) -> Uuid {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    let row = runtime::store::agents::create(
+        &mut tx,
+        &runtime::store::agents::AgentFields {
+            name,
+            job_title: "Support",
+            persona: "Kind",
+            system_prompt: "Help",
+            job_description: "",
+            model_preference: "",
+            business_function: "",
+            tools: serde_json::json!([]),
+            escalation_rules: serde_json::json!([]),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    row.id
+}
+
+impl World {
+    pub async fn new(app: &TestApp) -> World {
+        let a = seed_tenant(&app.store, "a").await.tenant;
+        let b = seed_tenant(&app.store, "b").await.tenant;
+        let tag = &Uuid::new_v4().simple().to_string()[..8];
+        let operator_a = user(app, &format!("operator-a-{tag}@example.com"), false).await;
+        let admin_a = user(app, &format!("admin-a-{tag}@example.com"), false).await;
+        let admin_b = user(app, &format!("admin-b-{tag}@example.com"), false).await;
+        let platform = user(app, &format!("platform-{tag}@example.com"), true).await;
+        member(app, a, operator_a, TenantRole::CustomerOperator).await;
+        member(app, a, admin_a, TenantRole::CustomerAdmin).await;
+        member(app, b, admin_b, TenantRole::CustomerAdmin).await;
+        let agent_a = agent(app, a, "Ava").await;
+        let agent_b = agent(app, b, "Bea").await;
+        World {
+            a,
+            b,
+            operator_a,
+            admin_a,
+            admin_b,
+            platform,
+            agent_a,
+            agent_b,
+        }
+    }
+
+    /// A fresh token for `who`, or none for the anonymous caller.
+    pub async fn token(&self, app: &TestApp, who: Who) -> Option<String> {
+        Some(match who {
+            Who::Anonymous => return None,
+            Who::OperatorA => app.token_for(self.operator_a, None).await,
+            Who::AdminA => app.token_for(self.admin_a, None).await,
+            Who::AdminB => app.token_for(self.admin_b, None).await,
+            Who::ImpersonatingA => app.token_for(self.platform, Some(self.a)).await,
+            Who::PlatformAdmin => app.token_for(self.platform, None).await,
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! Roles, permissions, sign-in and the `/api/me` answer.
+//!
+//! The role → permission table lives here so the server (which enforces it) and the portal (which
+//! hides what a role cannot do) read the same one. Hidden buttons are a courtesy; the server's 403
+//! is the authority.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::TenantId;
+
+/// A role inside one tenant. `platform_admin` is global and is not a tenant role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TenantRole {
+    /// Manages the tenant: agents, members, billing, settings.
+    CustomerAdmin,
+    /// Reads agents, conversations and usage; changes nothing.
+    CustomerOperator,
+}
+
+impl TenantRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantRole::CustomerAdmin => "customer_admin",
+            TenantRole::CustomerOperator => "customer_operator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customer_admin" => Some(TenantRole::CustomerAdmin),
+            "customer_operator" => Some(TenantRole::CustomerOperator),
+            _ => None,
+        }
+    }
+
+    /// What this role may do inside its tenant.
+    pub fn permissions(self) -> &'static [Permission] {
+        match self {
+            TenantRole::CustomerAdmin => &[
+                Permission::TenantRead,
+                Permission::AgentsRead,
+                Permission::AgentsWrite,
+                Permission::MembersRead,
+                Permission::MembersWrite,
+            ],
+            TenantRole::CustomerOperator => &[Permission::TenantRead, Permission::AgentsRead],
+        }
+    }
+}
+
+/// Everything an endpoint can require. Tenant permissions apply inside one tenant; platform
+/// permissions only to platform admins (and never while impersonating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Read the tenant's own record.
+    TenantRead,
+    /// Read AI employees.
+    AgentsRead,
+    /// Create, edit and delete AI employees.
+    AgentsWrite,
+    /// List members and their roles.
+    MembersRead,
+    /// Change members' roles and remove members.
+    MembersWrite,
+    /// Create, list, edit, suspend and delete tenants (platform).
+    TenantsManage,
+    /// Create user accounts with a role in a tenant (platform, until invitations exist).
+    UsersCreate,
+    /// Act inside a tenant as its admin for a limited time (platform).
+    Impersonate,
+}
+
+impl Permission {
+    /// Permissions only a platform admin holds.
+    pub const PLATFORM: [Permission; 3] = [
+        Permission::TenantsManage,
+        Permission::UsersCreate,
+        Permission::Impersonate,
+    ];
+
+    pub fn is_platform(self) -> bool {
+        Self::PLATFORM.contains(&self)
+    }
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+/// The answer to sign-in and refresh. The same token is also set as an HttpOnly cookie; API
+/// clients send it as `Authorization: Bearer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    /// Send this back as `X-CSRF-Token` on state-changing requests authenticated by the cookie.
+    pub csrf_token: String,
+    pub me: Me,
+}
+
+/// Who is signed in and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Me {
+    pub user: UserSummary,
+    pub platform_admin: bool,
+    /// The tenants this user belongs to, with the role in each.
+    pub memberships: Vec<Membership>,
+    /// Set while a platform admin impersonates a tenant; the portal shows a banner.
+    pub impersonation: Option<Impersonation>,
+    /// Effective permissions per tenant the user can act in (impersonation narrows this to one).
+    pub tenant_permissions: Vec<TenantPermissions>,
+    /// Platform permissions (empty unless a platform admin who is not impersonating).
+    pub platform_permissions: Vec<Permission>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserSummary {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Membership {
+    #[cfg_attr(feature = "openapi", schema(value_type = Uuid))]
+    pub tenant_id: TenantId,
+    pub tenant_slug: String,
+    pub tenant_name: String,
+    pub role: TenantRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantPermissions {
+    #[cfg_attr(feature = "openapi", schema(value_type = Uuid))]
+    pub tenant_id: TenantId,
+    pub permissions: Vec<Permission>,
+}
+
+/// An active impersonation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Impersonation {
+    #[cfg_attr(feature = "openapi", schema(value_type = Uuid))]
+    pub tenant_id: TenantId,
+    pub tenant_name: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /api/admin/impersonate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImpersonateRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = Uuid))]
+    pub tenant_id: TenantId,
+    /// How long, 1 to 60 minutes; 30 when omitted.
+    pub minutes: Option<u32>,
+}

@@ -1,0 +1,179 @@
+//! Management resources: tenants, AI employees (agents), members, tools, and pagination.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::TenantId;
+use crate::auth::TenantRole;
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// 1-based.
+    pub page: u32,
+    pub per_page: u32,
+    /// Items across all pages.
+    pub total: u64,
+}
+
+/// Tenant lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    /// Signed-in members can still read; channels stop being answered.
+    Suspended,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Tenant {
+    #[cfg_attr(feature = "openapi", schema(value_type = Uuid))]
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    pub status: TenantStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /api/tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TenantCreate {
+    pub name: String,
+    /// Lower-case letters, digits and dashes; derived from the name when omitted.
+    pub slug: Option<String>,
+}
+
+/// `PATCH /api/tenants/{tenant_id}`: only the fields given change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub status: Option<TenantStatus>,
+}
+
+/// What starts an escalation to a human.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EscalationTrigger {
+    /// After this many turns in a row that the agent could not resolve (1–20).
+    FailedResolutions { threshold: u32 },
+    /// When the user's message contains any of these words or phrases (case-insensitive).
+    Keywords { keywords: Vec<String> },
+    /// When the user explicitly asks for a human.
+    HumanRequested,
+}
+
+/// One escalation rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EscalationRule {
+    pub trigger: EscalationTrigger,
+    /// Who takes over (a Slack user or channel, an email, a team name); the tenant's default
+    /// handoff inbox when omitted.
+    pub handoff_target: Option<String>,
+}
+
+/// The editable fields of an AI employee (`POST` creates, `PUT` replaces).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AgentInput {
+    pub name: String,
+    /// The job title, e.g. "Customer support specialist".
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub persona: String,
+    #[serde(default)]
+    pub system_prompt: String,
+    /// The job description / statement of work.
+    #[serde(default)]
+    pub job_description: String,
+    /// A model group name (e.g. `default`, `fast`, `smart`); empty means the platform default.
+    #[serde(default)]
+    pub model_preference: String,
+    /// Tool ids from `GET /api/tools`.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    pub escalation_rules: Vec<EscalationRule>,
+    /// The business function the agent serves; on WhatsApp it declines anything outside it.
+    #[serde(default)]
+    pub business_function: String,
+}
+
+/// An AI employee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Agent {
+    pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = Uuid))]
+    pub tenant_id: TenantId,
+    #[serde(flatten)]
+    pub input: AgentInput,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A tool an agent can be given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Tool {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// A member of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: TenantRole,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// `POST /api/tenants/{tenant_id}/members`: a platform admin creates an account with a role
+/// (until email invitations exist). An existing account is added with the role instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MemberCreate {
+    pub email: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// Required for a new account (at least 12 characters); ignored for an existing one.
+    pub password: Option<String>,
+    pub role: TenantRole,
+}
+
+/// `PATCH /api/tenants/{tenant_id}/members/{user_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MemberUpdate {
+    pub role: TenantRole,
+}
