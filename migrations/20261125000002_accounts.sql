@@ -10,12 +10,17 @@ ALTER TABLE users ADD COLUMN auth_version integer NOT NULL DEFAULT 0;
 -- and verifiable, as the record of what happened (including the deletion itself).
 ALTER TABLE audit_events DROP CONSTRAINT audit_events_tenant_id_fkey;
 
--- Role changes and removals bump the member's auth_version, so their open sessions end.
+-- Role changes and removals bump the member's auth_version, so their open sessions end. Rows
+-- removed by a cascade (a deleted tenant or user) are skipped: the user row may be the one being
+-- deleted, and a gone tenant or user grants nothing anyway.
 CREATE FUNCTION bump_member_auth_version() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
 BEGIN
+    IF pg_trigger_depth() > 1 THEN
+        RETURN NULL;
+    END IF;
     UPDATE public.users SET auth_version = auth_version + 1, updated_at = now()
      WHERE id = CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END;
     RETURN NULL;

@@ -126,7 +126,10 @@ async fn ensure_admin(store: &Store, auth: &AuthSettings) -> anyhow::Result<bool
         return Ok(true);
     }
     if password.expose().chars().count() < password::MIN_LENGTH {
-        anyhow::bail!("KONSTRUCT_ADMIN_PASSWORD must have at least {} characters", password::MIN_LENGTH);
+        anyhow::bail!(
+            "KONSTRUCT_ADMIN_PASSWORD must have at least {} characters",
+            password::MIN_LENGTH
+        );
     }
     let pw = password.expose().clone();
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
@@ -156,7 +159,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "Postgres not reachable yet; /readyz will report it"),
     }
     if let Err(e) = ensure_admin(&store, &settings.auth).await {
-        tracing::error!(error = format!("{e:#}"), "could not create the first platform admin");
+        tracing::error!(
+            error = format!("{e:#}"),
+            "could not create the first platform admin"
+        );
     }
     let (redis, _redis_task) = Redis::connect(&settings.redis)?;
     let state = AppState {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fred::interfaces::KeysInterface;
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
-use fred::types::{ConnectHandle, ExpireOptions, Expiration};
+use fred::types::{ConnectHandle, Expiration, ExpireOptions};
 
 use crate::config::RedisSettings;
 

@@ -26,7 +26,10 @@ pub async fn start_impersonation(
 ) -> Result<HttpResponse, ApiError> {
     let minutes = body.minutes.unwrap_or(30);
     if !(1..=60).contains(&minutes) {
-        return Err(ApiError::invalid_field("minutes", "must be between 1 and 60"));
+        return Err(ApiError::invalid_field(
+            "minutes",
+            "must be between 1 and 60",
+        ));
     }
     let principal = auth.principal();
     let mut tx = state.store.tenant_tx(body.tenant_id).await?;

@@ -57,7 +57,10 @@ fn validate(input: &AgentInput) -> Result<(), ApiError> {
     }
     for (i, tool) in input.tools.iter().enumerate() {
         if !crate::tools::exists(tool) {
-            e.add(format!("tools[{i}]"), format!("unknown tool {tool:?}; see GET /api/tools"));
+            e.add(
+                format!("tools[{i}]"),
+                format!("unknown tool {tool:?}; see GET /api/tools"),
+            );
         } else if input.tools[..i].contains(tool) {
             e.add(format!("tools[{i}]"), "is listed twice");
         }
@@ -70,7 +73,10 @@ fn validate(input: &AgentInput) -> Result<(), ApiError> {
         match &rule.trigger {
             EscalationTrigger::FailedResolutions { threshold } => {
                 if !(1..=20).contains(threshold) {
-                    e.add(format!("{at}.trigger.threshold"), "must be between 1 and 20");
+                    e.add(
+                        format!("{at}.trigger.threshold"),
+                        "must be between 1 and 20",
+                    );
                 }
             }
             EscalationTrigger::Keywords { keywords } => {
@@ -128,7 +134,10 @@ pub async fn list(
     let paging = query.resolve()?;
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let (rows, total) = store_agents::list(&mut tx, paging.limit(), paging.offset()).await?;
-    let items = rows.into_iter().map(to_dto).collect::<Result<Vec<_>, _>>()?;
+    let items = rows
+        .into_iter()
+        .map(to_dto)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(web::Json(paging.page(items, total)))
 }
 

@@ -282,7 +282,9 @@ pub async fn login(
     let body = body.into_inner();
     let email = users::normalise_email(&body.email);
     let settings = &state.auth;
-    let account_key = state.redis.key(&format!("login:fail:acct:{}", hashed(&email)));
+    let account_key = state
+        .redis
+        .key(&format!("login:fail:acct:{}", hashed(&email)));
     let address = req
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -292,11 +294,18 @@ pub async fn login(
         (&account_key, settings.login_failures_per_account),
         (&address_key, settings.login_failures_per_address),
     ] {
-        let (count, ttl) = state.redis.counter(key).await.map_err(ApiError::unavailable)?;
+        let (count, ttl) = state
+            .redis
+            .counter(key)
+            .await
+            .map_err(ApiError::unavailable)?;
         if count >= i64::from(limit) {
             return Err(ApiError::new(
                 ErrorCode::RateLimited,
-                format!("Too many failed sign-in attempts. Try again in {} minutes.", ttl.div_ceil(60).max(1)),
+                format!(
+                    "Too many failed sign-in attempts. Try again in {} minutes.",
+                    ttl.div_ceil(60).max(1)
+                ),
             )
             .with_retry_after(ttl.max(1)));
         }
@@ -328,8 +337,15 @@ pub async fn login(
             ));
         }
     };
-    state.redis.delete(&account_key).await.map_err(ApiError::unavailable)?;
-    let claims = state.auth.keys.new_session(user.id, user.auth_version, Utc::now());
+    state
+        .redis
+        .delete(&account_key)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let claims = state
+        .auth
+        .keys
+        .new_session(user.id, user.auth_version, Utc::now());
     let principal = Principal {
         user: users::get(&state.store, user.id)
             .await?
@@ -345,7 +361,10 @@ pub async fn login(
 /// Sign out: the session is revoked and the cookies cleared.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn logout(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    auth: Authorized,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let claims = &auth.principal().claims;
     let remaining = (claims.auth_time + i64::from(state.auth.session_max_hours) * 3600
         - Utc::now().timestamp())
@@ -388,7 +407,11 @@ pub async fn session_middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
-    let session = res.request().extensions().get::<Arc<Authenticated>>().cloned();
+    let session = res
+        .request()
+        .extensions()
+        .get::<Arc<Authenticated>>()
+        .cloned();
     let Some(session) = session else {
         return Ok(res);
     };
@@ -401,7 +424,11 @@ pub async fn session_middleware(
             actor: principal.actor(),
             action: "impersonation.request",
             target_kind: Some("http"),
-            target_id: Some(format!("{} {}", res.request().method(), res.request().path())),
+            target_id: Some(format!(
+                "{} {}",
+                res.request().method(),
+                res.request().path()
+            )),
             details: serde_json::json!({ "status": res.status().as_u16() }),
             request_id: None,
         };
@@ -420,11 +447,19 @@ pub async fn session_middleware(
             tracing::error!(error = %e, "could not audit an impersonated request");
         }
     }
-    let logged_out = res.response().headers().get_all(header::SET_COOKIE).next().is_some();
+    let logged_out = res
+        .response()
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .next()
+        .is_some();
     if session.via == Via::Cookie
         && !logged_out
         && res.status().is_success()
-        && state.auth.keys.wants_rotation(&principal.claims, Utc::now())
+        && state
+            .auth
+            .keys
+            .wants_rotation(&principal.claims, Utc::now())
     {
         let renewed = state.auth.keys.renew(&principal.claims, Utc::now());
         if let Ok(token) = state.auth.keys.sign(&renewed) {

@@ -26,7 +26,13 @@ fn to_dto(row: MemberRow) -> Result<Member, ApiError> {
     })
 }
 
-async fn event(tx: &mut TenantTx, auth: &Authorized, action: &str, user: Uuid, details: serde_json::Value) -> Result<(), ApiError> {
+async fn event(
+    tx: &mut TenantTx,
+    auth: &Authorized,
+    action: &str,
+    user: Uuid,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
     audit::append(
         tx,
         &NewEvent {
@@ -54,7 +60,10 @@ pub async fn list(
     let paging = query.resolve()?;
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let (rows, total) = users::list_members(&mut tx, paging.limit(), paging.offset()).await?;
-    let items = rows.into_iter().map(to_dto).collect::<Result<Vec<_>, _>>()?;
+    let items = rows
+        .into_iter()
+        .map(to_dto)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(web::Json(paging.page(items, total)))
 }
 
@@ -114,8 +123,14 @@ pub async fn create(
             }
             other => other.into(),
         })?;
-    event(&mut tx, &auth, "member.added", user.id,
-        serde_json::json!({ "after": { "email": user.email, "role": body.role.as_str() } })).await?;
+    event(
+        &mut tx,
+        &auth,
+        "member.added",
+        user.id,
+        serde_json::json!({ "after": { "email": user.email, "role": body.role.as_str() } }),
+    )
+    .await?;
     let member = users::get_member(&mut tx, user.id)
         .await?
         .ok_or_else(|| ApiError::not_found("The member"))?;
@@ -171,15 +186,22 @@ pub async fn remove(
     let before = users::get_member(&mut tx, user)
         .await?
         .ok_or_else(|| ApiError::not_found("The member"))?;
-    if before.role == TenantRole::CustomerAdmin.as_str() && users::count_admins(&mut tx).await? <= 1 {
+    if before.role == TenantRole::CustomerAdmin.as_str() && users::count_admins(&mut tx).await? <= 1
+    {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "The tenant's last customer admin cannot be removed.",
         ));
     }
     users::remove_member(&mut tx, user).await?;
-    event(&mut tx, &auth, "member.removed", user,
-        serde_json::json!({ "before": { "email": before.email, "role": before.role } })).await?;
+    event(
+        &mut tx,
+        &auth,
+        "member.removed",
+        user,
+        serde_json::json!({ "before": { "email": before.email, "role": before.role } }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

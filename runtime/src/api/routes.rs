@@ -95,7 +95,9 @@ pub fn lookup(method: &Method, pattern: &str) -> Option<&'static RouteSpec> {
         .find(|r| r.path == pattern && r.method == method.as_str())
 }
 
-async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+async fn method_not_allowed(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}.", req.method(), req.path()),

@@ -9,9 +9,9 @@ use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::{self, Errors};
 use super::{AppState, PageQuery};
+use crate::store::StoreError;
 use crate::store::audit::{self, NewEvent};
 use crate::store::tenants::{self as store_tenants, TenantRow};
-use crate::store::StoreError;
 
 /// `?q=` search on name and slug, plus paging.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -69,7 +69,9 @@ pub async fn list(
     let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let (rows, total) =
         store_tenants::list_all(&state.store, search, paging.limit(), paging.offset()).await?;
-    Ok(web::Json(paging.page(rows.into_iter().map(to_dto).collect(), total)))
+    Ok(web::Json(
+        paging.page(rows.into_iter().map(to_dto).collect(), total),
+    ))
 }
 
 /// Create a tenant (platform admin).
@@ -86,7 +88,10 @@ pub async fn create(
     let mut errors = Errors::default();
     errors.text("name", &name, true, 200);
     if !validate::is_slug(&slug) {
-        errors.add("slug", "use 1–63 lower-case letters, digits and inner dashes");
+        errors.add(
+            "slug",
+            "use 1–63 lower-case letters, digits and inner dashes",
+        );
     }
     errors.finish()?;
     let (row, mut tx) = store_tenants::create(&state.store, &slug, &name)
@@ -112,7 +117,10 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}", tag = "tenants",
     params(("tenant_id" = uuid::Uuid, Path)),
     responses((status = 200, body = Tenant), (status = 404, body = ErrorBody)))]
-pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<web::Json<Tenant>, ApiError> {
+pub async fn get(
+    auth: Authorized,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Tenant>, ApiError> {
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let row = store_tenants::current(&mut tx)
         .await?
@@ -138,7 +146,10 @@ pub async fn update(
     if let Some(slug) = &body.slug
         && !validate::is_slug(slug)
     {
-        errors.add("slug", "use 1–63 lower-case letters, digits and inner dashes");
+        errors.add(
+            "slug",
+            "use 1–63 lower-case letters, digits and inner dashes",
+        );
     }
     errors.finish()?;
     let tenant = TenantId::from_uuid(path.into_inner());

@@ -42,13 +42,7 @@ impl Principal {
     }
 
     pub fn access_to(&self, tenant: TenantId) -> TenantAccess {
-        let tenant_perms = || {
-            TenantRole::CustomerAdmin
-                .permissions()
-                .iter()
-                .copied()
-                .collect::<Vec<_>>()
-        };
+        let tenant_perms = || TenantRole::CustomerAdmin.permissions().to_vec();
         if let Some((imp, _, _)) = &self.impersonating {
             return if *imp == tenant {
                 TenantAccess::Granted(tenant_perms())

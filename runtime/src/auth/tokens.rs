@@ -40,7 +40,9 @@ pub struct ImpersonationClaim {
 
 impl Claims {
     pub fn expires_at(&self) -> DateTime<Utc> {
-        Utc.timestamp_opt(self.exp, 0).single().unwrap_or_else(Utc::now)
+        Utc.timestamp_opt(self.exp, 0)
+            .single()
+            .unwrap_or_else(Utc::now)
     }
 
     /// The impersonation, if it has not run out.
@@ -71,6 +73,8 @@ impl std::fmt::Debug for TokenKeys {
 pub enum TokenError {
     #[error("token invalid: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("token expired")]
+    Expired,
     #[error("session older than the maximum session age")]
     SessionTooOld,
 }
@@ -131,9 +135,14 @@ impl TokenKeys {
     /// leeway) and the maximum session age.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked below against `now`, the caller's clock, so it can be tested.
+        validation.validate_exp = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)?.claims;
+        if now.timestamp() >= claims.exp {
+            return Err(TokenError::Expired);
+        }
         if now.timestamp() > claims.auth_time + self.max_session.num_seconds() {
             return Err(TokenError::SessionTooOld);
         }
@@ -179,7 +188,10 @@ mod tests {
         // alg: none with the same claims.
         let parts: Vec<_> = token.split('.').collect();
         let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
-        assert!(k.verify(&format!("{none_header}.{}.", parts[1]), now).is_err());
+        assert!(
+            k.verify(&format!("{none_header}.{}.", parts[1]), now)
+                .is_err()
+        );
     }
 
     #[test]
@@ -192,6 +204,9 @@ mod tests {
         assert_eq!(renewed.exp, claims.auth_time + 12 * 3600);
         let token = k.sign(&renewed).unwrap();
         assert!(k.verify(&token, late).is_ok());
-        assert!(k.verify(&token, start + Duration::hours(12) + Duration::seconds(1)).is_err());
+        assert!(
+            k.verify(&token, start + Duration::hours(12) + Duration::seconds(1))
+                .is_err()
+        );
     }
 }

@@ -88,7 +88,11 @@ pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<Agent
     .await?)
 }
 
-pub async fn update(tx: &mut TenantTx, id: Uuid, f: &AgentFields<'_>) -> StoreResult<Option<AgentRow>> {
+pub async fn update(
+    tx: &mut TenantTx,
+    id: Uuid,
+    f: &AgentFields<'_>,
+) -> StoreResult<Option<AgentRow>> {
     Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
         "UPDATE agents SET name = $2, job_title = $3, persona = $4, system_prompt = $5, \
                 job_description = $6, model_preference = $7, business_function = $8, \

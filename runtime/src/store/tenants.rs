@@ -80,6 +80,17 @@ pub async fn delete(tx: &mut TenantTx) -> StoreResult<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// A row of `platform_list_tenants`: the tenant and the total across pages.
+type ListedTenant = (
+    Uuid,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    i64,
+);
+
 /// Every tenant, newest first, optionally filtered by a search on name and slug. For platform
 /// admins only: the caller checks.
 pub async fn list_all(
@@ -88,37 +99,40 @@ pub async fn list_all(
     limit: i64,
     offset: i64,
 ) -> StoreResult<(Vec<TenantRow>, i64)> {
-    let rows: Vec<(Uuid, String, String, String, DateTime<Utc>, DateTime<Utc>, i64)> =
-        sqlx::query_as(
-            "SELECT id, slug, name, status, created_at, updated_at, total \
+    let rows: Vec<ListedTenant> = sqlx::query_as(
+        "SELECT id, slug, name, status, created_at, updated_at, total \
                FROM platform_list_tenants($1, $2, $3)",
-        )
-        .bind(search)
-        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-        .bind(i32::try_from(offset).unwrap_or(i32::MAX))
-        .fetch_all(store.pool())
-        .await?;
+    )
+    .bind(search)
+    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+    .bind(i32::try_from(offset).unwrap_or(i32::MAX))
+    .fetch_all(store.pool())
+    .await?;
     let total = match rows.first() {
         Some(row) => row.6,
         // An empty page past the end still needs the total.
         None if offset > 0 => {
-            sqlx::query_scalar("SELECT coalesce(max(total), 0) FROM platform_list_tenants($1, 1, 0)")
-                .bind(search)
-                .fetch_one(store.pool())
-                .await?
+            sqlx::query_scalar(
+                "SELECT coalesce(max(total), 0) FROM platform_list_tenants($1, 1, 0)",
+            )
+            .bind(search)
+            .fetch_one(store.pool())
+            .await?
         }
         None => 0,
     };
     Ok((
         rows.into_iter()
-            .map(|(id, slug, name, status, created_at, updated_at, _)| TenantRow {
-                id,
-                slug,
-                name,
-                status,
-                created_at,
-                updated_at,
-            })
+            .map(
+                |(id, slug, name, status, created_at, updated_at, _)| TenantRow {
+                    id,
+                    slug,
+                    name,
+                    status,
+                    created_at,
+                    updated_at,
+                },
+            )
             .collect(),
         total,
     ))

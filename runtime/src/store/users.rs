@@ -155,7 +155,11 @@ pub struct MemberRow {
 const MEMBER_SELECT: &str = "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at \
                              FROM tenant_members m JOIN users u ON u.id = m.user_id";
 
-pub async fn list_members(tx: &mut TenantTx, limit: i64, offset: i64) -> StoreResult<(Vec<MemberRow>, i64)> {
+pub async fn list_members(
+    tx: &mut TenantTx,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<MemberRow>, i64)> {
     let rows = sqlx::query_as::<_, MemberRow>(sqlx::AssertSqlSafe(format!(
         "{MEMBER_SELECT} ORDER BY u.email LIMIT $1 OFFSET $2"
     )))

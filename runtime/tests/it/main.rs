@@ -7,9 +7,11 @@
 )]
 
 mod audit;
+mod auth;
 mod fixtures;
 mod http;
 mod isolation;
+mod management;
 mod matrix;
 mod pool;
 mod schema_lint;

@@ -81,7 +81,10 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
     let tag = &Uuid::new_v4().simple().to_string()[..10];
     let body = match (spec.method, spec.path) {
         ("POST", "/api/auth/login") => {
-            let admin = runtime::store::users::get(&app.store, w.admin_a).await.unwrap().unwrap();
+            let admin = runtime::store::users::get(&app.store, w.admin_a)
+                .await
+                .unwrap()
+                .unwrap();
             Some(json!({ "email": admin.email, "password": PASSWORD }))
         }
         ("POST", "/api/admin/impersonate") => Some(json!({ "tenant_id": w.a })),
@@ -89,11 +92,16 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         ("PATCH", "/api/tenants/{tenant_id}") => Some(json!({ "name": "Renamed" })),
         ("DELETE", "/api/tenants/{tenant_id}") => {
             let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-            let slug = runtime::store::tenants::current(&mut tx).await.unwrap().unwrap().slug;
+            let slug = runtime::store::tenants::current(&mut tx)
+                .await
+                .unwrap()
+                .unwrap()
+                .slug;
             path = format!("{path}?confirm={slug}");
             None
         }
-        ("POST", "/api/tenants/{tenant_id}/agents") | ("PUT", "/api/tenants/{tenant_id}/agents/{agent_id}") => {
+        ("POST", "/api/tenants/{tenant_id}/agents")
+        | ("PUT", "/api/tenants/{tenant_id}/agents/{agent_id}") => {
             Some(json!({ "name": "Nia", "role": "Support", "tools": ["knowledge_base_search"] }))
         }
         ("POST", "/api/tenants/{tenant_id}/members") => Some(json!({
@@ -119,7 +127,10 @@ async fn every_route_answers_every_caller_as_its_declared_access_says() {
             .iter()
             .find(|(m, p, _)| *m == spec.method && *p == spec.path)
         else {
-            failures.push(format!("{} {}: no entry in SUCCESS", spec.method, spec.path));
+            failures.push(format!(
+                "{} {}: no entry in SUCCESS",
+                spec.method, spec.path
+            ));
             continue;
         };
         let w = World::new(&app).await;
@@ -145,7 +156,12 @@ async fn every_route_answers_every_caller_as_its_declared_access_says() {
         }
     }
     eprintln!("matrix: {checked} calls over {} routes", ROUTES.len());
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(checked, ROUTES.len() * Who::ALL.len());
 }
 
@@ -173,10 +189,18 @@ async fn the_openapi_document_lists_exactly_the_routes_in_the_table() {
 #[tokio::test]
 async fn other_methods_on_known_paths_answer_405_and_unknown_paths_404() {
     let app = TestApp::spawn().await;
-    let res = app.request(Method::PUT, "/api/tenants", None).send().await.unwrap();
+    let res = app
+        .request(Method::PUT, "/api/tenants", None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 405);
     let body: shared::ErrorBody = res.json().await.unwrap();
     assert_eq!(body.code, shared::ErrorCode::MethodNotAllowed);
-    let res = app.request(Method::GET, "/api/nope", None).send().await.unwrap();
+    let res = app
+        .request(Method::GET, "/api/nope", None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 404);
 }

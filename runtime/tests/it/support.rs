@@ -213,9 +213,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub portal_dir: PathBuf,
-    pub db: TestDb,
     pub store: Store,
-    pub redis: Redis,
     /// The server's signing keys, so tests can mint (and forge) tokens.
     pub keys: TokenKeys,
 }
@@ -258,7 +256,7 @@ impl TestApp {
         settings.server.port = 0;
         settings.server.workers = Some(1);
         settings.server.portal_dir = portal_dir.clone();
-        settings.server.json_limit_bytes = 1024;
+        settings.server.json_limit_bytes = 64 * 1024;
         settings.database.url = Secret::new(db.app_url());
         settings.redis.url = Secret::new(options.redis_url.unwrap_or_else(redis_url));
         // A key space of its own, like the database: no test sees another's counters.
@@ -273,7 +271,7 @@ impl TestApp {
         let keys = auth.keys.clone();
         let state = AppState {
             store: store.clone(),
-            redis: redis.clone(),
+            redis,
             auth,
         };
         let bound = api::bind(&settings.server, state).unwrap();
@@ -282,9 +280,7 @@ impl TestApp {
             base: format!("http://127.0.0.1:{}", bound.port),
             http: reqwest::Client::new(),
             portal_dir,
-            db,
             store,
-            redis,
             keys,
         }
     }
@@ -299,7 +295,10 @@ impl TestApp {
 
     /// A valid session token for `user`, as sign-in would issue (optionally impersonating).
     pub async fn token_for(&self, user: Uuid, impersonate: Option<shared::TenantId>) -> String {
-        let row = runtime::store::users::get(&self.store, user).await.unwrap().unwrap();
+        let row = runtime::store::users::get(&self.store, user)
+            .await
+            .unwrap()
+            .unwrap();
         let now = Utc::now();
         let mut claims = self.keys.new_session(user, row.auth_version, now);
         claims.imp = impersonate.map(|t| ImpersonationClaim {
@@ -310,7 +309,12 @@ impl TestApp {
     }
 
     /// A request with `token` as bearer (or none).
-    pub fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let req = self.http.request(method, self.url(path));
         match token {
             Some(t) => req.bearer_auth(t),

@@ -20,7 +20,6 @@ pub struct World {
     pub admin_a: Uuid,
     pub admin_b: Uuid,
     pub platform: Uuid,
-    pub agent_a: Uuid,
     pub agent_b: Uuid,
 }
 
@@ -97,7 +96,7 @@ impl World {
         member(app, a, operator_a, TenantRole::CustomerOperator).await;
         member(app, a, admin_a, TenantRole::CustomerAdmin).await;
         member(app, b, admin_b, TenantRole::CustomerAdmin).await;
-        let agent_a = agent(app, a, "Ava").await;
+        agent(app, a, "Ava").await;
         let agent_b = agent(app, b, "Bea").await;
         World {
             a,
@@ -106,7 +105,6 @@ impl World {
             admin_a,
             admin_b,
             platform,
-            agent_a,
             agent_b,
         }
     }
