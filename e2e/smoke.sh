@@ -13,6 +13,11 @@ export KONSTRUCT_DATABASE_OWNER_URL="postgres://konstruct_owner:konstruct_owner@
 export KONSTRUCT_PORT=0
 export KONSTRUCT_LOG_FORMAT=json
 export KONSTRUCT_PORTAL_DIR="$ROOT/portal-leptos/dist"
+export KONSTRUCT_REDIS_KEY_PREFIX=konstruct-smoke
+export KONSTRUCT_JWT_SECRET="smoke-test-secret-smoke-test-secret-0001"
+export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
+# A password that must never show up in the log.
+export KONSTRUCT_ADMIN_PASSWORD="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 passed=0
 failed=0
@@ -53,7 +58,12 @@ check "the portal's wasm is served as application/wasm" \
 check "a deep link falls back to the portal" bash -c "curl -s '${url}agents/42' | grep -q '<title>Konstruct</title>'"
 check "an unknown API path is a JSON 404"  bash -c "curl -s '${url}api/nope' | grep -q '\"code\":\"not_found\"'"
 check "every answer carries X-Request-Id"  bash -c "curl -s -D - -o /dev/null '${url}healthz' | grep -qi '^x-request-id: '"
+check "the README walkthrough: sign in, create a tenant, hire an agent" \
+  bash -c "'$ROOT/e2e/walkthrough.sh' '$url' '$KONSTRUCT_ADMIN_EMAIL' '$KONSTRUCT_ADMIN_PASSWORD' | grep -q '\"name\":\"Nia\"'"
+check "a wrong password is refused with 401" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -X POST '${url}api/auth/login' -H 'content-type: application/json' -d '{\"email\":\"nobody@example.com\",\"password\":\"x\"}')\" = 401 ]"
 check "the log is JSON with request ids"   bash -c "grep -q '\"request.id\"' '$LOG'"
+check "the admin password never reaches the log" bash -c "! grep -q '$KONSTRUCT_ADMIN_PASSWORD' '$LOG'"
 
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
