@@ -8,9 +8,8 @@ use uuid::Uuid;
 use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::Errors;
-use super::{AppState, PageQuery};
+use super::{AppState, PageQuery, record};
 use crate::store::agents::{self as store_agents, AgentFields, AgentRow};
-use crate::store::audit::{self, NewEvent};
 
 fn to_dto(row: AgentRow) -> Result<Agent, ApiError> {
     let tools: Vec<String> = serde_json::from_value(row.tools).map_err(ApiError::internal)?;
@@ -153,16 +152,13 @@ pub async fn create(
     validate(&body)?;
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let agent = to_dto(store_agents::create(&mut tx, &fields(&body)?).await?)?;
-    audit::append(
+    record(
         &mut tx,
-        &NewEvent {
-            actor: auth.principal().actor(),
-            action: "agent.created",
-            target_kind: Some("agent"),
-            target_id: Some(agent.id.to_string()),
-            details: serde_json::json!({ "after": summary(&agent) }),
-            request_id: super::request_id::current().as_deref(),
-        },
+        &auth,
+        "agent.created",
+        "agent",
+        agent.id,
+        serde_json::json!({ "after": summary(&agent) }),
     )
     .await?;
     tx.commit().await?;
@@ -207,16 +203,13 @@ pub async fn replace(
         .await?
         .ok_or_else(|| ApiError::not_found("The agent"))?;
     let after = to_dto(after)?;
-    audit::append(
+    record(
         &mut tx,
-        &NewEvent {
-            actor: auth.principal().actor(),
-            action: "agent.updated",
-            target_kind: Some("agent"),
-            target_id: Some(agent_id.to_string()),
-            details: serde_json::json!({ "before": summary(&before), "after": summary(&after) }),
-            request_id: super::request_id::current().as_deref(),
-        },
+        &auth,
+        "agent.updated",
+        "agent",
+        agent_id,
+        serde_json::json!({ "before": summary(&before), "after": summary(&after) }),
     )
     .await?;
     tx.commit().await?;
@@ -239,16 +232,13 @@ pub async fn delete(
         .ok_or_else(|| ApiError::not_found("The agent"))?;
     let before = to_dto(before)?;
     store_agents::delete(&mut tx, agent_id).await?;
-    audit::append(
+    record(
         &mut tx,
-        &NewEvent {
-            actor: auth.principal().actor(),
-            action: "agent.deleted",
-            target_kind: Some("agent"),
-            target_id: Some(agent_id.to_string()),
-            details: serde_json::json!({ "before": summary(&before) }),
-            request_id: super::request_id::current().as_deref(),
-        },
+        &auth,
+        "agent.deleted",
+        "agent",
+        agent_id,
+        serde_json::json!({ "before": summary(&before) }),
     )
     .await?;
     tx.commit().await?;

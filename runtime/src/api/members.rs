@@ -9,11 +9,10 @@ use uuid::Uuid;
 use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::{self, Errors};
-use super::{AppState, PageQuery};
+use super::{AppState, PageQuery, record};
 use crate::auth::password;
-use crate::store::audit::{self, NewEvent};
 use crate::store::users::{self, MemberRow};
-use crate::store::{StoreError, TenantTx, tenants};
+use crate::store::{StoreError, tenants};
 
 fn to_dto(row: MemberRow) -> Result<Member, ApiError> {
     Ok(Member {
@@ -24,28 +23,6 @@ fn to_dto(row: MemberRow) -> Result<Member, ApiError> {
             .ok_or_else(|| ApiError::internal(std::io::Error::other("unknown role")))?,
         joined_at: row.created_at,
     })
-}
-
-async fn event(
-    tx: &mut TenantTx,
-    auth: &Authorized,
-    action: &str,
-    user: Uuid,
-    details: serde_json::Value,
-) -> Result<(), ApiError> {
-    audit::append(
-        tx,
-        &NewEvent {
-            actor: auth.principal().actor(),
-            action,
-            target_kind: Some("user"),
-            target_id: Some(user.to_string()),
-            details,
-            request_id: super::request_id::current().as_deref(),
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// The tenant's members and their roles.
@@ -123,10 +100,11 @@ pub async fn create(
             }
             other => other.into(),
         })?;
-    event(
+    record(
         &mut tx,
         &auth,
         "member.added",
+        "user",
         user.id,
         serde_json::json!({ "after": { "email": user.email, "role": body.role.as_str() } }),
     )
@@ -163,7 +141,7 @@ pub async fn update(
         ));
     }
     users::set_member_role(&mut tx, user, body.role).await?;
-    event(&mut tx, &auth, "member.role_changed", user,
+    record(&mut tx, &auth, "member.role_changed", "user", user,
         serde_json::json!({ "before": { "role": before.role }, "after": { "role": body.role.as_str() } })).await?;
     let after = users::get_member(&mut tx, user)
         .await?
@@ -194,10 +172,11 @@ pub async fn remove(
         ));
     }
     users::remove_member(&mut tx, user).await?;
-    event(
+    record(
         &mut tx,
         &auth,
         "member.removed",
+        "user",
         user,
         serde_json::json!({ "before": { "email": before.email, "role": before.role } }),
     )

@@ -29,7 +29,7 @@ use shared::resources::Page;
 use crate::auth::TokenKeys;
 use crate::config::{AuthSettings, ServerSettings};
 use crate::redis::Redis;
-use crate::store::Store;
+use crate::store::{Store, TenantTx, audit};
 
 pub use error::ApiError;
 
@@ -188,6 +188,32 @@ pub fn bind(settings: &ServerSettings, state: AppState) -> std::io::Result<Bound
         server: server.run(),
         port,
     })
+}
+
+/// Appends a management event by the caller to the tenant's audit trail, inside the transaction
+/// that makes the change, so neither commits without the other.
+pub(crate) async fn record(
+    tx: &mut TenantTx,
+    auth: &auth::Authorized,
+    action: &str,
+    target_kind: &str,
+    target_id: impl ToString,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let request_id = request_id::current();
+    audit::append(
+        tx,
+        &audit::NewEvent {
+            actor: auth.principal().actor(),
+            action,
+            target_kind: Some(target_kind),
+            target_id: Some(target_id.to_string()),
+            details,
+            request_id: request_id.as_deref(),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn portal_index(

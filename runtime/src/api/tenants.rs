@@ -8,9 +8,8 @@ use shared::{ErrorBody, ErrorCode, TenantId};
 use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::{self, Errors};
-use super::{AppState, PageQuery};
+use super::{AppState, PageQuery, record};
 use crate::store::StoreError;
-use crate::store::audit::{self, NewEvent};
 use crate::store::tenants::{self as store_tenants, TenantRow};
 
 /// `?q=` search on name and slug, plus paging.
@@ -97,16 +96,13 @@ pub async fn create(
     let (row, mut tx) = store_tenants::create(&state.store, &slug, &name)
         .await
         .map_err(slug_conflict)?;
-    audit::append(
+    record(
         &mut tx,
-        &NewEvent {
-            actor: auth.principal().actor(),
-            action: "tenant.created",
-            target_kind: Some("tenant"),
-            target_id: Some(row.id.to_string()),
-            details: serde_json::json!({ "after": { "name": row.name, "slug": row.slug } }),
-            request_id: super::request_id::current().as_deref(),
-        },
+        &auth,
+        "tenant.created",
+        "tenant",
+        row.id,
+        serde_json::json!({ "after": { "name": row.name, "slug": row.slug } }),
     )
     .await?;
     tx.commit().await.map_err(slug_conflict)?;
@@ -166,19 +162,16 @@ pub async fn update(
     .await
     .map_err(slug_conflict)?
     .ok_or_else(|| ApiError::not_found("The tenant"))?;
-    audit::append(
+    record(
         &mut tx,
-        &NewEvent {
-            actor: auth.principal().actor(),
-            action: "tenant.updated",
-            target_kind: Some("tenant"),
-            target_id: Some(after.id.to_string()),
-            details: serde_json::json!({
-                "before": { "name": before.name, "slug": before.slug, "status": before.status },
-                "after": { "name": after.name, "slug": after.slug, "status": after.status },
-            }),
-            request_id: super::request_id::current().as_deref(),
-        },
+        &auth,
+        "tenant.updated",
+        "tenant",
+        after.id,
+        serde_json::json!({
+            "before": { "name": before.name, "slug": before.slug, "status": before.status },
+            "after": { "name": after.name, "slug": after.slug, "status": after.status },
+        }),
     )
     .await?;
     tx.commit().await.map_err(slug_conflict)?;
@@ -210,16 +203,13 @@ pub async fn delete(
             format!("type the tenant's slug ({}) to confirm deletion", row.slug),
         ));
     }
-    audit::append(
+    record(
         &mut tx,
-        &NewEvent {
-            actor: auth.principal().actor(),
-            action: "tenant.deleted",
-            target_kind: Some("tenant"),
-            target_id: Some(row.id.to_string()),
-            details: serde_json::json!({ "before": { "name": row.name, "slug": row.slug } }),
-            request_id: super::request_id::current().as_deref(),
-        },
+        &auth,
+        "tenant.deleted",
+        "tenant",
+        row.id,
+        serde_json::json!({ "before": { "name": row.name, "slug": row.slug } }),
     )
     .await?;
     store_tenants::delete(&mut tx).await?;
