@@ -26,8 +26,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER tenant_members_bump_auth_version
-    AFTER UPDATE OF role OR DELETE ON tenant_members
+CREATE TRIGGER tenant_members_bump_auth_version_on_role
+    AFTER UPDATE OF role ON tenant_members
+    FOR EACH ROW WHEN (OLD.role IS DISTINCT FROM NEW.role)
+    EXECUTE FUNCTION bump_member_auth_version();
+CREATE TRIGGER tenant_members_bump_auth_version_on_removal
+    AFTER DELETE ON tenant_members
     FOR EACH ROW EXECUTE FUNCTION bump_member_auth_version();
 
 -- A user's memberships across tenants: what sign-in and every authenticated request need before

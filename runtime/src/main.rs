@@ -39,6 +39,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    runtime::llm::install_crypto();
     let cli = Cli::parse();
     let (settings, warnings) = match Settings::from_process_env(cli.config.as_deref()) {
         Ok(loaded) => loaded,

@@ -86,6 +86,12 @@ impl Redis {
         Ok((count.unwrap_or(0), u64::try_from(ttl).unwrap_or(0)))
     }
 
+    /// Takes one from a counter.
+    pub async fn decrement(&self, key: &str) -> Result<(), RedisError> {
+        let _: i64 = self.client.decr(key).await.map_err(RedisError::Command)?;
+        Ok(())
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), RedisError> {
         let _: i64 = self.client.del(key).await.map_err(RedisError::Command)?;
         Ok(())

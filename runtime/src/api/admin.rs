@@ -9,8 +9,8 @@ use shared::auth::{ImpersonateRequest, SessionToken};
 use super::AppState;
 use super::auth::{Authorized, issue};
 use super::error::ApiError;
-use crate::auth::Principal;
 use crate::auth::tokens::ImpersonationClaim;
+use crate::auth::{Impersonated, Principal};
 use crate::store::audit::{self, Actor, NewEvent};
 use crate::store::tenants;
 
@@ -52,14 +52,22 @@ pub async fn start_impersonation(
     )
     .await?;
     tx.commit().await?;
+    // The impersonation is a session of its own, so stopping it can revoke it.
     let mut claims = principal.claims.clone();
+    claims.sid = uuid::Uuid::new_v4();
     claims.imp = Some(ImpersonationClaim {
         tenant: tenant.id,
         exp: until.timestamp(),
+        parent_sid: principal.claims.sid,
     });
     let acting = Principal {
         claims: claims.clone(),
-        impersonating: Some((body.tenant_id, tenant.name, until)),
+        impersonating: Some(Impersonated {
+            tenant: body.tenant_id,
+            name: tenant.name,
+            active: tenant.status == "active",
+            until,
+        }),
         ..principal.clone()
     };
     issue(&req, &state, &claims, acting.me())
@@ -74,7 +82,9 @@ pub async fn stop_impersonation(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = auth.principal();
-    if let Some((tenant, _, _)) = &principal.impersonating {
+    let mut claims = principal.claims.clone();
+    if let (Some(imp), Some(claim)) = (&principal.impersonating, &principal.claims.imp) {
+        let tenant = &imp.tenant;
         let mut tx = state.store.tenant_tx(*tenant).await?;
         audit::append(
             &mut tx,
@@ -89,8 +99,9 @@ pub async fn stop_impersonation(
         )
         .await?;
         tx.commit().await?;
+        super::auth::revoke(&state, &principal.claims).await?;
+        claims.sid = claim.parent_sid;
     }
-    let mut claims = principal.claims.clone();
     claims.imp = None;
     let own = Principal {
         claims: claims.clone(),

@@ -21,8 +21,8 @@ use super::error::ApiError;
 use super::routes::{self, Access};
 use crate::auth::principal::TenantAccess;
 use crate::auth::tokens::Claims;
-use crate::auth::{Principal, password};
-use crate::store::audit::{self, NewEvent};
+use crate::auth::{Impersonated, Principal, password};
+use crate::store::audit::{self, Actor, NewEvent};
 use crate::store::{tenants, users};
 
 pub const SESSION_COOKIE: &str = "konstruct_session";
@@ -102,7 +102,17 @@ async fn authorize(req: &HttpRequest) -> Result<Authorized, ApiError> {
                 .get("tenant_id")
                 .and_then(|t| t.parse().ok())
                 .ok_or_else(|| ApiError::not_found("The tenant"))?;
-            match session.principal.access_to(tenant) {
+            let principal = &session.principal;
+            let member = principal.memberships.iter().any(|m| m.tenant == tenant);
+            if principal.is_platform_admin() && principal.impersonating.is_none() && !member {
+                // Global access reaches only tenants that exist.
+                let state = state(req)?;
+                let mut tx = state.store.tenant_tx(tenant).await?;
+                if tenants::current(&mut tx).await?.is_none() {
+                    return Err(ApiError::not_found("The tenant"));
+                }
+            }
+            match principal.access_to(tenant) {
                 TenantAccess::None => Err(ApiError::not_found("The tenant")),
                 TenantAccess::Granted(perms) if perms.contains(&permission) => Ok(Authorized {
                     session,
@@ -159,18 +169,43 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
         .filter(|u| u.status == "active" && u.auth_version == claims.ver)
         .ok_or_else(ApiError::unauthenticated)?;
     let memberships = users::memberships(&state.store, user.id).await?;
-    let impersonating = match claims.active_impersonation(now) {
-        Some(imp) if user.is_platform_admin => {
+    // An impersonation token never falls back to the admin's full rights: once it has run out,
+    // its tenant is gone or the user is no longer a platform admin, it is refused.
+    let impersonating = match &claims.imp {
+        None => None,
+        Some(imp) => {
+            if claims.active_impersonation(now).is_none() || !user.is_platform_admin {
+                return Err(ApiError::unauthenticated());
+            }
             let tenant = TenantId::from_uuid(imp.tenant);
             let mut tx = state.store.tenant_tx(tenant).await?;
-            let row = tenants::current(&mut tx).await?;
-            drop(tx);
-            row.map(|t| {
-                let until = Utc.timestamp_opt(imp.exp, 0).single().unwrap_or(now);
-                (tenant, t.name, until)
+            let row = tenants::current(&mut tx)
+                .await?
+                .ok_or_else(ApiError::unauthenticated)?;
+            // Every request made while impersonating is recorded before it is handled; if it
+            // cannot be recorded, it is not handled.
+            let request_id = super::request_id::current();
+            audit::append(
+                &mut tx,
+                &NewEvent {
+                    actor: Actor::Impersonating { admin: user.id },
+                    action: "impersonation.request",
+                    target_kind: Some("http"),
+                    target_id: Some(format!("{} {}", req.method(), req.path())),
+                    details: serde_json::json!({}),
+                    request_id: request_id.as_deref(),
+                },
+            )
+            .await
+            .map_err(ApiError::unavailable)?;
+            tx.commit().await?;
+            Some(Impersonated {
+                tenant,
+                name: row.name,
+                active: row.status == "active",
+                until: Utc.timestamp_opt(imp.exp, 0).single().unwrap_or(now),
             })
         }
-        _ => None,
     };
     if via == Via::Cookie && !is_safe(req.method()) {
         let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -195,6 +230,18 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
 
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Revokes the session of `claims` until it would have ended anyway.
+pub async fn revoke(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
+    let remaining = (claims.auth_time + i64::from(state.auth.session_max_hours) * 3600
+        - Utc::now().timestamp())
+    .max(1);
+    state
+        .redis
+        .set_marker(&revoked_key(state, claims), remaining.unsigned_abs())
+        .await
+        .map_err(ApiError::unavailable)
 }
 
 fn revoked_key(state: &AppState, claims: &Claims) -> String {
@@ -290,16 +337,23 @@ pub async fn login(
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
     let address_key = state.redis.key(&format!("login:fail:addr:{address}"));
+    // Reserve the attempt on both counters before the slow password check, so parallel guesses
+    // cannot all pass a check made before any of them is counted.
     for (key, limit) in [
         (&account_key, settings.login_failures_per_account),
         (&address_key, settings.login_failures_per_address),
     ] {
-        let (count, ttl) = state
+        let count = state
             .redis
-            .counter(key)
+            .incr_in_window(key, settings.login_window_secs)
             .await
             .map_err(ApiError::unavailable)?;
-        if count >= i64::from(limit) {
+        if count > i64::from(limit) {
+            let (_, ttl) = state
+                .redis
+                .counter(key)
+                .await
+                .map_err(ApiError::unavailable)?;
             return Err(ApiError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -323,13 +377,7 @@ pub async fn login(
     let user = match credentials {
         Some(c) if matches && c.status == "active" => c,
         _ => {
-            for key in [&account_key, &address_key] {
-                state
-                    .redis
-                    .incr_in_window(key, settings.login_window_secs)
-                    .await
-                    .map_err(ApiError::unavailable)?;
-            }
+            // The reserved attempts stay counted: this one failed.
             tracing::info!(client.address = %address, "sign-in refused");
             return Err(ApiError::new(
                 ErrorCode::Unauthenticated,
@@ -400,8 +448,8 @@ pub async fn me(auth: Authorized) -> web::Json<Me> {
     web::Json(auth.principal().me())
 }
 
-/// Wraps every API request: re-issues an ageing cookie session, and records every request made
-/// under impersonation in the impersonated tenant's audit trail, with the real admin's id.
+/// Wraps every API request: re-issues an ageing cookie session. (Requests made under
+/// impersonation are audited in `authenticate`, before they are handled.)
 pub async fn session_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -419,34 +467,6 @@ pub async fn session_middleware(
         return Ok(res);
     };
     let principal = &session.principal;
-    if let Some((tenant, _, _)) = &principal.impersonating {
-        let event = NewEvent {
-            actor: principal.actor(),
-            action: "impersonation.request",
-            target_kind: Some("http"),
-            target_id: Some(format!(
-                "{} {}",
-                res.request().method(),
-                res.request().path()
-            )),
-            details: serde_json::json!({ "status": res.status().as_u16() }),
-            request_id: None,
-        };
-        let request_id = super::request_id::current();
-        let event = NewEvent {
-            request_id: request_id.as_deref(),
-            ..event
-        };
-        let recorded = async {
-            let mut tx = state.store.tenant_tx(*tenant).await?;
-            audit::append(&mut tx, &event).await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "could not audit an impersonated request");
-        }
-    }
     let logged_out = res
         .response()
         .headers()

@@ -128,6 +128,7 @@ pub async fn update(
 ) -> Result<web::Json<Member>, ApiError> {
     let (_, user) = path.into_inner();
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    users::lock_members(&mut tx).await?;
     let before = users::get_member(&mut tx, user)
         .await?
         .ok_or_else(|| ApiError::not_found("The member"))?;
@@ -161,6 +162,7 @@ pub async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     let (_, user) = path.into_inner();
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    users::lock_members(&mut tx).await?;
     let before = users::get_member(&mut tx, user)
         .await?
         .ok_or_else(|| ApiError::not_found("The member"))?;

@@ -7,5 +7,5 @@ pub mod password;
 pub mod principal;
 pub mod tokens;
 
-pub use principal::Principal;
+pub use principal::{Impersonated, Principal};
 pub use tokens::{Claims, TokenKeys};

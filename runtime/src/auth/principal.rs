@@ -17,8 +17,33 @@ pub struct Principal {
     pub user: UserRow,
     pub memberships: Vec<MembershipRow>,
     pub claims: Claims,
-    /// The impersonated tenant and its name, while an impersonation is active.
-    pub impersonating: Option<(TenantId, String, DateTime<Utc>)>,
+    /// The impersonated tenant, while an impersonation is active.
+    pub impersonating: Option<Impersonated>,
+}
+
+/// The tenant a platform admin is impersonating.
+#[derive(Debug, Clone)]
+pub struct Impersonated {
+    pub tenant: TenantId,
+    pub name: String,
+    /// False while the tenant is suspended: the session is then read-only, like its members'.
+    pub active: bool,
+    pub until: DateTime<Utc>,
+}
+
+/// What may be done in a suspended tenant: read, nothing else.
+const READ_ONLY: [Permission; 3] = [
+    Permission::TenantRead,
+    Permission::AgentsRead,
+    Permission::MembersRead,
+];
+
+fn narrowed(perms: &[Permission], active: bool) -> Vec<Permission> {
+    perms
+        .iter()
+        .copied()
+        .filter(|p| active || READ_ONLY.contains(p))
+        .collect()
 }
 
 /// What a principal may do in one tenant.
@@ -42,19 +67,22 @@ impl Principal {
     }
 
     pub fn access_to(&self, tenant: TenantId) -> TenantAccess {
-        let tenant_perms = || TenantRole::CustomerAdmin.permissions().to_vec();
-        if let Some((imp, _, _)) = &self.impersonating {
-            return if *imp == tenant {
-                TenantAccess::Granted(tenant_perms())
+        let admin = TenantRole::CustomerAdmin.permissions();
+        if let Some(imp) = &self.impersonating {
+            return if imp.tenant == tenant {
+                TenantAccess::Granted(narrowed(admin, imp.active))
             } else {
                 TenantAccess::None
             };
         }
         if self.is_platform_admin() {
-            return TenantAccess::Granted(tenant_perms());
+            // Platform admins may repair a suspended tenant, so they keep every permission.
+            return TenantAccess::Granted(admin.to_vec());
         }
         match self.memberships.iter().find(|m| m.tenant == tenant) {
-            Some(m) => TenantAccess::Granted(m.role.permissions().to_vec()),
+            Some(m) => {
+                TenantAccess::Granted(narrowed(m.role.permissions(), m.tenant_status == "active"))
+            }
             None => TenantAccess::None,
         }
     }
@@ -85,9 +113,12 @@ impl Principal {
             })
             .collect();
         let tenant_permissions = match &self.impersonating {
-            Some((tenant, _, _)) => vec![TenantPermissions {
-                tenant_id: *tenant,
-                permissions: TenantRole::CustomerAdmin.permissions().to_vec(),
+            Some(imp) => vec![TenantPermissions {
+                tenant_id: imp.tenant,
+                permissions: match self.access_to(imp.tenant) {
+                    TenantAccess::Granted(p) => p,
+                    TenantAccess::None => Vec::new(),
+                },
             }],
             None => self
                 .memberships
@@ -109,14 +140,11 @@ impl Principal {
             },
             platform_admin: self.is_platform_admin(),
             memberships,
-            impersonation: self
-                .impersonating
-                .as_ref()
-                .map(|(tenant, name, expires_at)| Impersonation {
-                    tenant_id: *tenant,
-                    tenant_name: name.clone(),
-                    expires_at: *expires_at,
-                }),
+            impersonation: self.impersonating.as_ref().map(|imp| Impersonation {
+                tenant_id: imp.tenant,
+                tenant_name: imp.name.clone(),
+                expires_at: imp.until,
+            }),
             tenant_permissions,
             platform_permissions: if self.is_platform_admin() && self.impersonating.is_none() {
                 Permission::PLATFORM.to_vec()

@@ -36,6 +36,9 @@ pub struct Claims {
 pub struct ImpersonationClaim {
     pub tenant: Uuid,
     pub exp: i64,
+    /// The admin's own session, which stopping the impersonation returns to. The impersonation
+    /// has a session id of its own, revoked when it stops.
+    pub parent_sid: Uuid,
 }
 
 impl Claims {

@@ -212,6 +212,17 @@ pub async fn remove_member(tx: &mut TenantTx, user: Uuid) -> StoreResult<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Serialises membership changes within the tenant until the transaction ends, so two admins
+/// demoting each other at once cannot both pass the last-admin check.
+pub async fn lock_members(tx: &mut TenantTx) -> StoreResult<()> {
+    let tenant = tx.tenant();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('konstruct.members:' || $1, 0))")
+        .bind(tenant.to_string())
+        .execute(tx.connection())
+        .await?;
+    Ok(())
+}
+
 /// How many customer admins the tenant has (the last one cannot be demoted or removed).
 pub async fn count_admins(tx: &mut TenantTx) -> StoreResult<i64> {
     Ok(

@@ -334,3 +334,28 @@ async fn refresh_gives_a_new_token_for_the_same_session() {
         .unwrap();
     assert_eq!(status_with(&app, &token).await, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_burst_of_parallel_guesses_cannot_exceed_the_account_limit() {
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_account: Some(3),
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let email = email_of(&app, w.admin_a).await;
+    let guesses = (0..12).map(|i| {
+        let (app, email) = (&app, email.clone());
+        async move { login(app, &email, &format!("guess {i}")).await.status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, limited), (3, 9), "{statuses:?}");
+}

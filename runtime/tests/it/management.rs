@@ -524,3 +524,140 @@ async fn the_last_customer_admin_cannot_be_demoted_or_removed() {
         "nothing changed, so the session is intact"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_or_expired_impersonation_token_is_refused_not_widened() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let platform = app.token_for(w.platform, None).await;
+    let started: SessionToken = app
+        .request(Method::POST, "/api/admin/impersonate", Some(&platform))
+        .json(&json!({ "tenant_id": w.a }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stopped: SessionToken = app
+        .request(
+            Method::DELETE,
+            "/api/admin/impersonate",
+            Some(&started.token),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The impersonation token is dead; the returned one is the admin's own session.
+    let me = |t: String| {
+        let req = app.request(Method::GET, "/api/tenants", Some(&t));
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(me(started.token.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(stopped.token.clone()).await, StatusCode::OK);
+
+    // An impersonation that ran out does not fall back to platform rights.
+    let now = chrono::Utc::now();
+    let mut claims = app.keys.new_session(w.platform, 0, now);
+    claims.imp = Some(runtime::auth::tokens::ImpersonationClaim {
+        tenant: *w.a.as_uuid(),
+        exp: (now - chrono::Duration::minutes(1)).timestamp(),
+        parent_sid: uuid::Uuid::new_v4(),
+    });
+    let expired = app.keys.sign(&app.keys.renew(&claims, now)).unwrap();
+    assert_eq!(me(expired).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_suspended_tenant_is_read_only_for_its_members_and_impersonators() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let platform = app.token_for(w.platform, None).await;
+    let res = app
+        .request(
+            Method::PATCH,
+            &format!("/api/tenants/{}", w.a),
+            Some(&platform),
+        )
+        .json(&json!({ "status": "suspended" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let agents = format!("/api/tenants/{}/agents", w.a);
+    for token in [
+        app.token_for(w.admin_a, None).await,
+        app.token_for(w.platform, Some(w.a)).await,
+    ] {
+        let read = app
+            .request(Method::GET, &agents, Some(&token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), StatusCode::OK);
+        let write = app
+            .request(Method::POST, &agents, Some(&token))
+            .json(&json!({ "name": "Not now" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    }
+    // The platform admin can still repair it.
+    let write = app
+        .request(Method::POST, &agents, Some(&platform))
+        .json(&json!({ "name": "Repair" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn platform_admins_get_404_for_tenants_that_do_not_exist() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let platform = app.token_for(w.platform, None).await;
+    let ghost = uuid::Uuid::new_v4();
+    for (method, path) in [
+        (Method::GET, format!("/api/tenants/{ghost}/agents")),
+        (Method::POST, format!("/api/tenants/{ghost}/agents")),
+        (Method::GET, format!("/api/tenants/{ghost}/members")),
+    ] {
+        let res = app
+            .request(method.clone(), &path, Some(&platform))
+            .json(&json!({ "name": "Nobody" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn setting_the_same_role_again_does_not_end_sessions() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let operator = app.token_for(w.operator_a, None).await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let res = app
+        .request(
+            Method::PATCH,
+            &format!("/api/tenants/{}/members/{}", w.a, w.operator_a),
+            Some(&admin),
+        )
+        .json(&json!({ "role": "customer_operator" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let still = app
+        .request(Method::GET, "/api/me", Some(&operator))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), StatusCode::OK);
+}

@@ -238,6 +238,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: AppOptions) -> TestApp {
+        runtime::llm::install_crypto();
         let db = if options.unmigrated {
             TestDb::unmigrated().await
         } else {
@@ -301,9 +302,11 @@ impl TestApp {
             .unwrap();
         let now = Utc::now();
         let mut claims = self.keys.new_session(user, row.auth_version, now);
+        let parent_sid = claims.sid;
         claims.imp = impersonate.map(|t| ImpersonationClaim {
             tenant: *t.as_uuid(),
             exp: (now + Duration::minutes(30)).timestamp(),
+            parent_sid,
         });
         self.keys.sign(&self.keys.renew(&claims, now)).unwrap()
     }

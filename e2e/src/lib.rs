@@ -1,0 +1,5 @@
+//! Everything that drives Konstruct from outside: fakes of the third-party services it talks to
+//! (today the LLM providers), usable in-process by tests and as binaries for manual runs and
+//! benchmarks. Scripts (`smoke.sh`, `walkthrough.sh`) sit beside this crate.
+
+pub mod llm;

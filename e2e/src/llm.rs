@@ -1,0 +1,514 @@
+//! A fake LLM provider that speaks both OpenAI Chat Completions (`POST /v1/chat/completions`, also
+//! what Ollama serves) and Anthropic Messages (`POST /v1/messages`).
+//!
+//! It behaves like the real services where it matters to a client: it checks the auth header
+//! (`Authorization: Bearer …` or `x-api-key` + `anthropic-version`), validates the request shape,
+//! answers with the documented bodies (errors included) and can be scripted per request to answer
+//! text or a tool call, fail with any status (429 with `Retry-After`, 401, 500, 529), be slow,
+//! hang, or return a malformed body. Every request it receives is recorded for assertions.
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+
+/// What the fake does with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Behavior {
+    /// Answer with this text.
+    Text(String),
+    /// Answer with a call to this tool with these arguments.
+    ToolCall { name: String, arguments: Value },
+    /// Fail with this status and the provider's error body; `retry_after` sets the header.
+    Fail {
+        status: u16,
+        retry_after: Option<u64>,
+        message: String,
+    },
+    /// Wait, then behave as the inner behavior.
+    Delay(Duration, Box<Behavior>),
+    /// Never answer (until the client gives up).
+    Hang,
+    /// Answer 200 with a body that is not the documented shape.
+    Malformed,
+}
+
+/// One request as the fake received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// `openai` or `anthropic`.
+    pub api: &'static str,
+    pub path: String,
+    pub auth: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    api_key: String,
+    script: VecDeque<Behavior>,
+    /// Used when the script is empty; `None` echoes the last user message.
+    fallback: Option<Behavior>,
+    received: Vec<Received>,
+    counter: u64,
+}
+
+/// A running fake. Dropping it stops the server.
+#[derive(Debug)]
+pub struct FakeLlm {
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stopping is async; let it run in the background.
+        drop(tokio::spawn(async move { handle.stop(false).await }));
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FakeLlm {
+    /// Starts a fake on a free port of 127.0.0.1 that accepts `api_key`.
+    pub fn start(api_key: &str) -> std::io::Result<FakeLlm> {
+        Self::start_on("127.0.0.1:0", api_key)
+    }
+
+    /// Starts a fake on `addr`.
+    pub fn start_on(addr: &str, api_key: &str) -> std::io::Result<FakeLlm> {
+        let listener = TcpListener::bind(addr)?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(Mutex::new(State {
+            api_key: api_key.to_string(),
+            ..State::default()
+        }));
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(20 * 1024 * 1024))
+                .route("/v1/chat/completions", web::post().to(openai))
+                .route("/v1/messages", web::post().to(anthropic))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        drop(tokio::spawn(server));
+        Ok(FakeLlm {
+            base_url: format!("http://127.0.0.1:{port}"),
+            state,
+            handle,
+        })
+    }
+
+    /// Queues behaviors for the next requests, in order.
+    pub fn script(&self, behaviors: impl IntoIterator<Item = Behavior>) {
+        lock(&self.state).script.extend(behaviors);
+    }
+
+    /// What to do once the script is used up (default: echo).
+    pub fn set_fallback(&self, behavior: Option<Behavior>) {
+        lock(&self.state).fallback = behavior;
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.state).received.clone()
+    }
+
+    /// How many requests were received.
+    pub fn calls(&self) -> usize {
+        lock(&self.state).received.len()
+    }
+}
+
+fn next_behavior(state: &Mutex<State>, received: Received) -> (Behavior, u64) {
+    let mut s = lock(state);
+    s.counter += 1;
+    let echo = Behavior::Text(format!("echo: {}", last_user_text(&received.body)));
+    s.received.push(received);
+    let behavior = s
+        .script
+        .pop_front()
+        .or_else(|| s.fallback.clone())
+        .unwrap_or(echo);
+    (behavior, s.counter)
+}
+
+fn last_user_text(body: &Value) -> String {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for m in messages.iter().rev() {
+        if m["role"] != "user" {
+            continue;
+        }
+        match &m["content"] {
+            Value::String(s) => return s.clone(),
+            Value::Array(parts) => {
+                let texts: Vec<&str> = parts
+                    .iter()
+                    .filter(|p| p["type"] == "text")
+                    .filter_map(|p| p["text"].as_str())
+                    .collect();
+                if !texts.is_empty() {
+                    return texts.join(" ");
+                }
+            }
+            _ => {}
+        }
+    }
+    String::new()
+}
+
+/// Whitespace-separated words, a stand-in for tokens that is stable for tests.
+fn count_tokens(body: &Value) -> u64 {
+    body.to_string().split_whitespace().count() as u64 + 1
+}
+
+fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn resolve(behavior: Behavior) -> Behavior {
+    let mut behavior = behavior;
+    loop {
+        match behavior {
+            Behavior::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                behavior = *inner;
+            }
+            Behavior::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                behavior = Behavior::Malformed;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI Chat Completions
+// ---------------------------------------------------------------------------------------------
+
+fn openai_error(code: u16, kind: &str, message: &str, error_code: Option<&str>) -> HttpResponse {
+    HttpResponse::build(status(code)).json(json!({
+        "error": { "message": message, "type": kind, "param": null, "code": error_code }
+    }))
+}
+
+fn validate_openai(body: &Value) -> Result<(), String> {
+    if !body["model"].is_string() {
+        return Err("you must provide a model parameter".into());
+    }
+    let messages = body["messages"]
+        .as_array()
+        .ok_or("'messages' is a required property")?;
+    if messages.is_empty() {
+        return Err("'messages' must contain at least one message".into());
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let role = m["role"].as_str().unwrap_or_default();
+        match role {
+            "system" | "user" | "assistant" => {}
+            "tool" => {
+                if !m["tool_call_id"].is_string() {
+                    return Err(format!(
+                        "messages[{i}].tool_call_id is required for role tool"
+                    ));
+                }
+            }
+            _ => return Err(format!("messages[{i}].role is invalid")),
+        }
+        match &m["content"] {
+            Value::String(_) => {}
+            Value::Null if role == "assistant" && m["tool_calls"].is_array() => {}
+            Value::Array(parts) => {
+                for p in parts {
+                    match p["type"].as_str() {
+                        Some("text") if p["text"].is_string() => {}
+                        Some("image_url") if p["image_url"]["url"].is_string() => {}
+                        _ => return Err(format!("messages[{i}].content has an invalid part")),
+                    }
+                }
+            }
+            _ => return Err(format!("messages[{i}].content is invalid")),
+        }
+    }
+    if let Some(tools) = body.get("tools") {
+        for t in tools.as_array().ok_or("'tools' must be an array")? {
+            if t["type"] != "function" || !t["function"]["name"].is_string() {
+                return Err("each tool must be {type: function, function: {name, …}}".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn openai(
+    req: HttpRequest,
+    state: web::Data<Mutex<State>>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let auth = header(&req, "authorization");
+    let expected = format!("Bearer {}", lock(&state).api_key);
+    if auth.as_deref() != Some(expected.as_str()) {
+        return openai_error(
+            401,
+            "invalid_request_error",
+            "Incorrect API key provided.",
+            Some("invalid_api_key"),
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return openai_error(
+            400,
+            "invalid_request_error",
+            "We could not parse the JSON body of your request.",
+            None,
+        );
+    };
+    if let Err(message) = validate_openai(&body) {
+        return openai_error(400, "invalid_request_error", &message, None);
+    }
+    let received = Received {
+        api: "openai",
+        path: req.path().to_string(),
+        auth,
+        body: body.clone(),
+    };
+    let (behavior, n) = next_behavior(&state, received);
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let prompt_tokens = count_tokens(&body["messages"]);
+    let (message, finish) = match resolve(behavior).await {
+        Behavior::Text(text) => (json!({ "role": "assistant", "content": text }), "stop"),
+        Behavior::ToolCall { name, arguments } => (
+            json!({
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [{
+                    "id": format!("call_{n}"),
+                    "type": "function",
+                    "function": { "name": name, "arguments": arguments.to_string() }
+                }]
+            }),
+            "tool_calls",
+        ),
+        Behavior::Fail {
+            status: code,
+            retry_after,
+            message,
+        } => {
+            let (kind, error_code) = match code {
+                429 => ("requests", Some("rate_limit_exceeded")),
+                400 => ("invalid_request_error", None),
+                401 => ("invalid_request_error", Some("invalid_api_key")),
+                _ => ("server_error", None),
+            };
+            let mut res = openai_error(code, kind, &message, error_code);
+            if let Some(secs) = retry_after
+                && let Ok(v) = secs.to_string().parse()
+            {
+                res.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            return res;
+        }
+        Behavior::Malformed | Behavior::Delay(..) | Behavior::Hang => {
+            return HttpResponse::Ok()
+                .json(json!({ "object": "chat.completion", "choices": "oops" }));
+        }
+    };
+    let completion_tokens = count_tokens(&message);
+    HttpResponse::Ok().json(json!({
+        "id": format!("chatcmpl-fake-{n}"),
+        "object": "chat.completion",
+        "created": 1_700_000_000 + n,
+        "model": model,
+        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": { "cached_tokens": 0 }
+        }
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic Messages
+// ---------------------------------------------------------------------------------------------
+
+fn anthropic_error(code: u16, kind: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status(code)).json(json!({
+        "type": "error",
+        "error": { "type": kind, "message": message }
+    }))
+}
+
+fn validate_anthropic(body: &Value) -> Result<(), String> {
+    if !body["model"].is_string() {
+        return Err("model: Field required".into());
+    }
+    if !body["max_tokens"].is_u64() {
+        return Err("max_tokens: Field required".into());
+    }
+    let messages = body["messages"]
+        .as_array()
+        .ok_or("messages: Field required")?;
+    if messages.is_empty() || messages[0]["role"] != "user" {
+        return Err("messages: the first message must use the \"user\" role".into());
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let role = m["role"].as_str().unwrap_or_default();
+        if role != "user" && role != "assistant" {
+            return Err(format!(
+                "messages.{i}.role: Input should be 'user' or 'assistant'"
+            ));
+        }
+        if i > 0 && messages[i - 1]["role"] == m["role"] {
+            return Err("messages: roles must alternate between \"user\" and \"assistant\"".into());
+        }
+        match &m["content"] {
+            Value::String(_) => {}
+            Value::Array(blocks) => {
+                for b in blocks {
+                    let ok = match b["type"].as_str() {
+                        Some("text") => b["text"].is_string(),
+                        Some("image") => {
+                            b["source"]["type"] == "base64"
+                                && b["source"]["media_type"].is_string()
+                                && b["source"]["data"].is_string()
+                        }
+                        Some("tool_use") => {
+                            role == "assistant" && b["id"].is_string() && b["input"].is_object()
+                        }
+                        Some("tool_result") => role == "user" && b["tool_use_id"].is_string(),
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(format!("messages.{i}.content: invalid block {b}"));
+                    }
+                }
+            }
+            _ => return Err(format!("messages.{i}.content: Field required")),
+        }
+    }
+    if let Some(system) = body.get("system")
+        && !system.is_string()
+        && !system.is_array()
+    {
+        return Err("system: Input should be a valid string".into());
+    }
+    if let Some(tools) = body.get("tools") {
+        for t in tools
+            .as_array()
+            .ok_or("tools: Input should be a valid list")?
+        {
+            if !t["name"].is_string() || !t["input_schema"].is_object() {
+                return Err("tools: each tool needs name and input_schema".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn anthropic(
+    req: HttpRequest,
+    state: web::Data<Mutex<State>>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let key = header(&req, "x-api-key");
+    if key.as_deref() != Some(lock(&state).api_key.as_str()) {
+        return anthropic_error(401, "authentication_error", "invalid x-api-key");
+    }
+    if header(&req, "anthropic-version").as_deref() != Some("2023-06-01") {
+        return anthropic_error(
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return anthropic_error(
+            400,
+            "invalid_request_error",
+            "request body is not valid JSON",
+        );
+    };
+    if let Err(message) = validate_anthropic(&body) {
+        return anthropic_error(400, "invalid_request_error", &message);
+    }
+    let received = Received {
+        api: "anthropic",
+        path: req.path().to_string(),
+        auth: key,
+        body: body.clone(),
+    };
+    let (behavior, n) = next_behavior(&state, received);
+    let input_tokens = count_tokens(&body["messages"]) + count_tokens(&body["system"]);
+    let (content, stop) = match resolve(behavior).await {
+        Behavior::Text(text) => (json!([{ "type": "text", "text": text }]), "end_turn"),
+        Behavior::ToolCall { name, arguments } => (
+            json!([{ "type": "tool_use", "id": format!("toolu_{n}"), "name": name, "input": arguments }]),
+            "tool_use",
+        ),
+        Behavior::Fail {
+            status: code,
+            retry_after,
+            message,
+        } => {
+            let kind = match code {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                401 => "authentication_error",
+                403 => "permission_error",
+                400 => "invalid_request_error",
+                _ => "api_error",
+            };
+            let mut res = anthropic_error(code, kind, &message);
+            if let Some(secs) = retry_after
+                && let Ok(v) = secs.to_string().parse()
+            {
+                res.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            return res;
+        }
+        Behavior::Malformed | Behavior::Delay(..) | Behavior::Hang => {
+            return HttpResponse::Ok().json(json!({ "type": "message", "content": 42 }));
+        }
+    };
+    let output_tokens = count_tokens(&content);
+    HttpResponse::Ok().json(json!({
+        "id": format!("msg_fake_{n}"),
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": null,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0
+        }
+    }))
+}

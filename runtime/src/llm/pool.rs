@@ -1,0 +1,404 @@
+//! The pool: named model groups of deployments, tried in order with retries, fallback and
+//! cooldown.
+//!
+//! For one call the pool walks the preferred group first, then every other group in configured
+//! order. Inside a group the first deployment is picked by weight (weight 0 = fallback only) and
+//! the rest follow in configured order. A retryable failure (connect, timeout, 5xx, 429, malformed
+//! answer) is retried on the same deployment with exponential backoff, or after the provider's
+//! `Retry-After` when it sent one; an auth failure (401/403/404) is not retried and cools the
+//! deployment down at once, so a bad key is not hammered. A deployment that fails
+//! `failures_before_cooldown` times in a row is skipped for `cooldown`, then one probe call is let
+//! through: success heals it, failure cools it again. A failure that is the request's own fault
+//! (context too long, content policy, malformed request) ends the call at once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+
+use super::error::{FailureKind, ProviderError, retry_after};
+use super::types::{CallReport, ChatRequest, Completion};
+use super::{anthropic, openai};
+use crate::config::Secret;
+
+/// The wire format a deployment speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions: OpenAI, Ollama's `/v1`, and compatible servers.
+    OpenAi,
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// One model at one endpoint with one key.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Unique across the pool, e.g. `openai/gpt-4o-mini`.
+    pub id: String,
+    pub provider: ProviderKind,
+    /// The server's base URL, with or without a trailing `/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// The platform's key; a tenant's own key for this provider takes precedence.
+    pub api_key: Option<Secret<String>>,
+    /// Share of first picks inside the group; 0 = used only as a fallback.
+    pub weight: u32,
+    pub timeout: Duration,
+    /// Retries on this deployment after the first attempt, for retryable failures.
+    pub max_retries: u32,
+}
+
+/// Deployments that can stand in for each other.
+#[derive(Debug, Clone)]
+pub struct ModelGroup {
+    pub name: String,
+    pub deployments: Vec<Deployment>,
+}
+
+/// How hard the pool tries.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub failures_before_cooldown: u32,
+    pub cooldown: Duration,
+    /// First backoff; doubles on each retry, with jitter.
+    pub backoff_base: Duration,
+    /// A `Retry-After` longer than this moves on to the next deployment instead of waiting.
+    pub max_retry_after: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            failures_before_cooldown: 3,
+            cooldown: Duration::from_secs(30),
+            backoff_base: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A tenant's own keys, per provider, for one call.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub openai: Option<Secret<String>>,
+    pub anthropic: Option<Secret<String>>,
+}
+
+impl Credentials {
+    fn for_provider(&self, provider: ProviderKind) -> Option<&Secret<String>> {
+        match provider {
+            ProviderKind::OpenAi => self.openai.as_ref(),
+            ProviderKind::Anthropic => self.anthropic.as_ref(),
+        }
+    }
+}
+
+/// Time, injectable so cooldown can be tested without waiting.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> Instant;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Why a call produced no answer. `user_message` is what an end user may be told.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolError {
+    #[error("no LLM deployment is configured")]
+    NotConfigured,
+    #[error("every LLM deployment is cooling down after repeated failures")]
+    AllCoolingDown,
+    #[error("every LLM deployment failed after {attempts} attempts; last: {last}")]
+    Exhausted { attempts: u32, last: ProviderError },
+    #[error("the LLM refused the request: {0}")]
+    Rejected(ProviderError),
+}
+
+impl PoolError {
+    /// A polite sentence for the person waiting for an answer.
+    pub fn user_message(&self) -> &'static str {
+        match self {
+            PoolError::Rejected(e) if e.kind == FailureKind::ContextTooLong => {
+                "This conversation has grown too long for me to follow. Could you start a new one?"
+            }
+            PoolError::Rejected(e) if e.kind == FailureKind::ContentPolicy => {
+                "I'm sorry, I can't help with that request."
+            }
+            _ => "I'm sorry, I can't answer right now. Please try again in a few minutes.",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Health {
+    consecutive_failures: u32,
+    cooled_until: Option<Instant>,
+    /// A probe is in flight after a cooldown ended; others keep skipping until it reports.
+    probing: bool,
+}
+
+/// The LLM backend pool.
+#[derive(Debug)]
+pub struct Pool {
+    groups: Vec<ModelGroup>,
+    settings: PoolSettings,
+    http: reqwest::Client,
+    health: Mutex<HashMap<String, Health>>,
+    clock: Arc<dyn Clock>,
+}
+
+enum Admission {
+    Skip,
+    Normal,
+    Probe,
+}
+
+impl Pool {
+    pub fn new(groups: Vec<ModelGroup>, settings: PoolSettings, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            groups,
+            settings,
+            http: super::http_client(),
+            health: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    pub fn groups(&self) -> &[ModelGroup] {
+        &self.groups
+    }
+
+    /// Answers `req`, preferring the group named `preference` (an agent's model preference).
+    pub async fn chat(
+        &self,
+        preference: Option<&str>,
+        credentials: &Credentials,
+        req: &ChatRequest,
+    ) -> Result<CallReport, PoolError> {
+        if self.groups.iter().all(|g| g.deployments.is_empty()) {
+            return Err(PoolError::NotConfigured);
+        }
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut last: Option<ProviderError> = None;
+        let preferred = preference.filter(|p| !p.is_empty());
+        let groups = self
+            .groups
+            .iter()
+            .filter(|g| Some(g.name.as_str()) == preferred)
+            .chain(
+                self.groups
+                    .iter()
+                    .filter(|g| Some(g.name.as_str()) != preferred),
+            );
+        for group in groups {
+            for deployment in self.order(group) {
+                let probe = match self.admit(&deployment.id) {
+                    Admission::Skip => continue,
+                    Admission::Normal => false,
+                    Admission::Probe => true,
+                };
+                let (key, byo) = match credentials.for_provider(deployment.provider) {
+                    Some(key) => (Some(key), true),
+                    None => (deployment.api_key.as_ref(), false),
+                };
+                let tries = if probe { 1 } else { deployment.max_retries + 1 };
+                for attempt in 0..tries {
+                    attempts += 1;
+                    match self.call(deployment, key, req).await {
+                        Ok(completion) => {
+                            self.record(&deployment.id, None);
+                            return Ok(CallReport {
+                                model: deployment.model.clone(),
+                                completion,
+                                provider: deployment.provider.name(),
+                                group: group.name.clone(),
+                                deployment: deployment.id.clone(),
+                                latency: started.elapsed(),
+                                attempts,
+                                byo_key: byo,
+                            });
+                        }
+                        Err(e) if !e.kind.is_deployment_fault() => {
+                            // The request's own fault: another deployment would refuse it too.
+                            self.record(&deployment.id, None);
+                            return Err(PoolError::Rejected(e));
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                llm.deployment = %deployment.id,
+                                llm.failure = e.kind.name(),
+                                attempt,
+                                "LLM call failed"
+                            );
+                            let cooled = self.record(&deployment.id, Some(&e.kind));
+                            let wait = match &e.kind {
+                                _ if cooled || attempt + 1 == tries => None,
+                                FailureKind::RateLimited(Some(after)) => {
+                                    (*after <= self.settings.max_retry_after).then_some(*after)
+                                }
+                                kind if kind.is_retryable() => Some(self.backoff(attempt)),
+                                _ => None,
+                            };
+                            last = Some(e);
+                            match wait {
+                                Some(wait) => tokio::time::sleep(wait).await,
+                                None => break,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match last {
+            Some(last) => Err(PoolError::Exhausted { attempts, last }),
+            None => Err(PoolError::AllCoolingDown),
+        }
+    }
+
+    /// The group's deployments for one call: a weighted pick first, then the rest in order.
+    fn order<'a>(&self, group: &'a ModelGroup) -> Vec<&'a Deployment> {
+        let total: u64 = group.deployments.iter().map(|d| u64::from(d.weight)).sum();
+        let mut ordered: Vec<&Deployment> = group.deployments.iter().collect();
+        if total > 0 && ordered.len() > 1 {
+            let mut pick = rand::rng().random_range(0..total);
+            let first = group
+                .deployments
+                .iter()
+                .position(|d| {
+                    let w = u64::from(d.weight);
+                    if pick < w {
+                        true
+                    } else {
+                        pick -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            let chosen = ordered.remove(first);
+            ordered.insert(0, chosen);
+        }
+        ordered
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .settings
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt));
+        // Up to 25 % jitter, so many callers do not retry in step.
+        let jitter = rand::rng().random_range(0.0..0.25);
+        base.mul_f64(1.0 + jitter)
+    }
+
+    fn admit(&self, id: &str) -> Admission {
+        let now = self.clock.now();
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = health.entry(id.to_string()).or_default();
+        match h.cooled_until {
+            None => Admission::Normal,
+            Some(until) if now < until || h.probing => Admission::Skip,
+            Some(_) => {
+                h.probing = true;
+                Admission::Probe
+            }
+        }
+    }
+
+    /// Records an outcome; returns whether the deployment is now cooling down.
+    fn record(&self, id: &str, failure: Option<&FailureKind>) -> bool {
+        let now = self.clock.now();
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = health.entry(id.to_string()).or_default();
+        match failure {
+            None => {
+                *h = Health::default();
+                false
+            }
+            Some(kind) => {
+                h.consecutive_failures += 1;
+                let cool = h.probing
+                    || matches!(kind, FailureKind::Auth(_))
+                    || h.consecutive_failures >= self.settings.failures_before_cooldown;
+                if cool {
+                    h.cooled_until = Some(now + self.settings.cooldown);
+                    h.probing = false;
+                    tracing::warn!(llm.deployment = %id, cooldown_ms = self.settings.cooldown.as_millis() as u64, "LLM deployment cooling down");
+                }
+                cool
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        d: &Deployment,
+        key: Option<&Secret<String>>,
+        req: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
+        let base = d.base_url.trim_end_matches('/').trim_end_matches("/v1");
+        let (url, body) = match d.provider {
+            ProviderKind::OpenAi => (
+                format!("{base}/v1/chat/completions"),
+                openai::body(&d.model, req),
+            ),
+            ProviderKind::Anthropic => (
+                format!("{base}/v1/messages"),
+                anthropic::body(&d.model, req),
+            ),
+        };
+        let mut request = self.http.post(url).timeout(d.timeout).json(&body);
+        request = match (d.provider, key) {
+            (ProviderKind::OpenAi, Some(key)) => request.bearer_auth(key.expose()),
+            (ProviderKind::OpenAi, None) => request,
+            (ProviderKind::Anthropic, key) => request
+                .header(
+                    "x-api-key",
+                    key.map(|k| k.expose().as_str()).unwrap_or_default(),
+                )
+                .header("anthropic-version", anthropic::VERSION),
+        };
+        let scrub = |e: ProviderError| match key {
+            Some(k) if !k.expose().is_empty() => {
+                ProviderError::new(e.kind, e.detail.replace(k.expose().as_str(), "[redacted]"))
+            }
+            _ => e,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| scrub(ProviderError::from_transport(&e)))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let after = retry_after(response.headers());
+            let text = response.text().await.unwrap_or_default();
+            return Err(scrub(ProviderError::from_status(status, after, &text)));
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| ProviderError::new(FailureKind::Malformed, e.to_string()))?;
+        match d.provider {
+            ProviderKind::OpenAi => openai::parse(&answer),
+            ProviderKind::Anthropic => anthropic::parse(&answer),
+        }
+    }
+}
