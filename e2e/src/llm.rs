@@ -133,11 +133,26 @@ impl FakeLlm {
     }
 }
 
-fn next_behavior(state: &Mutex<State>, received: Received) -> (Behavior, u64) {
+/// Records a request as it arrives, before any check, so tests see every call a client made.
+fn arrive(
+    state: &Mutex<State>,
+    api: &'static str,
+    req: &HttpRequest,
+    auth: Option<String>,
+    body: &[u8],
+) {
+    lock(state).received.push(Received {
+        api,
+        path: req.path().to_string(),
+        auth,
+        body: serde_json::from_slice(body).unwrap_or(Value::Null),
+    });
+}
+
+fn next_behavior(state: &Mutex<State>, body: &Value) -> (Behavior, u64) {
     let mut s = lock(state);
     s.counter += 1;
-    let echo = Behavior::Text(format!("echo: {}", last_user_text(&received.body)));
-    s.received.push(received);
+    let echo = Behavior::Text(format!("echo: {}", last_user_text(body)));
     let behavior = s
         .script
         .pop_front()
@@ -267,6 +282,7 @@ async fn openai(
     body: web::Bytes,
 ) -> HttpResponse {
     let auth = header(&req, "authorization");
+    arrive(&state, "openai", &req, auth.clone(), &body);
     let expected = format!("Bearer {}", lock(&state).api_key);
     if auth.as_deref() != Some(expected.as_str()) {
         return openai_error(
@@ -287,13 +303,7 @@ async fn openai(
     if let Err(message) = validate_openai(&body) {
         return openai_error(400, "invalid_request_error", &message, None);
     }
-    let received = Received {
-        api: "openai",
-        path: req.path().to_string(),
-        auth,
-        body: body.clone(),
-    };
-    let (behavior, n) = next_behavior(&state, received);
+    let (behavior, n) = next_behavior(&state, &body);
     let model = body["model"].as_str().unwrap_or_default().to_string();
     let prompt_tokens = count_tokens(&body["messages"]);
     let (message, finish) = match resolve(behavior).await {
@@ -435,6 +445,7 @@ async fn anthropic(
     body: web::Bytes,
 ) -> HttpResponse {
     let key = header(&req, "x-api-key");
+    arrive(&state, "anthropic", &req, key.clone(), &body);
     if key.as_deref() != Some(lock(&state).api_key.as_str()) {
         return anthropic_error(401, "authentication_error", "invalid x-api-key");
     }
@@ -455,13 +466,7 @@ async fn anthropic(
     if let Err(message) = validate_anthropic(&body) {
         return anthropic_error(400, "invalid_request_error", &message);
     }
-    let received = Received {
-        api: "anthropic",
-        path: req.path().to_string(),
-        auth: key,
-        body: body.clone(),
-    };
-    let (behavior, n) = next_behavior(&state, received);
+    let (behavior, n) = next_behavior(&state, &body);
     let input_tokens = count_tokens(&body["messages"]) + count_tokens(&body["system"]);
     let (content, stop) = match resolve(behavior).await {
         Behavior::Text(text) => (json!([{ "type": "text", "text": text }]), "end_turn"),

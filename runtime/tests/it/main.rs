@@ -11,6 +11,7 @@ mod auth;
 mod fixtures;
 mod http;
 mod isolation;
+mod llm;
 mod management;
 mod matrix;
 mod pool;
