@@ -49,6 +49,45 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub llm: LlmSettings,
+}
+
+/// The platform's LLM providers. Each one configured becomes a model group named after it
+/// (`anthropic`, `openai`, `ollama`), tried in that order; an agent's model preference names the
+/// group to try first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSettings {
+    pub anthropic_api_key: Option<Secret<String>>,
+    pub anthropic_base_url: String,
+    pub anthropic_model: String,
+    pub openai_api_key: Option<Secret<String>>,
+    pub openai_base_url: String,
+    pub openai_model: String,
+    /// An Ollama server, e.g. `http://127.0.0.1:11434` (its OpenAI-compatible `/v1` is used).
+    pub ollama_url: Option<String>,
+    pub ollama_model: String,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+    pub cooldown_secs: u64,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            anthropic_api_key: None,
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            anthropic_model: "claude-3-5-haiku-latest".into(),
+            openai_api_key: None,
+            openai_base_url: "https://api.openai.com".into(),
+            openai_model: "gpt-4o-mini".into(),
+            ollama_url: None,
+            ollama_model: "llama3.2".into(),
+            timeout_secs: 60,
+            max_retries: 2,
+            cooldown_secs: 30,
+        }
+    }
 }
 
 /// Sessions, sign-in limits and the first platform admin.
@@ -335,6 +374,50 @@ const ENV_VARS: &[(&str, Apply)] = &[
     }),
     ("KONSTRUCT_REDIS_KEY_PREFIX", |s, v| {
         s.redis.key_prefix = non_empty(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_ANTHROPIC_API_KEY", |s, v| {
+        s.llm.anthropic_api_key = Some(Secret::new(non_empty(v)?));
+        Ok(())
+    }),
+    ("KONSTRUCT_ANTHROPIC_BASE_URL", |s, v| {
+        s.llm.anthropic_base_url = non_empty(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_ANTHROPIC_MODEL", |s, v| {
+        s.llm.anthropic_model = non_empty(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_OPENAI_API_KEY", |s, v| {
+        s.llm.openai_api_key = Some(Secret::new(non_empty(v)?));
+        Ok(())
+    }),
+    ("KONSTRUCT_OPENAI_BASE_URL", |s, v| {
+        s.llm.openai_base_url = non_empty(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_OPENAI_MODEL", |s, v| {
+        s.llm.openai_model = non_empty(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_OLLAMA_URL", |s, v| {
+        s.llm.ollama_url = Some(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_OLLAMA_MODEL", |s, v| {
+        s.llm.ollama_model = non_empty(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_LLM_TIMEOUT_SECS", |s, v| {
+        s.llm.timeout_secs = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_LLM_MAX_RETRIES", |s, v| {
+        s.llm.max_retries = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_LLM_COOLDOWN_SECS", |s, v| {
+        s.llm.cooldown_secs = parse_number(v)?;
         Ok(())
     }),
     ("KONSTRUCT_LOG", |s, v| {

@@ -8,9 +8,11 @@ use clap::{Parser, Subcommand};
 use runtime::api::{self, AppState, AuthState};
 use runtime::auth::password;
 use runtime::config::{AuthSettings, Settings};
+use runtime::llm::pool::Pool;
 use runtime::redis::Redis;
 use runtime::store::{self, Store, bootstrap, users};
 use runtime::telemetry;
+use std::sync::Arc;
 
 /// Konstruct: AI employees on Slack and WhatsApp, run from a web portal.
 #[derive(Debug, Parser)]
@@ -141,6 +143,20 @@ async fn ensure_admin(store: &Store, auth: &AuthSettings) -> anyhow::Result<bool
     Ok(true)
 }
 
+fn llm_pool(settings: &Settings) -> Pool {
+    let pool = Pool::from_settings(&settings.llm);
+    let groups: Vec<&str> = pool.groups().iter().map(|g| g.name.as_str()).collect();
+    if groups.is_empty() {
+        tracing::warn!(
+            "no LLM provider configured: set KONSTRUCT_ANTHROPIC_API_KEY, KONSTRUCT_OPENAI_API_KEY \
+             or KONSTRUCT_OLLAMA_URL; agents will apologise instead of answering"
+        );
+    } else {
+        tracing::info!(llm.groups = ?groups, "LLM pool ready");
+    }
+    pool
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = Store::connect_lazy(&settings.database)?;
     match store.role_report().await {
@@ -170,6 +186,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         store,
         redis: redis.clone(),
         auth: AuthState::from_settings(&settings.auth),
+        llm: Arc::new(llm_pool(&settings)),
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
     tracing::info!(

@@ -39,6 +39,8 @@ pub struct AppState {
     pub store: Store,
     pub redis: Redis,
     pub auth: AuthState,
+    /// The platform's LLM pool (the message pipeline's turn uses it).
+    pub llm: std::sync::Arc<crate::llm::pool::Pool>,
 }
 
 /// Session signing and sign-in limits.

@@ -172,6 +172,55 @@ enum Admission {
 }
 
 impl Pool {
+    /// The platform's pool from the settings: one group per configured provider, in the order
+    /// anthropic, openai, ollama.
+    pub fn from_settings(llm: &crate::config::LlmSettings) -> Self {
+        let timeout = Duration::from_secs(llm.timeout_secs);
+        let mut groups = Vec::new();
+        let mut add =
+            |name: &str, provider, base_url: &str, model: &str, key: Option<Secret<String>>| {
+                groups.push(ModelGroup {
+                    name: name.to_string(),
+                    deployments: vec![Deployment {
+                        id: format!("{name}/{model}"),
+                        provider,
+                        base_url: base_url.to_string(),
+                        model: model.to_string(),
+                        api_key: key,
+                        weight: 1,
+                        timeout,
+                        max_retries: llm.max_retries,
+                    }],
+                });
+            };
+        if let Some(key) = &llm.anthropic_api_key {
+            add(
+                "anthropic",
+                ProviderKind::Anthropic,
+                &llm.anthropic_base_url,
+                &llm.anthropic_model,
+                Some(key.clone()),
+            );
+        }
+        if let Some(key) = &llm.openai_api_key {
+            add(
+                "openai",
+                ProviderKind::OpenAi,
+                &llm.openai_base_url,
+                &llm.openai_model,
+                Some(key.clone()),
+            );
+        }
+        if let Some(url) = &llm.ollama_url {
+            add("ollama", ProviderKind::OpenAi, url, &llm.ollama_model, None);
+        }
+        let settings = PoolSettings {
+            cooldown: Duration::from_secs(llm.cooldown_secs),
+            ..PoolSettings::default()
+        };
+        Self::new(groups, settings, Arc::new(SystemClock))
+    }
+
     pub fn new(groups: Vec<ModelGroup>, settings: PoolSettings, clock: Arc<dyn Clock>) -> Self {
         Self {
             groups,

@@ -575,3 +575,32 @@ async fn an_agents_preferred_group_is_tried_first() {
         .unwrap();
     assert_eq!(report.group, "fast");
 }
+
+#[test]
+fn the_platform_pool_has_one_group_per_configured_provider() {
+    let env = [
+        ("KONSTRUCT_OPENAI_API_KEY", "sk-from-env"),
+        ("KONSTRUCT_OLLAMA_URL", "http://127.0.0.1:11434"),
+        ("KONSTRUCT_OLLAMA_MODEL", "qwen2.5"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let (settings, warnings) = runtime::config::Settings::load(None, env).unwrap();
+    assert!(warnings.is_empty());
+    let pool = Pool::from_settings(&settings.llm);
+    let groups: Vec<(&str, &str, bool)> = pool
+        .groups()
+        .iter()
+        .map(|g| {
+            let d = &g.deployments[0];
+            (g.name.as_str(), d.model.as_str(), d.api_key.is_some())
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("openai", "gpt-4o-mini", true),
+            ("ollama", "qwen2.5", false)
+        ]
+    );
+    assert!(!format!("{:?}", pool.groups()).contains("sk-from-env"));
+}

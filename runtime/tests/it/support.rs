@@ -274,6 +274,7 @@ impl TestApp {
             store: store.clone(),
             redis,
             auth,
+            llm: std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm)),
         };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);
