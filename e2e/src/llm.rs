@@ -98,6 +98,7 @@ impl FakeLlm {
                 .app_data(web::PayloadConfig::new(20 * 1024 * 1024))
                 .route("/v1/chat/completions", web::post().to(openai))
                 .route("/v1/messages", web::post().to(anthropic))
+                .route("/v1/models", web::get().to(models))
         })
         .workers(1)
         .disable_signals()
@@ -515,5 +516,39 @@ async fn anthropic(
             "cache_read_input_tokens": 0,
             "cache_creation_input_tokens": 0
         }
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /v1/models: the cheap authenticated call used to check a key. Either auth style works,
+// as the real services each accept their own.
+// ---------------------------------------------------------------------------------------------
+
+async fn models(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let bearer = header(&req, "authorization");
+    let x_api_key = header(&req, "x-api-key");
+    let (api, auth) = match (&bearer, &x_api_key) {
+        (_, Some(_)) => ("anthropic", x_api_key.clone()),
+        _ => ("openai", bearer.clone()),
+    };
+    arrive(&state, api, &req, auth, b"");
+    let key = lock(&state).api_key.clone();
+    let ok = bearer.as_deref() == Some(format!("Bearer {key}").as_str())
+        || x_api_key.as_deref() == Some(key.as_str());
+    if !ok {
+        return if api == "anthropic" {
+            anthropic_error(401, "authentication_error", "invalid x-api-key")
+        } else {
+            openai_error(
+                401,
+                "invalid_request_error",
+                "Incorrect API key provided.",
+                Some("invalid_api_key"),
+            )
+        };
+    }
+    HttpResponse::Ok().json(json!({
+        "object": "list",
+        "data": [{ "id": "test-model", "object": "model", "created": 1_700_000_000, "owned_by": "fake" }]
     }))
 }

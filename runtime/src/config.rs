@@ -50,6 +50,15 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub llm: LlmSettings,
+    pub secrets: SecretSettings,
+}
+
+/// Keys that seal tenants' secrets at rest (see `crypto`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretSettings {
+    /// `1:<64 hex chars>[,2:<64 hex chars>…]`; the highest version seals new secrets.
+    pub encryption_keys: Option<Secret<String>>,
 }
 
 /// The platform's LLM providers. Each one configured becomes a model group named after it
@@ -418,6 +427,12 @@ const ENV_VARS: &[(&str, Apply)] = &[
     }),
     ("KONSTRUCT_LLM_COOLDOWN_SECS", |s, v| {
         s.llm.cooldown_secs = parse_number(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_ENCRYPTION_KEYS", |s, v| {
+        let keys = Secret::new(non_empty(v)?);
+        crate::crypto::Keyring::parse(Some(&keys)).map_err(|e| e.to_string())?;
+        s.secrets.encryption_keys = Some(keys);
         Ok(())
     }),
     ("KONSTRUCT_LOG", |s, v| {

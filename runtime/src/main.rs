@@ -143,6 +143,16 @@ async fn ensure_admin(store: &Store, auth: &AuthSettings) -> anyhow::Result<bool
     Ok(true)
 }
 
+fn keyring(settings: &Settings) -> anyhow::Result<runtime::crypto::Keyring> {
+    let keyring = runtime::crypto::Keyring::parse(settings.secrets.encryption_keys.as_ref())?;
+    if keyring.is_empty() {
+        tracing::warn!(
+            "KONSTRUCT_ENCRYPTION_KEYS is not set: tenants cannot store their own LLM keys"
+        );
+    }
+    Ok(keyring)
+}
+
 fn llm_pool(settings: &Settings) -> Pool {
     let pool = Pool::from_settings(&settings.llm);
     let groups: Vec<&str> = pool.groups().iter().map(|g| g.name.as_str()).collect();
@@ -187,6 +197,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         redis: redis.clone(),
         auth: AuthState::from_settings(&settings.auth),
         llm: Arc::new(llm_pool(&settings)),
+        keyring: Arc::new(keyring(&settings)?),
+        key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
     tracing::info!(

@@ -46,6 +46,7 @@ impl TenantRole {
                 Permission::AgentsWrite,
                 Permission::MembersRead,
                 Permission::MembersWrite,
+                Permission::LlmKeysManage,
             ],
             TenantRole::CustomerOperator => &[Permission::TenantRead, Permission::AgentsRead],
         }
@@ -68,6 +69,8 @@ pub enum Permission {
     MembersRead,
     /// Change members' roles and remove members.
     MembersWrite,
+    /// See, set, replace and delete the tenant's own LLM provider keys.
+    LlmKeysManage,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

@@ -177,3 +177,45 @@ pub struct MemberCreate {
 pub struct MemberUpdate {
     pub role: TenantRole,
 }
+
+/// A provider a tenant can bring its own key for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LlmProvider {
+    Openai,
+    Anthropic,
+}
+
+impl LlmProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlmProvider::Openai => "openai",
+            LlmProvider::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// `PUT /api/tenants/{tenant_id}/llm-keys/{provider}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LlmKeyInput {
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for LlmKeyInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LlmKeyInput { api_key: [redacted] }")
+    }
+}
+
+/// What is shown about a stored key: never the key, only its last characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LlmKey {
+    pub provider: LlmProvider,
+    /// E.g. `…a1b2`.
+    pub hint: String,
+    pub updated_at: DateTime<Utc>,
+}

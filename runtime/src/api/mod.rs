@@ -7,6 +7,7 @@ pub mod agents;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod llm_keys;
 pub mod members;
 pub mod openapi;
 pub mod portal;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub auth: AuthState,
     /// The platform's LLM pool (the message pipeline's turn uses it).
     pub llm: std::sync::Arc<crate::llm::pool::Pool>,
+    /// Seals and opens tenants' secrets.
+    pub keyring: std::sync::Arc<crate::crypto::Keyring>,
+    /// Checks a tenant's provider key before it is stored.
+    pub key_validator: crate::llm::KeyValidator,
 }
 
 /// Session signing and sign-in limits.

@@ -18,6 +18,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::agents::delete,
         super::members::list, super::members::create, super::members::update,
         super::members::remove,
+        super::llm_keys::list, super::llm_keys::put, super::llm_keys::delete,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod audit;
 pub mod bootstrap;
+pub mod llm;
 pub mod tenants;
 pub mod users;
 

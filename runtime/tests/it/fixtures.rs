@@ -99,6 +99,24 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     .execute(&mut *c)
     .await
     .unwrap();
+    runtime::store::llm::add_usage(
+        &mut tx,
+        &runtime::store::llm::UsageRecord {
+            day: chrono::Utc::now().date_naive(),
+            agent: Some(agent),
+            provider: "openai",
+            model: "gpt-4o-mini",
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_input_tokens: 0,
+            cost_micro_usd: Some(5),
+        },
+    )
+    .await
+    .unwrap();
+    runtime::store::llm::put_key(&mut tx, "openai", b"\x00\x00\x00\x01sealed", 1, "...abcd")
+        .await
+        .unwrap();
     audit::append(
         &mut tx,
         &NewEvent {

@@ -19,6 +19,8 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("conversations", "tenant_id"),
     ("messages", "tenant_id"),
     ("audit_events", "tenant_id"),
+    ("llm_usage_daily", "tenant_id"),
+    ("tenant_llm_keys", "tenant_id"),
 ];
 
 /// Tables the runtime may only append to.

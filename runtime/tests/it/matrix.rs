@@ -38,6 +38,13 @@ const SUCCESS: &[(&str, &str, u16)] = &[
     ("POST", "/api/tenants/{tenant_id}/members", 201),
     ("PATCH", "/api/tenants/{tenant_id}/members/{user_id}", 200),
     ("DELETE", "/api/tenants/{tenant_id}/members/{user_id}", 204),
+    ("GET", "/api/tenants/{tenant_id}/llm-keys", 200),
+    ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}", 200),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/llm-keys/{provider}",
+        204,
+    ),
 ];
 
 fn expected(spec: &RouteSpec, who: Who, success: u16) -> u16 {
@@ -67,7 +74,10 @@ fn expected(spec: &RouteSpec, who: Who, success: u16) -> u16 {
 
 /// Fills the route's path parameters with fresh objects in tenant A and picks a valid body.
 async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<Value>) {
-    let mut path = spec.path.replace("{tenant_id}", &w.a.to_string());
+    let mut path = spec
+        .path
+        .replace("{tenant_id}", &w.a.to_string())
+        .replace("{provider}", "openai");
     if path.contains("{agent_id}") {
         let agent = world::agent(app, w.a, "Matrix agent").await;
         path = path.replace("{agent_id}", &agent.to_string());
@@ -111,6 +121,9 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         })),
         ("PATCH", "/api/tenants/{tenant_id}/members/{user_id}") => {
             Some(json!({ "role": "customer_admin" }))
+        }
+        ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
+            Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))
         }
         _ => None,
     };

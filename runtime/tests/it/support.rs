@@ -216,7 +216,14 @@ pub struct TestApp {
     pub store: Store,
     /// The server's signing keys, so tests can mint (and forge) tokens.
     pub keys: TokenKeys,
+    /// The fake OpenAI/Anthropic server the platform's LLM settings point at; it accepts
+    /// `TENANT_LLM_KEY` (a tenant's own key, for the BYO-key API).
+    pub llm: e2e::llm::FakeLlm,
+    pub keyring: std::sync::Arc<runtime::crypto::Keyring>,
 }
+
+/// The provider key the fake LLM accepts.
+pub const TENANT_LLM_KEY: &str = "sk-tenant-valid-a1b2";
 
 /// The secret test servers sign sessions with.
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
@@ -265,6 +272,10 @@ impl TestApp {
         settings.auth.jwt_secret = Some(Secret::new(JWT_SECRET.into()));
         settings.auth.login_failures_per_account = options.login_failures_per_account.unwrap_or(5);
         settings.auth.login_failures_per_address = options.login_failures_per_address.unwrap_or(30);
+        let llm = e2e::llm::FakeLlm::start(TENANT_LLM_KEY).unwrap();
+        settings.llm.openai_base_url = llm.base_url.clone();
+        settings.llm.anthropic_base_url = llm.base_url.clone();
+        let keyring = std::sync::Arc::new(runtime::crypto::Keyring::random());
 
         let store = Store::connect_lazy(&settings.database).unwrap();
         let (redis, _task) = Redis::connect(&settings.redis).unwrap();
@@ -275,6 +286,8 @@ impl TestApp {
             redis,
             auth,
             llm: std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm)),
+            keyring: keyring.clone(),
+            key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
         };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);
@@ -284,6 +297,8 @@ impl TestApp {
             portal_dir,
             store,
             keys,
+            llm,
+            keyring,
         }
     }
 

@@ -1,0 +1,103 @@
+//! After a call: its usage and cost go to the tenant's daily totals and its audit trail, in one
+//! transaction. Before a call: the tenant's own keys are opened for the pool.
+
+use std::time::SystemTime;
+
+use chrono::Utc;
+use shared::TenantId;
+use uuid::Uuid;
+
+use super::pool::Credentials;
+use super::types::CallReport;
+use crate::crypto::{CryptoError, Keyring};
+use crate::store::audit::{self, Actor, NewEvent};
+use crate::store::llm::{self as store_llm, UsageRecord};
+use crate::store::{Store, StoreError};
+
+/// Why metering or key loading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeteringError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Records one successful call; returns its cost in micro-dollars when the price is known.
+pub async fn record_call(
+    store: &Store,
+    tenant: TenantId,
+    agent: Option<Uuid>,
+    report: &CallReport,
+) -> Result<Option<i64>, MeteringError> {
+    let usage = &report.completion.usage;
+    let cost = super::cost::micro_usd(report.provider, &report.model, usage, SystemTime::now());
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut tx = store.tenant_tx(tenant).await?;
+    store_llm::add_usage(
+        &mut tx,
+        &UsageRecord {
+            day: Utc::now().date_naive(),
+            agent,
+            provider: report.provider,
+            model: &report.model,
+            input_tokens: as_i64(usage.input_tokens),
+            output_tokens: as_i64(usage.output_tokens),
+            cached_input_tokens: as_i64(usage.cached_input_tokens),
+            cost_micro_usd: cost,
+        },
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        &NewEvent {
+            actor: Actor::System,
+            action: "llm.call",
+            target_kind: agent.map(|_| "agent"),
+            target_id: agent.map(|a| a.to_string()),
+            details: serde_json::json!({
+                "provider": report.provider,
+                "model": report.model,
+                "deployment": report.deployment,
+                "group": report.group,
+                "latency_ms": report.latency.as_millis() as u64,
+                "attempts": report.attempts,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_input_tokens": usage.cached_input_tokens,
+                "cost_micro_usd": cost,
+                "byo_key": report.byo_key,
+            }),
+            request_id: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(cost)
+}
+
+/// The slot a provider's key is sealed in (part of the associated data).
+pub fn key_slot(provider: &str) -> String {
+    format!("llm_key:{provider}")
+}
+
+/// Opens the tenant's own keys, for the pool to prefer over the platform's.
+pub async fn tenant_credentials(
+    store: &Store,
+    keyring: &Keyring,
+    tenant: TenantId,
+) -> Result<Credentials, MeteringError> {
+    let mut tx = store.tenant_tx(tenant).await?;
+    let rows = store_llm::keys(&mut tx).await?;
+    drop(tx);
+    let mut credentials = Credentials::default();
+    for row in rows {
+        let key = keyring.open(tenant, &key_slot(&row.provider), &row.ciphertext)?;
+        match row.provider.as_str() {
+            "openai" => credentials.openai = Some(key),
+            "anthropic" => credentials.anthropic = Some(key),
+            _ => {}
+        }
+    }
+    Ok(credentials)
+}

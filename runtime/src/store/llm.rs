@@ -1,0 +1,123 @@
+//! LLM usage per day and tenants' own provider keys (ciphertext only).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::{StoreResult, TenantTx};
+
+/// One call to add to the day's totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord<'a> {
+    pub day: NaiveDate,
+    pub agent: Option<Uuid>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_input_tokens: i64,
+    /// `None` when the price is unknown.
+    pub cost_micro_usd: Option<i64>,
+}
+
+pub async fn add_usage(tx: &mut TenantTx, r: &UsageRecord<'_>) -> StoreResult<()> {
+    let tenant = tx.tenant();
+    sqlx::query(
+        "INSERT INTO llm_usage_daily AS u (tenant_id, day, agent_id, provider, model, calls, \
+             input_tokens, output_tokens, cached_input_tokens, cost_micro_usd, unpriced_calls) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, coalesce($9, 0), CASE WHEN $9 IS NULL THEN 1 ELSE 0 END) \
+         ON CONFLICT ON CONSTRAINT llm_usage_daily_key DO UPDATE SET \
+             calls = u.calls + 1, \
+             input_tokens = u.input_tokens + EXCLUDED.input_tokens, \
+             output_tokens = u.output_tokens + EXCLUDED.output_tokens, \
+             cached_input_tokens = u.cached_input_tokens + EXCLUDED.cached_input_tokens, \
+             cost_micro_usd = u.cost_micro_usd + EXCLUDED.cost_micro_usd, \
+             unpriced_calls = u.unpriced_calls + EXCLUDED.unpriced_calls",
+    )
+    .bind(tenant.as_uuid())
+    .bind(r.day)
+    .bind(r.agent)
+    .bind(r.provider)
+    .bind(r.model)
+    .bind(r.input_tokens)
+    .bind(r.output_tokens)
+    .bind(r.cached_input_tokens)
+    .bind(r.cost_micro_usd)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
+}
+
+/// A day's totals for one agent and model.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageRow {
+    pub day: NaiveDate,
+    pub agent_id: Option<Uuid>,
+    pub provider: String,
+    pub model: String,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cost_micro_usd: i64,
+    pub unpriced_calls: i64,
+}
+
+pub async fn usage(tx: &mut TenantTx) -> StoreResult<Vec<UsageRow>> {
+    Ok(sqlx::query_as::<_, UsageRow>(
+        "SELECT day, agent_id, provider, model, calls, input_tokens, output_tokens, \
+                cached_input_tokens, cost_micro_usd, unpriced_calls \
+           FROM llm_usage_daily ORDER BY day DESC, provider, model",
+    )
+    .fetch_all(tx.connection())
+    .await?)
+}
+
+/// A stored key: sealed bytes and what may be shown about it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyRow {
+    pub provider: String,
+    pub ciphertext: Vec<u8>,
+    pub key_version: i32,
+    pub hint: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn keys(tx: &mut TenantTx) -> StoreResult<Vec<KeyRow>> {
+    Ok(sqlx::query_as::<_, KeyRow>(
+        "SELECT provider, ciphertext, key_version, hint, updated_at FROM tenant_llm_keys ORDER BY provider",
+    )
+    .fetch_all(tx.connection())
+    .await?)
+}
+
+pub async fn put_key(
+    tx: &mut TenantTx,
+    provider: &str,
+    ciphertext: &[u8],
+    key_version: i32,
+    hint: &str,
+) -> StoreResult<KeyRow> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query_as::<_, KeyRow>(
+        "INSERT INTO tenant_llm_keys (tenant_id, provider, ciphertext, key_version, hint) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, provider) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, \
+             key_version = EXCLUDED.key_version, hint = EXCLUDED.hint, updated_at = now() \
+         RETURNING provider, ciphertext, key_version, hint, updated_at",
+    )
+    .bind(tenant.as_uuid())
+    .bind(provider)
+    .bind(ciphertext)
+    .bind(key_version)
+    .bind(hint)
+    .fetch_one(tx.connection())
+    .await?)
+}
+
+pub async fn delete_key(tx: &mut TenantTx, provider: &str) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM tenant_llm_keys WHERE provider = $1")
+        .bind(provider)
+        .execute(tx.connection())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
