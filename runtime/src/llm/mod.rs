@@ -9,6 +9,7 @@ pub mod cost;
 pub mod error;
 pub mod openai;
 pub mod pool;
+pub mod provider;
 pub mod types;
 
 /// Installs the process's TLS crypto provider (ring, like the rest of the stack). Idempotent;

@@ -20,8 +20,8 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::error::{FailureKind, ProviderError, retry_after};
+use super::provider::{Anthropic, OpenAi, Provider};
 use super::types::{CallReport, ChatRequest, Completion};
-use super::{anthropic, openai};
 use crate::config::Secret;
 
 /// The wire format a deployment speaks.
@@ -34,9 +34,14 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     pub fn name(self) -> &'static str {
+        self.implementation().name()
+    }
+
+    /// The wire format's implementation.
+    pub fn implementation(self) -> &'static dyn Provider {
         match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenAi => &OpenAi,
+            ProviderKind::Anthropic => &Anthropic,
         }
     }
 }
@@ -403,28 +408,14 @@ impl Pool {
         key: Option<&Secret<String>>,
         req: &ChatRequest,
     ) -> Result<Completion, ProviderError> {
+        let provider = d.provider.implementation();
         let base = d.base_url.trim_end_matches('/').trim_end_matches("/v1");
-        let (url, body) = match d.provider {
-            ProviderKind::OpenAi => (
-                format!("{base}/v1/chat/completions"),
-                openai::body(&d.model, req),
-            ),
-            ProviderKind::Anthropic => (
-                format!("{base}/v1/messages"),
-                anthropic::body(&d.model, req),
-            ),
-        };
-        let mut request = self.http.post(url).timeout(d.timeout).json(&body);
-        request = match (d.provider, key) {
-            (ProviderKind::OpenAi, Some(key)) => request.bearer_auth(key.expose()),
-            (ProviderKind::OpenAi, None) => request,
-            (ProviderKind::Anthropic, key) => request
-                .header(
-                    "x-api-key",
-                    key.map(|k| k.expose().as_str()).unwrap_or_default(),
-                )
-                .header("anthropic-version", anthropic::VERSION),
-        };
+        let request = self
+            .http
+            .post(provider.chat_url(base))
+            .timeout(d.timeout)
+            .json(&provider.body(&d.model, req));
+        let request = provider.authorize(request, key.map(|k| k.expose().as_str()));
         let scrub = |e: ProviderError| match key {
             Some(k) if !k.expose().is_empty() => {
                 ProviderError::new(e.kind, e.detail.replace(k.expose().as_str(), "[redacted]"))
@@ -445,9 +436,6 @@ impl Pool {
             .json()
             .await
             .map_err(|e| ProviderError::new(FailureKind::Malformed, e.to_string()))?;
-        match d.provider {
-            ProviderKind::OpenAi => openai::parse(&answer),
-            ProviderKind::Anthropic => anthropic::parse(&answer),
-        }
+        provider.parse(&answer)
     }
 }
