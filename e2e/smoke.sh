@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Smoke test of the real binary, the way an operator runs it: set up a database of its own,
 # migrate, serve on a free port, and check what a browser and a load balancer would see.
-# Usage: e2e/smoke.sh path/to/konstruct
+# Usage: e2e/smoke.sh path/to/konstruct path/to/fake-llm
 set -euo pipefail
 BIN="$1"
+FAKE_LLM="$2"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DB=konstruct_smoke
 LOG="$(mktemp -t konstruct-smoke.XXXXXX.log)"
@@ -18,6 +19,22 @@ export KONSTRUCT_JWT_SECRET="smoke-test-secret-smoke-test-secret-0001"
 export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
 # A password that must never show up in the log.
 export KONSTRUCT_ADMIN_PASSWORD="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+# A tenant's LLM key that must never show up in the log either; the fake provider accepts it.
+TENANT_KEY="sk-smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+FAKE_LOG="$(mktemp -t konstruct-fake-llm.XXXXXX.log)"
+"$FAKE_LLM" 127.0.0.1:0 "$TENANT_KEY" 2>"$FAKE_LOG" &
+fake_pid=$!
+fake_url=""
+for _ in $(seq 1 100); do
+  fake_url="$(grep -o 'http://127.0.0.1:[0-9]*' "$FAKE_LOG" | head -n 1 || true)"
+  [ -n "$fake_url" ] && break
+  sleep 0.1
+done
+[ -n "$fake_url" ] || { cat "$FAKE_LOG"; echo "fake-llm did not start"; exit 1; }
+export KONSTRUCT_OPENAI_BASE_URL="$fake_url"
+export KONSTRUCT_OPENAI_API_KEY="sk-platform-not-accepted-by-the-fake"
+export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 passed=0
 failed=0
@@ -34,7 +51,7 @@ check() {
 "$BIN" migrate
 "$BIN" serve >"$LOG" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$LOG"' EXIT
+trap 'kill $pid $fake_pid 2>/dev/null || true; wait $pid $fake_pid 2>/dev/null || true; rm -f "$LOG" "$FAKE_LOG"' EXIT
 
 url=""
 for _ in $(seq 1 100); do
@@ -62,8 +79,21 @@ check "the README walkthrough: sign in, create a tenant, hire an agent" \
   bash -c "'$ROOT/e2e/walkthrough.sh' '$url' '$KONSTRUCT_ADMIN_EMAIL' '$KONSTRUCT_ADMIN_PASSWORD' | grep -q '\"name\":\"Nia\"'"
 check "a wrong password is refused with 401" \
   bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -X POST '${url}api/auth/login' -H 'content-type: application/json' -d '{\"email\":\"nobody@example.com\",\"password\":\"x\"}')\" = 401 ]"
+byo_key() {
+  local token tenant
+  token=$(curl -sf -X POST "${url}api/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$KONSTRUCT_ADMIN_EMAIL\",\"password\":\"$KONSTRUCT_ADMIN_PASSWORD\"}" \
+    | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  tenant=$(curl -sf -X POST "${url}api/tenants" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d "{\"name\":\"Keys $(date +%s%N)\"}" \
+    | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+  curl -sf -X PUT "${url}api/tenants/$tenant/llm-keys/openai" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d "{\"api_key\":\"$TENANT_KEY\"}" | grep -q '"hint":"…'"${TENANT_KEY: -4}"'"'
+}
+check "a tenant's own LLM key is checked with the provider and stored (hint only)" byo_key
 check "the log is JSON with request ids"   bash -c "grep -q '\"request.id\"' '$LOG'"
 check "the admin password never reaches the log" bash -c "! grep -q '$KONSTRUCT_ADMIN_PASSWORD' '$LOG'"
+check "the tenant's LLM key never reaches the log" bash -c "! grep -q '$TENANT_KEY' '$LOG'"
 
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -12,6 +12,7 @@ mod fixtures;
 mod http;
 mod isolation;
 mod llm;
+mod llm_keys;
 mod management;
 mod matrix;
 mod pool;
