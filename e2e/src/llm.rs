@@ -215,6 +215,17 @@ async fn resolve(behavior: Behavior) -> Behavior {
     }
 }
 
+/// Adds `Retry-After: secs` when given, as the providers do on 429 and 529.
+fn with_retry_after(mut res: HttpResponse, retry_after: Option<u64>) -> HttpResponse {
+    if let Some(secs) = retry_after
+        && let Ok(v) = secs.to_string().parse()
+    {
+        res.headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, v);
+    }
+    res
+}
+
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -332,14 +343,7 @@ async fn openai(
                 401 => ("invalid_request_error", Some("invalid_api_key")),
                 _ => ("server_error", None),
             };
-            let mut res = openai_error(code, kind, &message, error_code);
-            if let Some(secs) = retry_after
-                && let Ok(v) = secs.to_string().parse()
-            {
-                res.headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, v);
-            }
-            return res;
+            return with_retry_after(openai_error(code, kind, &message, error_code), retry_after);
         }
         Behavior::Malformed | Behavior::Delay(..) | Behavior::Hang => {
             return HttpResponse::Ok()
@@ -488,14 +492,7 @@ async fn anthropic(
                 400 => "invalid_request_error",
                 _ => "api_error",
             };
-            let mut res = anthropic_error(code, kind, &message);
-            if let Some(secs) = retry_after
-                && let Ok(v) = secs.to_string().parse()
-            {
-                res.headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, v);
-            }
-            return res;
+            return with_retry_after(anthropic_error(code, kind, &message), retry_after);
         }
         Behavior::Malformed | Behavior::Delay(..) | Behavior::Hang => {
             return HttpResponse::Ok().json(json!({ "type": "message", "content": 42 }));
