@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod engine;
 pub mod llm;
 pub mod redis;
 pub mod store;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fred::interfaces::KeysInterface;
+use fred::interfaces::{HashesInterface, KeysInterface, LuaInterface, StreamsInterface};
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
 use fred::types::{ConnectHandle, Expiration, ExpireOptions};
 
@@ -108,6 +108,146 @@ impl Redis {
         Ok(())
     }
 
+    /// Appends `payload` to `stream` unless `dedupe_key` was seen within `ttl_secs`, in one atomic
+    /// step (a Lua script), so a crash between the check and the append can neither lose nor
+    /// duplicate the entry. Returns the new entry's id, or `None` for a duplicate.
+    pub async fn append_once(
+        &self,
+        stream: &str,
+        dedupe_key: &str,
+        ttl_secs: u64,
+        payload: &str,
+    ) -> Result<Option<String>, RedisError> {
+        const SCRIPT: &str = "if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then \
+                                return redis.call('XADD', KEYS[2], '*', 'm', ARGV[2]) \
+                              end \
+                              return false";
+        self.client
+            .eval(
+                SCRIPT,
+                vec![dedupe_key.to_string(), stream.to_string()],
+                vec![ttl_secs.max(1).to_string(), payload.to_string()],
+            )
+            .await
+            .map_err(RedisError::Command)
+    }
+
+    /// Creates the consumer group (and the stream) if missing.
+    pub async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), RedisError> {
+        let created: Result<(), _> = self.client.xgroup_create(stream, group, "0", true).await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(e) if e.details().contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(RedisError::Command(e)),
+        }
+    }
+
+    /// Reads up to `count` new entries for `consumer`, waiting up to `block_ms` for the first.
+    pub async fn read_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: u64,
+        block_ms: u64,
+    ) -> Result<Vec<(String, String)>, RedisError> {
+        // A read that times out answers nil, which is no entries (not a map to convert).
+        let raw: fred::types::Value = self
+            .client
+            .xreadgroup(
+                group,
+                consumer,
+                Some(count),
+                Some(block_ms),
+                false,
+                stream,
+                ">",
+            )
+            .await
+            .map_err(RedisError::Command)?;
+        let empty = match &raw {
+            fred::types::Value::Null => true,
+            fred::types::Value::Array(items) => items.is_empty(),
+            _ => false,
+        };
+        if empty {
+            return Ok(Vec::new());
+        }
+        let response: fred::types::streams::XReadResponse<String, String, String, String> =
+            raw.into_xread_response().map_err(RedisError::Command)?;
+        Ok(entries(response.into_values().flatten()))
+    }
+
+    /// Takes over entries another consumer read but did not acknowledge for `min_idle_ms`.
+    pub async fn claim_stale(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: u64,
+    ) -> Result<Vec<(String, String)>, RedisError> {
+        let (_, claimed): (
+            String,
+            Vec<fred::types::streams::XReadValue<String, String, String>>,
+        ) = self
+            .client
+            .xautoclaim_values(
+                stream,
+                group,
+                consumer,
+                min_idle_ms,
+                "0-0",
+                Some(count),
+                false,
+            )
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(entries(claimed))
+    }
+
+    pub async fn ack(&self, stream: &str, group: &str, id: &str) -> Result<(), RedisError> {
+        let _: i64 = self
+            .client
+            .xack(stream, group, id)
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(())
+    }
+
+    /// Appends to a stream without deduplication (the dead-letter stream).
+    pub async fn append(
+        &self,
+        stream: &str,
+        fields: Vec<(&str, String)>,
+    ) -> Result<String, RedisError> {
+        self.client
+            .xadd(stream, false, None::<()>, "*", fields)
+            .await
+            .map_err(RedisError::Command)
+    }
+
+    pub async fn stream_len(&self, stream: &str) -> Result<u64, RedisError> {
+        self.client.xlen(stream).await.map_err(RedisError::Command)
+    }
+
+    /// Adds to a field of a hash; returns the new value.
+    pub async fn hash_incr(&self, key: &str, field: &str) -> Result<i64, RedisError> {
+        self.client
+            .hincrby(key, field, 1)
+            .await
+            .map_err(RedisError::Command)
+    }
+
+    pub async fn hash_del(&self, key: &str, field: &str) -> Result<(), RedisError> {
+        let _: i64 = self
+            .client
+            .hdel(key, field)
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(())
+    }
+
     pub async fn exists(&self, key: &str) -> Result<bool, RedisError> {
         let n: i64 = self.client.exists(key).await.map_err(RedisError::Command)?;
         Ok(n > 0)
@@ -125,4 +265,14 @@ impl Redis {
     pub async fn quit(&self) {
         let _ = self.client.quit().await;
     }
+}
+
+/// Flattens stream entries to (id, payload of field `m`).
+fn entries(
+    values: impl IntoIterator<Item = fred::types::streams::XReadValue<String, String, String>>,
+) -> Vec<(String, String)> {
+    values
+        .into_iter()
+        .map(|(id, mut fields)| (id, fields.remove("m").unwrap_or_default()))
+        .collect()
 }

@@ -4,6 +4,7 @@
 //! nothing that needs an operating system (no tokio, no sqlx); the test command checks both.
 
 pub mod auth;
+pub mod channel;
 pub mod error;
 pub mod health;
 pub mod ids;

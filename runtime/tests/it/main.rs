@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod fixtures;
 mod http;
+mod ingest;
 mod isolation;
 mod llm;
 mod llm_keys;
