@@ -6,7 +6,9 @@ set -euo pipefail
 BIN="$1"
 FAKE_LLM="$2"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DB=konstruct_smoke
+# A database of its own per run (the integration tests' harness drops those older than three
+# hours), so no state of an earlier run, such as the admin account, leaks in.
+DB="konstruct_smoke_$(date +%s)_$$"
 LOG="$(mktemp -t konstruct-smoke.XXXXXX.log)"
 
 export KONSTRUCT_DATABASE_URL="postgres://konstruct_app:konstruct_app@127.0.0.1:5432/$DB"

@@ -177,12 +177,12 @@ async fn ensure_template(conn: &mut PgConnection) -> String {
     template
 }
 
-/// Drops test databases left by earlier runs. Best effort: a database still in use is left for
-/// the next run.
+/// Drops test databases (and the smoke test's) left by earlier runs. Best effort: a database
+/// still in use is left for the next run.
 async fn drop_stale(conn: &mut PgConnection) {
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT datname FROM pg_database \
-          WHERE datname LIKE 'konstruct\\_test\\_%'",
+          WHERE datname LIKE 'konstruct\\_test\\_%' OR datname LIKE 'konstruct\\_smoke\\_%'",
     )
     .fetch_all(&mut *conn)
     .await
@@ -191,6 +191,7 @@ async fn drop_stale(conn: &mut PgConnection) {
     for name in names {
         let created = name
             .strip_prefix("konstruct_test_")
+            .or_else(|| name.strip_prefix("konstruct_smoke_"))
             .and_then(|rest| rest.split('_').next())
             .and_then(|t| t.parse::<u64>().ok());
         if created.is_some_and(|t| t < cutoff) {
