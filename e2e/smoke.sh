@@ -6,8 +6,8 @@ set -euo pipefail
 BIN="$1"
 FAKE_LLM="$2"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# A database of its own per run (the integration tests' harness drops those older than three
-# hours), so no state of an earlier run, such as the admin account, leaks in.
+# A database of its own per run (the integration tests' harness drops those older than a
+# quarter of an hour), so no state of an earlier run, such as the admin account, leaks in.
 DB="konstruct_smoke_$(date +%s)_$$"
 LOG="$(mktemp -t konstruct-smoke.XXXXXX.log)"
 

@@ -24,8 +24,9 @@ use uuid::Uuid;
 const HOST: &str = "127.0.0.1:5432";
 const OWNER: &str = "konstruct_owner";
 const APP: &str = "konstruct_app";
-/// Test databases older than this are dropped by the next test run.
-const STALE_AFTER_SECS: u64 = 3 * 3600;
+/// Test databases older than this are dropped by the next test run (one still in use cannot be
+/// dropped and is left alone), so a run leaves at most a few hundred megabytes behind.
+const STALE_AFTER_SECS: u64 = 15 * 60;
 
 fn admin_url() -> String {
     std::env::var("KONSTRUCT_DATABASE_ADMIN_URL")
