@@ -1,4 +1,8 @@
-//! The message engine. Today: durable ingest (`ingest`). The actors that consume it (one per
-//! tenant and per conversation), rate limits, the memory window and the agent turn come next.
+//! The message engine. Today: durable ingest (`ingest`) and the pure logic the actors will use:
+//! rate limiting (`limiter`), the memory window (`window`) and prompt assembly (`prompt`). The
+//! actors that consume the ingest streams (one per tenant and per conversation) come next.
 
 pub mod ingest;
+pub mod limiter;
+pub mod prompt;
+pub mod window;
