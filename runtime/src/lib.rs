@@ -1,9 +1,8 @@
 //! The Konstruct runtime: the REST API, the message engine and everything it talks to.
 //!
 //! Dependencies point one way: `api` → (`engine`, `llm`) → (`store`, `redis`, `crypto`) →
-//! `shared`. Only `store` writes SQL,
-//! only `api` knows HTTP status codes, and only the binary (`main.rs`) reads configuration from
-//! the environment. See ARCHITECTURE.md for the map and the invariants.
+//! `shared`. Only `store` writes SQL, only `api` knows HTTP status codes, and only the binary
+//! (`main.rs`) reads configuration from the environment. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod api;
 pub mod auth;
