@@ -8,10 +8,15 @@ use clap::{Parser, Subcommand};
 use runtime::api::{self, AppState, AuthState};
 use runtime::auth::password;
 use runtime::config::{AuthSettings, Settings};
+use runtime::engine::consumer;
+use runtime::engine::ingest::{Ingest, IngestSettings};
+use runtime::engine::turn::{EngineDeps, EngineSettings, RecordedOnly, ReplySink};
 use runtime::llm::pool::Pool;
 use runtime::redis::Redis;
 use runtime::store::{self, Store, bootstrap, users};
 use runtime::telemetry;
+use shared::channel::ChannelKind;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Konstruct: AI employees on Slack and WhatsApp, run from a web portal.
@@ -54,17 +59,9 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command, settings)) {
+    // An actix system: the engine's actors live on its arbiter; the HTTP workers run their own.
+    let system = actix::System::new();
+    match system.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "konstruct failed");
@@ -192,13 +189,33 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let (redis, _redis_task) = Redis::connect(&settings.redis)?;
+    let ingest = Ingest::new(redis.clone(), IngestSettings::default());
+    let llm = Arc::new(llm_pool(&settings));
+    let keyring = Arc::new(keyring(&settings)?);
+    let sinks: HashMap<ChannelKind, Arc<dyn ReplySink>> = HashMap::from([(
+        ChannelKind::Web,
+        Arc::new(RecordedOnly) as Arc<dyn ReplySink>,
+    )]);
+    let deps = EngineDeps {
+        store: store.clone(),
+        redis: redis.clone(),
+        ingest: ingest.clone(),
+        pool: llm.clone(),
+        keyring: keyring.clone(),
+        sinks: Arc::new(sinks),
+        settings: EngineSettings::default(),
+    };
+    let node = format!("node-{}", uuid::Uuid::new_v4().simple());
+    let _registry = consumer::start(deps, &node);
+    tracing::info!(engine.node = %node, partitions = ingest.partitions(), "message engine started");
     let state = AppState {
         store,
         redis: redis.clone(),
         auth: AuthState::from_settings(&settings.auth),
-        llm: Arc::new(llm_pool(&settings)),
-        keyring: Arc::new(keyring(&settings)?),
+        llm,
+        keyring,
         key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
+        ingest,
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
     tracing::info!(

@@ -61,6 +61,18 @@ impl Redis {
         ))
     }
 
+    /// A second connection with the same settings, for blocking reads (a blocked connection
+    /// holds up every command queued behind it).
+    pub fn duplicate(&self) -> Self {
+        let client = self.client.clone_new();
+        // The connection task runs on its own; the handle is not needed.
+        drop(client.connect());
+        Self {
+            client,
+            prefix: self.prefix.clone(),
+        }
+    }
+
     /// A key under this deployment's prefix, e.g. `konstruct:login:addr:127.0.0.1`.
     pub fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.prefix)
@@ -84,6 +96,19 @@ impl Redis {
         let count: Option<i64> = self.client.get(key).await.map_err(RedisError::Command)?;
         let ttl: i64 = self.client.ttl(key).await.map_err(RedisError::Command)?;
         Ok((count.unwrap_or(0), u64::try_from(ttl).unwrap_or(0)))
+    }
+
+    pub async fn get_string(&self, key: &str) -> Result<Option<String>, RedisError> {
+        self.client.get(key).await.map_err(RedisError::Command)
+    }
+
+    pub async fn set_string(&self, key: &str, value: &str) -> Result<(), RedisError> {
+        let _: () = self
+            .client
+            .set(key, value, None, None, false)
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(())
     }
 
     /// Takes one from a counter.
@@ -176,6 +201,49 @@ impl Redis {
         let response: fred::types::streams::XReadResponse<String, String, String, String> =
             raw.into_xread_response().map_err(RedisError::Command)?;
         Ok(entries(response.into_values().flatten()))
+    }
+
+    /// Like `read_group` over several streams at once; returns (stream, id, payload).
+    pub async fn read_group_many(
+        &self,
+        streams: &[String],
+        group: &str,
+        consumer: &str,
+        count: u64,
+        block_ms: u64,
+    ) -> Result<Vec<(String, String, String)>, RedisError> {
+        let ids: Vec<&str> = streams.iter().map(|_| ">").collect();
+        let raw: fred::types::Value = self
+            .client
+            .xreadgroup(
+                group,
+                consumer,
+                Some(count),
+                Some(block_ms),
+                false,
+                streams.to_vec(),
+                ids,
+            )
+            .await
+            .map_err(RedisError::Command)?;
+        let empty = match &raw {
+            fred::types::Value::Null => true,
+            fred::types::Value::Array(items) => items.is_empty(),
+            _ => false,
+        };
+        if empty {
+            return Ok(Vec::new());
+        }
+        let response: fred::types::streams::XReadResponse<String, String, String, String> =
+            raw.into_xread_response().map_err(RedisError::Command)?;
+        Ok(response
+            .into_iter()
+            .flat_map(|(stream, values)| {
+                entries(values)
+                    .into_iter()
+                    .map(move |(id, payload)| (stream.clone(), id, payload))
+            })
+            .collect())
     }
 
     /// Takes over entries another consumer read but did not acknowledge for `min_idle_ms`.

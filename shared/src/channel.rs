@@ -92,3 +92,32 @@ pub struct OutboundReply {
     pub kind: ReplyKind,
     pub text: String,
 }
+
+/// `POST /api/tenants/{tenant_id}/agents/{agent_id}/messages`: a test message from the portal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChatSend {
+    pub text: String,
+    /// Continue this conversation; a new one starts when omitted.
+    pub conversation: Option<String>,
+}
+
+/// The message was queued; poll the conversation for the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChatAccepted {
+    pub conversation: String,
+    pub event_id: String,
+}
+
+/// One message of a test conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChatMessage {
+    pub id: Uuid,
+    /// `inbound` (from the operator) or `outbound` (from the agent).
+    pub direction: String,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}

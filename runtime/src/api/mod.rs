@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agents;
 pub mod auth;
+pub mod chat;
 pub mod error;
 pub mod health;
 pub mod llm_keys;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub keyring: std::sync::Arc<crate::crypto::Keyring>,
     /// Checks a tenant's provider key before it is stored.
     pub key_validator: crate::llm::KeyValidator,
+    /// The durable queue inbound messages enter the pipeline through.
+    pub ingest: crate::engine::ingest::Ingest,
 }
 
 /// Session signing and sign-in limits.

@@ -19,6 +19,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::members::list, super::members::create, super::members::update,
         super::members::remove,
         super::llm_keys::list, super::llm_keys::put, super::llm_keys::delete,
+        super::chat::send, super::chat::list,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

@@ -10,7 +10,7 @@ use shared::ErrorCode;
 use shared::auth::Permission;
 
 use super::error::ApiError;
-use super::{admin, agents, auth, llm_keys, members, openapi, tenants, tools};
+use super::{admin, agents, auth, chat, llm_keys, members, openapi, tenants, tools};
 
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,8 @@ routes! {
     GET    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsRead), agents::get;
     PUT    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsWrite), agents::replace;
     DELETE "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsWrite), agents::delete;
+    POST   "/api/tenants/{tenant_id}/agents/{agent_id}/messages" => Tenant(AgentsRead), chat::send;
+    GET    "/api/tenants/{tenant_id}/agents/{agent_id}/messages" => Tenant(AgentsRead), chat::list;
     GET    "/api/tenants/{tenant_id}/members"             => Tenant(MembersRead), members::list;
     POST   "/api/tenants/{tenant_id}/members"             => Platform(UsersCreate), members::create;
     PATCH  "/api/tenants/{tenant_id}/members/{user_id}"   => Tenant(MembersWrite), members::update;

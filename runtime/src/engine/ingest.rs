@@ -75,6 +75,8 @@ pub enum AfterFailure {
 #[derive(Debug, Clone)]
 pub struct Ingest {
     redis: Redis,
+    /// The connection blocking reads wait on, so they never hold up other commands.
+    reader: Redis,
     settings: IngestSettings,
 }
 
@@ -96,7 +98,11 @@ fn stable_hash(bytes: &[u8]) -> u64 {
 
 impl Ingest {
     pub fn new(redis: Redis, settings: IngestSettings) -> Self {
-        Self { redis, settings }
+        Self {
+            reader: redis.duplicate(),
+            redis,
+            settings,
+        }
     }
 
     pub fn partitions(&self) -> u32 {
@@ -174,6 +180,29 @@ impl Ingest {
             .read_group(&self.stream(partition), GROUP, consumer, count, block_ms)
             .await?;
         self.decode(partition, raw).await
+    }
+
+    /// New entries of every partition, in one blocking read on the reader connection.
+    pub async fn next_all(
+        &self,
+        consumer: &str,
+        count: u64,
+        block_ms: u64,
+    ) -> Result<Vec<Delivery>, IngestError> {
+        let streams: Vec<String> = (0..self.partitions()).map(|p| self.stream(p)).collect();
+        let raw = self
+            .reader
+            .read_group_many(&streams, GROUP, consumer, count, block_ms)
+            .await?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (stream, id, payload) in raw {
+            let Some(partition) = streams.iter().position(|s| *s == stream) else {
+                continue;
+            };
+            let partition = u32::try_from(partition).unwrap_or(0);
+            out.extend(self.decode(partition, vec![(id, payload)]).await?);
+        }
+        Ok(out)
     }
 
     /// Entries other consumers left unacknowledged for at least `min_idle_ms` (a crashed node).

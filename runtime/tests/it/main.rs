@@ -16,6 +16,7 @@ mod llm;
 mod llm_keys;
 mod management;
 mod matrix;
+mod pipeline;
 mod pool;
 mod schema_lint;
 mod support;

@@ -38,6 +38,16 @@ const SUCCESS: &[(&str, &str, u16)] = &[
     ("POST", "/api/tenants/{tenant_id}/members", 201),
     ("PATCH", "/api/tenants/{tenant_id}/members/{user_id}", 200),
     ("DELETE", "/api/tenants/{tenant_id}/members/{user_id}", 204),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/agents/{agent_id}/messages",
+        202,
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/agents/{agent_id}/messages",
+        200,
+    ),
     ("GET", "/api/tenants/{tenant_id}/llm-keys", 200),
     ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}", 200),
     (
@@ -121,6 +131,13 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         })),
         ("PATCH", "/api/tenants/{tenant_id}/members/{user_id}") => {
             Some(json!({ "role": "customer_admin" }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/agents/{agent_id}/messages") => {
+            Some(json!({ "text": "Hello from the matrix" }))
+        }
+        ("GET", "/api/tenants/{tenant_id}/agents/{agent_id}/messages") => {
+            path = format!("{path}?conversation=matrix");
+            None
         }
         ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
             Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))

@@ -239,6 +239,8 @@ pub struct AppOptions {
     pub unmigrated: bool,
     pub login_failures_per_account: Option<u32>,
     pub login_failures_per_address: Option<u32>,
+    /// Start the message engine (needs an actix system: use `#[actix_rt::test]`).
+    pub engine: Option<runtime::engine::turn::EngineSettings>,
 }
 
 impl TestApp {
@@ -277,19 +279,47 @@ impl TestApp {
         let llm = e2e::llm::FakeLlm::start(TENANT_LLM_KEY).unwrap();
         settings.llm.openai_base_url = llm.base_url.clone();
         settings.llm.anthropic_base_url = llm.base_url.clone();
+        // The platform's own "openai" group is the fake too, so agents can answer.
+        settings.llm.openai_api_key = Some(Secret::new(TENANT_LLM_KEY.into()));
         let keyring = std::sync::Arc::new(runtime::crypto::Keyring::random());
 
         let store = Store::connect_lazy(&settings.database).unwrap();
         let (redis, _task) = Redis::connect(&settings.redis).unwrap();
         let auth = AuthState::from_settings(&settings.auth);
         let keys = auth.keys.clone();
+        let ingest = runtime::engine::ingest::Ingest::new(
+            redis.clone(),
+            runtime::engine::ingest::IngestSettings::default(),
+        );
+        let pool = std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm));
+        if let Some(engine) = options.engine {
+            let sinks: std::collections::HashMap<
+                _,
+                std::sync::Arc<dyn runtime::engine::turn::ReplySink>,
+            > = std::collections::HashMap::from([(
+                shared::channel::ChannelKind::Web,
+                std::sync::Arc::new(runtime::engine::turn::RecordedOnly)
+                    as std::sync::Arc<dyn runtime::engine::turn::ReplySink>,
+            )]);
+            let deps = runtime::engine::turn::EngineDeps {
+                store: store.clone(),
+                redis: redis.clone(),
+                ingest: ingest.clone(),
+                pool: pool.clone(),
+                keyring: keyring.clone(),
+                sinks: std::sync::Arc::new(sinks),
+                settings: engine,
+            };
+            runtime::engine::consumer::start(deps, "test-node");
+        }
         let state = AppState {
             store: store.clone(),
             redis,
             auth,
-            llm: std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm)),
+            llm: pool,
             keyring: keyring.clone(),
             key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
+            ingest,
         };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);

@@ -1,0 +1,138 @@
+//! The web channel: the portal's test chat. A message goes through exactly the same pipeline as
+//! Slack and WhatsApp (durable ingest, tenant and conversation actors, the LLM pool); the portal
+//! polls the conversation for the reply.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use serde::Deserialize;
+use shared::channel::{ChannelKind, ChatAccepted, ChatMessage, ChatSend, InboundMessage, Sender};
+use shared::{ErrorBody, ErrorCode};
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Authorized;
+use super::error::ApiError;
+use crate::engine::ingest::Enqueued;
+use crate::store::{agents, conversations};
+
+/// `?conversation=` on the poll.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ConversationQuery {
+    pub conversation: String,
+}
+
+fn valid_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+async fn web_connection(
+    state: &AppState,
+    auth: &Authorized,
+    agent: Uuid,
+) -> Result<Uuid, ApiError> {
+    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    agents::get(&mut tx, agent)
+        .await?
+        .ok_or_else(|| ApiError::not_found("The agent"))?;
+    let connection = conversations::ensure_web_connection(&mut tx, agent).await?;
+    tx.commit().await?;
+    Ok(connection)
+}
+
+/// Send a test message to an agent; the reply arrives in the conversation.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/agents/{agent_id}/messages", tag = "chat",
+    params(("tenant_id" = Uuid, Path), ("agent_id" = Uuid, Path)), request_body = ChatSend,
+    responses((status = 202, body = ChatAccepted), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn send(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<ChatSend>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, agent) = path.into_inner();
+    let body = body.into_inner();
+    let text = body.text.trim();
+    if text.is_empty() || text.chars().count() > 4000 {
+        return Err(ApiError::invalid_field(
+            "text",
+            "must be 1 to 4000 characters",
+        ));
+    }
+    let conversation = match body.conversation {
+        Some(key) if valid_key(&key) => key,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "conversation",
+                "use 1–64 letters, digits, - and _",
+            ));
+        }
+        None => Uuid::new_v4().simple().to_string(),
+    };
+    let connection = web_connection(&state, &auth, agent).await?;
+    let principal = auth.principal();
+    let event_id = format!("web-{}", Uuid::new_v4().simple());
+    let message = InboundMessage {
+        tenant_id: auth.tenant()?,
+        channel: ChannelKind::Web,
+        connection_id: connection,
+        agent_id: Some(agent),
+        conversation_key: conversation.clone(),
+        sender: Sender {
+            id: principal.user.id.to_string(),
+            display_name: Some(principal.user.display_name.clone()),
+        },
+        text: text.to_string(),
+        attachments: Vec::new(),
+        provider_event_id: event_id.clone(),
+        received_at: Utc::now(),
+    };
+    match state.ingest.enqueue(&message).await {
+        Ok(Enqueued::Queued { .. }) | Ok(Enqueued::Duplicate) => {}
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "The message could not be queued; nothing was sent. Please retry.",
+            )
+            .with_cause(e));
+        }
+    }
+    Ok(HttpResponse::Accepted().json(ChatAccepted {
+        conversation,
+        event_id,
+    }))
+}
+
+/// The messages of a test conversation, oldest first.
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/agents/{agent_id}/messages", tag = "chat",
+    params(("tenant_id" = Uuid, Path), ("agent_id" = Uuid, Path), ConversationQuery),
+    responses((status = 200, body = Vec<ChatMessage>), (status = 404, body = ErrorBody)))]
+pub async fn list(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+    query: web::Query<ConversationQuery>,
+) -> Result<web::Json<Vec<ChatMessage>>, ApiError> {
+    let (_, agent) = path.into_inner();
+    if !valid_key(&query.conversation) {
+        return Err(ApiError::invalid_field(
+            "conversation",
+            "use 1–64 letters, digits, - and _",
+        ));
+    }
+    let connection = web_connection(&state, &auth, agent).await?;
+    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    let rows = conversations::messages(&mut tx, connection, &query.conversation, 500).await?;
+    Ok(web::Json(
+        rows.into_iter()
+            .map(|r| ChatMessage {
+                id: r.id,
+                direction: r.direction,
+                text: r.body,
+                created_at: r.created_at,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,310 @@
+//! The actors: a registry of one supervised `TenantActor` per tenant, each with one
+//! `ConversationActor` per conversation.
+//!
+//! Ordering: the consumer hands entries to the registry in stream order; each hop forwards with
+//! `Addr::send`, which enqueues synchronously, so a conversation's mailbox receives its messages in
+//! order, and the conversation actor runs one turn at a time (`AtomicResponse`). Different
+//! conversations run concurrently. Mailboxes are bounded: a full one makes `send` wait, which
+//! slows the consumer instead of growing memory.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use actix::prelude::*;
+use shared::TenantId;
+use shared::channel::ReplyKind;
+
+use super::ingest::Delivery;
+use super::limiter::{self, Decision, Gcra};
+use super::turn::{self, EngineDeps, TurnError};
+use super::window::Window;
+use crate::store::audit::{self, Actor as AuditActor, NewEvent};
+
+/// Handle one delivered entry; the reply is sent and the entry acknowledged on `Ok`.
+#[derive(Debug)]
+pub struct Route(pub Delivery);
+
+impl Message for Route {
+    type Result = Result<(), TurnError>;
+}
+
+/// Tells the registry how many tenant actors run (tests, metrics).
+#[derive(Debug)]
+pub struct CountTenants;
+
+impl Message for CountTenants {
+    type Result = usize;
+}
+
+/// Maps tenants to their actors, starting them on first use.
+pub struct Registry {
+    deps: EngineDeps,
+    tenants: HashMap<TenantId, Addr<TenantActor>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("tenants", &self.tenants.len())
+            .finish()
+    }
+}
+
+impl Registry {
+    pub fn new(deps: EngineDeps) -> Self {
+        Self {
+            deps,
+            tenants: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Route> for Registry {
+    type Result = ResponseFuture<Result<(), TurnError>>;
+
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) -> Self::Result {
+        let tenant = msg.0.message.tenant_id;
+        let addr = match self.tenants.get(&tenant) {
+            Some(addr) if addr.connected() => addr.clone(),
+            _ => {
+                let deps = self.deps.clone();
+                // Supervised: if the actor stops, it is restarted with fresh limiters.
+                let addr = Supervisor::start(move |_| TenantActor::new(tenant, deps));
+                self.tenants.insert(tenant, addr.clone());
+                addr
+            }
+        };
+        let request = addr.send(Dispatch(msg.0));
+        Box::pin(async move { request.await.unwrap_or(Ok(())) })
+    }
+}
+
+impl Handler<CountTenants> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountTenants, _: &mut Context<Self>) -> usize {
+        self.tenants.len()
+    }
+}
+
+/// A message for one tenant.
+#[derive(Debug)]
+struct Dispatch(Delivery);
+
+impl Message for Dispatch {
+    type Result = Result<(), TurnError>;
+}
+
+/// One tenant: its rate limiters and its live conversations.
+#[derive(Debug)]
+pub struct TenantActor {
+    tenant: TenantId,
+    deps: EngineDeps,
+    /// The tenant's own limit.
+    limiter: Gcra,
+    /// One limit per channel connection.
+    connection_limiters: HashMap<uuid::Uuid, Gcra>,
+    conversations: HashMap<String, Addr<ConversationActor>>,
+}
+
+impl TenantActor {
+    fn new(tenant: TenantId, deps: EngineDeps) -> Self {
+        Self {
+            tenant,
+            limiter: Gcra::new(deps.settings.tenant_limit),
+            connection_limiters: HashMap::new(),
+            conversations: HashMap::new(),
+            deps,
+        }
+    }
+}
+
+impl Actor for TenantActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+impl Supervised for TenantActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(tenant.id = %self.tenant, "tenant actor restarting");
+        self.conversations.clear();
+    }
+}
+
+impl Handler<Dispatch> for TenantActor {
+    type Result = ResponseFuture<Result<(), TurnError>>;
+
+    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) -> Self::Result {
+        let d = msg.0;
+        let now = Instant::now();
+        let limit = self.deps.settings.connection_limit;
+        let by_connection = self
+            .connection_limiters
+            .entry(d.message.connection_id)
+            .or_insert_with(|| Gcra::new(limit))
+            .check(now);
+        let decision = match (self.limiter.check(now), by_connection) {
+            (Decision::Allow, Decision::Allow) => Decision::Allow,
+            (reject @ Decision::Reject { .. }, _) | (_, reject @ Decision::Reject { .. }) => reject,
+        };
+        let key = format!("{}:{}", d.message.connection_id, d.message.conversation_key);
+        let work = match decision {
+            Decision::Allow => Turn::Answer(d),
+            Decision::Reject {
+                retry_after,
+                notify,
+            } => Turn::Reject {
+                d,
+                retry_after,
+                notify,
+            },
+        };
+        let addr = match self.conversations.get(&key) {
+            Some(addr) if addr.connected() => addr.clone(),
+            _ => {
+                let addr = ConversationActor::new(self.deps.clone()).start();
+                self.conversations.insert(key, addr.clone());
+                addr
+            }
+        };
+        let request = addr.send(work);
+        Box::pin(async move { request.await.unwrap_or(Ok(())) })
+    }
+}
+
+/// A message over the limit: recorded, audited, answered with a notice once per window (in the
+/// conversation's order, so a notice never overtakes an earlier answer), acknowledged.
+async fn reject(
+    deps: &EngineDeps,
+    d: &Delivery,
+    retry_after: std::time::Duration,
+    notify: bool,
+) -> Result<(), TurnError> {
+    if turn::record_inbound(deps, &d.message).await?.is_none() {
+        // Answered before a crash.
+        deps.ingest.done(d).await?;
+        return Ok(());
+    }
+    let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
+    audit::append(
+        &mut tx,
+        &NewEvent {
+            actor: AuditActor::System,
+            action: "message.rate_limited",
+            target_kind: Some("channel_connection"),
+            target_id: Some(d.message.connection_id.to_string()),
+            details: serde_json::json!({
+                "event": d.message.provider_event_id,
+                "retry_after_secs": retry_after.as_secs(),
+                "notified": notify,
+            }),
+            request_id: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if notify {
+        turn::reply(deps, d, ReplyKind::Notice, limiter::notice(retry_after)).await
+    } else {
+        deps.ingest.done(d).await?;
+        Ok(())
+    }
+}
+
+/// Work for one conversation, done in arrival order.
+#[derive(Debug)]
+enum Turn {
+    /// Answer the message.
+    Answer(Delivery),
+    /// The message is over a rate limit.
+    Reject {
+        d: Delivery,
+        retry_after: std::time::Duration,
+        notify: bool,
+    },
+}
+
+impl Message for Turn {
+    type Result = Result<(), TurnError>;
+}
+
+/// One conversation: owns its memory window and answers one message at a time, in order. It
+/// stops after `idle_after` without messages; its window stays in Redis and is loaded again by
+/// the next actor for the conversation.
+#[derive(Debug)]
+pub struct ConversationActor {
+    deps: EngineDeps,
+    /// The window, cached between turns (loaded from Redis by the first turn).
+    window: Option<Window>,
+    /// When the actor last handled a message, for passivation.
+    last_active: Instant,
+}
+
+impl ConversationActor {
+    fn new(deps: EngineDeps) -> Self {
+        Self {
+            deps,
+            window: None,
+            last_active: Instant::now(),
+        }
+    }
+}
+
+impl Actor for ConversationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        let idle = self.deps.settings.idle_after;
+        ctx.run_interval(idle, move |act, ctx| {
+            if act.last_active.elapsed() >= idle {
+                ctx.stop();
+            }
+        });
+    }
+}
+
+impl Handler<Turn> for ConversationActor {
+    type Result = AtomicResponse<Self, Result<(), TurnError>>;
+
+    fn handle(&mut self, msg: Turn, _: &mut Context<Self>) -> Self::Result {
+        self.last_active = Instant::now();
+        let deps = self.deps.clone();
+        let window = self.window.take();
+        AtomicResponse::new(Box::pin(
+            async move {
+                match msg {
+                    Turn::Answer(d) => turn::run(&deps, &d, window).await,
+                    Turn::Reject {
+                        d,
+                        retry_after,
+                        notify,
+                    } => {
+                        reject(&deps, &d, retry_after, notify).await?;
+                        Ok(window.unwrap_or_default())
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|result, act, _| match result {
+                Ok(window) => {
+                    act.window = Some(window);
+                    Ok(())
+                }
+                // The cached window may be stale now; the next turn reloads it from Redis.
+                Err(e) => Err(e),
+            }),
+        ))
+    }
+}

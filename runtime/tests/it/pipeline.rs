@@ -1,0 +1,314 @@
+//! The message pipeline end to end through the web channel: HTTP in, durable ingest, tenant and
+//! conversation actors, the LLM pool against the fake provider, the reply recorded and polled.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use runtime::engine::limiter::Limit;
+use runtime::engine::turn::EngineSettings;
+use serde_json::{Value, json};
+use shared::channel::{ChatAccepted, ChatMessage};
+use uuid::Uuid;
+
+use crate::support::{AppOptions, TestApp};
+use crate::world::{self, World};
+
+async fn engine_app(settings: EngineSettings) -> TestApp {
+    TestApp::spawn_with(AppOptions {
+        engine: Some(settings),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+async fn send(
+    app: &TestApp,
+    token: &str,
+    tenant: shared::TenantId,
+    agent: Uuid,
+    conversation: Option<&str>,
+    text: &str,
+) -> ChatAccepted {
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/api/tenants/{tenant}/agents/{agent}/messages"),
+            Some(token),
+        )
+        .json(&json!({ "text": text, "conversation": conversation }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    res.json().await.unwrap()
+}
+
+/// Polls the conversation until it holds `count` messages (or fails after a generous deadline).
+async fn wait_for(
+    app: &TestApp,
+    token: &str,
+    tenant: shared::TenantId,
+    agent: Uuid,
+    conversation: &str,
+    count: usize,
+) -> Vec<ChatMessage> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let messages: Vec<ChatMessage> = app
+            .request(
+                Method::GET,
+                &format!(
+                    "/api/tenants/{tenant}/agents/{agent}/messages?conversation={conversation}"
+                ),
+                Some(token),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if messages.len() >= count {
+            return messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} messages arrived: {messages:?}",
+            messages.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn last_llm_request(app: &TestApp) -> Value {
+    app.llm
+        .received()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap()
+        .body
+}
+
+#[actix_rt::test]
+async fn a_test_message_is_answered_by_the_agent_with_its_persona_in_the_prompt() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let operator = app.token_for(w.operator_a, None).await;
+    let sent = send(&app, &operator, w.a, agent, None, "Where is my order?").await;
+    let messages = wait_for(&app, &operator, w.a, agent, &sent.conversation, 2).await;
+    assert_eq!(messages[0].direction, "inbound");
+    assert_eq!(messages[1].direction, "outbound");
+    assert_eq!(messages[1].text, "echo: Where is my order?");
+    let system = last_llm_request(&app)["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(system.contains("You are Nia, Support."), "{system}");
+    assert!(
+        system.contains("Kind"),
+        "the persona is in the prompt: {system}"
+    );
+
+    // The trail shows the message, the LLM call with its cost, and the reply.
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_events ORDER BY seq")
+        .fetch_all(tx.connection())
+        .await
+        .unwrap();
+    for action in ["message.received", "llm.call", "reply.sent"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} missing from {actions:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn messages_in_one_conversation_are_answered_in_order() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let conversation = "ordered";
+    for i in 0..8 {
+        send(
+            &app,
+            &admin,
+            w.a,
+            agent,
+            Some(conversation),
+            &format!("message {i}"),
+        )
+        .await;
+    }
+    let messages = wait_for(&app, &admin, w.a, agent, conversation, 16).await;
+    for i in 0..8 {
+        assert_eq!(messages[2 * i].text, format!("message {i}"));
+        assert_eq!(
+            messages[2 * i + 1].text,
+            format!("echo: message {i}"),
+            "{messages:#?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_fact_from_turn_one_is_in_the_prompt_at_turn_thirty() {
+    let app = engine_app(EngineSettings {
+        // Thirty quick turns are not a flood here.
+        connection_limit: Limit {
+            per_minute: 6000,
+            burst: 100,
+        },
+        // A small window, so turn one must survive as a condensed note.
+        window: runtime::engine::window::Budget {
+            recent_tokens: 300,
+            earlier_tokens: 600,
+        },
+        ..EngineSettings::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let conversation = "long";
+    send(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        Some(conversation),
+        "Hello, my order number is 4711.",
+    )
+    .await;
+    wait_for(&app, &admin, w.a, agent, conversation, 2).await;
+    for turn in 2..=30 {
+        let text = if turn == 30 {
+            "What was my order number again?".to_string()
+        } else {
+            format!("Turn {turn}: tell me something about shipping times to Lisbon, please.")
+        };
+        send(&app, &admin, w.a, agent, Some(conversation), &text).await;
+        wait_for(&app, &admin, w.a, agent, conversation, turn * 2).await;
+    }
+    let request = last_llm_request(&app).to_string();
+    assert!(request.contains("What was my order number again?"));
+    assert!(
+        request.contains("4711"),
+        "the fact from turn one reached the LLM"
+    );
+}
+
+#[actix_rt::test]
+async fn a_burst_over_the_tenant_limit_gets_one_notice_and_other_tenants_are_unaffected() {
+    let app = engine_app(EngineSettings {
+        tenant_limit: Limit {
+            per_minute: 1,
+            burst: 3,
+        },
+        ..EngineSettings::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    for i in 0..6 {
+        send(
+            &app,
+            &admin,
+            w.a,
+            agent,
+            Some("flood"),
+            &format!("flood {i}"),
+        )
+        .await;
+    }
+    // Three answers and one notice; the other two rejections stay quiet.
+    let messages = wait_for(&app, &admin, w.a, agent, "flood", 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages_after = wait_for(&app, &admin, w.a, agent, "flood", 10).await;
+    assert_eq!(messages.len(), messages_after.len());
+    let outbound: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.direction == "outbound")
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(
+        outbound.iter().filter(|t| t.starts_with("echo:")).count(),
+        3,
+        "{outbound:?}"
+    );
+    let notices: Vec<_> = outbound
+        .iter()
+        .filter(|t| t.contains("faster than I can answer"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{outbound:?}");
+    assert!(notices[0].contains("Please wait"));
+
+    // Tenant B has its own limiter.
+    let b_agent = world::agent(&app, w.b, "Bo").await;
+    let admin_b = app.token_for(w.admin_b, None).await;
+    send(&app, &admin_b, w.b, b_agent, Some("calm"), "hello").await;
+    let b = wait_for(&app, &admin_b, w.b, b_agent, "calm", 2).await;
+    assert_eq!(b[1].text, "echo: hello");
+}
+
+#[actix_rt::test]
+async fn when_the_llm_is_down_the_user_gets_a_polite_apology() {
+    let app = engine_app(EngineSettings::default()).await;
+    app.llm.set_fallback(Some(e2e::llm::Behavior::Fail {
+        status: 500,
+        retry_after: None,
+        message: "down".into(),
+    }));
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let sent = send(&app, &admin, w.a, agent, None, "Anyone there?").await;
+    let messages = wait_for(&app, &admin, w.a, agent, &sent.conversation, 2).await;
+    assert!(
+        messages[1].text.contains("can't answer right now"),
+        "{}",
+        messages[1].text
+    );
+}
+
+#[actix_rt::test]
+async fn a_conversation_restarts_from_its_stored_window_after_going_idle() {
+    let app = engine_app(EngineSettings {
+        idle_after: Duration::from_millis(200),
+        ..EngineSettings::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    send(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        Some("idle"),
+        "Remember the colour teal.",
+    )
+    .await;
+    wait_for(&app, &admin, w.a, agent, "idle", 2).await;
+    // Long enough for the conversation actor to stop; its window lives on in Redis.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    send(&app, &admin, w.a, agent, Some("idle"), "Which colour?").await;
+    wait_for(&app, &admin, w.a, agent, "idle", 4).await;
+    let request = last_llm_request(&app);
+    let turns: Vec<&str> = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(turns.contains(&"Remember the colour teal."), "{turns:?}");
+    assert!(
+        turns.contains(&"echo: Remember the colour teal."),
+        "{turns:?}"
+    );
+}
