@@ -8,6 +8,7 @@
 
 mod audit;
 mod auth;
+mod crash;
 mod fixtures;
 mod http;
 mod ingest;

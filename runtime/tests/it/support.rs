@@ -215,6 +215,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub portal_dir: PathBuf,
+    pub db: TestDb,
     pub store: Store,
     /// The server's signing keys, so tests can mint (and forge) tokens.
     pub keys: TokenKeys,
@@ -327,6 +328,7 @@ impl TestApp {
             base: format!("http://127.0.0.1:{}", bound.port),
             http: reqwest::Client::new(),
             portal_dir,
+            db,
             store,
             keys,
             llm,
