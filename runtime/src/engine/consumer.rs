@@ -12,6 +12,7 @@ use shared::channel::ReplyKind;
 use super::actors::{Registry, Route};
 use super::ingest::{AfterFailure, Delivery};
 use super::turn::{self, EngineDeps};
+use crate::store::audit::{self, Actor as AuditActor, NewEvent};
 
 /// How long a failed or orphaned entry waits before it is taken up again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -73,6 +74,29 @@ async fn failed(deps: &EngineDeps, d: &Delivery, reason: &str) {
     tracing::warn!(ingest.entry = %d.entry_id, error = reason, "turn failed");
     match deps.ingest.failed(d, reason).await {
         Ok(AfterFailure::DeadLettered) => {
+            let recorded = async {
+                let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
+                audit::append(
+                    &mut tx,
+                    &NewEvent {
+                        actor: AuditActor::System,
+                        action: "message.dead_lettered",
+                        target_kind: Some("channel_connection"),
+                        target_id: Some(d.message.connection_id.to_string()),
+                        details: serde_json::json!({
+                            "event": d.message.provider_event_id,
+                            "reason": reason,
+                        }),
+                        request_id: None,
+                    },
+                )
+                .await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "could not audit a dead-lettered message");
+            }
             let apology = "I'm sorry, something went wrong on our side and I couldn't answer your \
                            message. Please send it again in a little while.";
             if let Err(e) = turn::reply(deps, d, ReplyKind::Apology, apology.into()).await {
