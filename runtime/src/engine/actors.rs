@@ -252,6 +252,11 @@ pub struct ConversationActor {
 }
 
 impl ConversationActor {
+    /// An idle conversation actor, started (benchmarks measure what one costs).
+    pub fn start_idle(deps: EngineDeps) -> Addr<Self> {
+        Self::new(deps).start()
+    }
+
     fn new(deps: EngineDeps) -> Self {
         Self {
             deps,
