@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use shared::TenantId;
 use shared::channel::{ChannelKind, InboundMessage, OutboundReply, ReplyKind};
 use uuid::Uuid;
 
@@ -100,6 +99,8 @@ pub enum TurnError {
     Window(#[from] serde_json::Error),
     #[error("the channel refused the reply: {0}")]
     Send(String),
+    #[error(transparent)]
+    Metering(#[from] metering::MeteringError),
     #[error("no sink for channel {0:?}")]
     NoSink(ChannelKind),
 }
@@ -125,21 +126,39 @@ fn reply_id(m: &InboundMessage) -> String {
     format!("reply:{}", m.provider_event_id)
 }
 
-async fn profile(
-    deps: &EngineDeps,
-    tenant: TenantId,
-    agent: Option<Uuid>,
-) -> Result<Option<AgentProfile>, TurnError> {
-    let Some(agent) = agent else { return Ok(None) };
-    let mut tx = deps.store.tenant_tx(tenant).await?;
-    Ok(agents::get(&mut tx, agent).await?.map(|a| AgentProfile {
-        name: a.name,
-        role: a.job_title,
-        persona: a.persona,
-        system_prompt: a.system_prompt,
-        job_description: a.job_description,
-        business_function: a.business_function,
-    }))
+/// What a turn learns in its first transaction.
+struct Begun {
+    agent: Option<AgentProfile>,
+    credentials: crate::llm::pool::Credentials,
+}
+
+/// The turn's first transaction: record the inbound message (once), and read the agent and the
+/// tenant's own LLM keys. `None` when the message was answered before (a redelivery).
+async fn begin(deps: &EngineDeps, m: &InboundMessage) -> Result<Option<Begun>, TurnError> {
+    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+    if record_inbound_in(&mut tx, m).await?.is_none() {
+        return Ok(None);
+    }
+    let agent = match m.agent_id {
+        Some(id) => agents::get(&mut tx, id).await?.map(|a| AgentProfile {
+            name: a.name,
+            role: a.job_title,
+            persona: a.persona,
+            system_prompt: a.system_prompt,
+            job_description: a.job_description,
+            business_function: a.business_function,
+        }),
+        None => None,
+    };
+    let credentials = match metering::credentials_in(&mut tx, &deps.keyring).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(tenant.id = %m.tenant_id, error = %e, "tenant LLM keys unreadable; using the platform's");
+            Default::default()
+        }
+    };
+    tx.commit().await?;
+    Ok(Some(Begun { agent, credentials }))
 }
 
 /// Sends and records one reply, then acknowledges the entry.
@@ -148,6 +167,27 @@ pub async fn reply(
     d: &Delivery,
     kind: ReplyKind,
     text: String,
+) -> Result<(), TurnError> {
+    finish(deps, d, kind, text, Outcome::Plain).await
+}
+
+/// What else the reply's transaction records.
+enum Outcome<'a> {
+    Plain,
+    /// The LLM answered: usage, cost and the `llm.call` event.
+    Answered(&'a crate::llm::types::CallReport),
+    /// Every LLM deployment failed.
+    LlmFailed(String),
+}
+
+/// Sends the reply through the channel, then records it (with the turn's usage or failure) in
+/// one transaction, then acknowledges the entry.
+async fn finish(
+    deps: &EngineDeps,
+    d: &Delivery,
+    kind: ReplyKind,
+    text: String,
+    outcome: Outcome<'_>,
 ) -> Result<(), TurnError> {
     let m = &d.message;
     let sink = deps
@@ -169,6 +209,26 @@ pub async fn reply(
     let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
     let conversation =
         conversations::upsert(&mut tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
+    match outcome {
+        Outcome::Plain => {}
+        Outcome::Answered(report) => {
+            metering::record_in(&mut tx, m.agent_id, report).await?;
+        }
+        Outcome::LlmFailed(error) => {
+            audit::append(
+                &mut tx,
+                &NewEvent {
+                    actor: Actor::System,
+                    action: "llm.failed",
+                    target_kind: Some("conversation"),
+                    target_id: Some(conversation.to_string()),
+                    details: serde_json::json!({ "error": error }),
+                    request_id: None,
+                },
+            )
+            .await?;
+        }
+    }
     conversations::insert_message(
         &mut tx,
         conversation,
@@ -207,13 +267,22 @@ pub async fn record_inbound(
     m: &InboundMessage,
 ) -> Result<Option<Uuid>, TurnError> {
     let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
-    if conversations::message_exists(&mut tx, &reply_id(m)).await? {
+    let conversation = record_inbound_in(&mut tx, m).await?;
+    tx.commit().await?;
+    Ok(conversation)
+}
+
+async fn record_inbound_in(
+    tx: &mut crate::store::TenantTx,
+    m: &InboundMessage,
+) -> Result<Option<Uuid>, TurnError> {
+    if conversations::message_exists(tx, &reply_id(m)).await? {
         return Ok(None);
     }
     let conversation =
-        conversations::upsert(&mut tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
+        conversations::upsert(tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
     if conversations::insert_message(
-        &mut tx,
+        tx,
         conversation,
         "inbound",
         &m.sender.id,
@@ -223,7 +292,7 @@ pub async fn record_inbound(
     .await?
     {
         audit::append(
-            &mut tx,
+            tx,
             &NewEvent {
                 actor: Actor::EndUser(conversation),
                 action: "message.received",
@@ -235,7 +304,6 @@ pub async fn record_inbound(
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(Some(conversation))
 }
 
@@ -253,12 +321,11 @@ pub async fn run(
     };
     // A message whose reply is already recorded was answered before a crash: acknowledge and
     // stop.
-    let Some(conversation) = record_inbound(deps, m).await? else {
+    let Some(begun) = begin(deps, m).await? else {
         deps.ingest.done(d).await?;
         return Ok(window);
     };
-
-    let Some(agent) = profile(deps, m.tenant_id, m.agent_id).await? else {
+    let Some(agent) = begun.agent else {
         reply(
             deps,
             d,
@@ -275,40 +342,11 @@ pub async fn run(
         &m.text,
         deps.settings.max_answer_tokens,
     );
-    let credentials = match metering::tenant_credentials(&deps.store, &deps.keyring, m.tenant_id)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(tenant.id = %m.tenant_id, error = %e, "tenant LLM keys unreadable; using the platform's");
-            Default::default()
-        }
-    };
-    let (kind, text) = match deps.pool.chat(None, &credentials, &request).await {
-        Ok(report) => {
-            if let Err(e) =
-                metering::record_call(&deps.store, m.tenant_id, m.agent_id, &report).await
-            {
-                tracing::error!(error = %e, "could not record LLM usage");
-            }
-            (ReplyKind::Answer, report.completion.text())
-        }
+    let answer = deps.pool.chat(None, &begun.credentials, &request).await;
+    let (kind, text) = match &answer {
+        Ok(report) => (ReplyKind::Answer, report.completion.text()),
         Err(e) => {
             tracing::warn!(tenant.id = %m.tenant_id, error = %e, "no LLM answer");
-            let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
-            audit::append(
-                &mut tx,
-                &NewEvent {
-                    actor: Actor::System,
-                    action: "llm.failed",
-                    target_kind: Some("conversation"),
-                    target_id: Some(conversation.to_string()),
-                    details: serde_json::json!({ "error": e.to_string() }),
-                    request_id: None,
-                },
-            )
-            .await?;
-            tx.commit().await?;
             (ReplyKind::Apology, e.user_message().to_string())
         }
     };
@@ -334,6 +372,10 @@ pub async fn run(
             &serde_json::to_string(&window)?,
         )
         .await?;
-    reply(deps, d, kind, text).await?;
+    let outcome = match &answer {
+        Ok(report) => Outcome::Answered(report),
+        Err(e) => Outcome::LlmFailed(e.to_string()),
+    };
+    finish(deps, d, kind, text, outcome).await?;
     Ok(window)
 }

@@ -12,7 +12,7 @@ use super::types::CallReport;
 use crate::crypto::{CryptoError, Keyring};
 use crate::store::audit::{self, Actor, NewEvent};
 use crate::store::llm::{self as store_llm, UsageRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TenantTx};
 
 /// Why metering or key loading failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +30,23 @@ pub async fn record_call(
     agent: Option<Uuid>,
     report: &CallReport,
 ) -> Result<Option<i64>, MeteringError> {
+    let mut tx = store.tenant_tx(tenant).await?;
+    let cost = record_in(&mut tx, agent, report).await?;
+    tx.commit().await?;
+    Ok(cost)
+}
+
+/// Like `record_call`, inside the caller's transaction (a turn records its reply in the same one).
+pub async fn record_in(
+    tx: &mut TenantTx,
+    agent: Option<Uuid>,
+    report: &CallReport,
+) -> Result<Option<i64>, MeteringError> {
     let usage = &report.completion.usage;
     let cost = super::cost::micro_usd(report.provider, &report.model, usage, SystemTime::now());
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let mut tx = store.tenant_tx(tenant).await?;
     store_llm::add_usage(
-        &mut tx,
+        tx,
         &UsageRecord {
             day: Utc::now().date_naive(),
             agent,
@@ -49,7 +60,7 @@ pub async fn record_call(
     )
     .await?;
     audit::append(
-        &mut tx,
+        tx,
         &NewEvent {
             actor: Actor::System,
             action: "llm.call",
@@ -72,7 +83,6 @@ pub async fn record_call(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(cost)
 }
 
@@ -88,8 +98,18 @@ pub async fn tenant_credentials(
     tenant: TenantId,
 ) -> Result<Credentials, MeteringError> {
     let mut tx = store.tenant_tx(tenant).await?;
-    let rows = store_llm::keys(&mut tx).await?;
+    let credentials = credentials_in(&mut tx, keyring).await?;
     drop(tx);
+    Ok(credentials)
+}
+
+/// Like `tenant_credentials`, inside the caller's transaction.
+pub async fn credentials_in(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+) -> Result<Credentials, MeteringError> {
+    let tenant = tx.tenant();
+    let rows = store_llm::keys(tx).await?;
     let mut credentials = Credentials::default();
     for row in rows {
         let key = keyring.open(tenant, &key_slot(&row.provider), &row.ciphertext)?;
