@@ -176,31 +176,13 @@ impl Redis {
         count: u64,
         block_ms: u64,
     ) -> Result<Vec<(String, String)>, RedisError> {
-        // A read that times out answers nil, which is no entries (not a map to convert).
-        let raw: fred::types::Value = self
-            .client
-            .xreadgroup(
-                group,
-                consumer,
-                Some(count),
-                Some(block_ms),
-                false,
-                stream,
-                ">",
-            )
-            .await
-            .map_err(RedisError::Command)?;
-        let empty = match &raw {
-            fred::types::Value::Null => true,
-            fred::types::Value::Array(items) => items.is_empty(),
-            _ => false,
-        };
-        if empty {
-            return Ok(Vec::new());
-        }
-        let response: fred::types::streams::XReadResponse<String, String, String, String> =
-            raw.into_xread_response().map_err(RedisError::Command)?;
-        Ok(entries(response.into_values().flatten()))
+        let entries = self
+            .read_group_many(&[stream.to_string()], group, consumer, count, block_ms)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|(_, id, payload)| (id, payload))
+            .collect())
     }
 
     /// Like `read_group` over several streams at once; returns (stream, id, payload).
@@ -226,6 +208,7 @@ impl Redis {
             )
             .await
             .map_err(RedisError::Command)?;
+        // A read that times out answers nil (or an empty array): no entries, not a map to convert.
         let empty = match &raw {
             fred::types::Value::Null => true,
             fred::types::Value::Array(items) => items.is_empty(),
