@@ -102,43 +102,16 @@ async fn tenant_a_sessions_cannot_touch_tenant_b_objects_by_id() {
     // Nothing of B's changed.
     let admin_b = app.token_for(w.admin_b, None).await;
     let agent: Agent = app
-        .request(
-            Method::GET,
-            &format!("/api/tenants/{b}/agents/{agent_b}"),
-            Some(&admin_b),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tenants/{b}/agents/{agent_b}"), &admin_b)
+        .await;
     assert_eq!(agent.input.name, "Bea");
     let agents: Page<Agent> = app
-        .request(
-            Method::GET,
-            &format!("/api/tenants/{b}/agents"),
-            Some(&admin_b),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tenants/{b}/agents"), &admin_b)
+        .await;
     assert_eq!(agents.total, 2, "seeded agent and Bea only");
     let members: Value = app
-        .request(
-            Method::GET,
-            &format!("/api/tenants/{b}/members"),
-            Some(&admin_b),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tenants/{b}/members"), &admin_b)
+        .await;
     assert!(
         members["items"]
             .as_array()
@@ -194,14 +167,7 @@ async fn agent_validation_reports_every_bad_field_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let list: Page<Agent> = app
-        .request(Method::GET, &path, Some(&admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Page<Agent> = app.get_json(&path, &admin).await;
     assert_eq!(list.total, 2, "nothing was stored");
 }
 
@@ -254,17 +220,8 @@ async fn deleting_a_tenant_needs_its_slug_erases_its_data_and_keeps_its_audit_tr
     let w = World::new(&app).await;
     let platform = app.token_for(w.platform, None).await;
     let tenant: Tenant = app
-        .request(
-            Method::GET,
-            &format!("/api/tenants/{}", w.a),
-            Some(&platform),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tenants/{}", w.a), &platform)
+        .await;
     let path = format!("/api/tenants/{}", w.a);
     for confirm in ["", "?confirm=wrong"] {
         let res = app
@@ -360,26 +317,10 @@ async fn tenants_list_searches_and_paginates() {
         .unwrap();
     assert_eq!(dup.status(), StatusCode::CONFLICT);
     let page: Page<Tenant> = app
-        .request(
-            Method::GET,
-            "/api/tenants?q=ZE&per_page=1&page=2",
-            Some(&platform),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/tenants?q=ZE&per_page=1&page=2", &platform)
+        .await;
     assert_eq!((page.total, page.items.len(), page.page), (2, 1, 2));
-    let all: Page<Tenant> = app
-        .request(Method::GET, "/api/tenants?per_page=100", Some(&platform))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Page<Tenant> = app.get_json("/api/tenants?per_page=100", &platform).await;
     assert_eq!(all.total, 5);
     assert_eq!(all.items[0].slug, "yak-yoga", "newest first");
     let bad = app
@@ -474,17 +415,8 @@ async fn the_last_customer_admin_cannot_be_demoted_or_removed() {
     let admin = app.token_for(w.admin_a, None).await;
     // Leave admin_a as the only customer admin of A.
     let members: Value = app
-        .request(
-            Method::GET,
-            &format!("/api/tenants/{}/members", w.a),
-            Some(&admin),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tenants/{}/members", w.a), &admin)
+        .await;
     for m in members["items"].as_array().unwrap() {
         if m["role"] == "customer_admin" && m["user_id"] != json!(w.admin_a) {
             let path = format!(

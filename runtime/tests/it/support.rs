@@ -361,6 +361,17 @@ impl TestApp {
         self.keys.sign(&self.keys.renew(&claims, now)).unwrap()
     }
 
+    /// `GET path` with `token`, read as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, token: &str) -> T {
+        self.request(reqwest::Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// A request with `token` as bearer (or none).
     pub fn request(
         &self,
