@@ -74,24 +74,39 @@ pub async fn create(
         }
     }
     errors.finish()?;
-    // The tenant must exist before an account is made for it.
+    // Hash first (slow, outside the transaction); then the account, if new, and the membership
+    // are made in one transaction: a failure leaves no account behind.
+    let hash = match (&existing, body.password.clone()) {
+        (None, Some(pw)) => Some(
+            tokio::task::spawn_blocking(move || password::hash(&pw))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))?,
+        ),
+        _ => None,
+    };
     let mut tx = state.store.tenant_tx(tenant).await?;
     tenants::current(&mut tx)
         .await?
         .ok_or_else(|| ApiError::not_found("The tenant"))?;
-    drop(tx);
-    let user = match existing {
-        Some(user) => user,
-        None => {
-            let pw = body.password.clone().unwrap_or_default();
-            let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))?;
-            users::create(&state.store, &body.email, &body.display_name, &hash, false).await?
+    let user = match (existing, hash) {
+        (Some(user), _) => user,
+        (None, Some(hash)) => users::create_in(&mut tx, &body.email, &body.display_name, &hash)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ApiError::new(
+                    ErrorCode::Conflict,
+                    "An account with this email was just created; try again.",
+                ),
+                other => other.into(),
+            })?,
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                "password",
+                "is required for a new account",
+            ));
         }
     };
-    let mut tx = state.store.tenant_tx(tenant).await?;
     users::add_member(&mut tx, user.id, body.role)
         .await
         .map_err(|e| match e {

@@ -124,6 +124,26 @@ pub async fn create(
     .await?)
 }
 
+/// Like `create`, inside a tenant's transaction, so the account and its membership are made
+/// together or not at all. (`users` is global, not under row-level security.)
+pub async fn create_in(
+    tx: &mut TenantTx,
+    email: &str,
+    display_name: &str,
+    password_hash: &str,
+) -> StoreResult<UserRow> {
+    Ok(sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users (id, email, display_name, password_hash, is_platform_admin) \
+         VALUES ($1, $2, $3, $4, false) RETURNING {USER_COLUMNS}"
+    )))
+    .bind(Uuid::new_v4())
+    .bind(normalise_email(email))
+    .bind(display_name.trim())
+    .bind(password_hash)
+    .fetch_one(tx.connection())
+    .await?)
+}
+
 /// Whether any platform admin exists.
 pub async fn platform_admin_exists(store: &Store) -> StoreResult<bool> {
     Ok(
