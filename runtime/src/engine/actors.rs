@@ -28,11 +28,11 @@ impl Message for Route {
     type Result = Result<(), TurnError>;
 }
 
-/// Tells the registry how many tenant actors run (tests, metrics).
+/// Asks how many conversation actors are live, across every tenant (tests, metrics).
 #[derive(Debug)]
-pub struct CountTenants;
+pub struct CountLiveConversations;
 
-impl Message for CountTenants {
+impl Message for CountLiveConversations {
     type Result = usize;
 }
 
@@ -87,11 +87,32 @@ impl Handler<Route> for Registry {
     }
 }
 
-impl Handler<CountTenants> for Registry {
+impl Handler<CountLiveConversations> for Registry {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: CountLiveConversations, _: &mut Context<Self>) -> Self::Result {
+        let requests: Vec<_> = self
+            .tenants
+            .values()
+            .map(|t| t.send(CountLiveConversations))
+            .collect();
+        Box::pin(async move {
+            let mut live = 0;
+            for request in requests {
+                live += request.await.unwrap_or(0);
+            }
+            live
+        })
+    }
+}
+
+impl Handler<CountLiveConversations> for TenantActor {
     type Result = usize;
 
-    fn handle(&mut self, _: CountTenants, _: &mut Context<Self>) -> usize {
-        self.tenants.len()
+    fn handle(&mut self, _: CountLiveConversations, _: &mut Context<Self>) -> usize {
+        // Stopped (passivated) conversations are forgotten here too.
+        self.conversations.retain(|_, addr| addr.connected());
+        self.conversations.len()
     }
 }
 

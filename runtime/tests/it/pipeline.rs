@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
+use runtime::engine::actors::CountLiveConversations;
 use runtime::engine::limiter::Limit;
 use runtime::engine::turn::EngineSettings;
 use serde_json::{Value, json};
@@ -295,10 +296,22 @@ async fn a_conversation_restarts_from_its_stored_window_after_going_idle() {
     )
     .await;
     wait_for(&app, &admin, w.a, agent, "idle", 2).await;
+    let registry = app.engine.clone().unwrap();
+    assert_eq!(registry.send(CountLiveConversations).await.unwrap(), 1);
     // Long enough for the conversation actor to stop; its window lives on in Redis.
     tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        registry.send(CountLiveConversations).await.unwrap(),
+        0,
+        "passivated"
+    );
     send(&app, &admin, w.a, agent, Some("idle"), "Which colour?").await;
     wait_for(&app, &admin, w.a, agent, "idle", 4).await;
+    assert_eq!(
+        registry.send(CountLiveConversations).await.unwrap(),
+        1,
+        "restored"
+    );
     let request = last_llm_request(&app);
     let turns: Vec<&str> = request["messages"]
         .as_array()

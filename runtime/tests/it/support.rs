@@ -223,6 +223,8 @@ pub struct TestApp {
     /// `TENANT_LLM_KEY` (a tenant's own key, for the BYO-key API).
     pub llm: e2e::llm::FakeLlm,
     pub keyring: std::sync::Arc<runtime::crypto::Keyring>,
+    /// The engine's registry, when the engine runs.
+    pub engine: Option<actix::Addr<runtime::engine::actors::Registry>>,
 }
 
 /// The provider key the fake LLM accepts.
@@ -293,6 +295,7 @@ impl TestApp {
             runtime::engine::ingest::IngestSettings::default(),
         );
         let pool = std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm));
+        let mut registry = None;
         if let Some(engine) = options.engine {
             let sinks: std::collections::HashMap<
                 _,
@@ -311,7 +314,7 @@ impl TestApp {
                 sinks: std::sync::Arc::new(sinks),
                 settings: engine,
             };
-            runtime::engine::consumer::start(deps, "test-node");
+            registry = Some(runtime::engine::consumer::start(deps, "test-node"));
         }
         let state = AppState {
             store: store.clone(),
@@ -333,6 +336,7 @@ impl TestApp {
             keys,
             llm,
             keyring,
+            engine: registry,
         }
     }
 
