@@ -55,6 +55,9 @@ struct State {
     fallback: Option<Behavior>,
     received: Vec<Received>,
     counter: u64,
+    /// Requests being answered right now, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -128,6 +131,11 @@ impl FakeLlm {
         lock(&self.state).received.clone()
     }
 
+    /// The most requests the fake was answering at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        lock(&self.state).max_in_flight
+    }
+
     /// How many requests were received.
     pub fn calls(&self) -> usize {
         lock(&self.state).received.len()
@@ -196,6 +204,24 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// Counts a request as in flight while it is being answered.
+struct InFlight<'a>(&'a Mutex<State>);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a Mutex<State>) -> Self {
+        let mut s = lock(state);
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.0).in_flight -= 1;
+    }
 }
 
 async fn resolve(behavior: Behavior) -> Behavior {
@@ -316,6 +342,7 @@ async fn openai(
         return openai_error(400, "invalid_request_error", &message, None);
     }
     let (behavior, n) = next_behavior(&state, &body);
+    let _in_flight = InFlight::enter(&state);
     let model = body["model"].as_str().unwrap_or_default().to_string();
     let prompt_tokens = count_tokens(&body["messages"]);
     let (message, finish) = match resolve(behavior).await {
@@ -472,6 +499,7 @@ async fn anthropic(
         return anthropic_error(400, "invalid_request_error", &message);
     }
     let (behavior, n) = next_behavior(&state, &body);
+    let _in_flight = InFlight::enter(&state);
     let input_tokens = count_tokens(&body["messages"]) + count_tokens(&body["system"]);
     let (content, stop) = match resolve(behavior).await {
         Behavior::Text(text) => (json!([{ "type": "text", "text": text }]), "end_turn"),

@@ -325,3 +325,36 @@ async fn a_conversation_restarts_from_its_stored_window_after_going_idle() {
         "{turns:?}"
     );
 }
+
+#[actix_rt::test]
+async fn different_conversations_are_answered_concurrently_and_one_conversation_never_is() {
+    let app = engine_app(EngineSettings::default()).await;
+    // Every answer takes a moment, so overlapping calls are visible to the fake.
+    app.llm.set_fallback(Some(e2e::llm::Behavior::Delay(
+        Duration::from_millis(300),
+        Box::new(e2e::llm::Behavior::Text("done".into())),
+    )));
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    for i in 0..4 {
+        send(&app, &admin, w.a, agent, Some("same"), &format!("same {i}")).await;
+    }
+    wait_for(&app, &admin, w.a, agent, "same", 8).await;
+    assert_eq!(
+        app.llm.max_concurrent(),
+        1,
+        "one conversation: one turn at a time"
+    );
+    for i in 0..4 {
+        send(&app, &admin, w.a, agent, Some(&format!("conv{i}")), "hello").await;
+    }
+    for i in 0..4 {
+        wait_for(&app, &admin, w.a, agent, &format!("conv{i}"), 2).await;
+    }
+    assert!(
+        app.llm.max_concurrent() >= 2,
+        "conversations run side by side: {}",
+        app.llm.max_concurrent()
+    );
+}
