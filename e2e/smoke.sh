@@ -16,7 +16,8 @@ export KONSTRUCT_DATABASE_OWNER_URL="postgres://konstruct_owner:konstruct_owner@
 export KONSTRUCT_PORT=0
 export KONSTRUCT_LOG_FORMAT=json
 export KONSTRUCT_PORTAL_DIR="$ROOT/portal-leptos/dist"
-export KONSTRUCT_REDIS_KEY_PREFIX=konstruct-smoke
+# Its own Redis key space too: sign-in failure counters of earlier runs must not count here.
+export KONSTRUCT_REDIS_KEY_PREFIX="konstruct-smoke-$(date +%s)-$$"
 export KONSTRUCT_JWT_SECRET="smoke-test-secret-smoke-test-secret-0001"
 export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
 # A password that must never show up in the log.
@@ -53,7 +54,16 @@ check() {
 "$BIN" migrate
 "$BIN" serve >"$LOG" 2>&1 &
 pid=$!
-trap 'kill $pid $fake_pid 2>/dev/null || true; wait $pid $fake_pid 2>/dev/null || true; rm -f "$LOG" "$FAKE_LOG"' EXIT
+cleanup() {
+  kill $pid $fake_pid 2>/dev/null || true
+  wait $pid $fake_pid 2>/dev/null || true
+  rm -f "$LOG" "$FAKE_LOG"
+  # Best effort: drop this run's Redis keys (streams have no expiry).
+  if command -v redis-cli >/dev/null 2>&1; then
+    redis-cli --scan --pattern "$KONSTRUCT_REDIS_KEY_PREFIX:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
 
 url=""
 for _ in $(seq 1 100); do
