@@ -28,16 +28,22 @@ fn valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Checks the agent exists in the tenant; returns its web connection, created when `create`.
 async fn web_connection(
     state: &AppState,
     auth: &Authorized,
     agent: Uuid,
-) -> Result<Uuid, ApiError> {
+    create: bool,
+) -> Result<Option<Uuid>, ApiError> {
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     agents::get(&mut tx, agent)
         .await?
         .ok_or_else(|| ApiError::not_found("The agent"))?;
-    let connection = conversations::ensure_web_connection(&mut tx, agent).await?;
+    let connection = if create {
+        Some(conversations::ensure_web_connection(&mut tx, agent).await?)
+    } else {
+        conversations::web_connection(&mut tx, agent).await?
+    };
     tx.commit().await?;
     Ok(connection)
 }
@@ -71,7 +77,9 @@ pub async fn send(
         }
         None => Uuid::new_v4().simple().to_string(),
     };
-    let connection = web_connection(&state, &auth, agent).await?;
+    let connection = web_connection(&state, &auth, agent, true)
+        .await?
+        .ok_or_else(|| ApiError::not_found("The agent"))?;
     let principal = auth.principal();
     let event_id = format!("web-{}", Uuid::new_v4().simple());
     let message = InboundMessage {
@@ -122,7 +130,10 @@ pub async fn list(
             "use 1–64 letters, digits, - and _",
         ));
     }
-    let connection = web_connection(&state, &auth, agent).await?;
+    // Polling reads only: an agent never chatted with has no conversations yet.
+    let Some(connection) = web_connection(&state, &auth, agent, false).await? else {
+        return Ok(web::Json(Vec::new()));
+    };
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let rows = conversations::messages(&mut tx, connection, &query.conversation, 500).await?;
     Ok(web::Json(

@@ -5,21 +5,42 @@ use uuid::Uuid;
 
 use super::{StoreResult, TenantTx};
 
-/// The web channel connection of an agent (the portal's test chat), created on first use.
-pub async fn ensure_web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResult<Uuid> {
-    let tenant = tx.tenant();
+/// The web channel connection of an agent (the portal's test chat), if it was ever used.
+pub async fn web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResult<Option<Uuid>> {
     Ok(sqlx::query_scalar(
+        "SELECT id FROM channel_connections WHERE kind = 'web' AND external_id = $1",
+    )
+    .bind(format!("agent:{agent}"))
+    .fetch_optional(tx.connection())
+    .await?)
+}
+
+/// The web channel connection of an agent, created on first use. Reads first, so the common case
+/// writes nothing.
+pub async fn ensure_web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResult<Uuid> {
+    if let Some(id) = web_connection(tx, agent).await? {
+        return Ok(id);
+    }
+    let tenant = tx.tenant();
+    let created: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO channel_connections (id, tenant_id, kind, external_id, display_name, agent_id) \
          VALUES ($1, $2, 'web', $3, 'Test chat', $4) \
-         ON CONFLICT (kind, external_id) DO UPDATE SET updated_at = now() \
+         ON CONFLICT (kind, external_id) DO NOTHING \
          RETURNING id",
     )
     .bind(Uuid::new_v4())
     .bind(tenant.as_uuid())
     .bind(format!("agent:{agent}"))
     .bind(agent)
-    .fetch_one(tx.connection())
-    .await?)
+    .fetch_optional(tx.connection())
+    .await?;
+    match created {
+        Some(id) => Ok(id),
+        // Created by a concurrent request in the meantime.
+        None => web_connection(tx, agent)
+            .await?
+            .ok_or(super::StoreError::NotFound),
+    }
 }
 
 /// The conversation for (connection, external key), created on its first message.
