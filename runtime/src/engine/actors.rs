@@ -220,18 +220,17 @@ async fn reject(
     let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
     audit::append(
         &mut tx,
-        &NewEvent {
-            actor: AuditActor::System,
-            action: "message.rate_limited",
-            target_kind: Some("channel_connection"),
-            target_id: Some(d.message.connection_id.to_string()),
-            details: serde_json::json!({
+        &NewEvent::about(
+            AuditActor::System,
+            "message.rate_limited",
+            "channel_connection",
+            d.message.connection_id,
+            serde_json::json!({
                 "event": d.message.provider_event_id,
                 "retry_after_secs": retry_after.as_secs(),
                 "notified": notify,
             }),
-            request_id: None,
-        },
+        ),
     )
     .await?;
     tx.commit().await?;

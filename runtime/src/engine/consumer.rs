@@ -78,17 +78,16 @@ async fn failed(deps: &EngineDeps, d: &Delivery, reason: &str) {
                 let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
                 audit::append(
                     &mut tx,
-                    &NewEvent {
-                        actor: AuditActor::System,
-                        action: "message.dead_lettered",
-                        target_kind: Some("channel_connection"),
-                        target_id: Some(d.message.connection_id.to_string()),
-                        details: serde_json::json!({
+                    &NewEvent::about(
+                        AuditActor::System,
+                        "message.dead_lettered",
+                        "channel_connection",
+                        d.message.connection_id,
+                        serde_json::json!({
                             "event": d.message.provider_event_id,
                             "reason": reason,
                         }),
-                        request_id: None,
-                    },
+                    ),
                 )
                 .await?;
                 tx.commit().await

@@ -217,14 +217,13 @@ async fn finish(
         Outcome::LlmFailed(error) => {
             audit::append(
                 &mut tx,
-                &NewEvent {
-                    actor: Actor::System,
-                    action: "llm.failed",
-                    target_kind: Some("conversation"),
-                    target_id: Some(conversation.to_string()),
-                    details: serde_json::json!({ "error": error }),
-                    request_id: None,
-                },
+                &NewEvent::about(
+                    Actor::System,
+                    "llm.failed",
+                    "conversation",
+                    conversation,
+                    serde_json::json!({ "error": error }),
+                ),
             )
             .await?;
         }
@@ -245,14 +244,16 @@ async fn finish(
     };
     audit::append(
         &mut tx,
-        &NewEvent {
-            actor: Actor::System,
+        &NewEvent::about(
+            Actor::System,
             action,
-            target_kind: Some("conversation"),
-            target_id: Some(conversation.to_string()),
-            details: serde_json::json!({ "in_reply_to": m.provider_event_id, "channel": m.channel.as_str() }),
-            request_id: None,
-        },
+            "conversation",
+            conversation,
+            serde_json::json!({
+                "in_reply_to": m.provider_event_id,
+                "channel": m.channel.as_str(),
+            }),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -293,14 +294,17 @@ async fn record_inbound_in(
     {
         audit::append(
             tx,
-            &NewEvent {
-                actor: Actor::EndUser(conversation),
-                action: "message.received",
-                target_kind: Some("conversation"),
-                target_id: Some(conversation.to_string()),
-                details: serde_json::json!({ "channel": m.channel.as_str(), "event": m.provider_event_id, "chars": m.text.chars().count() }),
-                request_id: None,
-            },
+            &NewEvent::about(
+                Actor::EndUser(conversation),
+                "message.received",
+                "conversation",
+                conversation,
+                serde_json::json!({
+                    "channel": m.channel.as_str(),
+                    "event": m.provider_event_id,
+                    "chars": m.text.chars().count(),
+                }),
+            ),
         )
         .await?;
     }

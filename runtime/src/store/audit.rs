@@ -52,6 +52,26 @@ pub struct NewEvent<'a> {
     pub request_id: Option<&'a str>,
 }
 
+impl<'a> NewEvent<'a> {
+    /// An event about one target, with no request behind it (the engine's events).
+    pub fn about(
+        actor: Actor,
+        action: &'a str,
+        target_kind: &'a str,
+        target_id: impl ToString,
+        details: Value,
+    ) -> Self {
+        Self {
+            actor,
+            action,
+            target_kind: Some(target_kind),
+            target_id: Some(target_id.to_string()),
+            details,
+            request_id: None,
+        }
+    }
+}
+
 /// Where an appended event landed in its tenant's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
