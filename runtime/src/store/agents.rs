@@ -65,27 +65,39 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<AgentRow>> {
     .await?)
 }
 
+type AgentQuery<'q> = sqlx::query::QueryAs<
+    'q,
+    sqlx::Postgres,
+    AgentRow,
+    <sqlx::Postgres as sqlx::Database>::Arguments,
+>;
+
+/// Binds the editable fields, in the order both statements below expect them after their
+/// leading parameters.
+fn bind_fields<'q>(query: AgentQuery<'q>, f: &'q AgentFields<'q>) -> AgentQuery<'q> {
+    query
+        .bind(f.name)
+        .bind(f.job_title)
+        .bind(f.persona)
+        .bind(f.system_prompt)
+        .bind(f.job_description)
+        .bind(f.model_preference)
+        .bind(f.business_function)
+        .bind(&f.tools)
+        .bind(&f.escalation_rules)
+}
+
 pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<AgentRow> {
     let tenant = tx.tenant();
-    Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
+    let query = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
         "INSERT INTO agents (id, tenant_id, name, job_title, persona, system_prompt, \
                              job_description, model_preference, business_function, tools, \
                              escalation_rules) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     )))
     .bind(Uuid::new_v4())
-    .bind(tenant.as_uuid())
-    .bind(f.name)
-    .bind(f.job_title)
-    .bind(f.persona)
-    .bind(f.system_prompt)
-    .bind(f.job_description)
-    .bind(f.model_preference)
-    .bind(f.business_function)
-    .bind(&f.tools)
-    .bind(&f.escalation_rules)
-    .fetch_one(tx.connection())
-    .await?)
+    .bind(tenant.as_uuid());
+    Ok(bind_fields(query, f).fetch_one(tx.connection()).await?)
 }
 
 pub async fn update(
@@ -93,24 +105,16 @@ pub async fn update(
     id: Uuid,
     f: &AgentFields<'_>,
 ) -> StoreResult<Option<AgentRow>> {
-    Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
+    let query = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
         "UPDATE agents SET name = $2, job_title = $3, persona = $4, system_prompt = $5, \
                 job_description = $6, model_preference = $7, business_function = $8, \
                 tools = $9, escalation_rules = $10, updated_at = now() \
           WHERE id = $1 RETURNING {COLUMNS}"
     )))
-    .bind(id)
-    .bind(f.name)
-    .bind(f.job_title)
-    .bind(f.persona)
-    .bind(f.system_prompt)
-    .bind(f.job_description)
-    .bind(f.model_preference)
-    .bind(f.business_function)
-    .bind(&f.tools)
-    .bind(&f.escalation_rules)
-    .fetch_optional(tx.connection())
-    .await?)
+    .bind(id);
+    Ok(bind_fields(query, f)
+        .fetch_optional(tx.connection())
+        .await?)
 }
 
 pub async fn delete(tx: &mut TenantTx, id: Uuid) -> StoreResult<bool> {
