@@ -223,10 +223,11 @@ async fn run() -> anyhow::Result<()> {
     // Idle conversations: what one actor costs in resident memory.
     let idle = 100_000;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let shared_deps = Arc::new(deps.clone());
     let before = rss_bytes();
     let mut actors = Vec::with_capacity(idle);
     for _ in 0..idle {
-        actors.push(ConversationActor::start_idle(deps.clone()));
+        actors.push(ConversationActor::start_idle(shared_deps.clone()));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_bytes();

@@ -8,6 +8,7 @@
 //! slows the consumer instead of growing memory.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -38,7 +39,8 @@ impl Message for CountLiveConversations {
 
 /// Maps tenants to their actors, starting them on first use.
 pub struct Registry {
-    deps: EngineDeps,
+    /// Shared by every actor: one allocation, not a copy per conversation.
+    deps: Arc<EngineDeps>,
     tenants: HashMap<TenantId, Addr<TenantActor>>,
 }
 
@@ -53,7 +55,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     pub fn new(deps: EngineDeps) -> Self {
         Self {
-            deps,
+            deps: Arc::new(deps),
             tenants: HashMap::new(),
         }
     }
@@ -128,7 +130,7 @@ impl Message for Dispatch {
 #[derive(Debug)]
 pub struct TenantActor {
     tenant: TenantId,
-    deps: EngineDeps,
+    deps: Arc<EngineDeps>,
     /// The tenant's own limit.
     limiter: Gcra,
     /// One limit per channel connection.
@@ -137,7 +139,7 @@ pub struct TenantActor {
 }
 
 impl TenantActor {
-    fn new(tenant: TenantId, deps: EngineDeps) -> Self {
+    fn new(tenant: TenantId, deps: Arc<EngineDeps>) -> Self {
         Self {
             tenant,
             limiter: Gcra::new(deps.settings.tenant_limit),
@@ -264,7 +266,7 @@ impl Message for Turn {
 /// the next actor for the conversation.
 #[derive(Debug)]
 pub struct ConversationActor {
-    deps: EngineDeps,
+    deps: Arc<EngineDeps>,
     /// The window, cached between turns (loaded from Redis by the first turn).
     window: Option<Window>,
     /// When the actor last handled a message, for passivation.
@@ -273,11 +275,11 @@ pub struct ConversationActor {
 
 impl ConversationActor {
     /// An idle conversation actor, started (benchmarks measure what one costs).
-    pub fn start_idle(deps: EngineDeps) -> Addr<Self> {
+    pub fn start_idle(deps: Arc<EngineDeps>) -> Addr<Self> {
         Self::new(deps).start()
     }
 
-    fn new(deps: EngineDeps) -> Self {
+    fn new(deps: Arc<EngineDeps>) -> Self {
         Self {
             deps,
             window: None,
