@@ -51,6 +51,37 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub llm: LlmSettings,
     pub secrets: SecretSettings,
+    pub engine: EngineConfig,
+}
+
+/// The message engine's defaults. A tenant's own rate limits (set by a platform admin through
+/// `PUT /api/tenants/{id}/limits`) take precedence over these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Messages per minute a tenant may send across all its channels, and the burst above it.
+    pub rate_per_minute: u32,
+    pub rate_burst: u32,
+    /// Messages per minute one channel connection (a Slack workspace, a WhatsApp number) may send.
+    pub connection_rate_per_minute: u32,
+    pub connection_rate_burst: u32,
+    /// A conversation with no message for this long leaves memory; its window stays in Redis.
+    pub conversation_idle_secs: u64,
+    /// How long a node's claim on an ingest partition lasts without renewal.
+    pub partition_lease_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            rate_per_minute: 600,
+            rate_burst: 60,
+            connection_rate_per_minute: 120,
+            connection_rate_burst: 20,
+            conversation_idle_secs: 600,
+            partition_lease_secs: 15,
+        }
+    }
 }
 
 /// Keys that seal tenants' secrets at rest (see `crypto`).
@@ -417,6 +448,34 @@ const ENV_VARS: &[(&str, Apply)] = &[
         s.llm.ollama_model = non_empty(v)?;
         Ok(())
     }),
+    ("KONSTRUCT_RATE_PER_MINUTE", |s, v| {
+        s.engine.rate_per_minute = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_RATE_BURST", |s, v| {
+        s.engine.rate_burst = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_CONNECTION_RATE_PER_MINUTE", |s, v| {
+        s.engine.connection_rate_per_minute = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_CONNECTION_RATE_BURST", |s, v| {
+        s.engine.connection_rate_burst = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_CONVERSATION_IDLE_SECS", |s, v| {
+        s.engine.conversation_idle_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_PARTITION_LEASE_SECS", |s, v| {
+        let secs: u64 = positive(v)?.into();
+        if secs < 3 {
+            return Err("must be at least 3".into());
+        }
+        s.engine.partition_lease_secs = secs;
+        Ok(())
+    }),
     ("KONSTRUCT_LLM_TIMEOUT_SECS", |s, v| {
         s.llm.timeout_secs = parse_number(v)?;
         Ok(())
@@ -457,6 +516,13 @@ fn parse_number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
     v.trim()
         .parse()
         .map_err(|_| "not a valid number in range".to_string())
+}
+
+fn positive(v: &str) -> Result<u32, String> {
+    match parse_number::<u32>(v)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
 }
 
 fn non_empty(v: &str) -> Result<String, String> {

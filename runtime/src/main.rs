@@ -16,6 +16,7 @@ use runtime::redis::Redis;
 use runtime::store::{self, Store, bootstrap, users};
 use runtime::telemetry;
 use shared::channel::ChannelKind;
+use shared::resources::RateLimit;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -203,10 +204,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         pool: llm.clone(),
         keyring: keyring.clone(),
         sinks: Arc::new(sinks),
-        settings: EngineSettings::default(),
+        settings: EngineSettings::from_config(&settings.engine),
     };
     let node = format!("node-{}", uuid::Uuid::new_v4().simple());
-    let _registry = consumer::start(deps, &node);
+    let engine = consumer::start(deps, &node);
     tracing::info!(engine.node = %node, partitions = ingest.partitions(), "message engine started");
     let state = AppState {
         store,
@@ -216,6 +217,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         keyring,
         key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
         ingest,
+        default_limits: api::limits::DefaultLimits {
+            tenant: RateLimit {
+                per_minute: settings.engine.rate_per_minute,
+                burst: settings.engine.rate_burst,
+            },
+            per_connection: RateLimit {
+                per_minute: settings.engine.connection_rate_per_minute,
+                burst: settings.engine.connection_rate_burst,
+            },
+        },
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
     tracing::info!(
@@ -223,6 +234,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "Konstruct is serving"
     );
     bound.server.await.context("HTTP server")?;
+    // Give the partitions back so another node takes over at once, then let that happen.
+    engine.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     redis.quit().await;
     Ok(())
 }

@@ -157,6 +157,19 @@ impl Redis {
             .map_err(RedisError::Command)
     }
 
+    /// Runs a Lua script that returns an integer.
+    pub async fn eval_int(
+        &self,
+        script: &str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<i64, RedisError> {
+        self.client
+            .eval(script, keys, args)
+            .await
+            .map_err(RedisError::Command)
+    }
+
     /// Creates the consumer group (and the stream) if missing.
     pub async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), RedisError> {
         let created: Result<(), _> = self.client.xgroup_create(stream, group, "0", true).await;

@@ -78,6 +78,8 @@ pub enum ReplyKind {
     Notice,
     /// An apology when no answer could be produced.
     Apology,
+    /// The conversation was handed to a human; this tells the user so.
+    Handoff,
 }
 
 /// One reply on its way out through the channel it came from.

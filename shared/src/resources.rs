@@ -219,3 +219,38 @@ pub struct LlmKey {
     pub hint: String,
     pub updated_at: DateTime<Utc>,
 }
+
+/// A rate limit: `burst` messages at once, then `per_minute` sustained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// 1–100000.
+    pub per_minute: u32,
+    /// 1–10000.
+    pub burst: u32,
+}
+
+/// `PUT /api/tenants/{tenant_id}/limits`: the tenant's own rate limits; `null` (or omitted) means
+/// the platform default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimitsInput {
+    /// All the tenant's channels together.
+    #[serde(default)]
+    pub tenant: Option<RateLimit>,
+    /// Each channel connection (a Slack workspace, a WhatsApp number, the web test chat).
+    #[serde(default)]
+    pub per_connection: Option<RateLimit>,
+}
+
+/// The rate limits in force for a tenant, and which are its own rather than the platform's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantLimits {
+    pub tenant: RateLimit,
+    pub per_connection: RateLimit,
+    pub tenant_is_default: bool,
+    pub per_connection_is_default: bool,
+}

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chat;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod llm_keys;
 pub mod members;
 pub mod openapi;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub key_validator: crate::llm::KeyValidator,
     /// The durable queue inbound messages enter the pipeline through.
     pub ingest: crate::engine::ingest::Ingest,
+    /// The platform's rate limits, shown where a tenant has none of its own.
+    pub default_limits: limits::DefaultLimits,
 }
 
 /// Session signing and sign-in limits.

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::admin::start_impersonation, super::admin::stop_impersonation,
         document, super::tools::list,
         super::tenants::list, super::tenants::create, super::tenants::get, super::tenants::update,
-        super::tenants::delete,
+        super::tenants::delete, super::limits::get, super::limits::put,
         super::agents::list, super::agents::create, super::agents::get, super::agents::replace,
         super::agents::delete,
         super::members::list, super::members::create, super::members::update,

@@ -10,7 +10,7 @@ use shared::ErrorCode;
 use shared::auth::Permission;
 
 use super::error::ApiError;
-use super::{admin, agents, auth, chat, llm_keys, members, openapi, tenants, tools};
+use super::{admin, agents, auth, chat, limits, llm_keys, members, openapi, tenants, tools};
 
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,8 @@ routes! {
     GET    "/api/tenants/{tenant_id}"                     => Tenant(TenantRead), tenants::get;
     PATCH  "/api/tenants/{tenant_id}"                     => Platform(TenantsManage), tenants::update;
     DELETE "/api/tenants/{tenant_id}"                     => Platform(TenantsManage), tenants::delete;
+    GET    "/api/tenants/{tenant_id}/limits"              => Tenant(TenantRead), limits::get;
+    PUT    "/api/tenants/{tenant_id}/limits"              => Platform(TenantsManage), limits::put;
     GET    "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsRead), agents::list;
     POST   "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsWrite), agents::create;
     GET    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsRead), agents::get;

@@ -6,6 +6,9 @@
 //! order, and the conversation actor runs one turn at a time (`AtomicResponse`). Different
 //! conversations run concurrently. Mailboxes are bounded: a full one makes `send` wait, which
 //! slows the consumer instead of growing memory.
+//!
+//! A tenant actor holds its tenant's configuration snapshot (`config`), loaded before it handles
+//! its first message and reloaded, between two messages, when a `Refresh` arrives.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,10 +18,10 @@ use actix::prelude::*;
 use shared::TenantId;
 use shared::channel::ReplyKind;
 
+use super::config::{self, TenantConfig};
 use super::ingest::Delivery;
-use super::limiter::{self, Decision, Gcra};
-use super::turn::{self, EngineDeps, TurnError};
-use super::window::Window;
+use super::limiter::{self, Decision, Gcra, Limit};
+use super::turn::{self, ConversationState, EngineDeps, TurnError};
 use crate::store::audit::{self, Actor as AuditActor, NewEvent};
 
 /// Handle one delivered entry; the reply is sent and the entry acknowledged on `Ok`.
@@ -35,6 +38,14 @@ pub struct CountLiveConversations;
 
 impl Message for CountLiveConversations {
     type Result = usize;
+}
+
+/// The configuration of a tenant (or, with `None`, of every live tenant) changed: reload it.
+#[derive(Debug, Clone, Copy)]
+pub struct Refresh(pub Option<TenantId>);
+
+impl Message for Refresh {
+    type Result = ();
 }
 
 /// Maps tenants to their actors, starting them on first use.
@@ -89,6 +100,25 @@ impl Handler<Route> for Registry {
     }
 }
 
+impl Handler<Refresh> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Refresh, _: &mut Context<Self>) {
+        self.tenants.retain(|_, addr| addr.connected());
+        let targets: Vec<Addr<TenantActor>> = match msg.0 {
+            // A tenant with no live actor loads fresh when its next message arrives.
+            Some(tenant) => self.tenants.get(&tenant).cloned().into_iter().collect(),
+            None => self.tenants.values().cloned().collect(),
+        };
+        for addr in targets {
+            // Not the hot path; `send` still respects the mailbox bound.
+            actix::spawn(async move {
+                let _ = addr.send(Refresh(None)).await;
+            });
+        }
+    }
+}
+
 impl Handler<CountLiveConversations> for Registry {
     type Result = ResponseFuture<usize>;
 
@@ -126,11 +156,13 @@ impl Message for Dispatch {
     type Result = Result<(), TurnError>;
 }
 
-/// One tenant: its rate limiters and its live conversations.
+/// One tenant: its configuration snapshot, its rate limiters and its live conversations.
 #[derive(Debug)]
 pub struct TenantActor {
     tenant: TenantId,
     deps: Arc<EngineDeps>,
+    /// `None` until loaded (or when loading failed; messages then fail and are retried).
+    config: Option<Arc<TenantConfig>>,
     /// The tenant's own limit.
     limiter: Gcra,
     /// One limit per channel connection.
@@ -145,8 +177,37 @@ impl TenantActor {
             limiter: Gcra::new(deps.settings.tenant_limit),
             connection_limiters: HashMap::new(),
             conversations: HashMap::new(),
+            config: None,
             deps,
         }
+    }
+
+    /// Loads the snapshot; the mailbox waits meanwhile, so no message is handled with a stale
+    /// or missing configuration.
+    fn load_config(&mut self, ctx: &mut Context<Self>) {
+        let (deps, tenant) = (self.deps.clone(), self.tenant);
+        ctx.wait(
+            async move { config::load(&deps, tenant).await }
+                .into_actor(self)
+                .map(|loaded, act, _| match loaded {
+                    Ok(config) => act.apply(config),
+                    Err(e) => {
+                        tracing::error!(tenant.id = %act.tenant, error = %e, "tenant config not loaded");
+                        act.config = None;
+                    }
+                }),
+        );
+    }
+
+    /// Takes a new snapshot; limiters whose limit changed start afresh.
+    fn apply(&mut self, config: TenantConfig) {
+        if self.limiter.limit() != config.tenant_limit {
+            self.limiter = Gcra::new(config.tenant_limit);
+        }
+        let connection_limit = config.connection_limit;
+        self.connection_limiters
+            .retain(|_, g| g.limit() == connection_limit);
+        self.config = Some(Arc::new(config));
     }
 }
 
@@ -155,6 +216,7 @@ impl Actor for TenantActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        self.load_config(ctx);
     }
 }
 
@@ -162,16 +224,31 @@ impl Supervised for TenantActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!(tenant.id = %self.tenant, "tenant actor restarting");
         self.conversations.clear();
+        self.config = None;
+    }
+}
+
+impl Handler<Refresh> for TenantActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
+        tracing::debug!(tenant.id = %self.tenant, "reloading tenant config");
+        self.load_config(ctx);
     }
 }
 
 impl Handler<Dispatch> for TenantActor {
     type Result = ResponseFuture<Result<(), TurnError>>;
 
-    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(config) = self.config.clone() else {
+            // Try again for the next message; this one is retried later.
+            self.load_config(ctx);
+            return Box::pin(async { Err(TurnError::ConfigUnavailable) });
+        };
         let d = msg.0;
         let now = Instant::now();
-        let limit = self.deps.settings.connection_limit;
+        let limit: Limit = config.connection_limit;
         let by_connection = self
             .connection_limiters
             .entry(d.message.connection_id)
@@ -183,7 +260,7 @@ impl Handler<Dispatch> for TenantActor {
         };
         let key = format!("{}:{}", d.message.connection_id, d.message.conversation_key);
         let work = match decision {
-            Decision::Allow => Turn::Answer(d),
+            Decision::Allow => Turn::Answer { d, config },
             Decision::Reject {
                 retry_after,
                 notify,
@@ -247,8 +324,11 @@ async fn reject(
 /// Work for one conversation, done in arrival order.
 #[derive(Debug)]
 enum Turn {
-    /// Answer the message.
-    Answer(Delivery),
+    /// Answer the message, with the tenant's configuration as it was when the message arrived.
+    Answer {
+        d: Delivery,
+        config: Arc<TenantConfig>,
+    },
     /// The message is over a rate limit.
     Reject {
         d: Delivery,
@@ -267,8 +347,8 @@ impl Message for Turn {
 #[derive(Debug)]
 pub struct ConversationActor {
     deps: Arc<EngineDeps>,
-    /// The window, cached between turns (loaded from Redis by the first turn).
-    window: Option<Window>,
+    /// The window and escalation state, cached between turns (loaded from Redis by the first).
+    state: Option<ConversationState>,
     /// When the actor last handled a message, for passivation.
     last_active: Instant,
 }
@@ -282,7 +362,7 @@ impl ConversationActor {
     fn new(deps: Arc<EngineDeps>) -> Self {
         Self {
             deps,
-            window: None,
+            state: None,
             last_active: Instant::now(),
         }
     }
@@ -308,28 +388,31 @@ impl Handler<Turn> for ConversationActor {
     fn handle(&mut self, msg: Turn, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
         let deps = self.deps.clone();
-        let window = self.window.take();
+        let state = self.state.take();
         AtomicResponse::new(Box::pin(
             async move {
                 match msg {
-                    Turn::Answer(d) => turn::run(&deps, &d, window).await,
+                    Turn::Answer { d, config } => turn::run(&deps, &d, &config, state).await,
                     Turn::Reject {
                         d,
                         retry_after,
                         notify,
                     } => {
                         reject(&deps, &d, retry_after, notify).await?;
-                        Ok(window.unwrap_or_default())
+                        match state {
+                            Some(state) => Ok(state),
+                            None => turn::load_state(&deps, &d.message).await,
+                        }
                     }
                 }
             }
             .into_actor(self)
             .map(|result, act, _| match result {
-                Ok(window) => {
-                    act.window = Some(window);
+                Ok(state) => {
+                    act.state = Some(state);
                     Ok(())
                 }
-                // The cached window may be stale now; the next turn reloads it from Redis.
+                // The cached state may be stale now; the next turn reloads it from Redis.
                 Err(e) => Err(e),
             }),
         ))

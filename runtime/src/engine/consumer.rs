@@ -1,70 +1,135 @@
-//! The consumer: reads this node's ingest partitions and hands entries to the actors.
+//! The consumer: reads the ingest partitions this node leases and hands entries to the actors.
 //!
-//! One node owns every partition (the default). Entries are handed over in stream order; their
-//! results arrive later. An entry whose turn failed stays pending and is reclaimed and retried
-//! after `retry_after`; after `max_attempts` it is dead-lettered and the user gets an apology.
+//! Partitions are owned through leases in Redis (`leases`); one node alone owns all of them.
+//! Entries are handed over in stream order; their results arrive later. An entry whose turn
+//! failed stays pending and is claimed again once it has been idle for the lease time; after
+//! `max_attempts` it is dead-lettered and the user gets an apology. Entries still being handled
+//! here are never claimed twice by this node.
 
-use std::time::Duration;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use shared::channel::ReplyKind;
 
 use super::actors::{Registry, Route};
+use super::config;
 use super::ingest::{AfterFailure, Delivery};
+use super::leases::Leases;
 use super::turn::{self, EngineDeps};
 use crate::store::audit::{self, Actor as AuditActor, NewEvent};
 
-/// How long a failed or orphaned entry waits before it is taken up again.
-const RETRY_AFTER: Duration = Duration::from_secs(30);
-
-/// Starts the registry and one consumer loop per partition. Call inside an actix `System`.
-pub fn start(deps: EngineDeps, consumer: &str) -> Addr<Registry> {
-    let registry = Registry::new(deps.clone()).start();
-    let (loop_deps, loop_registry, consumer) = (deps, registry.clone(), consumer.to_string());
-    actix::spawn(async move { consume(loop_deps, loop_registry, consumer).await });
-    registry
+/// A running engine: its registry, and a way to stop consuming.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub registry: Addr<Registry>,
+    stop: Rc<tokio::sync::Notify>,
 }
 
-async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String) {
+impl Engine {
+    /// Stops reading, gives the partitions back and leaves the set of live nodes, so another
+    /// node takes over at once. Turns already handed to actors finish on their own.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+}
+
+/// Starts the registry, the config listener and the consumer loop. Call inside an actix `System`.
+pub fn start(deps: EngineDeps, consumer: &str) -> Engine {
+    let registry = Registry::new(deps.clone()).start();
+    config::listen(deps.store.clone(), registry.clone());
+    let stop = Rc::new(tokio::sync::Notify::new());
+    let (loop_deps, loop_registry, consumer) = (deps, registry.clone(), consumer.to_string());
+    let loop_stop = stop.clone();
+    actix::spawn(async move { consume(loop_deps, loop_registry, consumer, loop_stop).await });
+    Engine { registry, stop }
+}
+
+async fn consume(
+    deps: EngineDeps,
+    registry: Addr<Registry>,
+    consumer: String,
+    stop: Rc<tokio::sync::Notify>,
+) {
     let ingest = deps.ingest.clone();
     while let Err(e) = ingest.prepare().await {
         tracing::error!(error = %e, "ingest not ready; retrying");
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
-    // At start, everything pending was left by an earlier process (this node owns every
-    // partition): take it all up again. Later, only what has been idle for RETRY_AFTER.
-    let mut min_idle = 0u64;
-    let mut last_reclaim: Option<std::time::Instant> = None;
+    let mut leases = Leases::new(
+        deps.redis.clone(),
+        &consumer,
+        ingest.partitions(),
+        deps.settings.partition_lease,
+    );
+    let stale_ms = u64::try_from(leases.ttl().as_millis()).unwrap_or(u64::MAX);
+    // Entries handed to the actors and not finished yet.
+    let in_flight: Rc<RefCell<HashSet<String>>> = Rc::default();
+    let mut next_renew = Instant::now();
     loop {
         let mut batch = Vec::new();
-        if last_reclaim.is_none_or(|t| t.elapsed() >= RETRY_AFTER) {
-            for partition in 0..ingest.partitions() {
-                match ingest.reclaim(partition, &consumer, min_idle, 64).await {
+        if Instant::now() >= next_renew {
+            match leases.renew().await {
+                Ok(changes) => {
+                    if !changes.acquired.is_empty() || !changes.released.is_empty() {
+                        tracing::info!(
+                            engine.node = %consumer,
+                            acquired = ?changes.acquired,
+                            released = ?changes.released,
+                            owned = ?leases.owned(),
+                            "partition leases changed"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "renewing partition leases failed"),
+            }
+            // What an earlier owner (or a failed turn here) left pending for a lease time.
+            for partition in leases.owned() {
+                match ingest.reclaim(partition, &consumer, stale_ms, 64).await {
                     Ok(claimed) => batch.extend(claimed),
                     Err(e) => tracing::error!(error = %e, "reclaim failed"),
                 }
             }
-            min_idle = RETRY_AFTER.as_millis() as u64;
-            last_reclaim = Some(std::time::Instant::now());
+            next_renew = Instant::now() + leases.renew_every();
         }
-        match ingest.next_all(&consumer, 128, 200).await {
-            Ok(new) => batch.extend(new),
-            Err(e) => {
-                tracing::error!(error = %e, "reading ingest failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        let owned = leases.owned();
+        tokio::select! {
+            read = ingest.next_of(&owned, &consumer, 128, 200) => match read {
+                Ok(new) => batch.extend(new),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading ingest failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            },
+            () = stop.notified() => {
+                if let Err(e) = leases.release_all().await {
+                    tracing::warn!(error = %e, "could not give the partitions back");
+                }
+                tracing::info!(engine.node = %consumer, "stopped consuming");
+                return;
             }
         }
         for d in batch {
+            if !in_flight.borrow_mut().insert(d.entry_id.clone()) {
+                // Claimed again while still being handled here (a long turn).
+                continue;
+            }
             // `send` enqueues now, in stream order; the answer is awaited on the side.
             let request = registry.send(Route(d.clone()));
             let deps = deps.clone();
+            let in_flight = in_flight.clone();
             actix::spawn(async move {
                 let failure = match request.await {
-                    Ok(Ok(())) => return,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
                 };
-                failed(&deps, &d, &failure).await;
+                in_flight.borrow_mut().remove(&d.entry_id);
+                if let Some(failure) = failure {
+                    failed(&deps, &d, &failure).await;
+                }
             });
         }
     }

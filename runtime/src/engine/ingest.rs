@@ -189,17 +189,36 @@ impl Ingest {
         count: u64,
         block_ms: u64,
     ) -> Result<Vec<Delivery>, IngestError> {
-        let streams: Vec<String> = (0..self.partitions()).map(|p| self.stream(p)).collect();
+        let all: Vec<u32> = (0..self.partitions()).collect();
+        self.next_of(&all, consumer, count, block_ms).await
+    }
+
+    /// New entries of the given partitions, in one blocking read on the reader connection.
+    pub async fn next_of(
+        &self,
+        partitions: &[u32],
+        consumer: &str,
+        count: u64,
+        block_ms: u64,
+    ) -> Result<Vec<Delivery>, IngestError> {
+        if partitions.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(block_ms)).await;
+            return Ok(Vec::new());
+        }
+        let streams: Vec<String> = partitions.iter().map(|p| self.stream(*p)).collect();
         let raw = self
             .reader
             .read_group_many(&streams, GROUP, consumer, count, block_ms)
             .await?;
         let mut out = Vec::with_capacity(raw.len());
         for (stream, id, payload) in raw {
-            let Some(partition) = streams.iter().position(|s| *s == stream) else {
+            let Some(partition) = streams
+                .iter()
+                .position(|s| *s == stream)
+                .and_then(|i| partitions.get(i).copied())
+            else {
                 continue;
             };
-            let partition = u32::try_from(partition).unwrap_or(0);
             out.extend(self.decode(partition, vec![(id, payload)]).await?);
         }
         Ok(out)

@@ -28,6 +28,7 @@ pub enum Decision {
 /// Generic cell rate algorithm: one timestamp of state.
 #[derive(Debug, Clone)]
 pub struct Gcra {
+    limit: Limit,
     /// Time between two messages at the sustained rate.
     interval: Duration,
     /// How far ahead of now the theoretical arrival time may run (burst − 1 intervals).
@@ -43,11 +44,17 @@ impl Gcra {
         let per_minute = limit.per_minute.max(1);
         let interval = Duration::from_secs(60) / per_minute;
         Self {
+            limit,
             interval,
             tolerance: interval * limit.burst.max(1).saturating_sub(1),
             tat: None,
             noticed_until: None,
         }
+    }
+
+    /// The limit this limiter enforces.
+    pub fn limit(&self) -> Limit {
+        self.limit
     }
 
     /// Decides for a message arriving at `now`, and counts it if allowed.

@@ -1,10 +1,15 @@
-//! The message engine. Today: durable ingest (`ingest`) and the pure logic the actors will use:
-//! rate limiting (`limiter`), the memory window (`window`) and prompt assembly (`prompt`). The
-//! actors that consume the ingest streams (one per tenant and per conversation) come next.
+//! The message engine: durable ingest (`ingest`) consumed by partition (`leases`, `consumer`),
+//! one supervised actor per tenant and per conversation (`actors`) working from a configuration
+//! snapshot (`config`), and the turn itself (`turn`) with its pure parts: rate limiting
+//! (`limiter`), the memory window (`window`), escalation (`escalation`) and prompt assembly
+//! (`prompt`). ARCHITECTURE.md draws the message path.
 
 pub mod actors;
+pub mod config;
 pub mod consumer;
+pub mod escalation;
 pub mod ingest;
+pub mod leases;
 pub mod limiter;
 pub mod prompt;
 pub mod turn;

@@ -12,16 +12,20 @@ use futures_util::future::BoxFuture;
 use shared::channel::{ChannelKind, InboundMessage, OutboundReply, ReplyKind};
 use uuid::Uuid;
 
+use serde::{Deserialize, Serialize};
+
+use super::config::TenantConfig;
+use super::escalation::{self, EscalationState, Fired};
 use super::ingest::{Delivery, Ingest, IngestError};
 use super::limiter::Limit;
-use super::prompt::{self, AgentProfile};
+use super::prompt;
 use super::window::{Budget, Speaker, Turn, Window};
 use crate::crypto::Keyring;
 use crate::llm::metering;
 use crate::llm::pool::Pool;
 use crate::redis::{Redis, RedisError};
 use crate::store::audit::{self, Actor, NewEvent};
-use crate::store::{Store, StoreError, agents, conversations};
+use crate::store::{Store, StoreError, conversations};
 
 /// Sends replies out through one kind of channel.
 pub trait ReplySink: Send + Sync {
@@ -42,12 +46,35 @@ impl ReplySink for RecordedOnly {
 /// Engine tuning.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
+    /// The platform's default limits; a tenant's own (in its config snapshot) win.
     pub tenant_limit: Limit,
     pub connection_limit: Limit,
     pub window: Budget,
     pub max_answer_tokens: u32,
     /// A conversation actor with no message for this long stops; its window stays in Redis.
     pub idle_after: std::time::Duration,
+    /// How long a partition lease lasts unrenewed; also how long an unacknowledged entry waits
+    /// before it is claimed again.
+    pub partition_lease: std::time::Duration,
+}
+
+impl EngineSettings {
+    /// From the runtime's settings.
+    pub fn from_config(c: &crate::config::EngineConfig) -> Self {
+        Self {
+            tenant_limit: Limit {
+                per_minute: c.rate_per_minute,
+                burst: c.rate_burst,
+            },
+            connection_limit: Limit {
+                per_minute: c.connection_rate_per_minute,
+                burst: c.connection_rate_burst,
+            },
+            idle_after: std::time::Duration::from_secs(c.conversation_idle_secs),
+            partition_lease: std::time::Duration::from_secs(c.partition_lease_secs),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for EngineSettings {
@@ -64,6 +91,7 @@ impl Default for EngineSettings {
             window: Budget::default(),
             max_answer_tokens: 1024,
             idle_after: std::time::Duration::from_secs(600),
+            partition_lease: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -103,62 +131,62 @@ pub enum TurnError {
     Metering(#[from] metering::MeteringError),
     #[error("no sink for channel {0:?}")]
     NoSink(ChannelKind),
+    #[error("the tenant's configuration could not be loaded")]
+    ConfigUnavailable,
 }
 
-/// The Redis key of a conversation's window (namespaced by tenant).
-pub fn window_key(redis: &Redis, m: &InboundMessage) -> String {
+/// What a conversation actor keeps between turns, in Redis under a tenant-namespaced key: the
+/// memory window and the escalation state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationState {
+    pub window: Window,
+    #[serde(default)]
+    pub escalation: EscalationState,
+}
+
+/// The Redis key of a conversation's state (namespaced by tenant).
+pub fn state_key(redis: &Redis, m: &InboundMessage) -> String {
     redis.key(&format!(
-        "{}:window:{}:{}",
+        "{}:conversation:{}:{}",
         m.tenant_id, m.connection_id, m.conversation_key
     ))
 }
 
-pub async fn load_window(deps: &EngineDeps, m: &InboundMessage) -> Result<Window, TurnError> {
+pub async fn load_state(
+    deps: &EngineDeps,
+    m: &InboundMessage,
+) -> Result<ConversationState, TurnError> {
     Ok(
-        match deps.redis.get_string(&window_key(&deps.redis, m)).await? {
+        match deps.redis.get_string(&state_key(&deps.redis, m)).await? {
             Some(json) => serde_json::from_str(&json)?,
-            None => Window::default(),
+            None => ConversationState::default(),
         },
     )
 }
 
+async fn save_state(
+    deps: &EngineDeps,
+    m: &InboundMessage,
+    state: &ConversationState,
+) -> Result<(), TurnError> {
+    deps.redis
+        .set_string(&state_key(&deps.redis, m), &serde_json::to_string(state)?)
+        .await?;
+    Ok(())
+}
+
+/// The usage row a conversation's turns add to: one of 16, stable per conversation.
+fn usage_slot(m: &InboundMessage) -> i16 {
+    let hash = m
+        .conversation_key
+        .bytes()
+        .chain(m.connection_id.as_bytes().iter().copied())
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (hash % 16) as i16
+}
+
 fn reply_id(m: &InboundMessage) -> String {
     format!("reply:{}", m.provider_event_id)
-}
-
-/// What a turn learns in its first transaction.
-struct Begun {
-    agent: Option<AgentProfile>,
-    credentials: crate::llm::pool::Credentials,
-}
-
-/// The turn's first transaction: record the inbound message (once), and read the agent and the
-/// tenant's own LLM keys. `None` when the message was answered before (a redelivery).
-async fn begin(deps: &EngineDeps, m: &InboundMessage) -> Result<Option<Begun>, TurnError> {
-    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
-    if record_inbound_in(&mut tx, m).await?.is_none() {
-        return Ok(None);
-    }
-    let agent = match m.agent_id {
-        Some(id) => agents::get(&mut tx, id).await?.map(|a| AgentProfile {
-            name: a.name,
-            role: a.job_title,
-            persona: a.persona,
-            system_prompt: a.system_prompt,
-            job_description: a.job_description,
-            business_function: a.business_function,
-        }),
-        None => None,
-    };
-    let credentials = match metering::credentials_in(&mut tx, &deps.keyring).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(tenant.id = %m.tenant_id, error = %e, "tenant LLM keys unreadable; using the platform's");
-            Default::default()
-        }
-    };
-    tx.commit().await?;
-    Ok(Some(Begun { agent, credentials }))
 }
 
 /// Sends and records one reply, then acknowledges the entry.
@@ -168,7 +196,7 @@ pub async fn reply(
     kind: ReplyKind,
     text: String,
 ) -> Result<(), TurnError> {
-    finish(deps, d, kind, text, Outcome::Plain).await
+    finish(deps, d, kind, text, Extra::default()).await
 }
 
 /// What else the reply's transaction records.
@@ -180,6 +208,13 @@ enum Outcome<'a> {
     LlmFailed(String),
 }
 
+/// What the turn did besides replying.
+#[derive(Default)]
+struct Extra<'a> {
+    outcome: Option<Outcome<'a>>,
+    handoff: Option<&'a Fired>,
+}
+
 /// Sends the reply through the channel, then records it (with the turn's usage or failure) in
 /// one transaction, then acknowledges the entry.
 async fn finish(
@@ -187,7 +222,7 @@ async fn finish(
     d: &Delivery,
     kind: ReplyKind,
     text: String,
-    outcome: Outcome<'_>,
+    extra: Extra<'_>,
 ) -> Result<(), TurnError> {
     let m = &d.message;
     let sink = deps
@@ -209,10 +244,10 @@ async fn finish(
     let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
     let conversation =
         conversations::upsert(&mut tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
-    match outcome {
+    match extra.outcome.unwrap_or(Outcome::Plain) {
         Outcome::Plain => {}
         Outcome::Answered(report) => {
-            metering::record_in(&mut tx, m.agent_id, report).await?;
+            metering::record_in(&mut tx, m.agent_id, report, usage_slot(m)).await?;
         }
         Outcome::LlmFailed(error) => {
             audit::append(
@@ -228,6 +263,31 @@ async fn finish(
             .await?;
         }
     }
+    if let Some(fired) = extra.handoff {
+        let escalation = conversations::hand_off(
+            &mut tx,
+            conversation,
+            fired.reason.as_str(),
+            fired.handoff_target.as_deref(),
+        )
+        .await?;
+        audit::append(
+            &mut tx,
+            &NewEvent::about(
+                Actor::System,
+                "conversation.handed_off",
+                "conversation",
+                conversation,
+                serde_json::json!({
+                    "escalation": escalation,
+                    "reason": fired.reason.as_str(),
+                    "handoff_target": fired.handoff_target,
+                    "event": m.provider_event_id,
+                }),
+            ),
+        )
+        .await?;
+    }
     conversations::insert_message(
         &mut tx,
         conversation,
@@ -241,6 +301,7 @@ async fn finish(
         ReplyKind::Answer => "reply.sent",
         ReplyKind::Notice => "reply.notice_sent",
         ReplyKind::Apology => "reply.apology_sent",
+        ReplyKind::Handoff => "reply.handoff_sent",
     };
     audit::append(
         &mut tx,
@@ -311,25 +372,33 @@ async fn record_inbound_in(
     Ok(Some(conversation))
 }
 
-/// Runs one turn. `window` is the conversation actor's cached window (loaded if `None`); the
-/// updated window is returned for the actor to keep.
+/// Runs one turn with the tenant's configuration snapshot. `state` is the conversation actor's
+/// cached state (loaded from Redis if `None`); the updated state is returned for the actor to
+/// keep.
 pub async fn run(
     deps: &EngineDeps,
     d: &Delivery,
-    window: Option<Window>,
-) -> Result<Window, TurnError> {
+    config: &TenantConfig,
+    state: Option<ConversationState>,
+) -> Result<ConversationState, TurnError> {
     let m = &d.message;
-    let mut window = match window {
-        Some(w) => w,
-        None => load_window(deps, m).await?,
+    let mut state = match state {
+        Some(s) => s,
+        None => load_state(deps, m).await?,
     };
     // A message whose reply is already recorded was answered before a crash: acknowledge and
     // stop.
-    let Some(begun) = begin(deps, m).await? else {
+    if record_inbound(deps, m).await?.is_none() {
         deps.ingest.done(d).await?;
-        return Ok(window);
-    };
-    let Some(agent) = begun.agent else {
+        return Ok(state);
+    }
+    // Recorded, not answered: a suspended tenant's channels are silent, and a conversation
+    // handed to a human is the human's (the message waits in the conversation for them).
+    if !config.active || state.escalation.handed_off {
+        deps.ingest.done(d).await?;
+        return Ok(state);
+    }
+    let Some(agent) = config.agent(m.agent_id) else {
         reply(
             deps,
             d,
@@ -337,32 +406,62 @@ pub async fn run(
             "Sorry, no one is assigned to answer here yet.".into(),
         )
         .await?;
-        return Ok(window);
+        return Ok(state);
     };
-    let request = prompt::chat_request(
-        &agent,
-        &window,
+    let user_turn = Turn {
+        speaker: Speaker::User,
+        text: m.text.clone(),
+    };
+    if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text) {
+        state.escalation.handed_off = true;
+        state.window.push(user_turn, deps.settings.window);
+        save_state(deps, m, &state).await?;
+        let notice = escalation::handoff_notice(&fired);
+        let extra = Extra {
+            outcome: None,
+            handoff: Some(&fired),
+        };
+        finish(deps, d, ReplyKind::Handoff, notice, extra).await?;
+        return Ok(state);
+    }
+    let mut request = prompt::chat_request(
+        &agent.profile,
+        &state.window,
         m.channel,
         &m.text,
         deps.settings.max_answer_tokens,
     );
-    let answer = deps.pool.chat(None, &begun.credentials, &request).await;
-    let (kind, text) = match &answer {
-        Ok(report) => (ReplyKind::Answer, report.completion.text()),
+    if escalation::counts_failures(&agent.escalation_rules)
+        && let Some(system) = request.system.as_mut()
+    {
+        system.push_str(&format!(
+            "\n\nIf you cannot resolve the user's request, say so briefly and end your reply \
+             with {}.",
+            escalation::UNRESOLVED_MARKER
+        ));
+    }
+    let answer = deps
+        .pool
+        .chat(
+            agent.model_preference.as_deref(),
+            &config.credentials,
+            &request,
+        )
+        .await;
+    let (mut kind, mut text, resolved) = match &answer {
+        Ok(report) => {
+            let (text, unresolved) = escalation::strip_marker(&report.completion.text());
+            (ReplyKind::Answer, text, !unresolved)
+        }
         Err(e) => {
             tracing::warn!(tenant.id = %m.tenant_id, error = %e, "no LLM answer");
-            (ReplyKind::Apology, e.user_message().to_string())
+            (ReplyKind::Apology, e.user_message().to_string(), false)
         }
     };
-    window.push(
-        Turn {
-            speaker: Speaker::User,
-            text: m.text.clone(),
-        },
-        deps.settings.window,
-    );
+    let fired = escalation::after_turn(&agent.escalation_rules, &mut state.escalation, resolved);
+    state.window.push(user_turn, deps.settings.window);
     if kind == ReplyKind::Answer {
-        window.push(
+        state.window.push(
             Turn {
                 speaker: Speaker::Agent,
                 text: text.clone(),
@@ -370,16 +469,25 @@ pub async fn run(
             deps.settings.window,
         );
     }
-    deps.redis
-        .set_string(
-            &window_key(&deps.redis, m),
-            &serde_json::to_string(&window)?,
-        )
-        .await?;
+    if let Some(fired) = &fired {
+        state.escalation.handed_off = true;
+        let notice = escalation::handoff_notice(fired);
+        text = if kind == ReplyKind::Answer && !text.trim().is_empty() {
+            format!("{text}\n\n{notice}")
+        } else {
+            notice
+        };
+        kind = ReplyKind::Handoff;
+    }
+    save_state(deps, m, &state).await?;
     let outcome = match &answer {
         Ok(report) => Outcome::Answered(report),
         Err(e) => Outcome::LlmFailed(e.to_string()),
     };
-    finish(deps, d, kind, text, outcome).await?;
-    Ok(window)
+    let extra = Extra {
+        outcome: Some(outcome),
+        handoff: fired.as_ref(),
+    };
+    finish(deps, d, kind, text, extra).await?;
+    Ok(state)
 }

@@ -31,16 +31,18 @@ pub async fn record_call(
     report: &CallReport,
 ) -> Result<Option<i64>, MeteringError> {
     let mut tx = store.tenant_tx(tenant).await?;
-    let cost = record_in(&mut tx, agent, report).await?;
+    let cost = record_in(&mut tx, agent, report, 0).await?;
     tx.commit().await?;
     Ok(cost)
 }
 
 /// Like `record_call`, inside the caller's transaction (a turn records its reply in the same one).
+/// `slot` spreads concurrent writers over the day's rows (see `UsageRecord::slot`).
 pub async fn record_in(
     tx: &mut TenantTx,
     agent: Option<Uuid>,
     report: &CallReport,
+    slot: i16,
 ) -> Result<Option<i64>, MeteringError> {
     let usage = &report.completion.usage;
     let cost = super::cost::micro_usd(report.provider, &report.model, usage, SystemTime::now());
@@ -56,6 +58,7 @@ pub async fn record_in(
             output_tokens: as_i64(usage.output_tokens),
             cached_input_tokens: as_i64(usage.cached_input_tokens),
             cost_micro_usd: cost,
+            slot,
         },
     )
     .await?;

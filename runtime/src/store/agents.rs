@@ -56,6 +56,15 @@ pub async fn list(tx: &mut TenantTx, limit: i64, offset: i64) -> StoreResult<(Ve
     Ok((rows, total))
 }
 
+/// Every agent of the tenant (the engine's configuration snapshot).
+pub async fn all(tx: &mut TenantTx) -> StoreResult<Vec<AgentRow>> {
+    Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM agents ORDER BY created_at, id"
+    )))
+    .fetch_all(tx.connection())
+    .await?)
+}
+
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<AgentRow>> {
     Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM agents WHERE id = $1"

@@ -133,3 +133,45 @@ pub async fn messages(
     .fetch_all(tx.connection())
     .await?)
 }
+
+/// Hands a conversation to a human: records the escalation and marks the conversation.
+pub async fn hand_off(
+    tx: &mut TenantTx,
+    conversation: Uuid,
+    reason: &str,
+    handoff_target: Option<&str>,
+) -> StoreResult<Uuid> {
+    let tenant = tx.tenant();
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO escalations (id, tenant_id, conversation_id, reason, handoff_target) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(tenant.as_uuid())
+    .bind(conversation)
+    .bind(reason)
+    .bind(handoff_target)
+    .execute(tx.connection())
+    .await?;
+    sqlx::query("UPDATE conversations SET status = 'handed_off' WHERE id = $1")
+        .bind(conversation)
+        .execute(tx.connection())
+        .await?;
+    Ok(id)
+}
+
+/// A conversation's status (`open`, `handed_off`, `closed`).
+pub async fn status(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    external_key: &str,
+) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT status FROM conversations WHERE channel_connection_id = $1 AND external_key = $2",
+    )
+    .bind(connection)
+    .bind(external_key)
+    .fetch_optional(tx.connection())
+    .await?)
+}

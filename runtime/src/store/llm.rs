@@ -17,14 +17,17 @@ pub struct UsageRecord<'a> {
     pub cached_input_tokens: i64,
     /// `None` when the price is unknown.
     pub cost_micro_usd: Option<i64>,
+    /// Which of the day's rows (0–15) to add to; concurrent writers pick different slots so they
+    /// do not queue on one row lock. Readers sum the slots.
+    pub slot: i16,
 }
 
 pub async fn add_usage(tx: &mut TenantTx, r: &UsageRecord<'_>) -> StoreResult<()> {
     let tenant = tx.tenant();
     sqlx::query(
         "INSERT INTO llm_usage_daily AS u (tenant_id, day, agent_id, provider, model, calls, \
-             input_tokens, output_tokens, cached_input_tokens, cost_micro_usd, unpriced_calls) \
-         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, coalesce($9, 0), CASE WHEN $9 IS NULL THEN 1 ELSE 0 END) \
+             input_tokens, output_tokens, cached_input_tokens, cost_micro_usd, unpriced_calls, slot) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, coalesce($9, 0), CASE WHEN $9 IS NULL THEN 1 ELSE 0 END, $10) \
          ON CONFLICT ON CONSTRAINT llm_usage_daily_key DO UPDATE SET \
              calls = u.calls + 1, \
              input_tokens = u.input_tokens + EXCLUDED.input_tokens, \
@@ -42,6 +45,7 @@ pub async fn add_usage(tx: &mut TenantTx, r: &UsageRecord<'_>) -> StoreResult<()
     .bind(r.output_tokens)
     .bind(r.cached_input_tokens)
     .bind(r.cost_micro_usd)
+    .bind(r.slot.clamp(0, 15))
     .execute(tx.connection())
     .await?;
     Ok(())
@@ -64,9 +68,12 @@ pub struct UsageRow {
 
 pub async fn usage(tx: &mut TenantTx) -> StoreResult<Vec<UsageRow>> {
     Ok(sqlx::query_as::<_, UsageRow>(
-        "SELECT day, agent_id, provider, model, calls, input_tokens, output_tokens, \
-                cached_input_tokens, cost_micro_usd, unpriced_calls \
-           FROM llm_usage_daily ORDER BY day DESC, provider, model",
+        "SELECT day, agent_id, provider, model, sum(calls)::bigint AS calls, \
+                sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens, \
+                sum(cached_input_tokens)::bigint AS cached_input_tokens, \
+                sum(cost_micro_usd)::bigint AS cost_micro_usd, sum(unpriced_calls)::bigint AS unpriced_calls \
+           FROM llm_usage_daily GROUP BY day, agent_id, provider, model \
+          ORDER BY day DESC, provider, model",
     )
     .fetch_all(tx.connection())
     .await?)

@@ -137,3 +137,58 @@ pub async fn list_all(
         total,
     ))
 }
+
+/// A tenant's own rate limits, `(per_minute, burst)`; `None` where the platform default applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnLimits {
+    pub tenant: Option<(u32, u32)>,
+    pub per_connection: Option<(u32, u32)>,
+}
+
+type LimitColumns = (Option<i32>, Option<i32>, Option<i32>, Option<i32>);
+
+fn own_limits((rate, burst, c_rate, c_burst): LimitColumns) -> OwnLimits {
+    let pair = |a: Option<i32>, b: Option<i32>| match (a, b) {
+        (Some(a), Some(b)) => Some((u32::try_from(a).ok()?, u32::try_from(b).ok()?)),
+        _ => None,
+    };
+    OwnLimits {
+        tenant: pair(rate, burst),
+        per_connection: pair(c_rate, c_burst),
+    }
+}
+
+/// The transaction's tenant's own rate limits; `None` if the tenant does not exist.
+pub async fn limits(tx: &mut TenantTx) -> StoreResult<Option<OwnLimits>> {
+    let id = tx.tenant();
+    let row: Option<LimitColumns> = sqlx::query_as(
+        "SELECT rate_per_minute, rate_burst, connection_rate_per_minute, connection_rate_burst \
+           FROM tenants WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .fetch_optional(tx.connection())
+    .await?;
+    Ok(row.map(own_limits))
+}
+
+/// Replaces the transaction's tenant's own rate limits; `None` if the tenant does not exist.
+pub async fn set_limits(tx: &mut TenantTx, limits: OwnLimits) -> StoreResult<Option<OwnLimits>> {
+    let id = tx.tenant();
+    let int = |v: Option<(u32, u32)>, second: bool| {
+        v.and_then(|(a, b)| i32::try_from(if second { b } else { a }).ok())
+    };
+    let row: Option<LimitColumns> = sqlx::query_as(
+        "UPDATE tenants SET rate_per_minute = $2, rate_burst = $3, \
+                connection_rate_per_minute = $4, connection_rate_burst = $5, updated_at = now() \
+          WHERE id = $1 \
+          RETURNING rate_per_minute, rate_burst, connection_rate_per_minute, connection_rate_burst",
+    )
+    .bind(id.as_uuid())
+    .bind(int(limits.tenant, false))
+    .bind(int(limits.tenant, true))
+    .bind(int(limits.per_connection, false))
+    .bind(int(limits.per_connection, true))
+    .fetch_optional(tx.connection())
+    .await?;
+    Ok(row.map(own_limits))
+}

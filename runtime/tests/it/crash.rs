@@ -24,6 +24,8 @@ fn serve(app: &TestApp, prefix: &str) -> (Child, String) {
         .env("KONSTRUCT_REDIS_URL", redis_url())
         .env("KONSTRUCT_REDIS_KEY_PREFIX", prefix)
         .env("KONSTRUCT_PORT", "0")
+        // The killed process cannot give its partitions back: let its leases expire quickly.
+        .env("KONSTRUCT_PARTITION_LEASE_SECS", "3")
         .env("KONSTRUCT_LOG_FORMAT", "json")
         .env("KONSTRUCT_JWT_SECRET", JWT_SECRET)
         .env("KONSTRUCT_OPENAI_BASE_URL", &app.llm.base_url)

@@ -99,6 +99,16 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     .execute(&mut *c)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO escalations (id, tenant_id, conversation_id, reason, handoff_target) \
+         VALUES ($1, $2, $3, 'keywords', '#support')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(t)
+    .bind(conversation)
+    .execute(&mut *c)
+    .await
+    .unwrap();
     runtime::store::llm::add_usage(
         &mut tx,
         &runtime::store::llm::UsageRecord {
@@ -110,6 +120,7 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
             output_tokens: 5,
             cached_input_tokens: 0,
             cost_micro_usd: Some(5),
+            slot: 0,
         },
     )
     .await

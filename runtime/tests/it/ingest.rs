@@ -192,3 +192,70 @@ impl WithTime for InboundMessage {
         }
     }
 }
+
+mod leases {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use runtime::engine::leases::Leases;
+
+    use super::*;
+
+    fn owned_by_all(nodes: &[&Leases]) -> (BTreeSet<u32>, usize) {
+        let all: Vec<u32> = nodes.iter().flat_map(|n| n.owned()).collect();
+        let count = all.len();
+        (all.into_iter().collect(), count)
+    }
+
+    #[tokio::test]
+    async fn one_node_owns_every_partition_and_two_nodes_split_them_without_overlap() {
+        let (_, redis) = ingest(IngestSettings::default()).await;
+        let ttl = Duration::from_secs(5);
+        let mut a = Leases::new(redis.clone(), "node-a", 8, ttl);
+        let changes = a.renew().await.unwrap();
+        assert_eq!(changes.acquired.len(), 8, "alone, a node takes everything");
+        assert_eq!(a.owned(), (0..8).collect::<Vec<_>>());
+
+        // A second node joins: it finds nothing free at first, the first gives back its excess
+        // on its next renewal, and the newcomer takes it.
+        let mut b = Leases::new(redis.clone(), "node-b", 8, ttl);
+        assert!(b.renew().await.unwrap().acquired.is_empty());
+        let given_back = a.renew().await.unwrap().released;
+        assert_eq!(given_back.len(), 4);
+        b.renew().await.unwrap();
+        a.renew().await.unwrap();
+        assert_eq!((a.owned().len(), b.owned().len()), (4, 4));
+        let (covered, count) = owned_by_all(&[&a, &b]);
+        assert_eq!(count, 8, "no partition is owned twice");
+        assert_eq!(covered, (0..8).collect::<BTreeSet<_>>());
+
+        // A clean stop gives everything back at once.
+        b.release_all().await.unwrap();
+        a.renew().await.unwrap();
+        assert_eq!(a.owned().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_node_that_stops_renewing_loses_its_partitions_when_the_lease_expires() {
+        let (_, redis) = ingest(IngestSettings::default()).await;
+        let ttl = Duration::from_millis(600);
+        let mut a = Leases::new(redis.clone(), "node-a", 4, ttl);
+        let mut b = Leases::new(redis.clone(), "node-b", 4, ttl);
+        a.renew().await.unwrap();
+        b.renew().await.unwrap();
+        a.renew().await.unwrap();
+        b.renew().await.unwrap();
+        assert_eq!((a.owned().len(), b.owned().len()), (2, 2));
+        let b_had = b.owned();
+
+        // B dies (no release). Until its leases expire, A cannot take them.
+        drop(b);
+        a.renew().await.unwrap();
+        assert_eq!(a.owned().len(), 2);
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        let mut acquired = a.renew().await.unwrap().acquired;
+        acquired.sort_unstable();
+        assert_eq!(acquired, b_had, "A takes over exactly what B held");
+        assert_eq!(a.owned().len(), 4);
+    }
+}

@@ -21,6 +21,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("audit_events", "tenant_id"),
     ("llm_usage_daily", "tenant_id"),
     ("tenant_llm_keys", "tenant_id"),
+    ("escalations", "tenant_id"),
 ];
 
 /// Tables the runtime may only append to.

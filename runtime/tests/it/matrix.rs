@@ -29,6 +29,8 @@ const SUCCESS: &[(&str, &str, u16)] = &[
     ("GET", "/api/tenants/{tenant_id}", 200),
     ("PATCH", "/api/tenants/{tenant_id}", 200),
     ("DELETE", "/api/tenants/{tenant_id}", 204),
+    ("GET", "/api/tenants/{tenant_id}/limits", 200),
+    ("PUT", "/api/tenants/{tenant_id}/limits", 200),
     ("GET", "/api/tenants/{tenant_id}/agents", 200),
     ("POST", "/api/tenants/{tenant_id}/agents", 201),
     ("GET", "/api/tenants/{tenant_id}/agents/{agent_id}", 200),
@@ -110,6 +112,9 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         ("POST", "/api/admin/impersonate") => Some(json!({ "tenant_id": w.a })),
         ("POST", "/api/tenants") => Some(json!({ "name": format!("New {tag}") })),
         ("PATCH", "/api/tenants/{tenant_id}") => Some(json!({ "name": "Renamed" })),
+        ("PUT", "/api/tenants/{tenant_id}/limits") => {
+            Some(json!({ "tenant": { "per_minute": 100, "burst": 10 } }))
+        }
         ("DELETE", "/api/tenants/{tenant_id}") => {
             let mut tx = app.store.tenant_tx(w.a).await.unwrap();
             let slug = runtime::store::tenants::current(&mut tx)

@@ -296,7 +296,7 @@ async fn a_conversation_restarts_from_its_stored_window_after_going_idle() {
     )
     .await;
     wait_for(&app, &admin, w.a, agent, "idle", 2).await;
-    let registry = app.engine.clone().unwrap();
+    let registry = app.engine.clone().unwrap().registry;
     assert_eq!(registry.send(CountLiveConversations).await.unwrap(), 1);
     // Long enough for the conversation actor to stop; its window lives on in Redis.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -357,4 +357,376 @@ async fn different_conversations_are_answered_concurrently_and_one_conversation_
         "conversations run side by side: {}",
         app.llm.max_concurrent()
     );
+}
+
+/// Sets the agent's escalation rules (and keeps the rest) through the API.
+async fn set_rules(
+    app: &TestApp,
+    token: &str,
+    tenant: shared::TenantId,
+    agent: Uuid,
+    rules: Value,
+) {
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/tenants/{tenant}/agents/{agent}"),
+            Some(token),
+        )
+        .json(&json!({
+            "name": "Nia", "role": "Support", "persona": "Kind",
+            "escalation_rules": rules,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+}
+
+async fn audit_actions(app: &TestApp, tenant: shared::TenantId) -> Vec<String> {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    sqlx::query_scalar("SELECT action FROM audit_events ORDER BY seq")
+        .fetch_all(tx.connection())
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_change_to_the_agent_reaches_the_running_tenant_actor_at_once() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    // The tenant actor starts and takes its snapshot.
+    send(&app, &admin, w.a, agent, Some("live"), "first").await;
+    wait_for(&app, &admin, w.a, agent, "live", 2).await;
+    let system = last_llm_request(&app)["messages"][0]["content"].to_string();
+    assert!(system.contains("Kind"), "{system}");
+
+    // The operator rewrites the persona in the portal; the next turn uses it, without a restart.
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/tenants/{}/agents/{agent}", w.a),
+            Some(&admin),
+        )
+        .json(&json!({ "name": "Nia", "role": "Support", "persona": "Speaks like a pirate" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut turn = 2;
+    loop {
+        send(&app, &admin, w.a, agent, Some("live"), "again").await;
+        wait_for(&app, &admin, w.a, agent, "live", turn * 2).await;
+        let system = last_llm_request(&app)["messages"][0]["content"].to_string();
+        if system.contains("Speaks like a pirate") {
+            assert!(!system.contains("Kind"), "{system}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new persona never reached the prompt"
+        );
+        turn += 1;
+    }
+    // The notice travels through Postgres: allow it a moment, but it must not take a restart.
+    assert!(turn <= 3, "the change took {turn} turns to arrive");
+}
+
+#[actix_rt::test]
+async fn a_tenants_own_limit_set_by_the_platform_admin_applies_to_it_alone() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let platform = app.token_for(w.platform, None).await;
+    let limits = format!("/api/tenants/{}/limits", w.a);
+
+    // Defaults first.
+    let shown: Value = app.get_json(&limits, &admin).await;
+    assert_eq!(shown["tenant_is_default"], true);
+    assert_eq!(shown["tenant"]["per_minute"], 600);
+
+    // Bad input is refused, field by field, and changes nothing.
+    let res = app
+        .request(Method::PUT, &limits, Some(&platform))
+        .json(&json!({ "tenant": { "per_minute": 0, "burst": 20000 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    let fields: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["tenant.per_minute", "tenant.burst"]);
+    let shown: Value = app.get_json(&limits, &admin).await;
+    assert_eq!(shown["tenant_is_default"], true);
+
+    // Start the tenant actor with the defaults, then tighten A's limit to a burst of two.
+    send(&app, &admin, w.a, agent, Some("warm"), "hello").await;
+    wait_for(&app, &admin, w.a, agent, "warm", 2).await;
+    let res = app
+        .request(Method::PUT, &limits, Some(&platform))
+        .json(&json!({ "tenant": { "per_minute": 1, "burst": 2 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let shown: TenantLimitsShown = res.json().await.unwrap();
+    assert!(!shown.tenant_is_default && shown.per_connection_is_default);
+    assert!(
+        audit_actions(&app, w.a)
+            .await
+            .contains(&"tenant.limits_changed".to_string())
+    );
+    // The notice reaches the running actor asynchronously.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..4 {
+        send(&app, &admin, w.a, agent, Some("tight"), &format!("m{i}")).await;
+    }
+    let messages = wait_for(&app, &admin, w.a, agent, "tight", 7).await;
+    let outbound: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.direction == "outbound")
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(
+        outbound.iter().filter(|t| t.starts_with("echo:")).count(),
+        2,
+        "{outbound:?}"
+    );
+    assert_eq!(
+        outbound
+            .iter()
+            .filter(|t| t.contains("Please wait"))
+            .count(),
+        1,
+        "{outbound:?}"
+    );
+
+    // Tenant B keeps the platform default.
+    let b_agent = world::agent(&app, w.b, "Bo").await;
+    let admin_b = app.token_for(w.admin_b, None).await;
+    for i in 0..4 {
+        send(&app, &admin_b, w.b, b_agent, Some("calm"), &format!("m{i}")).await;
+    }
+    let b = wait_for(&app, &admin_b, w.b, b_agent, "calm", 8).await;
+    assert_eq!(b.iter().filter(|m| m.text.starts_with("echo:")).count(), 4);
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TenantLimitsShown {
+    tenant_is_default: bool,
+    per_connection_is_default: bool,
+}
+
+#[actix_rt::test]
+async fn asking_for_a_human_hands_the_conversation_off_and_the_agent_falls_silent() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    set_rules(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        json!([
+            { "trigger": { "kind": "human_requested" }, "handoff_target": "#support-humans" },
+            { "trigger": { "kind": "keywords", "keywords": ["lawyer"] }, "handoff_target": null },
+        ]),
+    )
+    .await;
+    send(&app, &admin, w.a, agent, Some("esc"), "Where is my parcel?").await;
+    wait_for(&app, &admin, w.a, agent, "esc", 2).await;
+    let calls_before = app.llm.calls();
+
+    send(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        Some("esc"),
+        "This is useless, can I talk to a human?",
+    )
+    .await;
+    let messages = wait_for(&app, &admin, w.a, agent, "esc", 4).await;
+    assert!(
+        messages[3]
+            .text
+            .contains("passed this conversation to a colleague"),
+        "{}",
+        messages[3].text
+    );
+    assert_eq!(app.llm.calls(), calls_before, "no LLM call for a hand-off");
+
+    // Recorded for the human, not answered by the agent.
+    send(&app, &admin, w.a, agent, Some("esc"), "Hello? Anyone?").await;
+    let messages = wait_for(&app, &admin, w.a, agent, "esc", 5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = wait_for(&app, &admin, w.a, agent, "esc", 5).await;
+    assert_eq!(after.len(), 5, "{after:#?}");
+    assert_eq!(messages[4].text, "Hello? Anyone?");
+    assert_eq!(app.llm.calls(), calls_before);
+
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let (status, reason, target): (String, String, Option<String>) = sqlx::query_as(
+        "SELECT c.status, e.reason, e.handoff_target FROM escalations e \
+           JOIN conversations c ON c.id = e.conversation_id WHERE c.external_key = 'esc'",
+    )
+    .fetch_one(tx.connection())
+    .await
+    .unwrap();
+    drop(tx);
+    assert_eq!(
+        (status.as_str(), reason.as_str(), target.as_deref()),
+        ("handed_off", "human_requested", Some("#support-humans"))
+    );
+    let actions = audit_actions(&app, w.a).await;
+    assert!(actions.contains(&"conversation.handed_off".to_string()));
+    assert!(actions.contains(&"reply.handoff_sent".to_string()));
+
+    // Another conversation of the same agent still gets answers; a keyword rule fires there.
+    send(&app, &admin, w.a, agent, Some("other"), "hi").await;
+    let other = wait_for(&app, &admin, w.a, agent, "other", 2).await;
+    assert_eq!(other[1].text, "echo: hi");
+    send(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        Some("other"),
+        "I will call my Lawyer",
+    )
+    .await;
+    let other = wait_for(&app, &admin, w.a, agent, "other", 4).await;
+    assert!(other[3].text.contains("colleague"), "{}", other[3].text);
+}
+
+#[actix_rt::test]
+async fn unresolved_turns_in_a_row_hand_off_at_the_threshold_without_showing_the_marker() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    set_rules(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        json!([{ "trigger": { "kind": "failed_resolutions", "threshold": 2 } }]),
+    )
+    .await;
+    app.llm.set_fallback(Some(e2e::llm::Behavior::Text(
+        "I could not find that order. [unresolved]".into(),
+    )));
+    send(&app, &admin, w.a, agent, Some("stuck"), "Order 1?").await;
+    let messages = wait_for(&app, &admin, w.a, agent, "stuck", 2).await;
+    assert_eq!(messages[1].text, "I could not find that order.");
+    let system = last_llm_request(&app)["messages"][0]["content"].to_string();
+    assert!(
+        system.contains("[unresolved]"),
+        "the prompt asks for the marker: {system}"
+    );
+
+    send(&app, &admin, w.a, agent, Some("stuck"), "Order 2?").await;
+    let messages = wait_for(&app, &admin, w.a, agent, "stuck", 4).await;
+    assert!(
+        messages[3]
+            .text
+            .starts_with("I could not find that order.\n\n")
+    );
+    assert!(
+        messages[3]
+            .text
+            .contains("passed the conversation to a colleague")
+    );
+    assert!(!messages[3].text.contains("[unresolved]"));
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let reason: String = sqlx::query_scalar(
+        "SELECT e.reason FROM escalations e JOIN conversations c ON c.id = e.conversation_id \
+          WHERE c.external_key = 'stuck'",
+    )
+    .fetch_one(tx.connection())
+    .await
+    .unwrap();
+    assert_eq!(reason, "failed_resolutions");
+}
+
+#[actix_rt::test]
+async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    send(&app, &admin, w.a, agent, Some("s"), "before").await;
+    wait_for(&app, &admin, w.a, agent, "s", 2).await;
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    runtime::store::tenants::update(&mut tx, None, None, Some("suspended"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = app.llm.calls();
+    // A suspended tenant's operators cannot post through the API; a channel message still
+    // arrives, so enqueue one the way a webhook would.
+    let connection = {
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        runtime::store::conversations::web_connection(&mut tx, agent)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    app.ingest
+        .enqueue(&shared::channel::InboundMessage {
+            tenant_id: w.a,
+            channel: shared::channel::ChannelKind::Web,
+            connection_id: connection,
+            agent_id: Some(agent),
+            conversation_key: "s".into(),
+            sender: shared::channel::Sender {
+                id: "U1".into(),
+                display_name: None,
+            },
+            text: "while suspended".into(),
+            attachments: Vec::new(),
+            provider_event_id: format!("ev-{}", Uuid::new_v4()),
+            received_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let recorded: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE body = 'while suspended')",
+        )
+        .fetch_one(tx.connection())
+        .await
+        .unwrap();
+        if recorded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the message was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outbound: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE direction = 'outbound'")
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+    assert_eq!(outbound, 1, "only the answer from before the suspension");
+    assert_eq!(app.llm.calls(), calls);
 }

@@ -223,8 +223,10 @@ pub struct TestApp {
     /// `TENANT_LLM_KEY` (a tenant's own key, for the BYO-key API).
     pub llm: e2e::llm::FakeLlm,
     pub keyring: std::sync::Arc<runtime::crypto::Keyring>,
-    /// The engine's registry, when the engine runs.
-    pub engine: Option<actix::Addr<runtime::engine::actors::Registry>>,
+    /// The durable queue, as a channel webhook would use it.
+    pub ingest: runtime::engine::ingest::Ingest,
+    /// The engine, when it runs.
+    pub engine: Option<runtime::engine::consumer::Engine>,
 }
 
 /// The provider key the fake LLM accepts.
@@ -253,6 +255,13 @@ impl TestApp {
 
     pub async fn spawn_with(options: AppOptions) -> TestApp {
         runtime::llm::install_crypto();
+        // `KONSTRUCT_TEST_LOG=debug cargo test …` shows the server's logs with a test's output.
+        if let Ok(filter) = std::env::var("KONSTRUCT_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let db = if options.unmigrated {
             TestDb::unmigrated().await
         } else {
@@ -323,7 +332,17 @@ impl TestApp {
             llm: pool,
             keyring: keyring.clone(),
             key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
-            ingest,
+            ingest: ingest.clone(),
+            default_limits: runtime::api::limits::DefaultLimits {
+                tenant: shared::resources::RateLimit {
+                    per_minute: settings.engine.rate_per_minute,
+                    burst: settings.engine.rate_burst,
+                },
+                per_connection: shared::resources::RateLimit {
+                    per_minute: settings.engine.connection_rate_per_minute,
+                    burst: settings.engine.connection_rate_burst,
+                },
+            },
         };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);
@@ -336,6 +355,7 @@ impl TestApp {
             keys,
             llm,
             keyring,
+            ingest,
             engine: registry,
         }
     }

@@ -1,0 +1,161 @@
+//! A tenant's engine configuration as one immutable snapshot — its status, rate limits, agents and
+//! own LLM keys — which the `TenantActor` loads when it starts and reloads when it is told the
+//! configuration changed. Turns read the snapshot instead of the database.
+//!
+//! Change notices come from Postgres: triggers on `tenants`, `agents`, `tenant_llm_keys` and
+//! `channel_connections` call `pg_notify('konstruct_config', tenant_id)`, delivered when the
+//! changing transaction commits, to every node that listens. So a change made through the API, a
+//! migration or by hand reaches every node, and none can be forgotten. If the listening
+//! connection drops, notices sent meanwhile are lost: the listener then tells every live tenant
+//! to reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use shared::TenantId;
+use shared::resources::EscalationRule;
+use uuid::Uuid;
+
+use super::actors::{Refresh, Registry};
+use super::limiter::Limit;
+use super::prompt::AgentProfile;
+use super::turn::{EngineDeps, TurnError};
+use crate::llm::metering;
+use crate::llm::pool::Credentials;
+use crate::store::{Store, agents, tenants};
+
+/// The channel the triggers notify on.
+pub const CHANNEL: &str = "konstruct_config";
+
+/// One agent, as turns need it.
+#[derive(Debug, Clone, Default)]
+pub struct AgentConfig {
+    pub profile: AgentProfile,
+    /// The model group to try first, if the agent names one.
+    pub model_preference: Option<String>,
+    pub escalation_rules: Vec<EscalationRule>,
+}
+
+/// A tenant's configuration at one moment.
+#[derive(Debug)]
+pub struct TenantConfig {
+    /// Suspended tenants' messages are recorded, not answered.
+    pub active: bool,
+    pub tenant_limit: Limit,
+    pub connection_limit: Limit,
+    pub agents: HashMap<Uuid, Arc<AgentConfig>>,
+    /// The tenant's own provider keys, preferred over the platform's.
+    pub credentials: Credentials,
+}
+
+impl TenantConfig {
+    pub fn agent(&self, id: Option<Uuid>) -> Option<Arc<AgentConfig>> {
+        id.and_then(|id| self.agents.get(&id).cloned())
+    }
+}
+
+/// Reads the tenant's configuration in one transaction. A tenant that no longer exists loads as
+/// inactive with no agents.
+pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, TurnError> {
+    let mut tx = deps.store.tenant_tx(tenant).await?;
+    let Some(row) = tenants::current(&mut tx).await? else {
+        return Ok(TenantConfig {
+            active: false,
+            tenant_limit: deps.settings.tenant_limit,
+            connection_limit: deps.settings.connection_limit,
+            agents: HashMap::new(),
+            credentials: Credentials::default(),
+        });
+    };
+    let own = tenants::limits(&mut tx).await?.unwrap_or_default();
+    let limit = |own: Option<(u32, u32)>, default: Limit| {
+        own.map_or(default, |(per_minute, burst)| Limit { per_minute, burst })
+    };
+    let mut agents_by_id = HashMap::new();
+    for row in agents::all(&mut tx).await? {
+        let escalation_rules = match serde_json::from_value(row.escalation_rules) {
+            Ok(rules) => rules,
+            Err(e) => {
+                tracing::error!(agent.id = %row.id, error = %e, "unreadable escalation rules; ignoring them");
+                Vec::new()
+            }
+        };
+        let preference = row.model_preference.trim().to_string();
+        agents_by_id.insert(
+            row.id,
+            Arc::new(AgentConfig {
+                profile: AgentProfile {
+                    name: row.name,
+                    role: row.job_title,
+                    persona: row.persona,
+                    system_prompt: row.system_prompt,
+                    job_description: row.job_description,
+                    business_function: row.business_function,
+                },
+                model_preference: (!preference.is_empty()).then_some(preference),
+                escalation_rules,
+            }),
+        );
+    }
+    let credentials = match metering::credentials_in(&mut tx, &deps.keyring).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(tenant.id = %tenant, error = %e, "tenant LLM keys unreadable; using the platform's");
+            Credentials::default()
+        }
+    };
+    tx.commit().await?;
+    Ok(TenantConfig {
+        active: row.status == "active",
+        tenant_limit: limit(own.tenant, deps.settings.tenant_limit),
+        connection_limit: limit(own.per_connection, deps.settings.connection_limit),
+        agents: agents_by_id,
+        credentials,
+    })
+}
+
+/// Listens for configuration changes and tells the registry, for as long as the system runs.
+pub fn listen(store: Store, registry: Addr<Registry>) {
+    // A plain Tokio task, not one on the actor arbiter: the listener's connection must be
+    // dropped inside the runtime when the system shuts down.
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(store.pool()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for config changes yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            // Anything may have changed while no one listened.
+            let _ = registry.send(Refresh(None)).await;
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notice)) => match notice.payload().parse::<Uuid>() {
+                        Ok(id) => {
+                            let _ = registry.send(Refresh(Some(TenantId::from_uuid(id)))).await;
+                        }
+                        Err(_) => tracing::warn!("config notice without a tenant id"),
+                    },
+                    // The connection dropped (and will reconnect): notices may be lost.
+                    Ok(None) => {
+                        let _ = registry.send(Refresh(None)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "config listener failed; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
