@@ -61,6 +61,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     runtime::llm::install_crypto();
+    // `KONSTRUCT_BENCH_LOG=warn` shows the engine's warnings (failed turns and the like).
+    if let Ok(filter) = std::env::var("KONSTRUCT_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .init();
+    }
     actix::System::new().block_on(run())
 }
 
@@ -90,27 +96,33 @@ async fn run() -> anyhow::Result<()> {
     let mut llm = defaults.llm.clone();
     llm.openai_base_url = fake.base_url.clone();
     llm.openai_api_key = Some(Secret::new("bench-key".into()));
-    let (tenant_row, tx) = tenants::create(&store, "bench", "Bench").await?;
-    tx.commit().await?;
-    let tenant = TenantId::from_uuid(tenant_row.id);
-    let mut tx = store.tenant_tx(tenant).await?;
-    let agent = runtime::store::agents::create(
-        &mut tx,
-        &runtime::store::agents::AgentFields {
-            name: "Bench",
-            job_title: "Benchmark",
-            persona: "Terse",
-            system_prompt: "Answer briefly.",
-            job_description: "",
-            model_preference: "",
-            business_function: "",
-            tools: serde_json::json!([]),
-            escalation_rules: serde_json::json!([]),
-        },
-    )
-    .await?;
-    let connection = conversations::ensure_web_connection(&mut tx, agent.id).await?;
-    tx.commit().await?;
+    // Eight tenants, each with an agent on the web channel.
+    let mut targets: Vec<(TenantId, Uuid, Uuid)> = Vec::new();
+    for t in 0..8 {
+        let (tenant_row, tx) =
+            tenants::create(&store, &format!("bench-{t}"), &format!("Bench {t}")).await?;
+        tx.commit().await?;
+        let tenant = TenantId::from_uuid(tenant_row.id);
+        let mut tx = store.tenant_tx(tenant).await?;
+        let agent = runtime::store::agents::create(
+            &mut tx,
+            &runtime::store::agents::AgentFields {
+                name: "Bench",
+                job_title: "Benchmark",
+                persona: "Terse",
+                system_prompt: "Answer briefly.",
+                job_description: "",
+                model_preference: "",
+                business_function: "",
+                tools: serde_json::json!([]),
+                escalation_rules: serde_json::json!([]),
+            },
+        )
+        .await?;
+        let connection = conversations::ensure_web_connection(&mut tx, agent.id).await?;
+        tx.commit().await?;
+        targets.push((tenant, agent.id, connection));
+    }
 
     let sink = TimingSink::default();
     let sinks: HashMap<ChannelKind, Arc<dyn ReplySink>> = HashMap::from([(
@@ -139,30 +151,72 @@ async fn run() -> anyhow::Result<()> {
     };
     consumer::start(deps.clone(), "bench-node");
 
-    let message = |i: usize, run: usize| InboundMessage {
-        tenant_id: tenant,
-        channel: ChannelKind::Web,
-        connection_id: connection,
-        agent_id: Some(agent.id),
-        conversation_key: format!("r{run}c{}", i % 500),
-        sender: Sender {
-            id: "bench".into(),
-            display_name: None,
-        },
-        text: format!("message {i}"),
-        attachments: vec![],
-        provider_event_id: format!("bench-{run}-{i}"),
-        received_at: Utc::now(),
+    // Message `i` of a run spread over the first `spread` tenants.
+    let message = |i: usize, run: usize, spread: usize| {
+        let (tenant, agent, connection) = targets[i % spread];
+        InboundMessage {
+            tenant_id: tenant,
+            channel: ChannelKind::Web,
+            connection_id: connection,
+            agent_id: Some(agent),
+            conversation_key: format!("r{run}c{}", i % 500),
+            sender: Sender {
+                id: "bench".into(),
+                display_name: None,
+            },
+            text: format!("message {i}"),
+            attachments: vec![],
+            provider_event_id: format!("bench-{run}-{i}"),
+            received_at: Utc::now(),
+        }
     };
 
-    // Warm up.
+    // Warm up: every tenant actor starts and every answer arrives before measuring.
+    let warm_started = Instant::now();
+    let mut warm_ids = Vec::new();
     for i in 0..200 {
-        ingest.enqueue(&message(i, 0)).await?;
+        let m = message(i, 0, 8);
+        warm_ids.push(m.provider_event_id.clone());
+        ingest.enqueue(&m).await?;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    loop {
+        let done = sink
+            .0
+            .lock()
+            .map(|s| warm_ids.iter().filter(|k| s.contains_key(*k)).count())
+            .unwrap_or(0);
+        if done == warm_ids.len() {
+            break;
+        }
+        if warm_started.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!(
+                "warm-up: only {done} of {} answered in 60 s",
+                warm_ids.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "  warm-up: 200 messages over 8 new tenants answered in {:.0} ms",
+        warm_started.elapsed().as_secs_f64() * 1000.0
+    );
 
     let mut loads = Vec::new();
-    for (run, rate) in [100usize, 250, 500, 1000].into_iter().enumerate() {
+    // `BENCH_QUICK=1` runs one short multi-tenant load (a check that the bench works).
+    let scenarios: &[(usize, usize)] = if std::env::var_os("BENCH_QUICK").is_some() {
+        &[(8, 200)]
+    } else {
+        &[
+            (1, 100),
+            (1, 250),
+            (1, 500),
+            (1, 1000),
+            (8, 500),
+            (8, 1000),
+            (8, 2000),
+        ]
+    };
+    for (run, &(spread, rate)) in scenarios.iter().enumerate() {
         let run = run + 1;
         let seconds = 3;
         let total = rate * seconds;
@@ -174,7 +228,7 @@ async fn run() -> anyhow::Result<()> {
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 tokio::time::sleep(wait).await;
             }
-            let m = message(i, run);
+            let m = message(i, run, spread);
             enqueued.insert(m.provider_event_id.clone(), Instant::now());
             ingest.enqueue(&m).await?;
         }
@@ -205,12 +259,13 @@ async fn run() -> anyhow::Result<()> {
             .unwrap_or(finished);
         let throughput = latencies.len() as f64 / (last_reply - started).as_secs_f64();
         println!(
-            "  offered {rate:>5}/s: answered {}/{total}, {throughput:>7.0} msg/s, p50 {:>8.2} ms, p99 {:>8.2} ms",
+            "  {spread} tenant(s), offered {rate:>5}/s: answered {}/{total}, {throughput:>7.0} msg/s, p50 {:>8.2} ms, p99 {:>8.2} ms",
             latencies.len(),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
         );
         loads.push(serde_json::json!({
+            "tenants": spread,
             "offered_per_s": rate,
             "answered": latencies.len(),
             "sent": total,
@@ -258,7 +313,8 @@ async fn run() -> anyhow::Result<()> {
         "throughput_per_s": best["throughput_per_s"],
         "bytes_per_idle_conversation": per_conversation,
         "loads": loads,
-        "note": "ingest (Redis) to reply sent, through actors, Postgres records, audit and metering, with a zero-latency fake LLM; headline = highest load fully answered",
+        "tenants": best["tenants"],
+        "note": "ingest (Redis) to reply sent, through actors, Postgres records, audit and metering, with a zero-latency fake LLM; headline = highest load fully answered (any tenant spread)",
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&dir)?;

@@ -24,6 +24,13 @@ use super::limiter::{self, Decision, Gcra, Limit};
 use super::turn::{self, ConversationState, EngineDeps, TurnError};
 use crate::store::audit::{self, Actor as AuditActor, NewEvent};
 
+/// Mailbox bounds. They are set when an actor is created, before anything can be sent to it:
+/// senders parked on the default bound of a not-yet-started actor are not woken when `started`
+/// raises it (found by the pipeline benchmark: the 17th message to a new tenant waited forever).
+const REGISTRY_MAILBOX: usize = 1024;
+const TENANT_MAILBOX: usize = 256;
+const CONVERSATION_MAILBOX: usize = 64;
+
 /// Handle one delivered entry; the reply is sent and the entry acknowledged on `Ok`.
 #[derive(Debug)]
 pub struct Route(pub Delivery);
@@ -70,14 +77,18 @@ impl Registry {
             tenants: HashMap::new(),
         }
     }
+
+    /// Starts the registry with its mailbox bound.
+    pub fn start_bounded(self) -> Addr<Self> {
+        Registry::create(|ctx| {
+            ctx.set_mailbox_capacity(REGISTRY_MAILBOX);
+            self
+        })
+    }
 }
 
 impl Actor for Registry {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
-    }
 }
 
 impl Handler<Route> for Registry {
@@ -85,12 +96,16 @@ impl Handler<Route> for Registry {
 
     fn handle(&mut self, msg: Route, _: &mut Context<Self>) -> Self::Result {
         let tenant = msg.0.message.tenant_id;
+        tracing::trace!(ingest.entry = %msg.0.entry_id, "registry routes");
         let addr = match self.tenants.get(&tenant) {
             Some(addr) if addr.connected() => addr.clone(),
             _ => {
                 let deps = self.deps.clone();
                 // Supervised: if the actor stops, it is restarted with fresh limiters.
-                let addr = Supervisor::start(move |_| TenantActor::new(tenant, deps));
+                let addr = Supervisor::start(move |ctx: &mut Context<TenantActor>| {
+                    ctx.set_mailbox_capacity(TENANT_MAILBOX);
+                    TenantActor::new(tenant, deps)
+                });
                 self.tenants.insert(tenant, addr.clone());
                 addr
             }
@@ -186,8 +201,13 @@ impl TenantActor {
     /// or missing configuration.
     fn load_config(&mut self, ctx: &mut Context<Self>) {
         let (deps, tenant) = (self.deps.clone(), self.tenant);
+        tracing::debug!(tenant.id = %tenant, "loading tenant config");
         ctx.wait(
-            async move { config::load(&deps, tenant).await }
+            async move {
+                let loaded = config::load(&deps, tenant).await;
+                tracing::debug!(tenant.id = %tenant, ok = loaded.is_ok(), "tenant config loaded");
+                loaded
+            }
                 .into_actor(self)
                 .map(|loaded, act, _| match loaded {
                     Ok(config) => act.apply(config),
@@ -215,7 +235,6 @@ impl Actor for TenantActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(256);
         self.load_config(ctx);
     }
 }
@@ -247,6 +266,7 @@ impl Handler<Dispatch> for TenantActor {
             return Box::pin(async { Err(TurnError::ConfigUnavailable) });
         };
         let d = msg.0;
+        tracing::trace!(ingest.entry = %d.entry_id, "tenant actor dispatches");
         let now = Instant::now();
         let limit: Limit = config.connection_limit;
         let by_connection = self
@@ -273,7 +293,7 @@ impl Handler<Dispatch> for TenantActor {
         let addr = match self.conversations.get(&key) {
             Some(addr) if addr.connected() => addr.clone(),
             _ => {
-                let addr = ConversationActor::new(self.deps.clone()).start();
+                let addr = ConversationActor::start_idle(self.deps.clone());
                 self.conversations.insert(key, addr.clone());
                 addr
             }
@@ -348,7 +368,8 @@ impl Message for Turn {
 pub struct ConversationActor {
     deps: Arc<EngineDeps>,
     /// The window and escalation state, cached between turns (loaded from Redis by the first).
-    state: Option<ConversationState>,
+    /// Boxed, so an idle actor that never ran a turn stays small.
+    state: Option<Box<ConversationState>>,
     /// When the actor last handled a message, for passivation.
     last_active: Instant,
 }
@@ -356,7 +377,10 @@ pub struct ConversationActor {
 impl ConversationActor {
     /// An idle conversation actor, started (benchmarks measure what one costs).
     pub fn start_idle(deps: Arc<EngineDeps>) -> Addr<Self> {
-        Self::new(deps).start()
+        ConversationActor::create(|ctx| {
+            ctx.set_mailbox_capacity(CONVERSATION_MAILBOX);
+            Self::new(deps)
+        })
     }
 
     fn new(deps: Arc<EngineDeps>) -> Self {
@@ -372,7 +396,6 @@ impl Actor for ConversationActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
         let idle = self.deps.settings.idle_after;
         ctx.run_interval(idle, move |act, ctx| {
             if act.last_active.elapsed() >= idle {
@@ -387,8 +410,9 @@ impl Handler<Turn> for ConversationActor {
 
     fn handle(&mut self, msg: Turn, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
+        tracing::trace!("conversation actor starts a turn");
         let deps = self.deps.clone();
-        let state = self.state.take();
+        let state = self.state.take().map(|s| *s);
         AtomicResponse::new(Box::pin(
             async move {
                 match msg {
@@ -409,7 +433,7 @@ impl Handler<Turn> for ConversationActor {
             .into_actor(self)
             .map(|result, act, _| match result {
                 Ok(state) => {
-                    act.state = Some(state);
+                    act.state = Some(Box::new(state));
                     Ok(())
                 }
                 // The cached state may be stale now; the next turn reloads it from Redis.

@@ -38,7 +38,7 @@ impl Engine {
 
 /// Starts the registry, the config listener and the consumer loop. Call inside an actix `System`.
 pub fn start(deps: EngineDeps, consumer: &str) -> Engine {
-    let registry = Registry::new(deps.clone()).start();
+    let registry = Registry::new(deps.clone()).start_bounded();
     config::listen(deps.store.clone(), registry.clone());
     let stop = Rc::new(tokio::sync::Notify::new());
     let (loop_deps, loop_registry, consumer) = (deps, registry.clone(), consumer.to_string());
@@ -65,8 +65,9 @@ async fn consume(
         deps.settings.partition_lease,
     );
     let stale_ms = u64::try_from(leases.ttl().as_millis()).unwrap_or(u64::MAX);
-    // Entries handed to the actors and not finished yet.
-    let in_flight: Rc<RefCell<HashSet<String>>> = Rc::default();
+    // Entries handed to the actors and not finished yet, by (partition, entry id): entry ids are
+    // only unique within one stream.
+    let in_flight: Rc<RefCell<HashSet<(u32, String)>>> = Rc::default();
     let mut next_renew = Instant::now();
     loop {
         let mut batch = Vec::new();
@@ -112,10 +113,12 @@ async fn consume(
             }
         }
         for d in batch {
-            if !in_flight.borrow_mut().insert(d.entry_id.clone()) {
+            let key = (d.partition, d.entry_id.clone());
+            if !in_flight.borrow_mut().insert(key.clone()) {
                 // Claimed again while still being handled here (a long turn).
                 continue;
             }
+            tracing::trace!(ingest.entry = %d.entry_id, "handing over");
             // `send` enqueues now, in stream order; the answer is awaited on the side.
             let request = registry.send(Route(d.clone()));
             let deps = deps.clone();
@@ -126,7 +129,7 @@ async fn consume(
                     Ok(Err(e)) => Some(e.to_string()),
                     Err(e) => Some(e.to_string()),
                 };
-                in_flight.borrow_mut().remove(&d.entry_id);
+                in_flight.borrow_mut().remove(&key);
                 if let Some(failure) = failure {
                     failed(&deps, &d, &failure).await;
                 }

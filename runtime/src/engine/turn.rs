@@ -241,27 +241,25 @@ async fn finish(
     })
     .await
     .map_err(TurnError::Send)?;
+    // The rows first, the audit events last: appending takes the tenant's chain lock until
+    // commit, so it should be the transaction's final step.
     let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
     let conversation =
         conversations::upsert(&mut tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
+    let mut events: Vec<NewEvent<'_>> = Vec::with_capacity(2);
     match extra.outcome.unwrap_or(Outcome::Plain) {
         Outcome::Plain => {}
         Outcome::Answered(report) => {
-            metering::record_in(&mut tx, m.agent_id, report, usage_slot(m)).await?;
+            let cost = metering::add_usage_in(&mut tx, m.agent_id, report, usage_slot(m)).await?;
+            events.push(metering::call_event(m.agent_id, report, cost));
         }
-        Outcome::LlmFailed(error) => {
-            audit::append(
-                &mut tx,
-                &NewEvent::about(
-                    Actor::System,
-                    "llm.failed",
-                    "conversation",
-                    conversation,
-                    serde_json::json!({ "error": error }),
-                ),
-            )
-            .await?;
-        }
+        Outcome::LlmFailed(error) => events.push(NewEvent::about(
+            Actor::System,
+            "llm.failed",
+            "conversation",
+            conversation,
+            serde_json::json!({ "error": error }),
+        )),
     }
     if let Some(fired) = extra.handoff {
         let escalation = conversations::hand_off(
@@ -271,22 +269,18 @@ async fn finish(
             fired.handoff_target.as_deref(),
         )
         .await?;
-        audit::append(
-            &mut tx,
-            &NewEvent::about(
-                Actor::System,
-                "conversation.handed_off",
-                "conversation",
-                conversation,
-                serde_json::json!({
-                    "escalation": escalation,
-                    "reason": fired.reason.as_str(),
-                    "handoff_target": fired.handoff_target,
-                    "event": m.provider_event_id,
-                }),
-            ),
-        )
-        .await?;
+        events.push(NewEvent::about(
+            Actor::System,
+            "conversation.handed_off",
+            "conversation",
+            conversation,
+            serde_json::json!({
+                "escalation": escalation,
+                "reason": fired.reason.as_str(),
+                "handoff_target": fired.handoff_target,
+                "event": m.provider_event_id,
+            }),
+        ));
     }
     conversations::insert_message(
         &mut tx,
@@ -297,15 +291,16 @@ async fn finish(
         &reply_id(m),
     )
     .await?;
+    // An ordinary answer is recorded in the conversation (and its LLM call audited); replies
+    // that are not answers are audited themselves.
     let action = match kind {
-        ReplyKind::Answer => "reply.sent",
-        ReplyKind::Notice => "reply.notice_sent",
-        ReplyKind::Apology => "reply.apology_sent",
-        ReplyKind::Handoff => "reply.handoff_sent",
+        ReplyKind::Answer => None,
+        ReplyKind::Notice => Some("reply.notice_sent"),
+        ReplyKind::Apology => Some("reply.apology_sent"),
+        ReplyKind::Handoff => Some("reply.handoff_sent"),
     };
-    audit::append(
-        &mut tx,
-        &NewEvent::about(
+    if let Some(action) = action {
+        events.push(NewEvent::about(
             Actor::System,
             action,
             "conversation",
@@ -314,9 +309,11 @@ async fn finish(
                 "in_reply_to": m.provider_event_id,
                 "channel": m.channel.as_str(),
             }),
-        ),
-    )
-    .await?;
+        ));
+    }
+    for event in &events {
+        audit::append(&mut tx, event).await?;
+    }
     tx.commit().await?;
     deps.ingest.done(d).await?;
     Ok(())
@@ -343,7 +340,9 @@ async fn record_inbound_in(
     }
     let conversation =
         conversations::upsert(tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
-    if conversations::insert_message(
+    // The message itself is the record (no audit row per message: the trail holds what the
+    // platform did about it — LLM calls, rejections, hand-offs, apologies).
+    conversations::insert_message(
         tx,
         conversation,
         "inbound",
@@ -351,24 +350,7 @@ async fn record_inbound_in(
         &m.text,
         &m.provider_event_id,
     )
-    .await?
-    {
-        audit::append(
-            tx,
-            &NewEvent::about(
-                Actor::EndUser(conversation),
-                "message.received",
-                "conversation",
-                conversation,
-                serde_json::json!({
-                    "channel": m.channel.as_str(),
-                    "event": m.provider_event_id,
-                    "chars": m.text.chars().count(),
-                }),
-            ),
-        )
-        .await?;
-    }
+    .await?;
     Ok(Some(conversation))
 }
 

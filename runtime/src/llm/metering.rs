@@ -36,9 +36,22 @@ pub async fn record_call(
     Ok(cost)
 }
 
-/// Like `record_call`, inside the caller's transaction (a turn records its reply in the same one).
-/// `slot` spreads concurrent writers over the day's rows (see `UsageRecord::slot`).
+/// Like `record_call`, inside the caller's transaction. `slot` spreads concurrent writers over
+/// the day's rows (see `UsageRecord::slot`).
 pub async fn record_in(
+    tx: &mut TenantTx,
+    agent: Option<Uuid>,
+    report: &CallReport,
+    slot: i16,
+) -> Result<Option<i64>, MeteringError> {
+    let cost = add_usage_in(tx, agent, report, slot).await?;
+    audit::append(tx, &call_event(agent, report, cost)).await?;
+    Ok(cost)
+}
+
+/// Adds the call to the day's usage; returns its cost in micro-dollars when the price is known.
+/// The caller appends `call_event` to the audit trail in the same transaction.
+pub async fn add_usage_in(
     tx: &mut TenantTx,
     agent: Option<Uuid>,
     report: &CallReport,
@@ -62,31 +75,36 @@ pub async fn record_in(
         },
     )
     .await?;
-    audit::append(
-        tx,
-        &NewEvent {
-            actor: Actor::System,
-            action: "llm.call",
-            target_kind: agent.map(|_| "agent"),
-            target_id: agent.map(|a| a.to_string()),
-            details: serde_json::json!({
-                "provider": report.provider,
-                "model": report.model,
-                "deployment": report.deployment,
-                "group": report.group,
-                "latency_ms": report.latency.as_millis() as u64,
-                "attempts": report.attempts,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_input_tokens": usage.cached_input_tokens,
-                "cost_micro_usd": cost,
-                "byo_key": report.byo_key,
-            }),
-            request_id: None,
-        },
-    )
-    .await?;
     Ok(cost)
+}
+
+/// The `llm.call` audit event of one call.
+pub fn call_event(
+    agent: Option<Uuid>,
+    report: &CallReport,
+    cost: Option<i64>,
+) -> NewEvent<'static> {
+    let usage = &report.completion.usage;
+    NewEvent {
+        actor: Actor::System,
+        action: "llm.call",
+        target_kind: agent.map(|_| "agent"),
+        target_id: agent.map(|a| a.to_string()),
+        details: serde_json::json!({
+            "provider": report.provider,
+            "model": report.model,
+            "deployment": report.deployment,
+            "group": report.group,
+            "latency_ms": report.latency.as_millis() as u64,
+            "attempts": report.attempts,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "cost_micro_usd": cost,
+            "byo_key": report.byo_key,
+        }),
+        request_id: None,
+    }
 }
 
 /// The slot a provider's key is sealed in (part of the associated data).

@@ -112,18 +112,33 @@ async fn a_test_message_is_answered_by_the_agent_with_its_persona_in_the_prompt(
         "the persona is in the prompt: {system}"
     );
 
-    // The trail shows the message, the LLM call with its cost, and the reply.
+    // The trail shows the LLM call with its agent and cost; the conversation holds both messages.
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_events ORDER BY seq")
-        .fetch_all(tx.connection())
-        .await
-        .unwrap();
-    for action in ["message.received", "llm.call", "reply.sent"] {
-        assert!(
-            actions.iter().any(|a| a == action),
-            "{action} missing from {actions:?}"
-        );
-    }
+    let calls: Vec<(Option<String>, Value)> = sqlx::query_as(
+        "SELECT target_id, details FROM audit_events WHERE action = 'llm.call' ORDER BY seq",
+    )
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].0.as_deref(), Some(agent.to_string().as_str()));
+    assert!(
+        calls[0].1["input_tokens"].as_u64().unwrap() > 0,
+        "{:?}",
+        calls[0].1
+    );
+    let stored: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.direction, m.provider_event_id FROM messages m \
+           JOIN conversations c ON c.id = m.conversation_id \
+          WHERE c.external_key = $1 ORDER BY m.created_at",
+    )
+    .bind(&sent.conversation)
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    let directions: Vec<&str> = stored.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(directions, ["inbound", "outbound"]);
+    assert_eq!(stored[1].1, format!("reply:{}", stored[0].1));
 }
 
 #[actix_rt::test]
@@ -729,4 +744,153 @@ async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
             .unwrap();
     assert_eq!(outbound, 1, "only the answer from before the suspension");
     assert_eq!(app.llm.calls(), calls);
+}
+
+#[actix_rt::test]
+async fn a_burst_to_a_tenant_that_has_no_actor_yet_is_answered_in_full() {
+    // More messages than an actor's default mailbox bound, all queued before the tenant actor
+    // has started: every one must get through (a sender parked on the default bound used to be
+    // forgotten when the actor raised it). Limits high enough that none is rate-limited.
+    let unlimited = Limit {
+        per_minute: 100_000,
+        burst: 1_000,
+    };
+    let app = engine_app(EngineSettings {
+        tenant_limit: unlimited,
+        connection_limit: unlimited,
+        ..EngineSettings::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let connection = {
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        let c = runtime::store::conversations::ensure_web_connection(&mut tx, agent)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        c
+    };
+    let total = 40;
+    for i in 0..total {
+        app.ingest
+            .enqueue(&shared::channel::InboundMessage {
+                tenant_id: w.a,
+                channel: shared::channel::ChannelKind::Web,
+                connection_id: connection,
+                agent_id: Some(agent),
+                conversation_key: format!("burst{i}"),
+                sender: shared::channel::Sender {
+                    id: "U1".into(),
+                    display_name: None,
+                },
+                text: format!("hello {i}"),
+                attachments: Vec::new(),
+                provider_event_id: format!("burst-{i}"),
+                received_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answered: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages WHERE provider_event_id LIKE 'reply:burst-%'",
+        )
+        .fetch_one(tx.connection())
+        .await
+        .unwrap();
+        if answered == total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {answered} of {total} answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn entries_with_the_same_id_in_two_partitions_are_both_answered() {
+    // Stream entry ids are unique per stream only: two tenants' messages written in the same
+    // millisecond to different partitions can carry the same id. Both must be handled at once
+    // (the consumer once mistook the second for one it was already handling).
+    use fred::interfaces::{ClientLike, StreamsInterface};
+
+    let app = engine_app(EngineSettings::default()).await;
+    // The first answer is slow, so the first entry is still being handled when the second,
+    // with the same id, is read.
+    app.llm.script([e2e::llm::Behavior::Delay(
+        Duration::from_millis(1500),
+        Box::new(e2e::llm::Behavior::Text("slow".into())),
+    )]);
+    let a = crate::fixtures::seed_tenant(&app.store, "a").await.tenant;
+    let mut b = crate::fixtures::seed_tenant(&app.store, "b").await.tenant;
+    while app.ingest.partition_of(b) == app.ingest.partition_of(a) {
+        b = crate::fixtures::seed_tenant(&app.store, "b").await.tenant;
+    }
+    let client = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&crate::support::redis_url()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    client.init().await.unwrap();
+    let mut events = Vec::new();
+    for (i, tenant) in [a, b].into_iter().enumerate() {
+        let agent = world::agent(&app, tenant, "Nia").await;
+        let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+        let connection = runtime::store::conversations::ensure_web_connection(&mut tx, agent)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let event = format!("same-id-{i}-{}", Uuid::new_v4().simple());
+        let message = shared::channel::InboundMessage {
+            tenant_id: tenant,
+            channel: shared::channel::ChannelKind::Web,
+            connection_id: connection,
+            agent_id: Some(agent),
+            conversation_key: "same-id".into(),
+            sender: shared::channel::Sender {
+                id: "U1".into(),
+                display_name: None,
+            },
+            text: "hello".into(),
+            attachments: Vec::new(),
+            provider_event_id: event.clone(),
+            received_at: chrono::Utc::now(),
+        };
+        let stream = app.ingest.stream(app.ingest.partition_of(tenant));
+        let _: String = client
+            .xadd(
+                &stream,
+                false,
+                None,
+                "1-1",
+                vec![("m", serde_json::to_string(&message).unwrap())],
+            )
+            .await
+            .unwrap();
+        events.push((tenant, event));
+    }
+    // Well inside the time an unacknowledged entry waits before it is claimed again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (tenant, event) in events {
+        let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+        loop {
+            let answered: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE provider_event_id = $1)",
+            )
+            .bind(format!("reply:{event}"))
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+            if answered {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{event} was not answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
