@@ -1,5 +1,6 @@
 //! Everything that drives Konstruct from outside: fakes of the third-party services it talks to
-//! (today the LLM providers), usable in-process by tests and as binaries for manual runs and
-//! benchmarks. Scripts (`smoke.sh`, `walkthrough.sh`) sit beside this crate.
+//! (LLM providers, the Slack Web API), usable in-process by tests and as binaries for manual runs
+//! and benchmarks. Scripts (`smoke.sh`, `walkthrough.sh`) sit beside this crate.
 
 pub mod llm;
+pub mod slack;

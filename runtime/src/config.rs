@@ -52,6 +52,31 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub secrets: SecretSettings,
     pub engine: EngineConfig,
+    pub slack: SlackSettings,
+}
+
+/// The one Slack app Konstruct runs (installed into many workspaces).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackSettings {
+    /// Verifies that events come from Slack. Without it the events endpoint answers 503.
+    pub signing_secret: Option<Secret<String>>,
+    /// For the OAuth installation flow.
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret<String>>,
+    /// The Web API base, e.g. `https://slack.com/api` (tests point it at a fake).
+    pub api_base_url: String,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        Self {
+            signing_secret: None,
+            client_id: None,
+            client_secret: None,
+            api_base_url: "https://slack.com/api".into(),
+        }
+    }
 }
 
 /// The message engine's defaults. A tenant's own rate limits (set by a platform admin through
@@ -474,6 +499,26 @@ const ENV_VARS: &[(&str, Apply)] = &[
             return Err("must be at least 3".into());
         }
         s.engine.partition_lease_secs = secs;
+        Ok(())
+    }),
+    ("KONSTRUCT_SLACK_SIGNING_SECRET", |s, v| {
+        s.slack.signing_secret = Some(Secret::new(non_empty(v)?));
+        Ok(())
+    }),
+    ("KONSTRUCT_SLACK_CLIENT_ID", |s, v| {
+        s.slack.client_id = Some(non_empty(v)?);
+        Ok(())
+    }),
+    ("KONSTRUCT_SLACK_CLIENT_SECRET", |s, v| {
+        s.slack.client_secret = Some(Secret::new(non_empty(v)?));
+        Ok(())
+    }),
+    ("KONSTRUCT_SLACK_API_URL", |s, v| {
+        let url = non_empty(v)?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("must be an http(s) URL".into());
+        }
+        s.slack.api_base_url = url.trim_end_matches('/').to_string();
         Ok(())
     }),
     ("KONSTRUCT_LLM_TIMEOUT_SECS", |s, v| {

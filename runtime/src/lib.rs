@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod channels;
 pub mod config;
 pub mod crypto;
 pub mod engine;

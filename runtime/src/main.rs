@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runtime::api::{self, AppState, AuthState};
 use runtime::auth::password;
+use runtime::channels::slack::SlackSink;
 use runtime::config::{AuthSettings, Settings};
 use runtime::engine::consumer;
 use runtime::engine::ingest::{Ingest, IngestSettings};
@@ -193,10 +194,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let ingest = Ingest::new(redis.clone(), IngestSettings::default());
     let llm = Arc::new(llm_pool(&settings));
     let keyring = Arc::new(keyring(&settings)?);
-    let sinks: HashMap<ChannelKind, Arc<dyn ReplySink>> = HashMap::from([(
-        ChannelKind::Web,
-        Arc::new(RecordedOnly) as Arc<dyn ReplySink>,
-    )]);
+    let slack = SlackSink::new(store.clone(), keyring.clone(), &settings.slack.api_base_url);
+    let sinks: HashMap<ChannelKind, Arc<dyn ReplySink>> = HashMap::from([
+        (
+            ChannelKind::Web,
+            Arc::new(RecordedOnly) as Arc<dyn ReplySink>,
+        ),
+        (ChannelKind::Slack, Arc::new(slack) as Arc<dyn ReplySink>),
+    ]);
     let deps = EngineDeps {
         store: store.clone(),
         redis: redis.clone(),
@@ -227,6 +232,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 burst: settings.engine.connection_rate_burst,
             },
         },
+        slack_signing_secret: settings.slack.signing_secret.clone(),
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
     tracing::info!(

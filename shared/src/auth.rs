@@ -47,8 +47,14 @@ impl TenantRole {
                 Permission::MembersRead,
                 Permission::MembersWrite,
                 Permission::LlmKeysManage,
+                Permission::ChannelsRead,
+                Permission::ChannelsManage,
             ],
-            TenantRole::CustomerOperator => &[Permission::TenantRead, Permission::AgentsRead],
+            TenantRole::CustomerOperator => &[
+                Permission::TenantRead,
+                Permission::AgentsRead,
+                Permission::ChannelsRead,
+            ],
         }
     }
 }
@@ -71,6 +77,10 @@ pub enum Permission {
     MembersWrite,
     /// See, set, replace and delete the tenant's own LLM provider keys.
     LlmKeysManage,
+    /// See the tenant's channel connections (Slack workspaces, WhatsApp numbers).
+    ChannelsRead,
+    /// Connect and disconnect channels.
+    ChannelsManage,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

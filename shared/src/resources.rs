@@ -254,3 +254,55 @@ pub struct TenantLimits {
     pub tenant_is_default: bool,
     pub per_connection_is_default: bool,
 }
+
+/// `POST /api/tenants/{tenant_id}/channels/slack`: a Slack workspace where the app is installed,
+/// registered by hand until the OAuth flow exists.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SlackInstallationInput {
+    /// The workspace (`T…`).
+    pub team_id: String,
+    /// The Enterprise Grid organisation (`E…`), if any.
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
+    #[serde(default)]
+    pub team_name: Option<String>,
+    /// The app's bot user in that workspace (`U…`); its own messages are ignored.
+    pub bot_user_id: String,
+    /// The bot token (`xoxb-…`); stored sealed, never shown again.
+    pub bot_token: String,
+    /// The scopes granted at installation.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The AI employee that answers in this workspace.
+    pub agent_id: Uuid,
+}
+
+impl std::fmt::Debug for SlackInstallationInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackInstallationInput")
+            .field("team_id", &self.team_id)
+            .field("bot_user_id", &self.bot_user_id)
+            .field("bot_token", &"[redacted]")
+            .field("agent_id", &self.agent_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Slack installation as shown: never the token, only its last characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SlackInstallation {
+    /// The channel connection's id.
+    pub id: Uuid,
+    pub team_id: String,
+    pub enterprise_id: Option<String>,
+    pub team_name: Option<String>,
+    pub bot_user_id: String,
+    pub token_hint: String,
+    pub scopes: Vec<String>,
+    pub agent_id: Option<Uuid>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agents;
 pub mod auth;
+pub mod channels;
 pub mod chat;
 pub mod error;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod routes;
 pub mod tenants;
 pub mod tools;
 pub mod validate;
+pub mod webhooks;
 
 use std::net::TcpListener;
 
@@ -52,6 +54,8 @@ pub struct AppState {
     pub ingest: crate::engine::ingest::Ingest,
     /// The platform's rate limits, shown where a tenant has none of its own.
     pub default_limits: limits::DefaultLimits,
+    /// Verifies Slack's event deliveries; `None` until configured.
+    pub slack_signing_secret: Option<crate::config::Secret<String>>,
 }
 
 /// Session signing and sign-in limits.
@@ -181,6 +185,10 @@ pub fn bind(settings: &ServerSettings, state: AppState) -> std::io::Result<Bound
             .wrap(from_fn(request_id::middleware))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
+            .route(
+                "/webhooks/slack/events",
+                web::post().to(webhooks::slack_events),
+            )
             .configure(routes::configure)
             .service(web::scope("/api").default_service(web::to(api_not_found)));
         let app = app.default_service(fn_service(portal::spa_fallback));

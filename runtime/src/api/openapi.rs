@@ -20,6 +20,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::members::remove,
         super::llm_keys::list, super::llm_keys::put, super::llm_keys::delete,
         super::chat::send, super::chat::list,
+        super::channels::list, super::channels::register, super::channels::disconnect,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

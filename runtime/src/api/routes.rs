@@ -10,7 +10,9 @@ use shared::ErrorCode;
 use shared::auth::Permission;
 
 use super::error::ApiError;
-use super::{admin, agents, auth, chat, limits, llm_keys, members, openapi, tenants, tools};
+use super::{
+    admin, agents, auth, channels, chat, limits, llm_keys, members, openapi, tenants, tools,
+};
 
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,9 @@ routes! {
     POST   "/api/tenants/{tenant_id}/members"             => Platform(UsersCreate), members::create;
     PATCH  "/api/tenants/{tenant_id}/members/{user_id}"   => Tenant(MembersWrite), members::update;
     DELETE "/api/tenants/{tenant_id}/members/{user_id}"   => Tenant(MembersWrite), members::remove;
+    GET    "/api/tenants/{tenant_id}/channels/slack"      => Tenant(ChannelsRead), channels::list;
+    POST   "/api/tenants/{tenant_id}/channels/slack"      => Tenant(ChannelsManage), channels::register;
+    DELETE "/api/tenants/{tenant_id}/channels/slack/{connection_id}" => Tenant(ChannelsManage), channels::disconnect;
     GET    "/api/tenants/{tenant_id}/llm-keys"            => Tenant(LlmKeysManage), llm_keys::list;
     PUT    "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::put;
     DELETE "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::delete;

@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod audit;
 pub mod bootstrap;
+pub mod channels;
 pub mod conversations;
 pub mod llm;
 pub mod tenants;

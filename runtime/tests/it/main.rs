@@ -20,5 +20,6 @@ mod matrix;
 mod pipeline;
 mod pool;
 mod schema_lint;
+mod slack;
 mod support;
 mod world;

@@ -50,6 +50,13 @@ const SUCCESS: &[(&str, &str, u16)] = &[
         "/api/tenants/{tenant_id}/agents/{agent_id}/messages",
         200,
     ),
+    ("GET", "/api/tenants/{tenant_id}/channels/slack", 200),
+    ("POST", "/api/tenants/{tenant_id}/channels/slack", 201),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/channels/slack/{connection_id}",
+        204,
+    ),
     ("GET", "/api/tenants/{tenant_id}/llm-keys", 200),
     ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}", 200),
     (
@@ -93,6 +100,30 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
     if path.contains("{agent_id}") {
         let agent = world::agent(app, w.a, "Matrix agent").await;
         path = path.replace("{agent_id}", &agent.to_string());
+    }
+    if path.contains("{connection_id}") {
+        let admin = app.token_for(w.admin_a, None).await;
+        let agent = world::agent(app, w.a, "Slack agent").await;
+        let tag = Uuid::new_v4().simple().to_string().to_uppercase();
+        let res = app
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/tenants/{}/channels/slack", w.a),
+                Some(&admin),
+            )
+            .json(&json!({
+                "team_id": format!("T{}", &tag[..10]), "bot_user_id": "U0MATRIX",
+                "bot_token": "xoxb-matrix-token-0001", "agent_id": agent,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let id = res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        path = path.replace("{connection_id}", &id);
     }
     if path.contains("{user_id}") {
         let tag = Uuid::new_v4().simple().to_string();
@@ -143,6 +174,14 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         ("GET", "/api/tenants/{tenant_id}/agents/{agent_id}/messages") => {
             path = format!("{path}?conversation=matrix");
             None
+        }
+        ("POST", "/api/tenants/{tenant_id}/channels/slack") => {
+            let agent = world::agent(app, w.a, "Slack agent").await;
+            let tag = Uuid::new_v4().simple().to_string().to_uppercase();
+            Some(json!({
+                "team_id": format!("T{}", &tag[..10]), "bot_user_id": "U0MATRIX",
+                "bot_token": "xoxb-matrix-token-0001", "agent_id": agent,
+            }))
         }
         ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
             Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))

@@ -223,11 +223,16 @@ pub struct TestApp {
     /// `TENANT_LLM_KEY` (a tenant's own key, for the BYO-key API).
     pub llm: e2e::llm::FakeLlm,
     pub keyring: std::sync::Arc<runtime::crypto::Keyring>,
+    /// The fake Slack Web API the Slack sink posts to.
+    pub slack: e2e::slack::FakeSlack,
     /// The durable queue, as a channel webhook would use it.
     pub ingest: runtime::engine::ingest::Ingest,
     /// The engine, when it runs.
     pub engine: Option<runtime::engine::consumer::Engine>,
 }
+
+/// The Slack app's signing secret in tests.
+pub const SLACK_SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 /// The provider key the fake LLM accepts.
 pub const TENANT_LLM_KEY: &str = "sk-tenant-valid-a1b2";
@@ -294,6 +299,7 @@ impl TestApp {
         // The platform's own "openai" group is the fake too, so agents can answer.
         settings.llm.openai_api_key = Some(Secret::new(TENANT_LLM_KEY.into()));
         let keyring = std::sync::Arc::new(runtime::crypto::Keyring::random());
+        let slack = e2e::slack::FakeSlack::start().unwrap();
 
         let store = Store::connect_lazy(&settings.database).unwrap();
         let (redis, _task) = Redis::connect(&settings.redis).unwrap();
@@ -314,6 +320,15 @@ impl TestApp {
                 std::sync::Arc::new(runtime::engine::turn::RecordedOnly)
                     as std::sync::Arc<dyn runtime::engine::turn::ReplySink>,
             )]);
+            let mut sinks = sinks;
+            sinks.insert(
+                shared::channel::ChannelKind::Slack,
+                std::sync::Arc::new(runtime::channels::slack::SlackSink::new(
+                    store.clone(),
+                    keyring.clone(),
+                    &slack.api_base,
+                )),
+            );
             let deps = runtime::engine::turn::EngineDeps {
                 store: store.clone(),
                 redis: redis.clone(),
@@ -343,6 +358,7 @@ impl TestApp {
                     burst: settings.engine.connection_rate_burst,
                 },
             },
+            slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
         };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);
@@ -355,6 +371,7 @@ impl TestApp {
             keys,
             llm,
             keyring,
+            slack,
             ingest,
             engine: registry,
         }

@@ -1,0 +1,257 @@
+//! A fake Slack Web API (`POST /api/chat.postMessage`) and the signing half of the Events API.
+//!
+//! Like Slack it checks the bearer token (`not_authed`, `invalid_auth`) and the body (JSON with
+//! `channel` and `text`; `thread_ts` optional), answers HTTP 200 with `{"ok":true,…}` or
+//! `{"ok":false,"error":…}`, and can be scripted to answer `ok:false`, HTTP 429 with
+//! `Retry-After`, or to be slow. Every accepted post is recorded with the token that made it.
+//! `sign` produces the `X-Slack-Signature` Slack would send for a body.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// `X-Slack-Signature` for `body` sent at `timestamp` (seconds), as Slack computes it.
+pub fn sign(signing_secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// What the fake does with one `chat.postMessage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behavior {
+    /// Post it and answer `ok:true`.
+    Post,
+    /// Answer HTTP 200 `{"ok":false,"error":…}` (e.g. `channel_not_found`).
+    Refuse(String),
+    /// Answer HTTP 429 with this `Retry-After` (seconds), `{"ok":false,"error":"ratelimited"}`.
+    RateLimited(u64),
+    /// Wait, then behave as the inner behavior.
+    Delay(Duration, Box<Behavior>),
+}
+
+/// A message the fake accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    pub token: String,
+    pub channel: String,
+    pub thread_ts: Option<String>,
+    pub text: String,
+    /// When it arrived, for pacing and latency assertions.
+    pub at: Instant,
+}
+
+/// Every `chat.postMessage` call, accepted or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub auth: Option<String>,
+    pub body: Value,
+    pub status: u16,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tokens: HashSet<String>,
+    script: VecDeque<Behavior>,
+    posted: Vec<Posted>,
+    calls: Vec<Call>,
+    ts: u64,
+}
+
+/// A running fake. Dropping it stops the server.
+#[derive(Debug)]
+pub struct FakeSlack {
+    /// The Web API base, e.g. `http://127.0.0.1:1234/api`.
+    pub api_base: String,
+    state: Arc<Mutex<State>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for FakeSlack {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        drop(tokio::spawn(async move { handle.stop(false).await }));
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FakeSlack {
+    /// Starts a fake on a free port of 127.0.0.1.
+    pub fn start() -> std::io::Result<FakeSlack> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/api/chat.postMessage", web::post().to(post_message))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        drop(tokio::spawn(server));
+        Ok(FakeSlack {
+            api_base: format!("http://127.0.0.1:{port}/api"),
+            state,
+            handle,
+        })
+    }
+
+    /// Accepts this bot token from now on (one per installed workspace).
+    pub fn allow_token(&self, token: &str) {
+        lock(&self.state).tokens.insert(token.to_string());
+    }
+
+    /// Queues behaviors for the next posts, in order; afterwards posts succeed.
+    pub fn script(&self, behaviors: impl IntoIterator<Item = Behavior>) {
+        lock(&self.state).script.extend(behaviors);
+    }
+
+    /// The messages posted so far.
+    pub fn posted(&self) -> Vec<Posted> {
+        lock(&self.state).posted.clone()
+    }
+
+    /// Every call, with the status it got.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.state).calls.clone()
+    }
+}
+
+fn answer(
+    state: &Mutex<State>,
+    auth: Option<String>,
+    body: Value,
+    status: u16,
+    out: Value,
+) -> HttpResponse {
+    lock(state).calls.push(Call { auth, body, status });
+    let mut res = match status {
+        429 => HttpResponse::TooManyRequests(),
+        _ => HttpResponse::Ok(),
+    };
+    res.json(out)
+}
+
+async fn post_message(
+    req: HttpRequest,
+    state: web::Data<Mutex<State>>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(token) = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) else {
+        return answer(
+            &state,
+            auth.clone(),
+            parsed,
+            200,
+            json!({ "ok": false, "error": "not_authed" }),
+        );
+    };
+    let token = token.to_string();
+    if !lock(&state).tokens.contains(&token) {
+        return answer(
+            &state,
+            auth,
+            parsed,
+            200,
+            json!({ "ok": false, "error": "invalid_auth" }),
+        );
+    }
+    let json_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let (Some(channel), Some(text)) = (parsed["channel"].as_str(), parsed["text"].as_str()) else {
+        return answer(
+            &state,
+            auth,
+            parsed,
+            200,
+            json!({ "ok": false, "error": "invalid_arguments" }),
+        );
+    };
+    if !json_type || text.is_empty() {
+        return answer(
+            &state,
+            auth,
+            parsed.clone(),
+            200,
+            json!({ "ok": false, "error": "no_text" }),
+        );
+    }
+    let (channel, text) = (channel.to_string(), text.to_string());
+    let thread_ts = parsed["thread_ts"].as_str().map(str::to_string);
+    let mut behavior = lock(&state).script.pop_front().unwrap_or(Behavior::Post);
+    while let Behavior::Delay(wait, inner) = behavior {
+        tokio::time::sleep(wait).await;
+        behavior = *inner;
+    }
+    match behavior {
+        Behavior::Refuse(error) => answer(
+            &state,
+            auth,
+            parsed,
+            200,
+            json!({ "ok": false, "error": error }),
+        ),
+        Behavior::RateLimited(secs) => {
+            lock(&state).calls.push(Call {
+                auth,
+                body: parsed,
+                status: 429,
+            });
+            HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", secs.to_string()))
+                .json(json!({ "ok": false, "error": "ratelimited" }))
+        }
+        Behavior::Post | Behavior::Delay(..) => {
+            let ts = {
+                let mut s = lock(&state);
+                s.ts += 1;
+                s.posted.push(Posted {
+                    token,
+                    channel: channel.clone(),
+                    thread_ts: thread_ts.clone(),
+                    text: text.clone(),
+                    at: Instant::now(),
+                });
+                format!("1700000000.{:06}", s.ts)
+            };
+            answer(
+                &state,
+                auth,
+                parsed,
+                200,
+                json!({
+                    "ok": true,
+                    "channel": channel,
+                    "ts": ts,
+                    "message": { "type": "message", "text": text, "thread_ts": thread_ts, "ts": ts },
+                }),
+            )
+        }
+    }
+}

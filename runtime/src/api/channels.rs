@@ -1,0 +1,223 @@
+//! `/api/tenants/{tenant_id}/channels/slack`: the tenant's Slack installations. Until the OAuth
+//! flow exists, a customer admin registers one by hand: the workspace, the bot user, the bot
+//! token (checked for shape, stored sealed, never shown again) and the agent that answers there.
+//! Registering a workspace again refreshes it (a reinstall brings a new token); disconnecting
+//! erases the token and keeps the conversations.
+
+use actix_web::{HttpResponse, web};
+use shared::resources::{Page, SlackInstallation, SlackInstallationInput};
+use shared::{ErrorBody, ErrorCode};
+use uuid::Uuid;
+
+use super::auth::Authorized;
+use super::error::ApiError;
+use super::validate::Errors;
+use super::{AppState, PageQuery, record};
+use crate::channels::slack::token_slot;
+use crate::store::channels::{self as store_channels, ConnectionRow, NewConnection};
+use crate::store::{StoreError, agents};
+
+const KIND: &str = "slack";
+
+fn to_dto(row: ConnectionRow) -> SlackInstallation {
+    let text = |key: &str| row.settings[key].as_str().map(str::to_string);
+    SlackInstallation {
+        id: row.id,
+        team_id: row.external_id.clone(),
+        enterprise_id: text("enterprise_id"),
+        team_name: text("team_name"),
+        bot_user_id: text("bot_user_id").unwrap_or_default(),
+        token_hint: text("token_hint").unwrap_or_default(),
+        scopes: row.settings["scopes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        agent_id: row.agent_id,
+        status: row.status,
+        created_at: row.created_at,
+    }
+}
+
+fn slack_id(value: &str, first: char) -> bool {
+    (2..=32).contains(&value.len())
+        && value.starts_with(first)
+        && value
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+fn validate(input: &SlackInstallationInput) -> Result<(), ApiError> {
+    let mut e = Errors::default();
+    if !slack_id(&input.team_id, 'T') {
+        e.add("team_id", "a Slack workspace id, like T0123ABCD");
+    }
+    if let Some(enterprise) = &input.enterprise_id
+        && !slack_id(enterprise, 'E')
+    {
+        e.add("enterprise_id", "a Slack organisation id, like E0123ABCD");
+    }
+    if !(slack_id(&input.bot_user_id, 'U') || slack_id(&input.bot_user_id, 'W')) {
+        e.add("bot_user_id", "a Slack user id, like U0123ABCD");
+    }
+    let token = input.bot_token.trim();
+    if !token.starts_with("xoxb-")
+        || !(16..=300).contains(&token.len())
+        || token.chars().any(char::is_whitespace)
+    {
+        e.add("bot_token", "a bot token, starting with xoxb-");
+    }
+    if let Some(name) = &input.team_name {
+        e.text("team_name", name, false, 200);
+    }
+    if input.scopes.len() > 50
+        || input
+            .scopes
+            .iter()
+            .any(|s| s.is_empty() || s.len() > 100 || s.chars().any(char::is_whitespace))
+    {
+        e.add("scopes", "up to 50 scope names, like chat:write");
+    }
+    e.finish()
+}
+
+/// The tenant's Slack installations (token hints only).
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/channels/slack", tag = "channels",
+    params(("tenant_id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<SlackInstallation>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<SlackInstallation>>, ApiError> {
+    let paging = query.resolve()?;
+    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    let (rows, total) =
+        store_channels::list(&mut tx, KIND, paging.limit(), paging.offset()).await?;
+    Ok(web::Json(
+        paging.page(rows.into_iter().map(to_dto).collect(), total),
+    ))
+}
+
+/// Register (or refresh) a Slack installation for this tenant.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/channels/slack", tag = "channels",
+    params(("tenant_id" = Uuid, Path)), request_body = SlackInstallationInput,
+    responses((status = 201, description = "registered", body = SlackInstallation),
+              (status = 200, description = "an existing installation of this tenant was refreshed", body = SlackInstallation),
+              (status = 409, description = "the workspace is connected to another account", body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn register(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    body: web::Json<SlackInstallationInput>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.into_inner();
+    validate(&input)?;
+    if state.keyring.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "Storing tokens needs an encryption key on the server (KONSTRUCT_ENCRYPTION_KEYS).",
+        ));
+    }
+    let tenant = auth.tenant()?;
+    let mut tx = state.store.tenant_tx(tenant).await?;
+    if agents::get(&mut tx, input.agent_id).await?.is_none() {
+        return Err(ApiError::invalid_field(
+            "agent_id",
+            "no such AI employee in this tenant",
+        ));
+    }
+    let existing = store_channels::find(&mut tx, KIND, &input.team_id).await?;
+    let id = existing.as_ref().map_or_else(Uuid::new_v4, |row| row.id);
+    let token = input.bot_token.trim();
+    let (sealed, version) = state
+        .keyring
+        .seal(tenant, &token_slot(id), token)
+        .map_err(ApiError::internal)?;
+    let token_hint = format!("…{}", &token[token.len() - 4..]);
+    let settings = serde_json::json!({
+        "bot_user_id": input.bot_user_id,
+        "enterprise_id": input.enterprise_id,
+        "team_name": input.team_name,
+        "scopes": input.scopes,
+        "token_hint": token_hint,
+    });
+    let connection = NewConnection {
+        id,
+        kind: KIND,
+        external_id: &input.team_id,
+        display_name: input.team_name.as_deref().unwrap_or(&input.team_id),
+        agent_id: input.agent_id,
+        settings,
+        secret_ciphertext: &sealed,
+        secret_key_version: version,
+    };
+    let (row, created) = match existing {
+        Some(_) => (store_channels::refresh(&mut tx, &connection).await?, false),
+        None => match store_channels::insert(&mut tx, &connection).await {
+            Ok(row) => (row, true),
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "This Slack workspace is already connected to another Konstruct account.",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    record(
+        &mut tx,
+        &auth,
+        if created {
+            "channel.connected"
+        } else {
+            "channel.refreshed"
+        },
+        "channel_connection",
+        row.id,
+        serde_json::json!({
+            "kind": KIND,
+            "team_id": input.team_id,
+            "agent_id": input.agent_id,
+            "token_hint": token_hint,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    let dto = to_dto(row);
+    Ok(if created {
+        HttpResponse::Created().json(dto)
+    } else {
+        HttpResponse::Ok().json(dto)
+    })
+}
+
+/// Disconnect a Slack installation: it stops being answered and its token is erased.
+#[utoipa::path(delete, path = "/api/tenants/{tenant_id}/channels/slack/{connection_id}", tag = "channels",
+    params(("tenant_id" = Uuid, Path), ("connection_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn disconnect(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, id) = path.into_inner();
+    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    let row = store_channels::disconnect(&mut tx, id, KIND)
+        .await?
+        .ok_or_else(|| ApiError::not_found("This Slack installation"))?;
+    record(
+        &mut tx,
+        &auth,
+        "channel.disconnected",
+        "channel_connection",
+        row.id,
+        serde_json::json!({ "kind": KIND, "team_id": row.external_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,446 @@
+//! Slack: verifying and normalising Events API deliveries, and posting replies with
+//! `chat.postMessage` into the thread they answer.
+//!
+//! Pure parts (signature, event filtering, mention stripping) are functions of their inputs, so
+//! they are unit-tested without a network; `SlackSink` is the reply side the engine calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use shared::channel::OutboundReply;
+
+use crate::config::Secret;
+use crate::crypto::Keyring;
+use crate::engine::turn::ReplySink;
+use crate::store::{Store, channels};
+
+/// How far a request's timestamp may be from now (Slack's replay window).
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// The sealed bot token's slot (associated data), bound to its connection.
+pub fn token_slot(connection: uuid::Uuid) -> String {
+    format!("slack_bot_token:{connection}")
+}
+
+/// Why a delivery's signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the X-Slack-Request-Timestamp or X-Slack-Signature header is missing")]
+    Missing,
+    #[error("the request timestamp is not a number")]
+    BadTimestamp,
+    #[error("the request timestamp is more than five minutes away")]
+    Stale,
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+/// Checks `X-Slack-Signature` (`v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{raw body}`) in constant
+/// time, and that the timestamp is within five minutes of `now_secs`.
+pub fn verify_signature(
+    signing_secret: &str,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<(), SignatureError> {
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+        return Err(SignatureError::Missing);
+    };
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
+    if (now_secs - ts).abs() > MAX_CLOCK_SKEW_SECS {
+        return Err(SignatureError::Stale);
+    }
+    let expected = signature
+        .strip_prefix("v0=")
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or(SignatureError::Mismatch)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes())
+        .map_err(|_| SignatureError::Mismatch)?;
+    mac.update(b"v0:");
+    mac.update(timestamp.trim().as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// The Events API envelope, as far as we read it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub challenge: Option<String>,
+    pub team_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event: Option<Event>,
+}
+
+/// The inner event.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub subtype: Option<String>,
+    pub channel: Option<String>,
+    pub channel_type: Option<String>,
+    pub user: Option<String>,
+    pub bot_id: Option<String>,
+    pub text: Option<String>,
+    pub ts: Option<String>,
+    pub thread_ts: Option<String>,
+}
+
+/// A message worth answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub channel: String,
+    pub user: String,
+    /// The text without the bot's mention.
+    pub text: String,
+    /// Where the reply goes: the thread, or the message that starts one.
+    pub thread_ts: String,
+}
+
+/// Decides whether an event is a message to answer, and normalises it.
+pub fn accept(event: &Event, bot_user_id: &str) -> Result<Accepted, &'static str> {
+    match (event.kind.as_str(), event.channel_type.as_deref()) {
+        ("app_mention", _) => {}
+        ("message", Some("im")) => {}
+        ("message", _) => return Err("a channel message without a mention"),
+        _ => return Err("an event type we do not handle"),
+    }
+    if event.subtype.is_some() {
+        // message_changed, message_deleted, bot_message, channel_join, …
+        return Err("a message subtype (edit, delete, bot or system message)");
+    }
+    if event.bot_id.is_some() {
+        return Err("a bot's message");
+    }
+    let user = event.user.as_deref().unwrap_or_default();
+    if user.is_empty() || user == bot_user_id {
+        return Err("the app's own message");
+    }
+    let (Some(channel), Some(ts)) = (event.channel.as_deref(), event.ts.as_deref()) else {
+        return Err("no channel or timestamp");
+    };
+    let text = strip_mention(event.text.as_deref().unwrap_or_default(), bot_user_id);
+    if text.is_empty() {
+        return Err("no text besides the mention");
+    }
+    Ok(Accepted {
+        channel: channel.to_string(),
+        user: user.to_string(),
+        text,
+        thread_ts: event.thread_ts.as_deref().unwrap_or(ts).to_string(),
+    })
+}
+
+/// Removes `<@BOT>` and `<@BOT|name>` mentions of the bot and tidies the spaces left behind.
+pub fn strip_mention(text: &str, bot_user_id: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let open = format!("<@{bot_user_id}");
+    while let Some(at) = rest.find(&open) {
+        let after = &rest[at + open.len()..];
+        match after.chars().next() {
+            Some('>') | Some('|') => {
+                out.push_str(&rest[..at]);
+                rest = after.find('>').map_or("", |end| &after[end + 1..]);
+            }
+            _ => {
+                // Another user whose id merely starts with ours.
+                out.push_str(&rest[..at + open.len()]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The conversation key of a Slack thread: `channel:thread_ts`.
+pub fn conversation_key(channel: &str, thread_ts: &str) -> String {
+    format!("{channel}:{thread_ts}")
+}
+
+/// Posts replies with the installation's bot token, one message a second per channel at most,
+/// waiting out `Retry-After` when Slack answers 429.
+#[derive(Clone)]
+pub struct SlackSink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    keyring: Arc<Keyring>,
+    http: reqwest::Client,
+    api_base: String,
+    /// When each channel may next be posted to.
+    next_post: Mutex<HashMap<String, Instant>>,
+    min_gap: Duration,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for SlackSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackSink")
+            .field("api_base", &self.inner.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `chat.postMessage` answers.
+#[derive(Debug, Deserialize)]
+struct PostAnswer {
+    ok: bool,
+    error: Option<String>,
+}
+
+impl SlackSink {
+    pub fn new(store: Store, keyring: Arc<Keyring>, api_base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                keyring,
+                http,
+                api_base: api_base.trim_end_matches('/').to_string(),
+                next_post: Mutex::new(HashMap::new()),
+                min_gap: Duration::from_secs(1),
+                max_attempts: 4,
+            }),
+        }
+    }
+
+    async fn token(&self, reply: &OutboundReply) -> Result<Secret<String>, String> {
+        let mut tx = self
+            .inner
+            .store
+            .tenant_tx(reply.tenant_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = channels::get(&mut tx, reply.connection_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the Slack installation no longer exists")?;
+        let sealed = row
+            .secret_ciphertext
+            .ok_or("the Slack installation was disconnected")?;
+        self.inner
+            .keyring
+            .open(reply.tenant_id, &token_slot(reply.connection_id), &sealed)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits until the channel may be posted to again, and books the next slot.
+    async fn pace(&self, channel_key: &str) {
+        let wait = {
+            let mut next = self
+                .inner
+                .next_post
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let at = next.get(channel_key).copied().unwrap_or(now).max(now);
+            next.insert(channel_key.to_string(), at + self.inner.min_gap);
+            if next.len() > 10_000 {
+                next.retain(|_, t| *t > now);
+            }
+            at - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn post(&self, reply: OutboundReply) -> Result<(), String> {
+        let token = self.token(&reply).await?;
+        let (channel, thread_ts) = reply
+            .conversation_key
+            .split_once(':')
+            .ok_or("the conversation key is not channel:thread")?;
+        let body = serde_json::json!({
+            "channel": channel,
+            "thread_ts": thread_ts,
+            "text": reply.text,
+        });
+        let url = format!("{}/chat.postMessage", self.inner.api_base);
+        let channel_key = format!("{}:{channel}", reply.connection_id);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.pace(&channel_key).await;
+            let res = self
+                .inner
+                .http
+                .post(&url)
+                .bearer_auth(token.expose())
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("Slack could not be reached: {e}"))?;
+            let status = res.status();
+            if status.as_u16() == 429 {
+                let retry_after = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .clamp(1, 60);
+                tracing::warn!(
+                    slack.channel = channel,
+                    retry_after,
+                    "Slack rate-limited a reply"
+                );
+                if attempt >= self.inner.max_attempts {
+                    return Err("Slack kept rate-limiting the reply".into());
+                }
+                tokio::time::sleep(Duration::from_secs(retry_after)).await;
+                continue;
+            }
+            if status.is_server_error() && attempt < self.inner.max_attempts {
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("Slack answered HTTP {status}"));
+            }
+            let answer: PostAnswer = res
+                .json()
+                .await
+                .map_err(|e| format!("Slack's answer was not understood: {e}"))?;
+            return if answer.ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Slack refused the message: {}",
+                    answer.error.as_deref().unwrap_or("unknown error")
+                ))
+            };
+        }
+    }
+}
+
+impl ReplySink for SlackSink {
+    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<(), String>> {
+        let sink = self.clone();
+        Box::pin(async move { sink.post(reply).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| {
+            unreachable!("HMAC takes keys of any length");
+        });
+        mac.update(format!("v0:{ts}:").as_bytes());
+        mac.update(body);
+        format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_correct_signature_passes_and_any_change_fails() {
+        let body = br#"{"type":"event_callback"}"#;
+        let now = 1_700_000_000;
+        let sig = sign("s3cret", "1700000000", body);
+        assert_eq!(
+            verify_signature("s3cret", Some("1700000000"), Some(&sig), body, now),
+            Ok(())
+        );
+        let altered = br#"{"type":"event_callback" }"#;
+        assert_eq!(
+            verify_signature("s3cret", Some("1700000000"), Some(&sig), altered, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature("other", Some("1700000000"), Some(&sig), body, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature("s3cret", Some("1700000000"), None, body, now),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify_signature("s3cret", Some("1700000000"), Some(&sig), body, now + 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify_signature("s3cret", Some("soon"), Some(&sig), body, now),
+            Err(SignatureError::BadTimestamp)
+        );
+    }
+
+    fn event(kind: &str) -> Event {
+        Event {
+            kind: kind.into(),
+            channel: Some("C1".into()),
+            user: Some("U1".into()),
+            text: Some("<@UBOT> where is my order?".into()),
+            ts: Some("1700000000.000100".into()),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn mentions_and_direct_messages_are_answered_and_the_rest_is_not() {
+        let got = accept(&event("app_mention"), "UBOT");
+        assert_eq!(
+            got,
+            Ok(Accepted {
+                channel: "C1".into(),
+                user: "U1".into(),
+                text: "where is my order?".into(),
+                thread_ts: "1700000000.000100".into(),
+            })
+        );
+        let mut dm = event("message");
+        dm.channel_type = Some("im".into());
+        dm.thread_ts = Some("1699999999.000001".into());
+        assert_eq!(
+            accept(&dm, "UBOT").map(|a| a.thread_ts),
+            Ok("1699999999.000001".into())
+        );
+        let mut own = event("app_mention");
+        own.user = Some("UBOT".into());
+        assert!(accept(&own, "UBOT").is_err());
+        let mut bot = event("app_mention");
+        bot.bot_id = Some("B1".into());
+        assert!(accept(&bot, "UBOT").is_err());
+        let mut edited = dm.clone();
+        edited.subtype = Some("message_changed".into());
+        assert!(accept(&edited, "UBOT").is_err());
+        let mut channel_message = event("message");
+        channel_message.channel_type = Some("channel".into());
+        assert!(accept(&channel_message, "UBOT").is_err());
+    }
+
+    #[test]
+    fn only_the_bots_own_mention_is_stripped() {
+        assert_eq!(
+            strip_mention("<@UBOT>  hi <@UBOT|nia> there", "UBOT"),
+            "hi there"
+        );
+        assert_eq!(
+            strip_mention("ask <@UBOTX> about it", "UBOT"),
+            "ask <@UBOTX> about it"
+        );
+        assert_eq!(strip_mention("<@UBOT>", "UBOT"), "");
+    }
+}

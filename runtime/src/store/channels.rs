@@ -1,0 +1,149 @@
+//! Channel connections: a Slack workspace, a WhatsApp number or an agent's web test chat, each
+//! belonging to one tenant. Secrets are stored sealed (the caller seals and opens).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult, TenantTx};
+
+/// A connection as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ConnectionRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub external_id: String,
+    pub display_name: String,
+    pub agent_id: Option<Uuid>,
+    pub status: String,
+    pub settings: Value,
+    pub secret_ciphertext: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, kind, external_id, display_name, agent_id, status, settings, \
+                       secret_ciphertext, created_at";
+
+/// A connection to create or refresh (a reinstall brings a new token).
+#[derive(Debug, Clone)]
+pub struct NewConnection<'a> {
+    pub id: Uuid,
+    pub kind: &'a str,
+    pub external_id: &'a str,
+    pub display_name: &'a str,
+    pub agent_id: Uuid,
+    pub settings: Value,
+    pub secret_ciphertext: &'a [u8],
+    pub secret_key_version: u32,
+}
+
+/// The tenant's connection of `kind` with this external id, if any (active or not).
+pub async fn find(
+    tx: &mut TenantTx,
+    kind: &str,
+    external_id: &str,
+) -> StoreResult<Option<ConnectionRow>> {
+    Ok(
+        sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM channel_connections WHERE kind = $1 AND external_id = $2"
+        )))
+        .bind(kind)
+        .bind(external_id)
+        .fetch_optional(tx.connection())
+        .await?,
+    )
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<ConnectionRow>> {
+    Ok(
+        sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM channel_connections WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(tx.connection())
+        .await?,
+    )
+}
+
+/// Creates the connection. `Conflict` when another tenant already connected this external id.
+pub async fn insert(tx: &mut TenantTx, c: &NewConnection<'_>) -> StoreResult<ConnectionRow> {
+    let tenant = tx.tenant();
+    let version = i32::try_from(c.secret_key_version).map_err(|_| StoreError::NotFound)?;
+    Ok(sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO channel_connections (id, tenant_id, kind, external_id, display_name, agent_id, \
+                                          settings, secret_ciphertext, secret_key_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    )))
+    .bind(c.id)
+    .bind(tenant.as_uuid())
+    .bind(c.kind)
+    .bind(c.external_id)
+    .bind(c.display_name)
+    .bind(c.agent_id)
+    .bind(&c.settings)
+    .bind(c.secret_ciphertext)
+    .bind(version)
+    .fetch_one(tx.connection())
+    .await?)
+}
+
+/// Refreshes an existing connection of the tenant (new token, agent, settings) and activates it.
+pub async fn refresh(tx: &mut TenantTx, c: &NewConnection<'_>) -> StoreResult<ConnectionRow> {
+    let version = i32::try_from(c.secret_key_version).map_err(|_| StoreError::NotFound)?;
+    Ok(sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE channel_connections SET display_name = $2, agent_id = $3, settings = $4, \
+                secret_ciphertext = $5, secret_key_version = $6, status = 'active', updated_at = now() \
+          WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(c.id)
+    .bind(c.display_name)
+    .bind(c.agent_id)
+    .bind(&c.settings)
+    .bind(c.secret_ciphertext)
+    .bind(version)
+    .fetch_one(tx.connection())
+    .await?)
+}
+
+/// The tenant's connections of one kind, newest first.
+pub async fn list(
+    tx: &mut TenantTx,
+    kind: &str,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<ConnectionRow>, i64)> {
+    let rows = sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM channel_connections WHERE kind = $1 \
+          ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+    )))
+    .bind(kind)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(tx.connection())
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM channel_connections WHERE kind = $1")
+        .bind(kind)
+        .fetch_one(tx.connection())
+        .await?;
+    Ok((rows, total))
+}
+
+/// Disconnects: the connection stops being answered and its secret is erased; its
+/// conversations stay. `None` when there is no such connection of this kind.
+pub async fn disconnect(
+    tx: &mut TenantTx,
+    id: Uuid,
+    kind: &str,
+) -> StoreResult<Option<ConnectionRow>> {
+    Ok(
+        sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
+            "UPDATE channel_connections SET status = 'disabled', secret_ciphertext = NULL, \
+                secret_key_version = NULL, updated_at = now() \
+          WHERE id = $1 AND kind = $2 RETURNING {COLUMNS}"
+        )))
+        .bind(id)
+        .bind(kind)
+        .fetch_optional(tx.connection())
+        .await?,
+    )
+}

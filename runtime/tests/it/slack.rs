@@ -1,0 +1,588 @@
+//! Slack end to end: signed Events API deliveries in, through the pipeline, replies posted into the
+//! thread on the fake Slack Web API with the installation's own bot token.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use runtime::engine::turn::EngineSettings;
+use serde_json::{Value, json};
+use shared::TenantId;
+use uuid::Uuid;
+
+use crate::support::{AppOptions, SLACK_SIGNING_SECRET, TestApp};
+use crate::world::{self, World};
+
+async fn engine_app() -> TestApp {
+    TestApp::spawn_with(AppOptions {
+        engine: Some(EngineSettings::default()),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+/// One installed workspace.
+struct Install {
+    team: String,
+    token: String,
+    bot: String,
+    agent: Uuid,
+    connection: Uuid,
+}
+
+/// Registers a Slack installation through the API as the tenant's admin.
+async fn install(app: &TestApp, admin: Uuid, tenant: TenantId, agent_name: &str) -> Install {
+    let agent = world::agent(app, tenant, agent_name).await;
+    let tag = Uuid::new_v4().simple().to_string().to_uppercase();
+    let team = format!("T{}", &tag[..10]);
+    let bot = format!("U{}", &tag[10..20]);
+    let token = format!("xoxb-{}-{}", &tag[..12], &tag[12..]);
+    app.slack.allow_token(&token);
+    let admin_token = app.token_for(admin, None).await;
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/api/tenants/{tenant}/channels/slack"),
+            Some(&admin_token),
+        )
+        .json(&json!({
+            "team_id": team, "team_name": "Acme", "bot_user_id": bot, "bot_token": token,
+            "scopes": ["app_mentions:read", "chat:write", "im:history", "files:read"],
+            "agent_id": agent,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        !body.to_string().contains(&token),
+        "the token is never shown"
+    );
+    assert_eq!(
+        body["token_hint"],
+        format!("…{}", &token[token.len() - 4..])
+    );
+    Install {
+        team,
+        token,
+        bot,
+        agent,
+        connection: body["id"].as_str().unwrap().parse().unwrap(),
+    }
+}
+
+fn callback(team: &str, event_id: &str, event: Value) -> Value {
+    json!({
+        "token": "deprecated-verification-token",
+        "team_id": team,
+        "api_app_id": "A0APP",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1_700_000_000,
+        "authorizations": [{ "team_id": team, "is_bot": true }],
+        "event": event,
+    })
+}
+
+fn mention(bot: &str, text: &str, ts: &str) -> Value {
+    json!({
+        "type": "app_mention", "user": "UCUSTOMER", "channel": "CSUPPORT",
+        "text": format!("<@{bot}> {text}"), "ts": ts, "event_ts": ts,
+    })
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Posts a delivery signed as Slack would sign it.
+async fn deliver(app: &TestApp, body: &Value, retry: Option<u32>) -> reqwest::Response {
+    let raw = serde_json::to_vec(body).unwrap();
+    deliver_raw(app, &raw, &now_secs().to_string(), None, retry).await
+}
+
+async fn deliver_raw(
+    app: &TestApp,
+    raw: &[u8],
+    timestamp: &str,
+    signature: Option<String>,
+    retry: Option<u32>,
+) -> reqwest::Response {
+    let signature =
+        signature.unwrap_or_else(|| e2e::slack::sign(SLACK_SIGNING_SECRET, timestamp, raw));
+    let mut req = app
+        .http
+        .post(app.url("/webhooks/slack/events"))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", timestamp)
+        .header("x-slack-signature", signature)
+        .body(raw.to_vec());
+    if let Some(n) = retry {
+        req = req
+            .header("x-slack-retry-num", n.to_string())
+            .header("x-slack-retry-reason", "http_timeout");
+    }
+    req.send().await.unwrap()
+}
+
+async fn wait_posted(app: &TestApp, count: usize) -> Vec<e2e::slack::Posted> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let posted = app.slack.posted();
+        if posted.len() >= count {
+            return posted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} replies posted",
+            posted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Lets anything that was (wrongly) queued reach the fake, then returns what was posted.
+async fn settle(app: &TestApp) -> Vec<e2e::slack::Posted> {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.slack.posted()
+}
+
+fn system_prompt(app: &TestApp, nth: usize) -> String {
+    let calls: Vec<_> = app
+        .llm
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .collect();
+    calls[nth].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[actix_rt::test]
+#[expect(
+    clippy::print_stdout,
+    reason = "the test reports the latency it measured"
+)]
+async fn a_mention_is_answered_once_in_its_thread_with_the_installations_token() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let started = Instant::now();
+    let res = deliver(
+        &app,
+        &callback(
+            &slack.team,
+            "Ev001",
+            mention(&slack.bot, "where is my order?", "1700000000.000100"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let acknowledged = started.elapsed();
+    let posted = wait_posted(&app, 1).await;
+    let latency = posted[0].at - started;
+    println!(
+        "slack: acknowledged in {:.1} ms, reply posted {:.1} ms after the event was sent",
+        acknowledged.as_secs_f64() * 1000.0,
+        latency.as_secs_f64() * 1000.0
+    );
+    assert_eq!(posted[0].token, slack.token);
+    assert_eq!(posted[0].channel, "CSUPPORT");
+    assert_eq!(posted[0].thread_ts.as_deref(), Some("1700000000.000100"));
+    assert_eq!(
+        posted[0].text, "echo: where is my order?",
+        "mention stripped"
+    );
+    let system = system_prompt(&app, 0);
+    assert!(system.contains("You are Nia, Support."), "{system}");
+    assert!(system.contains("Kind"), "persona in the prompt: {system}");
+    assert!(system.contains("in Slack"), "{system}");
+    assert_eq!(settle(&app).await.len(), 1, "exactly one reply");
+    let _ = slack.agent;
+}
+
+#[actix_rt::test]
+async fn a_direct_message_and_a_message_inside_a_thread_reply_into_their_threads() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let dm = json!({
+        "type": "message", "channel_type": "im", "user": "UCUSTOMER", "channel": "DCUSTOMER",
+        "text": "hi there", "ts": "1700000001.000200",
+    });
+    deliver(&app, &callback(&slack.team, "EvDM1", dm), None).await;
+    let posted = wait_posted(&app, 1).await;
+    assert_eq!(posted[0].channel, "DCUSTOMER");
+    assert_eq!(posted[0].thread_ts.as_deref(), Some("1700000001.000200"));
+    assert_eq!(posted[0].text, "echo: hi there");
+
+    let mut in_thread = mention(&slack.bot, "and the invoice?", "1700000002.000300");
+    in_thread["thread_ts"] = json!("1700000000.000100");
+    deliver(&app, &callback(&slack.team, "EvThread1", in_thread), None).await;
+    let posted = wait_posted(&app, 2).await;
+    assert_eq!(posted[1].thread_ts.as_deref(), Some("1700000000.000100"));
+    assert_eq!(posted[1].text, "echo: and the invoice?");
+}
+
+#[actix_rt::test]
+async fn unsigned_altered_or_stale_deliveries_are_refused_and_nothing_is_queued() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let body = callback(
+        &slack.team,
+        "EvBad",
+        mention(&slack.bot, "hello", "1700000000.000100"),
+    );
+    let raw = serde_json::to_vec(&body).unwrap();
+    let ts = now_secs().to_string();
+
+    // No headers at all.
+    let res = app
+        .http
+        .post(app.url("/webhooks/slack/events"))
+        .header("content-type", "application/json")
+        .body(raw.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let error: Value = res.json().await.unwrap();
+    assert_eq!(error["code"], "unauthenticated");
+    // Signed with another secret.
+    let wrong = e2e::slack::sign("not-the-signing-secret", &ts, &raw);
+    let res = deliver_raw(&app, &raw, &ts, Some(wrong), None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Altered after signing (one byte of whitespace).
+    let signature = e2e::slack::sign(SLACK_SIGNING_SECRET, &ts, &raw);
+    let mut altered = raw.clone();
+    altered.push(b' ');
+    let res = deliver_raw(&app, &altered, &ts, Some(signature), None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Correctly signed, but six minutes old (a replay).
+    let old = (now_secs() - 360).to_string();
+    let res = deliver_raw(&app, &raw, &old, None, None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    assert!(settle(&app).await.is_empty());
+    assert_eq!(app.llm.calls(), 0, "nothing reached the pipeline");
+    let (redis, _task) = runtime::redis::Redis::connect(&runtime::config::RedisSettings {
+        url: runtime::config::Secret::new(crate::support::redis_url()),
+        key_prefix: "unused".into(),
+    })
+    .unwrap();
+    for partition in 0..app.ingest.partitions() {
+        let len = redis
+            .stream_len(&app.ingest.stream(partition))
+            .await
+            .unwrap();
+        assert_eq!(len, 0, "partition {partition} holds nothing");
+    }
+
+    // URL verification, signed like everything else, is answered with the challenge.
+    let res = deliver(
+        &app,
+        &json!({ "token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification" }),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+}
+
+#[actix_rt::test]
+async fn slack_retries_of_one_event_get_one_reply() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let body = callback(
+        &slack.team,
+        "EvRetry",
+        mention(&slack.bot, "once please", "1700000000.000100"),
+    );
+    for retry in [None, Some(1), Some(2)] {
+        let res = deliver(&app, &body, retry).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    wait_posted(&app, 1).await;
+    assert_eq!(settle(&app).await.len(), 1);
+    assert_eq!(app.llm.calls(), 1);
+}
+
+#[actix_rt::test]
+async fn the_apps_own_messages_edits_and_unknown_workspaces_get_no_reply() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let own = json!({
+        "type": "message", "channel_type": "im", "user": slack.bot, "channel": "DCUSTOMER",
+        "text": "echo: hi", "ts": "1700000003.000100",
+    });
+    let bot = json!({
+        "type": "message", "channel_type": "im", "bot_id": "B0OTHER", "user": "UOTHERBOT",
+        "channel": "DCUSTOMER", "text": "beep", "ts": "1700000003.000200",
+    });
+    let edited = json!({
+        "type": "message", "subtype": "message_changed", "channel_type": "im",
+        "channel": "DCUSTOMER", "ts": "1700000003.000300",
+        "message": { "user": "UCUSTOMER", "text": "edited" },
+    });
+    for (i, event) in [own, bot, edited].into_iter().enumerate() {
+        let res = deliver(
+            &app,
+            &callback(&slack.team, &format!("EvSkip{i}"), event),
+            None,
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK, "acknowledged all the same");
+    }
+    // A workspace no tenant installed: acknowledged so Slack stops retrying, not processed.
+    let res = deliver(
+        &app,
+        &callback(
+            "T0NOBODY00",
+            "EvUnknown",
+            mention("U0NOBODY", "hello?", "1700000004.000100"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(settle(&app).await.is_empty());
+    assert_eq!(app.llm.calls(), 0);
+}
+
+#[actix_rt::test]
+async fn each_workspace_is_answered_by_its_own_tenants_agent_with_its_own_token() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let a = install(&app, w.admin_a, w.a, "Nia").await;
+    let b = install(&app, w.admin_b, w.b, "Bo").await;
+    deliver(
+        &app,
+        &callback(
+            &a.team,
+            "EvA",
+            mention(&a.bot, "from A", "1700000005.000100"),
+        ),
+        None,
+    )
+    .await;
+    wait_posted(&app, 1).await;
+    deliver(
+        &app,
+        &callback(
+            &b.team,
+            "EvB",
+            mention(&b.bot, "from B", "1700000006.000100"),
+        ),
+        None,
+    )
+    .await;
+    let posted = wait_posted(&app, 2).await;
+    assert_eq!(
+        (posted[0].token.as_str(), posted[0].text.as_str()),
+        (a.token.as_str(), "echo: from A")
+    );
+    assert_eq!(
+        (posted[1].token.as_str(), posted[1].text.as_str()),
+        (b.token.as_str(), "echo: from B")
+    );
+    assert!(system_prompt(&app, 0).contains("You are Nia"));
+    assert!(system_prompt(&app, 1).contains("You are Bo"));
+    // Each tenant's conversation lives in its own tenant.
+    for (tenant, install) in [(w.a, &a), (w.b, &b)] {
+        let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+        let connections: Vec<Uuid> =
+            sqlx::query_scalar("SELECT DISTINCT channel_connection_id FROM conversations")
+                .fetch_all(tx.connection())
+                .await
+                .unwrap();
+        assert!(connections.contains(&install.connection), "{connections:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_reply_slack_rate_limits_is_delivered_once_after_retry_after() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    app.slack.script([e2e::slack::Behavior::RateLimited(1)]);
+    let started = Instant::now();
+    deliver(
+        &app,
+        &callback(
+            &slack.team,
+            "Ev429",
+            mention(&slack.bot, "busy?", "1700000007.000100"),
+        ),
+        None,
+    )
+    .await;
+    let posted = wait_posted(&app, 1).await;
+    assert!(
+        posted[0].at - started >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    assert_eq!(settle(&app).await.len(), 1, "delivered once");
+    let statuses: Vec<u16> = app.slack.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [429, 200]);
+}
+
+#[actix_rt::test]
+async fn slack_refusing_a_reply_keeps_the_message_for_a_retry_instead_of_losing_it() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    app.slack
+        .script([e2e::slack::Behavior::Refuse("channel_not_found".into())]);
+    deliver(
+        &app,
+        &callback(
+            &slack.team,
+            "EvRefused",
+            mention(&slack.bot, "hello", "1700000008.000100"),
+        ),
+        None,
+    )
+    .await;
+    // The refusal is seen, and no reply is recorded as sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.slack.calls().is_empty() {
+        assert!(Instant::now() < deadline, "no attempt to post");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.slack.posted().is_empty());
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let replies: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE provider_event_id = 'reply:EvRefused'",
+    )
+    .fetch_one(tx.connection())
+    .await
+    .unwrap();
+    assert_eq!(replies, 0, "not recorded as answered, so it is retried");
+}
+
+#[actix_rt::test]
+async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let admin_a = app.token_for(w.admin_a, None).await;
+    let admin_b = app.token_for(w.admin_b, None).await;
+    let path_a = format!("/api/tenants/{}/channels/slack", w.a);
+
+    // Bad fields, each named; nothing stored.
+    let res = app
+        .request(Method::POST, &path_a, Some(&admin_a))
+        .json(&json!({
+            "team_id": "not-a-team", "bot_user_id": "not-a-user", "bot_token": "xoxp-user-token-123456",
+            "agent_id": slack.agent,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    let fields: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["team_id", "bot_user_id", "bot_token"]);
+
+    // Another tenant cannot take over the workspace, nor use A's agent.
+    let b_agent = world::agent(&app, w.b, "Bo").await;
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/api/tenants/{}/channels/slack", w.b),
+            Some(&admin_b),
+        )
+        .json(&json!({
+            "team_id": slack.team, "bot_user_id": slack.bot, "bot_token": "xoxb-0000-another-token",
+            "agent_id": b_agent,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/api/tenants/{}/channels/slack", w.b),
+            Some(&admin_b),
+        )
+        .json(&json!({
+            "team_id": "T0BBBBBBB", "bot_user_id": "U0BBBBBBB", "bot_token": "xoxb-0000-another-token",
+            "agent_id": slack.agent,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The list shows hints, never tokens; B sees none of A's.
+    let list: Value = app.get_json(&path_a, &admin_a).await;
+    let teams: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["team_id"].as_str())
+        .collect();
+    assert!(teams.contains(&slack.team.as_str()), "{list}");
+    assert!(!list.to_string().contains(&slack.token));
+    let list_b: Value = app
+        .get_json(&format!("/api/tenants/{}/channels/slack", w.b), &admin_b)
+        .await;
+    assert!(!list_b.to_string().contains(&slack.team), "{list_b}");
+
+    // Disconnected: events are acknowledged and dropped; the token is gone from the row.
+    let res = app
+        .request(
+            Method::DELETE,
+            &format!("{path_a}/{}", slack.connection),
+            Some(&admin_a),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = deliver(
+        &app,
+        &callback(
+            &slack.team,
+            "EvAfter",
+            mention(&slack.bot, "anyone?", "1700000009.000100"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(settle(&app).await.is_empty());
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let (status, sealed): (String, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT status, secret_ciphertext FROM channel_connections WHERE id = $1")
+            .bind(slack.connection)
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+    assert_eq!(status, "disabled");
+    assert!(sealed.is_none());
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_events WHERE action LIKE 'channel.%' ORDER BY seq",
+    )
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    assert_eq!(actions, ["channel.connected", "channel.disconnected"]);
+}
