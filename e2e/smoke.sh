@@ -37,6 +37,7 @@ done
 [ -n "$fake_url" ] || { cat "$FAKE_LOG"; echo "fake-llm did not start"; exit 1; }
 export KONSTRUCT_OPENAI_BASE_URL="$fake_url"
 export KONSTRUCT_OPENAI_API_KEY="sk-platform-not-accepted-by-the-fake"
+export KONSTRUCT_SLACK_SIGNING_SECRET="smoke-slack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 passed=0
@@ -103,6 +104,19 @@ byo_key() {
     -H 'content-type: application/json' -d "{\"api_key\":\"$TENANT_KEY\"}" | grep -q '"hint":"…'"${TENANT_KEY: -4}"'"'
 }
 check "a tenant's own LLM key is checked with the provider and stored (hint only)" byo_key
+# Slack's URL verification, signed as Slack signs it (HMAC-SHA256 of v0:timestamp:body).
+slack_verify() {
+  local body='{"token":"t","challenge":"smoke-challenge-123","type":"url_verification"}'
+  local ts; ts="$(date +%s)"
+  local sig; sig="v0=$(printf 'v0:%s:%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$KONSTRUCT_SLACK_SIGNING_SECRET" -r | cut -d' ' -f1)"
+  curl -s -X POST "${url}webhooks/slack/events" -H 'Content-Type: application/json' \
+    -H "X-Slack-Request-Timestamp: $ts" -H "X-Slack-Signature: $sig" -d "$body" \
+    | grep -q '"challenge":"smoke-challenge-123"' || return 1
+  # The same body with a wrong signature is refused.
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "${url}webhooks/slack/events" \
+    -H "X-Slack-Request-Timestamp: $ts" -H 'X-Slack-Signature: v0=00' -d "$body")" = 401 ]
+}
+check "Slack's signed URL verification is answered, a forged one refused" slack_verify
 check "the log is JSON with request ids"   bash -c "grep -q '\"request.id\"' '$LOG'"
 check "the admin password never reaches the log" bash -c "! grep -q '$KONSTRUCT_ADMIN_PASSWORD' '$LOG'"
 check "the tenant's LLM key never reaches the log" bash -c "! grep -q '$TENANT_KEY' '$LOG'"

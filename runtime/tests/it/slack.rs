@@ -586,3 +586,61 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
     .unwrap();
     assert_eq!(actions, ["channel.connected", "channel.disconnected"]);
 }
+
+#[actix_rt::test]
+async fn replies_to_one_channel_are_paced_and_a_rate_limit_notice_lands_in_the_thread() {
+    let app = TestApp::spawn_with(AppOptions {
+        engine: Some(EngineSettings {
+            connection_limit: runtime::engine::limiter::Limit {
+                per_minute: 1,
+                burst: 2,
+            },
+            ..EngineSettings::default()
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    for (i, ts) in [
+        "1700000010.000100",
+        "1700000011.000100",
+        "1700000012.000100",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        deliver(
+            &app,
+            &callback(
+                &slack.team,
+                &format!("EvPace{i}"),
+                mention(&slack.bot, &format!("question {i}"), ts),
+            ),
+            None,
+        )
+        .await;
+    }
+    let posted = wait_posted(&app, 3).await;
+    // Slack allows about one message a second per channel.
+    for pair in posted.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(950),
+            "{:?} apart",
+            pair[1].at - pair[0].at
+        );
+    }
+    let by_thread = |ts: &str| {
+        posted
+            .iter()
+            .find(|p| p.thread_ts.as_deref() == Some(ts))
+            .map(|p| p.text.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(by_thread("1700000010.000100"), "echo: question 0");
+    assert_eq!(by_thread("1700000011.000100"), "echo: question 1");
+    assert!(
+        by_thread("1700000012.000100").contains("Please wait"),
+        "the notice is posted in the thread of the message it answers: {posted:?}"
+    );
+}
