@@ -2,7 +2,12 @@
 
 use leptos::prelude::*;
 
+mod agents;
+mod api;
 mod app;
+mod chat;
+mod login;
+mod tenants;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -78,6 +78,21 @@ ensure_web_tools() {
   fi
 }
 
+PLAYWRIGHT_VERSION=1.49.1
+
+# Chromium from Debian and playwright-core from npm, for the browser journeys.
+ensure_browser_tools() {
+  need_cmd chromium || apt_install chromium
+  need_cmd node || apt_install nodejs npm
+  if [ ! -f "$CACHE/tools/node_modules/playwright-core/package.json" ] \
+    || ! grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$CACHE/tools/node_modules/playwright-core/package.json"; then
+    say "installing playwright-core $PLAYWRIGHT_VERSION (npm)"
+    mkdir -p "$CACHE/tools"
+    npm install --no-audit --no-fund --silent --prefix "$CACHE/tools" "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null
+  fi
+  export PLAYWRIGHT_CORE="$CACHE/tools/node_modules/playwright-core"
+}
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 docker_engine() { need_cmd docker && docker info >/dev/null 2>&1; }

@@ -1,0 +1,65 @@
+# Sourced by smoke.sh and browser.sh: runs the real binary the way an operator does, on a
+# database and Redis key space of its own, with the fake LLM provider in front of it.
+# Needs BIN, FAKE_LLM and ROOT; sets url, LOG, pid, fake_pid; cleans up on exit.
+
+# A database of its own per run (the integration tests' harness drops those older than a
+# quarter of an hour), so no state of an earlier run, such as the admin account, leaks in.
+DB="konstruct_smoke_$(date +%s)_$$"
+LOG="$(mktemp -t konstruct-smoke.XXXXXX.log)"
+FAKE_LOG="$(mktemp -t konstruct-fake-llm.XXXXXX.log)"
+
+export KONSTRUCT_DATABASE_URL="postgres://konstruct_app:konstruct_app@127.0.0.1:5432/$DB"
+export KONSTRUCT_DATABASE_OWNER_URL="postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/$DB"
+export KONSTRUCT_PORT=0
+export KONSTRUCT_LOG_FORMAT=json
+export KONSTRUCT_PORTAL_DIR="$ROOT/portal-leptos/dist"
+# Its own Redis key space too: sign-in failure counters of earlier runs must not count here.
+export KONSTRUCT_REDIS_KEY_PREFIX="konstruct-smoke-$(date +%s)-$$"
+export KONSTRUCT_JWT_SECRET="smoke-test-secret-smoke-test-secret-0001"
+export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
+# A password that must never show up in the log.
+export KONSTRUCT_ADMIN_PASSWORD="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export KONSTRUCT_SLACK_SIGNING_SECRET="smoke-slack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+# Starts the fake provider accepting key $1 and points the platform's OpenAI group at it with
+# key $2.
+start_fake_llm() {
+  "$FAKE_LLM" 127.0.0.1:0 "$1" 2>"$FAKE_LOG" &
+  fake_pid=$!
+  local fake_url=""
+  for _ in $(seq 1 100); do
+    fake_url="$(grep -o 'http://127.0.0.1:[0-9]*' "$FAKE_LOG" | head -n 1 || true)"
+    [ -n "$fake_url" ] && break
+    sleep 0.1
+  done
+  [ -n "$fake_url" ] || { cat "$FAKE_LOG"; echo "fake-llm did not start"; exit 1; }
+  export KONSTRUCT_OPENAI_BASE_URL="$fake_url"
+  export KONSTRUCT_OPENAI_API_KEY="$2"
+}
+
+start_konstruct() {
+  "$BIN" setup-db
+  "$BIN" migrate
+  "$BIN" serve >"$LOG" 2>&1 &
+  pid=$!
+  trap cleanup EXIT
+  url=""
+  for _ in $(seq 1 100); do
+    url="$(grep -o '"url":"http://[^"]*"' "$LOG" | head -n 1 | cut -d'"' -f4 || true)"
+    [ -n "$url" ] && break
+    kill -0 $pid 2>/dev/null || { cat "$LOG"; echo "konstruct serve exited early"; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$url" ] || { cat "$LOG"; echo "konstruct serve did not report its URL"; exit 1; }
+}
+
+cleanup() {
+  kill ${pid:-} ${fake_pid:-} 2>/dev/null || true
+  wait ${pid:-} ${fake_pid:-} 2>/dev/null || true
+  rm -f "$LOG" "$FAKE_LOG"
+  # Best effort: drop this run's Redis keys (streams have no expiry).
+  if command -v redis-cli >/dev/null 2>&1; then
+    redis-cli --scan --pattern "$KONSTRUCT_REDIS_KEY_PREFIX:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+  fi
+}

@@ -1,0 +1,421 @@
+//! The Agent Designer: the tenant's AI employees, and the form that hires or edits one. Customer
+//! operators see the same pages read-only.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use shared::auth::Permission;
+use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Page, Tool};
+
+use crate::api::{self, ApiError, HttpMethod};
+use crate::app::use_session;
+
+#[component]
+pub fn AgentList() -> impl IntoView {
+    let session = use_session();
+    let list = LocalResource::new(move || {
+        let tenant = session.tenant.get();
+        async move {
+            match tenant {
+                Some((id, _)) => {
+                    api::get::<Page<Agent>>(&format!("/api/tenants/{id}/agents?per_page=100"))
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        }
+    });
+    let writable = move || session.can(Permission::AgentsWrite);
+    view! {
+        <header class="page-head">
+            <h1>"AI employees"</h1>
+            <p class="muted">{move || session.tenant.get().map(|t| format!("Working in {}", t.1)).unwrap_or_else(|| "Choose a tenant first.".into())}</p>
+            <Show when=writable fallback=|| view! { <p class="readonly-note">"Read-only: your role can view AI employees but not change them."</p> }>
+                <a class="button" href="/agents/new">"Hire an AI employee"</a>
+            </Show>
+        </header>
+        {move || match list.get() {
+            None => view! { <p class="loading" role="status">"Loading AI employees…"</p> }.into_any(),
+            Some(Err(e)) => { session.handle(&e); view! { <p class="error" role="alert">{e.message()}</p> }.into_any() }
+            Some(Ok(None)) => view! { <p class="empty">"Pick a tenant in the menu to see its AI employees."</p> }.into_any(),
+            Some(Ok(Some(p))) if p.items.is_empty() => view! {
+                <p class="empty">"No AI employees yet. Hire one to answer your customers."</p>
+            }.into_any(),
+            Some(Ok(Some(p))) => view! {
+                <ul class="cards">
+                    {p.items.into_iter().map(|a| view! {
+                        <li class="card agent-card">
+                            <h2><a href=format!("/agents/{}", a.id)>{a.input.name.clone()}</a></h2>
+                            <p class="role">{a.input.role.clone()}</p>
+                            <p class="persona">{a.input.persona.clone()}</p>
+                            <p class="meta">{format!("{} tools · {} escalation rules", a.input.tools.len(), a.input.escalation_rules.len())}</p>
+                        </li>
+                    }).collect_view()}
+                </ul>
+            }.into_any(),
+        }}
+    }
+}
+
+/// One escalation rule as the form edits it.
+#[derive(Clone, PartialEq)]
+struct RuleDraft {
+    kind: String,
+    threshold: String,
+    keywords: String,
+    target: String,
+}
+
+impl RuleDraft {
+    fn from_rule(r: &EscalationRule) -> Self {
+        let (kind, threshold, keywords) = match &r.trigger {
+            EscalationTrigger::FailedResolutions { threshold } => {
+                ("failed_resolutions", threshold.to_string(), String::new())
+            }
+            EscalationTrigger::Keywords { keywords } => {
+                ("keywords", "3".into(), keywords.join(", "))
+            }
+            EscalationTrigger::HumanRequested => ("human_requested", "3".into(), String::new()),
+        };
+        Self {
+            kind: kind.into(),
+            threshold,
+            keywords,
+            target: r.handoff_target.clone().unwrap_or_default(),
+        }
+    }
+
+    fn to_rule(&self) -> EscalationRule {
+        let trigger = match self.kind.as_str() {
+            "failed_resolutions" => EscalationTrigger::FailedResolutions {
+                threshold: self.threshold.trim().parse().unwrap_or(0),
+            },
+            "keywords" => EscalationTrigger::Keywords {
+                keywords: self
+                    .keywords
+                    .split(',')
+                    .map(|k| k.trim().to_string())
+                    .filter(|k| !k.is_empty())
+                    .collect(),
+            },
+            _ => EscalationTrigger::HumanRequested,
+        };
+        EscalationRule {
+            trigger,
+            handoff_target: Some(self.target.trim().to_string()).filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+fn empty_input() -> AgentInput {
+    AgentInput {
+        name: String::new(),
+        role: String::new(),
+        persona: String::new(),
+        system_prompt: String::new(),
+        job_description: String::new(),
+        model_preference: String::new(),
+        tools: Vec::new(),
+        escalation_rules: Vec::new(),
+        business_function: String::new(),
+    }
+}
+
+#[component]
+pub fn AgentEditor() -> impl IntoView {
+    let session = use_session();
+    let params = use_params_map();
+    let navigate = use_navigate();
+    let agent_id = move || params.read().get("id");
+    let form = RwSignal::new(empty_input());
+    let rules = RwSignal::new(Vec::<RuleDraft>::new());
+    let saved = RwSignal::new(empty_input());
+    let loaded = RwSignal::new(false);
+    let error = RwSignal::new(None::<ApiError>);
+    let flash = session.flash;
+    let busy = RwSignal::new(false);
+    let tools = LocalResource::new(|| async {
+        api::get::<Vec<Tool>>("/api/tools")
+            .await
+            .unwrap_or_default()
+    });
+
+    // Load the agent being edited (or start empty).
+    Effect::new(move |_| {
+        let (Some((tenant, _)), id) = (session.tenant.get(), agent_id()) else {
+            return;
+        };
+        match id {
+            None => {
+                form.set(empty_input());
+                saved.set(empty_input());
+                rules.set(Vec::new());
+                loaded.set(true);
+            }
+            Some(id) => {
+                spawn_local(async move {
+                    match api::get::<Agent>(&format!("/api/tenants/{tenant}/agents/{id}")).await {
+                        Ok(a) => {
+                            rules.set(
+                                a.input
+                                    .escalation_rules
+                                    .iter()
+                                    .map(RuleDraft::from_rule)
+                                    .collect(),
+                            );
+                            saved.set(a.input.clone());
+                            form.set(a.input);
+                            loaded.set(true);
+                        }
+                        Err(e) => {
+                            session.handle(&e);
+                            error.set(Some(e));
+                        }
+                    }
+                });
+            }
+        }
+    });
+
+    let current = move || {
+        let mut input = form.get();
+        input.escalation_rules = rules.get().iter().map(RuleDraft::to_rule).collect();
+        input
+    };
+    let dirty = move || loaded.get() && current() != saved.get();
+    let writable = move || session.can(Permission::AgentsWrite);
+
+    let save = {
+        let navigate = navigate.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let Some((tenant, _)) = session.tenant.get_untracked() else {
+                return;
+            };
+            busy.set(true);
+            flash.set(None);
+            let body = current();
+            let id = agent_id();
+            let navigate = navigate.clone();
+            spawn_local(async move {
+                let result = match &id {
+                    Some(id) => {
+                        api::send::<_, Agent>(
+                            HttpMethod::PUT,
+                            &format!("/api/tenants/{tenant}/agents/{id}"),
+                            &body,
+                        )
+                        .await
+                    }
+                    None => {
+                        api::send::<_, Agent>(
+                            HttpMethod::POST,
+                            &format!("/api/tenants/{tenant}/agents"),
+                            &body,
+                        )
+                        .await
+                    }
+                };
+                match result {
+                    Ok(a) => {
+                        error.set(None);
+                        saved.set(a.input.clone());
+                        form.set(a.input);
+                        flash.set(Some("Saved.".into()));
+                        if id.is_none() {
+                            navigate(&format!("/agents/{}", a.id), Default::default());
+                        }
+                    }
+                    Err(e) => {
+                        session.handle(&e);
+                        error.set(Some(e));
+                    }
+                }
+                busy.set(false);
+            });
+        }
+    };
+    let cancel = move |_| {
+        let leave = !dirty()
+            || window()
+                .confirm_with_message("Discard your unsaved changes?")
+                .unwrap_or(false);
+        if leave {
+            navigate("/agents", Default::default());
+        }
+    };
+
+    let text_field = move |label: &'static str,
+                           key: &'static str,
+                           long: bool,
+                           get: fn(&AgentInput) -> String,
+                           set: fn(&mut AgentInput, String)| {
+        let value = move || get(&form.get());
+        let on_input = move |ev| {
+            let v = event_target_value(&ev);
+            form.update(|f| set(f, v));
+        };
+        let message = move || error.get().and_then(|e| e.field(key));
+        // The error sits outside the label, tied to the input by aria-describedby, so the
+        // field's accessible name stays its label.
+        let id = format!("agent-{key}");
+        let error_id = format!("agent-{key}-error");
+        view! {
+            <div class=if long { "field long" } else { "field" }>
+                <label for=id.clone()>{label}</label>
+                {if long {
+                    view! { <textarea id=id.clone() rows="4" prop:value=value on:input=on_input aria-describedby=error_id.clone() aria-invalid=move || message().is_some().to_string()></textarea> }.into_any()
+                } else {
+                    view! { <input id=id.clone() prop:value=value on:input=on_input aria-describedby=error_id.clone() aria-invalid=move || message().is_some().to_string() /> }.into_any()
+                }}
+                <span id=error_id class="field-error" role="alert">{message}</span>
+            </div>
+        }
+    };
+
+    view! {
+        <header class="page-head">
+            <h1>{move || if agent_id().is_some() { form.get().name.clone().if_empty("AI employee") } else { "Hire an AI employee".to_string() }}</h1>
+            <Show when=move || !writable()>
+                <p class="readonly-note" role="note">"Read-only: your role can view this AI employee but not change it."</p>
+            </Show>
+        </header>
+        <Show when=move || loaded.get() fallback=move || view! {
+            {move || match error.get() {
+                Some(e) => view! { <p class="error" role="alert">{e.message()}</p> }.into_any(),
+                None => view! { <p class="loading" role="status">"Loading…"</p> }.into_any(),
+            }}
+        }>
+            <form class="card designer" on:submit=save.clone() aria-label="AI employee">
+                <fieldset disabled=move || !writable()>
+                    <div class="grid">
+                        {text_field("Name", "name", false, |f| f.name.clone(), |f, v| f.name = v)}
+                        {text_field("Role", "role", false, |f| f.role.clone(), |f, v| f.role = v)}
+                    </div>
+                    {text_field("Persona", "persona", true, |f| f.persona.clone(), |f, v| f.persona = v)}
+                    {text_field("System prompt", "system_prompt", true, |f| f.system_prompt.clone(), |f, v| f.system_prompt = v)}
+                    {text_field("Job description", "job_description", true, |f| f.job_description.clone(), |f, v| f.job_description = v)}
+                    <div class="grid">
+                        {text_field("Model preference", "model_preference", false, |f| f.model_preference.clone(), |f, v| f.model_preference = v)}
+                        {text_field("Business function", "business_function", false, |f| f.business_function.clone(), |f, v| f.business_function = v)}
+                    </div>
+                    <fieldset class="group">
+                        <legend>"Tools"</legend>
+                        {move || tools.get().unwrap_or_default().into_iter().map(|t| {
+                            let id = t.id.clone();
+                            let checked = { let id = id.clone(); move || form.get().tools.contains(&id) };
+                            let toggle = move |_| {
+                                let id = id.clone();
+                                form.update(|f| if f.tools.contains(&id) { f.tools.retain(|x| *x != id) } else { f.tools.push(id) });
+                            };
+                            view! {
+                                <label class="check">
+                                    <input type="checkbox" prop:checked=checked on:change=toggle />
+                                    <span><strong>{t.name.clone()}</strong>" — "{t.description.clone()}</span>
+                                </label>
+                            }
+                        }).collect_view()}
+                        {move || error.get().and_then(|e| e.field("tools")).map(|m| view! { <span class="field-error">{m}</span> })}
+                    </fieldset>
+                    <fieldset class="group">
+                        <legend>"Escalation rules"</legend>
+                        <p class="muted">"When to hand the conversation to a person."</p>
+                        {move || rules.get().into_iter().enumerate().map(|(i, r)| view! { <RuleRow index=i rule=r rules=rules error=error /> }).collect_view()}
+                        <Show when=writable>
+                            <button type="button" class="secondary" on:click=move |_| rules.update(|r| r.push(RuleDraft {
+                                kind: "human_requested".into(), threshold: "3".into(), keywords: String::new(), target: String::new(),
+                            }))>"Add a rule"</button>
+                        </Show>
+                    </fieldset>
+                </fieldset>
+                {move || error.get().filter(|e| e.body.fields.is_empty()).map(|e| view! { <p class="error" role="alert">{e.message()}</p> })}
+                {move || error.get().filter(|e| !e.body.fields.is_empty()).map(|_| view! { <p class="error" role="alert">"Please correct the marked fields."</p> })}
+                {move || flash.get().map(|f| view! { <p class="flash" role="status">{f}</p> })}
+                <div class="form-actions">
+                    <Show when=writable>
+                        <button type="submit" disabled=move || busy.get()>{move || if busy.get() { "Saving…" } else { "Save" }}</button>
+                    </Show>
+                    <button type="button" class="secondary" on:click=cancel.clone()>"Back to the list"</button>
+                    <Show when=dirty>
+                        <span class="unsaved" role="status">"Unsaved changes"</span>
+                    </Show>
+                </div>
+            </form>
+        </Show>
+    }
+}
+
+trait IfEmpty {
+    fn if_empty(self, other: &str) -> String;
+}
+
+impl IfEmpty for String {
+    fn if_empty(self, other: &str) -> String {
+        if self.trim().is_empty() {
+            other.to_string()
+        } else {
+            self
+        }
+    }
+}
+
+#[component]
+fn RuleRow(
+    index: usize,
+    rule: RuleDraft,
+    rules: RwSignal<Vec<RuleDraft>>,
+    error: RwSignal<Option<ApiError>>,
+) -> impl IntoView {
+    let set = move |f: fn(&mut RuleDraft, String)| {
+        move |ev| {
+            let v = event_target_value(&ev);
+            rules.update(|r| {
+                if let Some(rule) = r.get_mut(index) {
+                    f(rule, v)
+                }
+            });
+        }
+    };
+    let prefix = format!("escalation_rules[{index}]");
+    let message = move || {
+        let prefix = prefix.clone();
+        error.get().and_then(|e| {
+            e.body
+                .fields
+                .iter()
+                .find(|f| f.field.starts_with(&prefix))
+                .map(|f| f.message.clone())
+        })
+    };
+    let kind = rule.kind.clone();
+    view! {
+        <div class="rule" role="group" aria-label=format!("Rule {}", index + 1)>
+            <label>
+                <span>"When"</span>
+                <select prop:value=rule.kind.clone() on:change=set(|r, v| r.kind = v)>
+                    <option value="human_requested">"the user asks for a person"</option>
+                    <option value="keywords">"the user uses one of these words"</option>
+                    <option value="failed_resolutions">"unresolved turns in a row reach"</option>
+                </select>
+            </label>
+            {match kind.as_str() {
+                "keywords" => view! {
+                    <label><span>"Keywords (comma-separated)"</span>
+                        <input prop:value=rule.keywords.clone() on:input=set(|r, v| r.keywords = v) /></label>
+                }.into_any(),
+                "failed_resolutions" => view! {
+                    <label><span>"Turns (1–20)"</span>
+                        <input type="number" min="1" max="20" prop:value=rule.threshold.clone() on:input=set(|r, v| r.threshold = v) /></label>
+                }.into_any(),
+                _ => ().into_any(),
+            }}
+            <label>
+                <span>"Hand off to"</span>
+                <input placeholder="e.g. #support or a colleague's email" prop:value=rule.target.clone() on:input=set(|r, v| r.target = v) />
+            </label>
+            <button type="button" class="link" on:click=move |_| rules.update(|r| { if index < r.len() { r.remove(index); } })>"Remove"</button>
+            {move || message().map(|m| view! { <span class="field-error">{m}</span> })}
+        </div>
+    }
+}

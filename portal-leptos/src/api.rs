@@ -1,0 +1,137 @@
+//! The runtime's REST API from the browser: same-origin `fetch` with the session cookie, the
+//! CSRF header on every change, and the server's typed error body turned into [`ApiError`].
+
+use gloo_net::http::{Method, RequestBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::ErrorBody;
+
+/// Why a call failed, in words the UI can show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    fn network(message: String) -> Self {
+        Self {
+            status: 0,
+            body: ErrorBody {
+                code: shared::ErrorCode::Unavailable,
+                message: format!(
+                    "The server could not be reached ({message}). Check your connection and try again."
+                ),
+                request_id: String::new(),
+                fields: Vec::new(),
+            },
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self.status {
+            403 => format!(
+                "You don't have permission to do this. {}",
+                self.body.message
+            ),
+            _ => self.body.message.clone(),
+        }
+    }
+
+    /// The message for one field, if the server named it.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.body
+            .fields
+            .iter()
+            .find(|f| f.field == name)
+            .map(|f| f.message.clone())
+    }
+
+    pub fn is_unauthenticated(&self) -> bool {
+        self.status == 401
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// The CSRF token the server set in its readable cookie.
+fn csrf_token() -> Option<String> {
+    let document = leptos::prelude::document();
+    let cookies = js_sys::Reflect::get(&document, &"cookie".into())
+        .ok()?
+        .as_string()?;
+    cookies
+        .split(';')
+        .find_map(|c| c.trim().strip_prefix("konstruct_csrf=").map(str::to_string))
+}
+
+async fn call<T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<T, ApiError> {
+    let mut builder = RequestBuilder::new(path)
+        .method(method.clone())
+        .header("Accept", "application/json");
+    if method != Method::GET
+        && let Some(token) = csrf_token()
+    {
+        builder = builder.header("X-CSRF-Token", &token);
+    }
+    let request = match body {
+        Some(json) => builder
+            .header("Content-Type", "application/json")
+            .body(json)
+            .map_err(|e| ApiError::network(e.to_string()))?,
+        None => builder
+            .build()
+            .map_err(|e| ApiError::network(e.to_string()))?,
+    };
+    let res = request
+        .send()
+        .await
+        .map_err(|e| ApiError::network(e.to_string()))?;
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    if (200..300).contains(&status) {
+        let text = if text.is_empty() {
+            "null".to_string()
+        } else {
+            text
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| ApiError::network(format!("unexpected answer: {e}")))
+    } else {
+        let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
+            code: shared::ErrorCode::Internal,
+            message: format!("The server answered {status}."),
+            request_id: String::new(),
+            fields: Vec::new(),
+        });
+        Err(ApiError { status, body })
+    }
+}
+
+pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    call(Method::GET, path, None).await
+}
+
+pub async fn send<B: Serialize, T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    body: &B,
+) -> Result<T, ApiError> {
+    let json = serde_json::to_string(body).map_err(|e| ApiError::network(e.to_string()))?;
+    call(method, path, Some(json)).await
+}
+
+/// A request without a body (DELETE, a POST that needs none).
+pub async fn act<T: DeserializeOwned>(method: Method, path: &str) -> Result<T, ApiError> {
+    call(method, path, None).await
+}
+
+pub use gloo_net::http::Method as HttpMethod;

@@ -1,0 +1,169 @@
+//! The test chat: talk to an AI employee through the web channel — the same pipeline as Slack —
+//! and watch the replies arrive.
+
+use gloo_timers::future::TimeoutFuture;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::channel::{ChatAccepted, ChatMessage, ChatSend};
+use shared::resources::{Agent, Page};
+
+use crate::api::{self, HttpMethod};
+use crate::app::use_session;
+
+#[component]
+pub fn TestChat() -> impl IntoView {
+    let session = use_session();
+    let agents = LocalResource::new(move || {
+        let tenant = session.tenant.get();
+        async move {
+            match tenant {
+                Some((id, _)) => {
+                    api::get::<Page<Agent>>(&format!("/api/tenants/{id}/agents?per_page=100"))
+                        .await
+                        .map(|p| p.items)
+                }
+                None => Ok(Vec::new()),
+            }
+        }
+    });
+    let agent = RwSignal::new(None::<uuid::Uuid>);
+    let conversation = RwSignal::new(None::<String>);
+    let messages = RwSignal::new(Vec::<ChatMessage>::new());
+    let draft = RwSignal::new(String::new());
+    let waiting = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+
+    // The first agent is picked when the list arrives.
+    Effect::new(move |_| {
+        if agent.get_untracked().is_none()
+            && let Some(Ok(list)) = agents.get()
+        {
+            agent.set(list.first().map(|a| a.id));
+        }
+    });
+
+    let send = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let text = draft.get_untracked().trim().to_string();
+        let (Some((tenant, _)), Some(agent_id)) =
+            (session.tenant.get_untracked(), agent.get_untracked())
+        else {
+            return;
+        };
+        if text.is_empty() || waiting.get_untracked() {
+            return;
+        }
+        draft.set(String::new());
+        error.set(None);
+        waiting.set(true);
+        let path = format!("/api/tenants/{tenant}/agents/{agent_id}/messages");
+        let body = ChatSend {
+            text: text.clone(),
+            conversation: conversation.get_untracked(),
+        };
+        spawn_local(async move {
+            let accepted = match api::send::<_, ChatAccepted>(HttpMethod::POST, &path, &body).await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    session.handle(&e);
+                    error.set(Some(e.message()));
+                    waiting.set(false);
+                    return;
+                }
+            };
+            conversation.set(Some(accepted.conversation.clone()));
+            let before = messages
+                .get_untracked()
+                .iter()
+                .filter(|m| m.direction == "outbound")
+                .count();
+            // Show the message at once; the server's copy replaces it on the next poll.
+            messages.update(|m| {
+                m.push(ChatMessage {
+                    id: uuid::Uuid::nil(),
+                    direction: "inbound".into(),
+                    text,
+                    // The browser has no system clock for Rust here; the server's copy has the time.
+                    created_at: chrono::DateTime::UNIX_EPOCH,
+                })
+            });
+            let poll = format!("{path}?conversation={}", accepted.conversation);
+            for _ in 0..120 {
+                TimeoutFuture::new(250).await;
+                match api::get::<Vec<ChatMessage>>(&poll).await {
+                    Ok(list) => {
+                        let answered =
+                            list.iter().filter(|m| m.direction == "outbound").count() > before;
+                        if answered || list.len() >= messages.get_untracked().len() {
+                            messages.set(list);
+                        }
+                        if answered {
+                            waiting.set(false);
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        session.handle(&e);
+                        error.set(Some(e.message()));
+                        break;
+                    }
+                }
+            }
+            waiting.set(false);
+            if error.get_untracked().is_none() {
+                error.set(Some("No reply yet. The AI employee may be busy; the reply will appear here when you send your next message.".into()));
+            }
+        });
+    };
+
+    let pick = move |ev| {
+        let value = event_target_value(&ev);
+        agent.set(value.parse().ok());
+        conversation.set(None);
+        messages.set(Vec::new());
+    };
+
+    view! {
+        <header class="page-head">
+            <h1>"Test chat"</h1>
+            <p class="muted">"Talk to an AI employee as a customer would. Messages go through the same pipeline as Slack."</p>
+        </header>
+        {move || match agents.get() {
+            None => view! { <p class="loading" role="status">"Loading AI employees…"</p> }.into_any(),
+            Some(Err(e)) => view! { <p class="error" role="alert">{e.message()}</p> }.into_any(),
+            Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"Hire an AI employee first, then talk to it here."</p> }.into_any(),
+            Some(Ok(list)) => view! {
+                <div class="chat card">
+                    <label class="field">
+                        <span>"AI employee"</span>
+                        <select on:change=pick prop:value=move || agent.get().map(|a| a.to_string()).unwrap_or_default()>
+                            {list.into_iter().map(|a| view! { <option value=a.id.to_string()>{format!("{} — {}", a.input.name, a.input.role)}</option> }).collect_view()}
+                        </select>
+                    </label>
+                    <ol class="messages" aria-label="Conversation" aria-live="polite">
+                        {move || messages.get().into_iter().map(|m| {
+                            let mine = m.direction == "inbound";
+                            view! {
+                                <li class=if mine { "message mine" } else { "message agent" }>
+                                    <span class="who">{if mine { "You" } else { "AI employee" }}</span>
+                                    <p>{m.text}</p>
+                                </li>
+                            }
+                        }).collect_view()}
+                        <Show when=move || waiting.get()>
+                            <li class="message agent typing" role="status"><span class="who">"AI employee"</span><p>"typing…"</p></li>
+                        </Show>
+                    </ol>
+                    {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                    <form class="composer" on:submit=send>
+                        <label class="sr-only" for="chat-input">"Message"</label>
+                        <input id="chat-input" placeholder="Write a message…" autocomplete="off"
+                            prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev)) />
+                        <button type="submit" disabled=move || waiting.get() || draft.get().trim().is_empty()>"Send"</button>
+                    </form>
+                </div>
+            }.into_any(),
+        }}
+    }
+}
