@@ -85,7 +85,7 @@ await journey('platform admin: tenant, AI employee with a persona, test chat rep
   await form.getByLabel('Tenant name').fill(tenantName);
   await form.getByRole('button', { name: 'Create tenant' }).click();
   await page.getByRole('status').filter({ hasText: `Created ${tenantName}.` }).waitFor();
-  await page.getByRole('cell', { name: tenantName, exact: true }).waitFor();
+  await page.getByRole('table').getByText(tenantName, { exact: true }).waitFor();
   await shot(page, '02-tenants');
 
   await page.getByRole('button', { name: `Open ${tenantName}` }).click();
@@ -182,6 +182,28 @@ await journey('phone-sized screen: the test chat stays usable', async (page) => 
   await page.getByRole('link', { name: 'Test chat' }).click();
   await page.getByLabel('Message').waitFor();
   await shot(page, '08-phone-test-chat');
+});
+
+await journey('an ended session returns to sign-in with a message', async (page, context) => {
+  await signIn(page, adminEmail, adminPassword);
+  await page.getByRole('heading', { name: 'Tenants' }).waitFor();
+  await context.clearCookies();
+  await page.getByRole('searchbox', { name: 'Search tenants' }).fill('anything');
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByRole('status').filter({ hasText: 'Your session has ended. Please sign in again.' }).waitFor();
+});
+
+await journey('platform admin renames a tenant, and sign-out returns to sign-in', async (page) => {
+  await signIn(page, adminEmail, adminPassword);
+  await page.getByRole('searchbox', { name: 'Search tenants' }).fill(tenantName);
+  await page.getByRole('button', { name: `Rename ${tenantName}` }).click();
+  const form = page.getByRole('form', { name: 'Rename tenant' });
+  await form.getByLabel('New name').fill(`${tenantName} Ltd`);
+  await form.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: `Renamed to ${tenantName} Ltd.` }).waitFor();
+  await page.getByRole('table').getByText(`${tenantName} Ltd`, { exact: true }).waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('status').filter({ hasText: 'You are signed out.' }).waitFor();
 });
 
 await browser.close();

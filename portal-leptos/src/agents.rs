@@ -10,22 +10,29 @@ use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Pa
 use crate::api::{self, ApiError, HttpMethod};
 use crate::app::use_session;
 
-#[component]
-pub fn AgentList() -> impl IntoView {
+/// The AI employees of the tenant in focus (`None` when no tenant is chosen), reloaded when the
+/// focus changes.
+pub fn tenant_agents() -> LocalResource<Result<Option<Vec<Agent>>, ApiError>> {
     let session = use_session();
-    let list = LocalResource::new(move || {
+    LocalResource::new(move || {
         let tenant = session.tenant.get();
         async move {
             match tenant {
                 Some((id, _)) => {
                     api::get::<Page<Agent>>(&format!("/api/tenants/{id}/agents?per_page=100"))
                         .await
-                        .map(Some)
+                        .map(|p| Some(p.items))
                 }
                 None => Ok(None),
             }
         }
-    });
+    })
+}
+
+#[component]
+pub fn AgentList() -> impl IntoView {
+    let session = use_session();
+    let list = tenant_agents();
     let writable = move || session.can(Permission::AgentsWrite);
     view! {
         <header class="page-head">
@@ -39,12 +46,12 @@ pub fn AgentList() -> impl IntoView {
             None => view! { <p class="loading" role="status">"Loading AI employees…"</p> }.into_any(),
             Some(Err(e)) => { session.handle(&e); view! { <p class="error" role="alert">{e.message()}</p> }.into_any() }
             Some(Ok(None)) => view! { <p class="empty">"Pick a tenant in the menu to see its AI employees."</p> }.into_any(),
-            Some(Ok(Some(p))) if p.items.is_empty() => view! {
+            Some(Ok(Some(items))) if items.is_empty() => view! {
                 <p class="empty">"No AI employees yet. Hire one to answer your customers."</p>
             }.into_any(),
-            Some(Ok(Some(p))) => view! {
+            Some(Ok(Some(items))) => view! {
                 <ul class="cards">
-                    {p.items.into_iter().map(|a| view! {
+                    {items.into_iter().map(|a| view! {
                         <li class="card agent-card">
                             <h2><a href=format!("/agents/{}", a.id)>{a.input.name.clone()}</a></h2>
                             <p class="role">{a.input.role.clone()}</p>
@@ -185,6 +192,14 @@ pub fn AgentEditor() -> impl IntoView {
     };
     let dirty = move || loaded.get() && current() != saved.get();
     let writable = move || session.can(Permission::AgentsWrite);
+    // Closing or reloading the tab with unsaved changes asks first.
+    let guard = window_event_listener(leptos::ev::beforeunload, move |ev| {
+        if dirty() {
+            ev.prevent_default();
+            ev.set_return_value("You have unsaved changes.");
+        }
+    });
+    on_cleanup(move || guard.remove());
 
     let save = {
         let navigate = navigate.clone();

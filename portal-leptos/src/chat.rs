@@ -5,7 +5,6 @@ use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::channel::{ChatAccepted, ChatMessage, ChatSend};
-use shared::resources::{Agent, Page};
 
 use crate::api::{self, HttpMethod};
 use crate::app::use_session;
@@ -13,19 +12,7 @@ use crate::app::use_session;
 #[component]
 pub fn TestChat() -> impl IntoView {
     let session = use_session();
-    let agents = LocalResource::new(move || {
-        let tenant = session.tenant.get();
-        async move {
-            match tenant {
-                Some((id, _)) => {
-                    api::get::<Page<Agent>>(&format!("/api/tenants/{id}/agents?per_page=100"))
-                        .await
-                        .map(|p| p.items)
-                }
-                None => Ok(Vec::new()),
-            }
-        }
-    });
+    let agents = crate::agents::tenant_agents();
     let agent = RwSignal::new(None::<uuid::Uuid>);
     let conversation = RwSignal::new(None::<String>);
     let messages = RwSignal::new(Vec::<ChatMessage>::new());
@@ -36,7 +23,7 @@ pub fn TestChat() -> impl IntoView {
     // The first agent is picked when the list arrives.
     Effect::new(move |_| {
         if agent.get_untracked().is_none()
-            && let Some(Ok(list)) = agents.get()
+            && let Some(Ok(Some(list))) = agents.get()
         {
             agent.set(list.first().map(|a| a.id));
         }
@@ -132,8 +119,9 @@ pub fn TestChat() -> impl IntoView {
         {move || match agents.get() {
             None => view! { <p class="loading" role="status">"Loading AI employees…"</p> }.into_any(),
             Some(Err(e)) => view! { <p class="error" role="alert">{e.message()}</p> }.into_any(),
-            Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"Hire an AI employee first, then talk to it here."</p> }.into_any(),
-            Some(Ok(list)) => view! {
+            Some(Ok(None)) => view! { <p class="empty">"Pick a tenant in the menu first."</p> }.into_any(),
+            Some(Ok(Some(list))) if list.is_empty() => view! { <p class="empty">"Hire an AI employee first, then talk to it here."</p> }.into_any(),
+            Some(Ok(Some(list))) => view! {
                 <div class="chat card">
                     <label class="field">
                         <span>"AI employee"</span>
@@ -142,6 +130,9 @@ pub fn TestChat() -> impl IntoView {
                         </select>
                     </label>
                     <ol class="messages" aria-label="Conversation" aria-live="polite">
+                        <Show when=move || messages.get().is_empty() && !waiting.get()>
+                            <li class="hint">"Say hello — the reply appears here."</li>
+                        </Show>
                         {move || messages.get().into_iter().map(|m| {
                             let mine = m.direction == "inbound";
                             view! {

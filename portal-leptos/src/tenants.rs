@@ -136,7 +136,30 @@ fn TenantRow(
     let name = tenant.name.clone();
     let slug = tenant.slug.clone();
     let suspended = tenant.status == TenantStatus::Suspended;
+    let renaming = RwSignal::new(false);
+    let new_name = RwSignal::new(tenant.name.clone());
 
+    let rename = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let body = TenantUpdate {
+            name: Some(new_name.get_untracked()),
+            ..TenantUpdate::default()
+        };
+        spawn_local(async move {
+            match api::send::<_, Tenant>(HttpMethod::PATCH, &format!("/api/tenants/{id}"), &body)
+                .await
+            {
+                Ok(t) => {
+                    renaming.set(false);
+                    on_change.run(format!("Renamed to {}.", t.name));
+                }
+                Err(e) => on_error.run(
+                    e.field("name")
+                        .map_or_else(|| e.message(), |m| format!("Name {m}.")),
+                ),
+            }
+        });
+    };
     let toggle = {
         let name = name.clone();
         move |_| {
@@ -216,7 +239,23 @@ fn TenantRow(
     let slug_check = slug.clone();
     view! {
         <tr>
-            <td>{name.clone()}</td>
+            <td>
+                <Show when=move || renaming.get() fallback={
+                    let name = name.clone();
+                    move || view! {
+                        <span>{name.clone()}</span>
+                        " "
+                        <button class="link" on:click=move |_| renaming.set(true) aria-label=format!("Rename {name}")>"Rename"</button>
+                    }
+                }>
+                    <form class="rename" on:submit=rename aria-label="Rename tenant">
+                        <label class="sr-only" for=format!("rename-{id}")>"New name"</label>
+                        <input id=format!("rename-{id}") prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                        <button type="submit">"Save"</button>
+                        <button type="button" class="link" on:click=move |_| renaming.set(false)>"Cancel"</button>
+                    </form>
+                </Show>
+            </td>
             <td><code>{slug.clone()}</code></td>
             <td><span class=if suspended { "badge warn" } else { "badge ok" }>{if suspended { "Suspended" } else { "Active" }}</span></td>
             <td>{tenant.created_at.format("%Y-%m-%d").to_string()}</td>

@@ -81,6 +81,32 @@ async fn wait_for(
     }
 }
 
+/// A web-channel message as a channel adapter would enqueue it.
+fn web_message(
+    tenant: shared::TenantId,
+    connection: Uuid,
+    agent: Uuid,
+    conversation: &str,
+    event: &str,
+    text: &str,
+) -> shared::channel::InboundMessage {
+    shared::channel::InboundMessage {
+        tenant_id: tenant,
+        channel: shared::channel::ChannelKind::Web,
+        connection_id: connection,
+        agent_id: Some(agent),
+        conversation_key: conversation.into(),
+        sender: shared::channel::Sender {
+            id: "U1".into(),
+            display_name: None,
+        },
+        text: text.into(),
+        attachments: Vec::new(),
+        provider_event_id: event.into(),
+        received_at: chrono::Utc::now(),
+    }
+}
+
 fn last_llm_request(app: &TestApp) -> Value {
     app.llm
         .received()
@@ -704,21 +730,14 @@ async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
             .unwrap()
     };
     app.ingest
-        .enqueue(&shared::channel::InboundMessage {
-            tenant_id: w.a,
-            channel: shared::channel::ChannelKind::Web,
-            connection_id: connection,
-            agent_id: Some(agent),
-            conversation_key: "s".into(),
-            sender: shared::channel::Sender {
-                id: "U1".into(),
-                display_name: None,
-            },
-            text: "while suspended".into(),
-            attachments: Vec::new(),
-            provider_event_id: format!("ev-{}", Uuid::new_v4()),
-            received_at: chrono::Utc::now(),
-        })
+        .enqueue(&web_message(
+            w.a,
+            connection,
+            agent,
+            "s",
+            &format!("ev-{}", Uuid::new_v4()),
+            "while suspended",
+        ))
         .await
         .unwrap();
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
@@ -774,21 +793,14 @@ async fn a_burst_to_a_tenant_that_has_no_actor_yet_is_answered_in_full() {
     let total = 40;
     for i in 0..total {
         app.ingest
-            .enqueue(&shared::channel::InboundMessage {
-                tenant_id: w.a,
-                channel: shared::channel::ChannelKind::Web,
-                connection_id: connection,
-                agent_id: Some(agent),
-                conversation_key: format!("burst{i}"),
-                sender: shared::channel::Sender {
-                    id: "U1".into(),
-                    display_name: None,
-                },
-                text: format!("hello {i}"),
-                attachments: Vec::new(),
-                provider_event_id: format!("burst-{i}"),
-                received_at: chrono::Utc::now(),
-            })
+            .enqueue(&web_message(
+                w.a,
+                connection,
+                agent,
+                &format!("burst{i}"),
+                &format!("burst-{i}"),
+                &format!("hello {i}"),
+            ))
             .await
             .unwrap();
     }
@@ -846,21 +858,7 @@ async fn entries_with_the_same_id_in_two_partitions_are_both_answered() {
             .unwrap();
         tx.commit().await.unwrap();
         let event = format!("same-id-{i}-{}", Uuid::new_v4().simple());
-        let message = shared::channel::InboundMessage {
-            tenant_id: tenant,
-            channel: shared::channel::ChannelKind::Web,
-            connection_id: connection,
-            agent_id: Some(agent),
-            conversation_key: "same-id".into(),
-            sender: shared::channel::Sender {
-                id: "U1".into(),
-                display_name: None,
-            },
-            text: "hello".into(),
-            attachments: Vec::new(),
-            provider_event_id: event.clone(),
-            received_at: chrono::Utc::now(),
-        };
+        let message = web_message(tenant, connection, agent, "same-id", &event, "hello");
         let stream = app.ingest.stream(app.ingest.partition_of(tenant));
         let _: String = client
             .xadd(
