@@ -56,7 +56,7 @@ pub fn AgentList() -> impl IntoView {
                             <h2><a href=format!("/agents/{}", a.id)>{a.input.name.clone()}</a></h2>
                             <p class="role">{a.input.role.clone()}</p>
                             <p class="persona">{a.input.persona.clone()}</p>
-                            <p class="meta">{format!("{} tools · {} escalation rules", a.input.tools.len(), a.input.escalation_rules.len())}</p>
+                            <p class="meta">{format!("{} · {}", count(a.input.tools.len(), "tool"), count(a.input.escalation_rules.len(), "escalation rule"))}</p>
                         </li>
                     }).collect_view()}
                 </ul>
@@ -358,6 +358,15 @@ pub fn AgentEditor() -> impl IntoView {
                 </div>
             </form>
         </Show>
+    }
+}
+
+/// "1 tool", "2 tools".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
