@@ -1,4 +1,5 @@
-//! A fake Slack Web API (`POST /api/chat.postMessage`) and the signing half of the Events API.
+//! A fake Slack Web API (`POST /api/chat.postMessage`, `POST /api/auth.test`) and the signing
+//! half of the Events API.
 //!
 //! Like Slack it checks the bearer token (`not_authed`, `invalid_auth`) and the body (JSON with
 //! `channel` and `text`; `thread_ts` optional), answers HTTP 200 with `{"ok":true,…}` or
@@ -6,7 +7,7 @@
 //! `Retry-After`, or to be slow. Every accepted post is recorded with the token that made it.
 //! `sign` produces the `X-Slack-Signature` Slack would send for a body.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -61,7 +62,8 @@ pub struct Call {
 
 #[derive(Debug, Default)]
 struct State {
-    tokens: HashSet<String>,
+    /// Bot token → (workspace, bot user), as installed.
+    tokens: HashMap<String, (String, String)>,
     script: VecDeque<Behavior>,
     posted: Vec<Posted>,
     calls: Vec<Call>,
@@ -99,6 +101,7 @@ impl FakeSlack {
             App::new()
                 .app_data(data.clone())
                 .route("/api/chat.postMessage", web::post().to(post_message))
+                .route("/api/auth.test", web::post().to(auth_test))
         })
         .workers(1)
         .disable_signals()
@@ -113,9 +116,13 @@ impl FakeSlack {
         })
     }
 
-    /// Accepts this bot token from now on (one per installed workspace).
-    pub fn allow_token(&self, token: &str) {
-        lock(&self.state).tokens.insert(token.to_string());
+    /// Installs the app in workspace `team_id` with bot user `bot_user_id`: its bot token is
+    /// accepted from now on, and `auth.test` answers with that workspace and user.
+    pub fn install(&self, token: &str, team_id: &str, bot_user_id: &str) {
+        lock(&self.state).tokens.insert(
+            token.to_string(),
+            (team_id.to_string(), bot_user_id.to_string()),
+        );
     }
 
     /// Queues behaviors for the next posts, in order; afterwards posts succeed.
@@ -170,7 +177,7 @@ async fn post_message(
         );
     };
     let token = token.to_string();
-    if !lock(&state).tokens.contains(&token) {
+    if !lock(&state).tokens.contains_key(&token) {
         return answer(
             &state,
             auth,
@@ -253,5 +260,32 @@ async fn post_message(
                 }),
             )
         }
+    }
+}
+
+/// `auth.test`: who the token belongs to, as Slack answers it.
+async fn auth_test(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(token) = token else {
+        return HttpResponse::Ok().json(json!({ "ok": false, "error": "not_authed" }));
+    };
+    let installed = lock(&state).tokens.get(&token).cloned();
+    match installed {
+        Some((team_id, user_id)) => HttpResponse::Ok().json(json!({
+            "ok": true,
+            "url": format!("https://{}.slack.com/", team_id.to_lowercase()),
+            "team": "Workspace",
+            "user": "konstruct",
+            "team_id": team_id,
+            "user_id": user_id,
+            "bot_id": "B0KONSTRUCT",
+            "is_enterprise_install": false,
+        })),
+        None => HttpResponse::Ok().json(json!({ "ok": false, "error": "invalid_auth" })),
     }
 }

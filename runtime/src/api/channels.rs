@@ -13,7 +13,7 @@ use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::Errors;
 use super::{AppState, PageQuery, record};
-use crate::channels::slack::token_slot;
+use crate::channels::slack::{TokenCheckError, token_slot};
 use crate::store::channels::{self as store_channels, ConnectionRow, NewConnection};
 use crate::store::{StoreError, agents};
 
@@ -23,7 +23,8 @@ fn to_dto(row: ConnectionRow) -> SlackInstallation {
     let text = |key: &str| row.settings[key].as_str().map(str::to_string);
     SlackInstallation {
         id: row.id,
-        team_id: row.external_id.clone(),
+        // A disconnected installation keeps its workspace id in its settings.
+        team_id: text("team_id").unwrap_or_else(|| row.external_id.clone()),
         enterprise_id: text("enterprise_id"),
         team_name: text("team_name"),
         bot_user_id: text("bot_user_id").unwrap_or_default(),
@@ -66,7 +67,9 @@ fn validate(input: &SlackInstallationInput) -> Result<(), ApiError> {
     let token = input.bot_token.trim();
     if !token.starts_with("xoxb-")
         || !(16..=300).contains(&token.len())
-        || token.chars().any(char::is_whitespace)
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         e.add("bot_token", "a bot token, starting with xoxb-");
     }
@@ -122,6 +125,32 @@ pub async fn register(
             "Storing tokens needs an encryption key on the server (KONSTRUCT_ENCRYPTION_KEYS).",
         ));
     }
+    // Ask Slack whose token this is: the workspace and bot user come from Slack, not from the
+    // request, so no tenant can claim a workspace whose token it does not hold.
+    let identity = match state.slack_api.identify(input.bot_token.trim()).await {
+        Ok(identity) => identity,
+        Err(TokenCheckError::Refused(why)) => {
+            return Err(ApiError::invalid_field(
+                "bot_token",
+                format!("Slack refused this token ({why})"),
+            ));
+        }
+        Err(e @ TokenCheckError::Unreachable(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "Slack could not be reached to check the token; nothing was saved. Try again.",
+            )
+            .with_cause(e));
+        }
+    };
+    let mut mismatch = Errors::default();
+    if identity.team_id != input.team_id {
+        mismatch.add("team_id", "the token belongs to another Slack workspace");
+    }
+    if identity.user_id != input.bot_user_id {
+        mismatch.add("bot_user_id", "the token belongs to another bot user");
+    }
+    mismatch.finish()?;
     let tenant = auth.tenant()?;
     let mut tx = state.store.tenant_tx(tenant).await?;
     if agents::get(&mut tx, input.agent_id).await?.is_none() {
@@ -140,7 +169,8 @@ pub async fn register(
     let token_hint = format!("…{}", &token[token.len() - 4..]);
     let settings = serde_json::json!({
         "bot_user_id": input.bot_user_id,
-        "enterprise_id": input.enterprise_id,
+        "enterprise_id": identity.enterprise_id.or(input.enterprise_id),
+        "team_id": input.team_id,
         "team_name": input.team_name,
         "scopes": input.scopes,
         "token_hint": token_hint,
@@ -208,14 +238,18 @@ pub async fn disconnect(
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let row = store_channels::disconnect(&mut tx, id, KIND)
         .await?
-        .ok_or_else(|| ApiError::not_found("This Slack installation"))?;
+        .ok_or_else(|| ApiError::not_found("This connected Slack installation"))?;
+    let team_id = row.settings["team_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     record(
         &mut tx,
         &auth,
         "channel.disconnected",
         "channel_connection",
         row.id,
-        serde_json::json!({ "kind": KIND, "team_id": row.external_id }),
+        serde_json::json!({ "kind": KIND, "team_id": team_id }),
     )
     .await?;
     tx.commit().await?;

@@ -56,7 +56,8 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now_secs - ts).abs() > MAX_CLOCK_SKEW_SECS {
+    // abs_diff: a hostile timestamp such as i64::MIN must neither overflow nor pass.
+    if now_secs.abs_diff(ts) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let expected = signature
@@ -166,6 +167,78 @@ pub fn strip_mention(text: &str, bot_user_id: &str) -> String {
     }
     out.push_str(rest);
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Who a bot token belongs to, as `auth.test` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Identity {
+    pub team_id: String,
+    /// The bot's own user in that workspace.
+    pub user_id: String,
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
+}
+
+/// Why a token could not be checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenCheckError {
+    #[error("Slack refused the token ({0})")]
+    Refused(String),
+    #[error("Slack could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// The few Web API calls made outside the reply path.
+#[derive(Debug, Clone)]
+pub struct SlackApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl SlackApi {
+    pub fn new(api_base: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            base: api_base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// `auth.test`: the workspace and bot user a token belongs to.
+    pub async fn identify(&self, token: &str) -> Result<Identity, TokenCheckError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            ok: bool,
+            error: Option<String>,
+            #[serde(flatten)]
+            identity: Option<Identity>,
+        }
+        let res = self
+            .http
+            .post(format!("{}/auth.test", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| TokenCheckError::Unreachable(e.without_url().to_string()))?;
+        if !res.status().is_success() {
+            return Err(TokenCheckError::Unreachable(format!(
+                "HTTP {}",
+                res.status()
+            )));
+        }
+        let answer: Answer = res
+            .json()
+            .await
+            .map_err(|e| TokenCheckError::Unreachable(e.without_url().to_string()))?;
+        match (answer.ok, answer.identity) {
+            (true, Some(identity)) => Ok(identity),
+            (_, _) => Err(TokenCheckError::Refused(
+                answer.error.unwrap_or_else(|| "unknown error".into()),
+            )),
+        }
+    }
 }
 
 /// The conversation key of a Slack thread: `channel:thread_ts`.
@@ -384,6 +457,16 @@ mod tests {
         assert_eq!(
             verify_signature("s3cret", Some("soon"), Some(&sig), body, now),
             Err(SignatureError::BadTimestamp)
+        );
+        assert_eq!(
+            verify_signature(
+                "s3cret",
+                Some("-9223372036854775808"),
+                Some(&sig),
+                body,
+                now
+            ),
+            Err(SignatureError::Stale)
         );
     }
 

@@ -21,7 +21,7 @@ use shared::channel::ReplyKind;
 use super::config::{self, TenantConfig};
 use super::ingest::Delivery;
 use super::limiter::{self, Decision, Gcra, Limit};
-use super::turn::{self, ConversationState, EngineDeps, TurnError};
+use super::turn::{self, EngineDeps, TurnError};
 use crate::store::audit::{self, Actor as AuditActor, NewEvent};
 
 /// Mailbox bounds. They are set when an actor is created, before anything can be sent to it:
@@ -111,7 +111,11 @@ impl Handler<Route> for Registry {
             }
         };
         let request = addr.send(Dispatch(msg.0));
-        Box::pin(async move { request.await.unwrap_or(Ok(())) })
+        Box::pin(async move {
+            request
+                .await
+                .unwrap_or_else(|e| Err(TurnError::Mailbox(e.to_string())))
+        })
     }
 }
 
@@ -299,7 +303,11 @@ impl Handler<Dispatch> for TenantActor {
             }
         };
         let request = addr.send(work);
-        Box::pin(async move { request.await.unwrap_or(Ok(())) })
+        Box::pin(async move {
+            request
+                .await
+                .unwrap_or_else(|e| Err(TurnError::Mailbox(e.to_string())))
+        })
     }
 }
 
@@ -361,15 +369,13 @@ impl Message for Turn {
     type Result = Result<(), TurnError>;
 }
 
-/// One conversation: owns its memory window and answers one message at a time, in order. It
-/// stops after `idle_after` without messages; its window stays in Redis and is loaded again by
-/// the next actor for the conversation.
+/// One conversation: the only writer of its memory window and escalation count, answering one
+/// message at a time, in order. Each turn reads the state from Redis and writes it back once the
+/// reply is recorded, so no stale copy can outlive a failed turn, a restart or a partition moving
+/// to another node (one GET per turn is the price). It stops after `idle_after` without messages.
 #[derive(Debug)]
 pub struct ConversationActor {
     deps: Arc<EngineDeps>,
-    /// The window and escalation state, cached between turns (loaded from Redis by the first).
-    /// Boxed, so an idle actor that never ran a turn stays small.
-    state: Option<Box<ConversationState>>,
     /// When the actor last handled a message, for passivation.
     last_active: Instant,
 }
@@ -386,7 +392,6 @@ impl ConversationActor {
     fn new(deps: Arc<EngineDeps>) -> Self {
         Self {
             deps,
-            state: None,
             last_active: Instant::now(),
         }
     }
@@ -412,33 +417,18 @@ impl Handler<Turn> for ConversationActor {
         self.last_active = Instant::now();
         tracing::trace!("conversation actor starts a turn");
         let deps = self.deps.clone();
-        let state = self.state.take().map(|s| *s);
         AtomicResponse::new(Box::pin(
             async move {
                 match msg {
-                    Turn::Answer { d, config } => turn::run(&deps, &d, &config, state).await,
+                    Turn::Answer { d, config } => turn::run(&deps, &d, &config).await,
                     Turn::Reject {
                         d,
                         retry_after,
                         notify,
-                    } => {
-                        reject(&deps, &d, retry_after, notify).await?;
-                        match state {
-                            Some(state) => Ok(state),
-                            None => turn::load_state(&deps, &d.message).await,
-                        }
-                    }
+                    } => reject(&deps, &d, retry_after, notify).await,
                 }
             }
-            .into_actor(self)
-            .map(|result, act, _| match result {
-                Ok(state) => {
-                    act.state = Some(Box::new(state));
-                    Ok(())
-                }
-                // The cached state may be stale now; the next turn reloads it from Redis.
-                Err(e) => Err(e),
-            }),
+            .into_actor(self),
         ))
     }
 }

@@ -84,7 +84,10 @@ async fn consume(
                         );
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "renewing partition leases failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "renewing partition leases failed; pausing reads");
+                    leases.forget();
+                }
             }
             // What an earlier owner (or a failed turn here) left pending for a lease time.
             for partition in leases.owned() {

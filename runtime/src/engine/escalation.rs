@@ -1,12 +1,14 @@
 //! Escalation to a human, as pure logic: which of an agent's rules fires on a turn, and the
-//! conversation's escalation state (unresolved turns in a row, handed off or not), which the
-//! conversation actor owns and keeps in Redis with its memory window.
+//! conversation's count of unresolved turns in a row, kept in Redis with its memory window.
+//! Whether a conversation was handed off is Postgres's `conversations.status`, written with the
+//! escalation record and read by every turn, so it can neither be lost nor run ahead of them.
 //!
 //! Keyword and "I want a human" rules are checked on the user's message before the LLM is asked:
 //! there is no point answering someone who asked for a person. The failed-resolutions rule is
-//! checked after the turn: a turn is unresolved when every LLM provider failed, or when the agent
-//! said it could not help by ending its answer with [`UNRESOLVED_MARKER`] (the prompt asks for it
-//! only when the agent has such a rule; the marker never reaches the user).
+//! checked after the turn: a turn is unresolved when the agent said it could not help by ending
+//! its answer with [`UNRESOLVED_MARKER`] (the prompt asks for it only when the agent has such a
+//! rule; the marker never reaches the user). A provider outage is not the agent failing to
+//! resolve anything: such turns are not counted.
 
 use serde::{Deserialize, Serialize};
 use shared::resources::{EscalationRule, EscalationTrigger};
@@ -38,8 +40,6 @@ const HUMAN_PHRASES: &[&str] = &[
 pub struct EscalationState {
     /// Turns in a row the agent could not resolve.
     pub unresolved_in_a_row: u32,
-    /// Set once the conversation was handed to a human; the agent no longer answers.
-    pub handed_off: bool,
 }
 
 /// Why a conversation is handed off, as stored (`escalations.reason`).

@@ -163,6 +163,13 @@ impl Leases {
         Ok(())
     }
 
+    /// Stops believing in the leases held (renewing failed, e.g. Redis is unreachable): until a
+    /// renewal succeeds nothing is read, since the leases may expire and be taken meanwhile. A
+    /// later renewal takes back those still ours.
+    pub fn forget(&mut self) {
+        self.owned.clear();
+    }
+
     /// Gives every partition back and leaves the set of live nodes (a clean shutdown), so the
     /// others take over at once instead of after the lease expires.
     pub async fn release_all(&mut self) -> Result<(), RedisError> {

@@ -133,6 +133,8 @@ pub enum TurnError {
     NoSink(ChannelKind),
     #[error("the tenant's configuration could not be loaded")]
     ConfigUnavailable,
+    #[error("an actor could not take the message: {0}")]
+    Mailbox(String),
 }
 
 /// What a conversation actor keeps between turns, in Redis under a tenant-namespaced key: the
@@ -319,27 +321,37 @@ async fn finish(
     Ok(())
 }
 
-/// Records an inbound message in its conversation (once per provider event) and audits it.
-/// Returns the conversation, or `None` when the message was already answered.
+/// Records an inbound message in its conversation (once per provider event). Returns the
+/// conversation and whether it was handed to a human, or `None` when the message was already
+/// answered.
 pub async fn record_inbound(
     deps: &EngineDeps,
     m: &InboundMessage,
-) -> Result<Option<Uuid>, TurnError> {
+) -> Result<Option<Recorded>, TurnError> {
     let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
     let conversation = record_inbound_in(&mut tx, m).await?;
     tx.commit().await?;
     Ok(conversation)
 }
 
+/// An inbound message, recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub conversation: Uuid,
+    /// The conversation belongs to a human now: the agent does not answer.
+    pub handed_off: bool,
+}
+
 async fn record_inbound_in(
     tx: &mut crate::store::TenantTx,
     m: &InboundMessage,
-) -> Result<Option<Uuid>, TurnError> {
+) -> Result<Option<Recorded>, TurnError> {
     if conversations::message_exists(tx, &reply_id(m)).await? {
         return Ok(None);
     }
-    let conversation =
-        conversations::upsert(tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
+    let (conversation, status) =
+        conversations::upsert_with_status(tx, m.connection_id, m.agent_id, &m.conversation_key)
+            .await?;
     // The message itself is the record (no audit row per message: the trail holds what the
     // platform did about it — LLM calls, rejections, hand-offs, apologies).
     conversations::insert_message(
@@ -351,34 +363,28 @@ async fn record_inbound_in(
         &m.provider_event_id,
     )
     .await?;
-    Ok(Some(conversation))
+    Ok(Some(Recorded {
+        conversation,
+        handed_off: status == "handed_off",
+    }))
 }
 
-/// Runs one turn with the tenant's configuration snapshot. `state` is the conversation actor's
-/// cached state (loaded from Redis if `None`); the updated state is returned for the actor to
-/// keep.
-pub async fn run(
-    deps: &EngineDeps,
-    d: &Delivery,
-    config: &TenantConfig,
-    state: Option<ConversationState>,
-) -> Result<ConversationState, TurnError> {
+/// Runs one turn with the tenant's configuration snapshot. The conversation's state (window and
+/// escalation count) is read from Redis at the start and written back only once the reply was
+/// sent and recorded, so a failed turn leaves it as it was for the retry.
+pub async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(), TurnError> {
     let m = &d.message;
-    let mut state = match state {
-        Some(s) => s,
-        None => load_state(deps, m).await?,
-    };
     // A message whose reply is already recorded was answered before a crash: acknowledge and
     // stop.
-    if record_inbound(deps, m).await?.is_none() {
+    let Some(recorded) = record_inbound(deps, m).await? else {
         deps.ingest.done(d).await?;
-        return Ok(state);
-    }
+        return Ok(());
+    };
     // Recorded, not answered: a suspended tenant's channels are silent, and a conversation
     // handed to a human is the human's (the message waits in the conversation for them).
-    if !config.active || state.escalation.handed_off {
+    if !config.active || recorded.handed_off {
         deps.ingest.done(d).await?;
-        return Ok(state);
+        return Ok(());
     }
     let Some(agent) = config.agent(m.agent_id) else {
         reply(
@@ -388,23 +394,23 @@ pub async fn run(
             "Sorry, no one is assigned to answer here yet.".into(),
         )
         .await?;
-        return Ok(state);
+        return Ok(());
     };
+    let mut state = load_state(deps, m).await?;
     let user_turn = Turn {
         speaker: Speaker::User,
         text: m.text.clone(),
     };
     if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text) {
-        state.escalation.handed_off = true;
-        state.window.push(user_turn, deps.settings.window);
-        save_state(deps, m, &state).await?;
         let notice = escalation::handoff_notice(&fired);
         let extra = Extra {
             outcome: None,
             handoff: Some(&fired),
         };
         finish(deps, d, ReplyKind::Handoff, notice, extra).await?;
-        return Ok(state);
+        state.window.push(user_turn, deps.settings.window);
+        save_state(deps, m, &state).await?;
+        return Ok(());
     }
     let mut request = prompt::chat_request(
         &agent.profile,
@@ -433,14 +439,17 @@ pub async fn run(
     let (mut kind, mut text, resolved) = match &answer {
         Ok(report) => {
             let (text, unresolved) = escalation::strip_marker(&report.completion.text());
-            (ReplyKind::Answer, text, !unresolved)
+            (ReplyKind::Answer, text, Some(!unresolved))
         }
         Err(e) => {
             tracing::warn!(tenant.id = %m.tenant_id, error = %e, "no LLM answer");
-            (ReplyKind::Apology, e.user_message().to_string(), false)
+            (ReplyKind::Apology, e.user_message().to_string(), None)
         }
     };
-    let fired = escalation::after_turn(&agent.escalation_rules, &mut state.escalation, resolved);
+    // An outage is not counted either way.
+    let fired = resolved.and_then(|resolved| {
+        escalation::after_turn(&agent.escalation_rules, &mut state.escalation, resolved)
+    });
     state.window.push(user_turn, deps.settings.window);
     if kind == ReplyKind::Answer {
         state.window.push(
@@ -452,7 +461,6 @@ pub async fn run(
         );
     }
     if let Some(fired) = &fired {
-        state.escalation.handed_off = true;
         let notice = escalation::handoff_notice(fired);
         text = if kind == ReplyKind::Answer && !text.trim().is_empty() {
             format!("{text}\n\n{notice}")
@@ -461,7 +469,6 @@ pub async fn run(
         };
         kind = ReplyKind::Handoff;
     }
-    save_state(deps, m, &state).await?;
     let outcome = match &answer {
         Ok(report) => Outcome::Answered(report),
         Err(e) => Outcome::LlmFailed(e.to_string()),
@@ -471,5 +478,8 @@ pub async fn run(
         handoff: fired.as_ref(),
     };
     finish(deps, d, kind, text, extra).await?;
-    Ok(state)
+    // After the reply is recorded: a crash before this line loses only this turn's window update
+    // (the redelivery acknowledges without answering again).
+    save_state(deps, m, &state).await?;
+    Ok(())
 }

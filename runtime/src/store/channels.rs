@@ -128,8 +128,9 @@ pub async fn list(
     Ok((rows, total))
 }
 
-/// Disconnects: the connection stops being answered and its secret is erased; its
-/// conversations stay. `None` when there is no such connection of this kind.
+/// Disconnects: the connection stops being answered, its secret is erased and its external id
+/// is freed (kept in `settings.team_id`) so the workspace can be connected again, by anyone who
+/// holds its token; its conversations stay. `None` when there is no such connection of this kind.
 pub async fn disconnect(
     tx: &mut TenantTx,
     id: Uuid,
@@ -138,8 +139,10 @@ pub async fn disconnect(
     Ok(
         sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
             "UPDATE channel_connections SET status = 'disabled', secret_ciphertext = NULL, \
-                secret_key_version = NULL, updated_at = now() \
-          WHERE id = $1 AND kind = $2 RETURNING {COLUMNS}"
+                secret_key_version = NULL, updated_at = now(), \
+                settings = settings || jsonb_build_object('team_id', external_id), \
+                external_id = 'disconnected:' || id::text \
+          WHERE id = $1 AND kind = $2 AND status = 'active' RETURNING {COLUMNS}"
         )))
         .bind(id)
         .bind(kind)

@@ -43,6 +43,30 @@ pub async fn ensure_web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResul
     }
 }
 
+/// Like `upsert`, also returning the conversation's status (`open`, `handed_off`, `closed`).
+pub async fn upsert_with_status(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    agent: Option<Uuid>,
+    external_key: &str,
+) -> StoreResult<(Uuid, String)> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query_as(
+        "INSERT INTO conversations (id, tenant_id, channel_connection_id, agent_id, external_key) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, channel_connection_id, external_key) \
+             DO UPDATE SET last_message_at = now() \
+         RETURNING id, status",
+    )
+    .bind(Uuid::new_v4())
+    .bind(tenant.as_uuid())
+    .bind(connection)
+    .bind(agent)
+    .bind(external_key)
+    .fetch_one(tx.connection())
+    .await?)
+}
+
 /// The conversation for (connection, external key), created on its first message.
 pub async fn upsert(
     tx: &mut TenantTx,
@@ -159,19 +183,4 @@ pub async fn hand_off(
         .execute(tx.connection())
         .await?;
     Ok(id)
-}
-
-/// A conversation's status (`open`, `handed_off`, `closed`).
-pub async fn status(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    external_key: &str,
-) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT status FROM conversations WHERE channel_connection_id = $1 AND external_key = $2",
-    )
-    .bind(connection)
-    .bind(external_key)
-    .fetch_optional(tx.connection())
-    .await?)
 }

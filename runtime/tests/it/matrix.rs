@@ -91,6 +91,18 @@ fn expected(spec: &RouteSpec, who: Who, success: u16) -> u16 {
     }
 }
 
+/// A Slack installation of a fresh workspace, known to the fake Slack.
+fn slack_installation(app: &TestApp, agent: Uuid) -> Value {
+    let tag = Uuid::new_v4().simple().to_string().to_uppercase();
+    let (team, bot, token) = (
+        format!("T{}", &tag[..10]),
+        format!("U{}", &tag[10..20]),
+        format!("xoxb-matrix-{tag}"),
+    );
+    app.slack.install(&token, &team, &bot);
+    json!({ "team_id": team, "bot_user_id": bot, "bot_token": token, "agent_id": agent })
+}
+
 /// Fills the route's path parameters with fresh objects in tenant A and picks a valid body.
 async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<Value>) {
     let mut path = spec
@@ -104,17 +116,13 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
     if path.contains("{connection_id}") {
         let admin = app.token_for(w.admin_a, None).await;
         let agent = world::agent(app, w.a, "Slack agent").await;
-        let tag = Uuid::new_v4().simple().to_string().to_uppercase();
         let res = app
             .request(
                 reqwest::Method::POST,
                 &format!("/api/tenants/{}/channels/slack", w.a),
                 Some(&admin),
             )
-            .json(&json!({
-                "team_id": format!("T{}", &tag[..10]), "bot_user_id": "U0MATRIX",
-                "bot_token": "xoxb-matrix-token-0001", "agent_id": agent,
-            }))
+            .json(&slack_installation(app, agent))
             .send()
             .await
             .unwrap();
@@ -177,11 +185,7 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         }
         ("POST", "/api/tenants/{tenant_id}/channels/slack") => {
             let agent = world::agent(app, w.a, "Slack agent").await;
-            let tag = Uuid::new_v4().simple().to_string().to_uppercase();
-            Some(json!({
-                "team_id": format!("T{}", &tag[..10]), "bot_user_id": "U0MATRIX",
-                "bot_token": "xoxb-matrix-token-0001", "agent_id": agent,
-            }))
+            Some(slack_installation(app, agent))
         }
         ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
             Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))

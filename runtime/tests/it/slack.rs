@@ -36,7 +36,7 @@ async fn install(app: &TestApp, admin: Uuid, tenant: TenantId, agent_name: &str)
     let team = format!("T{}", &tag[..10]);
     let bot = format!("U{}", &tag[10..20]);
     let token = format!("xoxb-{}-{}", &tag[..12], &tag[12..]);
-    app.slack.allow_token(&token);
+    app.slack.install(&token, &team, &bot);
     let admin_token = app.token_for(admin, None).await;
     let res = app
         .request(
@@ -500,18 +500,41 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
         .collect();
     assert_eq!(fields, ["team_id", "bot_user_id", "bot_token"]);
 
-    // Another tenant cannot take over the workspace, nor use A's agent.
+    // Another tenant cannot claim the workspace: Slack says whose a token is. A token Slack does
+    // not know is refused; a token of another workspace does not match the claimed one.
     let b_agent = world::agent(&app, w.b, "Bo").await;
+    let path_b = format!("/api/tenants/{}/channels/slack", w.b);
+    let claim = |token: &str| {
+        json!({
+            "team_id": slack.team, "bot_user_id": slack.bot, "bot_token": token, "agent_id": b_agent,
+        })
+    };
     let res = app
-        .request(
-            Method::POST,
-            &format!("/api/tenants/{}/channels/slack", w.b),
-            Some(&admin_b),
-        )
-        .json(&json!({
-            "team_id": slack.team, "bot_user_id": slack.bot, "bot_token": "xoxb-0000-another-token",
-            "agent_id": b_agent,
-        }))
+        .request(Method::POST, &path_b, Some(&admin_b))
+        .json(&claim("xoxb-0000-made-up-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "bot_token", "{body}");
+    app.slack
+        .install("xoxb-0000-b-own-workspace", "T0BOWNWORK", "U0BOWNBOT");
+    let res = app
+        .request(Method::POST, &path_b, Some(&admin_b))
+        .json(&claim("xoxb-0000-b-own-workspace"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "team_id", "{body}");
+    // Even holding a real token of the same workspace, B meets the existing installation.
+    app.slack
+        .install("xoxb-0000-second-install", &slack.team, &slack.bot);
+    let res = app
+        .request(Method::POST, &path_b, Some(&admin_b))
+        .json(&claim("xoxb-0000-second-install"))
         .send()
         .await
         .unwrap();
@@ -578,6 +601,14 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
             .unwrap();
     assert_eq!(status, "disabled");
     assert!(sealed.is_none());
+    // The workspace is free again for whoever holds its token.
+    let res = app
+        .request(Method::POST, &path_b, Some(&admin_b))
+        .json(&claim("xoxb-0000-second-install"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
     let actions: Vec<String> = sqlx::query_scalar(
         "SELECT action FROM audit_events WHERE action LIKE 'channel.%' ORDER BY seq",
     )
@@ -642,5 +673,70 @@ async fn replies_to_one_channel_are_paced_and_a_rate_limit_notice_lands_in_the_t
     assert!(
         by_thread("1700000012.000100").contains("Please wait"),
         "the notice is posted in the thread of the message it answers: {posted:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
+    // The hand-off notice is refused once: nothing may count as handed off until the notice was
+    // sent and the escalation recorded, so the retry hands off properly instead of going silent.
+    let app = TestApp::spawn_with(AppOptions {
+        engine: Some(EngineSettings {
+            partition_lease: Duration::from_secs(3),
+            ..EngineSettings::default()
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/tenants/{}/agents/{}", w.a, slack.agent),
+            Some(&admin),
+        )
+        .json(&json!({
+            "name": "Nia", "role": "Support",
+            "escalation_rules": [{ "trigger": { "kind": "human_requested" }, "handoff_target": "#humans" }],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.slack
+        .script([e2e::slack::Behavior::Refuse("channel_not_found".into())]);
+    deliver(
+        &app,
+        &callback(
+            &slack.team,
+            "EvHandoff",
+            mention(&slack.bot, "can I talk to a human?", "1700000020.000100"),
+        ),
+        None,
+    )
+    .await;
+    let posted = wait_posted(&app, 1).await;
+    assert!(
+        posted[0]
+            .text
+            .contains("passed this conversation to a colleague"),
+        "{posted:?}"
+    );
+    assert_eq!(app.llm.calls(), 0);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let (status, target): (String, Option<String>) = sqlx::query_as(
+        "SELECT c.status, e.handoff_target FROM escalations e \
+           JOIN conversations c ON c.id = e.conversation_id \
+          WHERE c.external_key = 'CSUPPORT:1700000020.000100'",
+    )
+    .fetch_one(tx.connection())
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), target.as_deref()),
+        ("handed_off", Some("#humans"))
     );
 }

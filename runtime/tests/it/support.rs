@@ -359,6 +359,7 @@ impl TestApp {
                 },
             },
             slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
+            slack_api: runtime::channels::slack::SlackApi::new(&slack.api_base),
         };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);
