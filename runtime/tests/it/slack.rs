@@ -726,15 +726,28 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
         "{posted:?}"
     );
     assert_eq!(app.llm.calls(), 0);
-    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-    let (status, target): (String, Option<String>) = sqlx::query_as(
-        "SELECT c.status, e.handoff_target FROM escalations e \
-           JOIN conversations c ON c.id = e.conversation_id \
-          WHERE c.external_key = 'CSUPPORT:1700000020.000100'",
-    )
-    .fetch_one(tx.connection())
-    .await
-    .unwrap();
+    // The notice is posted first, then recorded with the escalation in one transaction.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, target): (String, Option<String>) = loop {
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        let row = sqlx::query_as(
+            "SELECT c.status, e.handoff_target FROM escalations e \
+               JOIN conversations c ON c.id = e.conversation_id \
+              WHERE c.external_key = 'CSUPPORT:1700000020.000100'",
+        )
+        .fetch_optional(tx.connection())
+        .await
+        .unwrap();
+        drop(tx);
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the escalation was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         (status.as_str(), target.as_deref()),
         ("handed_off", Some("#humans"))
