@@ -35,6 +35,8 @@ check "GET / serves the portal"            bash -c "curl -s '${url}' | grep -q '
 wasm="$(body "$url" | grep -o 'portal-leptos-[a-f0-9]*_bg.wasm' | head -n 1)"
 check "the portal's wasm is served as application/wasm" \
   bash -c "[ -n '$wasm' ] && curl -s -o /dev/null -w '%{content_type}' '${url}${wasm}' | grep -q application/wasm"
+check "the portal's page carries a Content-Security-Policy with its loader's hash" \
+  bash -c "curl -s -D - -o /dev/null '${url}' | grep -i '^content-security-policy:' | grep -q \"script-src 'self' 'wasm-unsafe-eval' 'sha256-\""
 check "a deep link falls back to the portal" bash -c "curl -s '${url}agents/42' | grep -q '<title>Konstruct</title>'"
 check "an unknown API path is a JSON 404"  bash -c "curl -s '${url}api/nope' | grep -q '\"code\":\"not_found\"'"
 check "every answer carries X-Request-Id"  bash -c "curl -s -D - -o /dev/null '${url}healthz' | grep -qi '^x-request-id: '"

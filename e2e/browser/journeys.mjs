@@ -37,7 +37,10 @@ async function journey(name, fn) {
   const consoleErrors = [];
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   // A Rust panic in the app is logged to the console, not thrown.
-  page.on('console', (m) => m.type() === 'error' && m.text().includes('panicked') && consoleErrors.push(m.text().split('\n')[0]));
+  // A Content-Security-Policy violation is reported there too.
+  page.on('console', (m) => m.type() === 'error'
+    && (m.text().includes('panicked') || m.text().includes('Content Security Policy'))
+    && consoleErrors.push(m.text().split('\n')[0]));
   if (process.env.DEBUG_BROWSER) {
     page.on('console', (m) => console.log(`        console: ${m.text()}`));
     page.on('response', (r) => r.url().includes('/api/') && console.log(`        ${r.request().method()} ${r.url()} → ${r.status()}`));

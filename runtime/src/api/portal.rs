@@ -35,6 +35,37 @@ pub fn is_built(dir: &Path) -> bool {
     dir.join("index.html").is_file()
 }
 
+/// The Content-Security-Policy for the app's page: only its own origin, WebAssembly allowed to
+/// compile, and of inline scripts only those in this very page (trunk's loader), by hash — so an
+/// injected script cannot run even if text ever slipped into the page unescaped.
+pub fn content_security_policy(html: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut hashes = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find("<script") {
+        let after = &rest[open..];
+        let (Some(tag_end), Some(close)) = (after.find('>'), after.find("</script>")) else {
+            break;
+        };
+        let tag = &after[..tag_end];
+        if !tag.contains(" src=") && tag_end < close {
+            let body = &after[tag_end + 1..close];
+            let digest = Sha256::digest(body.as_bytes());
+            hashes.push_str(&format!(
+                " 'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ));
+        }
+        rest = &after[close + "</script>".len()..];
+    }
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         frame-ancestors 'none'; form-action 'self'"
+    )
+}
+
 /// Answers a request that matched no route and no file: `index.html` for the app's own paths, the
 /// JSON error contract for everything else.
 pub async fn spa_fallback(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
@@ -59,11 +90,19 @@ pub async fn spa_fallback(req: ServiceRequest) -> Result<ServiceResponse, actix_
     }
     match NamedFile::open_async(&index).await {
         Ok(file) => {
+            let policy = tokio::fs::read_to_string(&index)
+                .await
+                .map(|html| content_security_policy(&html))
+                .ok();
             let mut res = file.into_response(&req);
             res.headers_mut().insert(
                 header::CACHE_CONTROL,
                 header::HeaderValue::from_static("no-cache"),
             );
+            if let Some(value) = policy.and_then(|p| header::HeaderValue::from_str(&p).ok()) {
+                res.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, value);
+            }
             Ok(ServiceResponse::new(req, res))
         }
         Err(_) => Err(ApiError::new(
@@ -71,5 +110,31 @@ pub async fn spa_fallback(req: ServiceRequest) -> Result<ServiceResponse, actix_
             "The portal has not been built. Run scripts/run (or trunk build) first.",
         )
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_scripts_are_allowed_by_their_hash_and_nothing_else_is() {
+        let html = "<head><script type=\"module\">\nimport init from '/app.js';\n</script>\
+                    <script src=\"/other.js\"></script></head>";
+        let policy = content_security_policy(html);
+        // sha256 of "\nimport init from '/app.js';\n", base64.
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        let expected = base64::engine::general_purpose::STANDARD
+            .encode(Sha256::digest(b"\nimport init from '/app.js';\n"));
+        assert!(policy.contains(&format!("'sha256-{expected}'")), "{policy}");
+        assert_eq!(
+            policy.matches("'sha256-").count(),
+            1,
+            "external scripts need no hash"
+        );
+        assert!(policy.contains("default-src 'self'"));
+        assert!(policy.contains("'wasm-unsafe-eval'"));
+        assert!(!policy.contains("unsafe-inline"));
     }
 }
