@@ -208,6 +208,10 @@ pub struct ServerSettings {
     pub json_limit_bytes: usize,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
+    /// Trust `X-Request-Id` and `X-Forwarded-For` from the client: set it only behind a proxy
+    /// that sets them itself. Off, every request gets a fresh id and the socket peer is the
+    /// client address (for sign-in limits).
+    pub trust_proxy_headers: bool,
 }
 
 /// Postgres: the runtime's own role, the owner (migrations) and a superuser (first setup only).
@@ -263,6 +267,7 @@ impl Default for ServerSettings {
             portal_dir: PathBuf::from("portal-leptos/dist"),
             json_limit_bytes: 256 * 1024,
             workers: None,
+            trust_proxy_headers: false,
         }
     }
 }
@@ -362,6 +367,14 @@ const ENV_VARS: &[(&str, Apply)] = &[
             return Err("must be at least 1".into());
         }
         s.server.workers = Some(workers);
+        Ok(())
+    }),
+    ("KONSTRUCT_TRUST_PROXY_HEADERS", |s, v| {
+        s.server.trust_proxy_headers = match v {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err("expected true or false".into()),
+        };
         Ok(())
     }),
     ("KONSTRUCT_DATABASE_URL", |s, v| {

@@ -233,6 +233,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             },
         },
         slack_signing_secret: settings.slack.signing_secret.clone(),
+        trust_proxy_headers: settings.server.trust_proxy_headers,
         slack_api: runtime::channels::slack::SlackApi::new(&settings.slack.api_base_url),
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;

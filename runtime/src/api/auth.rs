@@ -332,9 +332,21 @@ pub async fn login(
     let account_key = state
         .redis
         .key(&format!("login:fail:acct:{}", hashed(&email)));
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    // Behind a trusted proxy the client is the first X-Forwarded-For address; otherwise the
+    // socket peer (a client-set header would let anyone dodge the per-address limit).
+    let forwarded = state
+        .trust_proxy_headers
+        .then(|| {
+            req.headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        })
+        .flatten();
+    let address = forwarded
+        .map(|ip| ip.to_string())
+        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
         .unwrap_or_else(|| "unknown".into());
     let address_key = state.redis.key(&format!("login:fail:addr:{address}"));
     // Reserve the attempt on both counters before the slow password check, so parallel guesses

@@ -56,6 +56,8 @@ pub struct AppState {
     pub default_limits: limits::DefaultLimits,
     /// Verifies Slack's event deliveries; `None` until configured.
     pub slack_signing_secret: Option<crate::config::Secret<String>>,
+    /// Whether `X-Request-Id` and `X-Forwarded-For` come from a proxy we trust.
+    pub trust_proxy_headers: bool,
     /// Checks a Slack bot token with Slack before an installation is stored.
     pub slack_api: crate::channels::slack::SlackApi,
 }

@@ -1,7 +1,8 @@
 //! Request ids and the per-request log line.
 //!
-//! Every request gets an id: the caller's `X-Request-Id` when it is a sane token, else a fresh
-//! UUID. The id is echoed in the `X-Request-Id` header, put on the request's tracing span (so every
+//! Every request gets an id: a fresh UUID, or — only behind a trusted proxy
+//! (`server.trust_proxy_headers`) — the proxy's `X-Request-Id` when it is a sane token, so a
+//! caller cannot choose the id that lands in logs and audit rows. The id is echoed in the `X-Request-Id` header, put on the request's tracing span (so every
 //! log line of the request carries it) and made available to error bodies through a task-local.
 
 use std::time::Instant;
@@ -42,9 +43,13 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let trusted = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .is_some_and(|s| s.trust_proxy_headers);
     let id = req
         .headers()
         .get(&HEADER)
+        .filter(|_| trusted)
         .and_then(accept_incoming)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     let span = tracing::info_span!(

@@ -150,6 +150,49 @@ async fn one_address_guessing_many_accounts_is_limited_too() {
 }
 
 #[tokio::test]
+async fn the_per_address_limit_uses_the_proxys_client_address_only_when_trusted() {
+    // Untrusted: X-Forwarded-For is ignored, so varying it does not dodge the limit.
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_address: Some(2),
+        ..AppOptions::default()
+    })
+    .await;
+    let attempt = |app: &TestApp, forwarded: &str| {
+        app.http
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({ "email": "nobody@example.com", "password": "x" }))
+            .send()
+    };
+    for i in 0..2 {
+        let res = attempt(&app, &format!("203.0.113.{i}")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = attempt(&app, "203.0.113.9").await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Trusted: each client behind the proxy has its own count.
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_address: Some(2),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    for _ in 0..2 {
+        let res = attempt(&app, "203.0.113.7, 10.0.0.1").await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = attempt(&app, "203.0.113.7").await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let res = attempt(&app, "203.0.113.8").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "another client is not locked out"
+    );
+}
+
+#[tokio::test]
 async fn cookie_sessions_need_the_csrf_header_for_changes() {
     let app = TestApp::spawn().await;
     let w = World::new(&app).await;

@@ -115,8 +115,29 @@ async fn unknown_api_paths_answer_the_json_error_contract_with_the_request_id() 
 }
 
 #[tokio::test]
-async fn a_sane_incoming_request_id_is_kept_and_a_hostile_one_replaced() {
+async fn a_callers_request_id_is_replaced_unless_a_trusted_proxy_set_it() {
+    // By default the caller cannot choose the id that lands in logs and audit rows.
     let app = TestApp::spawn().await;
+    let res = app
+        .http
+        .get(app.url("/api/missing"))
+        .header("x-request-id", "chosen-by-caller")
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "a fresh id, got {id}");
+    let body: ErrorBody = res.json().await.unwrap();
+    assert_eq!(body.request_id, id);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_a_sane_request_id_is_kept_and_a_hostile_one_replaced() {
+    let app = TestApp::spawn_with(crate::support::AppOptions {
+        trust_proxy_headers: true,
+        ..Default::default()
+    })
+    .await;
     let res = app
         .http
         .get(app.url("/api/missing"))

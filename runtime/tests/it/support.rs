@@ -249,6 +249,8 @@ pub struct AppOptions {
     pub unmigrated: bool,
     pub login_failures_per_account: Option<u32>,
     pub login_failures_per_address: Option<u32>,
+    /// Behind a trusted proxy: accept `X-Request-Id` and `X-Forwarded-For`.
+    pub trust_proxy_headers: bool,
     /// Start the message engine (needs an actix system: use `#[actix_rt::test]`).
     pub engine: Option<runtime::engine::turn::EngineSettings>,
 }
@@ -359,6 +361,7 @@ impl TestApp {
                 },
             },
             slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
+            trust_proxy_headers: options.trust_proxy_headers,
             slack_api: runtime::channels::slack::SlackApi::new(&slack.api_base),
         };
         let bound = api::bind(&settings.server, state).unwrap();
