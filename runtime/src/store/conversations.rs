@@ -74,21 +74,9 @@ pub async fn upsert(
     agent: Option<Uuid>,
     external_key: &str,
 ) -> StoreResult<Uuid> {
-    let tenant = tx.tenant();
-    Ok(sqlx::query_scalar(
-        "INSERT INTO conversations (id, tenant_id, channel_connection_id, agent_id, external_key) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (tenant_id, channel_connection_id, external_key) \
-             DO UPDATE SET last_message_at = now() \
-         RETURNING id",
-    )
-    .bind(Uuid::new_v4())
-    .bind(tenant.as_uuid())
-    .bind(connection)
-    .bind(agent)
-    .bind(external_key)
-    .fetch_one(tx.connection())
-    .await?)
+    Ok(upsert_with_status(tx, connection, agent, external_key)
+        .await?
+        .0)
 }
 
 /// Records a message; `false` when a message with the same provider event id exists (a retry).
