@@ -7,18 +7,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runtime::api::{self, AppState, AuthState};
 use runtime::auth::password;
-use runtime::channels::slack::SlackSink;
 use runtime::config::{AuthSettings, Settings};
 use runtime::engine::consumer;
 use runtime::engine::ingest::{Ingest, IngestSettings};
-use runtime::engine::turn::{EngineDeps, EngineSettings, RecordedOnly, ReplySink};
+use runtime::engine::turn::{EngineDeps, EngineSettings};
 use runtime::llm::pool::Pool;
 use runtime::redis::Redis;
 use runtime::store::{self, Store, bootstrap, users};
 use runtime::telemetry;
-use shared::channel::ChannelKind;
-use shared::resources::RateLimit;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Konstruct: AI employees on Slack and WhatsApp, run from a web portal.
@@ -194,14 +190,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let ingest = Ingest::new(redis.clone(), IngestSettings::default());
     let llm = Arc::new(llm_pool(&settings));
     let keyring = Arc::new(keyring(&settings)?);
-    let slack = SlackSink::new(store.clone(), keyring.clone(), &settings.slack.api_base_url);
-    let sinks: HashMap<ChannelKind, Arc<dyn ReplySink>> = HashMap::from([
-        (
-            ChannelKind::Web,
-            Arc::new(RecordedOnly) as Arc<dyn ReplySink>,
-        ),
-        (ChannelKind::Slack, Arc::new(slack) as Arc<dyn ReplySink>),
-    ]);
+    let sinks = runtime::channels::sinks(&store, &keyring, &settings.slack.api_base_url);
     let deps = EngineDeps {
         store: store.clone(),
         redis: redis.clone(),
@@ -222,16 +211,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         keyring,
         key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
         ingest,
-        default_limits: api::limits::DefaultLimits {
-            tenant: RateLimit {
-                per_minute: settings.engine.rate_per_minute,
-                burst: settings.engine.rate_burst,
-            },
-            per_connection: RateLimit {
-                per_minute: settings.engine.connection_rate_per_minute,
-                burst: settings.engine.connection_rate_burst,
-            },
-        },
+        default_limits: api::limits::DefaultLimits::from_config(&settings.engine),
         slack_signing_secret: settings.slack.signing_secret.clone(),
         trust_proxy_headers: settings.server.trust_proxy_headers,
         slack_api: runtime::channels::slack::SlackApi::new(&settings.slack.api_base_url),

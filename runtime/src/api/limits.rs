@@ -19,6 +19,22 @@ pub struct DefaultLimits {
     pub per_connection: RateLimit,
 }
 
+impl DefaultLimits {
+    /// From the runtime's `[engine]` settings.
+    pub fn from_config(c: &crate::config::EngineConfig) -> Self {
+        Self {
+            tenant: RateLimit {
+                per_minute: c.rate_per_minute,
+                burst: c.rate_burst,
+            },
+            per_connection: RateLimit {
+                per_minute: c.connection_rate_per_minute,
+                burst: c.connection_rate_burst,
+            },
+        }
+    }
+}
+
 fn in_force(own: OwnLimits, defaults: DefaultLimits) -> TenantLimits {
     let limit = |own: Option<(u32, u32)>, default: RateLimit| {
         own.map_or(default, |(per_minute, burst)| RateLimit {

@@ -256,8 +256,8 @@ pub struct SlackSink {
 struct Inner {
     store: Store,
     keyring: Arc<Keyring>,
-    http: reqwest::Client,
-    api_base: String,
+    /// The Web API client (HTTP client and base URL).
+    api: SlackApi,
     /// When each channel may next be posted to.
     next_post: Mutex<HashMap<String, Instant>>,
     min_gap: Duration,
@@ -267,7 +267,7 @@ struct Inner {
 impl std::fmt::Debug for SlackSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlackSink")
-            .field("api_base", &self.inner.api_base)
+            .field("api_base", &self.inner.api.base)
             .finish_non_exhaustive()
     }
 }
@@ -281,16 +281,11 @@ struct PostAnswer {
 
 impl SlackSink {
     pub fn new(store: Store, keyring: Arc<Keyring>, api_base: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
         Self {
             inner: Arc::new(Inner {
                 store,
                 keyring,
-                http,
-                api_base: api_base.trim_end_matches('/').to_string(),
+                api: SlackApi::new(api_base),
                 next_post: Mutex::new(HashMap::new()),
                 min_gap: Duration::from_secs(1),
                 max_attempts: 4,
@@ -350,7 +345,7 @@ impl SlackSink {
             "thread_ts": thread_ts,
             "text": reply.text,
         });
-        let url = format!("{}/chat.postMessage", self.inner.api_base);
+        let url = format!("{}/chat.postMessage", self.inner.api.base);
         let channel_key = format!("{}:{channel}", reply.connection_id);
         let mut attempt = 0;
         loop {
@@ -358,6 +353,7 @@ impl SlackSink {
             self.pace(&channel_key).await;
             let res = self
                 .inner
+                .api
                 .http
                 .post(&url)
                 .bearer_auth(token.expose())
