@@ -11,17 +11,6 @@ use shared::resources::{Agent, Page, Tenant};
 use crate::support::TestApp;
 use crate::world::World;
 
-async fn audit_actions(
-    app: &TestApp,
-    tenant: shared::TenantId,
-) -> Vec<(String, Option<uuid::Uuid>, Option<uuid::Uuid>)> {
-    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
-    sqlx::query_as("SELECT action, actor_id, impersonator_id FROM audit_events ORDER BY seq")
-        .fetch_all(tx.connection())
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn tenant_a_sessions_cannot_touch_tenant_b_objects_by_id() {
     let app = TestApp::spawn().await;
@@ -143,9 +132,7 @@ async fn agent_validation_reports_every_bad_field_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: ErrorBody = res.json().await.unwrap();
-    let fields: Vec<&str> = body.fields.iter().map(|f| f.field.as_str()).collect();
+    let fields = crate::support::field_errors(res).await;
     assert_eq!(
         fields,
         [
@@ -206,7 +193,7 @@ async fn a_valid_agent_round_trips_with_its_typed_rules_and_is_audited() {
     for key in input.as_object().unwrap().keys() {
         assert_eq!(created[key], input[key], "{key}");
     }
-    let actions = audit_actions(&app, w.a).await;
+    let actions = app.audit_trail(w.a).await;
     let last = actions.last().unwrap();
     assert_eq!(
         (last.0.as_str(), last.1),
@@ -277,7 +264,7 @@ async fn deleting_a_tenant_needs_its_slug_erases_its_data_and_keeps_its_audit_tr
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     // The audit trail remains, verifiable, ending with the deletion by the platform admin.
-    let actions = audit_actions(&app, w.a).await;
+    let actions = app.audit_trail(w.a).await;
     assert_eq!(actions.last().unwrap().0, "tenant.deleted");
     assert_eq!(actions.last().unwrap().1, Some(w.platform));
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
@@ -387,7 +374,7 @@ async fn impersonation_is_visible_limited_to_one_tenant_and_audited_under_the_re
     assert!(own.me.impersonation.is_none());
     assert!(!own.me.platform_permissions.is_empty());
 
-    let rows = audit_actions(&app, w.a).await;
+    let rows = app.audit_trail(w.a).await;
     let find = |action: &str| rows.iter().filter(|r| r.0 == action).collect::<Vec<_>>();
     assert_eq!(find("impersonation.started").len(), 1);
     assert_eq!(find("impersonation.stopped").len(), 1);
@@ -405,7 +392,7 @@ async fn impersonation_is_visible_limited_to_one_tenant_and_audited_under_the_re
     assert_eq!(requests.len(), 4, "{rows:?}");
     assert!(requests.iter().all(|r| r.2 == Some(w.platform)));
     // Nothing was written to B's trail.
-    assert!(audit_actions(&app, w.b).await.iter().all(|r| r.2.is_none()));
+    assert!(app.audit_trail(w.b).await.iter().all(|r| r.2.is_none()));
 }
 
 #[tokio::test]

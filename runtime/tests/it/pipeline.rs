@@ -429,14 +429,6 @@ async fn set_rules(
     );
 }
 
-async fn audit_actions(app: &TestApp, tenant: shared::TenantId) -> Vec<String> {
-    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
-    sqlx::query_scalar("SELECT action FROM audit_events ORDER BY seq")
-        .fetch_all(tx.connection())
-        .await
-        .unwrap()
-}
-
 #[actix_rt::test]
 async fn a_change_to_the_agent_reaches_the_running_tenant_actor_at_once() {
     let app = engine_app(EngineSettings::default()).await;
@@ -502,14 +494,7 @@ async fn a_tenants_own_limit_set_by_the_platform_admin_applies_to_it_alone() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = res.json().await.unwrap();
-    let fields: Vec<&str> = body["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["field"].as_str())
-        .collect();
+    let fields = crate::support::field_errors(res).await;
     assert_eq!(fields, ["tenant.per_minute", "tenant.burst"]);
     let shown: Value = app.get_json(&limits, &admin).await;
     assert_eq!(shown["tenant_is_default"], true);
@@ -527,7 +512,7 @@ async fn a_tenants_own_limit_set_by_the_platform_admin_applies_to_it_alone() {
     let shown: TenantLimitsShown = res.json().await.unwrap();
     assert!(!shown.tenant_is_default && shown.per_connection_is_default);
     assert!(
-        audit_actions(&app, w.a)
+        app.audit_actions(w.a)
             .await
             .contains(&"tenant.limits_changed".to_string())
     );
@@ -634,7 +619,7 @@ async fn asking_for_a_human_hands_the_conversation_off_and_the_agent_falls_silen
         (status.as_str(), reason.as_str(), target.as_deref()),
         ("handed_off", "human_requested", Some("#support-humans"))
     );
-    let actions = audit_actions(&app, w.a).await;
+    let actions = app.audit_actions(w.a).await;
     assert!(actions.contains(&"conversation.handed_off".to_string()));
     assert!(actions.contains(&"reply.handoff_sent".to_string()));
 

@@ -101,6 +101,22 @@ async fn deliver(app: &TestApp, body: &Value, retry: Option<u32>) -> reqwest::Re
     deliver_raw(app, &raw, &now_secs().to_string(), None, retry).await
 }
 
+/// Delivers a signed @mention of the installation's bot, as Slack would.
+async fn deliver_mention(
+    app: &TestApp,
+    install: &Install,
+    event_id: &str,
+    text: &str,
+    ts: &str,
+) -> reqwest::Response {
+    deliver(
+        app,
+        &callback(&install.team, event_id, mention(&install.bot, text, ts)),
+        None,
+    )
+    .await
+}
+
 async fn deliver_raw(
     app: &TestApp,
     raw: &[u8],
@@ -170,14 +186,12 @@ async fn a_mention_is_answered_once_in_its_thread_with_the_installations_token()
     let w = World::new(&app).await;
     let slack = install(&app, w.admin_a, w.a, "Nia").await;
     let started = Instant::now();
-    let res = deliver(
+    let res = deliver_mention(
         &app,
-        &callback(
-            &slack.team,
-            "Ev001",
-            mention(&slack.bot, "where is my order?", "1700000000.000100"),
-        ),
-        None,
+        &slack,
+        "Ev001",
+        "where is my order?",
+        "1700000000.000100",
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -365,27 +379,9 @@ async fn each_workspace_is_answered_by_its_own_tenants_agent_with_its_own_token(
     let w = World::new(&app).await;
     let a = install(&app, w.admin_a, w.a, "Nia").await;
     let b = install(&app, w.admin_b, w.b, "Bo").await;
-    deliver(
-        &app,
-        &callback(
-            &a.team,
-            "EvA",
-            mention(&a.bot, "from A", "1700000005.000100"),
-        ),
-        None,
-    )
-    .await;
+    deliver_mention(&app, &a, "EvA", "from A", "1700000005.000100").await;
     wait_posted(&app, 1).await;
-    deliver(
-        &app,
-        &callback(
-            &b.team,
-            "EvB",
-            mention(&b.bot, "from B", "1700000006.000100"),
-        ),
-        None,
-    )
-    .await;
+    deliver_mention(&app, &b, "EvB", "from B", "1700000006.000100").await;
     let posted = wait_posted(&app, 2).await;
     assert_eq!(
         (posted[0].token.as_str(), posted[0].text.as_str()),
@@ -416,16 +412,7 @@ async fn a_reply_slack_rate_limits_is_delivered_once_after_retry_after() {
     let slack = install(&app, w.admin_a, w.a, "Nia").await;
     app.slack.script([e2e::slack::Behavior::RateLimited(1)]);
     let started = Instant::now();
-    deliver(
-        &app,
-        &callback(
-            &slack.team,
-            "Ev429",
-            mention(&slack.bot, "busy?", "1700000007.000100"),
-        ),
-        None,
-    )
-    .await;
+    deliver_mention(&app, &slack, "Ev429", "busy?", "1700000007.000100").await;
     let posted = wait_posted(&app, 1).await;
     assert!(
         posted[0].at - started >= Duration::from_secs(1),
@@ -443,16 +430,7 @@ async fn slack_refusing_a_reply_keeps_the_message_for_a_retry_instead_of_losing_
     let slack = install(&app, w.admin_a, w.a, "Nia").await;
     app.slack
         .script([e2e::slack::Behavior::Refuse("channel_not_found".into())]);
-    deliver(
-        &app,
-        &callback(
-            &slack.team,
-            "EvRefused",
-            mention(&slack.bot, "hello", "1700000008.000100"),
-        ),
-        None,
-    )
-    .await;
+    deliver_mention(&app, &slack, "EvRefused", "hello", "1700000008.000100").await;
     // The refusal is seen, and no reply is recorded as sent.
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.slack.calls().is_empty() {
@@ -490,14 +468,7 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = res.json().await.unwrap();
-    let fields: Vec<&str> = body["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["field"].as_str())
-        .collect();
+    let fields = crate::support::field_errors(res).await;
     assert_eq!(fields, ["team_id", "bot_user_id", "bot_token"]);
 
     // Another tenant cannot claim the workspace: Slack says whose a token is. A token Slack does
@@ -515,9 +486,7 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["fields"][0]["field"], "bot_token", "{body}");
+    assert_eq!(crate::support::field_errors(res).await, ["bot_token"]);
     app.slack
         .install("xoxb-0000-b-own-workspace", "T0BOWNWORK", "U0BOWNBOT");
     let res = app
@@ -526,9 +495,10 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["fields"][0]["field"], "team_id", "{body}");
+    assert_eq!(
+        crate::support::field_errors(res).await,
+        ["team_id", "bot_user_id"]
+    );
     // Even holding a real token of the same workspace, B meets the existing installation.
     app.slack
         .install("xoxb-0000-second-install", &slack.team, &slack.bot);
@@ -580,16 +550,7 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let res = deliver(
-        &app,
-        &callback(
-            &slack.team,
-            "EvAfter",
-            mention(&slack.bot, "anyone?", "1700000009.000100"),
-        ),
-        None,
-    )
-    .await;
+    let res = deliver_mention(&app, &slack, "EvAfter", "anyone?", "1700000009.000100").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(settle(&app).await.is_empty());
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
@@ -609,12 +570,13 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    let actions: Vec<String> = sqlx::query_scalar(
-        "SELECT action FROM audit_events WHERE action LIKE 'channel.%' ORDER BY seq",
-    )
-    .fetch_all(tx.connection())
-    .await
-    .unwrap();
+    drop(tx);
+    let actions: Vec<String> = app
+        .audit_actions(w.a)
+        .await
+        .into_iter()
+        .filter(|a| a.starts_with("channel."))
+        .collect();
     assert_eq!(actions, ["channel.connected", "channel.disconnected"]);
 }
 
@@ -641,14 +603,12 @@ async fn replies_to_one_channel_are_paced_and_a_rate_limit_notice_lands_in_the_t
     .into_iter()
     .enumerate()
     {
-        deliver(
+        deliver_mention(
             &app,
-            &callback(
-                &slack.team,
-                &format!("EvPace{i}"),
-                mention(&slack.bot, &format!("question {i}"), ts),
-            ),
-            None,
+            &slack,
+            &format!("EvPace{i}"),
+            &format!("question {i}"),
+            ts,
         )
         .await;
     }
@@ -708,14 +668,12 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.slack
         .script([e2e::slack::Behavior::Refuse("channel_not_found".into())]);
-    deliver(
+    deliver_mention(
         &app,
-        &callback(
-            &slack.team,
-            "EvHandoff",
-            mention(&slack.bot, "can I talk to a human?", "1700000020.000100"),
-        ),
-        None,
+        &slack,
+        "EvHandoff",
+        "can I talk to a human?",
+        "1700000020.000100",
     )
     .await;
     let posted = wait_posted(&app, 1).await;

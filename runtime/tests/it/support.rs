@@ -234,6 +234,13 @@ pub struct TestApp {
 /// The Slack app's signing secret in tests.
 pub const SLACK_SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
+/// The fields a 422 answer names, in order (the status is asserted).
+pub async fn field_errors(res: reqwest::Response) -> Vec<String> {
+    assert_eq!(res.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let body: shared::ErrorBody = res.json().await.unwrap();
+    body.fields.into_iter().map(|f| f.field).collect()
+}
+
 /// The provider key the fake LLM accepts.
 pub const TENANT_LLM_KEY: &str = "sk-tenant-valid-a1b2";
 
@@ -314,23 +321,7 @@ impl TestApp {
         let pool = std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm));
         let mut registry = None;
         if let Some(engine) = options.engine {
-            let sinks: std::collections::HashMap<
-                _,
-                std::sync::Arc<dyn runtime::engine::turn::ReplySink>,
-            > = std::collections::HashMap::from([(
-                shared::channel::ChannelKind::Web,
-                std::sync::Arc::new(runtime::engine::turn::RecordedOnly)
-                    as std::sync::Arc<dyn runtime::engine::turn::ReplySink>,
-            )]);
-            let mut sinks = sinks;
-            sinks.insert(
-                shared::channel::ChannelKind::Slack,
-                std::sync::Arc::new(runtime::channels::slack::SlackSink::new(
-                    store.clone(),
-                    keyring.clone(),
-                    &slack.api_base,
-                )),
-            );
+            let sinks = runtime::channels::sinks(&store, &keyring, &slack.api_base);
             let deps = runtime::engine::turn::EngineDeps {
                 store: store.clone(),
                 redis: redis.clone(),
@@ -350,16 +341,7 @@ impl TestApp {
             keyring: keyring.clone(),
             key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
             ingest: ingest.clone(),
-            default_limits: runtime::api::limits::DefaultLimits {
-                tenant: shared::resources::RateLimit {
-                    per_minute: settings.engine.rate_per_minute,
-                    burst: settings.engine.rate_burst,
-                },
-                per_connection: shared::resources::RateLimit {
-                    per_minute: settings.engine.connection_rate_per_minute,
-                    burst: settings.engine.connection_rate_burst,
-                },
-            },
+            default_limits: runtime::api::limits::DefaultLimits::from_config(&settings.engine),
             slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
             trust_proxy_headers: options.trust_proxy_headers,
             slack_api: runtime::channels::slack::SlackApi::new(&slack.api_base),
@@ -415,6 +397,27 @@ impl TestApp {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The tenant's audit trail in order: action, actor id, impersonator id.
+    pub async fn audit_trail(
+        &self,
+        tenant: shared::TenantId,
+    ) -> Vec<(String, Option<Uuid>, Option<Uuid>)> {
+        let mut tx = self.store.tenant_tx(tenant).await.unwrap();
+        sqlx::query_as("SELECT action, actor_id, impersonator_id FROM audit_events ORDER BY seq")
+            .fetch_all(tx.connection())
+            .await
+            .unwrap()
+    }
+
+    /// The actions of the tenant's audit trail, in order.
+    pub async fn audit_actions(&self, tenant: shared::TenantId) -> Vec<String> {
+        self.audit_trail(tenant)
+            .await
+            .into_iter()
+            .map(|(action, _, _)| action)
+            .collect()
     }
 
     /// A request with `token` as bearer (or none).
