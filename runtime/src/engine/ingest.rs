@@ -182,17 +182,6 @@ impl Ingest {
         self.decode(partition, raw).await
     }
 
-    /// New entries of every partition, in one blocking read on the reader connection.
-    pub async fn next_all(
-        &self,
-        consumer: &str,
-        count: u64,
-        block_ms: u64,
-    ) -> Result<Vec<Delivery>, IngestError> {
-        let all: Vec<u32> = (0..self.partitions()).collect();
-        self.next_of(&all, consumer, count, block_ms).await
-    }
-
     /// New entries of the given partitions, in one blocking read on the reader connection.
     pub async fn next_of(
         &self,
