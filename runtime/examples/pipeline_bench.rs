@@ -20,6 +20,7 @@ use runtime::engine::actors::ConversationActor;
 use runtime::engine::consumer;
 use runtime::engine::ingest::{Ingest, IngestSettings};
 use runtime::engine::limiter::Limit;
+use runtime::engine::reply::SinkError;
 use runtime::engine::turn::{EngineDeps, EngineSettings, ReplySink};
 use runtime::llm::pool::Pool;
 use runtime::redis::Redis;
@@ -33,11 +34,11 @@ use uuid::Uuid;
 struct TimingSink(Arc<Mutex<HashMap<String, Instant>>>);
 
 impl ReplySink for TimingSink {
-    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<(), String>> {
+    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
         if let Ok(mut sent) = self.0.lock() {
             sent.insert(reply.in_reply_to, Instant::now());
         }
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -130,14 +131,14 @@ async fn run() -> anyhow::Result<()> {
         Arc::new(sink.clone()) as Arc<dyn ReplySink>,
     )]);
     let ingest = Ingest::new(redis.clone(), IngestSettings::default());
-    let deps = EngineDeps {
-        store: store.clone(),
-        redis: redis.clone(),
-        ingest: ingest.clone(),
-        pool: Arc::new(Pool::from_settings(&llm)),
-        keyring: Arc::new(Keyring::random()),
-        sinks: Arc::new(sinks),
-        settings: EngineSettings {
+    let deps = EngineDeps::new(
+        store.clone(),
+        redis.clone(),
+        ingest.clone(),
+        Arc::new(Pool::from_settings(&llm)),
+        Arc::new(Keyring::random()),
+        sinks,
+        EngineSettings {
             tenant_limit: Limit {
                 per_minute: 10_000_000,
                 burst: 1_000_000,
@@ -148,7 +149,7 @@ async fn run() -> anyhow::Result<()> {
             },
             ..EngineSettings::default()
         },
-    };
+    );
     consumer::start(deps.clone(), "bench-node");
 
     // Message `i` of a run spread over the first `spread` tenants.
@@ -282,7 +283,7 @@ async fn run() -> anyhow::Result<()> {
     let before = rss_bytes();
     let mut actors = Vec::with_capacity(idle);
     for _ in 0..idle {
-        actors.push(ConversationActor::start_idle(shared_deps.clone()));
+        actors.push(ConversationActor::start_detached(shared_deps.clone()));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_bytes();

@@ -94,6 +94,20 @@ pub struct EngineConfig {
     pub conversation_idle_secs: u64,
     /// How long a node's claim on an ingest partition lasts without renewal.
     pub partition_lease_secs: u64,
+    /// How long a message whose reply cannot be delivered (its channel's API is down) is retried
+    /// before it is dead-lettered.
+    pub retry_horizon_secs: u64,
+    /// The longest wait between two retries of a parked message.
+    pub retry_max_delay_secs: u64,
+    /// How long a conversation's memory window stays in Redis without a turn; after that (or a
+    /// Redis restart) it is rebuilt from the conversation's messages in Postgres.
+    pub conversation_state_ttl_secs: u64,
+    /// How long a provider event id is remembered in Redis to drop the provider's retries.
+    pub dedupe_ttl_secs: u64,
+    /// How long dead letters are kept.
+    pub dead_letter_ttl_secs: u64,
+    /// Entries handed to the actors and not finished yet, at most; the consumer waits for room.
+    pub max_in_flight: u32,
 }
 
 impl Default for EngineConfig {
@@ -105,6 +119,12 @@ impl Default for EngineConfig {
             connection_rate_burst: 20,
             conversation_idle_secs: 600,
             partition_lease_secs: 15,
+            retry_horizon_secs: 3600,
+            retry_max_delay_secs: 60,
+            conversation_state_ttl_secs: 7 * 24 * 3600,
+            dedupe_ttl_secs: 3600,
+            dead_letter_ttl_secs: 7 * 24 * 3600,
+            max_in_flight: 1024,
         }
     }
 }
@@ -514,6 +534,30 @@ const ENV_VARS: &[(&str, Apply)] = &[
         s.engine.partition_lease_secs = secs;
         Ok(())
     }),
+    ("KONSTRUCT_RETRY_HORIZON_SECS", |s, v| {
+        s.engine.retry_horizon_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_RETRY_MAX_DELAY_SECS", |s, v| {
+        s.engine.retry_max_delay_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_CONVERSATION_STATE_TTL_SECS", |s, v| {
+        s.engine.conversation_state_ttl_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_DEDUPE_TTL_SECS", |s, v| {
+        s.engine.dedupe_ttl_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_DEAD_LETTER_TTL_SECS", |s, v| {
+        s.engine.dead_letter_ttl_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_ENGINE_MAX_IN_FLIGHT", |s, v| {
+        s.engine.max_in_flight = positive(v)?;
+        Ok(())
+    }),
     ("KONSTRUCT_SLACK_SIGNING_SECRET", |s, v| {
         s.slack.signing_secret = Some(Secret::new(non_empty(v)?));
         Ok(())
@@ -568,7 +612,10 @@ const ENV_VARS: &[(&str, Apply)] = &[
 ];
 
 /// Variables read outside the settings struct, so not unknown.
-const OTHER_KNOWN_VARS: &[&str] = &[CONFIG_FILE_VAR];
+const OTHER_KNOWN_VARS: &[&str] = &[CONFIG_FILE_VAR, FAILPOINT_VAR];
+
+/// Names the failpoint a debug (test) build stops at (see `failpoint`); release builds ignore it.
+pub const FAILPOINT_VAR: &str = "KONSTRUCT_FAILPOINT";
 
 fn parse_number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
     v.trim()

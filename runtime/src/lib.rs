@@ -10,6 +10,7 @@ pub mod channels;
 pub mod config;
 pub mod crypto;
 pub mod engine;
+pub mod failpoint;
 pub mod llm;
 pub mod redis;
 pub mod store;

@@ -46,6 +46,11 @@ enum Command {
 fn main() -> ExitCode {
     runtime::llm::install_crypto();
     let cli = Cli::parse();
+    // Test builds only: stop at a named point of the reply protocol (see `failpoint`).
+    #[cfg(debug_assertions)]
+    if let Ok(name) = std::env::var(runtime::config::FAILPOINT_VAR) {
+        runtime::failpoint::arm(&name);
+    }
     let (settings, warnings) = match Settings::from_process_env(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -187,19 +192,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let (redis, _redis_task) = Redis::connect(&settings.redis)?;
-    let ingest = Ingest::new(redis.clone(), IngestSettings::default());
+    let ingest = Ingest::new(redis.clone(), IngestSettings::from_config(&settings.engine));
     let llm = Arc::new(llm_pool(&settings));
     let keyring = Arc::new(keyring(&settings)?);
     let sinks = runtime::channels::sinks(&store, &keyring, &settings.slack.api_base_url);
-    let deps = EngineDeps {
-        store: store.clone(),
-        redis: redis.clone(),
-        ingest: ingest.clone(),
-        pool: llm.clone(),
-        keyring: keyring.clone(),
-        sinks: Arc::new(sinks),
-        settings: EngineSettings::from_config(&settings.engine),
-    };
+    let deps = EngineDeps::new(
+        store.clone(),
+        redis.clone(),
+        ingest.clone(),
+        llm.clone(),
+        keyring.clone(),
+        sinks,
+        EngineSettings::from_config(&settings.engine),
+    );
     let node = format!("node-{}", uuid::Uuid::new_v4().simple());
     let engine = consumer::start(deps, &node);
     tracing::info!(engine.node = %node, partitions = ingest.partitions(), "message engine started");

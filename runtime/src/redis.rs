@@ -157,6 +157,61 @@ impl Redis {
             .map_err(RedisError::Command)
     }
 
+    /// Runs a Lua script and converts its answer.
+    pub async fn eval<R: fred::types::FromValue>(
+        &self,
+        script: &str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<R, RedisError> {
+        self.client
+            .eval(script, keys, args)
+            .await
+            .map_err(RedisError::Command)
+    }
+
+    /// Sets `key` to `value`, expiring after `ttl_secs`.
+    pub async fn set_string_ex(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_secs: u64,
+    ) -> Result<(), RedisError> {
+        let secs = i64::try_from(ttl_secs.max(1)).unwrap_or(i64::MAX);
+        let _: () = self
+            .client
+            .set(key, value, Some(Expiration::EX(secs)), None, false)
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(())
+    }
+
+    /// Deletes every key matching `pattern` (a SCAN glob under this deployment's prefix, e.g.
+    /// `konstruct:<tenant>:*`); returns how many were deleted. Used when a tenant is deleted.
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, RedisError> {
+        const SCRIPT: &str = "local cursor = ARGV[2] \
+            local res = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 500) \
+            local n = 0 \
+            for _, k in ipairs(res[2]) do n = n + redis.call('UNLINK', k) end \
+            return {res[1], n}";
+        let mut cursor = "0".to_string();
+        let mut deleted = 0u64;
+        loop {
+            let (next, n): (String, i64) = self
+                .eval(
+                    SCRIPT,
+                    Vec::new(),
+                    vec![pattern.to_string(), cursor.clone()],
+                )
+                .await?;
+            deleted += u64::try_from(n).unwrap_or(0);
+            if next == "0" {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// Runs a Lua script that returns an integer.
     pub async fn eval_int(
         &self,
@@ -242,16 +297,18 @@ impl Redis {
             .collect())
     }
 
-    /// Takes over entries another consumer read but did not acknowledge for `min_idle_ms`.
+    /// Takes over entries another consumer read but did not acknowledge for `min_idle_ms`,
+    /// starting at `cursor`; returns the cursor to continue from (`0-0` when the scan is done).
     pub async fn claim_stale(
         &self,
         stream: &str,
         group: &str,
         consumer: &str,
         min_idle_ms: u64,
+        cursor: &str,
         count: u64,
-    ) -> Result<Vec<(String, String)>, RedisError> {
-        let (_, claimed): (
+    ) -> Result<(String, Vec<(String, String)>), RedisError> {
+        let (next, claimed): (
             String,
             Vec<fred::types::streams::XReadValue<String, String, String>>,
         ) = self
@@ -261,13 +318,13 @@ impl Redis {
                 group,
                 consumer,
                 min_idle_ms,
-                "0-0",
+                cursor,
                 Some(count),
                 false,
             )
             .await
             .map_err(RedisError::Command)?;
-        Ok(entries(claimed))
+        Ok((next, entries(claimed)))
     }
 
     pub async fn ack(&self, stream: &str, group: &str, id: &str) -> Result<(), RedisError> {

@@ -185,9 +185,10 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Conflict,
                 format!("This conflicts with an existing record ({what})."),
             ),
-            StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Database(_) => {
-                ApiError::internal(e)
-            }
+            StoreError::Config(_)
+            | StoreError::Migrate(_)
+            | StoreError::Database(_)
+            | StoreError::Fenced => ApiError::internal(e),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use shared::channel::ChannelKind;
 
 use crate::crypto::Keyring;
-use crate::engine::turn::{RecordedOnly, ReplySink};
+use crate::engine::reply::{RecordedOnly, ReplySink};
 use crate::store::Store;
 
 /// The reply side of every channel: the web test chat (recorded only) and Slack.

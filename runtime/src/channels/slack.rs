@@ -16,7 +16,7 @@ use shared::channel::OutboundReply;
 
 use crate::config::Secret;
 use crate::crypto::Keyring;
-use crate::engine::turn::ReplySink;
+use crate::engine::reply::{ReplySink, SinkError};
 use crate::store::{Store, channels};
 
 /// How far a request's timestamp may be from now (Slack's replay window).
@@ -277,7 +277,26 @@ impl std::fmt::Debug for SlackSink {
 struct PostAnswer {
     ok: bool,
     error: Option<String>,
+    /// The posted message's timestamp: its id within the channel.
+    ts: Option<String>,
 }
+
+/// Whether an `ok:false` error from the Web API may pass on its own. Everything else (a revoked
+/// token, an uninstalled app, a deleted or archived channel, a malformed request) will not.
+fn transient(error: &str) -> bool {
+    matches!(
+        error,
+        "ratelimited"
+            | "internal_error"
+            | "fatal_error"
+            | "service_unavailable"
+            | "request_timeout"
+            | "team_added_to_org"
+    )
+}
+
+/// Slack's largest recommended message; longer replies are sent in several messages.
+const MAX_MESSAGE_CHARS: usize = 3_500;
 
 impl SlackSink {
     pub fn new(store: Store, keyring: Arc<Keyring>, api_base: &str) -> Self {
@@ -288,29 +307,31 @@ impl SlackSink {
                 api: SlackApi::new(api_base),
                 next_post: Mutex::new(HashMap::new()),
                 min_gap: Duration::from_secs(1),
-                max_attempts: 4,
+                max_attempts: 2,
             }),
         }
     }
 
-    async fn token(&self, reply: &OutboundReply) -> Result<Secret<String>, String> {
+    async fn token(&self, reply: &OutboundReply) -> Result<Secret<String>, SinkError> {
         let mut tx = self
             .inner
             .store
             .tenant_tx(reply.tenant_id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SinkError::retryable(e.to_string()))?;
         let row = channels::get(&mut tx, reply.connection_id)
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the Slack installation no longer exists")?;
-        let sealed = row
-            .secret_ciphertext
-            .ok_or("the Slack installation was disconnected")?;
+            .map_err(|e| SinkError::retryable(e.to_string()))?
+            .ok_or_else(|| {
+                SinkError::Permanent("the Slack installation no longer exists".into())
+            })?;
+        let sealed = row.secret_ciphertext.ok_or_else(|| {
+            SinkError::Permanent("the Slack installation was disconnected".into())
+        })?;
         self.inner
             .keyring
             .open(reply.tenant_id, &token_slot(reply.connection_id), &sealed)
-            .map_err(|e| e.to_string())
+            .map_err(|e| SinkError::Permanent(e.to_string()))
     }
 
     /// Waits until the channel may be posted to again, and books the next slot.
@@ -334,12 +355,14 @@ impl SlackSink {
         }
     }
 
-    async fn post(&self, reply: OutboundReply) -> Result<(), String> {
+    /// Posts one message. Nothing here waits out an outage or a long `Retry-After`: the engine
+    /// parks the message and retries it later, so no turn is held open. Only a 5xx is retried
+    /// once at once, since Slack's are usually momentary.
+    async fn post(&self, reply: OutboundReply) -> Result<Option<String>, SinkError> {
         let token = self.token(&reply).await?;
-        let (channel, thread_ts) = reply
-            .conversation_key
-            .split_once(':')
-            .ok_or("the conversation key is not channel:thread")?;
+        let (channel, thread_ts) = reply.conversation_key.split_once(':').ok_or_else(|| {
+            SinkError::Permanent("the conversation key is not channel:thread".into())
+        })?;
         let body = serde_json::json!({
             "channel": channel,
             "thread_ts": thread_ts,
@@ -360,7 +383,9 @@ impl SlackSink {
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| format!("Slack could not be reached: {e}"))?;
+                .map_err(|e| {
+                    SinkError::retryable(format!("Slack could not be reached: {}", e.without_url()))
+                })?;
             let status = res.status();
             if status.as_u16() == 429 {
                 let retry_after = res
@@ -369,45 +394,59 @@ impl SlackSink {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .unwrap_or(1)
-                    .clamp(1, 60);
+                    .clamp(1, 3600);
                 tracing::warn!(
                     slack.channel = channel,
                     retry_after,
                     "Slack rate-limited a reply"
                 );
-                if attempt >= self.inner.max_attempts {
-                    return Err("Slack kept rate-limiting the reply".into());
-                }
-                tokio::time::sleep(Duration::from_secs(retry_after)).await;
-                continue;
+                return Err(SinkError::Retryable {
+                    reason: "Slack rate-limited the reply".into(),
+                    after: Some(Duration::from_secs(retry_after)),
+                });
             }
-            if status.is_server_error() && attempt < self.inner.max_attempts {
-                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
-                continue;
+            if status.is_server_error() {
+                if attempt < self.inner.max_attempts {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                return Err(SinkError::retryable(format!(
+                    "Slack answered HTTP {status}"
+                )));
             }
             if !status.is_success() {
-                return Err(format!("Slack answered HTTP {status}"));
+                return Err(SinkError::Permanent(format!(
+                    "Slack answered HTTP {status}"
+                )));
             }
-            let answer: PostAnswer = res
-                .json()
-                .await
-                .map_err(|e| format!("Slack's answer was not understood: {e}"))?;
-            return if answer.ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "Slack refused the message: {}",
-                    answer.error.as_deref().unwrap_or("unknown error")
+            let answer: PostAnswer = res.json().await.map_err(|e| {
+                SinkError::retryable(format!(
+                    "Slack's answer was not understood: {}",
+                    e.without_url()
                 ))
+            })?;
+            return match (answer.ok, answer.error) {
+                (true, _) => Ok(answer.ts),
+                (false, Some(error)) if transient(&error) => Err(SinkError::retryable(format!(
+                    "Slack could not take the message: {error}"
+                ))),
+                (false, error) => Err(SinkError::Permanent(format!(
+                    "Slack refused the message: {}",
+                    error.as_deref().unwrap_or("unknown error")
+                ))),
             };
         }
     }
 }
 
 impl ReplySink for SlackSink {
-    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<(), String>> {
+    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
         let sink = self.clone();
         Box::pin(async move { sink.post(reply).await })
+    }
+
+    fn max_part_chars(&self) -> usize {
+        MAX_MESSAGE_CHARS
     }
 }
 

@@ -24,6 +24,9 @@ use super::limiter::{self, Decision, Gcra, Limit};
 use super::turn::{self, EngineDeps, TurnError};
 use crate::store::audit::{self, Actor as AuditActor, NewEvent};
 
+/// The least time over which rejected messages are counted into one audit record.
+const REJECTION_WINDOW_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Mailbox bounds. They are set when an actor is created, before anything can be sent to it:
 /// senders parked on the default bound of a not-yet-started actor are not woken when `started`
 /// raises it (found by the pipeline benchmark: the 17th message to a new tenant waited forever).
@@ -187,15 +190,86 @@ pub struct TenantActor {
     /// One limit per channel connection.
     connection_limiters: HashMap<uuid::Uuid, Gcra>,
     conversations: HashMap<String, Addr<ConversationActor>>,
+    /// Messages rejected by a rate limit in the current window, per connection; audited as one
+    /// record with the count when the window ends, not one row per message.
+    rejections: HashMap<uuid::Uuid, u64>,
+}
+
+/// A conversation actor stopped (it was idle): forget it.
+#[derive(Debug)]
+struct Forget(String);
+
+impl Message for Forget {
+    type Result = ();
+}
+
+impl Handler<Forget> for TenantActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        if self
+            .conversations
+            .get(&msg.0)
+            .is_some_and(|addr| !addr.connected())
+        {
+            self.conversations.remove(&msg.0);
+        }
+    }
 }
 
 impl TenantActor {
+    /// Counts a rejected message; the first of a window schedules the window's audit record.
+    fn count_rejection(
+        &mut self,
+        connection: uuid::Uuid,
+        window: std::time::Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let count = self.rejections.entry(connection).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            return;
+        }
+        let window = window.max(REJECTION_WINDOW_MIN);
+        ctx.run_later(window, move |act, _| {
+            let Some(count) = act.rejections.remove(&connection) else {
+                return;
+            };
+            let (deps, tenant) = (act.deps.clone(), act.tenant);
+            actix::spawn(async move {
+                let recorded = async {
+                    let mut tx = deps.store.tenant_tx(tenant).await?;
+                    audit::append(
+                        &mut tx,
+                        &NewEvent::about(
+                            AuditActor::System,
+                            "message.rate_limited",
+                            "channel_connection",
+                            connection,
+                            serde_json::json!({
+                                "rejected": count,
+                                "window_secs": window.as_secs(),
+                            }),
+                        ),
+                    )
+                    .await?;
+                    tx.commit().await
+                }
+                .await;
+                if let Err(e) = recorded {
+                    tracing::error!(tenant.id = %tenant, error = %e, "could not audit rate-limited messages");
+                }
+            });
+        });
+    }
+
     fn new(tenant: TenantId, deps: Arc<EngineDeps>) -> Self {
         Self {
             tenant,
             limiter: Gcra::new(deps.settings.tenant_limit),
             connection_limiters: HashMap::new(),
             conversations: HashMap::new(),
+            rejections: HashMap::new(),
             config: None,
             deps,
         }
@@ -283,21 +357,37 @@ impl Handler<Dispatch> for TenantActor {
             (reject @ Decision::Reject { .. }, _) | (_, reject @ Decision::Reject { .. }) => reject,
         };
         let key = format!("{}:{}", d.message.connection_id, d.message.conversation_key);
+        let live = self
+            .conversations
+            .get(&key)
+            .filter(|addr| addr.connected())
+            .cloned();
         let work = match decision {
             Decision::Allow => Turn::Answer { d, config },
             Decision::Reject {
                 retry_after,
                 notify,
-            } => Turn::Reject {
-                d,
-                retry_after,
-                notify,
-            },
+            } => {
+                self.count_rejection(d.message.connection_id, retry_after, ctx);
+                let work = Turn::Reject {
+                    d,
+                    retry_after,
+                    notify,
+                };
+                if live.is_none() {
+                    // No turn of this conversation is queued, so nothing can be overtaken: handle
+                    // it here, without starting a conversation actor for a rejected message.
+                    let deps = self.deps.clone();
+                    return Box::pin(async move { work.run(&deps).await });
+                }
+                work
+            }
         };
-        let addr = match self.conversations.get(&key) {
-            Some(addr) if addr.connected() => addr.clone(),
-            _ => {
-                let addr = ConversationActor::start_idle(self.deps.clone());
+        let addr = match live {
+            Some(addr) => addr,
+            None => {
+                let addr =
+                    ConversationActor::start_idle(self.deps.clone(), ctx.address(), key.clone());
                 self.conversations.insert(key, addr.clone());
                 addr
             }
@@ -311,38 +401,27 @@ impl Handler<Dispatch> for TenantActor {
     }
 }
 
-/// A message over the limit: recorded, audited, answered with a notice once per window (in the
-/// conversation's order, so a notice never overtakes an earlier answer), acknowledged.
+/// A message over the limit: recorded, answered with a notice once per window (in the
+/// conversation's order, so a notice never overtakes an earlier answer), acknowledged. The
+/// tenant actor audits the window's rejections as one record.
 async fn reject(
     deps: &EngineDeps,
     d: &Delivery,
     retry_after: std::time::Duration,
     notify: bool,
 ) -> Result<(), TurnError> {
-    if turn::record_inbound(deps, &d.message).await?.is_none() {
-        // Answered before a crash.
-        deps.ingest.done(d).await?;
+    let Some(recorded) = turn::begin(deps, d).await? else {
         return Ok(());
-    }
-    let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
-    audit::append(
-        &mut tx,
-        &NewEvent::about(
-            AuditActor::System,
-            "message.rate_limited",
-            "channel_connection",
-            d.message.connection_id,
-            serde_json::json!({
-                "event": d.message.provider_event_id,
-                "retry_after_secs": retry_after.as_secs(),
-                "notified": notify,
-            }),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
+    };
     if notify {
-        turn::reply(deps, d, ReplyKind::Notice, limiter::notice(retry_after)).await
+        turn::reply_with(
+            deps,
+            d,
+            recorded.conversation,
+            ReplyKind::Notice,
+            limiter::notice(retry_after),
+        )
+        .await
     } else {
         deps.ingest.done(d).await?;
         Ok(())
@@ -369,6 +448,19 @@ impl Message for Turn {
     type Result = Result<(), TurnError>;
 }
 
+impl Turn {
+    async fn run(self, deps: &EngineDeps) -> Result<(), TurnError> {
+        match self {
+            Turn::Answer { d, config } => turn::run(deps, &d, &config).await,
+            Turn::Reject {
+                d,
+                retry_after,
+                notify,
+            } => reject(deps, &d, retry_after, notify).await,
+        }
+    }
+}
+
 /// One conversation: the only writer of its memory window and escalation count, answering one
 /// message at a time, in order. Each turn reads the state from Redis and writes it back once the
 /// reply is recorded, so no stale copy can outlive a failed turn, a restart or a partition moving
@@ -378,22 +470,34 @@ pub struct ConversationActor {
     deps: Arc<EngineDeps>,
     /// When the actor last handled a message, for passivation.
     last_active: Instant,
+    /// Told when this actor stops, so it leaves the tenant's map (`None` in benchmarks).
+    tenant: Option<(Addr<TenantActor>, String)>,
 }
 
 impl ConversationActor {
-    /// An idle conversation actor, started (benchmarks measure what one costs).
-    pub fn start_idle(deps: Arc<EngineDeps>) -> Addr<Self> {
+    /// An idle conversation actor of `tenant` under `key`, started.
+    pub fn start_idle(deps: Arc<EngineDeps>, tenant: Addr<TenantActor>, key: String) -> Addr<Self> {
         ConversationActor::create(|ctx| {
             ctx.set_mailbox_capacity(CONVERSATION_MAILBOX);
-            Self::new(deps)
+            Self {
+                deps,
+                last_active: Instant::now(),
+                tenant: Some((tenant, key)),
+            }
         })
     }
 
-    fn new(deps: Arc<EngineDeps>) -> Self {
-        Self {
-            deps,
-            last_active: Instant::now(),
-        }
+    /// An idle conversation actor belonging to no tenant actor (benchmarks measure what one
+    /// costs).
+    pub fn start_detached(deps: Arc<EngineDeps>) -> Addr<Self> {
+        ConversationActor::create(|ctx| {
+            ctx.set_mailbox_capacity(CONVERSATION_MAILBOX);
+            Self {
+                deps,
+                last_active: Instant::now(),
+                tenant: None,
+            }
+        })
     }
 }
 
@@ -408,6 +512,13 @@ impl Actor for ConversationActor {
             }
         });
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some((tenant, key)) = self.tenant.take() {
+            // Off the hot path; a full tenant mailbox only delays the clean-up to the next count.
+            let _ = tenant.try_send(Forget(key));
+        }
+    }
 }
 
 impl Handler<Turn> for ConversationActor {
@@ -418,17 +529,7 @@ impl Handler<Turn> for ConversationActor {
         tracing::trace!("conversation actor starts a turn");
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
-            async move {
-                match msg {
-                    Turn::Answer { d, config } => turn::run(&deps, &d, &config).await,
-                    Turn::Reject {
-                        d,
-                        retry_after,
-                        notify,
-                    } => reject(&deps, &d, retry_after, notify).await,
-                }
-            }
-            .into_actor(self),
+            async move { msg.run(&deps).await }.into_actor(self),
         ))
     }
 }

@@ -41,6 +41,8 @@ pub struct AgentConfig {
 /// A tenant's configuration at one moment.
 #[derive(Debug)]
 pub struct TenantConfig {
+    /// False once the tenant was deleted: its remaining messages are dropped.
+    pub exists: bool,
     /// Suspended tenants' messages are recorded, not answered.
     pub active: bool,
     pub tenant_limit: Limit,
@@ -62,6 +64,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
     let mut tx = deps.store.tenant_tx(tenant).await?;
     let Some(row) = tenants::current(&mut tx).await? else {
         return Ok(TenantConfig {
+            exists: false,
             active: false,
             tenant_limit: deps.settings.tenant_limit,
             connection_limit: deps.settings.connection_limit,
@@ -108,6 +111,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
     };
     tx.commit().await?;
     Ok(TenantConfig {
+        exists: true,
         active: row.status == "active",
         tenant_limit: limit(own.tenant, deps.settings.tenant_limit),
         connection_limit: limit(own.per_connection, deps.settings.connection_limit),

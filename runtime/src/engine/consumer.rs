@@ -1,25 +1,32 @@
 //! The consumer: reads the ingest partitions this node leases and hands entries to the actors.
 //!
-//! Partitions are owned through leases in Redis (`leases`); one node alone owns all of them.
-//! Entries are handed over in stream order; their results arrive later. An entry whose turn
-//! failed stays pending and is claimed again once it has been idle for the lease time; after
-//! `max_attempts` it is dead-lettered and the user gets an apology. Entries still being handled
-//! here are never claimed twice by this node.
+//! Partitions are owned through leases in Redis (`leases`) and fenced in Postgres
+//! (`store::fences`): a partition is read only once its fence was advanced to this node's epoch,
+//! and every delivery carries that epoch. Entries are handed over in stream order; their results
+//! arrive later. At most `max_in_flight` entries are in the actors at once: the loop waits for
+//! room (backpressure) instead of queueing without bound.
+//!
+//! A failed turn is dispatched by its `Disposition`: retryable failures are parked (see
+//! `ingest`) and retried by this loop when due, permanent ones dead-lettered at once, and work for
+//! a partition that moved to another node is left to that node. Entries a dead node left pending
+//! are claimed after a lease time; entries still being handled here are never claimed twice.
+//! Every renewal round also trims acknowledged entries from the owned streams.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use shared::channel::ReplyKind;
 
 use super::actors::{Registry, Route};
 use super::config;
-use super::ingest::{AfterFailure, Delivery};
+use super::ingest::{AfterFailure, Delivery, Source};
 use super::leases::Leases;
-use super::turn::{self, EngineDeps};
+use super::turn::{self, Disposition, EngineDeps, TurnError};
 use crate::store::audit::{self, Actor as AuditActor, NewEvent};
+use crate::store::fences;
 
 /// A running engine: its registry, and a way to stop consuming.
 #[derive(Debug, Clone)]
@@ -47,6 +54,19 @@ pub fn start(deps: EngineDeps, consumer: &str) -> Engine {
     Engine { registry, stop }
 }
 
+/// What the loop shares with the tasks that await results.
+struct Shared {
+    /// Entries handed to the actors and not finished yet, by (partition, entry id): entry ids are
+    /// only unique within one stream.
+    in_flight: RefCell<HashSet<(u32, String)>>,
+    /// Parked heads among them.
+    parked_in_flight: Cell<usize>,
+    /// Set when something was parked or a parked head finished: look at the parked index again.
+    recheck_parked: Cell<bool>,
+    /// Room for more entries in the actors.
+    room: Arc<tokio::sync::Semaphore>,
+}
+
 async fn consume(
     deps: EngineDeps,
     registry: Addr<Registry>,
@@ -56,7 +76,7 @@ async fn consume(
     let ingest = deps.ingest.clone();
     while let Err(e) = ingest.prepare().await {
         tracing::error!(error = %e, "ingest not ready; retrying");
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let mut leases = Leases::new(
         deps.redis.clone(),
@@ -65,115 +85,231 @@ async fn consume(
         deps.settings.partition_lease,
     );
     let stale_ms = u64::try_from(leases.ttl().as_millis()).unwrap_or(u64::MAX);
-    // Entries handed to the actors and not finished yet, by (partition, entry id): entry ids are
-    // only unique within one stream.
-    let in_flight: Rc<RefCell<HashSet<(u32, String)>>> = Rc::default();
+    let shared = Rc::new(Shared {
+        in_flight: RefCell::default(),
+        parked_in_flight: Cell::new(0),
+        recheck_parked: Cell::new(true),
+        room: Arc::new(tokio::sync::Semaphore::new(
+            deps.settings.max_in_flight.max(1),
+        )),
+    });
     let mut next_renew = Instant::now();
+    let mut next_parked_check = Instant::now();
     loop {
         let mut batch = Vec::new();
         if Instant::now() >= next_renew {
-            match leases.renew().await {
-                Ok(changes) => {
-                    if !changes.acquired.is_empty() || !changes.released.is_empty() {
-                        tracing::info!(
-                            engine.node = %consumer,
-                            acquired = ?changes.acquired,
-                            released = ?changes.released,
-                            owned = ?leases.owned(),
-                            "partition leases changed"
-                        );
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "renewing partition leases failed; pausing reads");
-                    leases.forget();
-                }
-            }
-            // What an earlier owner (or a failed turn here) left pending for a lease time.
+            renew(&deps, &mut leases, &consumer).await;
             for partition in leases.owned() {
-                match ingest.reclaim(partition, &consumer, stale_ms, 64).await {
+                // What an earlier owner (or a failed park here) left pending for a lease time.
+                match ingest.reclaim(partition, &consumer, stale_ms, 1024).await {
                     Ok(claimed) => batch.extend(claimed),
                     Err(e) => tracing::error!(error = %e, "reclaim failed"),
+                }
+                if let Err(e) = ingest.trim(partition).await {
+                    tracing::warn!(error = %e, "trimming a partition's stream failed");
                 }
             }
             next_renew = Instant::now() + leases.renew_every();
         }
         let owned = leases.owned();
+        let now = Instant::now();
+        if shared.recheck_parked.replace(false)
+            || shared.parked_in_flight.get() > 0
+            || now >= next_parked_check
+        {
+            let mut next = now + leases.renew_every();
+            for partition in &owned {
+                match ingest.due_parked(*partition, 64).await {
+                    Ok((due, later)) => {
+                        batch.extend(due);
+                        if let Some(at) = later.and_then(instant_of) {
+                            next = next.min(at);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "reading parked entries failed"),
+                }
+            }
+            next_parked_check = next;
+        }
+        // Short reads while parked heads drain, so the next one starts soon after the last.
+        let block_ms = if shared.parked_in_flight.get() > 0 {
+            20
+        } else {
+            200
+        };
         tokio::select! {
-            read = ingest.next_of(&owned, &consumer, 128, 200) => match read {
+            read = ingest.next_of(&owned, &consumer, 128, block_ms) => match read {
                 Ok(new) => batch.extend(new),
                 Err(e) => {
                     tracing::error!(error = %e, "reading ingest failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             },
             () = stop.notified() => {
                 if let Err(e) = leases.release_all().await {
                     tracing::warn!(error = %e, "could not give the partitions back");
                 }
+                deps.ownership.clear_all();
                 tracing::info!(engine.node = %consumer, "stopped consuming");
                 return;
             }
         }
-        for d in batch {
+        for mut d in batch {
             let key = (d.partition, d.entry_id.clone());
-            if !in_flight.borrow_mut().insert(key.clone()) {
-                // Claimed again while still being handled here (a long turn).
+            if !shared.in_flight.borrow_mut().insert(key.clone()) {
+                // Claimed again (or still due) while being handled here.
                 continue;
+            }
+            d.epoch = deps.ownership.epoch(d.partition);
+            // Backpressure: wait until the actors have room.
+            let Ok(permit) = shared.room.clone().acquire_owned().await else {
+                return;
+            };
+            let parked = matches!(d.source, Source::Parked(_));
+            if parked {
+                shared
+                    .parked_in_flight
+                    .set(shared.parked_in_flight.get() + 1);
             }
             tracing::trace!(ingest.entry = %d.entry_id, "handing over");
             // `send` enqueues now, in stream order; the answer is awaited on the side.
             let request = registry.send(Route(d.clone()));
             let deps = deps.clone();
-            let in_flight = in_flight.clone();
+            let shared = shared.clone();
             actix::spawn(async move {
-                let failure = match request.await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(e) => Some(e.to_string()),
+                let result = match request.await {
+                    Ok(result) => result,
+                    Err(e) => Err(TurnError::Mailbox(e.to_string())),
                 };
-                in_flight.borrow_mut().remove(&key);
-                if let Some(failure) = failure {
-                    failed(&deps, &d, &failure).await;
+                if let Err(e) = result {
+                    failed(&deps, &d, &e).await;
+                    shared.recheck_parked.set(true);
                 }
+                shared.in_flight.borrow_mut().remove(&key);
+                if parked {
+                    shared
+                        .parked_in_flight
+                        .set(shared.parked_in_flight.get().saturating_sub(1));
+                    shared.recheck_parked.set(true);
+                }
+                drop(permit);
             });
         }
     }
 }
 
-async fn failed(deps: &EngineDeps, d: &Delivery, reason: &str) {
-    tracing::warn!(ingest.entry = %d.entry_id, error = reason, "turn failed");
-    match deps.ingest.failed(d, reason).await {
-        Ok(AfterFailure::DeadLettered) => {
-            let recorded = async {
-                let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
-                audit::append(
-                    &mut tx,
-                    &NewEvent::about(
-                        AuditActor::System,
-                        "message.dead_lettered",
-                        "channel_connection",
-                        d.message.connection_id,
-                        serde_json::json!({
-                            "event": d.message.provider_event_id,
-                            "reason": reason,
-                        }),
-                    ),
-                )
-                .await?;
-                tx.commit().await
+/// Renews the leases, advances the fence of every partition newly taken (giving it back when
+/// that fails) and publishes the result in `deps.ownership`.
+async fn renew(deps: &EngineDeps, leases: &mut Leases, node: &str) {
+    match leases.renew().await {
+        Ok(changes) => {
+            for partition in &changes.released {
+                deps.ownership.clear(*partition);
             }
-            .await;
-            if let Err(e) = recorded {
-                tracing::error!(error = %e, "could not audit a dead-lettered message");
+            for partition in &changes.acquired {
+                match fences::advance(&deps.store, *partition, node).await {
+                    Ok(epoch) => deps.ownership.set(*partition, epoch),
+                    Err(e) => {
+                        tracing::warn!(error = %e, partition, "could not fence a partition; giving it back");
+                        if let Err(e) = leases.give_back(*partition).await {
+                            tracing::warn!(error = %e, "could not give a partition back");
+                        }
+                    }
+                }
             }
-            let apology = "I'm sorry, something went wrong on our side and I couldn't answer your \
-                           message. Please send it again in a little while.";
-            if let Err(e) = turn::reply(deps, d, ReplyKind::Apology, apology.into()).await {
-                tracing::error!(error = %e, "could not apologise for a dead-lettered message");
+            if !changes.acquired.is_empty() || !changes.released.is_empty() {
+                tracing::info!(
+                    engine.node = %node,
+                    acquired = ?changes.acquired,
+                    released = ?changes.released,
+                    owned = ?leases.owned(),
+                    "partition leases changed"
+                );
             }
         }
-        Ok(AfterFailure::WillRetry { .. }) => {}
-        Err(e) => tracing::error!(error = %e, "could not record a failed turn"),
+        Err(e) => {
+            tracing::error!(error = %e, "renewing partition leases failed; pausing reads");
+            leases.forget();
+            deps.ownership.clear_all();
+        }
+    }
+}
+
+/// The `Instant` of a unix time in milliseconds (in the future, or now).
+fn instant_of(unix_ms: i64) -> Option<Instant> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let ahead = u64::try_from(unix_ms.saturating_sub(now_ms)).unwrap_or(0);
+    Instant::now().checked_add(Duration::from_millis(ahead))
+}
+
+/// Handles a failed turn by what its error says: leave it to the partition's new owner, park it
+/// for a retry, or dead-letter it.
+async fn failed(deps: &EngineDeps, d: &Delivery, error: &TurnError) {
+    let reason = error.to_string();
+    let ingest = &deps.ingest;
+    match error.disposition() {
+        Disposition::Abandon => {
+            tracing::info!(ingest.entry = %d.entry_id, "partition moved; leaving the entry to its new owner");
+        }
+        Disposition::DeadLetter => {
+            tracing::warn!(ingest.entry = %d.entry_id, error = %reason, "permanent failure; dead-lettering");
+            match ingest.dead_letter(d, &reason).await {
+                Ok(()) => dead_lettered(deps, d, error).await,
+                Err(e) => tracing::error!(error = %e, "could not dead-letter an entry"),
+            }
+        }
+        Disposition::Retry { after } => match &d.source {
+            Source::Stream => {
+                let delay = ingest.settings().backoff(0, after);
+                tracing::warn!(ingest.entry = %d.entry_id, error = %reason, delay_ms = delay.as_millis() as u64, "turn failed; parking it for a retry");
+                if let Err(e) = ingest.park(d, &reason, delay).await {
+                    // Redis itself is failing: the entry stays pending and is claimed again.
+                    tracing::error!(error = %e, "could not park a failed entry");
+                    match ingest.failed(d, &reason).await {
+                        Ok(AfterFailure::DeadLettered) => dead_lettered(deps, d, error).await,
+                        Ok(AfterFailure::WillRetry { .. }) => {}
+                        Err(e) => tracing::error!(error = %e, "could not record a failed turn"),
+                    }
+                }
+            }
+            Source::Parked(parked) => {
+                let delay = ingest.settings().backoff(parked.attempts, after);
+                tracing::warn!(ingest.entry = %d.entry_id, attempts = parked.attempts + 1, error = %reason, "parked entry failed again");
+                match ingest.retry_parked(d, parked, &reason, delay).await {
+                    Ok(AfterFailure::DeadLettered) => dead_lettered(deps, d, error).await,
+                    Ok(AfterFailure::WillRetry { .. }) => {}
+                    Err(e) => tracing::error!(error = %e, "could not reschedule a parked entry"),
+                }
+            }
+        },
+    }
+}
+
+/// Audits a dead letter and, unless the channel itself failed, apologises to the user.
+async fn dead_lettered(deps: &EngineDeps, d: &Delivery, error: &TurnError) {
+    let recorded = async {
+        let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
+        audit::append(
+            &mut tx,
+            &NewEvent::about(
+                AuditActor::System,
+                "message.dead_lettered",
+                "channel_connection",
+                d.message.connection_id,
+                serde_json::json!({
+                    "event": d.message.provider_event_id,
+                    "reason": error.to_string(),
+                }),
+            ),
+        )
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not audit a dead-lettered message");
+    }
+    if !error.is_channel_failure() {
+        turn::apologise(deps, d).await;
     }
 }

@@ -7,7 +7,26 @@
 //!
 //! Partitions are by tenant (a stable hash), so one tenant's messages — and so its rate limiters
 //! and conversations — are handled by whichever node owns that partition.
+//!
+//! **Retries are scheduled, not reclaimed.** A turn that fails for a reason that may pass (the
+//! channel's API is down, Postgres is unreachable) is *parked*: moved, in one atomic step, from
+//! the stream to its channel connection's parked list, behind anything parked there already,
+//! with a next-attempt time in the partition's parked index. While a connection has a parked
+//! list, its new entries join the list in order, so nothing overtakes; every other connection
+//! goes on. Only the head of a list is retried, with exponential back-off and jitter, until it
+//! succeeds (then the next one runs at once) or the retry horizon passes (then it is
+//! dead-lettered). Parked lists and the index live in Redis under the partition, so whoever owns
+//! the partition next carries on. Reclaim (`reclaim`) is only for entries a dead node left
+//! pending, and is quick: a lease time.
+//!
+//! **Bounds.** Acknowledged entries are trimmed from the streams (`trim`); dedupe keys expire
+//! after `dedupe_ttl_secs`; dead letters older than `dead_letter_ttl_secs` are trimmed whenever
+//! one is added; a parked list exists only while something is parked.
 
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
 use shared::TenantId;
 use shared::channel::InboundMessage;
 
@@ -20,20 +39,59 @@ pub const GROUP: &str = "engine";
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
     pub partitions: u32,
-    /// How long an event id is remembered: longer than any provider retries (Slack retries for
-    /// about 5 minutes, Meta for hours).
+    /// How long an event id is remembered in Redis, so a provider's retry is not queued twice.
+    /// A retry arriving later is still answered once: the reply recorded in Postgres under the
+    /// event id is found and the entry only acknowledged.
     pub dedupe_ttl_secs: u64,
-    /// Deliveries of one entry before it is dead-lettered.
+    /// Deliveries of one entry that could not even be parked (Redis failing) before it is
+    /// dead-lettered.
     pub max_attempts: u32,
+    /// How long a parked entry is retried before it is dead-lettered.
+    pub retry_horizon: Duration,
+    /// The first retry's delay; it doubles per attempt, with jitter, up to `retry_max_delay`.
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Dead letters older than this are trimmed.
+    pub dead_letter_ttl_secs: u64,
 }
 
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             partitions: 8,
-            dedupe_ttl_secs: 3 * 24 * 3600,
+            dedupe_ttl_secs: 3600,
             max_attempts: 5,
+            retry_horizon: Duration::from_secs(3600),
+            retry_base_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(60),
+            dead_letter_ttl_secs: 7 * 24 * 3600,
         }
+    }
+}
+
+impl IngestSettings {
+    /// From the runtime's settings.
+    pub fn from_config(c: &crate::config::EngineConfig) -> Self {
+        Self {
+            dedupe_ttl_secs: c.dedupe_ttl_secs,
+            retry_horizon: Duration::from_secs(c.retry_horizon_secs),
+            retry_max_delay: Duration::from_secs(c.retry_max_delay_secs),
+            dead_letter_ttl_secs: c.dead_letter_ttl_secs,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before attempt `attempts + 1` of a parked entry: exponential, capped, with up
+    /// to ±20 % jitter so parked connections do not retry in step; never shorter than what the
+    /// provider asked for.
+    pub fn backoff(&self, attempts: u32, provider_asked: Option<Duration>) -> Duration {
+        let exp = self
+            .retry_base_delay
+            .saturating_mul(2u32.saturating_pow(attempts.min(20)))
+            .min(self.retry_max_delay);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        let delay = exp.mul_f64(jitter);
+        provider_asked.map_or(delay, |asked| delay.max(asked))
     }
 }
 
@@ -60,6 +118,93 @@ pub struct Delivery {
     pub partition: u32,
     pub entry_id: String,
     pub message: InboundMessage,
+    /// The epoch of this node's lease on the partition when the entry was handed over; commits
+    /// check it (see `store::fences`). 0 until the consumer sets it.
+    pub epoch: i64,
+    /// Where the entry is kept until it is done.
+    pub source: Source,
+}
+
+/// Where an entry waits while it is being handled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Pending in the partition's stream.
+    Stream,
+    /// The head of its connection's parked list, on attempt `attempts + 1`.
+    Parked(Box<Parked>),
+}
+
+/// An entry in a parked list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parked {
+    pub entry_id: String,
+    pub partition: u32,
+    pub message: InboundMessage,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it first failed (unix ms), for the retry horizon.
+    pub first_failed_ms: i64,
+    /// Why it last failed (our own words, never message content).
+    pub reason: String,
+}
+
+/// What `park` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkResult {
+    /// The entry heads a new parked list.
+    Head,
+    /// The entry joined an existing list behind others.
+    Queued,
+    /// (only with `if_parked`) The connection has nothing parked: handle the entry now.
+    NotParked,
+}
+
+/// Moves an entry from the stream to its connection's parked list (creating it, and its place in
+/// the index, when `ARGV[6]` is `always`; only joining an existing one when it is `if_parked`).
+/// KEYS: stream, index, list, attempts. ARGV: group, entry id, member, parked json, due ms, mode.
+const PARK: &str = "local exists = redis.call('EXISTS', KEYS[3]) == 1 \
+    if not exists and ARGV[6] ~= 'always' then return 0 end \
+    if not exists then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3]) end \
+    redis.call('RPUSH', KEYS[3], ARGV[4]) \
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) \
+    redis.call('XDEL', KEYS[1], ARGV[2]) \
+    redis.call('HDEL', KEYS[4], ARGV[2]) \
+    if exists then return 2 end return 1";
+
+/// The head of a parked list is done: pop it, and schedule the next one now (or forget the
+/// connection when the list is empty). KEYS: list, index. ARGV: member, entry id, now ms.
+const POP_HEAD: &str = "local head = redis.call('LINDEX', KEYS[1], 0) \
+    if head and cjson.decode(head)['entry_id'] == ARGV[2] then redis.call('LPOP', KEYS[1]) end \
+    if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) return 0 end \
+    redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) return 1";
+
+/// The head of a parked list failed again: store its new state and next attempt time.
+/// KEYS: list, index. ARGV: member, entry id, new head json, due ms.
+const RESCHEDULE: &str = "local head = redis.call('LINDEX', KEYS[1], 0) \
+    if not head or cjson.decode(head)['entry_id'] ~= ARGV[2] then return 0 end \
+    redis.call('LSET', KEYS[1], 0, ARGV[3]) \
+    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) return 1";
+
+/// Trims what every reader of the group has acknowledged: entries older than the oldest pending
+/// one, or (nothing pending) than the last delivered one. KEYS: stream. ARGV: group.
+const TRIM: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1]) \
+    local minid = pending[2] \
+    if not minid then \
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do \
+        local name, last \
+        for i = 1, #g, 2 do \
+          if g[i] == 'name' then name = g[i + 1] end \
+          if g[i] == 'last-delivered-id' then last = g[i + 1] end \
+        end \
+        if name == ARGV[1] then minid = last end \
+      end \
+    end \
+    if not minid then return 0 end \
+    return redis.call('XTRIM', KEYS[1], 'MINID', minid)";
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// What happened to a failed delivery.
@@ -135,6 +280,36 @@ impl Ingest {
             m.connection_id,
             m.provider_event_id
         ))
+    }
+
+    /// Appends to the dead-letter stream, trimming dead letters older than their time to live
+    /// (stream ids start with the time they were added).
+    async fn bury_payload(
+        &self,
+        partition: u32,
+        entry_id: &str,
+        payload: &str,
+        reason: &str,
+    ) -> Result<(), IngestError> {
+        const BURY: &str = "redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', \
+            'm', ARGV[2], 'reason', ARGV[3], 'partition', ARGV[4], 'entry', ARGV[5]) return 1";
+        let ttl_ms = i64::try_from(self.settings.dead_letter_ttl_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let _: i64 = self
+            .redis
+            .eval(
+                BURY,
+                vec![self.dead_letter_stream()],
+                vec![
+                    now_ms().saturating_sub(ttl_ms).max(0).to_string(),
+                    payload.to_string(),
+                    reason.to_string(),
+                    partition.to_string(),
+                    entry_id.to_string(),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Creates every partition's stream and consumer group (idempotent).
@@ -213,19 +388,248 @@ impl Ingest {
         Ok(out)
     }
 
-    /// Entries other consumers left unacknowledged for at least `min_idle_ms` (a crashed node).
+    /// Entries left unacknowledged for at least `min_idle_ms` (a crashed node's, or this node's
+    /// when parking them failed), up to `limit`, walking the whole pending list.
     pub async fn reclaim(
         &self,
         partition: u32,
         consumer: &str,
         min_idle_ms: u64,
-        count: u64,
+        limit: usize,
     ) -> Result<Vec<Delivery>, IngestError> {
-        let raw = self
+        let stream = self.stream(partition);
+        let mut cursor = "0-0".to_string();
+        let mut out = Vec::new();
+        loop {
+            let (next, raw) = self
+                .redis
+                .claim_stale(&stream, GROUP, consumer, min_idle_ms, &cursor, 100)
+                .await?;
+            out.extend(self.decode(partition, raw).await?);
+            if next == "0-0" || out.len() >= limit {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Removes what was acknowledged from a partition's stream; returns how many entries went.
+    pub async fn trim(&self, partition: u32) -> Result<u64, IngestError> {
+        let trimmed: i64 = self
             .redis
-            .claim_stale(&self.stream(partition), GROUP, consumer, min_idle_ms, count)
+            .eval(TRIM, vec![self.stream(partition)], vec![GROUP.to_string()])
             .await?;
-        self.decode(partition, raw).await
+        Ok(u64::try_from(trimmed).unwrap_or(0))
+    }
+
+    /// The index of parked connections of a partition (member `tenant:connection`, score = next
+    /// attempt in unix ms).
+    fn parked_index(&self, partition: u32) -> String {
+        self.redis.key(&format!("ingest:{partition}:parked"))
+    }
+
+    fn parked_member(m: &InboundMessage) -> String {
+        format!("{}:{}", m.tenant_id, m.connection_id)
+    }
+
+    /// A connection's parked list; under the tenant's namespace, so deleting a tenant's keys
+    /// removes it.
+    fn parked_list(&self, member: &str) -> String {
+        let (tenant, connection) = member.split_once(':').unwrap_or((member, ""));
+        self.redis.key(&format!("{tenant}:parked:{connection}"))
+    }
+
+    /// Parks a stream entry that failed for a reason that may pass: it heads a new parked list
+    /// (first attempt after `delay`) or joins its connection's existing one.
+    pub async fn park(
+        &self,
+        d: &Delivery,
+        reason: &str,
+        delay: Duration,
+    ) -> Result<ParkResult, IngestError> {
+        let now = now_ms();
+        let parked = Parked {
+            entry_id: d.entry_id.clone(),
+            partition: d.partition,
+            message: d.message.clone(),
+            attempts: 1,
+            first_failed_ms: now,
+            reason: reason.to_string(),
+        };
+        let due = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        self.park_with(d, &parked, due, "always").await
+    }
+
+    /// Parks a stream entry behind its connection's parked list, if the connection has one; a
+    /// turn calls this first, so no entry overtakes one that is waiting for its channel.
+    pub async fn park_if_parked(&self, d: &Delivery) -> Result<ParkResult, IngestError> {
+        if d.source != Source::Stream {
+            return Ok(ParkResult::NotParked);
+        }
+        let parked = Parked {
+            entry_id: d.entry_id.clone(),
+            partition: d.partition,
+            message: d.message.clone(),
+            attempts: 0,
+            first_failed_ms: now_ms(),
+            reason: "behind an earlier message of its connection".into(),
+        };
+        self.park_with(d, &parked, now_ms(), "if_parked").await
+    }
+
+    async fn park_with(
+        &self,
+        d: &Delivery,
+        parked: &Parked,
+        due_ms: i64,
+        mode: &str,
+    ) -> Result<ParkResult, IngestError> {
+        let member = Self::parked_member(&d.message);
+        let code: i64 = self
+            .redis
+            .eval(
+                PARK,
+                vec![
+                    self.stream(d.partition),
+                    self.parked_index(d.partition),
+                    self.parked_list(&member),
+                    self.attempts_key(d.partition),
+                ],
+                vec![
+                    GROUP.to_string(),
+                    d.entry_id.clone(),
+                    member,
+                    serde_json::to_string(parked)?,
+                    due_ms.to_string(),
+                    mode.to_string(),
+                ],
+            )
+            .await?;
+        Ok(match code {
+            1 => ParkResult::Head,
+            2 => ParkResult::Queued,
+            _ => ParkResult::NotParked,
+        })
+    }
+
+    /// The heads of parked lists in `partition` whose next attempt is due, up to `limit`, and
+    /// when the next one after them is due (unix ms), if any.
+    pub async fn due_parked(
+        &self,
+        partition: u32,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<i64>), IngestError> {
+        const DUE: &str = "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], \
+                'LIMIT', 0, ARGV[2]) \
+            local out = {} \
+            for _, member in ipairs(due) do \
+              local sep = string.find(member, ':', 1, true) \
+              local list = ARGV[3] .. string.sub(member, 1, sep) .. 'parked:' .. string.sub(member, sep + 1) \
+              local head = redis.call('LINDEX', list, 0) \
+              if head then table.insert(out, head) else redis.call('ZREM', KEYS[1], member) end \
+            end \
+            local next = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', \
+                'WITHSCORES', 'LIMIT', 0, 1) \
+            table.insert(out, next[2] or '') \
+            return out";
+        let now = now_ms();
+        let mut raw: Vec<String> = self
+            .redis
+            .eval(
+                DUE,
+                vec![self.parked_index(partition)],
+                vec![now.to_string(), limit.to_string(), self.redis.key("")],
+            )
+            .await?;
+        let next = raw
+            .pop()
+            .and_then(|n| n.parse::<f64>().ok())
+            .map(|n| n as i64);
+        let mut out = Vec::with_capacity(raw.len());
+        for json in raw {
+            match serde_json::from_str::<Parked>(&json) {
+                Ok(parked) => out.push(Delivery {
+                    partition,
+                    entry_id: parked.entry_id.clone(),
+                    message: parked.message.clone(),
+                    epoch: 0,
+                    source: Source::Parked(Box::new(parked)),
+                }),
+                Err(e) => tracing::error!(error = %e, "undecodable parked entry"),
+            }
+        }
+        Ok((out, next))
+    }
+
+    /// A parked head failed again: try again after `delay`, or dead-letter it once the retry
+    /// horizon has passed. Returns whether it was dead-lettered.
+    pub async fn retry_parked(
+        &self,
+        d: &Delivery,
+        parked: &Parked,
+        reason: &str,
+        delay: Duration,
+    ) -> Result<AfterFailure, IngestError> {
+        let now = now_ms();
+        let horizon = i64::try_from(self.settings.retry_horizon.as_millis()).unwrap_or(i64::MAX);
+        let member = Self::parked_member(&d.message);
+        if now.saturating_sub(parked.first_failed_ms) >= horizon {
+            self.bury_payload(
+                d.partition,
+                &d.entry_id,
+                &serde_json::to_string(&d.message)?,
+                reason,
+            )
+            .await?;
+            let _: i64 = self
+                .redis
+                .eval(
+                    POP_HEAD,
+                    vec![self.parked_list(&member), self.parked_index(d.partition)],
+                    vec![member, d.entry_id.clone(), now.to_string()],
+                )
+                .await?;
+            return Ok(AfterFailure::DeadLettered);
+        }
+        let next = Parked {
+            attempts: parked.attempts.saturating_add(1),
+            reason: reason.to_string(),
+            ..parked.clone()
+        };
+        let due = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        let _: i64 = self
+            .redis
+            .eval(
+                RESCHEDULE,
+                vec![self.parked_list(&member), self.parked_index(d.partition)],
+                vec![
+                    member,
+                    d.entry_id.clone(),
+                    serde_json::to_string(&next)?,
+                    due.to_string(),
+                ],
+            )
+            .await?;
+        Ok(AfterFailure::WillRetry {
+            attempts: next.attempts,
+        })
+    }
+
+    /// How many entries wait in a connection's parked list (tests, metrics).
+    pub async fn parked_len(&self, m: &InboundMessage) -> Result<u64, IngestError> {
+        let n: i64 = self
+            .redis
+            .eval(
+                "return redis.call('LLEN', KEYS[1])",
+                vec![self.parked_list(&Self::parked_member(m))],
+                Vec::new(),
+            )
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub fn settings(&self) -> &IngestSettings {
+        &self.settings
     }
 
     /// Entries that cannot be decoded are dead-lettered at once: retrying cannot fix them.
@@ -241,6 +645,8 @@ impl Ingest {
                     partition,
                     entry_id,
                     message,
+                    epoch: 0,
+                    source: Source::Stream,
                 }),
                 Err(e) => {
                     tracing::error!(ingest.entry = %entry_id, error = %e, "undecodable ingest entry");
@@ -252,8 +658,21 @@ impl Ingest {
         Ok(out)
     }
 
-    /// The entry was handled (reply or notice sent and recorded): remove it from the pending list.
+    /// The entry was handled (reply or notice sent and recorded): remove it from the pending list
+    /// (or, for a parked head, from its list, letting the next one run at once).
     pub async fn done(&self, d: &Delivery) -> Result<(), IngestError> {
+        if let Source::Parked(_) = &d.source {
+            let member = Self::parked_member(&d.message);
+            let _: i64 = self
+                .redis
+                .eval(
+                    POP_HEAD,
+                    vec![self.parked_list(&member), self.parked_index(d.partition)],
+                    vec![member, d.entry_id.clone(), now_ms().to_string()],
+                )
+                .await?;
+            return Ok(());
+        }
         self.redis
             .ack(&self.stream(d.partition), GROUP, &d.entry_id)
             .await?;
@@ -273,10 +692,33 @@ impl Ingest {
         if attempts < self.settings.max_attempts {
             return Ok(AfterFailure::WillRetry { attempts });
         }
-        let payload = serde_json::to_string(&d.message)?;
-        self.bury(d.partition, &d.entry_id, &payload, reason)
-            .await?;
+        self.dead_letter(d, reason).await?;
         Ok(AfterFailure::DeadLettered)
+    }
+
+    /// Moves an entry to the dead-letter stream at once (a permanent failure), wherever it waits.
+    pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), IngestError> {
+        match &d.source {
+            Source::Stream => {
+                self.bury(
+                    d.partition,
+                    &d.entry_id,
+                    &serde_json::to_string(&d.message)?,
+                    reason,
+                )
+                .await
+            }
+            Source::Parked(_) => {
+                self.bury_payload(
+                    d.partition,
+                    &d.entry_id,
+                    &serde_json::to_string(&d.message)?,
+                    reason,
+                )
+                .await?;
+                self.done(d).await
+            }
+        }
     }
 
     async fn bury(
@@ -286,16 +728,7 @@ impl Ingest {
         payload: &str,
         reason: &str,
     ) -> Result<(), IngestError> {
-        self.redis
-            .append(
-                &self.dead_letter_stream(),
-                vec![
-                    ("m", payload.to_string()),
-                    ("reason", reason.to_string()),
-                    ("partition", partition.to_string()),
-                    ("entry", entry_id.to_string()),
-                ],
-            )
+        self.bury_payload(partition, entry_id, payload, reason)
             .await?;
         self.redis
             .ack(&self.stream(partition), GROUP, entry_id)

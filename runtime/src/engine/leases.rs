@@ -11,6 +11,7 @@
 //! partition after a renewal: a renewal succeeds only while the key still names the renewing node.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::redis::{Redis, RedisError};
@@ -163,6 +164,12 @@ impl Leases {
         Ok(())
     }
 
+    /// Gives one partition back (its fence could not be advanced).
+    pub async fn give_back(&mut self, partition: u32) -> Result<(), RedisError> {
+        self.owned.remove(&partition);
+        self.release(partition).await
+    }
+
     /// Stops believing in the leases held (renewing failed, e.g. Redis is unreachable): until a
     /// renewal succeeds nothing is read, since the leases may expire and be taken meanwhile. A
     /// later renewal takes back those still ours.
@@ -180,5 +187,51 @@ impl Leases {
             .eval_int(LEAVE, vec![self.nodes_key()], vec![self.node.clone()])
             .await?;
         Ok(())
+    }
+}
+
+/// Which partitions this node holds and at which fence epoch (see `store::fences`), readable by
+/// every turn. The consumer sets an epoch once it has advanced the partition's fence, and clears
+/// it the moment the lease is lost or given back, so a turn never sends for a partition this
+/// node no longer holds.
+#[derive(Debug)]
+pub struct Ownership {
+    /// Per partition: the epoch held, or 0 when not held.
+    epochs: Vec<AtomicI64>,
+}
+
+impl Ownership {
+    pub fn new(partitions: u32) -> Self {
+        Self {
+            epochs: (0..partitions.max(1)).map(|_| AtomicI64::new(0)).collect(),
+        }
+    }
+
+    pub fn set(&self, partition: u32, epoch: i64) {
+        if let Some(e) = self.epochs.get(partition as usize) {
+            e.store(epoch, Ordering::SeqCst);
+        }
+    }
+
+    pub fn clear(&self, partition: u32) {
+        self.set(partition, 0);
+    }
+
+    pub fn clear_all(&self) {
+        for e in &self.epochs {
+            e.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// The epoch held for `partition`, 0 when not held.
+    pub fn epoch(&self, partition: u32) -> i64 {
+        self.epochs
+            .get(partition as usize)
+            .map_or(0, |e| e.load(Ordering::SeqCst))
+    }
+
+    /// Whether this node still holds `partition` at `epoch`.
+    pub fn holds(&self, partition: u32, epoch: i64) -> bool {
+        epoch > 0 && self.epoch(partition) == epoch
     }
 }

@@ -12,5 +12,6 @@ pub mod ingest;
 pub mod leases;
 pub mod limiter;
 pub mod prompt;
+pub mod reply;
 pub mod turn;
 pub mod window;

@@ -1,47 +1,37 @@
 //! One turn of a conversation: record the message, ask the LLM with the agent's persona and the
-//! memory window, send the reply through the channel, record it, and acknowledge the entry.
+//! memory window, and reply through the reply protocol (`reply`): the result recorded as pending,
+//! sent, marked sent, and only then the entry acknowledged.
 //!
-//! A turn is idempotent per inbound event: the reply is recorded under `reply:<event id>`, so an
-//! entry delivered again after a crash (between sending and acknowledging) is acknowledged
-//! without a second answer.
+//! A turn is idempotent per inbound event: an entry delivered again finds the reply recorded
+//! under its event id and resumes from it (sending what is still pending) without asking the LLM
+//! again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
-use shared::channel::{ChannelKind, InboundMessage, OutboundReply, ReplyKind};
+use shared::channel::{ChannelKind, InboundMessage, ReplyKind};
 use uuid::Uuid;
 
 use serde::{Deserialize, Serialize};
 
 use super::config::TenantConfig;
 use super::escalation::{self, EscalationState, Fired};
-use super::ingest::{Delivery, Ingest, IngestError};
+use super::ingest::{Delivery, Ingest, IngestError, ParkResult};
+use super::leases::Ownership;
 use super::limiter::Limit;
 use super::prompt;
+use super::reply::{self, SinkError};
 use super::window::{Budget, Speaker, Turn, Window};
 use crate::crypto::Keyring;
+use crate::failpoint;
 use crate::llm::metering;
 use crate::llm::pool::Pool;
 use crate::redis::{Redis, RedisError};
 use crate::store::audit::{self, Actor, NewEvent};
-use crate::store::{Store, StoreError, conversations};
+use crate::store::conversations::{self, ReplyPart};
+use crate::store::{Store, StoreError};
 
-/// Sends replies out through one kind of channel.
-pub trait ReplySink: Send + Sync {
-    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<(), String>>;
-}
-
-/// The web channel's sink: the reply is already recorded in the conversation, which the portal
-/// reads, so sending is done.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RecordedOnly;
-
-impl ReplySink for RecordedOnly {
-    fn send(&self, _reply: OutboundReply) -> BoxFuture<'static, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-}
+pub use super::reply::{RecordedOnly, ReplySink};
 
 /// Engine tuning.
 #[derive(Debug, Clone)]
@@ -56,6 +46,10 @@ pub struct EngineSettings {
     /// How long a partition lease lasts unrenewed; also how long an unacknowledged entry waits
     /// before it is claimed again.
     pub partition_lease: std::time::Duration,
+    /// How long a conversation's state stays in Redis without a turn.
+    pub state_ttl: std::time::Duration,
+    /// Entries handed to the actors and not finished, at most.
+    pub max_in_flight: usize,
 }
 
 impl EngineSettings {
@@ -72,6 +66,8 @@ impl EngineSettings {
             },
             idle_after: std::time::Duration::from_secs(c.conversation_idle_secs),
             partition_lease: std::time::Duration::from_secs(c.partition_lease_secs),
+            state_ttl: std::time::Duration::from_secs(c.conversation_state_ttl_secs),
+            max_in_flight: usize::try_from(c.max_in_flight).unwrap_or(1024),
             ..Self::default()
         }
     }
@@ -92,6 +88,8 @@ impl Default for EngineSettings {
             max_answer_tokens: 1024,
             idle_after: std::time::Duration::from_secs(600),
             partition_lease: std::time::Duration::from_secs(15),
+            state_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
+            max_in_flight: 1024,
         }
     }
 }
@@ -106,6 +104,32 @@ pub struct EngineDeps {
     pub keyring: Arc<Keyring>,
     pub sinks: Arc<HashMap<ChannelKind, Arc<dyn ReplySink>>>,
     pub settings: EngineSettings,
+    /// Which partitions this node holds, at which epoch (written by the consumer).
+    pub ownership: Arc<Ownership>,
+}
+
+impl EngineDeps {
+    pub fn new(
+        store: Store,
+        redis: Redis,
+        ingest: Ingest,
+        pool: Arc<Pool>,
+        keyring: Arc<Keyring>,
+        sinks: HashMap<ChannelKind, Arc<dyn ReplySink>>,
+        settings: EngineSettings,
+    ) -> Self {
+        let ownership = Arc::new(Ownership::new(ingest.partitions()));
+        Self {
+            store,
+            redis,
+            ingest,
+            pool,
+            keyring,
+            sinks: Arc::new(sinks),
+            settings,
+            ownership,
+        }
+    }
 }
 
 impl std::fmt::Debug for EngineDeps {
@@ -125,8 +149,11 @@ pub enum TurnError {
     Ingest(#[from] IngestError),
     #[error("window: {0}")]
     Window(#[from] serde_json::Error),
-    #[error("the channel refused the reply: {0}")]
-    Send(String),
+    #[error(transparent)]
+    Send(SinkError),
+    /// This node no longer holds the entry's partition; the new owner finishes it.
+    #[error("the partition moved to another node")]
+    Fenced,
     #[error(transparent)]
     Metering(#[from] metering::MeteringError),
     #[error("no sink for channel {0:?}")]
@@ -137,6 +164,37 @@ pub enum TurnError {
     Mailbox(String),
 }
 
+/// What to do with an entry whose turn failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// It may work later: park it and retry (after at least `after`, when the provider said).
+    Retry { after: Option<std::time::Duration> },
+    /// It can never work: dead-letter it now.
+    DeadLetter,
+    /// Another node owns it now: leave it alone.
+    Abandon,
+}
+
+impl TurnError {
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            TurnError::Fenced | TurnError::Store(StoreError::Fenced) => Disposition::Abandon,
+            TurnError::Send(SinkError::Permanent(_)) | TurnError::NoSink(_) => {
+                Disposition::DeadLetter
+            }
+            TurnError::Send(SinkError::Retryable { after, .. }) => {
+                Disposition::Retry { after: *after }
+            }
+            _ => Disposition::Retry { after: None },
+        }
+    }
+
+    /// Whether the channel itself failed (then apologising through it is pointless).
+    pub fn is_channel_failure(&self) -> bool {
+        matches!(self, TurnError::Send(_) | TurnError::NoSink(_))
+    }
+}
+
 /// What a conversation actor keeps between turns, in Redis under a tenant-namespaced key: the
 /// memory window and the escalation state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +202,10 @@ pub struct ConversationState {
     pub window: Window,
     #[serde(default)]
     pub escalation: EscalationState,
+    /// The inbound event the state was last saved for: a turn resumed after a crash keeps the
+    /// state only if it already includes that turn.
+    #[serde(default)]
+    pub last_event: Option<String>,
 }
 
 /// The Redis key of a conversation's state (namespaced by tenant).
@@ -154,16 +216,45 @@ pub fn state_key(redis: &Redis, m: &InboundMessage) -> String {
     ))
 }
 
+/// How many of a conversation's latest messages rebuild a window Redis no longer holds.
+const REBUILD_MESSAGES: i64 = 200;
+
+/// The conversation's state: from Redis, or — when Redis does not hold it (expired, Redis
+/// restarted, unreadable) — the window rebuilt from the conversation's messages in Postgres, so
+/// nothing the customer said is forgotten. (The escalation count starts again in that case.)
 pub async fn load_state(
     deps: &EngineDeps,
     m: &InboundMessage,
+    conversation: Uuid,
 ) -> Result<ConversationState, TurnError> {
-    Ok(
-        match deps.redis.get_string(&state_key(&deps.redis, m)).await? {
-            Some(json) => serde_json::from_str(&json)?,
-            None => ConversationState::default(),
-        },
+    if let Some(json) = deps.redis.get_string(&state_key(&deps.redis, m)).await? {
+        match serde_json::from_str(&json) {
+            Ok(state) => return Ok(state),
+            Err(e) => tracing::warn!(error = %e, "unreadable conversation state; rebuilding it"),
+        }
+    }
+    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+    let rows = conversations::recent_turns(
+        &mut tx,
+        conversation,
+        &m.provider_event_id,
+        REBUILD_MESSAGES,
     )
+    .await?;
+    tx.commit().await?;
+    let mut state = ConversationState::default();
+    for (inbound, kind, text) in rows {
+        let speaker = match (inbound, kind.as_deref()) {
+            (true, _) => Speaker::User,
+            (false, Some("answer")) => Speaker::Agent,
+            // Notices, apologies and hand-off notes are the platform's, not the agent's words.
+            (false, _) => continue,
+        };
+        state
+            .window
+            .push(Turn { speaker, text }, deps.settings.window);
+    }
+    Ok(state)
 }
 
 async fn save_state(
@@ -172,7 +263,11 @@ async fn save_state(
     state: &ConversationState,
 ) -> Result<(), TurnError> {
     deps.redis
-        .set_string(&state_key(&deps.redis, m), &serde_json::to_string(state)?)
+        .set_string_ex(
+            &state_key(&deps.redis, m),
+            &serde_json::to_string(state)?,
+            deps.settings.state_ttl.as_secs(),
+        )
         .await?;
     Ok(())
 }
@@ -187,26 +282,12 @@ fn usage_slot(m: &InboundMessage) -> i16 {
     (hash % 16) as i16
 }
 
-fn reply_id(m: &InboundMessage) -> String {
-    format!("reply:{}", m.provider_event_id)
-}
-
-/// Sends and records one reply, then acknowledges the entry.
-pub async fn reply(
-    deps: &EngineDeps,
-    d: &Delivery,
-    kind: ReplyKind,
-    text: String,
-) -> Result<(), TurnError> {
-    finish(deps, d, kind, text, Extra::default()).await
-}
-
 /// What else the reply's transaction records.
 enum Outcome<'a> {
     Plain,
     /// The LLM answered: usage, cost and the `llm.call` event.
     Answered(&'a crate::llm::types::CallReport),
-    /// Every LLM deployment failed.
+    /// Every LLM deployment failed (the failure class only: never message content).
     LlmFailed(String),
 }
 
@@ -215,39 +296,25 @@ enum Outcome<'a> {
 struct Extra<'a> {
     outcome: Option<Outcome<'a>>,
     handoff: Option<&'a Fired>,
+    /// The state to save once the result is recorded.
+    state: Option<&'a ConversationState>,
 }
 
-/// Sends the reply through the channel, then records it (with the turn's usage or failure) in
-/// one transaction, then acknowledges the entry.
+/// Records the reply (with the turn's usage, escalation and audit events) as pending in one
+/// fenced transaction, saves the conversation's state, sends the reply and acknowledges the
+/// entry.
 async fn finish(
     deps: &EngineDeps,
     d: &Delivery,
+    conversation: Uuid,
     kind: ReplyKind,
     text: String,
     extra: Extra<'_>,
 ) -> Result<(), TurnError> {
     let m = &d.message;
-    let sink = deps
-        .sinks
-        .get(&m.channel)
-        .cloned()
-        .ok_or(TurnError::NoSink(m.channel))?;
-    sink.send(OutboundReply {
-        tenant_id: m.tenant_id,
-        channel: m.channel,
-        connection_id: m.connection_id,
-        conversation_key: m.conversation_key.clone(),
-        in_reply_to: m.provider_event_id.clone(),
-        kind,
-        text: text.clone(),
-    })
-    .await
-    .map_err(TurnError::Send)?;
+    let mut tx = reply::fenced_tx(deps, d).await?;
     // The rows first, the audit events last: appending takes the tenant's chain lock until
     // commit, so it should be the transaction's final step.
-    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
-    let conversation =
-        conversations::upsert(&mut tx, m.connection_id, m.agent_id, &m.conversation_key).await?;
     let mut events: Vec<NewEvent<'_>> = Vec::with_capacity(2);
     match extra.outcome.unwrap_or(Outcome::Plain) {
         Outcome::Plain => {}
@@ -284,15 +351,7 @@ async fn finish(
             }),
         ));
     }
-    conversations::insert_message(
-        &mut tx,
-        conversation,
-        "outbound",
-        "agent",
-        &text,
-        &reply_id(m),
-    )
-    .await?;
+    let parts = reply::record_pending(deps, &mut tx, d, conversation, kind, &text).await?;
     // An ordinary answer is recorded in the conversation (and its LLM call audited); replies
     // that are not answers are audited themselves.
     let action = match kind {
@@ -317,67 +376,121 @@ async fn finish(
         audit::append(&mut tx, event).await?;
     }
     tx.commit().await?;
+    if let Some(state) = extra.state {
+        let state = ConversationState {
+            last_event: Some(m.provider_event_id.clone()),
+            ..state.clone()
+        };
+        save_state(deps, m, &state).await?;
+    }
+    failpoint::hit(failpoint::AFTER_RECORD).await;
+    reply::deliver(deps, d, &parts).await?;
+    failpoint::hit(failpoint::BEFORE_ACK).await;
     deps.ingest.done(d).await?;
     Ok(())
 }
 
-/// Records an inbound message in its conversation (once per provider event). Returns the
-/// conversation and whether it was handed to a human, or `None` when the message was already
-/// answered.
-pub async fn record_inbound(
+/// Sends what is still pending of a reply recorded before (a redelivered entry), then
+/// acknowledges. The conversation's state is dropped unless it already includes this turn, so
+/// the next turn rebuilds it from Postgres instead of missing this one.
+async fn resume(deps: &EngineDeps, d: &Delivery, parts: &[ReplyPart]) -> Result<(), TurnError> {
+    reply::deliver(deps, d, parts).await?;
+    let key = state_key(&deps.redis, &d.message);
+    let current = deps.redis.get_string(&key).await?;
+    let includes_turn = current
+        .and_then(|json| serde_json::from_str::<ConversationState>(&json).ok())
+        .is_some_and(|s| s.last_event.as_deref() == Some(d.message.provider_event_id.as_str()));
+    if !includes_turn {
+        deps.redis.delete(&key).await?;
+    }
+    deps.ingest.done(d).await?;
+    Ok(())
+}
+
+/// Replies with a platform message (a notice, an apology) and acknowledges the entry.
+pub async fn reply_with(
     deps: &EngineDeps,
-    m: &InboundMessage,
-) -> Result<Option<Recorded>, TurnError> {
-    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
-    let conversation = record_inbound_in(&mut tx, m).await?;
-    tx.commit().await?;
-    Ok(conversation)
+    d: &Delivery,
+    conversation: Uuid,
+    kind: ReplyKind,
+    text: String,
+) -> Result<(), TurnError> {
+    finish(deps, d, conversation, kind, text, Extra::default()).await
 }
 
 /// An inbound message, recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     pub conversation: Uuid,
     /// The conversation belongs to a human now: the agent does not answer.
     pub handed_off: bool,
+    /// The reply recorded for this message before (a redelivery), if any.
+    pub reply: Option<Vec<ReplyPart>>,
 }
 
-async fn record_inbound_in(
-    tx: &mut crate::store::TenantTx,
-    m: &InboundMessage,
-) -> Result<Option<Recorded>, TurnError> {
-    if conversations::message_exists(tx, &reply_id(m)).await? {
-        return Ok(None);
-    }
-    let (conversation, status) =
-        conversations::upsert_with_status(tx, m.connection_id, m.agent_id, &m.conversation_key)
-            .await?;
-    // The message itself is the record (no audit row per message: the trail holds what the
-    // platform did about it — LLM calls, rejections, hand-offs, apologies).
-    conversations::insert_message(
-        tx,
-        conversation,
-        "inbound",
-        &m.sender.id,
-        &m.text,
-        &m.provider_event_id,
+/// Records an inbound message in its conversation (once per provider event), and finds the
+/// reply recorded for it before, if it was delivered before.
+pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Recorded, TurnError> {
+    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+    let (conversation, status) = conversations::upsert_with_status(
+        &mut tx,
+        m.connection_id,
+        m.agent_id,
+        &m.conversation_key,
     )
     .await?;
-    Ok(Some(Recorded {
+    let parts = conversations::reply_parts(&mut tx, &m.provider_event_id).await?;
+    if parts.is_empty() {
+        // The message itself is the record (no audit row per message: the trail holds what the
+        // platform did about it — LLM calls, hand-offs, apologies).
+        conversations::insert_inbound(
+            &mut tx,
+            conversation,
+            &m.sender.id,
+            &m.text,
+            &m.provider_event_id,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Recorded {
         conversation,
         handed_off: status == "handed_off",
-    }))
+        reply: (!parts.is_empty()).then_some(parts),
+    })
+}
+
+/// Parks the entry behind its connection's parked messages, if it has any: `true` when it did
+/// (the entry is then out of the stream and waits its turn).
+pub async fn parked_behind(deps: &EngineDeps, d: &Delivery) -> Result<bool, TurnError> {
+    Ok(deps.ingest.park_if_parked(d).await? != ParkResult::NotParked)
+}
+
+/// Starts a turn: parks it behind earlier parked messages of its connection, records the message
+/// and resumes a reply recorded before. Returns the recorded message when the turn should go on.
+pub async fn begin(deps: &EngineDeps, d: &Delivery) -> Result<Option<Recorded>, TurnError> {
+    if parked_behind(deps, d).await? {
+        return Ok(None);
+    }
+    let recorded = record_inbound(deps, &d.message).await?;
+    if let Some(parts) = &recorded.reply {
+        resume(deps, d, parts).await?;
+        return Ok(None);
+    }
+    Ok(Some(recorded))
 }
 
 /// Runs one turn with the tenant's configuration snapshot. The conversation's state (window and
-/// escalation count) is read from Redis at the start and written back only once the reply was
-/// sent and recorded, so a failed turn leaves it as it was for the retry.
+/// escalation count) is read at the start and saved once the turn's result is recorded, so a
+/// failed turn leaves it as it was for the retry.
 pub async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(), TurnError> {
     let m = &d.message;
-    // A message whose reply is already recorded was answered before a crash: acknowledge and
-    // stop.
-    let Some(recorded) = record_inbound(deps, m).await? else {
+    if !config.exists {
+        // The tenant was deleted with this message still queued.
         deps.ingest.done(d).await?;
+        return Ok(());
+    }
+    let Some(recorded) = begin(deps, d).await? else {
         return Ok(());
     };
     // Recorded, not answered: a suspended tenant's channels are silent, and a conversation
@@ -386,31 +499,31 @@ pub async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Resu
         deps.ingest.done(d).await?;
         return Ok(());
     }
+    let conversation = recorded.conversation;
     let Some(agent) = config.agent(m.agent_id) else {
-        reply(
+        return reply_with(
             deps,
             d,
+            conversation,
             ReplyKind::Apology,
             "Sorry, no one is assigned to answer here yet.".into(),
         )
-        .await?;
-        return Ok(());
+        .await;
     };
-    let mut state = load_state(deps, m).await?;
+    let mut state = load_state(deps, m, conversation).await?;
     let user_turn = Turn {
         speaker: Speaker::User,
         text: m.text.clone(),
     };
     if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text) {
         let notice = escalation::handoff_notice(&fired);
+        state.window.push(user_turn, deps.settings.window);
         let extra = Extra {
             outcome: None,
             handoff: Some(&fired),
+            state: Some(&state),
         };
-        finish(deps, d, ReplyKind::Handoff, notice, extra).await?;
-        state.window.push(user_turn, deps.settings.window);
-        save_state(deps, m, &state).await?;
-        return Ok(());
+        return finish(deps, d, conversation, ReplyKind::Handoff, notice, extra).await;
     }
     let mut request = prompt::chat_request(
         &agent.profile,
@@ -436,6 +549,7 @@ pub async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Resu
             &request,
         )
         .await;
+    failpoint::hit(failpoint::AFTER_LLM).await;
     let (mut kind, mut text, resolved) = match &answer {
         Ok(report) => {
             let (text, unresolved) = escalation::strip_marker(&report.completion.text());
@@ -476,10 +590,50 @@ pub async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Resu
     let extra = Extra {
         outcome: Some(outcome),
         handoff: fired.as_ref(),
+        state: Some(&state),
     };
-    finish(deps, d, kind, text, extra).await?;
-    // After the reply is recorded: a crash before this line loses only this turn's window update
-    // (the redelivery acknowledges without answering again).
-    save_state(deps, m, &state).await?;
-    Ok(())
+    finish(deps, d, conversation, kind, text, extra).await
+}
+
+/// Apologises for a message that was dead-lettered (its entry is already out of the queue), if
+/// nothing was recorded as its reply. Best effort: a failure is only logged.
+pub async fn apologise(deps: &EngineDeps, d: &Delivery) {
+    const APOLOGY: &str = "I'm sorry, something went wrong on our side and I couldn't answer \
+                           your message. Please send it again in a little while.";
+    let result = async {
+        let recorded = record_inbound(deps, &d.message).await?;
+        if recorded.reply.is_some() {
+            return Ok(());
+        }
+        let mut tx = reply::fenced_tx(deps, d).await?;
+        let parts = reply::record_pending(
+            deps,
+            &mut tx,
+            d,
+            recorded.conversation,
+            ReplyKind::Apology,
+            APOLOGY,
+        )
+        .await?;
+        audit::append(
+            &mut tx,
+            &NewEvent::about(
+                Actor::System,
+                "reply.apology_sent",
+                "conversation",
+                recorded.conversation,
+                serde_json::json!({
+                    "in_reply_to": d.message.provider_event_id,
+                    "channel": d.message.channel.as_str(),
+                }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        reply::deliver(deps, d, &parts).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not apologise for a dead-lettered message");
+    }
 }

@@ -79,11 +79,11 @@ pub async fn upsert(
         .0)
 }
 
-/// Records a message; `false` when a message with the same provider event id exists (a retry).
-pub async fn insert_message(
+/// Records an inbound message; `false` when one with the same provider event id exists (a
+/// redelivery).
+pub async fn insert_inbound(
     tx: &mut TenantTx,
     conversation: Uuid,
-    direction: &str,
     sender: &str,
     body: &str,
     provider_event_id: &str,
@@ -91,13 +91,12 @@ pub async fn insert_message(
     let tenant = tx.tenant();
     let done = sqlx::query(
         "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, provider_event_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         VALUES ($1, $2, $3, 'inbound', $4, $5, $6) \
          ON CONFLICT (tenant_id, provider_event_id) WHERE provider_event_id IS NOT NULL DO NOTHING",
     )
     .bind(Uuid::new_v4())
     .bind(tenant.as_uuid())
     .bind(conversation)
-    .bind(direction)
     .bind(sender)
     .bind(body)
     .bind(provider_event_id)
@@ -106,14 +105,141 @@ pub async fn insert_message(
     Ok(done.rows_affected() == 1)
 }
 
-/// Whether a message with this provider event id was recorded.
-pub async fn message_exists(tx: &mut TenantTx, provider_event_id: &str) -> StoreResult<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages WHERE provider_event_id = $1)")
-            .bind(provider_event_id)
-            .fetch_one(tx.connection())
-            .await?,
+/// Whether an outbound part is waiting to be sent or was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartStatus {
+    Pending,
+    Sent,
+}
+
+impl PartStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartStatus::Pending => "pending",
+            PartStatus::Sent => "sent",
+        }
+    }
+}
+
+/// One recorded part of the reply to an inbound event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyPart {
+    pub id: Uuid,
+    pub part: i16,
+    pub kind: String,
+    pub body: String,
+    pub status: PartStatus,
+}
+
+/// The recorded parts of the reply to `event` (the inbound provider event id), in order; empty
+/// when no reply was recorded yet.
+pub async fn reply_parts(tx: &mut TenantTx, event: &str) -> StoreResult<Vec<ReplyPart>> {
+    let rows: Vec<(Uuid, i16, String, String, String)> = sqlx::query_as(
+        "SELECT id, part, kind, body, status FROM messages \
+          WHERE reply_to = $1 ORDER BY part",
     )
+    .bind(event)
+    .fetch_all(tx.connection())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, part, kind, body, status)| ReplyPart {
+            id,
+            part,
+            kind,
+            body,
+            status: if status == "sent" {
+                PartStatus::Sent
+            } else {
+                PartStatus::Pending
+            },
+        })
+        .collect())
+}
+
+/// Records the reply to `event` as pending, one row per part. Fails with a conflict when a reply
+/// to that event is recorded already (another node got there first).
+pub async fn record_reply(
+    tx: &mut TenantTx,
+    conversation: Uuid,
+    event: &str,
+    kind: &str,
+    parts: &[String],
+) -> StoreResult<Vec<Uuid>> {
+    let tenant = tx.tenant();
+    let mut ids = Vec::with_capacity(parts.len());
+    for (i, body) in parts.iter().enumerate() {
+        let id = Uuid::new_v4();
+        let part = i16::try_from(i).unwrap_or(i16::MAX);
+        let provider_event_id = if part == 0 {
+            format!("reply:{event}")
+        } else {
+            format!("reply:{event}#{part}")
+        };
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, \
+                 provider_event_id, reply_to, part, kind, status) \
+             VALUES ($1, $2, $3, 'outbound', 'agent', $4, $5, $6, $7, $8, 'pending')",
+        )
+        .bind(id)
+        .bind(tenant.as_uuid())
+        .bind(conversation)
+        .bind(body)
+        .bind(provider_event_id)
+        .bind(event)
+        .bind(part)
+        .bind(kind)
+        .execute(tx.connection())
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                super::StoreError::Conflict("the reply is recorded already".into())
+            }
+            _ => e.into(),
+        })?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Marks one part sent, with the provider's id for the message when it gave one.
+pub async fn mark_sent(
+    tx: &mut TenantTx,
+    message: Uuid,
+    provider_message_id: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE messages SET status = 'sent', provider_message_id = $2, sent_at = now() \
+          WHERE id = $1",
+    )
+    .bind(message)
+    .bind(provider_message_id)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
+}
+
+/// The latest messages of a conversation before the one with `except_event`, oldest first:
+/// (inbound?, kind, body). Used to rebuild a memory window that Redis no longer holds.
+pub async fn recent_turns(
+    tx: &mut TenantTx,
+    conversation: Uuid,
+    except_event: &str,
+    limit: i64,
+) -> StoreResult<Vec<(bool, Option<String>, String)>> {
+    let mut rows: Vec<(bool, Option<String>, String)> = sqlx::query_as(
+        "SELECT direction = 'inbound', kind, body FROM messages \
+          WHERE conversation_id = $1 AND provider_event_id IS DISTINCT FROM $2 \
+            AND (reply_to IS NULL OR reply_to <> $2) \
+          ORDER BY seq DESC LIMIT $3",
+    )
+    .bind(conversation)
+    .bind(except_event)
+    .bind(limit)
+    .fetch_all(tx.connection())
+    .await?;
+    rows.reverse();
+    Ok(rows)
 }
 
 /// A message as stored.
@@ -137,7 +263,7 @@ pub async fn messages(
         "SELECT m.id, m.direction, m.sender, m.body, m.created_at \
            FROM messages m JOIN conversations c ON c.id = m.conversation_id \
           WHERE c.channel_connection_id = $1 AND c.external_key = $2 \
-          ORDER BY m.created_at, m.id LIMIT $3",
+          ORDER BY m.seq LIMIT $3",
     )
     .bind(connection)
     .bind(external_key)

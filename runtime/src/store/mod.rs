@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod channels;
 pub mod conversations;
+pub mod fences;
 pub mod llm;
 pub mod tenants;
 pub mod users;
@@ -50,6 +51,10 @@ pub enum StoreError {
     /// Any other database error: a bug or a broken invariant.
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// The ingest partition this work belongs to is held by another node now (its fence moved
+    /// on): this node must not commit the work.
+    #[error("the partition's lease moved to another node")]
+    Fenced,
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -423,30 +423,81 @@ async fn a_reply_slack_rate_limits_is_delivered_once_after_retry_after() {
     assert_eq!(statuses, [429, 200]);
 }
 
+/// The reply rows recorded for an event: (part, status, provider message id).
+async fn reply_rows(
+    app: &TestApp,
+    tenant: TenantId,
+    event: &str,
+) -> Vec<(i16, String, Option<String>)> {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    sqlx::query_as(
+        "SELECT part, status, provider_message_id FROM messages WHERE reply_to = $1 ORDER BY part",
+    )
+    .bind(event)
+    .fetch_all(tx.connection())
+    .await
+    .unwrap()
+}
+
 #[actix_rt::test]
-async fn slack_refusing_a_reply_keeps_the_message_for_a_retry_instead_of_losing_it() {
+async fn a_passing_slack_refusal_is_retried_and_the_reply_is_sent_once_without_asking_again() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    app.slack
+        .script([e2e::slack::Behavior::Refuse("service_unavailable".into())]);
+    deliver_mention(&app, &slack, "EvRefused", "hello", "1700000008.000100").await;
+    let posted = wait_posted(&app, 1).await;
+    assert_eq!(posted[0].text, "echo: hello");
+    let statuses: Vec<bool> = app
+        .slack
+        .calls()
+        .iter()
+        .map(|c| c.body["text"] == "echo: hello")
+        .collect();
+    assert_eq!(statuses, [true, true], "refused once, then posted");
+    assert_eq!(app.llm.calls(), 1, "the retry sent the recorded reply");
+    // Marked sent once the post succeeded (the mark follows the post).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = reply_rows(&app, w.a, "EvRefused").await;
+        if rows.iter().all(|(_, status, _)| status == "sent") && rows.len() == 1 {
+            assert!(rows[0].2.is_some(), "Slack's message ts is kept: {rows:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never marked sent: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_permanent_slack_refusal_dead_letters_the_message_at_once_with_an_audit_record() {
     let app = engine_app().await;
     let w = World::new(&app).await;
     let slack = install(&app, w.admin_a, w.a, "Nia").await;
     app.slack
         .script([e2e::slack::Behavior::Refuse("channel_not_found".into())]);
-    deliver_mention(&app, &slack, "EvRefused", "hello", "1700000008.000100").await;
-    // The refusal is seen, and no reply is recorded as sent.
+    deliver_mention(&app, &slack, "EvGone", "hello", "1700000009.000100").await;
+    let dead = app.ingest.dead_letter_stream();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.slack.calls().is_empty() {
-        assert!(Instant::now() < deadline, "no attempt to post");
+    while app.redis.stream_len(&dead).await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "never dead-lettered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.slack.calls().len(), 1, "not retried");
     assert!(app.slack.posted().is_empty());
-    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-    let replies: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM messages WHERE provider_event_id = 'reply:EvRefused'",
-    )
-    .fetch_one(tx.connection())
-    .await
-    .unwrap();
-    assert_eq!(replies, 0, "not recorded as answered, so it is retried");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !app
+        .audit_actions(w.a)
+        .await
+        .contains(&"message.dead_lettered".to_string())
+    {
+        assert!(Instant::now() < deadline, "no audit record");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rows = reply_rows(&app, w.a, "EvGone").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, "pending", "recorded, never marked sent");
 }
 
 #[actix_rt::test]
@@ -638,8 +689,8 @@ async fn replies_to_one_channel_are_paced_and_a_rate_limit_notice_lands_in_the_t
 
 #[actix_rt::test]
 async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
-    // The hand-off notice is refused once: nothing may count as handed off until the notice was
-    // sent and the escalation recorded, so the retry hands off properly instead of going silent.
+    // The hand-off notice is refused once: the escalation and its notice are recorded together
+    // (the notice pending), so the retry sends the recorded notice instead of going silent.
     let app = TestApp::spawn_with(AppOptions {
         engine: Some(EngineSettings {
             partition_lease: Duration::from_secs(3),
@@ -667,7 +718,7 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
     assert_eq!(res.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.slack
-        .script([e2e::slack::Behavior::Refuse("channel_not_found".into())]);
+        .script([e2e::slack::Behavior::Refuse("service_unavailable".into())]);
     deliver_mention(
         &app,
         &slack,
@@ -684,7 +735,7 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
         "{posted:?}"
     );
     assert_eq!(app.llm.calls(), 0);
-    // The notice is posted first, then recorded with the escalation in one transaction.
+    // The escalation was recorded with the pending notice, in one transaction.
     let deadline = Instant::now() + Duration::from_secs(5);
     let (status, target): (String, Option<String>) = loop {
         let mut tx = app.store.tenant_tx(w.a).await.unwrap();

@@ -227,6 +227,8 @@ pub struct TestApp {
     pub slack: e2e::slack::FakeSlack,
     /// The durable queue, as a channel webhook would use it.
     pub ingest: runtime::engine::ingest::Ingest,
+    /// The server's Redis connection (its own key prefix).
+    pub redis: Redis,
     /// The engine, when it runs.
     pub engine: Option<runtime::engine::consumer::Engine>,
 }
@@ -322,20 +324,20 @@ impl TestApp {
         let mut registry = None;
         if let Some(engine) = options.engine {
             let sinks = runtime::channels::sinks(&store, &keyring, &slack.api_base);
-            let deps = runtime::engine::turn::EngineDeps {
-                store: store.clone(),
-                redis: redis.clone(),
-                ingest: ingest.clone(),
-                pool: pool.clone(),
-                keyring: keyring.clone(),
-                sinks: std::sync::Arc::new(sinks),
-                settings: engine,
-            };
+            let deps = runtime::engine::turn::EngineDeps::new(
+                store.clone(),
+                redis.clone(),
+                ingest.clone(),
+                pool.clone(),
+                keyring.clone(),
+                sinks,
+                engine,
+            );
             registry = Some(runtime::engine::consumer::start(deps, "test-node"));
         }
         let state = AppState {
             store: store.clone(),
-            redis,
+            redis: redis.clone(),
             auth,
             llm: pool,
             keyring: keyring.clone(),
@@ -359,6 +361,7 @@ impl TestApp {
             keyring,
             slack,
             ingest,
+            redis,
             engine: registry,
         }
     }

@@ -1,0 +1,218 @@
+//! The reply protocol: a reply is produced once and sent once.
+//!
+//! 1. The turn's result — the reply's parts, usage, escalation and audit events — is recorded as
+//!    *pending* in one transaction (`commit`), which also holds the partition's fence, so a node
+//!    that lost the partition cannot record anything.
+//! 2. Each pending part is sent through the channel's `ReplySink` (`deliver`), but only while this
+//!    node still holds the partition's lease.
+//! 3. Each part is marked *sent*, with the provider's message id, in a fenced transaction.
+//! 4. The entry is acknowledged (by the caller).
+//!
+//! An entry delivered again resumes from what was recorded: pending parts are sent without
+//! asking the LLM again; a reply whose parts are all sent is only acknowledged. The one window
+//! in which a part can be sent twice is between the channel accepting it and its mark: a crash
+//! there re-sends that part.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use shared::channel::{OutboundReply, ReplyKind};
+use uuid::Uuid;
+
+use super::ingest::Delivery;
+use super::turn::{EngineDeps, TurnError};
+use crate::failpoint;
+use crate::store::conversations::{self, PartStatus, ReplyPart};
+use crate::store::{TenantTx, fences};
+
+/// Why a channel did not take a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// It may work later: the API could not be reached, timed out, answered 5xx or asked us to
+    /// slow down (`after`, when it said how long).
+    #[error("the channel is unavailable: {reason}")]
+    Retryable {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// It will never work: the installation is gone, its token revoked, the channel deleted.
+    #[error("the channel refused the reply for good: {0}")]
+    Permanent(String),
+}
+
+impl SinkError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        SinkError::Retryable {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// Sends replies out through one kind of channel.
+pub trait ReplySink: Send + Sync {
+    /// Sends one part; returns the provider's id for the message it created, if it has one.
+    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<Option<String>, SinkError>>;
+
+    /// The longest text one message may carry; longer replies are sent in parts.
+    fn max_part_chars(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// The web channel's sink: the reply is recorded in the conversation, which the portal reads, so
+/// sending is done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordedOnly;
+
+impl ReplySink for RecordedOnly {
+    fn send(&self, _reply: OutboundReply) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// Splits `text` into parts of at most `max` characters, at a paragraph, line or word boundary
+/// where one is near the end of the part.
+pub fn split(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
+    let mut parts = Vec::new();
+    let mut rest = text.trim();
+    while rest.chars().count() > max {
+        let cut = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let head = &rest[..cut];
+        // Prefer a boundary in the last half of the part.
+        let floor = head.len() / 2;
+        let at = ["\n\n", "\n", " "]
+            .iter()
+            .find_map(|sep| head.rfind(sep).filter(|&i| i > floor))
+            .unwrap_or(cut);
+        parts.push(rest[..at].trim_end().to_string());
+        rest = rest[at..].trim_start();
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest.to_string());
+    }
+    parts
+}
+
+/// The kind of a reply, as stored.
+pub fn kind_name(kind: ReplyKind) -> &'static str {
+    match kind {
+        ReplyKind::Answer => "answer",
+        ReplyKind::Notice => "notice",
+        ReplyKind::Apology => "apology",
+        ReplyKind::Handoff => "handoff",
+    }
+}
+
+fn kind_from(name: &str) -> ReplyKind {
+    match name {
+        "notice" => ReplyKind::Notice,
+        "apology" => ReplyKind::Apology,
+        "handoff" => ReplyKind::Handoff,
+        _ => ReplyKind::Answer,
+    }
+}
+
+/// Opens the transaction that records a turn's result for `d`, holding the partition's fence.
+pub async fn fenced_tx(deps: &EngineDeps, d: &Delivery) -> Result<TenantTx, TurnError> {
+    let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
+    fences::hold(&mut tx, d.partition, d.epoch).await?;
+    Ok(tx)
+}
+
+/// Records the reply's parts as pending in `tx` (which the caller commits after adding the rest
+/// of the turn's result).
+pub async fn record_pending(
+    deps: &EngineDeps,
+    tx: &mut TenantTx,
+    d: &Delivery,
+    conversation: Uuid,
+    kind: ReplyKind,
+    text: &str,
+) -> Result<Vec<ReplyPart>, TurnError> {
+    let max = deps
+        .sinks
+        .get(&d.message.channel)
+        .map_or(usize::MAX, |s| s.max_part_chars());
+    let parts = split(text, max);
+    let ids = conversations::record_reply(
+        tx,
+        conversation,
+        &d.message.provider_event_id,
+        kind_name(kind),
+        &parts,
+    )
+    .await?;
+    Ok(ids
+        .into_iter()
+        .zip(parts)
+        .enumerate()
+        .map(|(i, (id, body))| ReplyPart {
+            id,
+            part: i16::try_from(i).unwrap_or(i16::MAX),
+            kind: kind_name(kind).to_string(),
+            body,
+            status: PartStatus::Pending,
+        })
+        .collect())
+}
+
+/// Sends the parts not sent yet, in order, marking each sent. Stops with `Fenced` as soon as
+/// this node no longer holds the partition (the new owner sends what is left).
+pub async fn deliver(
+    deps: &EngineDeps,
+    d: &Delivery,
+    parts: &[ReplyPart],
+) -> Result<(), TurnError> {
+    let m = &d.message;
+    let sink = deps
+        .sinks
+        .get(&m.channel)
+        .cloned()
+        .ok_or(TurnError::NoSink(m.channel))?;
+    for part in parts.iter().filter(|p| p.status == PartStatus::Pending) {
+        if !deps.ownership.holds(d.partition, d.epoch) {
+            return Err(TurnError::Fenced);
+        }
+        let sent = sink
+            .send(OutboundReply {
+                tenant_id: m.tenant_id,
+                channel: m.channel,
+                connection_id: m.connection_id,
+                conversation_key: m.conversation_key.clone(),
+                in_reply_to: m.provider_event_id.clone(),
+                kind: kind_from(&part.kind),
+                text: part.body.clone(),
+            })
+            .await
+            .map_err(TurnError::Send)?;
+        failpoint::hit(failpoint::AFTER_POST).await;
+        let mut tx = fenced_tx(deps, d).await?;
+        conversations::mark_sent(&mut tx, part.id, sent.as_deref()).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_one_part_and_long_text_splits_at_boundaries_without_losing_words() {
+        assert_eq!(split("hello", 10), ["hello"]);
+        assert_eq!(split("", 10), [""]);
+        let text = "one two three four five six seven eight nine ten";
+        let parts = split(text, 12);
+        assert!(parts.iter().all(|p| p.chars().count() <= 12), "{parts:?}");
+        assert_eq!(parts.join(" "), text);
+        let paragraphs = format!("{}\n\n{}", "a".repeat(8), "b".repeat(8));
+        assert_eq!(split(&paragraphs, 12), ["a".repeat(8), "b".repeat(8)]);
+        // No boundary at all: cut at the limit, on a character boundary.
+        let word = "é".repeat(25);
+        let parts = split(&word, 10);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.concat(), word);
+    }
+}
