@@ -136,6 +136,11 @@ impl FakeLlm {
         lock(&self.state).max_in_flight
     }
 
+    /// How many requests are being answered right now (a delayed one counts until it answers).
+    pub fn in_flight(&self) -> usize {
+        lock(&self.state).in_flight
+    }
+
     /// How many requests were received.
     pub fn calls(&self) -> usize {
         lock(&self.state).received.len()
