@@ -6,6 +6,10 @@
 //! answers with the documented bodies (errors included) and can be scripted per request to answer
 //! text or a tool call, fail with any status (429 with `Retry-After`, 401, 500, 529), be slow,
 //! hang, or return a malformed body. Every request it receives is recorded for assertions.
+//!
+//! Like a real account it can hold several keys (`accept_key`) and have one revoked while the
+//! others keep working (`revoke_key`: that key gets the provider's 401). `start_open` is a server
+//! that needs no key at all, like Ollama.
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
@@ -49,7 +53,10 @@ pub struct Received {
 
 #[derive(Debug, Default)]
 struct State {
-    api_key: String,
+    /// The keys it accepts.
+    api_keys: Vec<String>,
+    /// Accept any key or none (Ollama does not check).
+    open: bool,
     script: VecDeque<Behavior>,
     /// Used when the script is empty; `None` echoes the last user message.
     fallback: Option<Behavior>,
@@ -80,10 +87,24 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl State {
+    fn accepts(&self, key: Option<&str>) -> bool {
+        self.open || key.is_some_and(|k| self.api_keys.iter().any(|a| a == k))
+    }
+}
+
 impl FakeLlm {
     /// Starts a fake on a free port of 127.0.0.1 that accepts `api_key`.
     pub fn start(api_key: &str) -> std::io::Result<FakeLlm> {
         Self::start_on("127.0.0.1:0", api_key)
+    }
+
+    /// Starts a fake that needs no key, like Ollama: any `Authorization` header, or none, is
+    /// accepted (and recorded).
+    pub fn start_open() -> std::io::Result<FakeLlm> {
+        let fake = Self::start_on("127.0.0.1:0", "")?;
+        lock(&fake.state).open = true;
+        Ok(fake)
     }
 
     /// Starts a fake on `addr`.
@@ -91,7 +112,7 @@ impl FakeLlm {
         let listener = TcpListener::bind(addr)?;
         let port = listener.local_addr()?.port();
         let state = Arc::new(Mutex::new(State {
-            api_key: api_key.to_string(),
+            api_keys: vec![api_key.to_string()],
             ..State::default()
         }));
         let data = web::Data::from(state.clone());
@@ -114,6 +135,17 @@ impl FakeLlm {
             state,
             handle,
         })
+    }
+
+    /// Accepts `key` too, as another key of the same account.
+    pub fn accept_key(&self, key: &str) {
+        lock(&self.state).api_keys.push(key.to_string());
+    }
+
+    /// Refuses `key` from now on, as the provider does with a revoked key (401 with its usual
+    /// error body); the other keys keep working.
+    pub fn revoke_key(&self, key: &str) {
+        lock(&self.state).api_keys.retain(|k| k != key);
     }
 
     /// Queues behaviors for the next requests, in order.
@@ -326,8 +358,8 @@ async fn openai(
 ) -> HttpResponse {
     let auth = header(&req, "authorization");
     arrive(&state, "openai", &req, auth.clone(), &body);
-    let expected = format!("Bearer {}", lock(&state).api_key);
-    if auth.as_deref() != Some(expected.as_str()) {
+    let key = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+    if !lock(&state).accepts(key) {
         return openai_error(
             401,
             "invalid_request_error",
@@ -483,7 +515,7 @@ async fn anthropic(
 ) -> HttpResponse {
     let key = header(&req, "x-api-key");
     arrive(&state, "anthropic", &req, key.clone(), &body);
-    if key.as_deref() != Some(lock(&state).api_key.as_str()) {
+    if !lock(&state).accepts(key.as_deref()) {
         return anthropic_error(401, "authentication_error", "invalid x-api-key");
     }
     if header(&req, "anthropic-version").as_deref() != Some("2023-06-01") {
@@ -562,9 +594,11 @@ async fn models(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpRespons
         _ => ("openai", bearer.clone()),
     };
     arrive(&state, api, &req, auth, b"");
-    let key = lock(&state).api_key.clone();
-    let ok = bearer.as_deref() == Some(format!("Bearer {key}").as_str())
-        || x_api_key.as_deref() == Some(key.as_str());
+    let ok = {
+        let s = lock(&state);
+        s.accepts(bearer.as_deref().and_then(|b| b.strip_prefix("Bearer ")))
+            || s.accepts(x_api_key.as_deref())
+    };
     if !ok {
         return if api == "anthropic" {
             anthropic_error(401, "authentication_error", "invalid x-api-key")

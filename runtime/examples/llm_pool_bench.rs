@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         base_url: fake.base_url.clone(),
         model: "bench-model".into(),
         api_key: Some(Secret::new("bench-key".into())),
+        byo_slot: None,
         weight: 1,
         timeout: Duration::from_secs(5),
         max_retries: 0,

@@ -218,6 +218,13 @@ pub struct LlmKey {
     /// E.g. `…a1b2`.
     pub hint: String,
     pub updated_at: DateTime<Utc>,
+    /// When the provider began refusing this key (refused, no access to the model, out of
+    /// quota); `None` while it works. Cleared when the key is saved again.
+    #[serde(default)]
+    pub refused_at: Option<DateTime<Utc>>,
+    /// Why, in our own words (e.g. "the provider refused the key (HTTP 401)").
+    #[serde(default)]
+    pub refused_reason: Option<String>,
 }
 
 /// A rate limit: `burst` messages at once, then `per_minute` sustained.

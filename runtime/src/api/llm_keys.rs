@@ -1,6 +1,7 @@
 //! `/api/tenants/{tenant_id}/llm-keys`: a tenant brings its own provider keys. A key is checked
 //! with the provider, sealed (XChaCha20-Poly1305, bound to the tenant) and never shown again —
-//! only its last four characters.
+//! only its last four characters, and whether the provider has since refused it (saving the key
+//! again clears that).
 
 use actix_web::{HttpResponse, web};
 use shared::resources::{LlmKey, LlmKeyInput, LlmProvider};
@@ -28,6 +29,8 @@ fn to_dto(row: KeyRow) -> Result<LlmKey, ApiError> {
         provider,
         hint: row.hint,
         updated_at: row.updated_at,
+        refused_at: row.refused_at,
+        refused_reason: row.refused_reason,
     })
 }
 
@@ -78,6 +81,12 @@ pub async fn put(
             return Err(ApiError::invalid_field(
                 "api_key",
                 "the provider refused this key",
+            ));
+        }
+        Err(e) if e.kind == FailureKind::QuotaExceeded => {
+            return Err(ApiError::invalid_field(
+                "api_key",
+                "the provider says this key's account is out of quota or credit",
             ));
         }
         Err(e) => {

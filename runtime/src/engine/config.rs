@@ -69,7 +69,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             tenant_limit: deps.settings.tenant_limit,
             connection_limit: deps.settings.connection_limit,
             agents: HashMap::new(),
-            credentials: Credentials::default(),
+            credentials: Credentials::platform(),
         });
     };
     let own = tenants::limits(&mut tx).await?.unwrap_or_default();
@@ -106,7 +106,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         Ok(c) => c,
         Err(e) => {
             tracing::error!(tenant.id = %tenant, error = %e, "tenant LLM keys unreadable; using the platform's");
-            Credentials::default()
+            Credentials::platform()
         }
     };
     tx.commit().await?;

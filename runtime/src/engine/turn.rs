@@ -549,6 +549,14 @@ pub async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Resu
             &request,
         )
         .await;
+    let refused = answer
+        .as_ref()
+        .map_or_else(crate::llm::pool::PoolError::key_failures, |r| {
+            r.key_failures.as_slice()
+        });
+    if let Err(e) = metering::record_key_failures(&deps.store, m.tenant_id, refused).await {
+        tracing::error!(tenant.id = %m.tenant_id, error = %e, "could not record a refused LLM key");
+    }
     failpoint::hit(failpoint::AFTER_LLM).await;
     let (mut kind, mut text, resolved) = match &answer {
         Ok(report) => {

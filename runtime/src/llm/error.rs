@@ -15,6 +15,9 @@ pub enum FailureKind {
     RateLimited(Option<Duration>),
     /// The key was refused or lacks access (401/403), or the model does not exist for it (404).
     Auth(u16),
+    /// The key's account is out of quota or credit (OpenAI's 429 `insufficient_quota`,
+    /// Anthropic's "credit balance is too low"): waiting a few seconds will not help.
+    QuotaExceeded,
     /// The prompt is longer than the model's context.
     ContextTooLong,
     /// The provider refused the content.
@@ -40,7 +43,13 @@ impl FailureKind {
 
     /// The deployment (not the request) is at fault, so another deployment may succeed.
     pub fn is_deployment_fault(&self) -> bool {
-        self.is_retryable() || matches!(self, FailureKind::Auth(_))
+        self.is_retryable() || self.is_key_fault()
+    }
+
+    /// The key itself is at fault (refused, without access to the model, out of quota): the
+    /// same key will fail again, so it cools down at once and its owner should hear of it.
+    pub fn is_key_fault(&self) -> bool {
+        matches!(self, FailureKind::Auth(_) | FailureKind::QuotaExceeded)
     }
 
     /// A stable name for logs and audit records.
@@ -51,6 +60,7 @@ impl FailureKind {
             FailureKind::Server(_) => "server_error",
             FailureKind::RateLimited(_) => "rate_limited",
             FailureKind::Auth(_) => "auth",
+            FailureKind::QuotaExceeded => "quota_exceeded",
             FailureKind::ContextTooLong => "context_too_long",
             FailureKind::ContentPolicy => "content_policy",
             FailureKind::BadRequest => "bad_request",
@@ -94,7 +104,9 @@ impl ProviderError {
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> Self {
         let lower = body.to_lowercase();
         let kind = match status {
+            429 if lower.contains("insufficient_quota") => FailureKind::QuotaExceeded,
             429 => FailureKind::RateLimited(retry_after),
+            400 if lower.contains("credit balance") => FailureKind::QuotaExceeded,
             401 | 403 | 404 => FailureKind::Auth(status),
             400 | 413 | 422
                 if lower.contains("context_length")
@@ -151,6 +163,23 @@ mod tests {
             FailureKind::ContentPolicy
         );
         assert_eq!(c(400, "bad"), FailureKind::BadRequest);
+        assert_eq!(
+            c(
+                429,
+                r#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#
+            ),
+            FailureKind::QuotaExceeded
+        );
+        assert_eq!(
+            c(
+                400,
+                "Your credit balance is too low to access the Anthropic API."
+            ),
+            FailureKind::QuotaExceeded
+        );
+        assert!(FailureKind::QuotaExceeded.is_key_fault());
+        assert!(!FailureKind::QuotaExceeded.is_retryable());
+        assert!(!FailureKind::RateLimited(None).is_key_fault());
         assert!(FailureKind::Timeout.is_retryable());
         assert!(!FailureKind::Auth(401).is_retryable());
         assert!(FailureKind::Auth(401).is_deployment_fault());

@@ -1,5 +1,6 @@
 //! After a call: its usage and cost go to the tenant's daily totals and its audit trail, in one
-//! transaction. Before a call: the tenant's own keys are opened for the pool.
+//! transaction, and a tenant's own key the provider refused is marked on the key (audited once
+//! per refusal episode). Before a call: the tenant's own keys are opened for the pool.
 
 use std::time::SystemTime;
 
@@ -7,7 +8,7 @@ use chrono::Utc;
 use shared::TenantId;
 use uuid::Uuid;
 
-use super::pool::Credentials;
+use super::pool::{Credentials, KeyFailure};
 use super::types::CallReport;
 use crate::crypto::{CryptoError, Keyring};
 use crate::store::audit::{self, Actor, NewEvent};
@@ -131,14 +132,59 @@ pub async fn credentials_in(
 ) -> Result<Credentials, MeteringError> {
     let tenant = tx.tenant();
     let rows = store_llm::keys(tx).await?;
-    let mut credentials = Credentials::default();
+    let (mut openai, mut anthropic) = (None, None);
     for row in rows {
         let key = keyring.open(tenant, &key_slot(&row.provider), &row.ciphertext)?;
         match row.provider.as_str() {
-            "openai" => credentials.openai = Some(key),
-            "anthropic" => credentials.anthropic = Some(key),
+            "openai" => openai = Some(key),
+            "anthropic" => anthropic = Some(key),
             _ => {}
         }
     }
-    Ok(credentials)
+    Ok(Credentials::of_tenant(tenant, openai, anthropic))
+}
+
+/// Marks the tenant's own keys the provider refused during a call (`CallReport::key_failures`,
+/// `PoolError::key_failures`) and audits `llm.key_refused` once per refusal episode: a key
+/// already marked is left as it was, so a tenant's many refused calls make one audit row. Does
+/// nothing for an empty list.
+pub async fn record_key_failures(
+    store: &Store,
+    tenant: TenantId,
+    failures: &[KeyFailure],
+) -> Result<(), MeteringError> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.tenant_tx(tenant).await?;
+    let mut newly_refused = Vec::new();
+    for failure in failures {
+        let provider = failure.provider.as_str();
+        if store_llm::mark_key_refused(&mut tx, provider, &failure.reason()).await? {
+            newly_refused.push(failure);
+        }
+    }
+    // Audit rows last: appending holds the tenant's chain lock until commit.
+    for failure in newly_refused {
+        audit::append(&mut tx, &key_refused_event(failure)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The `llm.key_refused` audit event: which key and the class of failure, never key material or
+/// the provider's message.
+fn key_refused_event(failure: &KeyFailure) -> NewEvent<'static> {
+    let provider = failure.provider.as_str();
+    NewEvent::about(
+        Actor::System,
+        "llm.key_refused",
+        "llm_key",
+        provider,
+        serde_json::json!({
+            "provider": provider,
+            "failure": failure.kind.name(),
+            "http_status": failure.http_status(),
+        }),
+    )
 }

@@ -5,11 +5,25 @@
 //! order. Inside a group the first deployment is picked by weight (weight 0 = fallback only) and
 //! the rest follow in configured order. A retryable failure (connect, timeout, 5xx, 429, malformed
 //! answer) is retried on the same deployment with exponential backoff, or after the provider's
-//! `Retry-After` when it sent one; an auth failure (401/403/404) is not retried and cools the
-//! deployment down at once, so a bad key is not hammered. A deployment that fails
+//! `Retry-After` when it sent one; a key fault (401/403/404, out of quota) is not retried and cools
+//! the key down at once, so a bad key is not hammered. A key that fails
 //! `failures_before_cooldown` times in a row is skipped for `cooldown`, then one probe call is let
 //! through: success heals it, failure cools it again. A failure that is the request's own fault
 //! (context too long, content policy, malformed request) ends the call at once.
+//!
+//! Health is kept per (deployment, key owner): the platform, or a tenant calling with its own key.
+//! One tenant's refused, over-quota or model-less key therefore cools only that tenant's use of
+//! the deployment; the platform's key and every other tenant keep being served, and a success on
+//! one key never resets another key's failures.
+//!
+//! A tenant's own key is used only on deployments that say they take it (`Deployment::byo_slot`):
+//! its OpenAI key on the `openai` group, its Anthropic key on the `anthropic` group, never on
+//! `ollama` or any other server that merely speaks the same wire format. While a tenant's own key
+//! is cooling down, that tenant's calls move on to the other groups; they do not fall back to the
+//! platform's key on the same deployment, because the tenant chose to pay for that provider with
+//! its own key (and the platform's key may not be meant for it). The pool does no IO besides the
+//! provider calls: refusals of a tenant's own key come back as `KeyFailure`s in the `CallReport`
+//! or `PoolError`, for the caller to record (`metering::record_key_failures`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
+use shared::TenantId;
+use shared::resources::LlmProvider;
 
 use super::error::{FailureKind, ProviderError, retry_after};
 use super::provider::{Anthropic, OpenAi, Provider};
@@ -55,8 +71,12 @@ pub struct Deployment {
     /// The server's base URL, with or without a trailing `/v1`.
     pub base_url: String,
     pub model: String,
-    /// The platform's key; a tenant's own key for this provider takes precedence.
+    /// The platform's key.
     pub api_key: Option<Secret<String>>,
+    /// Which of a tenant's own keys this deployment takes in place of `api_key`, if any: set
+    /// for the platform's `openai` and `anthropic` groups, `None` for servers (like Ollama) that
+    /// must never see a tenant's key.
+    pub byo_slot: Option<LlmProvider>,
     /// Share of first picks inside the group; 0 = used only as a fallback.
     pub weight: u32,
     pub timeout: Duration,
@@ -93,18 +113,89 @@ impl Default for PoolSettings {
     }
 }
 
-/// A tenant's own keys, per provider, for one call.
+/// The keys one call may use: a tenant's own keys, per provider, and whose they are. The default
+/// has no tenant keys (the platform's keys only).
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
-    pub openai: Option<Secret<String>>,
-    pub anthropic: Option<Secret<String>>,
+    /// Whose `openai` and `anthropic` keys are; health and refusals are counted against it.
+    tenant: Option<TenantId>,
+    openai: Option<Secret<String>>,
+    anthropic: Option<Secret<String>>,
 }
 
 impl Credentials {
-    fn for_provider(&self, provider: ProviderKind) -> Option<&Secret<String>> {
+    /// The platform's keys only.
+    pub fn platform() -> Self {
+        Self::default()
+    }
+
+    /// `tenant`'s own keys (either may be absent: the platform's key is used there).
+    pub fn of_tenant(
+        tenant: TenantId,
+        openai: Option<Secret<String>>,
+        anthropic: Option<Secret<String>>,
+    ) -> Self {
+        Self {
+            tenant: Some(tenant),
+            openai,
+            anthropic,
+        }
+    }
+
+    /// Whose keys these are, when they are a tenant's.
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.tenant
+    }
+
+    /// The tenant's own key for `provider`.
+    pub fn key(&self, provider: LlmProvider) -> Option<&Secret<String>> {
         match provider {
-            ProviderKind::OpenAi => self.openai.as_ref(),
-            ProviderKind::Anthropic => self.anthropic.as_ref(),
+            LlmProvider::Openai => self.openai.as_ref(),
+            LlmProvider::Anthropic => self.anthropic.as_ref(),
+        }
+    }
+
+    /// The tenant's key for a deployment's slot, with its owner.
+    fn own_key(&self, slot: LlmProvider) -> Option<(TenantId, &Secret<String>)> {
+        Some((self.tenant?, self.key(slot)?))
+    }
+}
+
+/// Whose key a call uses, and so whose health its failures count against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyOwner {
+    Platform,
+    Tenant(TenantId),
+}
+
+/// A tenant's own key that the provider would not take, for the caller to record and show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFailure {
+    /// Which of the tenant's keys.
+    pub provider: LlmProvider,
+    /// A key fault (`FailureKind::is_key_fault`).
+    pub kind: FailureKind,
+}
+
+impl KeyFailure {
+    /// Our own short sentence for the operator; never the provider's text, which may quote the key.
+    pub fn reason(&self) -> String {
+        match self.kind {
+            FailureKind::Auth(404) => {
+                "the model is not available with this key (HTTP 404)".to_string()
+            }
+            FailureKind::Auth(403) => "the provider denied this key access (HTTP 403)".to_string(),
+            FailureKind::Auth(status) => format!("the provider refused the key (HTTP {status})"),
+            FailureKind::QuotaExceeded => "the key's account is out of quota or credit".to_string(),
+            ref other => format!("the key failed ({})", other.name()),
+        }
+    }
+
+    /// The HTTP status behind the failure, when there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self.kind {
+            FailureKind::Auth(status) => Some(status),
+            _ => None,
         }
     }
 }
@@ -132,19 +223,37 @@ pub enum PoolError {
     #[error("every LLM deployment is cooling down after repeated failures")]
     AllCoolingDown,
     #[error("every LLM deployment failed after {attempts} attempts; last: {last}")]
-    Exhausted { attempts: u32, last: ProviderError },
-    #[error("the LLM refused the request: {0}")]
-    Rejected(ProviderError),
+    Exhausted {
+        attempts: u32,
+        last: ProviderError,
+        /// The tenant's own keys refused on the way.
+        key_failures: Vec<KeyFailure>,
+    },
+    #[error("the LLM refused the request: {error}")]
+    Rejected {
+        error: ProviderError,
+        /// The tenant's own keys refused before the request was refused.
+        key_failures: Vec<KeyFailure>,
+    },
 }
 
 impl PoolError {
+    /// The tenant's own keys the providers refused during the call, for the caller to record.
+    pub fn key_failures(&self) -> &[KeyFailure] {
+        match self {
+            PoolError::NotConfigured | PoolError::AllCoolingDown => &[],
+            PoolError::Exhausted { key_failures, .. }
+            | PoolError::Rejected { key_failures, .. } => key_failures,
+        }
+    }
+
     /// A polite sentence for the person waiting for an answer.
     pub fn user_message(&self) -> &'static str {
         match self {
-            PoolError::Rejected(e) if e.kind == FailureKind::ContextTooLong => {
+            PoolError::Rejected { error, .. } if error.kind == FailureKind::ContextTooLong => {
                 "This conversation has grown too long for me to follow. Could you start a new one?"
             }
-            PoolError::Rejected(e) if e.kind == FailureKind::ContentPolicy => {
+            PoolError::Rejected { error, .. } if error.kind == FailureKind::ContentPolicy => {
                 "I'm sorry, I can't help with that request."
             }
             _ => "I'm sorry, I can't answer right now. Please try again in a few minutes.",
@@ -166,8 +275,24 @@ pub struct Pool {
     groups: Vec<ModelGroup>,
     settings: PoolSettings,
     http: reqwest::Client,
-    health: Mutex<HashMap<String, Health>>,
+    /// Per (deployment id, key owner): one key's failures never count against another's.
+    health: Mutex<HashMap<(String, KeyOwner), Health>>,
     clock: Arc<dyn Clock>,
+}
+
+/// The key a deployment is called with for these credentials, and whose it is: the tenant's own
+/// key for the deployment's slot when it has one, otherwise the platform's.
+fn key_for<'a>(
+    deployment: &'a Deployment,
+    credentials: &'a Credentials,
+) -> (Option<&'a Secret<String>>, KeyOwner) {
+    match deployment
+        .byo_slot
+        .and_then(|slot| credentials.own_key(slot))
+    {
+        Some((tenant, key)) => (Some(key), KeyOwner::Tenant(tenant)),
+        None => (deployment.api_key.as_ref(), KeyOwner::Platform),
+    }
 }
 
 enum Admission {
@@ -182,22 +307,27 @@ impl Pool {
     pub fn from_settings(llm: &crate::config::LlmSettings) -> Self {
         let timeout = Duration::from_secs(llm.timeout_secs);
         let mut groups = Vec::new();
-        let mut add =
-            |name: &str, provider, base_url: &str, model: &str, key: Option<Secret<String>>| {
-                groups.push(ModelGroup {
-                    name: name.to_string(),
-                    deployments: vec![Deployment {
-                        id: format!("{name}/{model}"),
-                        provider,
-                        base_url: base_url.to_string(),
-                        model: model.to_string(),
-                        api_key: key,
-                        weight: 1,
-                        timeout,
-                        max_retries: llm.max_retries,
-                    }],
-                });
-            };
+        let mut add = |name: &str,
+                       provider,
+                       base_url: &str,
+                       model: &str,
+                       key: Option<Secret<String>>,
+                       byo_slot: Option<LlmProvider>| {
+            groups.push(ModelGroup {
+                name: name.to_string(),
+                deployments: vec![Deployment {
+                    id: format!("{name}/{model}"),
+                    provider,
+                    base_url: base_url.to_string(),
+                    model: model.to_string(),
+                    api_key: key,
+                    byo_slot,
+                    weight: 1,
+                    timeout,
+                    max_retries: llm.max_retries,
+                }],
+            });
+        };
         if let Some(key) = &llm.anthropic_api_key {
             add(
                 "anthropic",
@@ -205,6 +335,7 @@ impl Pool {
                 &llm.anthropic_base_url,
                 &llm.anthropic_model,
                 Some(key.clone()),
+                Some(LlmProvider::Anthropic),
             );
         }
         if let Some(key) = &llm.openai_api_key {
@@ -214,10 +345,19 @@ impl Pool {
                 &llm.openai_base_url,
                 &llm.openai_model,
                 Some(key.clone()),
+                Some(LlmProvider::Openai),
             );
         }
         if let Some(url) = &llm.ollama_url {
-            add("ollama", ProviderKind::OpenAi, url, &llm.ollama_model, None);
+            // A server of the platform's own: a tenant's OpenAI key must never be sent to it.
+            add(
+                "ollama",
+                ProviderKind::OpenAi,
+                url,
+                &llm.ollama_model,
+                None,
+                None,
+            );
         }
         let settings = PoolSettings {
             cooldown: Duration::from_secs(llm.cooldown_secs),
@@ -253,6 +393,7 @@ impl Pool {
         let started = Instant::now();
         let mut attempts = 0u32;
         let mut last: Option<ProviderError> = None;
+        let mut key_failures: Vec<KeyFailure> = Vec::new();
         let preferred = preference.filter(|p| !p.is_empty());
         let groups = self
             .groups
@@ -265,21 +406,18 @@ impl Pool {
             );
         for group in groups {
             for deployment in self.order(group) {
-                let probe = match self.admit(&deployment.id) {
+                let (key, owner) = key_for(deployment, credentials);
+                let probe = match self.admit(&deployment.id, owner) {
                     Admission::Skip => continue,
                     Admission::Normal => false,
                     Admission::Probe => true,
-                };
-                let (key, byo) = match credentials.for_provider(deployment.provider) {
-                    Some(key) => (Some(key), true),
-                    None => (deployment.api_key.as_ref(), false),
                 };
                 let tries = if probe { 1 } else { deployment.max_retries + 1 };
                 for attempt in 0..tries {
                     attempts += 1;
                     match self.call(deployment, key, req).await {
                         Ok(completion) => {
-                            self.record(&deployment.id, None);
+                            self.record(&deployment.id, owner, None);
                             return Ok(CallReport {
                                 model: deployment.model.clone(),
                                 completion,
@@ -288,22 +426,36 @@ impl Pool {
                                 deployment: deployment.id.clone(),
                                 latency: started.elapsed(),
                                 attempts,
-                                byo_key: byo,
+                                byo_key: owner != KeyOwner::Platform,
+                                key_failures,
                             });
                         }
                         Err(e) if !e.kind.is_deployment_fault() => {
                             // The request's own fault: another deployment would refuse it too.
-                            self.record(&deployment.id, None);
-                            return Err(PoolError::Rejected(e));
+                            self.record(&deployment.id, owner, None);
+                            return Err(PoolError::Rejected {
+                                error: e,
+                                key_failures,
+                            });
                         }
                         Err(e) => {
                             tracing::warn!(
                                 llm.deployment = %deployment.id,
                                 llm.failure = e.kind.name(),
+                                llm.byo_key = owner != KeyOwner::Platform,
                                 attempt,
                                 "LLM call failed"
                             );
-                            let cooled = self.record(&deployment.id, Some(&e.kind));
+                            if let (KeyOwner::Tenant(_), Some(slot)) = (owner, deployment.byo_slot)
+                                && e.kind.is_key_fault()
+                                && !key_failures.iter().any(|f| f.provider == slot)
+                            {
+                                key_failures.push(KeyFailure {
+                                    provider: slot,
+                                    kind: e.kind.clone(),
+                                });
+                            }
+                            let cooled = self.record(&deployment.id, owner, Some(&e.kind));
                             let wait = match &e.kind {
                                 _ if cooled || attempt + 1 == tries => None,
                                 FailureKind::RateLimited(Some(after)) => {
@@ -323,7 +475,11 @@ impl Pool {
             }
         }
         match last {
-            Some(last) => Err(PoolError::Exhausted { attempts, last }),
+            Some(last) => Err(PoolError::Exhausted {
+                attempts,
+                last,
+                key_failures,
+            }),
             None => Err(PoolError::AllCoolingDown),
         }
     }
@@ -363,10 +519,10 @@ impl Pool {
         base.mul_f64(1.0 + jitter)
     }
 
-    fn admit(&self, id: &str) -> Admission {
+    fn admit(&self, id: &str, owner: KeyOwner) -> Admission {
         let now = self.clock.now();
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = health.entry(id.to_string()).or_default();
+        let h = health.entry((id.to_string(), owner)).or_default();
         match h.cooled_until {
             None => Admission::Normal,
             Some(until) if now < until || h.probing => Admission::Skip,
@@ -377,11 +533,12 @@ impl Pool {
         }
     }
 
-    /// Records an outcome; returns whether the deployment is now cooling down.
-    fn record(&self, id: &str, failure: Option<&FailureKind>) -> bool {
+    /// Records an outcome of one key on one deployment; returns whether that pair is now
+    /// cooling down.
+    fn record(&self, id: &str, owner: KeyOwner, failure: Option<&FailureKind>) -> bool {
         let now = self.clock.now();
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = health.entry(id.to_string()).or_default();
+        let h = health.entry((id.to_string(), owner)).or_default();
         match failure {
             None => {
                 *h = Health::default();
@@ -390,12 +547,21 @@ impl Pool {
             Some(kind) => {
                 h.consecutive_failures += 1;
                 let cool = h.probing
-                    || matches!(kind, FailureKind::Auth(_))
+                    || kind.is_key_fault()
                     || h.consecutive_failures >= self.settings.failures_before_cooldown;
                 if cool {
                     h.cooled_until = Some(now + self.settings.cooldown);
                     h.probing = false;
-                    tracing::warn!(llm.deployment = %id, cooldown_ms = self.settings.cooldown.as_millis() as u64, "LLM deployment cooling down");
+                    let tenant = match owner {
+                        KeyOwner::Platform => None,
+                        KeyOwner::Tenant(t) => Some(t.to_string()),
+                    };
+                    tracing::warn!(
+                        llm.deployment = %id,
+                        tenant.id = tenant.as_deref(),
+                        cooldown_ms = self.settings.cooldown.as_millis() as u64,
+                        "LLM deployment cooling down for this key"
+                    );
                 }
                 cool
             }

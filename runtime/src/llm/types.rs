@@ -136,4 +136,7 @@ pub struct CallReport {
     pub attempts: u32,
     /// Whether the tenant's own key was used.
     pub byo_key: bool,
+    /// The tenant's own keys refused on the way to the answer (by another group or deployment),
+    /// for the caller to record.
+    pub key_failures: Vec<super::pool::KeyFailure>,
 }

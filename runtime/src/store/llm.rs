@@ -87,12 +87,19 @@ pub struct KeyRow {
     pub key_version: i32,
     pub hint: String,
     pub updated_at: DateTime<Utc>,
+    /// When the provider began refusing the key; cleared when the key is saved again.
+    pub refused_at: Option<DateTime<Utc>>,
+    /// Our own short classification of the refusal.
+    pub refused_reason: Option<String>,
 }
 
+const KEY_COLUMNS: &str =
+    "provider, ciphertext, key_version, hint, updated_at, refused_at, refused_reason";
+
 pub async fn keys(tx: &mut TenantTx) -> StoreResult<Vec<KeyRow>> {
-    Ok(sqlx::query_as::<_, KeyRow>(
-        "SELECT provider, ciphertext, key_version, hint, updated_at FROM tenant_llm_keys ORDER BY provider",
-    )
+    Ok(sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_llm_keys ORDER BY provider"
+    )))
     .fetch_all(tx.connection())
     .await?)
 }
@@ -105,13 +112,15 @@ pub async fn put_key(
     hint: &str,
 ) -> StoreResult<KeyRow> {
     let tenant = tx.tenant();
-    Ok(sqlx::query_as::<_, KeyRow>(
+    // Saving a key again ends any refusal episode: the operator has fixed or replaced it.
+    Ok(sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
         "INSERT INTO tenant_llm_keys (tenant_id, provider, ciphertext, key_version, hint) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tenant_id, provider) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, \
-             key_version = EXCLUDED.key_version, hint = EXCLUDED.hint, updated_at = now() \
-         RETURNING provider, ciphertext, key_version, hint, updated_at",
-    )
+             key_version = EXCLUDED.key_version, hint = EXCLUDED.hint, updated_at = now(), \
+             refused_at = NULL, refused_reason = NULL \
+         RETURNING {KEY_COLUMNS}"
+    )))
     .bind(tenant.as_uuid())
     .bind(provider)
     .bind(ciphertext)
@@ -127,4 +136,22 @@ pub async fn delete_key(tx: &mut TenantTx, provider: &str) -> StoreResult<bool> 
         .execute(tx.connection())
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Marks the key for `provider` as refused, unless it already is; returns whether this started a
+/// refusal episode (so the caller audits it once, however many calls are refused).
+pub async fn mark_key_refused(
+    tx: &mut TenantTx,
+    provider: &str,
+    reason: &str,
+) -> StoreResult<bool> {
+    let marked: Option<String> = sqlx::query_scalar(
+        "UPDATE tenant_llm_keys SET refused_at = now(), refused_reason = $2 \
+          WHERE provider = $1 AND refused_at IS NULL RETURNING provider",
+    )
+    .bind(provider)
+    .bind(reason)
+    .fetch_optional(tx.connection())
+    .await?;
+    Ok(marked.is_some())
 }

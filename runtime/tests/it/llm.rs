@@ -8,10 +8,14 @@ use e2e::llm::{Behavior, FakeLlm};
 use runtime::config::Secret;
 use runtime::llm::error::FailureKind;
 use runtime::llm::pool::{
-    Clock, Credentials, Deployment, ModelGroup, Pool, PoolError, PoolSettings, ProviderKind,
+    Clock, Credentials, Deployment, KeyFailure, ModelGroup, Pool, PoolError, PoolSettings,
+    ProviderKind,
 };
 use runtime::llm::types::{ChatRequest, FinishReason, Message, Part, Role, ToolDefinition};
 use serde_json::json;
+use shared::TenantId;
+use shared::resources::LlmProvider;
+use uuid::Uuid;
 
 const KEY: &str = "sk-platform-key";
 
@@ -46,6 +50,7 @@ pub(crate) fn deployment(
         base_url: base_url.into(),
         model: "test-model".into(),
         api_key: Some(Secret::new(key.into())),
+        byo_slot: None,
         weight: 0,
         timeout: Duration::from_secs(5),
         max_retries: 2,
@@ -434,7 +439,7 @@ async fn a_bad_key_is_not_hammered_and_the_error_surfaces() {
         .await
         .unwrap_err();
     match &err {
-        PoolError::Exhausted { attempts, last } => {
+        PoolError::Exhausted { attempts, last, .. } => {
             assert_eq!(*attempts, 1);
             assert_eq!(last.kind, FailureKind::Auth(401));
             assert!(!last.detail.contains("sk-wrong"), "{last}");
@@ -473,7 +478,7 @@ async fn a_prompt_that_is_too_long_is_refused_without_trying_other_deployments()
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PoolError::Rejected(e) if e.kind == FailureKind::ContextTooLong),
+        matches!(&err, PoolError::Rejected { error, .. } if error.kind == FailureKind::ContextTooLong),
         "{err:?}"
     );
     assert_eq!(other.calls(), 0);
@@ -532,25 +537,165 @@ async fn when_everything_is_down_the_caller_gets_one_typed_error_with_a_polite_m
 #[tokio::test]
 async fn a_tenants_own_key_takes_precedence_over_the_platform_key() {
     let fake = FakeLlm::start("sk-tenant-own").unwrap();
-    let pool = pool(
-        vec![deployment(
-            "openai",
-            ProviderKind::OpenAi,
-            &fake.base_url,
-            "sk-platform",
-        )],
-        ManualClock::new(),
+    let mut openai = deployment(
+        "openai",
+        ProviderKind::OpenAi,
+        &fake.base_url,
+        "sk-platform",
     );
-    let credentials = Credentials {
-        openai: Some(Secret::new("sk-tenant-own".into())),
-        anthropic: None,
-    };
+    openai.byo_slot = Some(LlmProvider::Openai);
+    let pool = pool(vec![openai], ManualClock::new());
+    let credentials = Credentials::of_tenant(
+        TenantId::from_uuid(Uuid::new_v4()),
+        Some(Secret::new("sk-tenant-own".into())),
+        None,
+    );
     let report = pool.chat(None, &credentials, &simple()).await.unwrap();
     assert!(report.byo_key);
     assert_eq!(
         fake.received()[0].auth.as_deref(),
         Some("Bearer sk-tenant-own")
     );
+}
+
+/// The platform's `openai` deployment on `fake`, taking tenants' own OpenAI keys.
+fn openai_taking_own_keys(fake: &FakeLlm) -> Deployment {
+    let mut d = deployment("openai", ProviderKind::OpenAi, &fake.base_url, KEY);
+    d.byo_slot = Some(LlmProvider::Openai);
+    d
+}
+
+fn own_openai_key(key: &str) -> Credentials {
+    Credentials::of_tenant(
+        TenantId::from_uuid(Uuid::new_v4()),
+        Some(Secret::new(key.into())),
+        None,
+    )
+}
+
+/// How many requests `fake` received with `key` as bearer.
+fn calls_with(fake: &FakeLlm, key: &str) -> usize {
+    let bearer = format!("Bearer {key}");
+    fake.received()
+        .iter()
+        .filter(|r| r.auth.as_deref() == Some(bearer.as_str()))
+        .count()
+}
+
+#[tokio::test]
+async fn a_tenants_refused_key_cools_down_for_that_tenant_alone() {
+    let openai = FakeLlm::start(KEY).unwrap();
+    let local = FakeLlm::start_open().unwrap();
+    let clock = ManualClock::new();
+    let pool = Pool::new(
+        vec![
+            ModelGroup {
+                name: "openai".into(),
+                deployments: vec![openai_taking_own_keys(&openai)],
+            },
+            ModelGroup {
+                name: "local".into(),
+                deployments: vec![deployment(
+                    "local",
+                    ProviderKind::OpenAi,
+                    &local.base_url,
+                    "",
+                )],
+            },
+        ],
+        settings(),
+        clock.clone(),
+    );
+    let a = own_openai_key("sk-tenant-a-revoked");
+    let b = Credentials::of_tenant(TenantId::from_uuid(Uuid::new_v4()), None, None);
+
+    // A's key is refused once, reported, and A moves on to another group: not to the platform's
+    // key on the same deployment.
+    let report = pool.chat(None, &a, &simple()).await.unwrap();
+    assert_eq!(report.group, "local");
+    assert_eq!(
+        report.key_failures,
+        [KeyFailure {
+            provider: LlmProvider::Openai,
+            kind: FailureKind::Auth(401)
+        }]
+    );
+    assert_eq!(calls_with(&openai, "sk-tenant-a-revoked"), 1);
+    assert_eq!(
+        calls_with(&openai, KEY),
+        0,
+        "no fallback to the platform's key"
+    );
+    assert!(
+        local
+            .received()
+            .iter()
+            .all(|r| r.auth.as_deref() != Some("Bearer sk-tenant-a-revoked")),
+        "a tenant's OpenAI key never goes to another group"
+    );
+
+    // Tenant B (on the platform's key) and the platform itself are still answered by openai.
+    for credentials in [&b, &Credentials::platform()] {
+        let report = pool.chat(None, credentials, &simple()).await.unwrap();
+        assert_eq!(report.group, "openai");
+        assert!(!report.byo_key);
+        assert!(report.key_failures.is_empty());
+    }
+
+    // A's key is cooling down: A's next call does not reach openai, and reports nothing new.
+    let report = pool.chat(None, &a, &simple()).await.unwrap();
+    assert_eq!(report.group, "local");
+    assert!(report.key_failures.is_empty());
+    assert_eq!(calls_with(&openai, "sk-tenant-a-revoked"), 1);
+
+    // After the cooldown, B's success does not heal A's key; A's one probe fails and cools it
+    // again.
+    clock.advance(Duration::from_secs(31));
+    pool.chat(None, &b, &simple()).await.unwrap();
+    let report = pool.chat(None, &a, &simple()).await.unwrap();
+    assert_eq!(report.key_failures.len(), 1);
+    assert_eq!(calls_with(&openai, "sk-tenant-a-revoked"), 2, "one probe");
+    pool.chat(None, &a, &simple()).await.unwrap();
+    assert_eq!(
+        calls_with(&openai, "sk-tenant-a-revoked"),
+        2,
+        "cooling down again"
+    );
+    assert_eq!(calls_with(&openai, KEY), 3);
+}
+
+#[tokio::test]
+async fn another_keys_success_never_resets_a_tenants_failures() {
+    let fake = FakeLlm::start(KEY).unwrap();
+    fake.accept_key("sk-tenant-a-flaky");
+    let clock = ManualClock::new();
+    let mut openai = openai_taking_own_keys(&fake);
+    openai.max_retries = 0;
+    let pool = pool(vec![openai], clock);
+    let a = own_openai_key("sk-tenant-a-flaky");
+    // Three failures in a row cool a key down; between A's failures the platform's key succeeds.
+    for _ in 0..3 {
+        fake.script([Behavior::Fail {
+            status: 503,
+            retry_after: None,
+            message: "overloaded".into(),
+        }]);
+        let err = pool.chat(None, &a, &simple()).await.unwrap_err();
+        assert!(matches!(&err, PoolError::Exhausted { .. }), "{err:?}");
+        assert!(
+            err.key_failures().is_empty(),
+            "a 503 is not the key's fault"
+        );
+        pool.chat(None, &Credentials::platform(), &simple())
+            .await
+            .unwrap();
+    }
+    let err = pool.chat(None, &a, &simple()).await.unwrap_err();
+    assert!(matches!(err, PoolError::AllCoolingDown), "{err:?}");
+    assert_eq!(calls_with(&fake, "sk-tenant-a-flaky"), 3);
+    pool.chat(None, &Credentials::platform(), &simple())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

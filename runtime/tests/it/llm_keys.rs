@@ -2,16 +2,20 @@
 //! per-call metering (usage and cost per tenant, agent, model and day).
 
 use reqwest::{Method, StatusCode};
+use runtime::engine::turn::EngineSettings;
+use runtime::llm::error::FailureKind;
 use runtime::llm::metering::{self, MeteringError};
-use runtime::llm::pool::{Credentials, ProviderKind};
+use runtime::llm::pool::{Credentials, KeyFailure, ProviderKind};
 use runtime::llm::types::Usage;
 use runtime::store::llm as store_llm;
 use serde_json::{Value, json};
 use shared::ErrorBody;
+use shared::resources::{LlmKey, LlmProvider};
 
 use crate::llm::{ManualClock, deployment, pool, simple};
-use crate::support::{TENANT_LLM_KEY, TestApp};
-use crate::world::World;
+use crate::pipeline::{engine_app, send, wait_for};
+use crate::support::{AppOptions, TENANT_LLM_KEY, TestApp};
+use crate::world::{self, World};
 
 #[tokio::test]
 async fn tenant_keys_are_checked_sealed_bound_to_their_tenant_and_never_shown() {
@@ -74,7 +78,10 @@ async fn tenant_keys_are_checked_sealed_bound_to_their_tenant_and_never_shown() 
     let creds = metering::tenant_credentials(&app.store, &app.keyring, w.a)
         .await
         .unwrap();
-    assert_eq!(creds.openai.unwrap().expose(), TENANT_LLM_KEY);
+    assert_eq!(
+        creds.key(LlmProvider::Openai).unwrap().expose(),
+        TENANT_LLM_KEY
+    );
 
     // A key the provider refuses is rejected and changes nothing.
     let res = app
@@ -89,7 +96,10 @@ async fn tenant_keys_are_checked_sealed_bound_to_their_tenant_and_never_shown() 
     let creds = metering::tenant_credentials(&app.store, &app.keyring, w.a)
         .await
         .unwrap();
-    assert_eq!(creds.openai.unwrap().expose(), TENANT_LLM_KEY);
+    assert_eq!(
+        creds.key(LlmProvider::Openai).unwrap().expose(),
+        TENANT_LLM_KEY
+    );
 
     // A's ciphertext copied into B's row does not open for B.
     let mut tx = app.store.tenant_tx(w.b).await.unwrap();
@@ -126,7 +136,7 @@ async fn tenant_keys_are_checked_sealed_bound_to_their_tenant_and_never_shown() 
     let creds = metering::tenant_credentials(&app.store, &app.keyring, w.a)
         .await
         .unwrap();
-    assert!(creds.openai.is_none());
+    assert!(creds.key(LlmProvider::Openai).is_none());
 
     // Operators cannot see or change keys.
     let operator = app.token_for(w.operator_a, None).await;
@@ -223,4 +233,138 @@ async fn calls_are_metered_per_tenant_agent_model_and_day_with_cost_from_the_pri
     let mut tx = app.store.tenant_tx(w.b).await.unwrap();
     let b_rows = store_llm::usage(&mut tx).await.unwrap();
     assert!(b_rows.iter().all(|r| r.model != "my-local-model"));
+}
+
+/// Saves `key` as the tenant's own OpenAI key through the API.
+async fn put_openai_key(app: &TestApp, token: &str, tenant: shared::TenantId, key: &str) -> LlmKey {
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/tenants/{tenant}/llm-keys/openai"),
+            Some(token),
+        )
+        .json(&json!({ "api_key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+const APOLOGY: &str = "I'm sorry, I can't answer right now. Please try again in a few minutes.";
+
+#[actix_rt::test]
+async fn one_tenants_refused_key_never_silences_the_llm_for_another_tenant() {
+    const A_KEY: &str = "sk-tenant-a-own-c3d4";
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let admin_a = app.token_for(w.admin_a, None).await;
+    let admin_b = app.token_for(w.admin_b, None).await;
+    let agent_a = world::agent(&app, w.a, "Nia").await;
+    app.llm.accept_key(A_KEY);
+    put_openai_key(&app, &admin_a, w.a, A_KEY).await;
+    // The provider revokes A's key after it was saved; B stays on the platform's key.
+    app.llm.revoke_key(A_KEY);
+
+    // Interleaved one at a time, then all at once.
+    for i in 0..2 {
+        let sent = send(&app, &admin_a, w.a, agent_a, None, &format!("A asks {i}")).await;
+        let a = wait_for(&app, &admin_a, w.a, agent_a, &sent.conversation, 2).await;
+        assert_eq!(a[1].text, APOLOGY);
+        let sent = send(&app, &admin_b, w.b, w.agent_b, None, &format!("B asks {i}")).await;
+        let b = wait_for(&app, &admin_b, w.b, w.agent_b, &sent.conversation, 2).await;
+        assert_eq!(b[1].text, format!("echo: B asks {i}"));
+    }
+    let mut burst = Vec::new();
+    for i in 2..6 {
+        let a = send(&app, &admin_a, w.a, agent_a, None, &format!("A asks {i}")).await;
+        let b = send(&app, &admin_b, w.b, w.agent_b, None, &format!("B asks {i}")).await;
+        burst.push((i, a.conversation, b.conversation));
+    }
+    for (i, a, b) in burst {
+        let b = wait_for(&app, &admin_b, w.b, w.agent_b, &b, 2).await;
+        assert_eq!(
+            b[1].text,
+            format!("echo: B asks {i}"),
+            "B is always answered"
+        );
+        let a = wait_for(&app, &admin_a, w.a, agent_a, &a, 2).await;
+        assert_eq!(a[1].text, APOLOGY);
+    }
+
+    // The refusal shows on A's key, in our words.
+    let listed = app
+        .request(
+            Method::GET,
+            &format!("/api/tenants/{}/llm-keys", w.a),
+            Some(&admin_a),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !listed.contains(A_KEY) && !listed.contains("Incorrect API key"),
+        "{listed}"
+    );
+    let keys: Vec<LlmKey> = serde_json::from_str(&listed).unwrap();
+    assert!(keys[0].refused_at.is_some(), "{keys:?}");
+    assert_eq!(
+        keys[0].refused_reason.as_deref(),
+        Some("the provider refused the key (HTTP 401)")
+    );
+
+    // Audited once for the episode, for A only; another report of it adds nothing.
+    let refused = |actions: Vec<String>| actions.iter().filter(|a| *a == "llm.key_refused").count();
+    assert_eq!(refused(app.audit_actions(w.a).await), 1);
+    assert_eq!(refused(app.audit_actions(w.b).await), 0);
+    let again = KeyFailure {
+        provider: LlmProvider::Openai,
+        kind: FailureKind::Auth(401),
+    };
+    metering::record_key_failures(&app.store, w.a, &[again])
+        .await
+        .unwrap();
+    assert_eq!(refused(app.audit_actions(w.a).await), 1);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let details: Value =
+        sqlx::query_scalar("SELECT details FROM audit_events WHERE action = 'llm.key_refused'")
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+    drop(tx);
+    assert_eq!(
+        details,
+        json!({ "provider": "openai", "failure": "auth", "http_status": 401 })
+    );
+
+    // Saving the key again ends the episode.
+    app.llm.accept_key(A_KEY);
+    let saved = put_openai_key(&app, &admin_a, w.a, A_KEY).await;
+    assert_eq!((saved.refused_at, saved.refused_reason), (None, None));
+}
+
+#[actix_rt::test]
+async fn a_tenants_own_openai_key_never_goes_to_the_platforms_ollama() {
+    const A_KEY: &str = "sk-tenant-a-own-e5f6";
+    let app = TestApp::spawn_with(AppOptions {
+        engine: Some(EngineSettings::default()),
+        ollama: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let admin_a = app.token_for(w.admin_a, None).await;
+    app.llm.accept_key(A_KEY);
+    put_openai_key(&app, &admin_a, w.a, A_KEY).await;
+    let agent = world::agent_preferring(&app, w.a, "Olly", "ollama").await;
+
+    let sent = send(&app, &admin_a, w.a, agent, None, "Hello there").await;
+    let messages = wait_for(&app, &admin_a, w.a, agent, &sent.conversation, 2).await;
+    assert_eq!(messages[1].text, "echo: Hello there");
+    let ollama = app.ollama.as_ref().unwrap().received();
+    assert_eq!(ollama.len(), 1, "answered by the preferred ollama group");
+    assert_eq!(ollama[0].auth, None, "no tenant key sent to ollama");
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::support::{AppOptions, TestApp};
 use crate::world::{self, World};
 
-async fn engine_app(settings: EngineSettings) -> TestApp {
+pub(crate) async fn engine_app(settings: EngineSettings) -> TestApp {
     TestApp::spawn_with(AppOptions {
         engine: Some(settings),
         ..AppOptions::default()
@@ -22,7 +22,7 @@ async fn engine_app(settings: EngineSettings) -> TestApp {
     .await
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     token: &str,
     tenant: shared::TenantId,
@@ -45,7 +45,7 @@ async fn send(
 }
 
 /// Polls the conversation until it holds `count` messages (or fails after a generous deadline).
-async fn wait_for(
+pub(crate) async fn wait_for(
     app: &TestApp,
     token: &str,
     tenant: shared::TenantId,

@@ -223,6 +223,9 @@ pub struct TestApp {
     /// `TENANT_LLM_KEY` (a tenant's own key, for the BYO-key API).
     pub llm: e2e::llm::FakeLlm,
     pub keyring: std::sync::Arc<runtime::crypto::Keyring>,
+    /// The platform's `ollama` group, when asked for (`AppOptions::ollama`): a fake that needs
+    /// no key, like Ollama.
+    pub ollama: Option<e2e::llm::FakeLlm>,
     /// The fake Slack Web API the Slack sink posts to.
     pub slack: e2e::slack::FakeSlack,
     /// The durable queue, as a channel webhook would use it.
@@ -262,6 +265,8 @@ pub struct AppOptions {
     pub trust_proxy_headers: bool,
     /// Start the message engine (needs an actix system: use `#[actix_rt::test]`).
     pub engine: Option<runtime::engine::turn::EngineSettings>,
+    /// Configure an `ollama` group too, served by `TestApp::ollama`.
+    pub ollama: bool,
 }
 
 impl TestApp {
@@ -309,6 +314,10 @@ impl TestApp {
         settings.llm.anthropic_base_url = llm.base_url.clone();
         // The platform's own "openai" group is the fake too, so agents can answer.
         settings.llm.openai_api_key = Some(Secret::new(TENANT_LLM_KEY.into()));
+        let ollama = options
+            .ollama
+            .then(|| e2e::llm::FakeLlm::start_open().unwrap());
+        settings.llm.ollama_url = ollama.as_ref().map(|o| o.base_url.clone());
         let keyring = std::sync::Arc::new(runtime::crypto::Keyring::random());
         let slack = e2e::slack::FakeSlack::start().unwrap();
 
@@ -359,6 +368,7 @@ impl TestApp {
             keys,
             llm,
             keyring,
+            ollama,
             slack,
             ingest,
             redis,

@@ -63,6 +63,16 @@ pub async fn member(app: &TestApp, tenant: TenantId, user: Uuid, role: TenantRol
 }
 
 pub async fn agent(app: &TestApp, tenant: TenantId, name: &str) -> Uuid {
+    agent_preferring(app, tenant, name, "").await
+}
+
+/// An agent whose model preference names the group it wants first.
+pub async fn agent_preferring(
+    app: &TestApp,
+    tenant: TenantId,
+    name: &str,
+    model_preference: &str,
+) -> Uuid {
     let mut tx = app.store.tenant_tx(tenant).await.unwrap();
     let row = runtime::store::agents::create(
         &mut tx,
@@ -72,7 +82,7 @@ pub async fn agent(app: &TestApp, tenant: TenantId, name: &str) -> Uuid {
             persona: "Kind",
             system_prompt: "Help",
             job_description: "",
-            model_preference: "",
+            model_preference,
             business_function: "",
             tools: serde_json::json!([]),
             escalation_rules: serde_json::json!([]),
