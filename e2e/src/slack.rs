@@ -75,15 +75,44 @@ struct State {
 pub struct FakeSlack {
     /// The Web API base, e.g. `http://127.0.0.1:1234/api`.
     pub api_base: String,
+    port: u16,
     state: Arc<Mutex<State>>,
-    handle: actix_web::dev::ServerHandle,
+    /// The running server; `None` while the fake is down (`go_down`).
+    handle: Mutex<Option<actix_web::dev::ServerHandle>>,
 }
 
 impl Drop for FakeSlack {
     fn drop(&mut self) {
-        let handle = self.handle.clone();
-        drop(tokio::spawn(async move { handle.stop(false).await }));
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            drop(tokio::spawn(async move { handle.stop(false).await }));
+        }
     }
+}
+
+/// Serves the fake's routes on `listener`.
+fn serve(
+    listener: TcpListener,
+    state: Arc<Mutex<State>>,
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/api/chat.postMessage", web::post().to(post_message))
+            .route("/api/auth.test", web::post().to(auth_test))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    drop(tokio::spawn(server));
+    Ok(handle)
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -96,24 +125,33 @@ impl FakeSlack {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let state = Arc::new(Mutex::new(State::default()));
-        let data = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/api/chat.postMessage", web::post().to(post_message))
-                .route("/api/auth.test", web::post().to(auth_test))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        let handle = server.handle();
-        drop(tokio::spawn(server));
+        let handle = serve(listener, state.clone())?;
         Ok(FakeSlack {
             api_base: format!("http://127.0.0.1:{port}/api"),
+            port,
             state,
-            handle,
+            handle: Mutex::new(Some(handle)),
         })
+    }
+
+    /// An outage: stops listening, so every connection is refused, until `come_up`.
+    pub async fn go_down(&self) {
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            handle.stop(false).await;
+        }
+    }
+
+    /// Listens again on the same address, with everything recorded so far.
+    pub fn come_up(&self) -> std::io::Result<()> {
+        let listener = TcpListener::bind(("127.0.0.1", self.port))?;
+        let handle = serve(listener, self.state.clone())?;
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(())
     }
 
     /// Installs the app in workspace `team_id` with bot user `bot_user_id`: its bot token is

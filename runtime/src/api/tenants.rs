@@ -214,5 +214,20 @@ pub async fn delete(
     .await?;
     store_tenants::delete(&mut tx).await?;
     tx.commit().await?;
+    // Its conversation windows, dedupe keys and parked messages go too. The rows are gone
+    // already, so a failure here leaves only keys that expire on their own; it is logged, and the
+    // deletion stands.
+    match state
+        .redis
+        .delete_matching(&state.redis.key(&format!("{tenant}:*")))
+        .await
+    {
+        Ok(n) => {
+            tracing::info!(tenant.id = %tenant, redis.keys = n, "deleted the tenant's Redis keys")
+        }
+        Err(e) => {
+            tracing::warn!(tenant.id = %tenant, error = %e, "could not delete the tenant's Redis keys")
+        }
+    }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use runtime::config::{RedisSettings, Secret};
 use runtime::engine::ingest::{Ingest, IngestSettings};
 use runtime::redis::Redis;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::TenantId;
 use uuid::Uuid;
 
@@ -104,7 +104,6 @@ fn wait_log(log: &mpsc::Receiver<String>, needle: &str, within: Duration) -> Str
 
 /// A tenant with an agent answering one installed Slack workspace, registered through `node`.
 struct Scene {
-    tenant: TenantId,
     team: String,
     bot: String,
 }
@@ -129,7 +128,7 @@ async fn scene(app: &TestApp, node: &Node, tenant: TenantId, token: &str) -> Sce
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    Scene { tenant, team, bot }
+    Scene { team, bot }
 }
 
 /// Delivers a signed @mention to `node`, as Slack would.

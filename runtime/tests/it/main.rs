@@ -17,6 +17,7 @@ mod llm;
 mod llm_keys;
 mod management;
 mod matrix;
+mod outage;
 mod pipeline;
 mod pool;
 mod schema_lint;

@@ -21,7 +21,7 @@ async fn engine_app() -> TestApp {
 }
 
 /// One installed workspace.
-struct Install {
+pub(crate) struct Install {
     team: String,
     token: String,
     bot: String,
@@ -30,7 +30,12 @@ struct Install {
 }
 
 /// Registers a Slack installation through the API as the tenant's admin.
-async fn install(app: &TestApp, admin: Uuid, tenant: TenantId, agent_name: &str) -> Install {
+pub(crate) async fn install(
+    app: &TestApp,
+    admin: Uuid,
+    tenant: TenantId,
+    agent_name: &str,
+) -> Install {
     let agent = world::agent(app, tenant, agent_name).await;
     let tag = Uuid::new_v4().simple().to_string().to_uppercase();
     let team = format!("T{}", &tag[..10]);
@@ -71,7 +76,7 @@ async fn install(app: &TestApp, admin: Uuid, tenant: TenantId, agent_name: &str)
     }
 }
 
-fn callback(team: &str, event_id: &str, event: Value) -> Value {
+pub(crate) fn callback(team: &str, event_id: &str, event: Value) -> Value {
     json!({
         "token": "deprecated-verification-token",
         "team_id": team,
@@ -96,13 +101,13 @@ fn now_secs() -> i64 {
 }
 
 /// Posts a delivery signed as Slack would sign it.
-async fn deliver(app: &TestApp, body: &Value, retry: Option<u32>) -> reqwest::Response {
+pub(crate) async fn deliver(app: &TestApp, body: &Value, retry: Option<u32>) -> reqwest::Response {
     let raw = serde_json::to_vec(body).unwrap();
     deliver_raw(app, &raw, &now_secs().to_string(), None, retry).await
 }
 
 /// Delivers a signed @mention of the installation's bot, as Slack would.
-async fn deliver_mention(
+pub(crate) async fn deliver_mention(
     app: &TestApp,
     install: &Install,
     event_id: &str,
@@ -141,7 +146,7 @@ async fn deliver_raw(
     req.send().await.unwrap()
 }
 
-async fn wait_posted(app: &TestApp, count: usize) -> Vec<e2e::slack::Posted> {
+pub(crate) async fn wait_posted(app: &TestApp, count: usize) -> Vec<e2e::slack::Posted> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let posted = app.slack.posted();

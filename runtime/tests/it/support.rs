@@ -263,6 +263,8 @@ pub struct AppOptions {
     pub login_failures_per_address: Option<u32>,
     /// Behind a trusted proxy: accept `X-Request-Id` and `X-Forwarded-For`.
     pub trust_proxy_headers: bool,
+    /// How the queue behaves (retry schedule, time to live of dedupe keys, …).
+    pub ingest: Option<runtime::engine::ingest::IngestSettings>,
     /// Start the message engine (needs an actix system: use `#[actix_rt::test]`).
     pub engine: Option<runtime::engine::turn::EngineSettings>,
     /// Configure an `ollama` group too, served by `TestApp::ollama`.
@@ -325,10 +327,8 @@ impl TestApp {
         let (redis, _task) = Redis::connect(&settings.redis).unwrap();
         let auth = AuthState::from_settings(&settings.auth);
         let keys = auth.keys.clone();
-        let ingest = runtime::engine::ingest::Ingest::new(
-            redis.clone(),
-            runtime::engine::ingest::IngestSettings::default(),
-        );
+        let ingest =
+            runtime::engine::ingest::Ingest::new(redis.clone(), options.ingest.unwrap_or_default());
         let pool = std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm));
         let mut registry = None;
         if let Some(engine) = options.engine {
