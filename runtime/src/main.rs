@@ -212,6 +212,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
         ingest,
         default_limits: api::limits::DefaultLimits::from_config(&settings.engine),
+        chat_limits: api::chat::ChatLimits::from_config(&settings.engine),
         slack_signing_secret: settings.slack.signing_secret.clone(),
         trust_proxy_headers: settings.server.trust_proxy_headers,
         slack_api: runtime::channels::slack::SlackApi::new(&settings.slack.api_base_url),

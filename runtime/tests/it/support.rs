@@ -229,6 +229,8 @@ pub struct TestApp {
     pub ingest: runtime::engine::ingest::Ingest,
     /// The engine, when it runs.
     pub engine: Option<runtime::engine::consumer::Engine>,
+    /// The server's Redis, under this app's key prefix.
+    pub redis: Redis,
 }
 
 /// The Slack app's signing secret in tests.
@@ -260,6 +262,9 @@ pub struct AppOptions {
     pub trust_proxy_headers: bool,
     /// Start the message engine (needs an actix system: use `#[actix_rt::test]`).
     pub engine: Option<runtime::engine::turn::EngineSettings>,
+    /// Test-chat sends allowed per minute (per user, per tenant); generous unless a test sets
+    /// them, since pipeline tests send dozens of messages in a second.
+    pub chat_limits: Option<runtime::api::chat::ChatLimits>,
 }
 
 impl TestApp {
@@ -335,13 +340,19 @@ impl TestApp {
         }
         let state = AppState {
             store: store.clone(),
-            redis,
+            redis: redis.clone(),
             auth,
             llm: pool,
             keyring: keyring.clone(),
             key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
             ingest: ingest.clone(),
             default_limits: runtime::api::limits::DefaultLimits::from_config(&settings.engine),
+            chat_limits: options
+                .chat_limits
+                .unwrap_or(runtime::api::chat::ChatLimits {
+                    per_user_per_minute: 1000,
+                    per_tenant_per_minute: 1000,
+                }),
             slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
             trust_proxy_headers: options.trust_proxy_headers,
             slack_api: runtime::channels::slack::SlackApi::new(&slack.api_base),
@@ -360,7 +371,18 @@ impl TestApp {
             slack,
             ingest,
             engine: registry,
+            redis,
         }
+    }
+
+    /// How many messages were appended to the ingest queue, over every partition.
+    pub async fn queued(&self) -> u64 {
+        let mut total = 0;
+        for partition in 0..self.ingest.partitions() {
+            let stream = self.ingest.stream(partition);
+            total += self.redis.stream_len(&stream).await.unwrap();
+        }
+        total
     }
 
     pub fn url(&self, path: &str) -> String {
