@@ -187,6 +187,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let (redis, _redis_task) = Redis::connect(&settings.redis)?;
+    tokio::spawn(api::health::log_redis_persistence(redis.clone()));
     let ingest = Ingest::new(redis.clone(), IngestSettings::default());
     let llm = Arc::new(llm_pool(&settings));
     let keyring = Arc::new(keyring(&settings)?);
