@@ -122,7 +122,7 @@ await journey('platform admin: tenant, AI employee with a persona, test chat rep
   await shot(page, '04-test-chat');
 });
 
-await journey('customer operator: read-only agents, a forced edit is refused and the UI says so', async (page, context) => {
+await journey('customer operator: read-only agents and test chat, a forced edit is refused and the UI says so', async (page, context) => {
   // Set up an operator in the tenant through the API, as the platform admin.
   const api = context.request;
   const login = await api.post(`${base}api/auth/login`, { data: { email: adminEmail, password: adminPassword } });
@@ -160,6 +160,12 @@ await journey('customer operator: read-only agents, a forced edit is refused and
   });
   await page.getByRole('alert').filter({ hasText: "You don't have permission" }).waitFor();
   await shot(page, '06-operator-refused');
+
+  // Every test message costs an LLM call: an operator watches the test chat but cannot send.
+  await page.getByRole('link', { name: 'Test chat' }).click();
+  await page.getByRole('heading', { name: 'Test chat' }).waitFor();
+  await page.getByRole('note').filter({ hasText: 'not send messages' }).waitFor();
+  expect(await page.getByRole('button', { name: 'Send' }).count() === 0, 'no send button for operators');
 });
 
 await journey('impersonation: the banner appears and ends', async (page) => {

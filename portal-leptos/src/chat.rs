@@ -1,9 +1,12 @@
 //! The test chat: talk to an AI employee through the web channel — the same pipeline as Slack —
-//! and watch the replies arrive.
+//! and watch the replies arrive. Sending costs an LLM call: roles without `chat_send` (customer
+//! operators) see the conversation without the send box, and a refusal by the server's send
+//! limit (429) keeps the draft and says when to try again.
 
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use shared::auth::Permission;
 use shared::channel::{ChatAccepted, ChatMessage, ChatSend};
 
 use crate::api::{self, HttpMethod};
@@ -19,6 +22,7 @@ pub fn TestChat() -> impl IntoView {
     let draft = RwSignal::new(String::new());
     let waiting = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
+    let can_send = move || session.can(Permission::ChatSend);
 
     // The first agent is picked when the list arrives.
     Effect::new(move |_| {
@@ -54,7 +58,19 @@ pub fn TestChat() -> impl IntoView {
                 Ok(a) => a,
                 Err(e) => {
                     session.handle(&e);
-                    error.set(Some(e.message()));
+                    // Nothing was sent: give the text back so it can be sent again.
+                    if draft.get_untracked().is_empty() {
+                        draft.set(text);
+                    }
+                    let message = if e.status == 429 {
+                        format!(
+                            "Not sent — you are over the test chat's limit. {}",
+                            e.body.message
+                        )
+                    } else {
+                        e.message()
+                    };
+                    error.set(Some(message));
                     waiting.set(false);
                     return;
                 }
@@ -130,7 +146,7 @@ pub fn TestChat() -> impl IntoView {
                         </select>
                     </label>
                     <ol class="messages" aria-label="Conversation" aria-live="polite">
-                        <Show when=move || messages.get().is_empty() && !waiting.get()>
+                        <Show when=move || messages.get().is_empty() && !waiting.get() && can_send()>
                             <li class="hint">"Say hello — the reply appears here."</li>
                         </Show>
                         {move || messages.get().into_iter().map(|m| {
@@ -147,12 +163,16 @@ pub fn TestChat() -> impl IntoView {
                         </Show>
                     </ol>
                     {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
-                    <form class="composer" on:submit=send>
-                        <label class="sr-only" for="chat-input">"Message"</label>
-                        <input id="chat-input" placeholder="Write a message…" autocomplete="off"
-                            prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev)) />
-                        <button type="submit" disabled=move || waiting.get() || draft.get().trim().is_empty()>"Send"</button>
-                    </form>
+                    <Show when=can_send fallback=|| view! {
+                        <p class="readonly-note" role="note">"Read-only: your role can watch the test chat but not send messages, because each message costs an LLM call. A customer admin can send them."</p>
+                    }>
+                        <form class="composer" on:submit=send>
+                            <label class="sr-only" for="chat-input">"Message"</label>
+                            <input id="chat-input" placeholder="Write a message…" autocomplete="off"
+                                prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev)) />
+                            <button type="submit" disabled=move || waiting.get() || draft.get().trim().is_empty()>"Send"</button>
+                        </form>
+                    </Show>
                 </div>
             }.into_any(),
         }}

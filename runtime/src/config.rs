@@ -108,6 +108,10 @@ pub struct EngineConfig {
     pub dead_letter_ttl_secs: u64,
     /// Entries handed to the actors and not finished yet, at most; the consumer waits for room.
     pub max_in_flight: u32,
+    /// Test-chat messages one user may send per minute, and one tenant's users together. Each
+    /// costs an LLM call, so a script or a stuck key cannot run up a bill.
+    pub chat_per_user_per_minute: u32,
+    pub chat_per_tenant_per_minute: u32,
 }
 
 impl Default for EngineConfig {
@@ -125,6 +129,8 @@ impl Default for EngineConfig {
             dedupe_ttl_secs: 3600,
             dead_letter_ttl_secs: 7 * 24 * 3600,
             max_in_flight: 1024,
+            chat_per_user_per_minute: 20,
+            chat_per_tenant_per_minute: 120,
         }
     }
 }
@@ -558,6 +564,14 @@ const ENV_VARS: &[(&str, Apply)] = &[
         s.engine.max_in_flight = positive(v)?;
         Ok(())
     }),
+    ("KONSTRUCT_CHAT_PER_USER_PER_MINUTE", |s, v| {
+        s.engine.chat_per_user_per_minute = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_CHAT_PER_TENANT_PER_MINUTE", |s, v| {
+        s.engine.chat_per_tenant_per_minute = positive(v)?;
+        Ok(())
+    }),
     ("KONSTRUCT_SLACK_SIGNING_SECRET", |s, v| {
         s.slack.signing_secret = Some(Secret::new(non_empty(v)?));
         Ok(())
@@ -796,6 +810,30 @@ mod tests {
         assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
         assert!(err.to_string().contains("prot"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_chat_limits_default_to_20_per_user_and_120_per_tenant_and_must_be_positive() {
+        let (s, _) = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.engine.chat_per_user_per_minute, 20);
+        assert_eq!(s.engine.chat_per_tenant_per_minute, 120);
+        let (s, warnings) = Settings::load(
+            None,
+            env(&[
+                ("KONSTRUCT_CHAT_PER_USER_PER_MINUTE", "5"),
+                ("KONSTRUCT_CHAT_PER_TENANT_PER_MINUTE", "50"),
+            ]),
+        )
+        .unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(s.engine.chat_per_user_per_minute, 5);
+        assert_eq!(s.engine.chat_per_tenant_per_minute, 50);
+        let err =
+            Settings::load(None, env(&[("KONSTRUCT_CHAT_PER_USER_PER_MINUTE", "0")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("KONSTRUCT_CHAT_PER_USER_PER_MINUTE")
+        );
     }
 
     #[test]

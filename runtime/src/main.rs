@@ -192,6 +192,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let (redis, _redis_task) = Redis::connect(&settings.redis)?;
+    tokio::spawn(api::health::log_redis_persistence(redis.clone()));
     let ingest = Ingest::new(redis.clone(), IngestSettings::from_config(&settings.engine));
     let llm = Arc::new(llm_pool(&settings));
     let keyring = Arc::new(keyring(&settings)?);
@@ -217,6 +218,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
         ingest,
         default_limits: api::limits::DefaultLimits::from_config(&settings.engine),
+        chat_limits: api::chat::ChatLimits::from_config(&settings.engine),
         slack_signing_secret: settings.slack.signing_secret.clone(),
         trust_proxy_headers: settings.server.trust_proxy_headers,
         slack_api: runtime::channels::slack::SlackApi::new(&settings.slack.api_base_url),

@@ -91,6 +91,62 @@ impl Redis {
         Ok(count)
     }
 
+    /// Counts one event against every `(key, limit)` counter, in one atomic step (a Lua script),
+    /// but only if each is still under its limit; a counter expires `window_secs` after its first
+    /// event. Returns `None` when counted, else the index of the first counter at its limit and
+    /// the seconds until it resets. A refused event counts against none of them, so a caller over
+    /// its own limit cannot use up a limit it shares with others.
+    pub async fn count_within_limits(
+        &self,
+        counters: &[(String, u64)],
+        window_secs: u64,
+    ) -> Result<Option<(usize, u64)>, RedisError> {
+        const SCRIPT: &str = "for i, key in ipairs(KEYS) do \
+                                if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then \
+                                  local ttl = redis.call('TTL', key) \
+                                  if ttl < 0 then \
+                                    redis.call('EXPIRE', key, ARGV[1]) \
+                                    ttl = tonumber(ARGV[1]) \
+                                  end \
+                                  return {i, ttl} \
+                                end \
+                              end \
+                              for _, key in ipairs(KEYS) do \
+                                if redis.call('INCR', key) == 1 or redis.call('TTL', key) < 0 then \
+                                  redis.call('EXPIRE', key, ARGV[1]) \
+                                end \
+                              end \
+                              return {0, 0}";
+        let keys: Vec<String> = counters.iter().map(|(key, _)| key.clone()).collect();
+        let mut args = vec![window_secs.max(1).to_string()];
+        args.extend(counters.iter().map(|(_, limit)| limit.to_string()));
+        let (index, ttl): (i64, i64) = self
+            .client
+            .eval(SCRIPT, keys, args)
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| (i, u64::try_from(ttl).unwrap_or(0))))
+    }
+
+    /// One server setting (`CONFIG GET`), `None` when the server does not know it. A managed
+    /// Redis may refuse `CONFIG` altogether: that is an error, for the caller to treat as unknown.
+    pub async fn config_get(&self, parameter: &str) -> Result<Option<String>, RedisError> {
+        let command = fred::types::CustomCommand::new_static(
+            "CONFIG",
+            fred::types::ClusterHash::FirstKey,
+            false,
+        );
+        let answer: std::collections::HashMap<String, String> = self
+            .client
+            .custom(command, vec!["GET", parameter])
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(answer.get(parameter).cloned())
+    }
+
     /// A counter's value and the seconds until it resets (0 when absent).
     pub async fn counter(&self, key: &str) -> Result<(i64, u64), RedisError> {
         let count: Option<i64> = self.client.get(key).await.map_err(RedisError::Command)?;

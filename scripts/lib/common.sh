@@ -119,9 +119,12 @@ ensure_services() {
   if [ -z "${KONSTRUCT_REDIS_URL:-}" ] && ! port_open 127.0.0.1 6379; then
     if need_cmd redis-server; then
       say "starting the local Redis"
-      mkdir -p /tmp/konstruct-redis
-      redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-        --dir /tmp/konstruct-redis --logfile /tmp/konstruct-redis/redis.log
+      # Append-only, fsynced every second, in a folder that survives a reboot: the ingest queue
+      # holds acknowledged webhooks, so a Redis restart must not empty it (README, "Durability").
+      mkdir -p "$CACHE/redis"
+      redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+        --appendonly yes --appendfsync everysec \
+        --dir "$CACHE/redis" --logfile "$CACHE/redis/redis.log"
     elif docker_engine; then
       say "starting Redis with docker compose"
       docker compose -f "$ROOT/docker/compose.yml" up -d redis

@@ -44,6 +44,7 @@ impl TenantRole {
                 Permission::TenantRead,
                 Permission::AgentsRead,
                 Permission::AgentsWrite,
+                Permission::ChatSend,
                 Permission::MembersRead,
                 Permission::MembersWrite,
                 Permission::LlmKeysManage,
@@ -71,6 +72,9 @@ pub enum Permission {
     AgentsRead,
     /// Create, edit and delete AI employees.
     AgentsWrite,
+    /// Send messages to an AI employee in the test chat. Each one costs an LLM call, so it is not
+    /// a read permission: operators watch, admins talk.
+    ChatSend,
     /// List members and their roles.
     MembersRead,
     /// Change members' roles and remove members.

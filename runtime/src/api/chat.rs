@@ -1,12 +1,13 @@
 //! The web channel: the portal's test chat. A message goes through exactly the same pipeline as
 //! Slack and WhatsApp (durable ingest, tenant and conversation actors, the LLM pool); the portal
-//! polls the conversation for the reply.
+//! polls the conversation for the reply. Sending needs `ChatSend` and is limited per user and per
+//! tenant, because every message costs an LLM call; polling needs only `AgentsRead`.
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde::Deserialize;
 use shared::channel::{ChannelKind, ChatAccepted, ChatMessage, ChatSend, InboundMessage, Sender};
-use shared::{ErrorBody, ErrorCode};
+use shared::{ErrorBody, ErrorCode, TenantId};
 use uuid::Uuid;
 
 use super::AppState;
@@ -14,6 +15,65 @@ use super::auth::Authorized;
 use super::error::ApiError;
 use crate::engine::ingest::Enqueued;
 use crate::store::{agents, conversations};
+
+/// How many test-chat messages may be sent per minute: by one user (across tenants), and by all
+/// of one tenant's users together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatLimits {
+    pub per_user_per_minute: u32,
+    pub per_tenant_per_minute: u32,
+}
+
+impl ChatLimits {
+    /// From the runtime's `[engine]` settings.
+    pub fn from_config(c: &crate::config::EngineConfig) -> Self {
+        Self {
+            per_user_per_minute: c.chat_per_user_per_minute,
+            per_tenant_per_minute: c.chat_per_tenant_per_minute,
+        }
+    }
+}
+
+/// The limits count in fixed windows of a minute.
+const LIMIT_WINDOW_SECS: u64 = 60;
+
+/// Counts one message against the sender's and the tenant's limits, or refuses it with 429 and
+/// `Retry-After`. A refused message counts against neither, so one user over their limit does
+/// not use up their colleagues' share of the tenant's.
+async fn within_limits(state: &AppState, user: Uuid, tenant: TenantId) -> Result<(), ApiError> {
+    let limits = state.chat_limits;
+    let counters = [
+        (
+            state.redis.key(&format!("chat:sent:user:{user}")),
+            u64::from(limits.per_user_per_minute),
+        ),
+        (
+            state.redis.key(&format!("chat:sent:tenant:{tenant}")),
+            u64::from(limits.per_tenant_per_minute),
+        ),
+    ];
+    let refused = state
+        .redis
+        .count_within_limits(&counters, LIMIT_WINDOW_SECS)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let Some((which, secs)) = refused else {
+        return Ok(());
+    };
+    let secs = secs.clamp(1, LIMIT_WINDOW_SECS);
+    let message = if which == 0 {
+        format!(
+            "You have sent {} test messages this minute, the most allowed. Try again in {secs} seconds.",
+            limits.per_user_per_minute
+        )
+    } else {
+        format!(
+            "Your organisation has sent {} test messages this minute, the most allowed. Try again in {secs} seconds.",
+            limits.per_tenant_per_minute
+        )
+    };
+    Err(ApiError::new(ErrorCode::RateLimited, message).with_retry_after(secs))
+}
 
 /// `?conversation=` on the poll.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -51,7 +111,10 @@ async fn web_connection(
 /// Send a test message to an agent; the reply arrives in the conversation.
 #[utoipa::path(post, path = "/api/tenants/{tenant_id}/agents/{agent_id}/messages", tag = "chat",
     params(("tenant_id" = Uuid, Path), ("agent_id" = Uuid, Path)), request_body = ChatSend,
-    responses((status = 202, body = ChatAccepted), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = ChatAccepted),
+              (status = 403, description = "The role may not send (customer operators watch only)", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, description = "Over the per-user or per-tenant limit; see Retry-After", body = ErrorBody)))]
 pub async fn send(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -81,6 +144,7 @@ pub async fn send(
         .await?
         .ok_or_else(|| ApiError::not_found("The agent"))?;
     let principal = auth.principal();
+    within_limits(&state, principal.user.id, auth.tenant()?).await?;
     let event_id = format!("web-{}", Uuid::new_v4().simple());
     let message = InboundMessage {
         tenant_id: auth.tenant()?,

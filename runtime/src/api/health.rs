@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use shared::health::{Check, Liveness, ReadinessReport, ReadinessStatus};
+use shared::health::{Check, Liveness, ReadinessReport, ReadinessStatus, RedisPersistence};
 
 use super::AppState;
+use crate::redis::Redis;
 
 /// How long one readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,7 +23,7 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (postgres, redis, migrations) = tokio::join!(
+    let (postgres, redis, migrations, redis_persistence) = tokio::join!(
         check("postgres", async {
             state
                 .store
@@ -59,6 +60,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 ))
             }
         }),
+        async {
+            tokio::time::timeout(CHECK_TIMEOUT, redis_persistence(&state.redis))
+                .await
+                .unwrap_or(RedisPersistence::Unknown)
+        },
     );
     let checks = vec![postgres, redis, migrations];
     let ready = checks.iter().all(|c| c.ok);
@@ -69,6 +75,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             ReadinessStatus::NotReady
         },
         checks,
+        redis_persistence,
     };
     if !ready {
         tracing::warn!(report = ?report, "not ready");
@@ -102,5 +109,33 @@ async fn check(name: &str, fut: impl Future<Output = Result<String, String>>) ->
         ok,
         duration_ms,
         detail,
+    }
+}
+
+/// How Redis persists what it holds, from its own settings; `Unknown` when it does not say (a
+/// managed Redis may refuse `CONFIG`), never an error: durability is reported, not required.
+pub async fn redis_persistence(redis: &Redis) -> RedisPersistence {
+    let (appendonly, appendfsync, save) = tokio::join!(
+        redis.config_get("appendonly"),
+        redis.config_get("appendfsync"),
+        redis.config_get("save"),
+    );
+    match (appendonly, appendfsync, save) {
+        (Ok(Some(appendonly)), Ok(Some(appendfsync)), Ok(Some(save))) => {
+            RedisPersistence::from_settings(&appendonly, &appendfsync, &save)
+        }
+        _ => RedisPersistence::Unknown,
+    }
+}
+
+/// Logs once at start how durable the queue is, and warns when a Redis restart would empty it.
+pub async fn log_redis_persistence(redis: Redis) {
+    match redis_persistence(&redis).await {
+        RedisPersistence::None => tracing::warn!(
+            redis.persistence = %RedisPersistence::None,
+            "Redis persists nothing: a Redis restart loses every queued message; \
+             run it with --appendonly yes --appendfsync everysec (README, Durability)"
+        ),
+        other => tracing::info!(redis.persistence = %other, "Redis persistence"),
     }
 }

@@ -54,6 +54,8 @@ pub struct AppState {
     pub ingest: crate::engine::ingest::Ingest,
     /// The platform's rate limits, shown where a tenant has none of its own.
     pub default_limits: limits::DefaultLimits,
+    /// How many test-chat messages a user, and a tenant, may send per minute.
+    pub chat_limits: chat::ChatLimits,
     /// Verifies Slack's event deliveries; `None` until configured.
     pub slack_signing_secret: Option<crate::config::Secret<String>>,
     /// Whether `X-Request-Id` and `X-Forwarded-For` come from a proxy we trust.

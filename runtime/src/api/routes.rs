@@ -86,7 +86,7 @@ routes! {
     GET    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsRead), agents::get;
     PUT    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsWrite), agents::replace;
     DELETE "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsWrite), agents::delete;
-    POST   "/api/tenants/{tenant_id}/agents/{agent_id}/messages" => Tenant(AgentsRead), chat::send;
+    POST   "/api/tenants/{tenant_id}/agents/{agent_id}/messages" => Tenant(ChatSend), chat::send;
     GET    "/api/tenants/{tenant_id}/agents/{agent_id}/messages" => Tenant(AgentsRead), chat::list;
     GET    "/api/tenants/{tenant_id}/members"             => Tenant(MembersRead), members::list;
     POST   "/api/tenants/{tenant_id}/members"             => Platform(UsersCreate), members::create;

@@ -2,7 +2,7 @@
 //! portal's single-page-app fallback, against the real server on a real socket.
 
 use reqwest::StatusCode;
-use shared::health::{Liveness, ReadinessReport, ReadinessStatus};
+use shared::health::{Liveness, ReadinessReport, ReadinessStatus, RedisPersistence};
 use shared::{ErrorBody, ErrorCode};
 
 use crate::support::{AppOptions, TestApp};
@@ -35,6 +35,44 @@ async fn readyz_is_200_and_names_every_check_when_dependencies_answer() {
     );
 }
 
+/// One Redis setting, asked with `CONFIG GET` on a client of the test's own.
+async fn redis_setting(client: &fred::prelude::Client, name: &str) -> String {
+    use fred::interfaces::ClientLike;
+    let answer: Vec<String> = client
+        .custom(fred::cmd!("CONFIG"), vec!["GET", name])
+        .await
+        .unwrap();
+    assert_eq!(answer.len(), 2, "CONFIG GET {name}: {answer:?}");
+    answer[1].clone()
+}
+
+#[tokio::test]
+async fn readyz_reports_redis_persistence_as_redis_itself_states_it() {
+    use fred::interfaces::ClientLike;
+    let client = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&crate::support::redis_url()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    client.init().await.unwrap();
+    let appendonly = redis_setting(&client, "appendonly").await;
+    let appendfsync = redis_setting(&client, "appendfsync").await;
+    let save = redis_setting(&client, "save").await;
+    let expected = match (appendonly.as_str(), save.trim().is_empty()) {
+        ("yes", _) => format!("aof {appendfsync}"),
+        ("no", true) => "none".to_string(),
+        ("no", false) => "rdb only".to_string(),
+        other => panic!("unexpected Redis settings {other:?}"),
+    };
+
+    let app = TestApp::spawn().await;
+    let res = app.get("/readyz").await;
+    // Ready whatever the mode: durability is reported, not required.
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["redis_persistence"], expected.as_str(), "{body}");
+}
+
 #[tokio::test]
 async fn readyz_is_503_and_names_redis_when_redis_is_down() {
     let app = TestApp::spawn_with(AppOptions {
@@ -54,6 +92,7 @@ async fn readyz_is_503_and_names_redis_when_redis_is_down() {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(failed, ["redis"]);
+    assert_eq!(report.redis_persistence, RedisPersistence::Unknown);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 
 mod audit;
 mod auth;
+mod chat;
 mod crash;
 mod fixtures;
 mod http;

@@ -66,7 +66,17 @@ const SUCCESS: &[(&str, &str, u16)] = &[
     ),
 ];
 
+/// Routes a customer operator must be refused, pinned here as well as in the route table so that
+/// loosening the table fails this test: sending a test message costs an LLM call.
+const OPERATOR_REFUSED: &[(&str, &str)] = &[(
+    "POST",
+    "/api/tenants/{tenant_id}/agents/{agent_id}/messages",
+)];
+
 fn expected(spec: &RouteSpec, who: Who, success: u16) -> u16 {
+    if who == Who::OperatorA && OPERATOR_REFUSED.contains(&(spec.method, spec.path)) {
+        return 403;
+    }
     let has = |role: TenantRole, p| role.permissions().contains(&p);
     match spec.access {
         Access::Public => success,

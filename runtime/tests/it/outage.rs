@@ -15,7 +15,7 @@ use shared::channel::{ChannelKind, InboundMessage, Sender};
 use uuid::Uuid;
 
 use crate::pipeline::{send, wait_for};
-use crate::slack::{callback, deliver, install, wait_posted};
+use crate::slack::{callback, deliver, install};
 use crate::support::{AppOptions, TestApp};
 use crate::world::{self, World};
 
@@ -306,7 +306,7 @@ async fn a_flood_of_over_limit_messages_leaves_redis_and_the_audit_trail_within_
         .iter()
         .filter(|(a, _)| a == "reply.notice_sent")
         .count();
-    assert!(answered >= 1 && answered <= 20, "{answered} answered");
+    assert!((1..=20).contains(&answered), "{answered} answered");
     assert_eq!(
         answered as u64 + rejected,
         flood as u64,

@@ -122,8 +122,10 @@ async fn a_test_message_is_answered_by_the_agent_with_its_persona_in_the_prompt(
     let app = engine_app(EngineSettings::default()).await;
     let w = World::new(&app).await;
     let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
     let operator = app.token_for(w.operator_a, None).await;
-    let sent = send(&app, &operator, w.a, agent, None, "Where is my order?").await;
+    // An admin talks (sending costs an LLM call); an operator may watch the conversation.
+    let sent = send(&app, &admin, w.a, agent, None, "Where is my order?").await;
     let messages = wait_for(&app, &operator, w.a, agent, &sent.conversation, 2).await;
     assert_eq!(messages[0].direction, "inbound");
     assert_eq!(messages[1].direction, "outbound");

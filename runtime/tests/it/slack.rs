@@ -22,11 +22,11 @@ async fn engine_app() -> TestApp {
 
 /// One installed workspace.
 pub(crate) struct Install {
-    team: String,
-    token: String,
-    bot: String,
-    agent: Uuid,
-    connection: Uuid,
+    pub team: String,
+    pub token: String,
+    pub bot: String,
+    pub agent: Uuid,
+    pub connection: Uuid,
 }
 
 /// Registers a Slack installation through the API as the tenant's admin.

@@ -269,6 +269,9 @@ pub struct AppOptions {
     pub engine: Option<runtime::engine::turn::EngineSettings>,
     /// Configure an `ollama` group too, served by `TestApp::ollama`.
     pub ollama: bool,
+    /// Test-chat sends allowed per minute (per user, per tenant); generous unless a test sets
+    /// them, since pipeline tests send dozens of messages in a second.
+    pub chat_limits: Option<runtime::api::chat::ChatLimits>,
 }
 
 impl TestApp {
@@ -353,6 +356,12 @@ impl TestApp {
             key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
             ingest: ingest.clone(),
             default_limits: runtime::api::limits::DefaultLimits::from_config(&settings.engine),
+            chat_limits: options
+                .chat_limits
+                .unwrap_or(runtime::api::chat::ChatLimits {
+                    per_user_per_minute: 1000,
+                    per_tenant_per_minute: 1000,
+                }),
             slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
             trust_proxy_headers: options.trust_proxy_headers,
             slack_api: runtime::channels::slack::SlackApi::new(&slack.api_base),
@@ -374,6 +383,16 @@ impl TestApp {
             redis,
             engine: registry,
         }
+    }
+
+    /// How many messages were appended to the ingest queue, over every partition.
+    pub async fn queued(&self) -> u64 {
+        let mut total = 0;
+        for partition in 0..self.ingest.partitions() {
+            let stream = self.ingest.stream(partition);
+            total += self.redis.stream_len(&stream).await.unwrap();
+        }
+        total
     }
 
     pub fn url(&self, path: &str) -> String {
