@@ -331,7 +331,8 @@ impl SlackSink {
         self.inner
             .keyring
             .open(reply.tenant_id, &token_slot(reply.connection_id), &sealed)
-            .map_err(|e| SinkError::Permanent(e.to_string()))
+            // Our keyring, not the channel: retry (a fixed key configuration heals it).
+            .map_err(|e| SinkError::retryable(e.to_string()))
     }
 
     /// Waits until the channel may be posted to again, and books the next slot.

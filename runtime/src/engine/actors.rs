@@ -19,9 +19,9 @@ use shared::TenantId;
 use shared::channel::ReplyKind;
 
 use super::config::{self, TenantConfig};
-use super::ingest::Delivery;
+use super::ingest::{Delivery, Source};
 use super::limiter::{self, Decision, Gcra, Limit};
-use super::turn::{self, EngineDeps, TurnError};
+use super::turn::{self, Disposition, EngineDeps, TurnError};
 use crate::store::audit::{self, Actor as AuditActor, NewEvent};
 
 /// The least time over which rejected messages are counted into one audit record.
@@ -321,6 +321,8 @@ impl Supervised for TenantActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!(tenant.id = %self.tenant, "tenant actor restarting");
         self.conversations.clear();
+        // Their scheduled audit records were cancelled with the old context.
+        self.rejections.clear();
         self.config = None;
     }
 }
@@ -345,16 +347,23 @@ impl Handler<Dispatch> for TenantActor {
         };
         let d = msg.0;
         tracing::trace!(ingest.entry = %d.entry_id, "tenant actor dispatches");
-        let now = Instant::now();
-        let limit: Limit = config.connection_limit;
-        let by_connection = self
-            .connection_limiters
-            .entry(d.message.connection_id)
-            .or_insert_with(|| Gcra::new(limit))
-            .check(now);
-        let decision = match (self.limiter.check(now), by_connection) {
-            (Decision::Allow, Decision::Allow) => Decision::Allow,
-            (reject @ Decision::Reject { .. }, _) | (_, reject @ Decision::Reject { .. }) => reject,
+        // A parked entry passed the limits when it arrived; it is not charged again.
+        let decision = if matches!(d.source, Source::Parked(_)) {
+            Decision::Allow
+        } else {
+            let now = Instant::now();
+            let limit: Limit = config.connection_limit;
+            let by_connection = self
+                .connection_limiters
+                .entry(d.message.connection_id)
+                .or_insert_with(|| Gcra::new(limit))
+                .check(now);
+            match (self.limiter.check(now), by_connection) {
+                (Decision::Allow, Decision::Allow) => Decision::Allow,
+                (reject @ Decision::Reject { .. }, _) | (_, reject @ Decision::Reject { .. }) => {
+                    reject
+                }
+            }
         };
         let key = format!("{}:{}", d.message.connection_id, d.message.conversation_key);
         let live = self
@@ -449,14 +458,38 @@ impl Message for Turn {
 }
 
 impl Turn {
+    /// Runs the turn. A stream entry that failed for a reason that may pass is parked here,
+    /// inside the conversation's turn, so the conversation's next message (which checks for a
+    /// parked list first) can never overtake it.
     async fn run(self, deps: &EngineDeps) -> Result<(), TurnError> {
-        match self {
-            Turn::Answer { d, config } => turn::run(deps, &d, &config).await,
+        let (result, d) = match self {
+            Turn::Answer { d, config } => (turn::run(deps, &d, &config).await, d),
             Turn::Reject {
                 d,
                 retry_after,
                 notify,
-            } => reject(deps, &d, retry_after, notify).await,
+            } => (reject(deps, &d, retry_after, notify).await, d),
+        };
+        let Err(error) = result else {
+            return Ok(());
+        };
+        match (error.disposition(), &d.source) {
+            (Disposition::Retry { after }, Source::Stream) => {
+                let delay = deps.ingest.settings().backoff(0, after);
+                match deps.ingest.park(&d, &error.to_string(), delay).await {
+                    Ok(_) => {
+                        tracing::warn!(ingest.entry = %d.entry_id, error = %error, delay_ms = delay.as_millis() as u64, "turn failed; parked for a retry");
+                        deps.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Ok(())
+                    }
+                    // Redis is failing too: the consumer falls back to a reclaim.
+                    Err(park_error) => {
+                        tracing::error!(error = %park_error, "could not park a failed entry");
+                        Err(error)
+                    }
+                }
+            }
+            _ => Err(error),
         }
     }
 }

@@ -113,7 +113,9 @@ async fn consume(
         }
         let owned = leases.owned();
         let now = Instant::now();
+        let parked_here = deps.parked.swap(false, std::sync::atomic::Ordering::SeqCst);
         if shared.recheck_parked.replace(false)
+            || parked_here
             || shared.parked_in_flight.get() > 0
             || now >= next_parked_check
         {
@@ -161,9 +163,22 @@ async fn consume(
                 continue;
             }
             d.epoch = deps.ownership.epoch(d.partition);
-            // Backpressure: wait until the actors have room.
-            let Ok(permit) = shared.room.clone().acquire_owned().await else {
-                return;
+            // Backpressure: wait until the actors have room, renewing the leases meanwhile so a
+            // long wait never lets them lapse.
+            let permit = loop {
+                match tokio::time::timeout(
+                    leases.renew_every(),
+                    shared.room.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(permit)) => break permit,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        renew(&deps, &mut leases, &consumer).await;
+                        next_renew = Instant::now() + leases.renew_every();
+                    }
+                }
             };
             let parked = matches!(d.source, Source::Parked(_));
             if parked {
@@ -270,6 +285,18 @@ async fn failed(deps: &EngineDeps, d: &Delivery, error: &TurnError) {
                         Ok(AfterFailure::WillRetry { .. }) => {}
                         Err(e) => tracing::error!(error = %e, "could not record a failed turn"),
                     }
+                }
+            }
+            Source::Parked(parked)
+                if !error.is_channel_failure()
+                    && parked.attempts + 1 >= ingest.settings().max_attempts =>
+            {
+                // Not the channel: the message itself keeps failing (it would block its
+                // connection for the whole horizon). Give up after the usual attempts.
+                tracing::warn!(ingest.entry = %d.entry_id, error = %reason, "parked entry keeps failing; dead-lettering");
+                match ingest.dead_letter(d, &reason).await {
+                    Ok(()) => dead_lettered(deps, d, error).await,
+                    Err(e) => tracing::error!(error = %e, "could not dead-letter an entry"),
                 }
             }
             Source::Parked(parked) => {

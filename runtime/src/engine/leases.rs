@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use crate::redis::{Redis, RedisError};
 
-/// Take the lease if it is free, or renew it if this node holds it. 1 = held by us.
+/// Take the lease if it is free (2), or renew it if this node holds it (1); 0 = another's.
 const ACQUIRE: &str = "local owner = redis.call('GET', KEYS[1]) \
-    if owner == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+    if owner == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end \
     if owner == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
     return 0";
 
@@ -36,6 +36,17 @@ const HEARTBEAT: &str = "local t = redis.call('TIME') \
 
 /// Leaves the set of live nodes.
 const LEAVE: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
+
+/// What one acquire did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The lease was free and is ours now.
+    Taken,
+    /// It was ours and is renewed.
+    Renewed,
+    /// Another node holds it.
+    No,
+}
 
 /// One node's view of the partitions it owns.
 #[derive(Debug, Clone)]
@@ -109,9 +120,15 @@ impl Leases {
         let mut changes = Changes::default();
         // Renew first, so a partition is never briefly free while we hold it.
         for partition in self.owned.clone() {
-            if !self.acquire(partition).await? {
-                self.owned.remove(&partition);
-                changes.released.push(partition);
+            match self.acquire(partition).await? {
+                Held::Renewed => {}
+                // It lapsed and was free again: someone may have held it meanwhile, so it is
+                // taken anew (and fenced anew).
+                Held::Taken => changes.acquired.push(partition),
+                Held::No => {
+                    self.owned.remove(&partition);
+                    changes.released.push(partition);
+                }
             }
         }
         // Give back the excess (highest first), so a joining node finds free partitions.
@@ -129,7 +146,7 @@ impl Leases {
                 break;
             }
             let partition = (start + i) % self.partitions;
-            if !self.owned.contains(&partition) && self.acquire(partition).await? {
+            if !self.owned.contains(&partition) && self.acquire(partition).await? != Held::No {
                 self.owned.insert(partition);
                 changes.acquired.push(partition);
             }
@@ -145,7 +162,7 @@ impl Leases {
         hash % self.partitions.max(1)
     }
 
-    async fn acquire(&self, partition: u32) -> Result<bool, RedisError> {
+    async fn acquire(&self, partition: u32) -> Result<Held, RedisError> {
         let held = self
             .redis
             .eval_int(
@@ -154,7 +171,11 @@ impl Leases {
                 vec![self.node.clone(), self.ttl_ms()],
             )
             .await?;
-        Ok(held == 1)
+        Ok(match held {
+            2 => Held::Taken,
+            1 => Held::Renewed,
+            _ => Held::No,
+        })
     }
 
     async fn release(&self, partition: u32) -> Result<(), RedisError> {

@@ -106,6 +106,8 @@ pub struct EngineDeps {
     pub settings: EngineSettings,
     /// Which partitions this node holds, at which epoch (written by the consumer).
     pub ownership: Arc<Ownership>,
+    /// Set when a turn parked an entry: the consumer looks at the parked index again.
+    pub parked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EngineDeps {
@@ -128,6 +130,7 @@ impl EngineDeps {
             sinks: Arc::new(sinks),
             settings,
             ownership,
+            parked: Arc::default(),
         }
     }
 }
@@ -593,7 +596,7 @@ pub async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Resu
     }
     let outcome = match &answer {
         Ok(report) => Outcome::Answered(report),
-        Err(e) => Outcome::LlmFailed(e.to_string()),
+        Err(e) => Outcome::LlmFailed(e.class().to_string()),
     };
     let extra = Extra {
         outcome: Some(outcome),

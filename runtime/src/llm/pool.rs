@@ -247,6 +247,17 @@ impl PoolError {
         }
     }
 
+    /// The failure's class, for audit records: never the provider's own text, which may quote
+    /// the key or the request.
+    pub fn class(&self) -> &'static str {
+        match self {
+            PoolError::NotConfigured => "not_configured",
+            PoolError::AllCoolingDown => "all_cooling_down",
+            PoolError::Exhausted { last, .. } => last.kind.name(),
+            PoolError::Rejected { error, .. } => error.kind.name(),
+        }
+    }
+
     /// A polite sentence for the person waiting for an answer.
     pub fn user_message(&self) -> &'static str {
         match self {

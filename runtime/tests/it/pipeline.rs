@@ -879,3 +879,68 @@ async fn entries_with_the_same_id_in_two_partitions_are_both_answered() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn a_window_redis_lost_is_rebuilt_from_the_conversations_messages() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    send(&app, &admin, w.a, agent, Some("lost"), "My order is 4711.").await;
+    wait_for(&app, &admin, w.a, agent, "lost", 2).await;
+    // Redis forgets the conversation (its time to live ran out, or Redis restarted empty).
+    let pattern = app.redis.key(&format!("{}:conversation:*", w.a));
+    let deleted: i64 = app
+        .redis
+        .eval(
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do \
+             n = n + redis.call('DEL', k) end return n",
+            vec![],
+            vec![pattern],
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "the conversation's state was in Redis");
+    send(&app, &admin, w.a, agent, Some("lost"), "Which order?").await;
+    wait_for(&app, &admin, w.a, agent, "lost", 4).await;
+    let request = last_llm_request(&app);
+    let turns: Vec<&str> = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(turns.contains(&"My order is 4711."), "{turns:?}");
+    assert!(turns.contains(&"echo: My order is 4711."), "{turns:?}");
+}
+
+#[actix_rt::test]
+async fn a_rejected_message_starts_no_conversation_actor() {
+    let app = engine_app(EngineSettings {
+        tenant_limit: Limit {
+            per_minute: 1,
+            burst: 1,
+        },
+        ..EngineSettings::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = app.token_for(w.admin_a, None).await;
+    send(&app, &admin, w.a, agent, Some("first"), "hello").await;
+    wait_for(&app, &admin, w.a, agent, "first", 2).await;
+    // Over the limit, in new conversations: each gets the notice or nothing, and no actor.
+    for i in 0..5 {
+        send(&app, &admin, w.a, agent, Some(&format!("new{i}")), "again").await;
+    }
+    wait_for(&app, &admin, w.a, agent, "new0", 2).await;
+    for i in 1..5 {
+        wait_for(&app, &admin, w.a, agent, &format!("new{i}"), 1).await;
+    }
+    let registry = app.engine.clone().unwrap().registry;
+    assert_eq!(
+        registry.send(CountLiveConversations).await.unwrap(),
+        1,
+        "only the answered conversation has an actor"
+    );
+}
