@@ -275,10 +275,7 @@ impl Redis {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<i64, RedisError> {
-        self.client
-            .eval(script, keys, args)
-            .await
-            .map_err(RedisError::Command)
+        self.eval(script, keys, args).await
     }
 
     /// Creates the consumer group (and the stream) if missing.

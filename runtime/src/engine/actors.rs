@@ -479,7 +479,7 @@ impl Turn {
                 match deps.ingest.park(&d, &error.to_string(), delay).await {
                     Ok(_) => {
                         tracing::warn!(ingest.entry = %d.entry_id, error = %error, delay_ms = delay.as_millis() as u64, "turn failed; parked for a retry");
-                        deps.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+                        deps.note_parked();
                         Ok(())
                     }
                     // Redis is failing too: the consumer falls back to a reclaim.

@@ -61,8 +61,6 @@ struct Shared {
     in_flight: RefCell<HashSet<(u32, String)>>,
     /// Parked heads among them.
     parked_in_flight: Cell<usize>,
-    /// Set when something was parked or a parked head finished: look at the parked index again.
-    recheck_parked: Cell<bool>,
     /// Room for more entries in the actors.
     room: Arc<tokio::sync::Semaphore>,
 }
@@ -88,7 +86,6 @@ async fn consume(
     let shared = Rc::new(Shared {
         in_flight: RefCell::default(),
         parked_in_flight: Cell::new(0),
-        recheck_parked: Cell::new(true),
         room: Arc::new(tokio::sync::Semaphore::new(
             deps.settings.max_in_flight.max(1),
         )),
@@ -113,11 +110,7 @@ async fn consume(
         }
         let owned = leases.owned();
         let now = Instant::now();
-        let parked_here = deps.parked.swap(false, std::sync::atomic::Ordering::SeqCst);
-        if shared.recheck_parked.replace(false)
-            || parked_here
-            || shared.parked_in_flight.get() > 0
-            || now >= next_parked_check
+        if deps.take_parked_note() || shared.parked_in_flight.get() > 0 || now >= next_parked_check
         {
             let mut next = now + leases.renew_every();
             for partition in &owned {
@@ -198,14 +191,14 @@ async fn consume(
                 };
                 if let Err(e) = result {
                     failed(&deps, &d, &e).await;
-                    shared.recheck_parked.set(true);
+                    deps.note_parked();
                 }
                 shared.in_flight.borrow_mut().remove(&key);
                 if parked {
                     shared
                         .parked_in_flight
                         .set(shared.parked_in_flight.get().saturating_sub(1));
-                    shared.recheck_parked.set(true);
+                    deps.note_parked();
                 }
                 drop(permit);
             });

@@ -148,6 +148,19 @@ pub struct Parked {
     pub reason: String,
 }
 
+impl Parked {
+    fn of(d: &Delivery, attempts: u32, first_failed_ms: i64, reason: &str) -> Self {
+        Self {
+            entry_id: d.entry_id.clone(),
+            partition: d.partition,
+            message: d.message.clone(),
+            attempts,
+            first_failed_ms,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// What `park` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParkResult {
@@ -205,6 +218,11 @@ const TRIM: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// The unix time (ms) `delay` after `now_ms`.
+fn due_in(now_ms: i64, delay: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What happened to a failed delivery.
@@ -433,10 +451,10 @@ impl Ingest {
     }
 
     /// A connection's parked list; under the tenant's namespace, so deleting a tenant's keys
-    /// removes it.
-    fn parked_list(&self, member: &str) -> String {
-        let (tenant, connection) = member.split_once(':').unwrap_or((member, ""));
-        self.redis.key(&format!("{tenant}:parked:{connection}"))
+    /// removes it. (`DUE` builds the same key from an index member in Lua.)
+    fn parked_list(&self, m: &InboundMessage) -> String {
+        self.redis
+            .key(&format!("{}:parked:{}", m.tenant_id, m.connection_id))
     }
 
     /// Parks a stream entry that failed for a reason that may pass: it heads a new parked list
@@ -448,16 +466,9 @@ impl Ingest {
         delay: Duration,
     ) -> Result<ParkResult, IngestError> {
         let now = now_ms();
-        let parked = Parked {
-            entry_id: d.entry_id.clone(),
-            partition: d.partition,
-            message: d.message.clone(),
-            attempts: 1,
-            first_failed_ms: now,
-            reason: reason.to_string(),
-        };
-        let due = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-        self.park_with(d, &parked, due, "always").await
+        let parked = Parked::of(d, 1, now, reason);
+        self.park_with(d, &parked, due_in(now, delay), "always")
+            .await
     }
 
     /// Parks a stream entry behind its connection's parked list, if the connection has one; a
@@ -466,15 +477,9 @@ impl Ingest {
         if d.source != Source::Stream {
             return Ok(ParkResult::NotParked);
         }
-        let parked = Parked {
-            entry_id: d.entry_id.clone(),
-            partition: d.partition,
-            message: d.message.clone(),
-            attempts: 0,
-            first_failed_ms: now_ms(),
-            reason: "behind an earlier message of its connection".into(),
-        };
-        self.park_with(d, &parked, now_ms(), "if_parked").await
+        let now = now_ms();
+        let parked = Parked::of(d, 0, now, "behind an earlier message of its connection");
+        self.park_with(d, &parked, now, "if_parked").await
     }
 
     async fn park_with(
@@ -484,7 +489,6 @@ impl Ingest {
         due_ms: i64,
         mode: &str,
     ) -> Result<ParkResult, IngestError> {
-        let member = Self::parked_member(&d.message);
         let code: i64 = self
             .redis
             .eval(
@@ -492,13 +496,13 @@ impl Ingest {
                 vec![
                     self.stream(d.partition),
                     self.parked_index(d.partition),
-                    self.parked_list(&member),
+                    self.parked_list(&d.message),
                     self.attempts_key(d.partition),
                 ],
                 vec![
                     GROUP.to_string(),
                     d.entry_id.clone(),
-                    member,
+                    Self::parked_member(&d.message),
                     serde_json::to_string(parked)?,
                     due_ms.to_string(),
                     mode.to_string(),
@@ -572,23 +576,8 @@ impl Ingest {
     ) -> Result<AfterFailure, IngestError> {
         let now = now_ms();
         let horizon = i64::try_from(self.settings.retry_horizon.as_millis()).unwrap_or(i64::MAX);
-        let member = Self::parked_member(&d.message);
         if now.saturating_sub(parked.first_failed_ms) >= horizon {
-            self.bury_payload(
-                d.partition,
-                &d.entry_id,
-                &serde_json::to_string(&d.message)?,
-                reason,
-            )
-            .await?;
-            let _: i64 = self
-                .redis
-                .eval(
-                    POP_HEAD,
-                    vec![self.parked_list(&member), self.parked_index(d.partition)],
-                    vec![member, d.entry_id.clone(), now.to_string()],
-                )
-                .await?;
+            self.dead_letter(d, reason).await?;
             return Ok(AfterFailure::DeadLettered);
         }
         let next = Parked {
@@ -596,17 +585,16 @@ impl Ingest {
             reason: reason.to_string(),
             ..parked.clone()
         };
-        let due = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         let _: i64 = self
             .redis
             .eval(
                 RESCHEDULE,
-                vec![self.parked_list(&member), self.parked_index(d.partition)],
+                vec![self.parked_list(&d.message), self.parked_index(d.partition)],
                 vec![
-                    member,
+                    Self::parked_member(&d.message),
                     d.entry_id.clone(),
                     serde_json::to_string(&next)?,
-                    due.to_string(),
+                    due_in(now, delay).to_string(),
                 ],
             )
             .await?;
@@ -621,7 +609,7 @@ impl Ingest {
             .redis
             .eval(
                 "return redis.call('LLEN', KEYS[1])",
-                vec![self.parked_list(&Self::parked_member(m))],
+                vec![self.parked_list(m)],
                 Vec::new(),
             )
             .await?;
@@ -662,13 +650,16 @@ impl Ingest {
     /// (or, for a parked head, from its list, letting the next one run at once).
     pub async fn done(&self, d: &Delivery) -> Result<(), IngestError> {
         if let Source::Parked(_) = &d.source {
-            let member = Self::parked_member(&d.message);
             let _: i64 = self
                 .redis
                 .eval(
                     POP_HEAD,
-                    vec![self.parked_list(&member), self.parked_index(d.partition)],
-                    vec![member, d.entry_id.clone(), now_ms().to_string()],
+                    vec![self.parked_list(&d.message), self.parked_index(d.partition)],
+                    vec![
+                        Self::parked_member(&d.message),
+                        d.entry_id.clone(),
+                        now_ms().to_string(),
+                    ],
                 )
                 .await?;
             return Ok(());

@@ -106,8 +106,9 @@ pub struct EngineDeps {
     pub settings: EngineSettings,
     /// Which partitions this node holds, at which epoch (written by the consumer).
     pub ownership: Arc<Ownership>,
-    /// Set when a turn parked an entry: the consumer looks at the parked index again.
-    pub parked: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when an entry was parked or a parked head finished: the consumer looks at the
+    /// parked index again (`note_parked`, `take_parked_note`).
+    parked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EngineDeps {
@@ -132,6 +133,18 @@ impl EngineDeps {
             ownership,
             parked: Arc::default(),
         }
+    }
+}
+
+impl EngineDeps {
+    /// Something was parked, or a parked head finished.
+    pub fn note_parked(&self) {
+        self.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether something was parked (or a parked head finished) since the last look.
+    pub fn take_parked_note(&self) -> bool {
+        self.parked.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -303,10 +316,24 @@ struct Extra<'a> {
     state: Option<&'a ConversationState>,
 }
 
-/// Records the reply (with the turn's usage, escalation and audit events) as pending in one
-/// fenced transaction, saves the conversation's state, sends the reply and acknowledges the
-/// entry.
+/// Records and sends the reply (see `record_and_send`), then acknowledges the entry.
 async fn finish(
+    deps: &EngineDeps,
+    d: &Delivery,
+    conversation: Uuid,
+    kind: ReplyKind,
+    text: String,
+    extra: Extra<'_>,
+) -> Result<(), TurnError> {
+    record_and_send(deps, d, conversation, kind, text, extra).await?;
+    failpoint::hit(failpoint::BEFORE_ACK).await;
+    deps.ingest.done(d).await?;
+    Ok(())
+}
+
+/// Records the reply (with the turn's usage, escalation and audit events) as pending in one
+/// fenced transaction, saves the conversation's state, and sends the reply.
+async fn record_and_send(
     deps: &EngineDeps,
     d: &Delivery,
     conversation: Uuid,
@@ -387,10 +414,7 @@ async fn finish(
         save_state(deps, m, &state).await?;
     }
     failpoint::hit(failpoint::AFTER_RECORD).await;
-    reply::deliver(deps, d, &parts).await?;
-    failpoint::hit(failpoint::BEFORE_ACK).await;
-    deps.ingest.done(d).await?;
-    Ok(())
+    reply::deliver(deps, d, &parts).await
 }
 
 /// Sends what is still pending of a reply recorded before (a redelivered entry), then
@@ -616,32 +640,17 @@ pub async fn apologise(deps: &EngineDeps, d: &Delivery) {
         if recorded.reply.is_some() {
             return Ok(());
         }
-        let mut tx = reply::fenced_tx(deps, d).await?;
-        let parts = reply::record_pending(
+        // The entry is out of the queue already: record and send, nothing to acknowledge.
+        let (conversation, kind) = (recorded.conversation, ReplyKind::Apology);
+        record_and_send(
             deps,
-            &mut tx,
             d,
-            recorded.conversation,
-            ReplyKind::Apology,
-            APOLOGY,
+            conversation,
+            kind,
+            APOLOGY.into(),
+            Extra::default(),
         )
-        .await?;
-        audit::append(
-            &mut tx,
-            &NewEvent::about(
-                Actor::System,
-                "reply.apology_sent",
-                "conversation",
-                recorded.conversation,
-                serde_json::json!({
-                    "in_reply_to": d.message.provider_event_id,
-                    "channel": d.message.channel.as_str(),
-                }),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        reply::deliver(deps, d, &parts).await
+        .await
     }
     .await;
     if let Err(e) = result {
