@@ -83,12 +83,7 @@ pub struct FakeSlack {
 
 impl Drop for FakeSlack {
     fn drop(&mut self) {
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
+        if let Some(handle) = self.take_handle() {
             drop(tokio::spawn(async move { handle.stop(false).await }));
         }
     }
@@ -136,14 +131,17 @@ impl FakeSlack {
 
     /// An outage: stops listening, so every connection is refused, until `come_up`.
     pub async fn go_down(&self) {
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
+        if let Some(handle) = self.take_handle() {
             handle.stop(false).await;
         }
+    }
+
+    /// The running server's handle, leaving none.
+    fn take_handle(&self) -> Option<actix_web::dev::ServerHandle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Listens again on the same address, with everything recorded so far.

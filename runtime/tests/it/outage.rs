@@ -15,7 +15,7 @@ use shared::channel::{ChannelKind, InboundMessage, Sender};
 use uuid::Uuid;
 
 use crate::pipeline::{send, wait_for};
-use crate::slack::{callback, deliver, install};
+use crate::slack::{callback, deliver, install, wait_posted_within};
 use crate::support::{AppOptions, TestApp};
 use crate::world::{self, World};
 
@@ -123,26 +123,6 @@ async fn a_two_minute_slack_outage_loses_nothing_answers_once_in_order_and_block
     }
     // Every message asked the LLM once: retries sent what was recorded.
     assert_eq!(app.llm.calls(), total + 3);
-}
-
-async fn wait_posted_within(
-    app: &TestApp,
-    count: usize,
-    within: Duration,
-) -> Vec<e2e::slack::Posted> {
-    let deadline = Instant::now() + within;
-    loop {
-        let posted = app.slack.posted();
-        if posted.len() >= count {
-            return posted;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} posted after the outage",
-            posted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Key count and bytes (MEMORY USAGE) of every key under the app's prefix.

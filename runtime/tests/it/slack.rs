@@ -147,7 +147,15 @@ async fn deliver_raw(
 }
 
 pub(crate) async fn wait_posted(app: &TestApp, count: usize) -> Vec<e2e::slack::Posted> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_posted_within(app, count, Duration::from_secs(15)).await
+}
+
+pub(crate) async fn wait_posted_within(
+    app: &TestApp,
+    count: usize,
+    within: Duration,
+) -> Vec<e2e::slack::Posted> {
+    let deadline = Instant::now() + within;
     loop {
         let posted = app.slack.posted();
         if posted.len() >= count {
