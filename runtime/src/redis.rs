@@ -158,15 +158,6 @@ impl Redis {
         self.client.get(key).await.map_err(RedisError::Command)
     }
 
-    pub async fn set_string(&self, key: &str, value: &str) -> Result<(), RedisError> {
-        let _: () = self
-            .client
-            .set(key, value, None, None, false)
-            .await
-            .map_err(RedisError::Command)?;
-        Ok(())
-    }
-
     /// Takes one from a counter.
     pub async fn decrement(&self, key: &str) -> Result<(), RedisError> {
         let _: i64 = self.client.decr(key).await.map_err(RedisError::Command)?;
@@ -180,13 +171,7 @@ impl Redis {
 
     /// Sets a marker that disappears after `ttl_secs`.
     pub async fn set_marker(&self, key: &str, ttl_secs: u64) -> Result<(), RedisError> {
-        let secs = i64::try_from(ttl_secs.max(1)).unwrap_or(i64::MAX);
-        let _: () = self
-            .client
-            .set(key, 1, Some(Expiration::EX(secs)), None, false)
-            .await
-            .map_err(RedisError::Command)?;
-        Ok(())
+        self.set_string_ex(key, "1", ttl_secs).await
     }
 
     /// Appends `payload` to `stream` unless `dedupe_key` was seen within `ttl_secs`, in one atomic
