@@ -252,10 +252,37 @@ mod leases {
         drop(b);
         a.renew().await.unwrap();
         assert_eq!(a.owned().len(), 2);
-        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
-        let mut acquired = a.renew().await.unwrap().acquired;
+        // A lives on, renewing every third of the lease, until B's leases have expired.
+        let mut acquired = Vec::new();
+        let deadline = std::time::Instant::now() + ttl * 5;
+        while a.owned().len() < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "B's leases never expired"
+            );
+            tokio::time::sleep(a.renew_every()).await;
+            acquired.extend(a.renew().await.unwrap().acquired);
+        }
         acquired.sort_unstable();
         assert_eq!(acquired, b_had, "A takes over exactly what B held");
         assert_eq!(a.owned().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_lapsed_and_is_taken_again_counts_as_newly_acquired() {
+        let (_, redis) = ingest(IngestSettings::default()).await;
+        let ttl = Duration::from_millis(300);
+        let mut a = Leases::new(redis.clone(), "node-a", 2, ttl);
+        assert_eq!(a.renew().await.unwrap().acquired, [0, 1]);
+        assert!(
+            a.renew().await.unwrap().acquired.is_empty(),
+            "renewed, not taken"
+        );
+        // A stalls past its lease (another node could have held the partitions meanwhile): the
+        // partitions are taken anew, so their fences move again.
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        let mut again = a.renew().await.unwrap().acquired;
+        again.sort_unstable();
+        assert_eq!(again, [0, 1]);
     }
 }
