@@ -166,6 +166,7 @@ await journey('customer operator: read-only agents and test chat, a forced edit 
   await page.getByRole('heading', { name: 'Test chat' }).waitFor();
   await page.getByRole('note').filter({ hasText: 'not send messages' }).waitFor();
   expect(await page.getByRole('button', { name: 'Send' }).count() === 0, 'no send button for operators');
+  await shot(page, '06b-operator-test-chat');
 });
 
 await journey('impersonation: the banner appears and ends', async (page) => {
