@@ -1,5 +1,5 @@
-//! A fake Slack Web API (`POST /api/chat.postMessage`, `POST /api/auth.test`) and the signing
-//! half of the Events API.
+//! A fake Slack Web API (`POST /api/chat.postMessage`, `POST /api/auth.test`,
+//! `POST /api/bots.info`) and the signing half of the Events API.
 //!
 //! Like Slack it checks the bearer token (`not_authed`, `invalid_auth`) and the body (JSON with
 //! `channel` and `text`; `thread_ts` optional), answers HTTP 200 with `{"ok":true,…}` or
@@ -16,6 +16,10 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+/// The Slack app the platform runs (what `KONSTRUCT_SLACK_APP_ID` names in tests); `install`
+/// installs bots of this app.
+pub const APP_ID: &str = "A0KONSTRUCT";
 
 /// `X-Slack-Signature` for `body` sent at `timestamp` (seconds), as Slack computes it.
 pub fn sign(signing_secret: &str, timestamp: &str, body: &[u8]) -> String {
@@ -60,10 +64,19 @@ pub struct Call {
     pub status: u16,
 }
 
+/// One installation of an app in a workspace: its bot.
+#[derive(Debug, Clone)]
+struct Installed {
+    team_id: String,
+    bot_user_id: String,
+    bot_id: String,
+    app_id: String,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Bot token → (workspace, bot user), as installed.
-    tokens: HashMap<String, (String, String)>,
+    /// Bot token → its installation.
+    tokens: HashMap<String, Installed>,
     script: VecDeque<Behavior>,
     posted: Vec<Posted>,
     calls: Vec<Call>,
@@ -100,6 +113,7 @@ fn serve(
             .app_data(data.clone())
             .route("/api/chat.postMessage", web::post().to(post_message))
             .route("/api/auth.test", web::post().to(auth_test))
+            .route("/api/bots.info", web::post().to(bots_info))
     })
     .workers(1)
     .disable_signals()
@@ -152,12 +166,24 @@ impl FakeSlack {
         Ok(())
     }
 
-    /// Installs the app in workspace `team_id` with bot user `bot_user_id`: its bot token is
-    /// accepted from now on, and `auth.test` answers with that workspace and user.
+    /// Installs the platform's app (`APP_ID`) in workspace `team_id` with bot user
+    /// `bot_user_id`: its bot token is accepted from now on, `auth.test` answers with that
+    /// workspace, user and bot, and `bots.info` names the app.
     pub fn install(&self, token: &str, team_id: &str, bot_user_id: &str) {
+        self.install_app(token, team_id, bot_user_id, APP_ID);
+    }
+
+    /// Like `install`, for a bot of another Slack app.
+    pub fn install_app(&self, token: &str, team_id: &str, bot_user_id: &str, app_id: &str) {
+        let bot_id = format!("B{}", bot_user_id.trim_start_matches(['U', 'W']));
         lock(&self.state).tokens.insert(
             token.to_string(),
-            (team_id.to_string(), bot_user_id.to_string()),
+            Installed {
+                team_id: team_id.to_string(),
+                bot_user_id: bot_user_id.to_string(),
+                bot_id,
+                app_id: app_id.to_string(),
+            },
         );
     }
 
@@ -299,29 +325,71 @@ async fn post_message(
     }
 }
 
-/// `auth.test`: who the token belongs to, as Slack answers it.
-async fn auth_test(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
-    let token = req
-        .headers()
+/// The bearer token of a Web API call.
+fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|a| a.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let Some(token) = token else {
+        .map(str::to_string)
+}
+
+/// `auth.test`: who the token belongs to, as Slack answers it.
+async fn auth_test(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let Some(token) = bearer(&req) else {
         return HttpResponse::Ok().json(json!({ "ok": false, "error": "not_authed" }));
     };
     let installed = lock(&state).tokens.get(&token).cloned();
     match installed {
-        Some((team_id, user_id)) => HttpResponse::Ok().json(json!({
+        Some(i) => HttpResponse::Ok().json(json!({
             "ok": true,
-            "url": format!("https://{}.slack.com/", team_id.to_lowercase()),
+            "url": format!("https://{}.slack.com/", i.team_id.to_lowercase()),
             "team": "Workspace",
             "user": "konstruct",
-            "team_id": team_id,
-            "user_id": user_id,
-            "bot_id": "B0KONSTRUCT",
+            "team_id": i.team_id,
+            "user_id": i.bot_user_id,
+            "bot_id": i.bot_id,
             "is_enterprise_install": false,
         })),
         None => HttpResponse::Ok().json(json!({ "ok": false, "error": "invalid_auth" })),
+    }
+}
+
+/// `bots.info` (form-encoded `bot=B…`): a bot of the token's workspace and its app, as Slack
+/// answers it; `bot_not_found` for a bot the workspace does not have.
+async fn bots_info(
+    req: HttpRequest,
+    state: web::Data<Mutex<State>>,
+    form: web::Form<HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(token) = bearer(&req) else {
+        return HttpResponse::Ok().json(json!({ "ok": false, "error": "not_authed" }));
+    };
+    let state = lock(&state);
+    let Some(caller) = state.tokens.get(&token).cloned() else {
+        return HttpResponse::Ok().json(json!({ "ok": false, "error": "invalid_auth" }));
+    };
+    let Some(wanted) = form.get("bot") else {
+        return HttpResponse::Ok().json(json!({ "ok": false, "error": "invalid_arguments" }));
+    };
+    let bot = state
+        .tokens
+        .values()
+        .find(|i| &i.bot_id == wanted && i.team_id == caller.team_id)
+        .cloned();
+    match bot {
+        Some(i) => HttpResponse::Ok().json(json!({
+            "ok": true,
+            "bot": {
+                "id": i.bot_id,
+                "deleted": false,
+                "name": "konstruct",
+                "updated": 1_700_000_000,
+                "app_id": i.app_id,
+                "user_id": i.bot_user_id,
+                "icons": {},
+            },
+        })),
+        None => HttpResponse::Ok().json(json!({ "ok": false, "error": "bot_not_found" })),
     }
 }

@@ -61,6 +61,9 @@ pub struct Settings {
 pub struct SlackSettings {
     /// Verifies that events come from Slack. Without it the events endpoint answers 503.
     pub signing_secret: Option<Secret<String>>,
+    /// The platform's own Slack app (`A…`): events for any other app are refused, and an
+    /// installation is registered only with a bot of this app. Without it Slack events answer 503.
+    pub app_id: Option<String>,
     /// For the OAuth installation flow.
     pub client_id: Option<String>,
     pub client_secret: Option<Secret<String>>,
@@ -72,6 +75,7 @@ impl Default for SlackSettings {
     fn default() -> Self {
         Self {
             signing_secret: None,
+            app_id: None,
             client_id: None,
             client_secret: None,
             api_base_url: "https://slack.com/api".into(),
@@ -198,10 +202,16 @@ pub struct AuthSettings {
     /// The first platform admin, created at start if no platform admin exists.
     pub admin_email: Option<String>,
     pub admin_password: Option<Secret<String>>,
-    /// Failed sign-ins allowed per account, and per client address, in one window.
+    /// Failed sign-ins allowed in one window: per account from one client address (so one
+    /// address can lock only itself out), per client address (IPv6: per /64) across accounts,
+    /// and per account across all addresses (a slow, distributed guess).
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
+    pub login_failures_per_account_total: u32,
     pub login_window_secs: u64,
+    /// Password hashes computed at once (each takes 19 MiB and a core for a moment); further
+    /// sign-ins wait briefly, then get 503.
+    pub password_hash_concurrency: u32,
 }
 
 impl Default for AuthSettings {
@@ -215,7 +225,10 @@ impl Default for AuthSettings {
             admin_password: None,
             login_failures_per_account: 5,
             login_failures_per_address: 30,
+            login_failures_per_account_total: 100,
             login_window_secs: 900,
+            password_hash_concurrency: std::thread::available_parallelism()
+                .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2)),
         }
     }
 }
@@ -238,6 +251,9 @@ pub struct ServerSettings {
     /// that sets them itself. Off, every request gets a fresh id and the socket peer is the
     /// client address (for sign-in limits).
     pub trust_proxy_headers: bool,
+    /// Further proxies between the client and us (CIDR networks), skipped when reading
+    /// `X-Forwarded-For` from the right; the right-most hop outside them is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Postgres: the runtime's own role, the owner (migrations) and a superuser (first setup only).
@@ -294,6 +310,7 @@ impl Default for ServerSettings {
             json_limit_bytes: 256 * 1024,
             workers: None,
             trust_proxy_headers: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -472,6 +489,24 @@ const ENV_VARS: &[(&str, Apply)] = &[
         s.auth.login_failures_per_address = parse_number(v)?;
         Ok(())
     }),
+    ("KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT_TOTAL", |s, v| {
+        s.auth.login_failures_per_account_total = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_PASSWORD_HASH_CONCURRENCY", |s, v| {
+        s.auth.password_hash_concurrency = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_TRUSTED_PROXIES", |s, v| {
+        let mut nets = Vec::new();
+        for net in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            net.parse::<crate::net::IpNet>()
+                .map_err(|e| e.to_string())?;
+            nets.push(net.to_string());
+        }
+        s.server.trusted_proxies = nets;
+        Ok(())
+    }),
     ("KONSTRUCT_LOGIN_WINDOW_SECS", |s, v| {
         s.auth.login_window_secs = parse_number(v)?;
         Ok(())
@@ -574,6 +609,14 @@ const ENV_VARS: &[(&str, Apply)] = &[
     }),
     ("KONSTRUCT_SLACK_SIGNING_SECRET", |s, v| {
         s.slack.signing_secret = Some(Secret::new(non_empty(v)?));
+        Ok(())
+    }),
+    ("KONSTRUCT_SLACK_APP_ID", |s, v| {
+        let id = non_empty(v)?;
+        if !id.starts_with('A') || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err("must be a Slack app id, like A0123ABCD".into());
+        }
+        s.slack.app_id = Some(id);
         Ok(())
     }),
     ("KONSTRUCT_SLACK_CLIENT_ID", |s, v| {

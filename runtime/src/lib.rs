@@ -5,6 +5,7 @@
 //! (`main.rs`) reads configuration from the environment. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod channels;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod crypto;
 pub mod engine;
 pub mod failpoint;
 pub mod llm;
+pub mod net;
 pub mod redis;
 pub mod store;
 pub mod telemetry;

@@ -5,17 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use runtime::api::{self, AppState, AuthState};
+use runtime::api;
+use runtime::app::{Application, Options};
 use runtime::auth::password;
 use runtime::config::{AuthSettings, Settings};
-use runtime::engine::consumer;
-use runtime::engine::ingest::{Ingest, IngestSettings};
-use runtime::engine::turn::{EngineDeps, EngineSettings};
-use runtime::llm::pool::Pool;
-use runtime::redis::Redis;
 use runtime::store::{self, Store, bootstrap, users};
 use runtime::telemetry;
-use std::sync::Arc;
 
 /// Konstruct: AI employees on Slack and WhatsApp, run from a web portal.
 #[derive(Debug, Parser)]
@@ -143,95 +138,22 @@ async fn ensure_admin(store: &Store, auth: &AuthSettings) -> anyhow::Result<bool
     Ok(true)
 }
 
-fn keyring(settings: &Settings) -> anyhow::Result<runtime::crypto::Keyring> {
-    let keyring = runtime::crypto::Keyring::parse(settings.secrets.encryption_keys.as_ref())?;
-    if keyring.is_empty() {
-        tracing::warn!(
-            "KONSTRUCT_ENCRYPTION_KEYS is not set: tenants cannot store their own LLM keys"
-        );
-    }
-    Ok(keyring)
-}
-
-fn llm_pool(settings: &Settings) -> Pool {
-    let pool = Pool::from_settings(&settings.llm);
-    let groups: Vec<&str> = pool.groups().iter().map(|g| g.name.as_str()).collect();
-    if groups.is_empty() {
-        tracing::warn!(
-            "no LLM provider configured: set KONSTRUCT_ANTHROPIC_API_KEY, KONSTRUCT_OPENAI_API_KEY \
-             or KONSTRUCT_OLLAMA_URL; agents will apologise instead of answering"
-        );
-    } else {
-        tracing::info!(llm.groups = ?groups, "LLM pool ready");
-    }
-    pool
-}
-
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = Store::connect_lazy(&settings.database)?;
-    match store.role_report().await {
-        Ok(role) if !role.is_safe_runtime_role() => {
-            anyhow::bail!(
-                "refusing to serve: database role {} bypasses row-level security \
-                 (superuser={}, bypassrls={}, owns tables={}); connect as the runtime role",
-                role.name,
-                role.superuser,
-                role.bypass_rls,
-                role.owns_tables
-            );
-        }
-        Ok(role) => {
-            tracing::info!(db.role = %role.name, "connected to Postgres as the runtime role")
-        }
-        Err(e) => tracing::warn!(error = %e, "Postgres not reachable yet; /readyz will report it"),
-    }
-    if let Err(e) = ensure_admin(&store, &settings.auth).await {
+    let app = Application::build(
+        &settings,
+        Options {
+            start_engine: true,
+            ..Options::default()
+        },
+    )
+    .await?;
+    if let Err(e) = ensure_admin(&app.store, &settings.auth).await {
         tracing::error!(
             error = format!("{e:#}"),
             "could not create the first platform admin"
         );
     }
-    let (redis, _redis_task) = Redis::connect(&settings.redis)?;
-    tokio::spawn(api::health::log_redis_persistence(redis.clone()));
-    let ingest = Ingest::new(redis.clone(), IngestSettings::from_config(&settings.engine));
-    let llm = Arc::new(llm_pool(&settings));
-    let keyring = Arc::new(keyring(&settings)?);
-    let sinks = runtime::channels::sinks(&store, &keyring, &settings.slack.api_base_url);
-    let deps = EngineDeps::new(
-        store.clone(),
-        redis.clone(),
-        ingest.clone(),
-        llm.clone(),
-        keyring.clone(),
-        sinks,
-        EngineSettings::from_config(&settings.engine),
-    );
-    let node = format!("node-{}", uuid::Uuid::new_v4().simple());
-    let engine = consumer::start(deps, &node);
-    tracing::info!(engine.node = %node, partitions = ingest.partitions(), "message engine started");
-    let state = AppState {
-        store,
-        redis: redis.clone(),
-        auth: AuthState::from_settings(&settings.auth),
-        llm,
-        keyring,
-        key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
-        ingest,
-        default_limits: api::limits::DefaultLimits::from_config(&settings.engine),
-        chat_limits: api::chat::ChatLimits::from_config(&settings.engine),
-        slack_signing_secret: settings.slack.signing_secret.clone(),
-        trust_proxy_headers: settings.server.trust_proxy_headers,
-        slack_api: runtime::channels::slack::SlackApi::new(&settings.slack.api_base_url),
-    };
-    let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
-    tracing::info!(
-        url = format!("http://{}:{}/", settings.server.host, bound.port),
-        "Konstruct is serving"
-    );
-    bound.server.await.context("HTTP server")?;
-    // Give the partitions back so another node takes over at once, then let that happen.
-    engine.stop();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    redis.quit().await;
+    tokio::spawn(api::health::log_redis_persistence(app.redis.clone()));
+    app.run_until_stopped().await.context("HTTP server")?;
     Ok(())
 }

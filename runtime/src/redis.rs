@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fred::interfaces::{HashesInterface, KeysInterface, LuaInterface, StreamsInterface};
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
-use fred::types::{ConnectHandle, Expiration, ExpireOptions};
+use fred::types::{ConnectHandle, Expiration};
 
 use crate::config::RedisSettings;
 
@@ -78,17 +78,20 @@ impl Redis {
         format!("{}:{rest}", self.prefix)
     }
 
-    /// Adds one to a counter that expires `window_secs` after its first increment; returns the
-    /// new count.
+    /// Adds one to a counter that expires `window_secs` after its first increment, in one
+    /// atomic step (a crash between the increment and the expiry cannot leave a counter that
+    /// never expires); returns the new count.
     pub async fn incr_in_window(&self, key: &str, window_secs: u64) -> Result<i64, RedisError> {
-        let count: i64 = self.client.incr(key).await.map_err(RedisError::Command)?;
-        let secs = i64::try_from(window_secs).unwrap_or(i64::MAX);
-        let _: i64 = self
-            .client
-            .expire(key, secs, Some(ExpireOptions::NX))
-            .await
-            .map_err(RedisError::Command)?;
-        Ok(count)
+        const SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
+            if n == 1 or redis.call('TTL', KEYS[1]) < 0 then \
+              redis.call('EXPIRE', KEYS[1], ARGV[1]) end \
+            return n";
+        self.eval(
+            SCRIPT,
+            vec![key.to_string()],
+            vec![window_secs.max(1).to_string()],
+        )
+        .await
     }
 
     /// Counts one event against every `(key, limit)` counter, in one atomic step (a Lua script),
@@ -158,9 +161,12 @@ impl Redis {
         self.client.get(key).await.map_err(RedisError::Command)
     }
 
-    /// Takes one from a counter.
+    /// Takes one from a counter that still exists (keeping its expiry; a counter that expired
+    /// meanwhile is not brought back without one).
     pub async fn decrement(&self, key: &str) -> Result<(), RedisError> {
-        let _: i64 = self.client.decr(key).await.map_err(RedisError::Command)?;
+        const SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \
+            return redis.call('DECR', KEYS[1]) end return 0";
+        let _: i64 = self.eval(SCRIPT, vec![key.to_string()], Vec::new()).await?;
         Ok(())
     }
 
@@ -405,6 +411,16 @@ impl Redis {
             .await
             .map_err(RedisError::Command)?;
         Ok(())
+    }
+
+    /// Whether any of `keys` exists.
+    pub async fn exists_any(&self, keys: &[String]) -> Result<bool, RedisError> {
+        let n: i64 = self
+            .client
+            .exists(keys.to_vec())
+            .await
+            .map_err(RedisError::Command)?;
+        Ok(n > 0)
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, RedisError> {

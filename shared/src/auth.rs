@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::TenantId;
+use crate::{TenantId, text_enum};
 
 /// A role inside one tenant. `platform_admin` is global and is not a tenant role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -21,22 +21,9 @@ pub enum TenantRole {
     CustomerOperator,
 }
 
+text_enum!(TenantRole { CustomerAdmin => "customer_admin", CustomerOperator => "customer_operator" });
+
 impl TenantRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TenantRole::CustomerAdmin => "customer_admin",
-            TenantRole::CustomerOperator => "customer_operator",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "customer_admin" => Some(TenantRole::CustomerAdmin),
-            "customer_operator" => Some(TenantRole::CustomerOperator),
-            _ => None,
-        }
-    }
-
     /// What this role may do inside its tenant.
     pub fn permissions(self) -> &'static [Permission] {
         match self {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::TenantId;
+use crate::{AgentId, ConnectionId, TenantId, text_enum};
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -18,20 +18,52 @@ pub enum ChannelKind {
     Web,
 }
 
-impl ChannelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Slack => "slack",
-            ChannelKind::Whatsapp => "whatsapp",
-            ChannelKind::Web => "web",
-        }
-    }
+text_enum!(ChannelKind { Slack => "slack", Whatsapp => "whatsapp", Web => "web" });
+
+/// Whether a channel connection is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Active,
+    /// Disconnected by an admin (its secret erased) or refused for good by the provider.
+    Disabled,
 }
+
+text_enum!(ConnectionStatus { Active => "active", Disabled => "disabled" });
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MessageDirection {
+    /// From the end user (or the operator in the test chat).
+    Inbound,
+    /// From the agent or the platform.
+    Outbound,
+}
+
+text_enum!(MessageDirection { Inbound => "inbound", Outbound => "outbound" });
+
+/// Where an outbound part is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Recorded, not yet accepted by the channel.
+    Pending,
+    /// Accepted by the channel (it gave its id for the message).
+    Sent,
+}
+
+text_enum!(DeliveryStatus { Pending => "pending", Sent => "sent" });
 
 /// Who wrote it, in the channel's own terms (a Slack user id, a WhatsApp number, a portal user).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sender {
+    /// Unique within the channel connection's kind for one tenant: a Slack sender is
+    /// `{team}:{user}`, a WhatsApp sender their number, a portal user `user:{id}`.
     pub id: String,
     pub display_name: Option<String>,
 }
@@ -46,18 +78,48 @@ pub struct Attachment {
     pub name: Option<String>,
 }
 
+/// Where replies to a conversation go, in the channel's own terms. The conversation's key is
+/// formatted from it in one place (`conversation_key`) and never parsed back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReplyTarget {
+    /// A Slack thread: the channel and the timestamp of the thread's first message.
+    Slack { channel: String, thread_ts: String },
+    /// A portal test-chat conversation.
+    Web { conversation: String },
+}
+
+impl ReplyTarget {
+    /// The conversation within its connection: Slack `channel:thread_ts`, the test chat's id.
+    pub fn conversation_key(&self) -> String {
+        match self {
+            ReplyTarget::Slack { channel, thread_ts } => format!("{channel}:{thread_ts}"),
+            ReplyTarget::Web { conversation } => conversation.clone(),
+        }
+    }
+
+    /// The kind of channel it belongs to.
+    pub fn channel(&self) -> ChannelKind {
+        match self {
+            ReplyTarget::Slack { .. } => ChannelKind::Slack,
+            ReplyTarget::Web { .. } => ChannelKind::Web,
+        }
+    }
+}
+
 /// One inbound message, normalised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "InboundWire")]
 pub struct InboundMessage {
     pub tenant_id: TenantId,
     pub channel: ChannelKind,
     /// The channel connection (Slack installation, WhatsApp number, web channel) it arrived on.
-    pub connection_id: Uuid,
+    pub connection_id: ConnectionId,
     /// The agent that answers on that connection.
-    pub agent_id: Option<Uuid>,
-    /// The conversation within the connection: Slack `channel:thread_ts`, a WhatsApp number, a
-    /// portal chat id. Replies go back to it; ordering is kept within it.
-    pub conversation_key: String,
+    pub agent_id: Option<AgentId>,
+    /// The conversation within the connection; replies go back to it and ordering is kept
+    /// within it.
+    pub reply_to: ReplyTarget,
     pub sender: Sender,
     pub text: String,
     #[serde(default)]
@@ -67,8 +129,65 @@ pub struct InboundMessage {
     pub received_at: DateTime<Utc>,
 }
 
+impl InboundMessage {
+    /// The conversation's key within its connection (see `ReplyTarget::conversation_key`).
+    pub fn conversation_key(&self) -> String {
+        self.reply_to.conversation_key()
+    }
+}
+
+/// How an inbound message is read from the queue: entries queued by an earlier version carry
+/// only a `conversation_key`, which is turned into the reply target it was formatted from.
+#[derive(Deserialize)]
+struct InboundWire {
+    tenant_id: TenantId,
+    channel: ChannelKind,
+    connection_id: ConnectionId,
+    agent_id: Option<AgentId>,
+    #[serde(default)]
+    reply_to: Option<ReplyTarget>,
+    #[serde(default)]
+    conversation_key: Option<String>,
+    sender: Sender,
+    text: String,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+    provider_event_id: String,
+    received_at: DateTime<Utc>,
+}
+
+impl From<InboundWire> for InboundMessage {
+    fn from(w: InboundWire) -> Self {
+        let legacy = w.conversation_key.unwrap_or_default();
+        let reply_to = w.reply_to.unwrap_or_else(|| match w.channel {
+            ChannelKind::Slack => {
+                let (channel, thread_ts) = legacy.split_once(':').unwrap_or((&legacy, ""));
+                ReplyTarget::Slack {
+                    channel: channel.to_string(),
+                    thread_ts: thread_ts.to_string(),
+                }
+            }
+            ChannelKind::Web | ChannelKind::Whatsapp => ReplyTarget::Web {
+                conversation: legacy.clone(),
+            },
+        });
+        InboundMessage {
+            tenant_id: w.tenant_id,
+            channel: w.channel,
+            connection_id: w.connection_id,
+            agent_id: w.agent_id,
+            reply_to,
+            sender: w.sender,
+            text: w.text,
+            attachments: w.attachments,
+            provider_event_id: w.provider_event_id,
+            received_at: w.received_at,
+        }
+    }
+}
+
 /// What a reply is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReplyKind {
@@ -82,13 +201,14 @@ pub enum ReplyKind {
     Handoff,
 }
 
+text_enum!(ReplyKind { Answer => "answer", Notice => "notice", Apology => "apology", Handoff => "handoff" });
+
 /// One reply on its way out through the channel it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundReply {
     pub tenant_id: TenantId,
-    pub channel: ChannelKind,
-    pub connection_id: Uuid,
-    pub conversation_key: String,
+    pub connection_id: ConnectionId,
+    pub target: ReplyTarget,
     /// The inbound event this answers.
     pub in_reply_to: String,
     pub kind: ReplyKind,
@@ -119,7 +239,51 @@ pub struct ChatAccepted {
 pub struct ChatMessage {
     pub id: Uuid,
     /// `inbound` (from the operator) or `outbound` (from the agent).
-    pub direction: String,
+    pub direction: MessageDirection,
     pub text: String,
     pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text_enum::assert_serde_names;
+
+    #[test]
+    fn stored_names_are_the_wire_names() {
+        assert_serde_names(ChannelKind::ALL, |v| v.as_str());
+        assert_serde_names(ConnectionStatus::ALL, |v| v.as_str());
+        assert_serde_names(MessageDirection::ALL, |v| v.as_str());
+        assert_serde_names(DeliveryStatus::ALL, |v| v.as_str());
+        assert_serde_names(ReplyKind::ALL, |v| v.as_str());
+        assert_eq!(ReplyKind::parse("handoff"), Some(ReplyKind::Handoff));
+        assert!(ConnectionStatus::try_from("gone".to_string()).is_err());
+    }
+
+    #[test]
+    fn an_entry_queued_by_the_previous_version_keeps_its_reply_target() {
+        let old = serde_json::json!({
+            "tenant_id": "6f1c1c1e-2d7a-4e6b-9a8e-3c2b1a0f9e8d",
+            "channel": "slack",
+            "connection_id": "6f1c1c1e-2d7a-4e6b-9a8e-3c2b1a0f9e8e",
+            "agent_id": null,
+            "conversation_key": "C1:1700000000.000100",
+            "sender": { "id": "U1", "display_name": null },
+            "text": "hi",
+            "provider_event_id": "Ev1",
+            "received_at": "2026-12-01T00:00:00Z",
+        });
+        let m: InboundMessage = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            m.reply_to,
+            ReplyTarget::Slack {
+                channel: "C1".into(),
+                thread_ts: "1700000000.000100".into()
+            }
+        );
+        assert_eq!(m.conversation_key(), "C1:1700000000.000100");
+        let round: InboundMessage =
+            serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(round, m);
+    }
 }

@@ -1,7 +1,8 @@
 //! Wire types shared by the runtime and the portal: ids, error codes, health reports.
 //!
 //! This crate must compile for `wasm32-unknown-unknown` as well as natively, so it depends on
-//! nothing that needs an operating system (no tokio, no sqlx); the test command checks both.
+//! nothing that needs an operating system (no tokio; sqlx only behind the runtime's `sqlx`
+//! feature); the test command checks both.
 
 pub mod auth;
 pub mod channel;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod resources;
+pub mod text_enum;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
-pub use ids::TenantId;
+pub use ids::{AgentId, ConnectionId, ConversationId, EndUserId, TenantId};

@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::TenantId;
 use crate::auth::TenantRole;
+use crate::channel::ConnectionStatus;
+use crate::{AgentId, ConnectionId, TenantId, text_enum};
 
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,14 +30,21 @@ pub enum TenantStatus {
     Suspended,
 }
 
-impl TenantStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TenantStatus::Active => "active",
-            TenantStatus::Suspended => "suspended",
-        }
-    }
+text_enum!(TenantStatus { Active => "active", Suspended => "suspended" });
+
+/// Who a conversation belongs to right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// The agent answers.
+    Open,
+    /// Handed to a human: the agent is silent and messages wait for a person.
+    HandedOff,
+    Closed,
 }
+
+text_enum!(ConversationStatus { Open => "open", HandedOff => "handed_off", Closed => "closed" });
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -127,7 +135,7 @@ pub struct AgentInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
-    pub id: Uuid,
+    pub id: AgentId,
     #[cfg_attr(feature = "openapi", schema(value_type = Uuid))]
     pub tenant_id: TenantId,
     #[serde(flatten)]
@@ -187,14 +195,7 @@ pub enum LlmProvider {
     Anthropic,
 }
 
-impl LlmProvider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LlmProvider::Openai => "openai",
-            LlmProvider::Anthropic => "anthropic",
-        }
-    }
-}
+text_enum!(LlmProvider { Openai => "openai", Anthropic => "anthropic" });
 
 /// `PUT /api/tenants/{tenant_id}/llm-keys/{provider}`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,7 +284,7 @@ pub struct SlackInstallationInput {
     #[serde(default)]
     pub scopes: Vec<String>,
     /// The AI employee that answers in this workspace.
-    pub agent_id: Uuid,
+    pub agent_id: AgentId,
 }
 
 impl std::fmt::Debug for SlackInstallationInput {
@@ -302,14 +303,27 @@ impl std::fmt::Debug for SlackInstallationInput {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlackInstallation {
     /// The channel connection's id.
-    pub id: Uuid,
+    pub id: ConnectionId,
     pub team_id: String,
     pub enterprise_id: Option<String>,
     pub team_name: Option<String>,
     pub bot_user_id: String,
     pub token_hint: String,
     pub scopes: Vec<String>,
-    pub agent_id: Option<Uuid>,
-    pub status: String,
+    pub agent_id: Option<AgentId>,
+    pub status: ConnectionStatus,
     pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text_enum::assert_serde_names;
+
+    #[test]
+    fn stored_names_are_the_wire_names() {
+        assert_serde_names(TenantStatus::ALL, |v| v.as_str());
+        assert_serde_names(ConversationStatus::ALL, |v| v.as_str());
+        assert_serde_names(LlmProvider::ALL, |v| v.as_str());
+    }
 }

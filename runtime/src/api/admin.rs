@@ -1,20 +1,28 @@
 //! `/api/admin/impersonate`: a platform admin acts inside one tenant, for a limited time, with
 //! every request audited under the real admin's id.
+//!
+//! An impersonation is a session of its own, next to the admin's: the browser keeps it in a
+//! cookie of its own (`konstruct_impersonation`), an API client gets its token in the answer. The
+//! admin's own session is never touched, and nothing here ever signs a token without the
+//! impersonation: stopping only ends the impersonation (the admin carries on with the session
+//! they already had), so an impersonation token cannot be traded for a platform session.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{Duration, Utc};
 use shared::ErrorBody;
 use shared::auth::{ImpersonateRequest, SessionToken};
+use shared::resources::TenantStatus;
 
 use super::AppState;
-use super::auth::{Authorized, issue};
+use super::auth::{Authorized, issue, removal_cookie};
 use super::error::ApiError;
 use crate::auth::tokens::ImpersonationClaim;
 use crate::auth::{Impersonated, Principal};
-use crate::store::audit::{self, Actor, NewEvent};
+use crate::store::audit::{self, Action, Actor, NewEvent, Target};
 use crate::store::tenants;
 
-/// Start impersonating a tenant (1–60 minutes, 30 by default). Returns a new session token.
+/// Start impersonating a tenant (1–60 minutes, 30 by default). Returns the impersonation's
+/// session token (and sets its cookie); the admin's own session stays as it was.
 #[utoipa::path(post, path = "/api/admin/impersonate", tag = "admin", request_body = ImpersonateRequest,
     responses((status = 200, body = SessionToken), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -43,20 +51,18 @@ pub async fn start_impersonation(
             actor: Actor::PlatformAdmin {
                 admin: principal.user.id,
             },
-            action: "impersonation.started",
-            target_kind: Some("tenant"),
-            target_id: Some(tenant.id.to_string()),
-            details: serde_json::json!({ "minutes": minutes, "admin_email": principal.user.email }),
-            request_id: super::request_id::current().as_deref(),
+            action: Action::ImpersonationStarted,
+            target: Target::Tenant(tenant.id),
+            details: serde_json::json!({ "minutes": minutes }),
+            request_id: super::request_id::current(),
         },
     )
     .await?;
     tx.commit().await?;
-    // The impersonation is a session of its own, so stopping it can revoke it.
     let mut claims = principal.claims.clone();
     claims.sid = uuid::Uuid::new_v4();
     claims.imp = Some(ImpersonationClaim {
-        tenant: tenant.id,
+        tenant: *tenant.id.as_uuid(),
         exp: until.timestamp(),
         parent_sid: principal.claims.sid,
     });
@@ -65,7 +71,7 @@ pub async fn start_impersonation(
         impersonating: Some(Impersonated {
             tenant: body.tenant_id,
             name: tenant.name,
-            active: tenant.status == "active",
+            active: tenant.status == TenantStatus::Active,
             until,
         }),
         ..principal.clone()
@@ -73,40 +79,33 @@ pub async fn start_impersonation(
     issue(&req, &state, &claims, acting.me())
 }
 
-/// Stop impersonating; returns the admin's own session. Harmless when not impersonating.
+/// Stop impersonating: the impersonation's session ends (and its cookie is cleared); nothing
+/// else changes and no token is returned — the admin's own session carries on. Harmless when not
+/// impersonating.
 #[utoipa::path(delete, path = "/api/admin/impersonate", tag = "admin",
-    responses((status = 200, body = SessionToken), (status = 401, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn stop_impersonation(
-    req: HttpRequest,
     auth: Authorized,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = auth.principal();
-    let mut claims = principal.claims.clone();
-    if let (Some(imp), Some(claim)) = (&principal.impersonating, &principal.claims.imp) {
-        let tenant = &imp.tenant;
-        let mut tx = state.store.tenant_tx(*tenant).await?;
+    if let Some(imp) = &principal.impersonating {
+        let mut tx = state.store.tenant_tx(imp.tenant).await?;
         audit::append(
             &mut tx,
             &NewEvent {
                 actor: principal.actor(),
-                action: "impersonation.stopped",
-                target_kind: Some("tenant"),
-                target_id: Some(tenant.to_string()),
+                action: Action::ImpersonationStopped,
+                target: Target::Tenant(imp.tenant),
                 details: serde_json::json!({}),
-                request_id: super::request_id::current().as_deref(),
+                request_id: super::request_id::current(),
             },
         )
         .await?;
         tx.commit().await?;
-        super::auth::revoke(&state, &principal.claims).await?;
-        claims.sid = claim.parent_sid;
+        super::auth::revoke(&state, principal.claims.sid, &principal.claims).await?;
     }
-    claims.imp = None;
-    let own = Principal {
-        claims: claims.clone(),
-        impersonating: None,
-        ..principal.clone()
-    };
-    issue(&req, &state, &claims, own.me())
+    let mut res = HttpResponse::NoContent();
+    res.cookie(removal_cookie(super::auth::IMPERSONATION_COOKIE));
+    Ok(res.finish())
 }

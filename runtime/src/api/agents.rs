@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Page};
-use shared::{ErrorBody, TenantId};
+use shared::{AgentId, ErrorBody};
 use uuid::Uuid;
 
 use super::auth::Authorized;
@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::validate::Errors;
 use super::{AppState, PageQuery, record};
 use crate::store::agents::{self as store_agents, AgentFields, AgentRow};
+use crate::store::audit::{Action, Target};
 
 fn to_dto(row: AgentRow) -> Result<Agent, ApiError> {
     let tools: Vec<String> = serde_json::from_value(row.tools).map_err(ApiError::internal)?;
@@ -17,7 +18,7 @@ fn to_dto(row: AgentRow) -> Result<Agent, ApiError> {
         serde_json::from_value(row.escalation_rules).map_err(ApiError::internal)?;
     Ok(Agent {
         id: row.id,
-        tenant_id: TenantId::from_uuid(row.tenant_id),
+        tenant_id: row.tenant_id,
         input: AgentInput {
             name: row.name,
             role: row.job_title,
@@ -155,9 +156,8 @@ pub async fn create(
     record(
         &mut tx,
         &auth,
-        "agent.created",
-        "agent",
-        agent.id,
+        Action::AgentCreated,
+        Target::Agent(agent.id),
         serde_json::json!({ "after": summary(&agent) }),
     )
     .await?;
@@ -172,7 +172,7 @@ pub async fn create(
 pub async fn get(
     auth: Authorized,
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(Uuid, AgentId)>,
 ) -> Result<web::Json<Agent>, ApiError> {
     let (_, agent_id) = path.into_inner();
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
@@ -189,7 +189,7 @@ pub async fn get(
 pub async fn replace(
     auth: Authorized,
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(Uuid, AgentId)>,
     body: web::Json<AgentInput>,
 ) -> Result<web::Json<Agent>, ApiError> {
     let (_, agent_id) = path.into_inner();
@@ -206,9 +206,8 @@ pub async fn replace(
     record(
         &mut tx,
         &auth,
-        "agent.updated",
-        "agent",
-        agent_id,
+        Action::AgentUpdated,
+        Target::Agent(agent_id),
         serde_json::json!({ "before": summary(&before), "after": summary(&after) }),
     )
     .await?;
@@ -223,7 +222,7 @@ pub async fn replace(
 pub async fn delete(
     auth: Authorized,
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(Uuid, AgentId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, agent_id) = path.into_inner();
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
@@ -235,9 +234,8 @@ pub async fn delete(
     record(
         &mut tx,
         &auth,
-        "agent.deleted",
-        "agent",
-        agent_id,
+        Action::AgentDeleted,
+        Target::Agent(agent_id),
         serde_json::json!({ "before": summary(&before) }),
     )
     .await?;

@@ -22,11 +22,15 @@ use super::routes::{self, Access};
 use crate::auth::principal::TenantAccess;
 use crate::auth::tokens::Claims;
 use crate::auth::{Impersonated, Principal, password};
-use crate::store::audit::{self, Actor, NewEvent};
+use crate::store::audit::{self, Action, Actor, NewEvent, Target};
+use crate::store::users::UserStatus;
 use crate::store::{tenants, users};
+use shared::resources::TenantStatus;
 
 pub const SESSION_COOKIE: &str = "konstruct_session";
 pub const CSRF_COOKIE: &str = "konstruct_csrf";
+/// An impersonation's session, beside the admin's own (which it never replaces).
+pub const IMPERSONATION_COOKIE: &str = "konstruct_impersonation";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// How the session reached us: a browser cookie (CSRF applies) or a bearer token.
@@ -132,41 +136,91 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))
 }
 
-/// Verifies the session on the request (bearer token first, then the cookie), once per request.
+/// The request carried an impersonation cookie whose session has ended: the answer clears it.
+#[derive(Debug, Clone, Copy)]
+struct EndedImpersonationCookie;
+
+/// Checks a token's signature, age and revocation (its own session, and for an impersonation
+/// the admin's session it was started from). `Err(None)`: the session is not valid;
+/// `Err(Some(e))`: it could not be checked (Redis down).
+async fn live_claims(
+    state: &AppState,
+    token: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Claims, Option<ApiError>> {
+    let claims = state.auth.keys.verify(token, now).map_err(|e| {
+        tracing::info!(reason = %e, "session token refused");
+        None
+    })?;
+    let mut keys = vec![revoked_key(state, claims.sid)];
+    if let Some(imp) = &claims.imp {
+        if claims.active_impersonation(now).is_none() {
+            return Err(None);
+        }
+        keys.push(revoked_key(state, imp.parent_sid));
+    }
+    if state
+        .redis
+        .exists_any(&keys)
+        .await
+        .map_err(|e| Some(ApiError::unavailable(e)))?
+    {
+        return Err(None);
+    }
+    Ok(claims)
+}
+
+/// Verifies the session on the request, once per request: a bearer token first; else the
+/// impersonation cookie, while that impersonation lasts; else the session cookie.
 pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiError> {
     if let Some(done) = req.extensions().get::<Arc<Authenticated>>() {
         return Ok(done.clone());
     }
     let state = state(req)?;
+    let now = Utc::now();
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let (token, via) = match bearer {
-        Some(token) => (token, Via::Bearer),
-        None => match req.cookie(SESSION_COOKIE) {
-            Some(c) => (c.value().to_string(), Via::Cookie),
-            None => return Err(ApiError::unauthenticated()),
-        },
+    let refused = |e: Option<ApiError>| e.unwrap_or_else(ApiError::unauthenticated);
+    let (claims, via) = match bearer {
+        Some(token) => (
+            live_claims(&state, &token, now).await.map_err(refused)?,
+            Via::Bearer,
+        ),
+        None => {
+            let acting = match req.cookie(IMPERSONATION_COOKIE) {
+                None => None,
+                Some(cookie) => match live_claims(&state, cookie.value(), now).await {
+                    Ok(claims) if claims.imp.is_some() => Some(claims),
+                    // Ended (or not an impersonation at all): the admin's own session applies,
+                    // and the answer clears the cookie.
+                    Ok(_) | Err(None) => {
+                        req.extensions_mut().insert(EndedImpersonationCookie);
+                        None
+                    }
+                    Err(Some(e)) => return Err(e),
+                },
+            };
+            match acting {
+                Some(claims) => (claims, Via::Cookie),
+                None => match req.cookie(SESSION_COOKIE) {
+                    Some(cookie) => (
+                        live_claims(&state, cookie.value(), now)
+                            .await
+                            .map_err(refused)?,
+                        Via::Cookie,
+                    ),
+                    None => return Err(ApiError::unauthenticated()),
+                },
+            }
+        }
     };
-    let now = Utc::now();
-    let claims = state.auth.keys.verify(&token, now).map_err(|e| {
-        tracing::info!(reason = %e, "session token refused");
-        ApiError::unauthenticated()
-    })?;
-    if state
-        .redis
-        .exists(&revoked_key(&state, &claims))
-        .await
-        .map_err(ApiError::unavailable)?
-    {
-        return Err(ApiError::unauthenticated());
-    }
     let user = users::get(&state.store, claims.sub)
         .await?
-        .filter(|u| u.status == "active" && u.auth_version == claims.ver)
+        .filter(|u| u.status == UserStatus::Active && u.auth_version == claims.ver)
         .ok_or_else(ApiError::unauthenticated)?;
     let memberships = users::memberships(&state.store, user.id).await?;
     // An impersonation token never falls back to the admin's full rights: once it has run out,
@@ -174,7 +228,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
     let impersonating = match &claims.imp {
         None => None,
         Some(imp) => {
-            if claims.active_impersonation(now).is_none() || !user.is_platform_admin {
+            if !user.is_platform_admin {
                 return Err(ApiError::unauthenticated());
             }
             let tenant = TenantId::from_uuid(imp.tenant);
@@ -184,16 +238,14 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
                 .ok_or_else(ApiError::unauthenticated)?;
             // Every request made while impersonating is recorded before it is handled; if it
             // cannot be recorded, it is not handled.
-            let request_id = super::request_id::current();
             audit::append(
                 &mut tx,
                 &NewEvent {
                     actor: Actor::Impersonating { admin: user.id },
-                    action: "impersonation.request",
-                    target_kind: Some("http"),
-                    target_id: Some(format!("{} {}", req.method(), req.path())),
+                    action: Action::ImpersonationRequest,
+                    target: Target::Request(format!("{} {}", req.method(), req.path())),
                     details: serde_json::json!({}),
-                    request_id: request_id.as_deref(),
+                    request_id: super::request_id::current(),
                 },
             )
             .await
@@ -202,7 +254,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
             Some(Impersonated {
                 tenant,
                 name: row.name,
-                active: row.status == "active",
+                active: row.status == TenantStatus::Active,
                 until: Utc.timestamp_opt(imp.exp, 0).single().unwrap_or(now),
             })
         }
@@ -232,23 +284,25 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Revokes the session of `claims` until it would have ended anyway.
-pub async fn revoke(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
+/// Revokes session `sid` (of `claims`' sign-in) until it would have ended anyway.
+pub async fn revoke(state: &AppState, sid: uuid::Uuid, claims: &Claims) -> Result<(), ApiError> {
     let remaining = (claims.auth_time + i64::from(state.auth.session_max_hours) * 3600
         - Utc::now().timestamp())
     .max(1);
     state
         .redis
-        .set_marker(&revoked_key(state, claims), remaining.unsigned_abs())
+        .set_marker(&revoked_key(state, sid), remaining.unsigned_abs())
         .await
         .map_err(ApiError::unavailable)
 }
 
-fn revoked_key(state: &AppState, claims: &Claims) -> String {
-    state.redis.key(&format!("session:revoked:{}", claims.sid))
+fn revoked_key(state: &AppState, sid: uuid::Uuid) -> String {
+    state.redis.key(&format!("session:revoked:{sid}"))
 }
 
-/// Signs renewed claims and builds the answer, setting both cookies.
+/// Signs renewed claims and builds the answer, setting the session's cookie: the impersonation
+/// cookie for an impersonation (the admin's own session cookie is left alone), else the session
+/// and CSRF cookies.
 pub fn issue(
     req: &HttpRequest,
     state: &AppState,
@@ -278,14 +332,28 @@ fn secure(req: &HttpRequest, state: &AppState) -> bool {
         .unwrap_or_else(|| req.connection_info().scheme() == "https")
 }
 
+/// The cookies that carry `token`: an impersonation's one cookie, or a session's two.
 fn session_cookies(
     req: &HttpRequest,
     state: &AppState,
     token: &str,
     claims: &Claims,
-) -> [Cookie<'static>; 2] {
-    let max_age = CookieDuration::seconds((claims.exp - Utc::now().timestamp()).max(0));
+) -> Vec<Cookie<'static>> {
     let secure = secure(req, state);
+    let now = Utc::now().timestamp();
+    if let Some(imp) = &claims.imp {
+        let until = claims.exp.min(imp.exp);
+        return vec![
+            Cookie::build(IMPERSONATION_COOKIE, token.to_string())
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(secure)
+                .max_age(CookieDuration::seconds((until - now).max(0)))
+                .finish(),
+        ];
+    }
+    let max_age = CookieDuration::seconds((claims.exp - now).max(0));
     let session = Cookie::build(SESSION_COOKIE, token.to_string())
         .path("/")
         .http_only(true)
@@ -293,7 +361,8 @@ fn session_cookies(
         .secure(secure)
         .max_age(max_age)
         .finish();
-    // Readable by the portal's script, which echoes it in X-CSRF-Token.
+    // Readable by the portal's script, which echoes it in X-CSRF-Token. An impersonation started
+    // from this session shares its CSRF secret, so this one cookie serves both.
     let csrf = Cookie::build(CSRF_COOKIE, claims.csrf.clone())
         .path("/")
         .http_only(false)
@@ -301,26 +370,52 @@ fn session_cookies(
         .secure(secure)
         .max_age(max_age)
         .finish();
-    [session, csrf]
+    vec![session, csrf]
 }
 
-fn removal_cookies() -> [Cookie<'static>; 2] {
-    let mut session = Cookie::build(SESSION_COOKIE, "").path("/").finish();
-    session.make_removal();
-    let mut csrf = Cookie::build(CSRF_COOKIE, "").path("/").finish();
-    csrf.make_removal();
-    [session, csrf]
+/// A cookie that makes the browser forget the one of that name.
+pub fn removal_cookie(name: &'static str) -> Cookie<'static> {
+    let mut cookie = Cookie::build(name, "").path("/").finish();
+    cookie.make_removal();
+    cookie
 }
 
 fn hashed(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
+/// The sign-in counters of one attempt, in the order they are checked.
+fn login_counters(state: &AppState, email: &str, block: &str) -> [(String, u64); 3] {
+    let settings = &state.auth;
+    let account = hashed(email);
+    [
+        // The address first: an address over its limit is refused before anything is counted
+        // against the account it tried.
+        (
+            state.redis.key(&format!("login:fail:addr:{block}")),
+            u64::from(settings.login_failures_per_address),
+        ),
+        // The account from this address: one address can lock only itself out of an account.
+        (
+            state
+                .redis
+                .key(&format!("login:fail:acct:{account}:{block}")),
+            u64::from(settings.login_failures_per_account),
+        ),
+        // The account from everywhere: a distributed guess is slowed down too.
+        (
+            state.redis.key(&format!("login:fail:acct:{account}")),
+            u64::from(settings.login_failures_per_account_total),
+        ),
+    ]
+}
+
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = SessionToken),
               (status = 401, description = "Email or password is incorrect", body = ErrorBody),
-              (status = 429, description = "Too many failed attempts", body = ErrorBody)))]
+              (status = 429, description = "Too many failed attempts", body = ErrorBody),
+              (status = 503, description = "Too many sign-ins at once; retry", body = ErrorBody)))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -329,79 +424,76 @@ pub async fn login(
     let body = body.into_inner();
     let email = users::normalise_email(&body.email);
     let settings = &state.auth;
-    let account_key = state
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let address = crate::net::client_address(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded,
+        settings.peer_is_proxy,
+        &settings.trusted_proxies,
+    )
+    .unwrap_or(crate::net::UNKNOWN);
+    let block = crate::net::limit_block(address);
+    let counters = login_counters(&state, &email, &block);
+    // The attempt is counted against every counter at once, before the slow password check, so
+    // parallel guesses cannot all pass a check made before any of them is counted; a refused
+    // attempt counts against none of them.
+    let refused = state
         .redis
-        .key(&format!("login:fail:acct:{}", hashed(&email)));
-    // Behind a trusted proxy the client is the first X-Forwarded-For address; otherwise the
-    // socket peer (a client-set header would let anyone dodge the per-address limit).
-    let forwarded = state
-        .trust_proxy_headers
-        .then(|| {
-            req.headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-        })
-        .flatten();
-    let address = forwarded
-        .map(|ip| ip.to_string())
-        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
-        .unwrap_or_else(|| "unknown".into());
-    let address_key = state.redis.key(&format!("login:fail:addr:{address}"));
-    // Reserve the attempt on both counters before the slow password check, so parallel guesses
-    // cannot all pass a check made before any of them is counted.
-    for (key, limit) in [
-        (&account_key, settings.login_failures_per_account),
-        (&address_key, settings.login_failures_per_address),
-    ] {
-        let count = state
-            .redis
-            .incr_in_window(key, settings.login_window_secs)
-            .await
-            .map_err(ApiError::unavailable)?;
-        if count > i64::from(limit) {
-            let (_, ttl) = state
-                .redis
-                .counter(key)
-                .await
-                .map_err(ApiError::unavailable)?;
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "Too many failed sign-in attempts. Try again in {} minutes.",
-                    ttl.div_ceil(60).max(1)
-                ),
-            )
-            .with_retry_after(ttl.max(1)));
-        }
+        .count_within_limits(&counters, settings.login_window_secs)
+        .await
+        .map_err(ApiError::unavailable)?;
+    if let Some((which, ttl)) = refused {
+        tracing::info!(client.block = %block, limit = which, "sign-in refused by a limit");
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "Too many failed sign-in attempts. Try again in {} minutes.",
+                ttl.div_ceil(60).max(1)
+            ),
+        )
+        .with_retry_after(ttl.max(1)));
     }
     let credentials = users::credentials_by_email(&state.store, &email).await?;
-    let password = body.password;
     let stored = credentials
         .as_ref()
         .and_then(|c| c.password_hash.clone())
         .unwrap_or_else(|| password::dummy_hash().to_string());
     // Verify even for an unknown account, so both answers take as long.
-    let matches = tokio::task::spawn_blocking(move || password::verify(&stored, &password))
+    let matches = settings
+        .hasher
+        .verify(stored, body.password)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| match e {
+            password::HasherError::Busy => ApiError::new(
+                ErrorCode::Unavailable,
+                "Too many sign-ins at once. Please try again in a moment.",
+            )
+            .with_retry_after(1),
+            password::HasherError::Failed(_) => ApiError::internal(e),
+        })?;
     let user = match credentials {
-        Some(c) if matches && c.status == "active" => c,
+        Some(c) if matches && c.status == UserStatus::Active => c,
         _ => {
-            // The reserved attempts stay counted: this one failed.
-            tracing::info!(client.address = %address, "sign-in refused");
+            // The counted attempt stays counted: this one failed.
+            tracing::info!(client.block = %block, "sign-in refused");
             return Err(ApiError::new(
                 ErrorCode::Unauthenticated,
                 "Email or password is incorrect.",
             ));
         }
     };
-    state
-        .redis
-        .delete(&account_key)
-        .await
-        .map_err(ApiError::unavailable)?;
+    // A success is not a failure: the account's count from this address starts again, and the
+    // attempt counted against the others is taken back.
+    let [(address_key, _), (account_here, _), (account_all, _)] = &counters;
+    let released = async {
+        state.redis.delete(account_here).await?;
+        state.redis.decrement(address_key).await?;
+        state.redis.decrement(account_all).await
+    };
+    released.await.map_err(ApiError::unavailable)?;
     let claims = state
         .auth
         .keys
@@ -418,7 +510,8 @@ pub async fn login(
     issue(&req, &state, &claims, principal.me())
 }
 
-/// Sign out: the session is revoked and the cookies cleared.
+/// Sign out: the session is revoked and its cookies cleared. Signing out while impersonating
+/// ends the impersonation and the admin's own session with it.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(
@@ -426,22 +519,19 @@ pub async fn logout(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let claims = &auth.principal().claims;
-    let remaining = (claims.auth_time + i64::from(state.auth.session_max_hours) * 3600
-        - Utc::now().timestamp())
-    .max(1);
-    state
-        .redis
-        .set_marker(&revoked_key(&state, claims), remaining.unsigned_abs())
-        .await
-        .map_err(ApiError::unavailable)?;
+    revoke(&state, claims.sid, claims).await?;
+    if let Some(imp) = &claims.imp {
+        revoke(&state, imp.parent_sid, claims).await?;
+    }
     let mut res = HttpResponse::NoContent();
-    for cookie in removal_cookies() {
-        res.cookie(cookie);
+    for name in [SESSION_COOKIE, CSRF_COOKIE, IMPERSONATION_COOKIE] {
+        res.cookie(removal_cookie(name));
     }
     Ok(res.finish())
 }
 
 /// A fresh token for the same session (API clients; browsers get rotated cookies automatically).
+/// An impersonation's token stays an impersonation's.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth",
     responses((status = 200, body = SessionToken), (status = 401, body = ErrorBody)))]
 pub async fn refresh(
@@ -460,13 +550,24 @@ pub async fn me(auth: Authorized) -> web::Json<Me> {
     web::Json(auth.principal().me())
 }
 
-/// Wraps every API request: re-issues an ageing cookie session. (Requests made under
-/// impersonation are audited in `authenticate`, before they are handled.)
+/// Wraps every API request: re-issues an ageing cookie session (in the cookie it came in), and
+/// clears an impersonation cookie whose session has ended. (Requests made under impersonation are
+/// audited in `authenticate`, before they are handled.)
 pub async fn session_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
+    if res
+        .request()
+        .extensions()
+        .get::<EndedImpersonationCookie>()
+        .is_some()
+    {
+        let _ = res
+            .response_mut()
+            .add_cookie(&removal_cookie(IMPERSONATION_COOKIE));
+    }
     let session = res
         .request()
         .extensions()
@@ -479,14 +580,16 @@ pub async fn session_middleware(
         return Ok(res);
     };
     let principal = &session.principal;
-    let logged_out = res
+    let sets_cookies = res
         .response()
         .headers()
         .get_all(header::SET_COOKIE)
-        .next()
-        .is_some();
+        .any(|c| {
+            c.to_str()
+                .is_ok_and(|c| !c.starts_with(&format!("{IMPERSONATION_COOKIE}=;")))
+        });
     if session.via == Via::Cookie
-        && !logged_out
+        && !sets_cookies
         && res.status().is_success()
         && state
             .auth

@@ -1,46 +1,50 @@
 //! `/api/tenants/{tenant_id}/channels/slack`: the tenant's Slack installations. Until the OAuth
 //! flow exists, a customer admin registers one by hand: the workspace, the bot user, the bot
-//! token (checked for shape, stored sealed, never shown again) and the agent that answers there.
-//! Registering a workspace again refreshes it (a reinstall brings a new token); disconnecting
-//! erases the token and keeps the conversations.
+//! token (stored sealed, never shown again) and the agent that answers there. Slack itself is
+//! asked whose token it is (`auth.test`) and which app its bot belongs to (`bots.info`): only a
+//! bot of the platform's own app in the workspace named is accepted, so no tenant can claim a
+//! workspace with another company's token or another app's. Registering a workspace again
+//! refreshes it (a reinstall brings a new token); disconnecting erases the token and keeps the
+//! conversations.
 
 use actix_web::{HttpResponse, web};
+use shared::channel::{ChannelKind, ConnectionStatus};
 use shared::resources::{Page, SlackInstallation, SlackInstallationInput};
-use shared::{ErrorBody, ErrorCode};
+use shared::{ConnectionId, ErrorBody, ErrorCode};
 use uuid::Uuid;
 
 use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::Errors;
 use super::{AppState, PageQuery, record};
-use crate::channels::slack::{TokenCheckError, token_slot};
+use crate::channels::slack::{InstallationSettings, TokenCheckError, token_slot};
+use crate::channels::{ConnectionSettings, slack};
+use crate::store::audit::{Action, Target};
 use crate::store::channels::{self as store_channels, ConnectionRow, NewConnection};
 use crate::store::{StoreError, agents};
 
-const KIND: &str = "slack";
+const KIND: ChannelKind = ChannelKind::Slack;
 
-fn to_dto(row: ConnectionRow) -> SlackInstallation {
-    let text = |key: &str| row.settings[key].as_str().map(str::to_string);
-    SlackInstallation {
+fn to_dto(row: ConnectionRow) -> Result<SlackInstallation, ApiError> {
+    let ConnectionSettings::Slack(settings) =
+        ConnectionSettings::parse(row.kind, &row.settings).map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::internal(std::io::Error::other(
+            "a Slack installation without Slack settings",
+        )));
+    };
+    Ok(SlackInstallation {
         id: row.id,
-        // A disconnected installation keeps its workspace id in its settings.
-        team_id: text("team_id").unwrap_or_else(|| row.external_id.clone()),
-        enterprise_id: text("enterprise_id"),
-        team_name: text("team_name"),
-        bot_user_id: text("bot_user_id").unwrap_or_default(),
-        token_hint: text("token_hint").unwrap_or_default(),
-        scopes: row.settings["scopes"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        team_id: settings.team_id,
+        enterprise_id: settings.enterprise_id,
+        team_name: settings.team_name,
+        bot_user_id: settings.bot_user_id,
+        token_hint: settings.token_hint,
+        scopes: settings.scopes,
         agent_id: row.agent_id,
         status: row.status,
         created_at: row.created_at,
-    }
+    })
 }
 
 fn slack_id(value: &str, first: char) -> bool {
@@ -100,9 +104,53 @@ pub async fn list(
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let (rows, total) =
         store_channels::list(&mut tx, KIND, paging.limit(), paging.offset()).await?;
-    Ok(web::Json(
-        paging.page(rows.into_iter().map(to_dto).collect(), total),
-    ))
+    let items = rows
+        .into_iter()
+        .map(to_dto)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(web::Json(paging.page(items, total)))
+}
+
+/// Slack's word on a token: the workspace and bot user it belongs to, and the bot's app.
+async fn ask_slack(
+    api: &slack::SlackApi,
+    token: &str,
+) -> Result<(slack::Identity, slack::BotInfo), ApiError> {
+    let refused = |why: String| {
+        ApiError::invalid_field("bot_token", format!("Slack refused this token ({why})"))
+    };
+    let unreachable = |e: TokenCheckError| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "Slack could not be reached to check the token; nothing was saved. Try again.",
+        )
+        .with_cause(e)
+    };
+    let identity = match api.identify(token).await {
+        Ok(identity) => identity,
+        Err(TokenCheckError::Refused(why)) => return Err(refused(why)),
+        Err(e @ TokenCheckError::Unreachable(_)) => return Err(unreachable(e)),
+    };
+    let Some(bot_id) = identity.bot_id.clone() else {
+        return Err(ApiError::invalid_field(
+            "bot_token",
+            "this is not a bot token (Slack names no bot for it)",
+        ));
+    };
+    let bot = match api.bot_info(token, &bot_id).await {
+        Ok(bot) => bot,
+        Err(TokenCheckError::Refused(why)) => {
+            return Err(ApiError::invalid_field(
+                "bot_token",
+                format!(
+                    "Slack would not say which app this bot belongs to ({why}); the app needs \
+                     the users:read scope"
+                ),
+            ));
+        }
+        Err(e @ TokenCheckError::Unreachable(_)) => return Err(unreachable(e)),
+    };
+    Ok((identity, bot))
 }
 
 /// Register (or refresh) a Slack installation for this tenant.
@@ -111,7 +159,8 @@ pub async fn list(
     responses((status = 201, description = "registered", body = SlackInstallation),
               (status = 200, description = "an existing installation of this tenant was refreshed", body = SlackInstallation),
               (status = 409, description = "the workspace is connected to another account", body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+              (status = 422, description = "invalid, or not a bot of the platform's Slack app in that workspace", body = ErrorBody),
+              (status = 503, description = "Slack could not be reached, or the platform's Slack app is not configured", body = ErrorBody)))]
 pub async fn register(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -125,30 +174,32 @@ pub async fn register(
             "Storing tokens needs an encryption key on the server (KONSTRUCT_ENCRYPTION_KEYS).",
         ));
     }
-    // Ask Slack whose token this is: the workspace and bot user come from Slack, not from the
-    // request, so no tenant can claim a workspace whose token it does not hold.
-    let identity = match state.slack_api.identify(input.bot_token.trim()).await {
-        Ok(identity) => identity,
-        Err(TokenCheckError::Refused(why)) => {
-            return Err(ApiError::invalid_field(
-                "bot_token",
-                format!("Slack refused this token ({why})"),
-            ));
-        }
-        Err(e @ TokenCheckError::Unreachable(_)) => {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "Slack could not be reached to check the token; nothing was saved. Try again.",
-            )
-            .with_cause(e));
-        }
+    let slack_channel = &state.channels.slack;
+    let Some(our_app) = slack_channel.app_id() else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "Slack installations need the platform's Slack app id on the server \
+             (KONSTRUCT_SLACK_APP_ID).",
+        ));
     };
+    let token = input.bot_token.trim();
+    // The workspace, bot user and app come from Slack, not from the request.
+    let (identity, bot) = ask_slack(slack_channel.api(), token).await?;
     let mut mismatch = Errors::default();
     if identity.team_id != input.team_id {
         mismatch.add("team_id", "the token belongs to another Slack workspace");
     }
     if identity.user_id != input.bot_user_id {
         mismatch.add("bot_user_id", "the token belongs to another bot user");
+    }
+    if bot.app_id.as_deref() != Some(our_app)
+        || bot.deleted
+        || bot.user_id.as_deref() != Some(identity.user_id.as_str())
+    {
+        mismatch.add(
+            "bot_token",
+            "the token's bot does not belong to this platform's Slack app",
+        );
     }
     mismatch.finish()?;
     let tenant = auth.tenant()?;
@@ -160,20 +211,23 @@ pub async fn register(
         ));
     }
     let existing = store_channels::find(&mut tx, KIND, &input.team_id).await?;
-    let id = existing.as_ref().map_or_else(Uuid::new_v4, |row| row.id);
-    let token = input.bot_token.trim();
+    let id = existing
+        .as_ref()
+        .map_or_else(|| ConnectionId::from_uuid(Uuid::new_v4()), |row| row.id);
     let (sealed, version) = state
         .keyring
         .seal(tenant, &token_slot(id), token)
         .map_err(ApiError::internal)?;
     let token_hint = format!("…{}", &token[token.len() - 4..]);
-    let settings = serde_json::json!({
-        "bot_user_id": input.bot_user_id,
-        "enterprise_id": identity.enterprise_id.or(input.enterprise_id),
-        "team_id": input.team_id,
-        "team_name": input.team_name,
-        "scopes": input.scopes,
-        "token_hint": token_hint,
+    let settings = ConnectionSettings::Slack(InstallationSettings {
+        team_id: input.team_id.clone(),
+        team_name: input.team_name.clone(),
+        enterprise_id: identity.enterprise_id.or(input.enterprise_id),
+        bot_user_id: input.bot_user_id.clone(),
+        bot_id: Some(bot.id.clone()),
+        app_id: bot.app_id.clone(),
+        scopes: input.scopes.clone(),
+        token_hint: token_hint.clone(),
     });
     let connection = NewConnection {
         id,
@@ -181,7 +235,7 @@ pub async fn register(
         external_id: &input.team_id,
         display_name: input.team_name.as_deref().unwrap_or(&input.team_id),
         agent_id: input.agent_id,
-        settings,
+        settings: settings.to_json(),
         secret_ciphertext: &sealed,
         secret_key_version: version,
     };
@@ -202,14 +256,13 @@ pub async fn register(
         &mut tx,
         &auth,
         if created {
-            "channel.connected"
+            Action::ChannelConnected
         } else {
-            "channel.refreshed"
+            Action::ChannelRefreshed
         },
-        "channel_connection",
-        row.id,
+        Target::Connection(row.id),
         serde_json::json!({
-            "kind": KIND,
+            "kind": KIND.as_str(),
             "team_id": input.team_id,
             "agent_id": input.agent_id,
             "token_hint": token_hint,
@@ -217,7 +270,7 @@ pub async fn register(
     )
     .await?;
     tx.commit().await?;
-    let dto = to_dto(row);
+    let dto = to_dto(row)?;
     Ok(if created {
         HttpResponse::Created().json(dto)
     } else {
@@ -232,24 +285,24 @@ pub async fn register(
 pub async fn disconnect(
     auth: Authorized,
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(Uuid, ConnectionId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, id) = path.into_inner();
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let row = store_channels::disconnect(&mut tx, id, KIND)
         .await?
         .ok_or_else(|| ApiError::not_found("This connected Slack installation"))?;
-    let team_id = row.settings["team_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    debug_assert_eq!(row.status, ConnectionStatus::Disabled);
+    let team_id = match ConnectionSettings::parse(row.kind, &row.settings) {
+        Ok(ConnectionSettings::Slack(s)) => s.team_id,
+        _ => String::new(),
+    };
     record(
         &mut tx,
         &auth,
-        "channel.disconnected",
-        "channel_connection",
-        row.id,
-        serde_json::json!({ "kind": KIND, "team_id": team_id }),
+        Action::ChannelDisconnected,
+        Target::Connection(row.id),
+        serde_json::json!({ "kind": KIND.as_str(), "team_id": team_id }),
     )
     .await?;
     tx.commit().await?;

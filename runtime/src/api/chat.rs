@@ -6,8 +6,10 @@
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde::Deserialize;
-use shared::channel::{ChannelKind, ChatAccepted, ChatMessage, ChatSend, InboundMessage, Sender};
-use shared::{ErrorBody, ErrorCode, TenantId};
+use shared::channel::{
+    ChannelKind, ChatAccepted, ChatMessage, ChatSend, InboundMessage, ReplyTarget, Sender,
+};
+use shared::{AgentId, ConnectionId, ErrorBody, ErrorCode, TenantId};
 use uuid::Uuid;
 
 use super::AppState;
@@ -92,9 +94,9 @@ fn valid_key(key: &str) -> bool {
 async fn web_connection(
     state: &AppState,
     auth: &Authorized,
-    agent: Uuid,
+    agent: AgentId,
     create: bool,
-) -> Result<Option<Uuid>, ApiError> {
+) -> Result<Option<ConnectionId>, ApiError> {
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     agents::get(&mut tx, agent)
         .await?
@@ -118,7 +120,7 @@ async fn web_connection(
 pub async fn send(
     auth: Authorized,
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(Uuid, AgentId)>,
     body: web::Json<ChatSend>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, agent) = path.into_inner();
@@ -151,9 +153,11 @@ pub async fn send(
         channel: ChannelKind::Web,
         connection_id: connection,
         agent_id: Some(agent),
-        conversation_key: conversation.clone(),
+        reply_to: ReplyTarget::Web {
+            conversation: conversation.clone(),
+        },
         sender: Sender {
-            id: principal.user.id.to_string(),
+            id: format!("user:{}", principal.user.id),
             display_name: Some(principal.user.display_name.clone()),
         },
         text: text.to_string(),
@@ -184,7 +188,7 @@ pub async fn send(
 pub async fn list(
     auth: Authorized,
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(Uuid, AgentId)>,
     query: web::Query<ConversationQuery>,
 ) -> Result<web::Json<Vec<ChatMessage>>, ApiError> {
     let (_, agent) = path.into_inner();

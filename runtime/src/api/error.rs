@@ -186,6 +186,7 @@ impl From<StoreError> for ApiError {
                 format!("This conflicts with an existing record ({what})."),
             ),
             StoreError::Config(_)
+            | StoreError::Invalid(_)
             | StoreError::Migrate(_)
             | StoreError::Database(_)
             | StoreError::Fenced => ApiError::internal(e),

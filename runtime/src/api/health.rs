@@ -13,6 +13,48 @@ use crate::redis::Redis;
 /// How long one readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where the check of the database role stands: the server is not ready until it has verified
+/// that its role cannot bypass row-level security.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleCheck {
+    /// Not verified yet (Postgres did not answer); why, in our words.
+    Pending(String),
+    /// Verified: this role is bound by row-level security.
+    Verified(String),
+    /// The role could bypass row-level security; the server refuses to serve.
+    Refused(String),
+}
+
+/// What has to happen before the server is ready.
+#[derive(Debug)]
+pub struct Startup {
+    role: std::sync::Mutex<RoleCheck>,
+}
+
+impl Default for Startup {
+    fn default() -> Self {
+        Self {
+            role: std::sync::Mutex::new(RoleCheck::Pending("not checked yet".into())),
+        }
+    }
+}
+
+impl Startup {
+    pub fn set_role(&self, check: RoleCheck) {
+        *self
+            .role
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = check;
+    }
+
+    pub fn role(&self) -> RoleCheck {
+        self.role
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -23,7 +65,17 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (postgres, redis, migrations, redis_persistence) = tokio::join!(
+    let role = state.startup.role();
+    let (database_role, postgres, redis, migrations, redis_persistence) = tokio::join!(
+        check("database_role", async move {
+            match role {
+                RoleCheck::Verified(name) => Ok(format!(
+                    "{name}: not a superuser, no BYPASSRLS, owns no tables, can become no role that does"
+                )),
+                RoleCheck::Pending(why) => Err(format!("not verified yet: {why}")),
+                RoleCheck::Refused(why) => Err(why),
+            }
+        }),
         check("postgres", async {
             state
                 .store
@@ -66,7 +118,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 .unwrap_or(RedisPersistence::Unknown)
         },
     );
-    let checks = vec![postgres, redis, migrations];
+    let checks = vec![database_role, postgres, redis, migrations];
     let ready = checks.iter().all(|c| c.ok);
     let report = ReadinessReport {
         status: if ready {

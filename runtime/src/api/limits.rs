@@ -10,6 +10,7 @@ use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::Errors;
 use super::{AppState, record};
+use crate::store::audit::{Action, Target};
 use crate::store::tenants::{self as store_tenants, OwnLimits};
 
 /// The platform's default limits, from the runtime's settings.
@@ -109,9 +110,8 @@ pub async fn put(
     record(
         &mut tx,
         &auth,
-        "tenant.limits_changed",
-        "tenant",
-        tenant,
+        Action::TenantLimitsChanged,
+        Target::Tenant(tenant),
         serde_json::json!({
             "before": { "tenant": before.tenant, "per_connection": before.per_connection },
             "after": { "tenant": after.tenant, "per_connection": after.per_connection },

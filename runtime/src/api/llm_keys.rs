@@ -13,18 +13,12 @@ use super::error::ApiError;
 use super::{AppState, record};
 use crate::llm::error::FailureKind;
 use crate::llm::metering::key_slot;
+use crate::store::audit::{Action, Target};
 use crate::store::llm::{self as store_llm, KeyRow};
 
 fn to_dto(row: KeyRow) -> Result<LlmKey, ApiError> {
-    let provider = match row.provider.as_str() {
-        "openai" => LlmProvider::Openai,
-        "anthropic" => LlmProvider::Anthropic,
-        _ => {
-            return Err(ApiError::internal(std::io::Error::other(
-                "unknown provider",
-            )));
-        }
-    };
+    let provider = LlmProvider::parse(&row.provider)
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("unknown provider")))?;
     Ok(LlmKey {
         provider,
         hint: row.hint,
@@ -115,9 +109,8 @@ pub async fn put(
     record(
         &mut tx,
         &auth,
-        "llm_key.set",
-        "llm_key",
-        provider.as_str(),
+        Action::LlmKeySet,
+        Target::LlmKey(provider.as_str()),
         serde_json::json!({ "hint": hint }),
     )
     .await?;
@@ -140,9 +133,8 @@ pub async fn delete(
         record(
             &mut tx,
             &auth,
-            "llm_key.deleted",
-            "llm_key",
-            provider.as_str(),
+            Action::LlmKeyDeleted,
+            Target::LlmKey(provider.as_str()),
             serde_json::json!({}),
         )
         .await?;

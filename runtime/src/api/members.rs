@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::validate::{self, Errors};
 use super::{AppState, PageQuery, record};
 use crate::auth::password;
+use crate::store::audit::{Action, Target};
 use crate::store::users::{self, MemberRow};
 use crate::store::{StoreError, tenants};
 
@@ -19,8 +20,7 @@ fn to_dto(row: MemberRow) -> Result<Member, ApiError> {
         user_id: row.user_id,
         email: row.email,
         display_name: row.display_name,
-        role: TenantRole::parse(&row.role)
-            .ok_or_else(|| ApiError::internal(std::io::Error::other("unknown role")))?,
+        role: row.role,
         joined_at: row.created_at,
     })
 }
@@ -77,12 +77,16 @@ pub async fn create(
     // Hash first (slow, outside the transaction); then the account, if new, and the membership
     // are made in one transaction: a failure leaves no account behind.
     let hash = match (&existing, body.password.clone()) {
-        (None, Some(pw)) => Some(
-            tokio::task::spawn_blocking(move || password::hash(&pw))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))?,
-        ),
+        (None, Some(pw)) => Some(state.auth.hasher.hash(pw).await.map_err(|e| {
+            match e {
+                password::HasherError::Busy => ApiError::new(
+                    ErrorCode::Unavailable,
+                    "The server is busy checking passwords. Please try again in a moment.",
+                )
+                .with_retry_after(1),
+                password::HasherError::Failed(_) => ApiError::internal(e),
+            }
+        })?),
         _ => None,
     };
     let mut tx = state.store.tenant_tx(tenant).await?;
@@ -118,10 +122,9 @@ pub async fn create(
     record(
         &mut tx,
         &auth,
-        "member.added",
-        "user",
-        user.id,
-        serde_json::json!({ "after": { "email": user.email, "role": body.role.as_str() } }),
+        Action::MemberAdded,
+        Target::User(user.id),
+        serde_json::json!({ "after": { "role": body.role.as_str() } }),
     )
     .await?;
     let member = users::get_member(&mut tx, user.id)
@@ -147,7 +150,7 @@ pub async fn update(
     let before = users::get_member(&mut tx, user)
         .await?
         .ok_or_else(|| ApiError::not_found("The member"))?;
-    if before.role == TenantRole::CustomerAdmin.as_str()
+    if before.role == TenantRole::CustomerAdmin
         && body.role != TenantRole::CustomerAdmin
         && users::count_admins(&mut tx).await? <= 1
     {
@@ -157,8 +160,12 @@ pub async fn update(
         ));
     }
     users::set_member_role(&mut tx, user, body.role).await?;
-    record(&mut tx, &auth, "member.role_changed", "user", user,
-        serde_json::json!({ "before": { "role": before.role }, "after": { "role": body.role.as_str() } })).await?;
+    record(
+        &mut tx,
+        &auth,
+        Action::MemberRoleChanged,
+        Target::User(user),
+        serde_json::json!({ "before": { "role": before.role.as_str() }, "after": { "role": body.role.as_str() } })).await?;
     let after = users::get_member(&mut tx, user)
         .await?
         .ok_or_else(|| ApiError::not_found("The member"))?;
@@ -181,8 +188,7 @@ pub async fn remove(
     let before = users::get_member(&mut tx, user)
         .await?
         .ok_or_else(|| ApiError::not_found("The member"))?;
-    if before.role == TenantRole::CustomerAdmin.as_str() && users::count_admins(&mut tx).await? <= 1
-    {
+    if before.role == TenantRole::CustomerAdmin && users::count_admins(&mut tx).await? <= 1 {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "The tenant's last customer admin cannot be removed.",
@@ -192,10 +198,9 @@ pub async fn remove(
     record(
         &mut tx,
         &auth,
-        "member.removed",
-        "user",
-        user,
-        serde_json::json!({ "before": { "email": before.email, "role": before.role } }),
+        Action::MemberRemoved,
+        Target::User(user),
+        serde_json::json!({ "before": { "role": before.role.as_str() } }),
     )
     .await?;
     tx.commit().await?;

@@ -56,15 +56,15 @@ pub struct AppState {
     pub default_limits: limits::DefaultLimits,
     /// How many test-chat messages a user, and a tenant, may send per minute.
     pub chat_limits: chat::ChatLimits,
-    /// Verifies Slack's event deliveries; `None` until configured.
-    pub slack_signing_secret: Option<crate::config::Secret<String>>,
+    /// Every channel's adapter (webhook verification, installation checks).
+    pub channels: crate::channels::Channels,
     /// Whether `X-Request-Id` and `X-Forwarded-For` come from a proxy we trust.
     pub trust_proxy_headers: bool,
-    /// Checks a Slack bot token with Slack before an installation is stored.
-    pub slack_api: crate::channels::slack::SlackApi,
+    /// What has to happen before the server is ready (the database role check).
+    pub startup: std::sync::Arc<health::Startup>,
 }
 
-/// Session signing and sign-in limits.
+/// Session signing, sign-in limits and who the client is.
 #[derive(Debug, Clone)]
 pub struct AuthState {
     pub keys: TokenKeys,
@@ -72,17 +72,28 @@ pub struct AuthState {
     pub session_max_hours: u32,
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
+    pub login_failures_per_account_total: u32,
     pub login_window_secs: u64,
+    /// Password hashes run here, a bounded number at once.
+    pub hasher: crate::auth::password::Hasher,
+    /// The socket peer is a proxy we trust (`server.trust_proxy_headers`).
+    pub peer_is_proxy: bool,
+    /// Further proxies, skipped in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<crate::net::IpNet>,
 }
+
+/// How long a sign-in waits for a free password-hashing slot before it is told to retry.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AuthState {
     /// From the settings; a missing secret becomes a random one (sessions then end on restart).
-    pub fn from_settings(settings: &AuthSettings) -> Self {
+    pub fn from_settings(settings: &AuthSettings, server: &ServerSettings) -> Self {
         let secret = match &settings.jwt_secret {
             Some(secret) => secret.expose().as_bytes().to_vec(),
             None => {
                 tracing::warn!(
-                    "KONSTRUCT_JWT_SECRET is not set: using a random key, so sessions end when                      the process restarts"
+                    "KONSTRUCT_JWT_SECRET is not set: using a random key, so sessions end when \
+                     the process restarts"
                 );
                 TokenKeys::random_secret()
             }
@@ -93,7 +104,20 @@ impl AuthState {
             session_max_hours: settings.session_max_hours,
             login_failures_per_account: settings.login_failures_per_account,
             login_failures_per_address: settings.login_failures_per_address,
+            login_failures_per_account_total: settings.login_failures_per_account_total,
             login_window_secs: settings.login_window_secs,
+            hasher: crate::auth::password::Hasher::new(
+                settings.password_hash_concurrency,
+                HASH_WAIT,
+            ),
+            peer_is_proxy: server.trust_proxy_headers,
+            // Validated when the settings were loaded; an entry that still does not parse is
+            // left out rather than trusted.
+            trusted_proxies: server
+                .trusted_proxies
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
         }
     }
 }
@@ -222,21 +246,18 @@ pub fn bind(settings: &ServerSettings, state: AppState) -> std::io::Result<Bound
 pub(crate) async fn record(
     tx: &mut TenantTx,
     auth: &auth::Authorized,
-    action: &str,
-    target_kind: &str,
-    target_id: impl ToString,
+    action: audit::Action,
+    target: audit::Target,
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let request_id = request_id::current();
     audit::append(
         tx,
         &audit::NewEvent {
             actor: auth.principal().actor(),
             action,
-            target_kind: Some(target_kind),
-            target_id: Some(target_id.to_string()),
+            target,
             details,
-            request_id: request_id.as_deref(),
+            request_id: request_id::current(),
         },
     )
     .await?;

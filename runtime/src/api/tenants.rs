@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use shared::resources::{Page, Tenant, TenantCreate, TenantStatus, TenantUpdate};
+use shared::resources::{Page, Tenant, TenantCreate, TenantUpdate};
 use shared::{ErrorBody, ErrorCode, TenantId};
 
 use super::auth::Authorized;
@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::validate::{self, Errors};
 use super::{AppState, PageQuery, record};
 use crate::store::StoreError;
+use crate::store::audit::{Action, Target};
 use crate::store::tenants::{self as store_tenants, TenantRow};
 
 /// `?q=` search on name and slug, plus paging.
@@ -29,14 +30,10 @@ pub struct DeleteQuery {
 
 pub(crate) fn to_dto(row: TenantRow) -> Tenant {
     Tenant {
-        id: TenantId::from_uuid(row.id),
+        id: row.id,
         slug: row.slug,
         name: row.name,
-        status: if row.status == "suspended" {
-            TenantStatus::Suspended
-        } else {
-            TenantStatus::Active
-        },
+        status: row.status,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
@@ -99,9 +96,8 @@ pub async fn create(
     record(
         &mut tx,
         &auth,
-        "tenant.created",
-        "tenant",
-        row.id,
+        Action::TenantCreated,
+        Target::Tenant(row.id),
         serde_json::json!({ "after": { "name": row.name, "slug": row.slug } }),
     )
     .await?;
@@ -157,7 +153,7 @@ pub async fn update(
         &mut tx,
         body.name.as_deref().map(str::trim),
         body.slug.as_deref(),
-        body.status.map(TenantStatus::as_str),
+        body.status,
     )
     .await
     .map_err(slug_conflict)?
@@ -165,9 +161,8 @@ pub async fn update(
     record(
         &mut tx,
         &auth,
-        "tenant.updated",
-        "tenant",
-        after.id,
+        Action::TenantUpdated,
+        Target::Tenant(after.id),
         serde_json::json!({
             "before": { "name": before.name, "slug": before.slug, "status": before.status },
             "after": { "name": after.name, "slug": after.slug, "status": after.status },
@@ -206,9 +201,8 @@ pub async fn delete(
     record(
         &mut tx,
         &auth,
-        "tenant.deleted",
-        "tenant",
-        row.id,
+        Action::TenantDeleted,
+        Target::Tenant(row.id),
         serde_json::json!({ "before": { "name": row.name, "slug": row.slug } }),
     )
     .await?;

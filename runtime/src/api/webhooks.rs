@@ -1,19 +1,107 @@
-//! Provider webhooks. They authenticate by the provider's signature, not by a session, so they
-//! live outside the route table. Each answers fast: verify, normalise, enqueue durably, 200.
+//! Provider webhooks: one generic handler, instantiated once per channel kind. They
+//! authenticate by the provider's signature, not by a session, so they live outside the route
+//! table. Each answers fast: the adapter verifies and reads the delivery, each event is routed to
+//! its connection and normalised, enqueued durably, then 200.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use shared::ErrorCode;
-use shared::channel::{ChannelKind, InboundMessage, Sender};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::channels::slack::{self, Envelope};
+use crate::channels::{
+    ConnectionSettings, Inbound, InboundError, Receive, ResolvedConnection, WebhookRequest,
+};
 use crate::engine::ingest::Enqueued;
-use crate::store::channels;
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+/// What the API answers for a refused delivery.
+fn refused(kind: &str, e: InboundError) -> ApiError {
+    match e {
+        InboundError::NotConfigured(why) => ApiError::new(ErrorCode::Unavailable, why),
+        InboundError::Unauthenticated(why) => {
+            tracing::warn!(channel = kind, reason = %why, "refused a webhook delivery");
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                format!("This request is not from the provider: {why}."),
+            )
+        }
+        InboundError::Forbidden(why) => {
+            tracing::warn!(channel = kind, reason = %why, "refused a webhook delivery");
+            ApiError::forbidden(why)
+        }
+        InboundError::Malformed(why) => ApiError::new(ErrorCode::ValidationFailed, why),
+    }
+}
+
+/// Handles one delivery for the adapter `A` (chosen by the route).
+pub async fn receive<A: Receive>(
+    adapter: &A,
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let kind = adapter.kind();
+    let request = WebhookRequest {
+        headers: req.headers(),
+        query: req.query_string(),
+        body,
+        now: Utc::now().timestamp(),
+    };
+    let events = match adapter
+        .inbound(&request)
+        .map_err(|e| refused(kind.as_str(), e))?
+    {
+        Inbound::Respond { content_type, body } => {
+            return Ok(HttpResponse::Ok().content_type(content_type).body(body));
+        }
+        Inbound::Ignore(reason) => {
+            tracing::info!(channel = kind.as_str(), reason, "webhook delivery ignored");
+            return Ok(HttpResponse::Ok().finish());
+        }
+        Inbound::Events(events) => events,
+    };
+    let retry = request.header("x-slack-retry-num").map(str::to_string);
+    for routed in events {
+        let event_id = routed.event_id.clone();
+        // Unknown, disconnected or suspended: acknowledged (so the provider stops retrying), not
+        // processed.
+        let resolved = state
+            .store
+            .resolve_channel(kind, &routed.external_id)
+            .await?;
+        let Some(resolved) = resolved.filter(|r| r.active) else {
+            tracing::info!(channel = kind.as_str(), channel.external_id = %routed.external_id, event = %event_id, "event for an unknown, disconnected or suspended connection; dropped");
+            continue;
+        };
+        let settings =
+            ConnectionSettings::parse(kind, &resolved.settings).map_err(ApiError::internal)?;
+        let connection = ResolvedConnection {
+            tenant: resolved.tenant,
+            id: resolved.connection_id,
+            agent_id: resolved.agent_id,
+            active: resolved.active,
+            settings,
+        };
+        let message = match adapter.accept(routed, &connection, Utc::now()) {
+            Ok(message) => message,
+            Err(reason) => {
+                tracing::debug!(channel = kind.as_str(), event = %event_id, reason, "event not answered");
+                continue;
+            }
+        };
+        match state.ingest.enqueue(&message).await {
+            Ok(Enqueued::Queued { .. }) => {
+                tracing::info!(tenant.id = %connection.tenant, channel = kind.as_str(), event = %event_id, retry, "message queued");
+            }
+            Ok(Enqueued::Duplicate) => {
+                tracing::info!(channel = kind.as_str(), event = %event_id, retry, "retry of a queued event; acknowledged");
+            }
+            // Not acknowledged: the provider retries, and nothing is lost (what was queued
+            // before is deduplicated when it comes again).
+            Err(e) => return Err(ApiError::unavailable(e)),
+        }
+    }
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// `POST /webhooks/slack/events`: the Slack Events API.
@@ -22,99 +110,6 @@ pub async fn slack_events(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(secret) = &state.slack_signing_secret else {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "Slack is not configured on this server (KONSTRUCT_SLACK_SIGNING_SECRET).",
-        ));
-    };
-    if let Err(e) = slack::verify_signature(
-        secret.expose(),
-        header(&req, "x-slack-request-timestamp"),
-        header(&req, "x-slack-signature"),
-        &body,
-        Utc::now().timestamp(),
-    ) {
-        tracing::warn!(reason = %e, "refused a Slack delivery");
-        return Err(ApiError::new(
-            ErrorCode::Unauthenticated,
-            format!("This request is not from Slack: {e}."),
-        ));
-    }
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
-            ErrorCode::ValidationFailed,
-            "The body is not a Slack Events API envelope.",
-        )
-    })?;
-    match envelope.kind.as_str() {
-        "url_verification" => {
-            let challenge = envelope.challenge.unwrap_or_default();
-            return Ok(HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge })));
-        }
-        "event_callback" => {}
-        other => {
-            tracing::info!(slack.type = other, "ignored a Slack delivery type");
-            return Ok(HttpResponse::Ok().finish());
-        }
-    }
-    let retry = header(&req, "x-slack-retry-num").map(str::to_string);
-    let (Some(team_id), Some(event_id), Some(event)) =
-        (envelope.team_id, envelope.event_id, envelope.event)
-    else {
-        return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
-            "The event callback lacks team_id, event_id or event.",
-        ));
-    };
-    // Unknown, disconnected or suspended: acknowledged (so Slack stops retrying), not processed.
-    let resolved = state.store.resolve_channel("slack", &team_id).await?;
-    let Some(resolved) = resolved.filter(|r| r.active) else {
-        tracing::info!(slack.team = %team_id, slack.event = %event_id, "event for an unknown, disconnected or suspended workspace; dropped");
-        return Ok(HttpResponse::Ok().finish());
-    };
-    let mut tx = state.store.tenant_tx(resolved.tenant).await?;
-    let connection = channels::get(&mut tx, resolved.connection_id).await?;
-    tx.commit().await?;
-    let Some(connection) = connection else {
-        return Ok(HttpResponse::Ok().finish());
-    };
-    let bot_user_id = connection.settings["bot_user_id"]
-        .as_str()
-        .unwrap_or_default();
-    let accepted = match slack::accept(&event, bot_user_id) {
-        Ok(a) => a,
-        Err(reason) => {
-            tracing::debug!(slack.event = %event_id, reason, "Slack event not answered");
-            return Ok(HttpResponse::Ok().finish());
-        }
-    };
-    let message = InboundMessage {
-        tenant_id: resolved.tenant,
-        channel: ChannelKind::Slack,
-        connection_id: connection.id,
-        agent_id: connection.agent_id,
-        conversation_key: slack::conversation_key(&accepted.channel, &accepted.thread_ts),
-        sender: Sender {
-            id: accepted.user,
-            display_name: None,
-        },
-        text: accepted.text,
-        attachments: Vec::new(),
-        provider_event_id: event_id.clone(),
-        received_at: Utc::now(),
-    };
-    match state.ingest.enqueue(&message).await {
-        Ok(Enqueued::Queued { .. }) => {
-            tracing::info!(tenant.id = %resolved.tenant, slack.event = %event_id, slack.retry = retry, "Slack message queued");
-        }
-        Ok(Enqueued::Duplicate) => {
-            tracing::info!(slack.event = %event_id, slack.retry = retry, "Slack retry of a queued event; acknowledged");
-        }
-        Err(e) => {
-            // Not acknowledged: Slack retries, and nothing is lost.
-            return Err(ApiError::unavailable(e));
-        }
-    }
-    Ok(HttpResponse::Ok().finish())
+    let adapter = state.channels.slack.clone();
+    receive(adapter.as_ref(), &req, &state, &body).await
 }

@@ -1,5 +1,10 @@
-//! Password hashing with argon2id. Hashing is deliberately slow, so callers run it on the blocking
-//! pool (`tokio::task::spawn_blocking`), never on an async worker.
+//! Password hashing with argon2id. Hashing is deliberately slow and memory-hungry, so it runs on
+//! the blocking pool (never on an async worker) and through a `Hasher`, which caps how many run
+//! at once: a burst of sign-ins cannot take every core and 19 MiB each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -29,6 +34,79 @@ pub fn verify(stored: &str, password: &str) -> bool {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
+    }
+}
+
+/// Why a hash could not be computed or checked now.
+#[derive(Debug, thiserror::Error)]
+pub enum HasherError {
+    /// Every slot stayed busy for the whole wait: the caller should answer "try again".
+    #[error("too many password checks at once")]
+    Busy,
+    #[error("hashing failed: {0}")]
+    Failed(String),
+}
+
+/// Runs password hashes on the blocking pool, at most `limit` at once; the rest wait up to
+/// `wait` for a slot.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    slots: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
+    running: Arc<AtomicUsize>,
+    /// The most that ever ran at once (for tests and metrics).
+    peak: Arc<AtomicUsize>,
+}
+
+impl Hasher {
+    pub fn new(limit: u32, wait: Duration) -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(limit.max(1)).unwrap_or(1),
+            )),
+            wait,
+            running: Arc::default(),
+            peak: Arc::default(),
+        }
+    }
+
+    /// The most hashes that ran at the same time so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HasherError> {
+        let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| HasherError::Busy)?
+            .map_err(|_| HasherError::Busy)?;
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let running = self.running.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let out = work();
+            running.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| HasherError::Failed(e.to_string()))?;
+        Ok(result)
+    }
+
+    /// Hashes a new password.
+    pub async fn hash(&self, password: String) -> Result<String, HasherError> {
+        self.run(move || hash(&password))
+            .await?
+            .map_err(|e| HasherError::Failed(e.to_string()))
+    }
+
+    /// Checks a password against a stored hash.
+    pub async fn verify(&self, stored: String, password: String) -> Result<bool, HasherError> {
+        self.run(move || verify(&stored, &password)).await
     }
 }
 

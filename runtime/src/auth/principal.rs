@@ -5,6 +5,7 @@ use shared::TenantId;
 use shared::auth::{
     Impersonation, Me, Membership, Permission, TenantPermissions, TenantRole, UserSummary,
 };
+use shared::resources::TenantStatus;
 
 use crate::store::audit::Actor;
 use crate::store::users::{MembershipRow, UserRow};
@@ -80,9 +81,10 @@ impl Principal {
             return TenantAccess::Granted(admin.to_vec());
         }
         match self.memberships.iter().find(|m| m.tenant == tenant) {
-            Some(m) => {
-                TenantAccess::Granted(narrowed(m.role.permissions(), m.tenant_status == "active"))
-            }
+            Some(m) => TenantAccess::Granted(narrowed(
+                m.role.permissions(),
+                m.tenant_status == TenantStatus::Active,
+            )),
             None => TenantAccess::None,
         }
     }

@@ -1,29 +1,291 @@
-//! Channel adapters: each translates a provider's webhooks into `InboundMessage`s and sends
-//! `OutboundReply`s back through the provider's API. The engine never sees a provider's format.
+//! Channel adapters: one per kind, each translating its provider's webhooks into
+//! `InboundMessage`s (`Inbound`) and sending replies back through the provider's API
+//! (`ReplySink`). The engine and the API never see a provider's format: the webhook route of every
+//! kind is the one generic handler in `api::webhooks`, and the engine sends through `ReplySink`.
+//!
+//! A connection's settings are typed per kind (`ConnectionSettings`), parsed from the stored JSON
+//! here and nowhere else. The opened secret (a bot token) travels in the tenant's configuration
+//! snapshot (`ConnectionConfig`), loaded when the snapshot is and refreshed when it changes, so a
+//! reply never decrypts anything.
 
 pub mod slack;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use shared::channel::ChannelKind;
+use actix_web::http::header::HeaderMap;
+use futures_util::future::BoxFuture;
+use shared::channel::{ChannelKind, ConnectionStatus, InboundMessage, OutboundReply};
+use shared::{AgentId, ConnectionId, TenantId};
 
-use crate::crypto::Keyring;
-use crate::engine::reply::{RecordedOnly, ReplySink};
-use crate::store::Store;
+use crate::config::Secret;
 
-/// The reply side of every channel: the web test chat (recorded only) and Slack.
-pub fn sinks(
-    store: &Store,
-    keyring: &Arc<Keyring>,
-    slack_api_base: &str,
-) -> HashMap<ChannelKind, Arc<dyn ReplySink>> {
-    let slack = slack::SlackSink::new(store.clone(), keyring.clone(), slack_api_base);
-    HashMap::from([
-        (
-            ChannelKind::Web,
-            Arc::new(RecordedOnly) as Arc<dyn ReplySink>,
-        ),
-        (ChannelKind::Slack, Arc::new(slack) as Arc<dyn ReplySink>),
-    ])
+/// Why a channel did not take a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// It may work later: the API could not be reached, timed out, answered 5xx or asked us to
+    /// slow down (`after`, when it said how long).
+    #[error("the channel is unavailable: {reason}")]
+    Retryable {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// It will never work: the installation is gone, its token revoked, the channel deleted.
+    #[error("the channel refused the reply for good: {0}")]
+    Permanent(String),
+}
+
+impl SinkError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        SinkError::Retryable {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// Sends replies out through one kind of channel.
+pub trait ReplySink: Send + Sync {
+    /// Sends one part through `connection` (from the tenant's snapshot, with its opened token);
+    /// returns the provider's id for the message it created, if it has one.
+    fn send(
+        &self,
+        connection: &ConnectionConfig,
+        reply: OutboundReply,
+    ) -> BoxFuture<'static, Result<Option<String>, SinkError>>;
+
+    /// The longest text one message may carry; longer replies are sent in parts.
+    fn max_part_chars(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// The web channel's sink: the reply is recorded in the conversation, which the portal reads, so
+/// sending is done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordedOnly;
+
+impl ReplySink for RecordedOnly {
+    fn send(
+        &self,
+        _connection: &ConnectionConfig,
+        _reply: OutboundReply,
+    ) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// The slot (associated data) a connection's secret is sealed under, bound to the connection.
+pub fn secret_slot(kind: ChannelKind, id: ConnectionId) -> String {
+    match kind {
+        ChannelKind::Slack => slack::token_slot(id),
+        ChannelKind::Whatsapp | ChannelKind::Web => format!("{kind}_token:{id}"),
+    }
+}
+
+/// A connection's settings, by kind: what the adapter needs besides the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionSettings {
+    Slack(slack::InstallationSettings),
+    /// The web test chat has none.
+    Web,
+}
+
+/// Settings that do not match their connection's kind (a bug or a hand edit).
+#[derive(Debug, thiserror::Error)]
+#[error("the {kind} connection's settings are unreadable: {source}")]
+pub struct SettingsError {
+    kind: ChannelKind,
+    source: serde_json::Error,
+}
+
+impl ConnectionSettings {
+    /// Reads the stored JSON of a connection of `kind`.
+    pub fn parse(kind: ChannelKind, json: &serde_json::Value) -> Result<Self, SettingsError> {
+        let err = |source| SettingsError { kind, source };
+        Ok(match kind {
+            ChannelKind::Slack => {
+                ConnectionSettings::Slack(serde_json::from_value(json.clone()).map_err(err)?)
+            }
+            ChannelKind::Web | ChannelKind::Whatsapp => ConnectionSettings::Web,
+        })
+    }
+
+    /// The JSON to store.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            ConnectionSettings::Slack(s) => serde_json::to_value(s).unwrap_or_default(),
+            ConnectionSettings::Web => serde_json::json!({}),
+        }
+    }
+}
+
+/// One connection as the engine sends through it: part of the tenant's configuration snapshot.
+#[derive(Clone)]
+pub struct ConnectionConfig {
+    pub id: ConnectionId,
+    pub kind: ChannelKind,
+    pub status: ConnectionStatus,
+    pub agent_id: Option<AgentId>,
+    pub settings: ConnectionSettings,
+    /// The opened secret (Slack's bot token); `None` when the connection has none (the web
+    /// chat, a disconnected installation) or it could not be opened (`token_error` says why).
+    pub token: Option<Secret<String>>,
+    /// Why the stored secret could not be opened (our keyring's fault, not the channel's).
+    pub token_error: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("has_token", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionConfig {
+    /// The opened token, or the reason the reply cannot be sent: a disconnected connection will
+    /// never work again; a secret our keyring cannot open may, once the keys are fixed.
+    pub fn require_token(&self) -> Result<&Secret<String>, SinkError> {
+        if self.status != ConnectionStatus::Active {
+            return Err(SinkError::Permanent(format!(
+                "the {} connection was disconnected",
+                self.kind
+            )));
+        }
+        match (&self.token, &self.token_error) {
+            (Some(token), _) => Ok(token),
+            (None, Some(why)) => Err(SinkError::retryable(why.clone())),
+            (None, None) => Err(SinkError::Permanent(format!(
+                "the {} connection has no token",
+                self.kind
+            ))),
+        }
+    }
+}
+
+/// A webhook delivery as the adapter reads it: headers, query string and the raw body (which the
+/// signature covers, so it is never re-serialised).
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: &'a str,
+    pub body: &'a [u8],
+    /// Unix seconds, for replay windows.
+    pub now: i64,
+}
+
+impl WebhookRequest<'_> {
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What a delivery holds.
+#[derive(Debug)]
+pub enum Inbound<E> {
+    /// Answer the provider with this body (a verification challenge), nothing else to do.
+    Respond {
+        content_type: &'static str,
+        body: String,
+    },
+    /// Acknowledge it and do nothing (the reason is logged).
+    Ignore(&'static str),
+    /// Events to route, each to the connection its provider id names.
+    Events(Vec<Routed<E>>),
+}
+
+/// One event of a delivery, with what routes it.
+#[derive(Debug)]
+pub struct Routed<E> {
+    /// The connection's id at the provider (a Slack `team_id`, a WhatsApp `phone_number_id`).
+    pub external_id: String,
+    /// The provider's id for the event, for deduplication and logs.
+    pub event_id: String,
+    pub event: E,
+}
+
+/// Why a delivery was refused; the API answers with the matching status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InboundError {
+    /// The channel is not configured on this server (e.g. no signing secret).
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    /// The delivery is not from the provider (signature, timestamp).
+    #[error("this request is not from the provider: {0}")]
+    Unauthenticated(String),
+    /// From the provider, but for another app of theirs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Not a delivery we can read.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// A connection found from its provider id, before its tenant's snapshot is at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedConnection {
+    pub tenant: TenantId,
+    pub id: ConnectionId,
+    pub agent_id: Option<AgentId>,
+    /// False when the tenant is suspended or the connection disabled: acknowledge, do not process.
+    pub active: bool,
+    pub settings: ConnectionSettings,
+}
+
+/// The inbound half of an adapter: verify and read a webhook delivery, then turn each of its
+/// events into a message once its connection is known.
+pub trait Receive: Send + Sync + 'static {
+    /// What one event of a delivery is, before its connection is known.
+    type Event: Send;
+
+    fn kind(&self) -> ChannelKind;
+
+    /// Verifies the delivery (signature, replay window, app) and reads it.
+    fn inbound(&self, request: &WebhookRequest<'_>) -> Result<Inbound<Self::Event>, InboundError>;
+
+    /// The message an event is for `connection`, or why it is not answered (its own bot's
+    /// message, an edit, a type we do not handle).
+    fn accept(
+        &self,
+        routed: Routed<Self::Event>,
+        connection: &ResolvedConnection,
+        received_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<InboundMessage, &'static str>;
+}
+
+/// Every channel's adapter, built once from the settings.
+#[derive(Clone)]
+pub struct Channels {
+    pub slack: Arc<slack::SlackChannel>,
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channels").finish_non_exhaustive()
+    }
+}
+
+impl Channels {
+    pub fn new(slack: &crate::config::SlackSettings) -> Self {
+        Self {
+            slack: Arc::new(slack::SlackChannel::new(slack)),
+        }
+    }
+
+    /// The reply side of every channel: the web test chat (recorded only) and Slack.
+    pub fn sinks(&self) -> HashMap<ChannelKind, Arc<dyn ReplySink>> {
+        HashMap::from([
+            (
+                ChannelKind::Web,
+                Arc::new(RecordedOnly) as Arc<dyn ReplySink>,
+            ),
+            (ChannelKind::Slack, self.slack.clone() as Arc<dyn ReplySink>),
+        ])
+    }
 }

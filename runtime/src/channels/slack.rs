@@ -2,7 +2,8 @@
 //! `chat.postMessage` into the thread they answer.
 //!
 //! Pure parts (signature, event filtering, mention stripping) are functions of their inputs, so
-//! they are unit-tested without a network; `SlackSink` is the reply side the engine calls.
+//! they are unit-tested without a network; `SlackChannel` is the adapter: `Receive` for the
+//! Events API webhook, `ReplySink` for the engine's replies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,20 +11,22 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use shared::channel::OutboundReply;
+use shared::ConnectionId;
+use shared::channel::{ChannelKind, InboundMessage, OutboundReply, ReplyTarget, Sender};
 
+use super::{
+    ConnectionConfig, ConnectionSettings, Inbound, InboundError, Receive, ReplySink,
+    ResolvedConnection, Routed, SinkError, WebhookRequest,
+};
 use crate::config::Secret;
-use crate::crypto::Keyring;
-use crate::engine::reply::{ReplySink, SinkError};
-use crate::store::{Store, channels};
 
 /// How far a request's timestamp may be from now (Slack's replay window).
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 
 /// The sealed bot token's slot (associated data), bound to its connection.
-pub fn token_slot(connection: uuid::Uuid) -> String {
+pub fn token_slot(connection: ConnectionId) -> String {
     format!("slack_bot_token:{connection}")
 }
 
@@ -82,6 +85,8 @@ pub struct Envelope {
     pub kind: String,
     pub challenge: Option<String>,
     pub team_id: Option<String>,
+    /// The Slack app the event was sent for; it must be ours.
+    pub api_app_id: Option<String>,
     pub event_id: Option<String>,
     pub event: Option<Event>,
 }
@@ -175,8 +180,24 @@ pub struct Identity {
     pub team_id: String,
     /// The bot's own user in that workspace.
     pub user_id: String,
+    /// The bot (`B…`), whose app `bots.info` tells.
+    #[serde(default)]
+    pub bot_id: Option<String>,
     #[serde(default)]
     pub enterprise_id: Option<String>,
+}
+
+/// A bot, as `bots.info` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BotInfo {
+    pub id: String,
+    /// The Slack app the bot belongs to.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// Why a token could not be checked.
@@ -188,7 +209,7 @@ pub enum TokenCheckError {
     Unreachable(String),
 }
 
-/// The few Web API calls made outside the reply path.
+/// The Web API calls made outside the reply path, and the HTTP client replies use too.
 #[derive(Debug, Clone)]
 pub struct SlackApi {
     http: reqwest::Client,
@@ -206,19 +227,18 @@ impl SlackApi {
         }
     }
 
-    /// `auth.test`: the workspace and bot user a token belongs to.
-    pub async fn identify(&self, token: &str) -> Result<Identity, TokenCheckError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            ok: bool,
-            error: Option<String>,
-            #[serde(flatten)]
-            identity: Option<Identity>,
-        }
+    /// Calls a Web API method with the bot token; returns the `ok:true` answer or Slack's error.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        token: &str,
+        form: &[(&str, &str)],
+    ) -> Result<T, TokenCheckError> {
         let res = self
             .http
-            .post(format!("{}/auth.test", self.base))
+            .post(format!("{}/{method}", self.base))
             .bearer_auth(token)
+            .form(form)
             .send()
             .await
             .map_err(|e| TokenCheckError::Unreachable(e.without_url().to_string()))?;
@@ -228,46 +248,83 @@ impl SlackApi {
                 res.status()
             )));
         }
-        let answer: Answer = res
+        let answer: serde_json::Value = res
             .json()
             .await
             .map_err(|e| TokenCheckError::Unreachable(e.without_url().to_string()))?;
-        match (answer.ok, answer.identity) {
-            (true, Some(identity)) => Ok(identity),
-            (_, _) => Err(TokenCheckError::Refused(
-                answer.error.unwrap_or_else(|| "unknown error".into()),
-            )),
+        if answer["ok"].as_bool() != Some(true) {
+            return Err(TokenCheckError::Refused(
+                answer["error"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_string(),
+            ));
         }
+        serde_json::from_value(answer).map_err(|e| {
+            TokenCheckError::Unreachable(format!("Slack's answer was not understood: {e}"))
+        })
+    }
+
+    /// `auth.test`: the workspace, bot user and bot a token belongs to.
+    pub async fn identify(&self, token: &str) -> Result<Identity, TokenCheckError> {
+        self.call("auth.test", token, &[]).await
+    }
+
+    /// `bots.info`: which app a bot belongs to.
+    pub async fn bot_info(&self, token: &str, bot_id: &str) -> Result<BotInfo, TokenCheckError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            bot: BotInfo,
+        }
+        let answer: Answer = self.call("bots.info", token, &[("bot", bot_id)]).await?;
+        Ok(answer.bot)
     }
 }
 
-/// The conversation key of a Slack thread: `channel:thread_ts`.
-pub fn conversation_key(channel: &str, thread_ts: &str) -> String {
-    format!("{channel}:{thread_ts}")
+/// What a Slack installation keeps besides its sealed token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallationSettings {
+    /// The workspace (`T…`); kept here as well as in the connection's external id, which is
+    /// freed when the installation is disconnected.
+    pub team_id: String,
+    #[serde(default)]
+    pub team_name: Option<String>,
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
+    /// The app's bot user in the workspace; its own messages are not answered.
+    pub bot_user_id: String,
+    /// The bot (`B…`) and the app it belongs to, as Slack said at registration.
+    #[serde(default)]
+    pub bot_id: Option<String>,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The token's last characters, to show.
+    #[serde(default)]
+    pub token_hint: String,
 }
 
-/// Posts replies with the installation's bot token, one message a second per channel at most,
-/// waiting out `Retry-After` when Slack answers 429.
+/// The Slack adapter: verifies and reads Events API deliveries for the platform's one Slack app,
+/// and posts replies with `chat.postMessage` into the thread they answer, one message a second
+/// per channel at most. Cheap to clone: clones share the HTTP client and the pacing.
 #[derive(Clone)]
-pub struct SlackSink {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: Store,
-    keyring: Arc<Keyring>,
-    /// The Web API client (HTTP client and base URL).
+pub struct SlackChannel {
+    signing_secret: Option<Secret<String>>,
+    /// The platform's own app (`A…`): events for any other app are refused.
+    app_id: Option<String>,
     api: SlackApi,
     /// When each channel may next be posted to.
-    next_post: Mutex<HashMap<String, Instant>>,
+    next_post: Arc<Mutex<HashMap<String, Instant>>>,
     min_gap: Duration,
     max_attempts: u32,
 }
 
-impl std::fmt::Debug for SlackSink {
+impl std::fmt::Debug for SlackChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackSink")
-            .field("api_base", &self.inner.api.base)
+        f.debug_struct("SlackChannel")
+            .field("api_base", &self.api.base)
+            .field("app_id", &self.app_id)
             .finish_non_exhaustive()
     }
 }
@@ -298,54 +355,38 @@ fn transient(error: &str) -> bool {
 /// Slack's largest recommended message; longer replies are sent in several messages.
 const MAX_MESSAGE_CHARS: usize = 3_500;
 
-impl SlackSink {
-    pub fn new(store: Store, keyring: Arc<Keyring>, api_base: &str) -> Self {
+impl SlackChannel {
+    pub fn new(settings: &crate::config::SlackSettings) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                store,
-                keyring,
-                api: SlackApi::new(api_base),
-                next_post: Mutex::new(HashMap::new()),
-                min_gap: Duration::from_secs(1),
-                max_attempts: 2,
-            }),
+            signing_secret: settings.signing_secret.clone(),
+            app_id: settings.app_id.clone(),
+            api: SlackApi::new(&settings.api_base_url),
+            next_post: Arc::new(Mutex::new(HashMap::new())),
+            min_gap: Duration::from_secs(1),
+            max_attempts: 2,
         }
     }
 
-    async fn token(&self, reply: &OutboundReply) -> Result<Secret<String>, SinkError> {
-        let mut tx = self
-            .inner
-            .store
-            .tenant_tx(reply.tenant_id)
-            .await
-            .map_err(|e| SinkError::retryable(e.to_string()))?;
-        let row = channels::get(&mut tx, reply.connection_id)
-            .await
-            .map_err(|e| SinkError::retryable(e.to_string()))?
-            .ok_or_else(|| {
-                SinkError::Permanent("the Slack installation no longer exists".into())
-            })?;
-        let sealed = row.secret_ciphertext.ok_or_else(|| {
-            SinkError::Permanent("the Slack installation was disconnected".into())
-        })?;
-        self.inner
-            .keyring
-            .open(reply.tenant_id, &token_slot(reply.connection_id), &sealed)
-            // Our keyring, not the channel: retry (a fixed key configuration heals it).
-            .map_err(|e| SinkError::retryable(e.to_string()))
+    /// The Web API client (installation checks).
+    pub fn api(&self) -> &SlackApi {
+        &self.api
+    }
+
+    /// The platform's Slack app, if configured.
+    pub fn app_id(&self) -> Option<&str> {
+        self.app_id.as_deref()
     }
 
     /// Waits until the channel may be posted to again, and books the next slot.
     async fn pace(&self, channel_key: &str) {
         let wait = {
             let mut next = self
-                .inner
                 .next_post
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             let at = next.get(channel_key).copied().unwrap_or(now).max(now);
-            next.insert(channel_key.to_string(), at + self.inner.min_gap);
+            next.insert(channel_key.to_string(), at + self.min_gap);
             if next.len() > 10_000 {
                 next.retain(|_, t| *t > now);
             }
@@ -359,24 +400,27 @@ impl SlackSink {
     /// Posts one message. Nothing here waits out an outage or a long `Retry-After`: the engine
     /// parks the message and retries it later, so no turn is held open. Only a 5xx is retried
     /// once at once, since Slack's are usually momentary.
-    async fn post(&self, reply: OutboundReply) -> Result<Option<String>, SinkError> {
-        let token = self.token(&reply).await?;
-        let (channel, thread_ts) = reply.conversation_key.split_once(':').ok_or_else(|| {
-            SinkError::Permanent("the conversation key is not channel:thread".into())
-        })?;
+    async fn post(
+        &self,
+        token: Secret<String>,
+        connection: ConnectionId,
+        reply: OutboundReply,
+    ) -> Result<Option<String>, SinkError> {
+        let ReplyTarget::Slack { channel, thread_ts } = &reply.target else {
+            return Err(SinkError::Permanent("not a Slack reply target".into()));
+        };
         let body = serde_json::json!({
             "channel": channel,
             "thread_ts": thread_ts,
             "text": reply.text,
         });
-        let url = format!("{}/chat.postMessage", self.inner.api.base);
-        let channel_key = format!("{}:{channel}", reply.connection_id);
+        let url = format!("{}/chat.postMessage", self.api.base);
+        let channel_key = format!("{connection}:{channel}");
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.pace(&channel_key).await;
             let res = self
-                .inner
                 .api
                 .http
                 .post(&url)
@@ -397,7 +441,7 @@ impl SlackSink {
                     .unwrap_or(1)
                     .clamp(1, 3600);
                 tracing::warn!(
-                    slack.channel = channel,
+                    slack.channel = %channel,
                     retry_after,
                     "Slack rate-limited a reply"
                 );
@@ -407,7 +451,7 @@ impl SlackSink {
                 });
             }
             if status.is_server_error() {
-                if attempt < self.inner.max_attempts {
+                if attempt < self.max_attempts {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     continue;
                 }
@@ -440,10 +484,108 @@ impl SlackSink {
     }
 }
 
-impl ReplySink for SlackSink {
-    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
-        let sink = self.clone();
-        Box::pin(async move { sink.post(reply).await })
+impl Receive for SlackChannel {
+    type Event = (Envelope, Event);
+
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Slack
+    }
+
+    fn inbound(&self, request: &WebhookRequest<'_>) -> Result<Inbound<Self::Event>, InboundError> {
+        let secret = self
+            .signing_secret
+            .as_ref()
+            .ok_or(InboundError::NotConfigured(
+                "Slack is not configured on this server (KONSTRUCT_SLACK_SIGNING_SECRET).",
+            ))?;
+        verify_signature(
+            secret.expose(),
+            request.header("x-slack-request-timestamp"),
+            request.header("x-slack-signature"),
+            request.body,
+            request.now,
+        )
+        .map_err(|e| InboundError::Unauthenticated(e.to_string()))?;
+        let mut envelope: Envelope = serde_json::from_slice(request.body).map_err(|_| {
+            InboundError::Malformed("The body is not a Slack Events API envelope.".into())
+        })?;
+        match envelope.kind.as_str() {
+            "url_verification" => {
+                let challenge = envelope.challenge.unwrap_or_default();
+                return Ok(Inbound::Respond {
+                    content_type: "application/json",
+                    body: serde_json::json!({ "challenge": challenge }).to_string(),
+                });
+            }
+            "event_callback" => {}
+            _ => return Ok(Inbound::Ignore("a Slack delivery type we do not handle")),
+        }
+        let ours = self.app_id.as_deref().ok_or(InboundError::NotConfigured(
+            "Slack events need the platform's Slack app id on this server (KONSTRUCT_SLACK_APP_ID).",
+        ))?;
+        if envelope.api_app_id.as_deref() != Some(ours) {
+            return Err(InboundError::Forbidden(
+                "This event is for another Slack app.".into(),
+            ));
+        }
+        let (Some(team_id), Some(event_id), Some(event)) = (
+            envelope.team_id.clone(),
+            envelope.event_id.clone(),
+            envelope.event.take(),
+        ) else {
+            return Err(InboundError::Malformed(
+                "The event callback lacks team_id, event_id or event.".into(),
+            ));
+        };
+        Ok(Inbound::Events(vec![Routed {
+            external_id: team_id,
+            event_id,
+            event: (envelope, event),
+        }]))
+    }
+
+    fn accept(
+        &self,
+        routed: Routed<Self::Event>,
+        connection: &ResolvedConnection,
+        received_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<InboundMessage, &'static str> {
+        let ConnectionSettings::Slack(settings) = &connection.settings else {
+            return Err("the connection is not a Slack installation");
+        };
+        let (_, event) = routed.event;
+        let accepted = accept(&event, &settings.bot_user_id)?;
+        Ok(InboundMessage {
+            tenant_id: connection.tenant,
+            channel: ChannelKind::Slack,
+            connection_id: connection.id,
+            agent_id: connection.agent_id,
+            reply_to: ReplyTarget::Slack {
+                channel: accepted.channel,
+                thread_ts: accepted.thread_ts,
+            },
+            sender: Sender {
+                id: format!("{}:{}", settings.team_id, accepted.user),
+                display_name: None,
+            },
+            text: accepted.text,
+            attachments: Vec::new(),
+            provider_event_id: routed.event_id,
+            received_at,
+        })
+    }
+}
+
+impl ReplySink for SlackChannel {
+    fn send(
+        &self,
+        connection: &ConnectionConfig,
+        reply: OutboundReply,
+    ) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
+        let token = connection.require_token().cloned();
+        let id = connection.id;
+        let this = self.clone();
+        Box::pin(async move { this.post(token?, id, reply).await })
     }
 
     fn max_part_chars(&self) -> usize {

@@ -9,20 +9,22 @@
 //!
 //! A tenant actor holds its tenant's configuration snapshot (`config`), loaded before it handles
 //! its first message and reloaded, between two messages, when a `Refresh` arrives.
+//!
+//! The actors only route and keep order: what a turn does — answering, rejecting a message over
+//! a rate limit, parking a failed one — is `engine::turn`'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use shared::TenantId;
-use shared::channel::ReplyKind;
+use shared::{ConnectionId, TenantId};
 
 use super::config::{self, TenantConfig};
 use super::ingest::{Delivery, Source};
-use super::limiter::{self, Decision, Gcra, Limit};
-use super::turn::{self, Disposition, EngineDeps, TurnError};
-use crate::store::audit::{self, Actor as AuditActor, NewEvent};
+use super::limiter::{Decision, Gcra, Limit};
+use super::turn::{self, EngineDeps, EngineEvent, TurnError, Work};
+use crate::store::audit::{self, Action, Actor as AuditActor, NewEvent, Target};
 
 /// The least time over which rejected messages are counted into one audit record.
 const REJECTION_WINDOW_MIN: std::time::Duration = std::time::Duration::from_secs(1);
@@ -55,6 +57,16 @@ impl Message for CountLiveConversations {
 pub struct Refresh(pub Option<TenantId>);
 
 impl Message for Refresh {
+    type Result = ();
+}
+
+/// Reload a tenant's configuration now and answer once the new snapshot is in use (tests wait
+/// on it instead of sleeping; a reload started after a change has committed sees the change).
+/// A tenant with no live actor answers at once: it loads fresh for its next message.
+#[derive(Debug, Clone, Copy)]
+pub struct Reload(pub TenantId);
+
+impl Message for Reload {
     type Result = ();
 }
 
@@ -141,6 +153,23 @@ impl Handler<Refresh> for Registry {
     }
 }
 
+impl Handler<Reload> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
+        let target = self
+            .tenants
+            .get(&msg.0)
+            .filter(|addr| addr.connected())
+            .cloned();
+        Box::pin(async move {
+            if let Some(addr) = target {
+                let _ = addr.send(msg).await;
+            }
+        })
+    }
+}
+
 impl Handler<CountLiveConversations> for Registry {
     type Result = ResponseFuture<usize>;
 
@@ -188,11 +217,11 @@ pub struct TenantActor {
     /// The tenant's own limit.
     limiter: Gcra,
     /// One limit per channel connection.
-    connection_limiters: HashMap<uuid::Uuid, Gcra>,
+    connection_limiters: HashMap<ConnectionId, Gcra>,
     conversations: HashMap<String, Addr<ConversationActor>>,
     /// Messages rejected by a rate limit in the current window, per connection; audited as one
     /// record with the count when the window ends, not one row per message.
-    rejections: HashMap<uuid::Uuid, u64>,
+    rejections: HashMap<ConnectionId, u64>,
 }
 
 /// A conversation actor stopped (it was idle): forget it.
@@ -221,7 +250,7 @@ impl TenantActor {
     /// Counts a rejected message; the first of a window schedules the window's audit record.
     fn count_rejection(
         &mut self,
-        connection: uuid::Uuid,
+        connection: ConnectionId,
         window: std::time::Duration,
         ctx: &mut Context<Self>,
     ) {
@@ -243,9 +272,8 @@ impl TenantActor {
                         &mut tx,
                         &NewEvent::about(
                             AuditActor::System,
-                            "message.rate_limited",
-                            "channel_connection",
-                            connection,
+                            Action::MessageRateLimited,
+                            Target::Connection(connection),
                             serde_json::json!({
                                 "rejected": count,
                                 "window_secs": window.as_secs(),
@@ -305,7 +333,12 @@ impl TenantActor {
         let connection_limit = config.connection_limit;
         self.connection_limiters
             .retain(|_, g| g.limit() == connection_limit);
-        self.config = Some(Arc::new(config));
+        let config = Arc::new(config);
+        self.deps.snapshots.put(self.tenant, config.clone());
+        self.config = Some(config);
+        self.deps.report(EngineEvent::ConfigLoaded {
+            tenant: self.tenant,
+        });
     }
 }
 
@@ -333,6 +366,25 @@ impl Handler<Refresh> for TenantActor {
     fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
         tracing::debug!(tenant.id = %self.tenant, "reloading tenant config");
         self.load_config(ctx);
+    }
+}
+
+impl Handler<Reload> for TenantActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Reload, _: &mut Context<Self>) -> Self::Result {
+        let (deps, tenant) = (self.deps.clone(), self.tenant);
+        AtomicResponse::new(Box::pin(
+            async move { config::load(&deps, tenant).await }
+                .into_actor(self)
+                .map(|loaded, act, _| match loaded {
+                    Ok(config) => act.apply(config),
+                    Err(e) => {
+                        tracing::error!(tenant.id = %act.tenant, error = %e, "tenant config not loaded");
+                        act.config = None;
+                    }
+                }),
+        ))
     }
 }
 
@@ -365,21 +417,26 @@ impl Handler<Dispatch> for TenantActor {
                 }
             }
         };
-        let key = format!("{}:{}", d.message.connection_id, d.message.conversation_key);
+        let key = format!(
+            "{}:{}",
+            d.message.connection_id,
+            d.message.conversation_key()
+        );
         let live = self
             .conversations
             .get(&key)
             .filter(|addr| addr.connected())
             .cloned();
         let work = match decision {
-            Decision::Allow => Turn::Answer { d, config },
+            Decision::Allow => Work::Answer { d, config },
             Decision::Reject {
                 retry_after,
                 notify,
             } => {
                 self.count_rejection(d.message.connection_id, retry_after, ctx);
-                let work = Turn::Reject {
+                let work = Work::Reject {
                     d,
+                    config,
                     retry_after,
                     notify,
                 };
@@ -387,7 +444,7 @@ impl Handler<Dispatch> for TenantActor {
                     // No turn of this conversation is queued, so nothing can be overtaken: handle
                     // it here, without starting a conversation actor for a rejected message.
                     let deps = self.deps.clone();
-                    return Box::pin(async move { work.run(&deps).await });
+                    return Box::pin(async move { turn::handle(&deps, work).await });
                 }
                 work
             }
@@ -401,7 +458,7 @@ impl Handler<Dispatch> for TenantActor {
                 addr
             }
         };
-        let request = addr.send(work);
+        let request = addr.send(TurnOf(work));
         Box::pin(async move {
             request
                 .await
@@ -410,88 +467,12 @@ impl Handler<Dispatch> for TenantActor {
     }
 }
 
-/// A message over the limit: recorded, answered with a notice once per window (in the
-/// conversation's order, so a notice never overtakes an earlier answer), acknowledged. The
-/// tenant actor audits the window's rejections as one record.
-async fn reject(
-    deps: &EngineDeps,
-    d: &Delivery,
-    retry_after: std::time::Duration,
-    notify: bool,
-) -> Result<(), TurnError> {
-    let Some(recorded) = turn::begin(deps, d).await? else {
-        return Ok(());
-    };
-    if notify {
-        turn::reply_with(
-            deps,
-            d,
-            recorded.conversation,
-            ReplyKind::Notice,
-            limiter::notice(retry_after),
-        )
-        .await
-    } else {
-        deps.ingest.done(d).await?;
-        Ok(())
-    }
-}
-
-/// Work for one conversation, done in arrival order.
+/// A turn for a conversation actor.
 #[derive(Debug)]
-enum Turn {
-    /// Answer the message, with the tenant's configuration as it was when the message arrived.
-    Answer {
-        d: Delivery,
-        config: Arc<TenantConfig>,
-    },
-    /// The message is over a rate limit.
-    Reject {
-        d: Delivery,
-        retry_after: std::time::Duration,
-        notify: bool,
-    },
-}
+struct TurnOf(Work);
 
-impl Message for Turn {
+impl Message for TurnOf {
     type Result = Result<(), TurnError>;
-}
-
-impl Turn {
-    /// Runs the turn. A stream entry that failed for a reason that may pass is parked here,
-    /// inside the conversation's turn, so the conversation's next message (which checks for a
-    /// parked list first) can never overtake it.
-    async fn run(self, deps: &EngineDeps) -> Result<(), TurnError> {
-        let (result, d) = match self {
-            Turn::Answer { d, config } => (turn::run(deps, &d, &config).await, d),
-            Turn::Reject {
-                d,
-                retry_after,
-                notify,
-            } => (reject(deps, &d, retry_after, notify).await, d),
-        };
-        let Err(error) = result else {
-            return Ok(());
-        };
-        match (error.disposition(), &d.source) {
-            (Disposition::Retry { after }, Source::Stream) => {
-                let delay = deps.ingest.settings().backoff(0, after);
-                match deps.ingest.park(&d, &error.to_string(), delay).await {
-                    Ok(_) => {
-                        tracing::warn!(ingest.entry = %d.entry_id, error = %error, delay_ms = delay.as_millis() as u64, "turn failed; parked for a retry");
-                        deps.note_parked();
-                        Ok(())
-                    }
-                    // Redis is failing too: the consumer falls back to a reclaim.
-                    Err(park_error) => {
-                        tracing::error!(error = %park_error, "could not park a failed entry");
-                        Err(error)
-                    }
-                }
-            }
-            _ => Err(error),
-        }
-    }
 }
 
 /// One conversation: the only writer of its memory window and escalation count, answering one
@@ -554,15 +535,15 @@ impl Actor for ConversationActor {
     }
 }
 
-impl Handler<Turn> for ConversationActor {
+impl Handler<TurnOf> for ConversationActor {
     type Result = AtomicResponse<Self, Result<(), TurnError>>;
 
-    fn handle(&mut self, msg: Turn, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: TurnOf, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
         tracing::trace!("conversation actor starts a turn");
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
-            async move { msg.run(&deps).await }.into_actor(self),
+            async move { turn::handle(&deps, msg.0).await }.into_actor(self),
         ))
     }
 }

@@ -1,6 +1,7 @@
-//! A tenant's engine configuration as one immutable snapshot — its status, rate limits, agents and
-//! own LLM keys — which the `TenantActor` loads when it starts and reloads when it is told the
-//! configuration changed. Turns read the snapshot instead of the database.
+//! A tenant's engine configuration as one immutable snapshot — its status, rate limits, agents,
+//! channel connections (with their opened tokens) and own LLM keys — which the `TenantActor`
+//! loads when it starts and reloads when it is told the configuration changed. Turns read the
+//! snapshot instead of the database, and replies never decrypt a token.
 //!
 //! Change notices come from Postgres: triggers on `tenants`, `agents`, `tenant_llm_keys` and
 //! `channel_connections` call `pg_notify('konstruct_config', tenant_id)`, delivered when the
@@ -14,17 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use shared::TenantId;
-use shared::resources::EscalationRule;
-use uuid::Uuid;
+use shared::resources::{EscalationRule, TenantStatus};
+use shared::{AgentId, ConnectionId, TenantId};
 
 use super::actors::{Refresh, Registry};
 use super::limiter::Limit;
 use super::prompt::AgentProfile;
 use super::turn::{EngineDeps, TurnError};
+use crate::channels::{ConnectionConfig, ConnectionSettings, secret_slot};
+use crate::crypto::Keyring;
 use crate::llm::metering;
 use crate::llm::pool::Credentials;
-use crate::store::{Store, agents, tenants};
+use crate::store::channels::{self as store_channels, ConnectionRow};
+use crate::store::{Store, TenantTx, agents, tenants};
 
 /// The channel the triggers notify on.
 pub const CHANNEL: &str = "konstruct_config";
@@ -47,15 +50,75 @@ pub struct TenantConfig {
     pub active: bool,
     pub tenant_limit: Limit,
     pub connection_limit: Limit,
-    pub agents: HashMap<Uuid, Arc<AgentConfig>>,
+    pub agents: HashMap<AgentId, Arc<AgentConfig>>,
+    /// Every channel connection, with its opened token.
+    pub connections: HashMap<ConnectionId, Arc<ConnectionConfig>>,
     /// The tenant's own provider keys, preferred over the platform's.
     pub credentials: Credentials,
 }
 
 impl TenantConfig {
-    pub fn agent(&self, id: Option<Uuid>) -> Option<Arc<AgentConfig>> {
+    pub fn agent(&self, id: Option<AgentId>) -> Option<Arc<AgentConfig>> {
         id.and_then(|id| self.agents.get(&id).cloned())
     }
+
+    pub fn connection(&self, id: ConnectionId) -> Option<Arc<ConnectionConfig>> {
+        self.connections.get(&id).cloned()
+    }
+}
+
+/// A connection as the engine uses it: settings typed, secret opened (or why it could not be).
+fn connection_config(tenant: TenantId, keyring: &Keyring, row: ConnectionRow) -> ConnectionConfig {
+    let settings = match ConnectionSettings::parse(row.kind, &row.settings) {
+        Ok(settings) => settings,
+        Err(e) => {
+            tracing::error!(connection.id = %row.id, error = %e, "unreadable connection settings");
+            ConnectionSettings::Web
+        }
+    };
+    let (token, token_error) = match &row.secret_ciphertext {
+        None => (None, None),
+        Some(sealed) => match keyring.open(tenant, &secret_slot(row.kind, row.id), sealed) {
+            Ok(token) => (Some(token), None),
+            Err(e) => {
+                tracing::error!(connection.id = %row.id, error = %e, "a connection's secret cannot be opened");
+                (None, Some(e.to_string()))
+            }
+        },
+    };
+    ConnectionConfig {
+        id: row.id,
+        kind: row.kind,
+        status: row.status,
+        agent_id: row.agent_id,
+        settings,
+        token,
+        token_error,
+    }
+}
+
+async fn connections_in(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+) -> Result<HashMap<ConnectionId, Arc<ConnectionConfig>>, TurnError> {
+    let tenant = tx.tenant();
+    Ok(store_channels::all(tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, Arc::new(connection_config(tenant, keyring, row))))
+        .collect())
+}
+
+/// One connection, read now: for a connection made after the tenant's snapshot was loaded.
+pub async fn load_connection(
+    deps: &EngineDeps,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Option<Arc<ConnectionConfig>>, TurnError> {
+    let mut tx = deps.store.tenant_tx(tenant).await?;
+    let row = store_channels::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(row.map(|row| Arc::new(connection_config(tenant, &deps.keyring, row))))
 }
 
 /// Reads the tenant's configuration in one transaction. A tenant that no longer exists loads as
@@ -69,6 +132,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             tenant_limit: deps.settings.tenant_limit,
             connection_limit: deps.settings.connection_limit,
             agents: HashMap::new(),
+            connections: HashMap::new(),
             credentials: Credentials::platform(),
         });
     };
@@ -102,6 +166,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             }),
         );
     }
+    let connections = connections_in(&mut tx, &deps.keyring).await?;
     let credentials = match metering::credentials_in(&mut tx, &deps.keyring).await {
         Ok(c) => c,
         Err(e) => {
@@ -112,10 +177,11 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
     tx.commit().await?;
     Ok(TenantConfig {
         exists: true,
-        active: row.status == "active",
+        active: row.status == TenantStatus::Active,
         tenant_limit: limit(own.tenant, deps.settings.tenant_limit),
         connection_limit: limit(own.per_connection, deps.settings.connection_limit),
         agents: agents_by_id,
+        connections,
         credentials,
     })
 }
@@ -143,9 +209,9 @@ pub fn listen(store: Store, registry: Addr<Registry>) {
             let _ = registry.send(Refresh(None)).await;
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(notice)) => match notice.payload().parse::<Uuid>() {
+                    Ok(Some(notice)) => match notice.payload().parse::<TenantId>() {
                         Ok(id) => {
-                            let _ = registry.send(Refresh(Some(TenantId::from_uuid(id)))).await;
+                            let _ = registry.send(Refresh(Some(id))).await;
                         }
                         Err(_) => tracing::warn!("config notice without a tenant id"),
                     },

@@ -24,8 +24,8 @@ use super::actors::{Registry, Route};
 use super::config;
 use super::ingest::{AfterFailure, Delivery, Source};
 use super::leases::Leases;
-use super::turn::{self, Disposition, EngineDeps, TurnError};
-use crate::store::audit::{self, Actor as AuditActor, NewEvent};
+use super::turn::{self, Disposition, EngineDeps, EngineEvent, Outcome, TurnError};
+use crate::store::audit::{self, Action, Actor as AuditActor, NewEvent, Target};
 use crate::store::fences;
 
 /// A running engine: its registry, and a way to stop consuming.
@@ -307,15 +307,19 @@ async fn failed(deps: &EngineDeps, d: &Delivery, error: &TurnError) {
 
 /// Audits a dead letter and, unless the channel itself failed, apologises to the user.
 async fn dead_lettered(deps: &EngineDeps, d: &Delivery, error: &TurnError) {
+    deps.report(EngineEvent::Finished {
+        tenant: d.message.tenant_id,
+        event_id: d.message.provider_event_id.clone(),
+        outcome: Outcome::DeadLettered,
+    });
     let recorded = async {
         let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
         audit::append(
             &mut tx,
             &NewEvent::about(
                 AuditActor::System,
-                "message.dead_lettered",
-                "channel_connection",
-                d.message.connection_id,
+                Action::MessageDeadLettered,
+                Target::Connection(d.message.connection_id),
                 serde_json::json!({
                     "event": d.message.provider_event_id,
                     "reason": error.to_string(),

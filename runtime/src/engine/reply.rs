@@ -13,63 +13,15 @@
 //! in which a part can be sent twice is between the channel accepting it and its mark: a crash
 //! there re-sends that part.
 
-use std::time::Duration;
-
-use futures_util::future::BoxFuture;
-use shared::channel::{OutboundReply, ReplyKind};
-use uuid::Uuid;
+use shared::ConversationId;
+use shared::channel::{DeliveryStatus, OutboundReply, ReplyKind};
 
 use super::ingest::Delivery;
 use super::turn::{EngineDeps, TurnError};
+use crate::channels::ConnectionConfig;
 use crate::failpoint;
-use crate::store::conversations::{self, PartStatus, ReplyPart};
+use crate::store::conversations::{self, ReplyPart};
 use crate::store::{TenantTx, fences};
-
-/// Why a channel did not take a reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SinkError {
-    /// It may work later: the API could not be reached, timed out, answered 5xx or asked us to
-    /// slow down (`after`, when it said how long).
-    #[error("the channel is unavailable: {reason}")]
-    Retryable {
-        reason: String,
-        after: Option<Duration>,
-    },
-    /// It will never work: the installation is gone, its token revoked, the channel deleted.
-    #[error("the channel refused the reply for good: {0}")]
-    Permanent(String),
-}
-
-impl SinkError {
-    pub fn retryable(reason: impl Into<String>) -> Self {
-        SinkError::Retryable {
-            reason: reason.into(),
-            after: None,
-        }
-    }
-}
-
-/// Sends replies out through one kind of channel.
-pub trait ReplySink: Send + Sync {
-    /// Sends one part; returns the provider's id for the message it created, if it has one.
-    fn send(&self, reply: OutboundReply) -> BoxFuture<'static, Result<Option<String>, SinkError>>;
-
-    /// The longest text one message may carry; longer replies are sent in parts.
-    fn max_part_chars(&self) -> usize {
-        usize::MAX
-    }
-}
-
-/// The web channel's sink: the reply is recorded in the conversation, which the portal reads, so
-/// sending is done.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RecordedOnly;
-
-impl ReplySink for RecordedOnly {
-    fn send(&self, _reply: OutboundReply) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
-        Box::pin(async { Ok(None) })
-    }
-}
 
 /// Splits `text` into parts of at most `max` characters, at a paragraph, line or word boundary
 /// where one is near the end of the part.
@@ -95,25 +47,6 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
     parts
 }
 
-/// The kind of a reply, as stored.
-pub fn kind_name(kind: ReplyKind) -> &'static str {
-    match kind {
-        ReplyKind::Answer => "answer",
-        ReplyKind::Notice => "notice",
-        ReplyKind::Apology => "apology",
-        ReplyKind::Handoff => "handoff",
-    }
-}
-
-fn kind_from(name: &str) -> ReplyKind {
-    match name {
-        "notice" => ReplyKind::Notice,
-        "apology" => ReplyKind::Apology,
-        "handoff" => ReplyKind::Handoff,
-        _ => ReplyKind::Answer,
-    }
-}
-
 /// Opens the transaction that records a turn's result for `d`, holding the partition's fence.
 pub async fn fenced_tx(deps: &EngineDeps, d: &Delivery) -> Result<TenantTx, TurnError> {
     let mut tx = deps.store.tenant_tx(d.message.tenant_id).await?;
@@ -127,7 +60,7 @@ pub async fn record_pending(
     deps: &EngineDeps,
     tx: &mut TenantTx,
     d: &Delivery,
-    conversation: Uuid,
+    conversation: ConversationId,
     kind: ReplyKind,
     text: &str,
 ) -> Result<Vec<ReplyPart>, TurnError> {
@@ -136,14 +69,9 @@ pub async fn record_pending(
         .get(&d.message.channel)
         .map_or(usize::MAX, |s| s.max_part_chars());
     let parts = split(text, max);
-    let ids = conversations::record_reply(
-        tx,
-        conversation,
-        &d.message.provider_event_id,
-        kind_name(kind),
-        &parts,
-    )
-    .await?;
+    let ids =
+        conversations::record_reply(tx, conversation, &d.message.provider_event_id, kind, &parts)
+            .await?;
     Ok(ids
         .into_iter()
         .zip(parts)
@@ -151,9 +79,9 @@ pub async fn record_pending(
         .map(|(i, (id, body))| ReplyPart {
             id,
             part: i16::try_from(i).unwrap_or(i16::MAX),
-            kind: kind_name(kind).to_string(),
+            kind,
             body,
-            status: PartStatus::Pending,
+            status: DeliveryStatus::Pending,
         })
         .collect())
 }
@@ -163,6 +91,7 @@ pub async fn record_pending(
 pub async fn deliver(
     deps: &EngineDeps,
     d: &Delivery,
+    connection: &ConnectionConfig,
     parts: &[ReplyPart],
 ) -> Result<(), TurnError> {
     let m = &d.message;
@@ -171,20 +100,22 @@ pub async fn deliver(
         .get(&m.channel)
         .cloned()
         .ok_or(TurnError::NoSink(m.channel))?;
-    for part in parts.iter().filter(|p| p.status == PartStatus::Pending) {
+    for part in parts.iter().filter(|p| p.status == DeliveryStatus::Pending) {
         if !deps.ownership.holds(d.partition, d.epoch) {
             return Err(TurnError::Fenced);
         }
         let sent = sink
-            .send(OutboundReply {
-                tenant_id: m.tenant_id,
-                channel: m.channel,
-                connection_id: m.connection_id,
-                conversation_key: m.conversation_key.clone(),
-                in_reply_to: m.provider_event_id.clone(),
-                kind: kind_from(&part.kind),
-                text: part.body.clone(),
-            })
+            .send(
+                connection,
+                OutboundReply {
+                    tenant_id: m.tenant_id,
+                    connection_id: m.connection_id,
+                    target: m.reply_to.clone(),
+                    in_reply_to: m.provider_event_id.clone(),
+                    kind: part.kind,
+                    text: part.body.clone(),
+                },
+            )
             .await
             .map_err(TurnError::Send)?;
         failpoint::hit(failpoint::AFTER_POST).await;

@@ -5,13 +5,12 @@
 use std::time::SystemTime;
 
 use chrono::Utc;
-use shared::TenantId;
-use uuid::Uuid;
+use shared::{AgentId, TenantId};
 
 use super::pool::{Credentials, KeyFailure};
 use super::types::CallReport;
 use crate::crypto::{CryptoError, Keyring};
-use crate::store::audit::{self, Actor, NewEvent};
+use crate::store::audit::{self, Action, Actor, NewEvent, Target};
 use crate::store::llm::{self as store_llm, UsageRecord};
 use crate::store::{Store, StoreError, TenantTx};
 
@@ -28,7 +27,7 @@ pub enum MeteringError {
 pub async fn record_call(
     store: &Store,
     tenant: TenantId,
-    agent: Option<Uuid>,
+    agent: Option<AgentId>,
     report: &CallReport,
 ) -> Result<Option<i64>, MeteringError> {
     let mut tx = store.tenant_tx(tenant).await?;
@@ -41,7 +40,7 @@ pub async fn record_call(
 /// the day's rows (see `UsageRecord::slot`).
 pub async fn record_in(
     tx: &mut TenantTx,
-    agent: Option<Uuid>,
+    agent: Option<AgentId>,
     report: &CallReport,
     slot: i16,
 ) -> Result<Option<i64>, MeteringError> {
@@ -54,7 +53,7 @@ pub async fn record_in(
 /// The caller appends `call_event` to the audit trail in the same transaction.
 pub async fn add_usage_in(
     tx: &mut TenantTx,
-    agent: Option<Uuid>,
+    agent: Option<AgentId>,
     report: &CallReport,
     slot: i16,
 ) -> Result<Option<i64>, MeteringError> {
@@ -80,17 +79,12 @@ pub async fn add_usage_in(
 }
 
 /// The `llm.call` audit event of one call.
-pub fn call_event(
-    agent: Option<Uuid>,
-    report: &CallReport,
-    cost: Option<i64>,
-) -> NewEvent<'static> {
+pub fn call_event(agent: Option<AgentId>, report: &CallReport, cost: Option<i64>) -> NewEvent {
     let usage = &report.completion.usage;
     NewEvent {
         actor: Actor::System,
-        action: "llm.call",
-        target_kind: agent.map(|_| "agent"),
-        target_id: agent.map(|a| a.to_string()),
+        action: Action::LlmCall,
+        target: agent.map_or(Target::None, Target::Agent),
         details: serde_json::json!({
             "provider": report.provider,
             "model": report.model,
@@ -174,13 +168,12 @@ pub async fn record_key_failures(
 
 /// The `llm.key_refused` audit event: which key and the class of failure, never key material or
 /// the provider's message.
-fn key_refused_event(failure: &KeyFailure) -> NewEvent<'static> {
+fn key_refused_event(failure: &KeyFailure) -> NewEvent {
     let provider = failure.provider.as_str();
     NewEvent::about(
         Actor::System,
-        "llm.key_refused",
-        "llm_key",
-        provider,
+        Action::LlmKeyRefused,
+        Target::LlmKey(provider),
         serde_json::json!({
             "provider": provider,
             "failure": failure.kind.name(),

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use shared::{AgentId, TenantId};
 use uuid::Uuid;
 
 use super::{StoreResult, TenantTx};
@@ -9,8 +10,8 @@ use super::{StoreResult, TenantTx};
 /// An agent as stored; `tools` and `escalation_rules` are JSON arrays validated by the API.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AgentRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: AgentId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub job_title: String,
     pub persona: String,
@@ -65,7 +66,7 @@ pub async fn all(tx: &mut TenantTx) -> StoreResult<Vec<AgentRow>> {
     .await?)
 }
 
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<AgentRow>> {
+pub async fn get(tx: &mut TenantTx, id: AgentId) -> StoreResult<Option<AgentRow>> {
     Ok(sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM agents WHERE id = $1"
     )))
@@ -104,14 +105,14 @@ pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<Agent
                              escalation_rules) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     )))
-    .bind(Uuid::new_v4())
-    .bind(tenant.as_uuid());
+    .bind(AgentId::from_uuid(Uuid::new_v4()))
+    .bind(tenant);
     Ok(bind_fields(query, f).fetch_one(tx.connection()).await?)
 }
 
 pub async fn update(
     tx: &mut TenantTx,
-    id: Uuid,
+    id: AgentId,
     f: &AgentFields<'_>,
 ) -> StoreResult<Option<AgentRow>> {
     let query = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
@@ -126,7 +127,7 @@ pub async fn update(
         .await?)
 }
 
-pub async fn delete(tx: &mut TenantTx, id: Uuid) -> StoreResult<bool> {
+pub async fn delete(tx: &mut TenantTx, id: AgentId) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM agents WHERE id = $1")
         .bind(id)
         .execute(tx.connection())

@@ -3,19 +3,22 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use uuid::Uuid;
+use shared::channel::{ChannelKind, ConnectionStatus};
+use shared::{AgentId, ConnectionId};
 
 use super::{StoreError, StoreResult, TenantTx};
 
 /// A connection as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ConnectionRow {
-    pub id: Uuid,
-    pub kind: String,
+    pub id: ConnectionId,
+    #[sqlx(try_from = "String")]
+    pub kind: ChannelKind,
     pub external_id: String,
     pub display_name: String,
-    pub agent_id: Option<Uuid>,
-    pub status: String,
+    pub agent_id: Option<AgentId>,
+    #[sqlx(try_from = "String")]
+    pub status: ConnectionStatus,
     pub settings: Value,
     pub secret_ciphertext: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
@@ -27,11 +30,11 @@ const COLUMNS: &str = "id, kind, external_id, display_name, agent_id, status, se
 /// A connection to create or refresh (a reinstall brings a new token).
 #[derive(Debug, Clone)]
 pub struct NewConnection<'a> {
-    pub id: Uuid,
-    pub kind: &'a str,
+    pub id: ConnectionId,
+    pub kind: ChannelKind,
     pub external_id: &'a str,
     pub display_name: &'a str,
-    pub agent_id: Uuid,
+    pub agent_id: AgentId,
     pub settings: Value,
     pub secret_ciphertext: &'a [u8],
     pub secret_key_version: u32,
@@ -40,21 +43,21 @@ pub struct NewConnection<'a> {
 /// The tenant's connection of `kind` with this external id, if any (active or not).
 pub async fn find(
     tx: &mut TenantTx,
-    kind: &str,
+    kind: ChannelKind,
     external_id: &str,
 ) -> StoreResult<Option<ConnectionRow>> {
     Ok(
         sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM channel_connections WHERE kind = $1 AND external_id = $2"
         )))
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(external_id)
         .fetch_optional(tx.connection())
         .await?,
     )
 }
 
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<ConnectionRow>> {
+pub async fn get(tx: &mut TenantTx, id: ConnectionId) -> StoreResult<Option<ConnectionRow>> {
     Ok(
         sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM channel_connections WHERE id = $1"
@@ -75,8 +78,8 @@ pub async fn insert(tx: &mut TenantTx, c: &NewConnection<'_>) -> StoreResult<Con
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     )))
     .bind(c.id)
-    .bind(tenant.as_uuid())
-    .bind(c.kind)
+    .bind(tenant)
+    .bind(c.kind.as_str())
     .bind(c.external_id)
     .bind(c.display_name)
     .bind(c.agent_id)
@@ -108,7 +111,7 @@ pub async fn refresh(tx: &mut TenantTx, c: &NewConnection<'_>) -> StoreResult<Co
 /// The tenant's connections of one kind, newest first.
 pub async fn list(
     tx: &mut TenantTx,
-    kind: &str,
+    kind: ChannelKind,
     limit: i64,
     offset: i64,
 ) -> StoreResult<(Vec<ConnectionRow>, i64)> {
@@ -116,13 +119,13 @@ pub async fn list(
         "SELECT {COLUMNS} FROM channel_connections WHERE kind = $1 \
           ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
     )))
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(limit)
     .bind(offset)
     .fetch_all(tx.connection())
     .await?;
     let total = sqlx::query_scalar("SELECT count(*) FROM channel_connections WHERE kind = $1")
-        .bind(kind)
+        .bind(kind.as_str())
         .fetch_one(tx.connection())
         .await?;
     Ok((rows, total))
@@ -133,8 +136,8 @@ pub async fn list(
 /// holds its token; its conversations stay. `None` when there is no such connection of this kind.
 pub async fn disconnect(
     tx: &mut TenantTx,
-    id: Uuid,
-    kind: &str,
+    id: ConnectionId,
+    kind: ChannelKind,
 ) -> StoreResult<Option<ConnectionRow>> {
     Ok(
         sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
@@ -145,8 +148,19 @@ pub async fn disconnect(
           WHERE id = $1 AND kind = $2 AND status = 'active' RETURNING {COLUMNS}"
         )))
         .bind(id)
-        .bind(kind)
+        .bind(kind.as_str())
         .fetch_optional(tx.connection())
+        .await?,
+    )
+}
+
+/// Every connection of the tenant, with its sealed secret (the engine's configuration snapshot).
+pub async fn all(tx: &mut TenantTx) -> StoreResult<Vec<ConnectionRow>> {
+    Ok(
+        sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM channel_connections ORDER BY created_at, id"
+        )))
+        .fetch_all(tx.connection())
         .await?,
     )
 }

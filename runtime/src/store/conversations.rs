@@ -1,12 +1,18 @@
 //! Conversations and their messages, and the web channel's connections.
 
 use chrono::{DateTime, Utc};
+use shared::channel::{DeliveryStatus, MessageDirection, ReplyKind};
+use shared::resources::ConversationStatus;
+use shared::{AgentId, ConnectionId, ConversationId, EndUserId};
 use uuid::Uuid;
 
-use super::{StoreResult, TenantTx};
+use super::{StoreError, StoreResult, TenantTx};
 
 /// The web channel connection of an agent (the portal's test chat), if it was ever used.
-pub async fn web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResult<Option<Uuid>> {
+pub async fn web_connection(
+    tx: &mut TenantTx,
+    agent: AgentId,
+) -> StoreResult<Option<ConnectionId>> {
     Ok(sqlx::query_scalar(
         "SELECT id FROM channel_connections WHERE kind = 'web' AND external_id = $1",
     )
@@ -17,19 +23,19 @@ pub async fn web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResult<Optio
 
 /// The web channel connection of an agent, created on first use. Reads first, so the common case
 /// writes nothing.
-pub async fn ensure_web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResult<Uuid> {
+pub async fn ensure_web_connection(tx: &mut TenantTx, agent: AgentId) -> StoreResult<ConnectionId> {
     if let Some(id) = web_connection(tx, agent).await? {
         return Ok(id);
     }
     let tenant = tx.tenant();
-    let created: Option<Uuid> = sqlx::query_scalar(
+    let created: Option<ConnectionId> = sqlx::query_scalar(
         "INSERT INTO channel_connections (id, tenant_id, kind, external_id, display_name, agent_id) \
          VALUES ($1, $2, 'web', $3, 'Test chat', $4) \
          ON CONFLICT (kind, external_id) DO NOTHING \
          RETURNING id",
     )
-    .bind(Uuid::new_v4())
-    .bind(tenant.as_uuid())
+    .bind(ConnectionId::from_uuid(Uuid::new_v4()))
+    .bind(tenant)
     .bind(format!("agent:{agent}"))
     .bind(agent)
     .fetch_optional(tx.connection())
@@ -37,67 +43,68 @@ pub async fn ensure_web_connection(tx: &mut TenantTx, agent: Uuid) -> StoreResul
     match created {
         Some(id) => Ok(id),
         // Created by a concurrent request in the meantime.
-        None => web_connection(tx, agent)
-            .await?
-            .ok_or(super::StoreError::NotFound),
+        None => web_connection(tx, agent).await?.ok_or(StoreError::NotFound),
     }
 }
 
-/// Like `upsert`, also returning the conversation's status (`open`, `handed_off`, `closed`).
+/// The conversation for (connection, external key), created on its first message with its end
+/// user; returns its id and status.
 pub async fn upsert_with_status(
     tx: &mut TenantTx,
-    connection: Uuid,
-    agent: Option<Uuid>,
+    connection: ConnectionId,
+    agent: Option<AgentId>,
     external_key: &str,
-) -> StoreResult<(Uuid, String)> {
+    end_user: Option<EndUserId>,
+) -> StoreResult<(ConversationId, ConversationStatus)> {
     let tenant = tx.tenant();
-    Ok(sqlx::query_as(
-        "INSERT INTO conversations (id, tenant_id, channel_connection_id, agent_id, external_key) \
-         VALUES ($1, $2, $3, $4, $5) \
+    let (id, status): (ConversationId, String) = sqlx::query_as(
+        "INSERT INTO conversations (id, tenant_id, channel_connection_id, agent_id, external_key, \
+                                    end_user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (tenant_id, channel_connection_id, external_key) \
-             DO UPDATE SET last_message_at = now() \
+             DO UPDATE SET last_message_at = now(), \
+                 end_user_id = coalesce(conversations.end_user_id, EXCLUDED.end_user_id) \
          RETURNING id, status",
     )
-    .bind(Uuid::new_v4())
-    .bind(tenant.as_uuid())
+    .bind(ConversationId::from_uuid(Uuid::new_v4()))
+    .bind(tenant)
     .bind(connection)
     .bind(agent)
     .bind(external_key)
+    .bind(end_user)
     .fetch_one(tx.connection())
-    .await?)
+    .await?;
+    Ok((id, parse(status)?))
 }
 
-/// The conversation for (connection, external key), created on its first message.
-pub async fn upsert(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    agent: Option<Uuid>,
-    external_key: &str,
-) -> StoreResult<Uuid> {
-    Ok(upsert_with_status(tx, connection, agent, external_key)
-        .await?
-        .0)
+fn parse<T: TryFrom<String, Error = shared::text_enum::UnknownVariant>>(
+    text: String,
+) -> StoreResult<T> {
+    T::try_from(text).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// Records an inbound message; `false` when one with the same provider event id exists (a
 /// redelivery).
 pub async fn insert_inbound(
     tx: &mut TenantTx,
-    conversation: Uuid,
+    conversation: ConversationId,
     sender: &str,
+    end_user: Option<EndUserId>,
     body: &str,
     provider_event_id: &str,
 ) -> StoreResult<bool> {
     let tenant = tx.tenant();
     let done = sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, provider_event_id) \
-         VALUES ($1, $2, $3, 'inbound', $4, $5, $6) \
+        "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, end_user_id, \
+                               body, provider_event_id) \
+         VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7) \
          ON CONFLICT (tenant_id, provider_event_id) WHERE provider_event_id IS NOT NULL DO NOTHING",
     )
     .bind(Uuid::new_v4())
-    .bind(tenant.as_uuid())
+    .bind(tenant)
     .bind(conversation)
     .bind(sender)
+    .bind(end_user)
     .bind(body)
     .bind(provider_event_id)
     .execute(tx.connection())
@@ -105,30 +112,14 @@ pub async fn insert_inbound(
     Ok(done.rows_affected() == 1)
 }
 
-/// Whether an outbound part is waiting to be sent or was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartStatus {
-    Pending,
-    Sent,
-}
-
-impl PartStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PartStatus::Pending => "pending",
-            PartStatus::Sent => "sent",
-        }
-    }
-}
-
 /// One recorded part of the reply to an inbound event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyPart {
     pub id: Uuid,
     pub part: i16,
-    pub kind: String,
+    pub kind: ReplyKind,
     pub body: String,
-    pub status: PartStatus,
+    pub status: DeliveryStatus,
 }
 
 /// The recorded parts of the reply to `event` (the inbound provider event id), in order; empty
@@ -141,29 +132,26 @@ pub async fn reply_parts(tx: &mut TenantTx, event: &str) -> StoreResult<Vec<Repl
     .bind(event)
     .fetch_all(tx.connection())
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, part, kind, body, status)| ReplyPart {
-            id,
-            part,
-            kind,
-            body,
-            status: if status == "sent" {
-                PartStatus::Sent
-            } else {
-                PartStatus::Pending
-            },
+    rows.into_iter()
+        .map(|(id, part, kind, body, status)| {
+            Ok(ReplyPart {
+                id,
+                part,
+                kind: parse(kind)?,
+                body,
+                status: parse(status)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Records the reply to `event` as pending, one row per part. Fails with a conflict when a reply
 /// to that event is recorded already (another node got there first).
 pub async fn record_reply(
     tx: &mut TenantTx,
-    conversation: Uuid,
+    conversation: ConversationId,
     event: &str,
-    kind: &str,
+    kind: ReplyKind,
     parts: &[String],
 ) -> StoreResult<Vec<Uuid>> {
     let tenant = tx.tenant();
@@ -182,18 +170,18 @@ pub async fn record_reply(
              VALUES ($1, $2, $3, 'outbound', 'agent', $4, $5, $6, $7, $8, 'pending')",
         )
         .bind(id)
-        .bind(tenant.as_uuid())
+        .bind(tenant)
         .bind(conversation)
         .bind(body)
         .bind(provider_event_id)
         .bind(event)
         .bind(part)
-        .bind(kind)
+        .bind(kind.as_str())
         .execute(tx.connection())
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                super::StoreError::Conflict("the reply is recorded already".into())
+                StoreError::Conflict("the reply is recorded already".into())
             }
             _ => e.into(),
         })?;
@@ -219,16 +207,25 @@ pub async fn mark_sent(
     Ok(())
 }
 
-/// The latest messages of a conversation before the one with `except_event`, oldest first:
-/// (inbound?, kind, body). Used to rebuild a memory window that Redis no longer holds.
+/// One message of the history a memory window is rebuilt from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastMessage {
+    pub direction: MessageDirection,
+    /// For outbound messages, what kind of reply it was.
+    pub kind: Option<ReplyKind>,
+    pub body: String,
+}
+
+/// The latest messages of a conversation before the one with `except_event`, oldest first. Used
+/// to rebuild a memory window that Redis no longer holds.
 pub async fn recent_turns(
     tx: &mut TenantTx,
-    conversation: Uuid,
+    conversation: ConversationId,
     except_event: &str,
     limit: i64,
-) -> StoreResult<Vec<(bool, Option<String>, String)>> {
-    let mut rows: Vec<(bool, Option<String>, String)> = sqlx::query_as(
-        "SELECT direction = 'inbound', kind, body FROM messages \
+) -> StoreResult<Vec<PastMessage>> {
+    let mut rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT direction, kind, body FROM messages \
           WHERE conversation_id = $1 AND provider_event_id IS DISTINCT FROM $2 \
             AND (reply_to IS NULL OR reply_to <> $2) \
           ORDER BY seq DESC LIMIT $3",
@@ -239,14 +236,23 @@ pub async fn recent_turns(
     .fetch_all(tx.connection())
     .await?;
     rows.reverse();
-    Ok(rows)
+    rows.into_iter()
+        .map(|(direction, kind, body)| {
+            Ok(PastMessage {
+                direction: parse(direction)?,
+                kind: kind.map(parse).transpose()?,
+                body,
+            })
+        })
+        .collect()
 }
 
 /// A message as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MessageRow {
     pub id: Uuid,
-    pub direction: String,
+    #[sqlx(try_from = "String")]
+    pub direction: MessageDirection,
     pub sender: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
@@ -255,7 +261,7 @@ pub struct MessageRow {
 /// The messages of one conversation on one connection, oldest first.
 pub async fn messages(
     tx: &mut TenantTx,
-    connection: Uuid,
+    connection: ConnectionId,
     external_key: &str,
     limit: i64,
 ) -> StoreResult<Vec<MessageRow>> {
@@ -275,7 +281,7 @@ pub async fn messages(
 /// Hands a conversation to a human: records the escalation and marks the conversation.
 pub async fn hand_off(
     tx: &mut TenantTx,
-    conversation: Uuid,
+    conversation: ConversationId,
     reason: &str,
     handoff_target: Option<&str>,
 ) -> StoreResult<Uuid> {
@@ -286,14 +292,15 @@ pub async fn hand_off(
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
-    .bind(tenant.as_uuid())
+    .bind(tenant)
     .bind(conversation)
     .bind(reason)
     .bind(handoff_target)
     .execute(tx.connection())
     .await?;
-    sqlx::query("UPDATE conversations SET status = 'handed_off' WHERE id = $1")
+    sqlx::query("UPDATE conversations SET status = $2 WHERE id = $1")
         .bind(conversation)
+        .bind(ConversationStatus::HandedOff.as_str())
         .execute(tx.connection())
         .await?;
     Ok(id)

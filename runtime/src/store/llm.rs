@@ -1,7 +1,7 @@
 //! LLM usage per day and tenants' own provider keys (ciphertext only).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use uuid::Uuid;
+use shared::AgentId;
 
 use super::{StoreResult, TenantTx};
 
@@ -9,7 +9,7 @@ use super::{StoreResult, TenantTx};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord<'a> {
     pub day: NaiveDate,
-    pub agent: Option<Uuid>,
+    pub agent: Option<AgentId>,
     pub provider: &'a str,
     pub model: &'a str,
     pub input_tokens: i64,
@@ -55,7 +55,7 @@ pub async fn add_usage(tx: &mut TenantTx, r: &UsageRecord<'_>) -> StoreResult<()
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageRow {
     pub day: NaiveDate,
-    pub agent_id: Option<Uuid>,
+    pub agent_id: Option<AgentId>,
     pub provider: String,
     pub model: String,
     pub calls: i64,

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod channels;
 pub mod conversations;
+pub mod end_users;
 pub mod fences;
 pub mod llm;
 pub mod tenants;
@@ -19,11 +20,12 @@ pub mod users;
 
 use std::time::Duration;
 
-use shared::TenantId;
+use shared::channel::{ChannelKind, ConnectionStatus};
+use shared::resources::TenantStatus;
+use shared::{AgentId, ConnectionId, TenantId};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
-use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
 
@@ -48,6 +50,9 @@ pub enum StoreError {
     /// Applying the migrations failed.
     #[error("migration failed")]
     Migrate(#[from] MigrateError),
+    /// A stored value the code does not know (a status no variant names): a bug or a hand edit.
+    #[error("unexpected stored value: {0}")]
+    Invalid(String),
     /// Any other database error: a bug or a broken invariant.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -120,12 +125,39 @@ pub struct RoleReport {
     pub bypass_rls: bool,
     /// Whether the role owns any table in the database (owners may bypass RLS).
     pub owns_tables: bool,
+    /// Roles it is a member of, directly or through others, that are superusers, bypass RLS or
+    /// own tables: a member can `SET ROLE` to them and do the same.
+    pub privileged_memberships: Vec<String>,
 }
 
 impl RoleReport {
-    /// True when row-level security binds this role.
+    /// True when row-level security binds this role and every role it can become.
     pub fn is_safe_runtime_role(&self) -> bool {
-        !self.superuser && !self.bypass_rls && !self.owns_tables
+        !self.superuser
+            && !self.bypass_rls
+            && !self.owns_tables
+            && self.privileged_memberships.is_empty()
+    }
+
+    /// Why the role is unsafe, in words (empty when it is safe).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.superuser {
+            problems.push("it is a superuser".to_string());
+        }
+        if self.bypass_rls {
+            problems.push("it has BYPASSRLS".to_string());
+        }
+        if self.owns_tables {
+            problems.push("it owns tables".to_string());
+        }
+        if !self.privileged_memberships.is_empty() {
+            problems.push(format!(
+                "it is a member of {}, which can bypass row-level security",
+                self.privileged_memberships.join(", ")
+            ));
+        }
+        problems
     }
 }
 
@@ -186,22 +218,36 @@ impl Store {
         Ok(())
     }
 
-    /// Reports the attributes of the role the pool logs in as.
+    /// Reports the attributes of the role the pool logs in as, and of every role it can become.
     pub async fn role_report(&self) -> StoreResult<RoleReport> {
-        let (name, superuser, bypass_rls, owns_tables): (String, bool, bool, bool) =
-            sqlx::query_as(
-                "SELECT r.rolname, r.rolsuper, r.rolbypassrls, \
-                    EXISTS (SELECT 1 FROM pg_class c \
-                             WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')) \
-               FROM pg_roles r WHERE r.rolname = current_user",
-            )
-            .fetch_one(&self.pool)
-            .await?;
+        let (name, superuser, bypass_rls, owns_tables, privileged): (
+            String,
+            bool,
+            bool,
+            bool,
+            Vec<String>,
+        ) = sqlx::query_as(
+            "WITH owners AS ( \
+                 SELECT DISTINCT relowner AS oid FROM pg_catalog.pg_class \
+                  WHERE relkind IN ('r', 'p')) \
+             SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, \
+                    r.oid IN (SELECT oid FROM owners), \
+                    coalesce(ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_roles g \
+                                    WHERE g.oid <> r.oid \
+                                      AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER') \
+                                      AND (g.rolsuper OR g.rolbypassrls \
+                                           OR g.oid IN (SELECT oid FROM owners)) \
+                                    ORDER BY 1), '{}') \
+               FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(RoleReport {
             name,
             superuser,
             bypass_rls,
             owns_tables,
+            privileged_memberships: privileged,
         })
     }
 
@@ -248,26 +294,40 @@ impl Store {
     }
 
     /// Finds the tenant and connection behind a channel's external id (a Slack `team_id`, a
-    /// WhatsApp `phone_number_id`) before any tenant is known. The one cross-tenant read the
-    /// runtime may make, through the `resolve_channel` SECURITY DEFINER function.
+    /// WhatsApp `phone_number_id`) before any tenant is known, with what routing a delivery
+    /// needs (its agent and settings, never its secret). The one cross-tenant read the runtime
+    /// may make, through the `resolve_channel` SECURITY DEFINER function.
     pub async fn resolve_channel(
         &self,
-        kind: &str,
+        kind: ChannelKind,
         external_id: &str,
     ) -> StoreResult<Option<ResolvedChannel>> {
-        let row: Option<(Uuid, Uuid, String, String)> = sqlx::query_as(
-            "SELECT tenant_id, connection_id, tenant_status, connection_status \
-               FROM resolve_channel($1, $2)",
+        let row: Option<(
+            TenantId,
+            ConnectionId,
+            Option<AgentId>,
+            String,
+            String,
+            serde_json::Value,
+        )> = sqlx::query_as(
+            "SELECT tenant_id, connection_id, agent_id, tenant_status, connection_status, \
+                        settings \
+                   FROM resolve_channel($1, $2)",
         )
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(external_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(
-            |(tenant, connection, tenant_status, connection_status)| ResolvedChannel {
-                tenant: TenantId::from_uuid(tenant),
-                connection_id: connection,
-                active: tenant_status == "active" && connection_status == "active",
+            |(tenant, connection, agent, tenant_status, connection_status, settings)| {
+                ResolvedChannel {
+                    tenant,
+                    connection_id: connection,
+                    agent_id: agent,
+                    active: tenant_status == TenantStatus::Active.as_str()
+                        && connection_status == ConnectionStatus::Active.as_str(),
+                    settings,
+                }
             },
         ))
     }
@@ -282,9 +342,12 @@ impl Store {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedChannel {
     pub tenant: TenantId,
-    pub connection_id: Uuid,
+    pub connection_id: ConnectionId,
+    pub agent_id: Option<AgentId>,
     /// False when the tenant is suspended or the connection disabled: acknowledge, do not process.
     pub active: bool,
+    /// The connection's settings as stored (the channel adapter reads them).
+    pub settings: serde_json::Value,
 }
 
 /// Applies the embedded migrations as the owner role.

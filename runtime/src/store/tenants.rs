@@ -3,17 +3,19 @@
 
 use chrono::{DateTime, Utc};
 use shared::TenantId;
+use shared::resources::TenantStatus;
 use uuid::Uuid;
 
-use super::{Store, StoreResult, TenantTx};
+use super::{Store, StoreError, StoreResult, TenantTx};
 
 /// A tenant as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantRow {
-    pub id: Uuid,
+    pub id: TenantId,
     pub slug: String,
     pub name: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: TenantStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -53,7 +55,7 @@ pub async fn update(
     tx: &mut TenantTx,
     name: Option<&str>,
     slug: Option<&str>,
-    status: Option<&str>,
+    status: Option<TenantStatus>,
 ) -> StoreResult<Option<TenantRow>> {
     let id = tx.tenant();
     Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
@@ -64,7 +66,7 @@ pub async fn update(
     .bind(id.as_uuid())
     .bind(name)
     .bind(slug)
-    .bind(status)
+    .bind(status.map(TenantStatus::as_str))
     .fetch_optional(tx.connection())
     .await?)
 }
@@ -82,7 +84,7 @@ pub async fn delete(tx: &mut TenantTx) -> StoreResult<bool> {
 
 /// A row of `platform_list_tenants`: the tenant and the total across pages.
 type ListedTenant = (
-    Uuid,
+    TenantId,
     String,
     String,
     String,
@@ -121,21 +123,21 @@ pub async fn list_all(
         }
         None => 0,
     };
-    Ok((
-        rows.into_iter()
-            .map(
-                |(id, slug, name, status, created_at, updated_at, _)| TenantRow {
-                    id,
-                    slug,
-                    name,
-                    status,
-                    created_at,
-                    updated_at,
-                },
-            )
-            .collect(),
-        total,
-    ))
+    let rows = rows
+        .into_iter()
+        .map(|(id, slug, name, status, created_at, updated_at, _)| {
+            Ok(TenantRow {
+                id,
+                slug,
+                name,
+                status: TenantStatus::try_from(status)
+                    .map_err(|e| StoreError::Config(e.to_string()))?,
+                created_at,
+                updated_at,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok((rows, total))
 }
 
 /// A tenant's own rate limits, `(per_minute, burst)`; `None` where the platform default applies.

@@ -1,11 +1,23 @@
 //! Accounts (global) and their memberships (tenant-owned, read across tenants only through the
 //! `user_memberships` function).
 
+use serde::{Deserialize, Serialize};
 use shared::TenantId;
 use shared::auth::TenantRole;
+use shared::resources::TenantStatus;
 use uuid::Uuid;
 
 use super::{Store, StoreError, StoreResult, TenantTx};
+
+/// Whether an account may sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+shared::text_enum!(UserStatus { Active => "active", Disabled => "disabled" });
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -14,7 +26,8 @@ pub struct UserRow {
     pub email: String,
     pub display_name: String,
     pub is_platform_admin: bool,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: UserStatus,
     pub auth_version: i32,
 }
 
@@ -23,7 +36,8 @@ pub struct UserRow {
 pub struct Credentials {
     pub id: Uuid,
     pub password_hash: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: UserStatus,
     pub auth_version: i32,
 }
 
@@ -42,7 +56,7 @@ pub struct MembershipRow {
     pub role: TenantRole,
     pub tenant_slug: String,
     pub tenant_name: String,
-    pub tenant_status: String,
+    pub tenant_status: TenantStatus,
 }
 
 const USER_COLUMNS: &str = "id, email, display_name, is_platform_admin, status, auth_version";
@@ -90,14 +104,15 @@ pub async fn memberships(store: &Store, user: Uuid) -> StoreResult<Vec<Membershi
     rows.into_iter()
         .map(|(tenant, role, slug, name, status)| {
             let role = TenantRole::parse(&role).ok_or_else(|| {
-                StoreError::Config(format!("unknown role {role} in tenant_members"))
+                StoreError::Invalid(format!("unknown role {role} in tenant_members"))
             })?;
             Ok(MembershipRow {
                 tenant: TenantId::from_uuid(tenant),
                 role,
                 tenant_slug: slug,
                 tenant_name: name,
-                tenant_status: status,
+                tenant_status: TenantStatus::try_from(status)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
             })
         })
         .collect()
@@ -168,7 +183,8 @@ pub struct MemberRow {
     pub user_id: Uuid,
     pub email: String,
     pub display_name: String,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: TenantRole,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -2,7 +2,7 @@
 //! behind the trigger's back.
 
 use runtime::store::TenantTx;
-use runtime::store::audit::{self, Actor, ChainReport, NewEvent};
+use runtime::store::audit::{self, Action, Actor, ChainReport, NewEvent, Target};
 use shared::TenantId;
 use sqlx::{Acquire, Executor, PgConnection};
 use uuid::Uuid;
@@ -10,12 +10,11 @@ use uuid::Uuid;
 use crate::fixtures::seed_tenant;
 use crate::support::TestDb;
 
-fn event(action: &str, n: usize) -> NewEvent<'_> {
+fn event(action: Action, n: usize) -> NewEvent {
     NewEvent {
         actor: Actor::System,
         action,
-        target_kind: Some("agent"),
-        target_id: Some(format!("agent-{n}")),
+        target: Target::Request(format!("agent-{n}")),
         details: serde_json::json!({ "n": n }),
         request_id: None,
     }
@@ -57,7 +56,7 @@ async fn seeded_chain(n: usize) -> (TestDb, runtime::store::Store, TenantId) {
     let a = seed_tenant(&store, "a").await; // one event already
     let mut tx = store.tenant_tx(a.tenant).await.unwrap();
     for i in 1..n {
-        let appended = audit::append(&mut tx, &event("agent.updated", i))
+        let appended = audit::append(&mut tx, &event(Action::AgentUpdated, i))
             .await
             .unwrap();
         assert_eq!(appended.seq, i as i64 + 1);
@@ -75,7 +74,7 @@ async fn chains_are_per_tenant_and_verify() {
     for (tenant, extra) in [(a.tenant, 4), (b.tenant, 2)] {
         let mut tx = store.tenant_tx(tenant).await.unwrap();
         for i in 0..extra {
-            audit::append(&mut tx, &event("agent.updated", i))
+            audit::append(&mut tx, &event(Action::AgentUpdated, i))
                 .await
                 .unwrap();
         }
@@ -212,9 +211,8 @@ async fn concurrent_appends_for_one_tenant_form_one_unbroken_chain() {
                     &mut tx,
                     &NewEvent {
                         actor: Actor::User(Uuid::new_v4()),
-                        action: "message.received",
-                        target_kind: None,
-                        target_id: None,
+                        action: Action::AgentUpdated,
+                        target: Target::None,
                         details: serde_json::json!({ "worker": w, "i": i }),
                         request_id: None,
                     },

@@ -22,7 +22,7 @@ async fn app_with_limits(per_user_per_minute: u32, per_tenant_per_minute: u32) -
     .await
 }
 
-async fn send(app: &TestApp, token: &str, tenant: TenantId, agent: Uuid) -> Response {
+async fn send(app: &TestApp, token: &str, tenant: TenantId, agent: shared::AgentId) -> Response {
     app.request(
         Method::POST,
         &format!("/api/tenants/{tenant}/agents/{agent}/messages"),

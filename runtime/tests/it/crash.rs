@@ -50,6 +50,7 @@ impl Node {
             .env("KONSTRUCT_JWT_SECRET", JWT_SECRET)
             .env("KONSTRUCT_ENCRYPTION_KEYS", ENCRYPTION_KEYS)
             .env("KONSTRUCT_SLACK_SIGNING_SECRET", SLACK_SIGNING_SECRET)
+            .env("KONSTRUCT_SLACK_APP_ID", e2e::slack::APP_ID)
             .env("KONSTRUCT_SLACK_API_URL", &app.slack.api_base)
             .env("KONSTRUCT_OPENAI_BASE_URL", &app.llm.base_url)
             .env("KONSTRUCT_OPENAI_API_KEY", TENANT_LLM_KEY)
@@ -134,7 +135,7 @@ async fn scene(app: &TestApp, node: &Node, tenant: TenantId, token: &str) -> Sce
 /// Delivers a signed @mention to `node`, as Slack would.
 async fn mention(node: &Node, scene: &Scene, event_id: &str, text: &str, ts: &str) {
     let body = json!({
-        "team_id": scene.team, "api_app_id": "A0APP", "type": "event_callback",
+        "team_id": scene.team, "api_app_id": e2e::slack::APP_ID, "type": "event_callback",
         "event_id": event_id, "event_time": 1_700_000_000,
         "event": {
             "type": "app_mention", "user": "UCUSTOMER", "channel": "CSUPPORT",

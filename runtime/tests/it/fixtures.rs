@@ -1,16 +1,16 @@
 //! Two-tenant fixtures: one row in every tenant-owned table for each tenant, written through the
 //! runtime's role and `TenantTx` exactly as the runtime writes.
 
-use runtime::store::audit::{self, Actor, NewEvent};
+use runtime::store::audit::{self, Action, Actor, NewEvent, Target};
 use runtime::store::{Store, tenants};
-use shared::TenantId;
+use shared::{AgentId, ConnectionId, TenantId};
 use uuid::Uuid;
 
 /// What was seeded for one tenant.
 #[derive(Debug, Clone)]
 pub struct Seeded {
     pub tenant: TenantId,
-    pub connection: Uuid,
+    pub connection: ConnectionId,
     pub connection_external_id: String,
 }
 
@@ -22,10 +22,11 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let tenant = TenantId::from_uuid(tenant.id);
-    let (user, agent, connection, conversation, message) = (
+    let tenant = tenant.id;
+    let (user, agent, connection, conversation, message, end_user) = (
         Uuid::new_v4(),
-        Uuid::new_v4(),
+        AgentId::from_uuid(Uuid::new_v4()),
+        ConnectionId::from_uuid(Uuid::new_v4()),
         Uuid::new_v4(),
         Uuid::new_v4(),
         Uuid::new_v4(),
@@ -89,13 +90,25 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, provider_event_id) \
-         VALUES ($1, $2, $3, 'inbound', 'U1', 'hello', $4)",
+        "INSERT INTO end_users (id, tenant_id, channel, external_id, display_name) \
+         VALUES ($1, $2, 'slack', $3, 'A customer')",
+    )
+    .bind(end_user)
+    .bind(t)
+    .bind(format!("{external_id}:U1"))
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, \
+                               provider_event_id, end_user_id) \
+         VALUES ($1, $2, $3, 'inbound', 'U1', 'hello', $4, $5)",
     )
     .bind(message)
     .bind(t)
     .bind(conversation)
     .bind(format!("Ev{label}"))
+    .bind(end_user)
     .execute(&mut *c)
     .await
     .unwrap();
@@ -132,11 +145,10 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
         &mut tx,
         &NewEvent {
             actor: Actor::User(user),
-            action: "agent.created",
-            target_kind: Some("agent"),
-            target_id: Some(agent.to_string()),
-            details: serde_json::json!({ "name": format!("Agent of {label}") }),
-            request_id: Some("test"),
+            action: Action::AgentCreated,
+            target: Target::Agent(agent),
+            details: serde_json::json!({ "n": 1 }),
+            request_id: Some("test".into()),
         },
     )
     .await

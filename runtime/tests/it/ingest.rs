@@ -5,8 +5,8 @@ use chrono::Utc;
 use runtime::config::{RedisSettings, Secret};
 use runtime::engine::ingest::{AfterFailure, Enqueued, Ingest, IngestSettings};
 use runtime::redis::Redis;
-use shared::TenantId;
-use shared::channel::{ChannelKind, InboundMessage, Sender};
+use shared::channel::{ChannelKind, InboundMessage, ReplyTarget, Sender};
+use shared::{ConnectionId, TenantId};
 use uuid::Uuid;
 
 use crate::support::redis_url;
@@ -26,9 +26,12 @@ fn message(tenant: TenantId, event: &str, text: &str) -> InboundMessage {
     InboundMessage {
         tenant_id: tenant,
         channel: ChannelKind::Slack,
-        connection_id: Uuid::nil(),
+        connection_id: ConnectionId::from_uuid(Uuid::nil()),
         agent_id: None,
-        conversation_key: "C1:1700000000.000100".into(),
+        reply_to: ReplyTarget::Slack {
+            channel: "C1".into(),
+            thread_ts: "1700000000.000100".into(),
+        },
         sender: Sender {
             id: "U1".into(),
             display_name: Some("Ada".into()),

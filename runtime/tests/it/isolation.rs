@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use shared::channel::ChannelKind;
 use sqlx::{Connection, PgConnection};
 
 use crate::fixtures::seed_tenant;
@@ -22,6 +23,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("llm_usage_daily", "tenant_id"),
     ("tenant_llm_keys", "tenant_id"),
     ("escalations", "tenant_id"),
+    ("end_users", "tenant_id"),
 ];
 
 /// Tables the runtime may only append to.
@@ -296,23 +298,26 @@ async fn channels_resolve_to_their_tenant_through_the_narrow_resolver_only() {
     let b = seed_tenant(&store, "b").await;
 
     let found = store
-        .resolve_channel("slack", &b.connection_external_id)
+        .resolve_channel(ChannelKind::Slack, &b.connection_external_id)
         .await
         .unwrap()
         .expect("B's workspace resolves");
     assert_eq!(found.tenant, b.tenant);
     assert_eq!(found.connection_id, b.connection);
     assert!(found.active);
-    assert_eq!(
-        store.resolve_channel("slack", "T_UNKNOWN").await.unwrap(),
-        None
-    );
-    assert_eq!(
+    assert!(
         store
-            .resolve_channel("whatsapp", &a.connection_external_id)
+            .resolve_channel(ChannelKind::Slack, "T_UNKNOWN")
             .await
-            .unwrap(),
-        None,
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .resolve_channel(ChannelKind::Whatsapp, &a.connection_external_id)
+            .await
+            .unwrap()
+            .is_none(),
         "the kind is part of the key"
     );
 
@@ -325,7 +330,7 @@ async fn channels_resolve_to_their_tenant_through_the_narrow_resolver_only() {
         .unwrap();
     tx.commit().await.unwrap();
     let found = store
-        .resolve_channel("slack", &a.connection_external_id)
+        .resolve_channel(ChannelKind::Slack, &a.connection_external_id)
         .await
         .unwrap()
         .unwrap();

@@ -102,7 +102,7 @@ fn expected(spec: &RouteSpec, who: Who, success: u16) -> u16 {
 }
 
 /// A Slack installation of a fresh workspace, known to the fake Slack.
-fn slack_installation(app: &TestApp, agent: Uuid) -> Value {
+fn slack_installation(app: &TestApp, agent: shared::AgentId) -> Value {
     let tag = Uuid::new_v4().simple().to_string().to_uppercase();
     let (team, bot, token) = (
         format!("T{}", &tag[..10]),

@@ -11,8 +11,7 @@ use runtime::engine::limiter::Limit;
 use runtime::engine::turn::EngineSettings;
 use serde_json::json;
 use shared::TenantId;
-use shared::channel::{ChannelKind, InboundMessage, Sender};
-use uuid::Uuid;
+use shared::channel::{ChannelKind, InboundMessage, ReplyTarget, Sender};
 
 use crate::pipeline::{send, wait_for};
 use crate::slack::{callback, deliver, install, wait_posted_within};
@@ -84,7 +83,9 @@ async fn a_two_minute_slack_outage_loses_nothing_answers_once_in_order_and_block
         channel: ChannelKind::Slack,
         connection_id: slack.connection,
         agent_id: Some(slack.agent),
-        conversation_key: String::new(),
+        reply_to: ReplyTarget::Web {
+            conversation: String::new(),
+        },
         provider_event_id: String::new(),
         sender: Sender {
             id: String::new(),
@@ -187,7 +188,7 @@ async fn a_flood_of_over_limit_messages_leaves_redis_and_the_audit_trail_within_
     // One ordinary turn first, so the engine's own keys (leases, streams, groups) exist.
     send(&app, &admin, w.a, agent, Some("warm"), "hello").await;
     wait_for(&app, &admin, w.a, agent, "warm", 2).await;
-    let connection: Uuid = {
+    let connection: shared::ConnectionId = {
         let mut tx = app.store.tenant_tx(w.a).await.unwrap();
         runtime::store::conversations::web_connection(&mut tx, agent)
             .await
@@ -206,7 +207,9 @@ async fn a_flood_of_over_limit_messages_leaves_redis_and_the_audit_trail_within_
             channel: ChannelKind::Web,
             connection_id: connection,
             agent_id: Some(agent),
-            conversation_key: format!("flood-{}", i % 20),
+            reply_to: ReplyTarget::Web {
+                conversation: format!("flood-{}", i % 20),
+            },
             provider_event_id: format!("flood-{i}"),
             sender: Sender {
                 id: "flooder".into(),

@@ -1,6 +1,7 @@
 //! The message pipeline end to end through the web channel: HTTP in, durable ingest, tenant and
 //! conversation actors, the LLM pool against the fake provider, the reply recorded and polled.
 
+use shared::channel::MessageDirection;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -26,7 +27,7 @@ pub(crate) async fn send(
     app: &TestApp,
     token: &str,
     tenant: shared::TenantId,
-    agent: Uuid,
+    agent: shared::AgentId,
     conversation: Option<&str>,
     text: &str,
 ) -> ChatAccepted {
@@ -49,7 +50,7 @@ pub(crate) async fn wait_for(
     app: &TestApp,
     token: &str,
     tenant: shared::TenantId,
-    agent: Uuid,
+    agent: shared::AgentId,
     conversation: &str,
     count: usize,
 ) -> Vec<ChatMessage> {
@@ -84,8 +85,8 @@ pub(crate) async fn wait_for(
 /// A web-channel message as a channel adapter would enqueue it.
 fn web_message(
     tenant: shared::TenantId,
-    connection: Uuid,
-    agent: Uuid,
+    connection: shared::ConnectionId,
+    agent: shared::AgentId,
     conversation: &str,
     event: &str,
     text: &str,
@@ -95,7 +96,9 @@ fn web_message(
         channel: shared::channel::ChannelKind::Web,
         connection_id: connection,
         agent_id: Some(agent),
-        conversation_key: conversation.into(),
+        reply_to: shared::channel::ReplyTarget::Web {
+            conversation: conversation.into(),
+        },
         sender: shared::channel::Sender {
             id: "U1".into(),
             display_name: None,
@@ -137,8 +140,8 @@ async fn a_test_message_is_answered_by_the_agent_with_its_persona_in_the_prompt(
     // An admin talks (sending costs an LLM call); an operator may watch the conversation.
     let sent = send(&app, &admin, w.a, agent, None, "Where is my order?").await;
     let messages = wait_for(&app, &operator, w.a, agent, &sent.conversation, 2).await;
-    assert_eq!(messages[0].direction, "inbound");
-    assert_eq!(messages[1].direction, "outbound");
+    assert_eq!(messages[0].direction, MessageDirection::Inbound);
+    assert_eq!(messages[1].direction, MessageDirection::Outbound);
     assert_eq!(messages[1].text, "echo: Where is my order?");
     let system = last_llm_request(&app)["messages"][0]["content"]
         .as_str()
@@ -286,7 +289,7 @@ async fn a_burst_over_the_tenant_limit_gets_one_notice_and_other_tenants_are_una
     assert_eq!(messages.len(), messages_after.len());
     let outbound: Vec<&str> = messages
         .iter()
-        .filter(|m| m.direction == "outbound")
+        .filter(|m| m.direction == MessageDirection::Outbound)
         .map(|m| m.text.as_str())
         .collect();
     assert_eq!(
@@ -414,7 +417,7 @@ async fn set_rules(
     app: &TestApp,
     token: &str,
     tenant: shared::TenantId,
-    agent: Uuid,
+    agent: shared::AgentId,
     rules: Value,
 ) {
     let res = app
@@ -533,7 +536,7 @@ async fn a_tenants_own_limit_set_by_the_platform_admin_applies_to_it_alone() {
     let messages = wait_for(&app, &admin, w.a, agent, "tight", 7).await;
     let outbound: Vec<&str> = messages
         .iter()
-        .filter(|m| m.direction == "outbound")
+        .filter(|m| m.direction == MessageDirection::Outbound)
         .map(|m| m.text.as_str())
         .collect();
     assert_eq!(
@@ -708,9 +711,14 @@ async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
     send(&app, &admin, w.a, agent, Some("s"), "before").await;
     wait_for(&app, &admin, w.a, agent, "s", 2).await;
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-    runtime::store::tenants::update(&mut tx, None, None, Some("suspended"))
-        .await
-        .unwrap();
+    runtime::store::tenants::update(
+        &mut tx,
+        None,
+        None,
+        Some(shared::resources::TenantStatus::Suspended),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let calls = app.llm.calls();

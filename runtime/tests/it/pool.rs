@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
 use runtime::store::Store;
-use shared::TenantId;
 use uuid::Uuid;
 
 use crate::support::TestDb;
@@ -37,7 +36,7 @@ async fn interleaved_tenant_transactions_on_a_small_pool_never_leak() {
                 .await
                 .unwrap();
         tx.commit().await.unwrap();
-        let id = TenantId::from_uuid(t.id);
+        let id = t.id;
         let mut tx = store.tenant_tx(id).await.unwrap();
         for n in 0..=i {
             sqlx::query("INSERT INTO agents (id, tenant_id, name) VALUES ($1, $2, $3)")

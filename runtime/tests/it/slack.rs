@@ -25,8 +25,8 @@ pub(crate) struct Install {
     pub team: String,
     pub token: String,
     pub bot: String,
-    pub agent: Uuid,
-    pub connection: Uuid,
+    pub agent: shared::AgentId,
+    pub connection: shared::ConnectionId,
 }
 
 /// Registers a Slack installation through the API as the tenant's admin.
@@ -80,7 +80,7 @@ pub(crate) fn callback(team: &str, event_id: &str, event: Value) -> Value {
     json!({
         "token": "deprecated-verification-token",
         "team_id": team,
-        "api_app_id": "A0APP",
+        "api_app_id": e2e::slack::APP_ID,
         "type": "event_callback",
         "event_id": event_id,
         "event_time": 1_700_000_000,
@@ -409,7 +409,7 @@ async fn each_workspace_is_answered_by_its_own_tenants_agent_with_its_own_token(
     // Each tenant's conversation lives in its own tenant.
     for (tenant, install) in [(w.a, &a), (w.b, &b)] {
         let mut tx = app.store.tenant_tx(tenant).await.unwrap();
-        let connections: Vec<Uuid> =
+        let connections: Vec<shared::ConnectionId> =
             sqlx::query_scalar("SELECT DISTINCT channel_connection_id FROM conversations")
                 .fetch_all(tx.connection())
                 .await

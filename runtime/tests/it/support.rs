@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{Duration, Utc};
-use runtime::api::{self, AppState, AuthState};
+use runtime::api::AuthState;
+use runtime::app::{Application, Options};
 use runtime::auth::TokenKeys;
 use runtime::auth::tokens::ImpersonationClaim;
 use runtime::config::{Secret, Settings};
@@ -234,6 +235,11 @@ pub struct TestApp {
     pub redis: Redis,
     /// The engine, when it runs.
     pub engine: Option<runtime::engine::consumer::Engine>,
+    /// The engine's dependencies: its events (`wait_finished`), its snapshots.
+    pub deps: runtime::engine::turn::EngineDeps,
+    /// The settings the server was built with.
+    pub settings: Settings,
+    pub app: Application,
 }
 
 /// The Slack app's signing secret in tests.
@@ -307,6 +313,7 @@ impl TestApp {
         settings.server.workers = Some(1);
         settings.server.portal_dir = portal_dir.clone();
         settings.server.json_limit_bytes = 64 * 1024;
+        settings.server.trust_proxy_headers = options.trust_proxy_headers;
         settings.database.url = Secret::new(db.app_url());
         settings.redis.url = Secret::new(options.redis_url.unwrap_or_else(redis_url));
         // A key space of its own, like the database: no test sees another's counters.
@@ -323,65 +330,50 @@ impl TestApp {
             .ollama
             .then(|| e2e::llm::FakeLlm::start_open().unwrap());
         settings.llm.ollama_url = ollama.as_ref().map(|o| o.base_url.clone());
-        let keyring = std::sync::Arc::new(runtime::crypto::Keyring::random());
         let slack = e2e::slack::FakeSlack::start().unwrap();
-
-        let store = Store::connect_lazy(&settings.database).unwrap();
-        let (redis, _task) = Redis::connect(&settings.redis).unwrap();
-        let auth = AuthState::from_settings(&settings.auth);
-        let keys = auth.keys.clone();
-        let ingest =
-            runtime::engine::ingest::Ingest::new(redis.clone(), options.ingest.unwrap_or_default());
-        let pool = std::sync::Arc::new(runtime::llm::pool::Pool::from_settings(&settings.llm));
-        let mut registry = None;
-        if let Some(engine) = options.engine {
-            let sinks = runtime::channels::sinks(&store, &keyring, &slack.api_base);
-            let deps = runtime::engine::turn::EngineDeps::new(
-                store.clone(),
-                redis.clone(),
-                ingest.clone(),
-                pool.clone(),
-                keyring.clone(),
-                sinks,
-                engine,
-            );
-            registry = Some(runtime::engine::consumer::start(deps, "test-node"));
-        }
-        let state = AppState {
-            store: store.clone(),
-            redis: redis.clone(),
-            auth,
-            llm: pool,
-            keyring: keyring.clone(),
-            key_validator: runtime::llm::KeyValidator::from_settings(&settings.llm),
-            ingest: ingest.clone(),
-            default_limits: runtime::api::limits::DefaultLimits::from_config(&settings.engine),
-            chat_limits: options
-                .chat_limits
-                .unwrap_or(runtime::api::chat::ChatLimits {
-                    per_user_per_minute: 1000,
-                    per_tenant_per_minute: 1000,
-                }),
-            slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
-            trust_proxy_headers: options.trust_proxy_headers,
-            slack_api: runtime::channels::slack::SlackApi::new(&slack.api_base),
-        };
-        let bound = api::bind(&settings.server, state).unwrap();
-        tokio::spawn(bound.server);
+        settings.slack.signing_secret = Some(Secret::new(SLACK_SIGNING_SECRET.into()));
+        settings.slack.app_id = Some(e2e::slack::APP_ID.into());
+        settings.slack.api_base_url = slack.api_base.clone();
+        // Generous unless a test sets them: pipeline tests send dozens of messages in a second.
+        let chat = options
+            .chat_limits
+            .unwrap_or(runtime::api::chat::ChatLimits {
+                per_user_per_minute: 1000,
+                per_tenant_per_minute: 1000,
+            });
+        settings.engine.chat_per_user_per_minute = chat.per_user_per_minute;
+        settings.engine.chat_per_tenant_per_minute = chat.per_tenant_per_minute;
+        let keys = AuthState::from_settings(&settings.auth, &settings.server).keys;
+        let start_engine = options.engine.is_some();
+        let app = Application::build(
+            &settings,
+            Options {
+                start_engine,
+                engine: options.engine,
+                ingest: options.ingest,
+                keyring: Some(runtime::crypto::Keyring::random()),
+                node: Some("test-node".into()),
+            },
+        )
+        .await
+        .unwrap();
         TestApp {
-            base: format!("http://127.0.0.1:{}", bound.port),
+            base: format!("http://127.0.0.1:{}", app.port),
             http: reqwest::Client::new(),
             portal_dir,
             db,
-            store,
+            store: app.store.clone(),
             keys,
             llm,
-            keyring,
+            keyring: app.keyring.clone(),
             ollama,
             slack,
-            ingest,
-            redis,
-            engine: registry,
+            ingest: app.ingest.clone(),
+            redis: app.redis.clone(),
+            engine: app.engine.clone(),
+            deps: app.deps.clone(),
+            settings,
+            app,
         }
     }
 

@@ -2,8 +2,8 @@
 
 use runtime::auth::password;
 use runtime::store::users;
-use shared::TenantId;
 use shared::auth::TenantRole;
+use shared::{AgentId, TenantId};
 use uuid::Uuid;
 
 use crate::fixtures::seed_tenant;
@@ -20,7 +20,7 @@ pub struct World {
     pub admin_a: Uuid,
     pub admin_b: Uuid,
     pub platform: Uuid,
-    pub agent_b: Uuid,
+    pub agent_b: AgentId,
 }
 
 /// Who calls.
@@ -62,7 +62,7 @@ pub async fn member(app: &TestApp, tenant: TenantId, user: Uuid, role: TenantRol
     tx.commit().await.unwrap();
 }
 
-pub async fn agent(app: &TestApp, tenant: TenantId, name: &str) -> Uuid {
+pub async fn agent(app: &TestApp, tenant: TenantId, name: &str) -> AgentId {
     agent_preferring(app, tenant, name, "").await
 }
 
@@ -72,7 +72,7 @@ pub async fn agent_preferring(
     tenant: TenantId,
     name: &str,
     model_preference: &str,
-) -> Uuid {
+) -> AgentId {
     let mut tx = app.store.tenant_tx(tenant).await.unwrap();
     let row = runtime::store::agents::create(
         &mut tx,

@@ -1,0 +1,245 @@
+//! `Application::build`: the one way the server is put together from its settings. `konstruct
+//! serve`, the integration tests and the benchmarks all build it here, so what the tests prove is
+//! what runs.
+//!
+//! Start-up order: connect (lazily) to Postgres and Redis, bind and start the HTTP server (so
+//! `/healthz` answers and `/readyz` says what it is waiting for), then verify the database role —
+//! retrying while Postgres is down, refusing to serve if the role could bypass row-level
+//! security — and only then start the message engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::health::{RoleCheck, Startup};
+use crate::api::{self, AppState, AuthState};
+use crate::channels::Channels;
+use crate::config::Settings;
+use crate::crypto::{CryptoError, Keyring};
+use crate::engine::consumer::{self, Engine};
+use crate::engine::ingest::{Ingest, IngestSettings};
+use crate::engine::turn::{EngineDeps, EngineSettings};
+use crate::llm::pool::Pool;
+use crate::redis::{Redis, RedisError};
+use crate::store::{Store, StoreError};
+
+/// Why the server could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Keys(#[from] CryptoError),
+    #[error("binding the HTTP listener: {0}")]
+    Bind(#[from] std::io::Error),
+    #[error(
+        "refusing to serve: database role {role} could bypass row-level security ({problems}); \
+         connect as the runtime role"
+    )]
+    UnsafeRole { role: String, problems: String },
+}
+
+/// What the caller chooses beyond the settings (tests and benchmarks).
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Run the message engine (needs an actix `System`).
+    pub start_engine: bool,
+    /// The engine's tuning; from the settings when `None`.
+    pub engine: Option<EngineSettings>,
+    /// The queue's behaviour; from the settings when `None`.
+    pub ingest: Option<IngestSettings>,
+    /// The keys sealing tenants' secrets; from the settings when `None`.
+    pub keyring: Option<Keyring>,
+    /// This node's name (partition leases, fences); a random one when `None`.
+    pub node: Option<String>,
+}
+
+/// A built, running server.
+pub struct Application {
+    pub port: u16,
+    pub store: Store,
+    pub redis: Redis,
+    pub ingest: Ingest,
+    pub keyring: Arc<Keyring>,
+    pub channels: Channels,
+    pub pool: Arc<Pool>,
+    /// The engine's dependencies (its events, its snapshots), also when it does not run.
+    pub deps: EngineDeps,
+    /// The running engine, when started.
+    pub engine: Option<Engine>,
+    pub node: String,
+    server: actix_web::dev::ServerHandle,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long to wait between two attempts to verify the database role while Postgres is down.
+const ROLE_RETRY_MAX: Duration = Duration::from_secs(10);
+
+impl Application {
+    /// Builds and starts everything the settings describe.
+    pub async fn build(settings: &Settings, options: Options) -> Result<Self, AppError> {
+        let store = Store::connect_lazy(&settings.database)?;
+        let (redis, _connecting) = Redis::connect(&settings.redis)?;
+        let ingest = Ingest::new(
+            redis.clone(),
+            options
+                .ingest
+                .unwrap_or_else(|| IngestSettings::from_config(&settings.engine)),
+        );
+        let pool = Arc::new(llm_pool(settings));
+        let keyring = Arc::new(match options.keyring {
+            Some(keyring) => keyring,
+            None => Keyring::parse(settings.secrets.encryption_keys.as_ref())?,
+        });
+        if keyring.is_empty() {
+            tracing::warn!(
+                "KONSTRUCT_ENCRYPTION_KEYS is not set: tenants cannot store their own LLM keys \
+                 or connect channels"
+            );
+        }
+        let channels = Channels::new(&settings.slack);
+        let deps = EngineDeps::new(
+            store.clone(),
+            redis.clone(),
+            ingest.clone(),
+            pool.clone(),
+            keyring.clone(),
+            channels.sinks(),
+            options
+                .engine
+                .unwrap_or_else(|| EngineSettings::from_config(&settings.engine)),
+        );
+        let startup = Arc::new(Startup::default());
+        let state = AppState {
+            store: store.clone(),
+            redis: redis.clone(),
+            auth: AuthState::from_settings(&settings.auth, &settings.server),
+            llm: pool.clone(),
+            keyring: keyring.clone(),
+            key_validator: crate::llm::KeyValidator::from_settings(&settings.llm),
+            ingest: ingest.clone(),
+            default_limits: api::limits::DefaultLimits::from_config(&settings.engine),
+            chat_limits: api::chat::ChatLimits::from_config(&settings.engine),
+            channels: channels.clone(),
+            trust_proxy_headers: settings.server.trust_proxy_headers,
+            startup: startup.clone(),
+        };
+        let bound = api::bind(&settings.server, state)?;
+        let server = bound.server.handle();
+        let serving = tokio::spawn(bound.server);
+        tracing::info!(
+            url = format!("http://{}:{}/", settings.server.host, bound.port),
+            "Konstruct is serving"
+        );
+        if let Err(e) = verify_role(&store, &startup).await {
+            server.stop(false).await;
+            return Err(e);
+        }
+        let node = options
+            .node
+            .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple()));
+        let engine = options.start_engine.then(|| {
+            let engine = consumer::start(deps.clone(), &node);
+            tracing::info!(engine.node = %node, partitions = ingest.partitions(), "message engine started");
+            engine
+        });
+        Ok(Self {
+            port: bound.port,
+            store,
+            redis,
+            ingest,
+            keyring,
+            channels,
+            pool,
+            deps,
+            engine,
+            node,
+            server,
+            serving,
+        })
+    }
+
+    /// Serves until the server is stopped (a signal, or `stop`), then stops the engine and gives
+    /// its partitions back.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = match self.serving.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        if let Some(engine) = &self.engine {
+            // Give the partitions back so another node takes over at once, then let that happen.
+            engine.stop();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.redis.quit().await;
+        served
+    }
+
+    /// Stops the HTTP server (gracefully) and the engine.
+    pub async fn stop(&self) {
+        if let Some(engine) = &self.engine {
+            engine.stop();
+        }
+        self.server.stop(true).await;
+    }
+}
+
+fn llm_pool(settings: &Settings) -> Pool {
+    let pool = Pool::from_settings(&settings.llm);
+    let groups: Vec<&str> = pool.groups().iter().map(|g| g.name.as_str()).collect();
+    if groups.is_empty() {
+        tracing::warn!(
+            "no LLM provider configured: set KONSTRUCT_ANTHROPIC_API_KEY, KONSTRUCT_OPENAI_API_KEY \
+             or KONSTRUCT_OLLAMA_URL; agents will apologise instead of answering"
+        );
+    } else {
+        tracing::info!(llm.groups = ?groups, "LLM pool ready");
+    }
+    pool
+}
+
+/// Verifies that the database role cannot bypass row-level security, retrying while Postgres
+/// does not answer. Until it is verified `/readyz` says so.
+async fn verify_role(store: &Store, startup: &Startup) -> Result<(), AppError> {
+    let mut wait = Duration::from_millis(250);
+    let mut warned = false;
+    loop {
+        match store.role_report().await {
+            Ok(role) if role.is_safe_runtime_role() => {
+                tracing::info!(db.role = %role.name, "connected to Postgres as the runtime role");
+                startup.set_role(RoleCheck::Verified(role.name));
+                return Ok(());
+            }
+            Ok(role) => {
+                let problems = role.problems().join("; ");
+                startup.set_role(RoleCheck::Refused(format!(
+                    "database role {} could bypass row-level security: {problems}",
+                    role.name
+                )));
+                return Err(AppError::UnsafeRole {
+                    role: role.name,
+                    problems,
+                });
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, "Postgres not reachable yet; retrying (/readyz reports it)");
+                    warned = true;
+                }
+                startup.set_role(RoleCheck::Pending(e.to_string()));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(ROLE_RETRY_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! One turn of a conversation: record the message, ask the LLM with the agent's persona and the
+//! memory window, and reply through the reply protocol (`engine::reply`): the result recorded as
+//! pending, sent, marked sent, and only then the entry acknowledged. Rejections by a rate limit
+//! and giving up on a message (`give_up`) are turns too, so the actors only route.
+//!
+//! A turn is idempotent per inbound event: an entry delivered again finds the reply recorded
+//! under its event id and resumes from it (sending what is still pending) without asking the LLM
+//! again.
+
+pub mod deps;
+mod give_up;
+pub mod state;
+
+use std::sync::Arc;
+
+use shared::ConversationId;
+use shared::channel::{InboundMessage, ReplyKind};
+use shared::resources::ConversationStatus;
+
+pub use deps::{
+    Disposition, EngineDeps, EngineEvent, EngineSettings, Outcome, Snapshots, TurnError,
+};
+pub use give_up::apologise;
+pub use state::ConversationState;
+
+use super::config::TenantConfig;
+use super::escalation::{self, Fired};
+use super::ingest::{Delivery, ParkResult, Source};
+use super::limiter;
+use super::prompt;
+use super::reply;
+use super::window::{Speaker, Turn};
+use crate::channels::ConnectionConfig;
+use crate::failpoint;
+use crate::llm::metering;
+use crate::store::audit::{self, Action, Actor, NewEvent, Target};
+use crate::store::conversations::{self, ReplyPart};
+use crate::store::end_users::{self, EndUserKey};
+
+/// Work for one conversation, done in arrival order.
+#[derive(Debug)]
+pub enum Work {
+    /// Answer the message, with the tenant's configuration as it was when the message arrived.
+    Answer {
+        d: Delivery,
+        config: Arc<TenantConfig>,
+    },
+    /// The message is over a rate limit: record it, and tell the sender once per window.
+    Reject {
+        d: Delivery,
+        config: Arc<TenantConfig>,
+        retry_after: std::time::Duration,
+        notify: bool,
+    },
+}
+
+/// Does the work. A stream entry that failed for a reason that may pass is parked here, inside
+/// the conversation's turn, so the conversation's next message (which checks for a parked list
+/// first) can never overtake it.
+pub async fn handle(deps: &EngineDeps, work: Work) -> Result<(), TurnError> {
+    let (result, d) = match work {
+        Work::Answer { d, config } => (run(deps, &d, &config).await, d),
+        Work::Reject {
+            d,
+            config,
+            retry_after,
+            notify,
+        } => (reject(deps, &d, &config, retry_after, notify).await, d),
+    };
+    let Err(error) = result else {
+        return Ok(());
+    };
+    match (error.disposition(), &d.source) {
+        (Disposition::Retry { after }, Source::Stream) => {
+            let delay = deps.ingest.settings().backoff(0, after);
+            match deps.ingest.park(&d, &error.to_string(), delay).await {
+                Ok(_) => {
+                    tracing::warn!(ingest.entry = %d.entry_id, error = %error, delay_ms = delay.as_millis() as u64, "turn failed; parked for a retry");
+                    deps.note_parked();
+                    deps.report(EngineEvent::Finished {
+                        tenant: d.message.tenant_id,
+                        event_id: d.message.provider_event_id.clone(),
+                        outcome: Outcome::Parked,
+                    });
+                    Ok(())
+                }
+                // Redis is failing too: the consumer falls back to a reclaim.
+                Err(park_error) => {
+                    tracing::error!(error = %park_error, "could not park a failed entry");
+                    Err(error)
+                }
+            }
+        }
+        _ => Err(error),
+    }
+}
+
+/// The connection `d` arrived on, from the snapshot — or, for one made after the snapshot was
+/// loaded (a web chat used for the first time), from the database.
+async fn connection(
+    deps: &EngineDeps,
+    config: &TenantConfig,
+    d: &Delivery,
+) -> Result<Arc<ConnectionConfig>, TurnError> {
+    if let Some(c) = config.connection(d.message.connection_id) {
+        return Ok(c);
+    }
+    super::config::load_connection(deps, d.message.tenant_id, d.message.connection_id)
+        .await?
+        .ok_or(TurnError::NoConnection)
+}
+
+/// The usage row a conversation's turns add to: one of 16, stable per conversation.
+fn usage_slot(m: &InboundMessage) -> i16 {
+    let hash = m
+        .conversation_key()
+        .bytes()
+        .chain(m.connection_id.as_uuid().as_bytes().iter().copied())
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (hash % 16) as i16
+}
+
+/// What else the reply's transaction records.
+enum Extra<'a> {
+    Plain,
+    /// The LLM answered: usage, cost and the `llm.call` event.
+    Answered(&'a crate::llm::types::CallReport),
+    /// Every LLM deployment failed (the failure class only: never message content).
+    LlmFailed(&'static str),
+}
+
+/// What the turn did besides replying.
+struct Recording<'a> {
+    extra: Extra<'a>,
+    handoff: Option<&'a Fired>,
+    /// The state to save once the result is recorded.
+    state: Option<&'a ConversationState>,
+}
+
+impl Default for Recording<'_> {
+    fn default() -> Self {
+        Self {
+            extra: Extra::Plain,
+            handoff: None,
+            state: None,
+        }
+    }
+}
+
+/// Records and sends the reply (see `record_and_send`), then acknowledges the entry.
+async fn finish(
+    deps: &EngineDeps,
+    d: &Delivery,
+    connection: &ConnectionConfig,
+    conversation: ConversationId,
+    kind: ReplyKind,
+    text: String,
+    recording: Recording<'_>,
+) -> Result<(), TurnError> {
+    record_and_send(deps, d, connection, conversation, kind, text, recording).await?;
+    failpoint::hit(failpoint::BEFORE_ACK).await;
+    deps.done(d).await
+}
+
+/// Records the reply (with the turn's usage, escalation and audit events) as pending in one
+/// fenced transaction, saves the conversation's state, and sends the reply.
+async fn record_and_send(
+    deps: &EngineDeps,
+    d: &Delivery,
+    connection: &ConnectionConfig,
+    conversation: ConversationId,
+    kind: ReplyKind,
+    text: String,
+    recording: Recording<'_>,
+) -> Result<(), TurnError> {
+    let m = &d.message;
+    let mut tx = reply::fenced_tx(deps, d).await?;
+    // The rows first, the audit events last: appending takes the tenant's chain lock until
+    // commit, so it should be the transaction's final step.
+    let mut events: Vec<NewEvent> = Vec::with_capacity(2);
+    match recording.extra {
+        Extra::Plain => {}
+        Extra::Answered(report) => {
+            let cost = metering::add_usage_in(&mut tx, m.agent_id, report, usage_slot(m)).await?;
+            events.push(metering::call_event(m.agent_id, report, cost));
+        }
+        Extra::LlmFailed(class) => events.push(NewEvent::about(
+            Actor::System,
+            Action::LlmFailed,
+            Target::Conversation(conversation),
+            serde_json::json!({ "error": class }),
+        )),
+    }
+    if let Some(fired) = recording.handoff {
+        let escalation = conversations::hand_off(
+            &mut tx,
+            conversation,
+            fired.reason.as_str(),
+            fired.handoff_target.as_deref(),
+        )
+        .await?;
+        events.push(NewEvent::about(
+            Actor::System,
+            Action::ConversationHandedOff,
+            Target::Conversation(conversation),
+            serde_json::json!({
+                "escalation": escalation,
+                "reason": fired.reason.as_str(),
+                "event": m.provider_event_id,
+            }),
+        ));
+    }
+    let parts = reply::record_pending(deps, &mut tx, d, conversation, kind, &text).await?;
+    // An ordinary answer is recorded in the conversation (and its LLM call audited); replies
+    // that are not answers are audited themselves.
+    let action = match kind {
+        ReplyKind::Answer => None,
+        ReplyKind::Notice => Some(Action::ReplyNoticeSent),
+        ReplyKind::Apology => Some(Action::ReplyApologySent),
+        ReplyKind::Handoff => Some(Action::ReplyHandoffSent),
+    };
+    if let Some(action) = action {
+        events.push(NewEvent::about(
+            Actor::System,
+            action,
+            Target::Conversation(conversation),
+            serde_json::json!({
+                "in_reply_to": m.provider_event_id,
+                "channel": m.channel.as_str(),
+            }),
+        ));
+    }
+    for event in &events {
+        audit::append(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    if let Some(state) = recording.state {
+        state::save(deps, m, state).await?;
+    }
+    failpoint::hit(failpoint::AFTER_RECORD).await;
+    reply::deliver(deps, d, connection, &parts).await
+}
+
+/// Sends what is still pending of a reply recorded before (a redelivered entry), then
+/// acknowledges. The conversation's state is dropped unless it already includes this turn, so
+/// the next turn rebuilds it from Postgres instead of missing this one.
+async fn resume(
+    deps: &EngineDeps,
+    d: &Delivery,
+    connection: &ConnectionConfig,
+    parts: &[ReplyPart],
+) -> Result<(), TurnError> {
+    reply::deliver(deps, d, connection, parts).await?;
+    state::keep_only_if_current(deps, &d.message).await?;
+    deps.done(d).await
+}
+
+/// Replies with a platform message (a notice, an apology) and acknowledges the entry.
+async fn reply_with(
+    deps: &EngineDeps,
+    d: &Delivery,
+    connection: &ConnectionConfig,
+    conversation: ConversationId,
+    kind: ReplyKind,
+    text: String,
+) -> Result<(), TurnError> {
+    finish(
+        deps,
+        d,
+        connection,
+        conversation,
+        kind,
+        text,
+        Recording::default(),
+    )
+    .await
+}
+
+/// An inbound message, recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub conversation: ConversationId,
+    /// The conversation belongs to a human now: the agent does not answer.
+    pub handed_off: bool,
+    /// The reply recorded for this message before (a redelivery), if any.
+    pub reply: Option<Vec<ReplyPart>>,
+}
+
+/// Records an inbound message in its conversation (once per provider event), with the end user
+/// who wrote it, and finds the reply recorded for it before, if it was delivered before.
+pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Recorded, TurnError> {
+    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+    let end_user = end_users::upsert(
+        &mut tx,
+        EndUserKey {
+            channel: m.channel,
+            external_id: &m.sender.id,
+            display_name: m.sender.display_name.as_deref(),
+        },
+    )
+    .await?;
+    let (conversation, status) = conversations::upsert_with_status(
+        &mut tx,
+        m.connection_id,
+        m.agent_id,
+        &m.conversation_key(),
+        Some(end_user),
+    )
+    .await?;
+    let parts = conversations::reply_parts(&mut tx, &m.provider_event_id).await?;
+    if parts.is_empty() {
+        // The message itself is the record (no audit row per message: the trail holds what the
+        // platform did about it — LLM calls, hand-offs, apologies).
+        conversations::insert_inbound(
+            &mut tx,
+            conversation,
+            &m.sender.id,
+            Some(end_user),
+            &m.text,
+            &m.provider_event_id,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Recorded {
+        conversation,
+        handed_off: status == ConversationStatus::HandedOff,
+        reply: (!parts.is_empty()).then_some(parts),
+    })
+}
+
+/// Starts a turn: parks it behind earlier parked messages of its connection, records the message
+/// and resumes a reply recorded before. Returns the recorded message when the turn should go on.
+async fn begin(
+    deps: &EngineDeps,
+    d: &Delivery,
+    connection: &ConnectionConfig,
+) -> Result<Option<Recorded>, TurnError> {
+    if deps.ingest.park_if_parked(d).await? != ParkResult::NotParked {
+        deps.report(EngineEvent::Finished {
+            tenant: d.message.tenant_id,
+            event_id: d.message.provider_event_id.clone(),
+            outcome: Outcome::Parked,
+        });
+        return Ok(None);
+    }
+    let recorded = record_inbound(deps, &d.message).await?;
+    if let Some(parts) = &recorded.reply {
+        resume(deps, d, connection, parts).await?;
+        return Ok(None);
+    }
+    Ok(Some(recorded))
+}
+
+/// A message over the limit: recorded, answered with a notice once per window (in the
+/// conversation's order, so a notice never overtakes an earlier answer), acknowledged. The
+/// tenant actor audits the window's rejections as one record.
+async fn reject(
+    deps: &EngineDeps,
+    d: &Delivery,
+    config: &TenantConfig,
+    retry_after: std::time::Duration,
+    notify: bool,
+) -> Result<(), TurnError> {
+    if !config.exists {
+        return deps.done(d).await;
+    }
+    let connection = connection(deps, config, d).await?;
+    let Some(recorded) = begin(deps, d, &connection).await? else {
+        return Ok(());
+    };
+    if notify {
+        reply_with(
+            deps,
+            d,
+            &connection,
+            recorded.conversation,
+            ReplyKind::Notice,
+            limiter::notice(retry_after),
+        )
+        .await
+    } else {
+        deps.done(d).await
+    }
+}
+
+/// Runs one turn with the tenant's configuration snapshot. The conversation's state (window and
+/// escalation count) is read at the start and saved once the turn's result is recorded, so a
+/// failed turn leaves it as it was for the retry.
+async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(), TurnError> {
+    let m = &d.message;
+    if !config.exists {
+        // The tenant was deleted with this message still queued.
+        return deps.done(d).await;
+    }
+    let connection = connection(deps, config, d).await?;
+    let Some(recorded) = begin(deps, d, &connection).await? else {
+        return Ok(());
+    };
+    // Recorded, not answered: a suspended tenant's channels are silent, and a conversation
+    // handed to a human is the human's (the message waits in the conversation for them).
+    if !config.active || recorded.handed_off {
+        return deps.done(d).await;
+    }
+    let conversation = recorded.conversation;
+    let Some(agent) = config.agent(m.agent_id) else {
+        return reply_with(
+            deps,
+            d,
+            &connection,
+            conversation,
+            ReplyKind::Apology,
+            "Sorry, no one is assigned to answer here yet.".into(),
+        )
+        .await;
+    };
+    let mut state = state::load(deps, m, conversation).await?;
+    let user_turn = Turn {
+        speaker: Speaker::User,
+        text: m.text.clone(),
+    };
+    if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text) {
+        let notice = escalation::handoff_notice(&fired);
+        state.window.push(user_turn, deps.settings.window);
+        let recording = Recording {
+            handoff: Some(&fired),
+            state: Some(&state),
+            ..Recording::default()
+        };
+        return finish(
+            deps,
+            d,
+            &connection,
+            conversation,
+            ReplyKind::Handoff,
+            notice,
+            recording,
+        )
+        .await;
+    }
+    let mut request = prompt::chat_request(
+        &agent.profile,
+        &state.window,
+        m.channel,
+        &m.text,
+        deps.settings.max_answer_tokens,
+    );
+    if escalation::counts_failures(&agent.escalation_rules)
+        && let Some(system) = request.system.as_mut()
+    {
+        system.push_str(&format!(
+            "\n\nIf you cannot resolve the user's request, say so briefly and end your reply \
+             with {}.",
+            escalation::UNRESOLVED_MARKER
+        ));
+    }
+    let answer = deps
+        .pool
+        .chat(
+            agent.model_preference.as_deref(),
+            &config.credentials,
+            &request,
+        )
+        .await;
+    let refused = answer
+        .as_ref()
+        .map_or_else(crate::llm::pool::PoolError::key_failures, |r| {
+            r.key_failures.as_slice()
+        });
+    if let Err(e) = metering::record_key_failures(&deps.store, m.tenant_id, refused).await {
+        tracing::error!(tenant.id = %m.tenant_id, error = %e, "could not record a refused LLM key");
+    }
+    failpoint::hit(failpoint::AFTER_LLM).await;
+    let (mut kind, mut text, resolved) = match &answer {
+        Ok(report) => {
+            let (text, unresolved) = escalation::strip_marker(&report.completion.text());
+            (ReplyKind::Answer, text, Some(!unresolved))
+        }
+        Err(e) => {
+            tracing::warn!(tenant.id = %m.tenant_id, error = %e, "no LLM answer");
+            (ReplyKind::Apology, e.user_message().to_string(), None)
+        }
+    };
+    // An outage is not counted either way.
+    let fired = resolved.and_then(|resolved| {
+        escalation::after_turn(&agent.escalation_rules, &mut state.escalation, resolved)
+    });
+    state.window.push(user_turn, deps.settings.window);
+    if kind == ReplyKind::Answer {
+        state.window.push(
+            Turn {
+                speaker: Speaker::Agent,
+                text: text.clone(),
+            },
+            deps.settings.window,
+        );
+    }
+    if let Some(fired) = &fired {
+        let notice = escalation::handoff_notice(fired);
+        text = if kind == ReplyKind::Answer && !text.trim().is_empty() {
+            format!("{text}\n\n{notice}")
+        } else {
+            notice
+        };
+        kind = ReplyKind::Handoff;
+    }
+    let extra = match &answer {
+        Ok(report) => Extra::Answered(report),
+        Err(e) => Extra::LlmFailed(e.class()),
+    };
+    let recording = Recording {
+        extra,
+        handoff: fired.as_ref(),
+        state: Some(&state),
+    };
+    finish(deps, d, &connection, conversation, kind, text, recording).await
+}
