@@ -80,6 +80,8 @@ struct State {
     script: VecDeque<Behavior>,
     posted: Vec<Posted>,
     calls: Vec<Call>,
+    /// Calls of the other Web API methods, by method name (`auth.test`, `bots.info`).
+    method_calls: Vec<(String, Call)>,
     ts: u64,
 }
 
@@ -197,9 +199,19 @@ impl FakeSlack {
         lock(&self.state).posted.clone()
     }
 
-    /// Every call, with the status it got.
+    /// Every `chat.postMessage` call, with the status it got.
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.state).calls.clone()
+    }
+
+    /// Every call of another Web API method (`auth.test`, `bots.info`), its form as `body`.
+    pub fn calls_to(&self, method: &str) -> Vec<Call> {
+        lock(&self.state)
+            .method_calls
+            .iter()
+            .filter(|(m, _)| m == method)
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 }
 
@@ -336,6 +348,14 @@ fn bearer(req: &HttpRequest) -> Option<String> {
 
 /// `auth.test`: who the token belongs to, as Slack answers it.
 async fn auth_test(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
+    lock(&state).method_calls.push((
+        "auth.test".into(),
+        Call {
+            auth: bearer(&req),
+            body: Value::Null,
+            status: 200,
+        },
+    ));
     let Some(token) = bearer(&req) else {
         return HttpResponse::Ok().json(json!({ "ok": false, "error": "not_authed" }));
     };
@@ -362,6 +382,14 @@ async fn bots_info(
     state: web::Data<Mutex<State>>,
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
+    lock(&state).method_calls.push((
+        "bots.info".into(),
+        Call {
+            auth: bearer(&req),
+            body: json!(form.0.clone()),
+            status: 200,
+        },
+    ));
     let Some(token) = bearer(&req) else {
         return HttpResponse::Ok().json(json!({ "ok": false, "error": "not_authed" }));
     };

@@ -64,6 +64,8 @@ pub struct Application {
     pub keyring: Arc<Keyring>,
     pub channels: Channels,
     pub pool: Arc<Pool>,
+    /// Sessions and sign-in (shared with the HTTP workers: the same hasher, the same keys).
+    pub auth: AuthState,
     /// The engine's dependencies (its events, its snapshots), also when it does not run.
     pub deps: EngineDeps,
     /// The running engine, when started.
@@ -119,11 +121,32 @@ impl Application {
                 .engine
                 .unwrap_or_else(|| EngineSettings::from_config(&settings.engine)),
         );
+        let listener = std::net::TcpListener::bind((settings.server.host, settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let public_url = match &settings.server.public_url {
+            Some(url) => crate::links::PublicUrl::parse(url).map_err(|why| {
+                AppError::Bind(std::io::Error::other(format!("server.public_url {why}")))
+            })?,
+            None => {
+                let url = crate::links::PublicUrl::parse(&format!(
+                    "http://{}",
+                    std::net::SocketAddr::new(settings.server.host, port)
+                ))
+                .map_err(|why| AppError::Bind(std::io::Error::other(why)))?;
+                tracing::warn!(
+                    public_url = url.base(),
+                    "KONSTRUCT_PUBLIC_URL is not set: links the product writes point at this \
+                     address, which only this machine may reach"
+                );
+                url
+            }
+        };
         let startup = Arc::new(Startup::default());
+        let auth = AuthState::from_settings(&settings.auth, &settings.server);
         let state = AppState {
             store: store.clone(),
             redis: redis.clone(),
-            auth: AuthState::from_settings(&settings.auth, &settings.server),
+            auth: auth.clone(),
             llm: pool.clone(),
             keyring: keyring.clone(),
             key_validator: crate::llm::KeyValidator::from_settings(&settings.llm),
@@ -133,8 +156,9 @@ impl Application {
             channels: channels.clone(),
             trust_proxy_headers: settings.server.trust_proxy_headers,
             startup: startup.clone(),
+            public_url,
         };
-        let bound = api::bind(&settings.server, state)?;
+        let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();
         let serving = tokio::spawn(bound.server);
         tracing::info!(
@@ -161,6 +185,7 @@ impl Application {
             keyring,
             channels,
             pool,
+            auth,
             deps,
             engine,
             node,
@@ -183,6 +208,11 @@ impl Application {
         }
         self.redis.quit().await;
         served
+    }
+
+    /// Sessions and sign-in as the server uses them.
+    pub fn auth_state(&self) -> &AuthState {
+        &self.auth
     }
 
     /// Stops the HTTP server (gracefully) and the engine.
@@ -216,8 +246,9 @@ async fn verify_role(store: &Store, startup: &Startup) -> Result<(), AppError> {
     loop {
         match store.role_report().await {
             Ok(role) if role.is_safe_runtime_role() => {
+                // Ready first, then said: whoever reads the line finds the server ready.
+                startup.set_role(RoleCheck::Verified(role.name.clone()));
                 tracing::info!(db.role = %role.name, "connected to Postgres as the runtime role");
-                startup.set_role(RoleCheck::Verified(role.name));
                 return Ok(());
             }
             Ok(role) => {

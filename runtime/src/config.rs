@@ -254,6 +254,9 @@ pub struct ServerSettings {
     /// Further proxies between the client and us (CIDR networks), skipped when reading
     /// `X-Forwarded-For` from the right; the right-most hop outside them is the client.
     pub trusted_proxies: Vec<String>,
+    /// Where people and providers reach this server, e.g. `https://konstruct.example.com`:
+    /// every link the product writes starts with it. Unset: `http://{host}:{port}` (a laptop).
+    pub public_url: Option<String>,
 }
 
 /// Postgres: the runtime's own role, the owner (migrations) and a superuser (first setup only).
@@ -311,6 +314,7 @@ impl Default for ServerSettings {
             workers: None,
             trust_proxy_headers: false,
             trusted_proxies: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -495,6 +499,11 @@ const ENV_VARS: &[(&str, Apply)] = &[
     }),
     ("KONSTRUCT_PASSWORD_HASH_CONCURRENCY", |s, v| {
         s.auth.password_hash_concurrency = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_PUBLIC_URL", |s, v| {
+        let url = crate::links::PublicUrl::parse(v)?;
+        s.server.public_url = Some(url.base().to_string());
         Ok(())
     }),
     ("KONSTRUCT_TRUSTED_PROXIES", |s, v| {

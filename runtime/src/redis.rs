@@ -259,6 +259,32 @@ impl Redis {
         }
     }
 
+    /// The keys matching `pattern` (a SCAN glob, e.g. `konstruct:login:*`), walking the whole key
+    /// space in steps; for tests and maintenance, never on a request's path.
+    pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RedisError> {
+        let mut cursor = "0".to_string();
+        let mut keys = Vec::new();
+        loop {
+            let (next, found): (String, Vec<String>) = self
+                .eval(
+                    "return redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 500)",
+                    Vec::new(),
+                    vec![cursor.clone(), pattern.to_string()],
+                )
+                .await?;
+            keys.extend(found);
+            if next == "0" {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// A key's time to live in seconds: -1 when it has none, -2 when it does not exist.
+    pub async fn ttl(&self, key: &str) -> Result<i64, RedisError> {
+        self.client.ttl(key).await.map_err(RedisError::Command)
+    }
+
     /// Runs a Lua script that returns an integer.
     pub async fn eval_int(
         &self,

@@ -37,11 +37,14 @@ impl TenantRole {
                 Permission::LlmKeysManage,
                 Permission::ChannelsRead,
                 Permission::ChannelsManage,
+                Permission::SettingsManage,
+                Permission::EndUsersRead,
             ],
             TenantRole::CustomerOperator => &[
                 Permission::TenantRead,
                 Permission::AgentsRead,
                 Permission::ChannelsRead,
+                Permission::EndUsersRead,
             ],
         }
     }
@@ -72,6 +75,10 @@ pub enum Permission {
     ChannelsRead,
     /// Connect and disconnect channels.
     ChannelsManage,
+    /// Change the tenant's own settings (time zone, locale).
+    SettingsManage,
+    /// See the people who talk to the tenant's agents (end users).
+    EndUsersRead,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::TenantRole;
-use crate::channel::ConnectionStatus;
-use crate::{AgentId, ConnectionId, TenantId, text_enum};
+use crate::channel::{ChannelKind, ConnectionStatus};
+use crate::{AgentId, ConnectionId, EndUserId, TenantId, text_enum};
 
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +226,56 @@ pub struct LlmKey {
     /// Why, in our own words (e.g. "the provider refused the key (HTTP 401)").
     #[serde(default)]
     pub refused_reason: Option<String>,
+}
+
+/// A person who talks to the tenant's agents through a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EndUser {
+    pub id: EndUserId,
+    pub channel: ChannelKind,
+    /// Who they are in the channel's terms: a Slack `team:user`, a WhatsApp number, a portal
+    /// `user:<id>`.
+    pub external_id: String,
+    pub display_name: Option<String>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// How many conversations they started.
+    pub conversations: u64,
+}
+
+/// Where this Konstruct is reached, for the links operators configure at providers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlatformInfo {
+    /// The public base URL every link the product writes starts with.
+    pub public_url: String,
+    /// The Request URL to set in the Slack app's Event Subscriptions.
+    pub slack_events_url: String,
+    /// The platform's Slack app, if configured.
+    pub slack_app_id: Option<String>,
+    pub version: String,
+}
+
+/// A tenant's calendar and language, as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantSettings {
+    /// An IANA time zone (`Europe/Berlin`): the tenant's days, months and business hours.
+    pub time_zone: String,
+    /// The language (and region) the tenant's customers are addressed in (`en`, `en-GB`).
+    pub locale: String,
+    /// The tenant's wall-clock time now, in its zone (`2026-12-01 19:42`).
+    pub local_time: String,
+}
+
+/// `PUT /api/tenants/{tenant_id}/settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettingsInput {
+    pub time_zone: String,
+    pub locale: String,
 }
 
 /// A rate limit: `burst` messages at once, then `per_minute` sustained.

@@ -325,11 +325,13 @@ pub fn issue(
     Ok(res.json(body))
 }
 
-fn secure(req: &HttpRequest, state: &AppState) -> bool {
+/// Cookies are `Secure` when people reach us over HTTPS, as the public URL says (a request's own
+/// scheme can be anything a client or proxy claims).
+fn secure(_req: &HttpRequest, state: &AppState) -> bool {
     state
         .auth
         .cookie_secure
-        .unwrap_or_else(|| req.connection_info().scheme() == "https")
+        .unwrap_or_else(|| state.public_url.is_https())
 }
 
 /// The cookies that carry `token`: an impersonation's one cookie, or a session's two.

@@ -7,15 +7,18 @@ pub mod agents;
 pub mod auth;
 pub mod channels;
 pub mod chat;
+pub mod end_users;
 pub mod error;
 pub mod health;
 pub mod limits;
 pub mod llm_keys;
 pub mod members;
 pub mod openapi;
+pub mod platform;
 pub mod portal;
 pub mod request_id;
 pub mod routes;
+pub mod settings;
 pub mod tenants;
 pub mod tools;
 pub mod validate;
@@ -62,6 +65,8 @@ pub struct AppState {
     pub trust_proxy_headers: bool,
     /// What has to happen before the server is ready (the database role check).
     pub startup: std::sync::Arc<health::Startup>,
+    /// The base of every link the product writes.
+    pub public_url: crate::links::PublicUrl,
 }
 
 /// Session signing, sign-in limits and who the client is.
@@ -187,9 +192,12 @@ impl std::fmt::Debug for Bound {
     }
 }
 
-/// Binds the listener and builds the server. Awaiting `Bound::server` runs it.
-pub fn bind(settings: &ServerSettings, state: AppState) -> std::io::Result<Bound> {
-    let listener = TcpListener::bind((settings.host, settings.port))?;
+/// Builds the server on a bound listener. Awaiting `Bound::server` runs it.
+pub fn bind_listener(
+    listener: TcpListener,
+    settings: &ServerSettings,
+    state: AppState,
+) -> std::io::Result<Bound> {
     let port = listener.local_addr()?.port();
     let state = web::Data::new(state);
     let portal_dir = settings.portal_dir.clone();

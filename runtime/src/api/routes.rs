@@ -11,7 +11,8 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, auth, channels, chat, limits, llm_keys, members, openapi, tenants, tools,
+    admin, agents, auth, channels, chat, end_users, limits, llm_keys, members, openapi, platform,
+    settings, tenants, tools,
 };
 
 /// What a route requires of its caller.
@@ -74,6 +75,8 @@ routes! {
     DELETE "/api/admin/impersonate"                       => Session, admin::stop_impersonation;
     GET    "/api/openapi.json"                            => Public, openapi::document;
     GET    "/api/tools"                                   => Session, tools::list;
+    GET    "/api/platform"                                => Session, platform::info;
+    GET    "/api/time-zones"                              => Session, settings::time_zones;
     GET    "/api/tenants"                                 => Platform(TenantsManage), tenants::list;
     POST   "/api/tenants"                                 => Platform(TenantsManage), tenants::create;
     GET    "/api/tenants/{tenant_id}"                     => Tenant(TenantRead), tenants::get;
@@ -81,6 +84,10 @@ routes! {
     DELETE "/api/tenants/{tenant_id}"                     => Platform(TenantsManage), tenants::delete;
     GET    "/api/tenants/{tenant_id}/limits"              => Tenant(TenantRead), limits::get;
     PUT    "/api/tenants/{tenant_id}/limits"              => Platform(TenantsManage), limits::put;
+    GET    "/api/tenants/{tenant_id}/settings"            => Tenant(TenantRead), settings::get;
+    PUT    "/api/tenants/{tenant_id}/settings"            => Tenant(SettingsManage), settings::put;
+    GET    "/api/tenants/{tenant_id}/end-users"           => Tenant(EndUsersRead), end_users::list;
+    GET    "/api/tenants/{tenant_id}/end-users/{end_user_id}" => Tenant(EndUsersRead), end_users::get;
     GET    "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsRead), agents::list;
     POST   "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsWrite), agents::create;
     GET    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsRead), agents::get;

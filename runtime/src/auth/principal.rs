@@ -33,10 +33,11 @@ pub struct Impersonated {
 }
 
 /// What may be done in a suspended tenant: read, nothing else.
-const READ_ONLY: [Permission; 3] = [
+const READ_ONLY: [Permission; 4] = [
     Permission::TenantRead,
     Permission::AgentsRead,
     Permission::MembersRead,
+    Permission::EndUsersRead,
 ];
 
 fn narrowed(perms: &[Permission], active: bool) -> Vec<Permission> {

@@ -28,6 +28,7 @@ use crate::llm::metering;
 use crate::llm::pool::Credentials;
 use crate::store::channels::{self as store_channels, ConnectionRow};
 use crate::store::{Store, TenantTx, agents, tenants};
+use crate::time::TenantZone;
 
 /// The channel the triggers notify on.
 pub const CHANNEL: &str = "konstruct_config";
@@ -55,6 +56,8 @@ pub struct TenantConfig {
     pub connections: HashMap<ConnectionId, Arc<ConnectionConfig>>,
     /// The tenant's own provider keys, preferred over the platform's.
     pub credentials: Credentials,
+    /// The tenant's calendar: its usage days are its own.
+    pub zone: TenantZone,
 }
 
 impl TenantConfig {
@@ -134,6 +137,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             agents: HashMap::new(),
             connections: HashMap::new(),
             credentials: Credentials::platform(),
+            zone: TenantZone::default(),
         });
     };
     let own = tenants::limits(&mut tx).await?.unwrap_or_default();
@@ -167,6 +171,13 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         );
     }
     let connections = connections_in(&mut tx, &deps.keyring).await?;
+    let zone = match tenants::settings(&mut tx).await? {
+        Some(settings) => TenantZone::parse(&settings.time_zone).unwrap_or_else(|| {
+            tracing::error!(tenant.id = %tenant, "unknown time zone stored; using UTC");
+            TenantZone::default()
+        }),
+        None => TenantZone::default(),
+    };
     let credentials = match metering::credentials_in(&mut tx, &deps.keyring).await {
         Ok(c) => c,
         Err(e) => {
@@ -183,6 +194,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         agents: agents_by_id,
         connections,
         credentials,
+        zone,
     })
 }
 

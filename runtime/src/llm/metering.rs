@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use chrono::Utc;
+use chrono::NaiveDate;
 use shared::{AgentId, TenantId};
 
 use super::pool::{Credentials, KeyFailure};
@@ -29,9 +29,10 @@ pub async fn record_call(
     tenant: TenantId,
     agent: Option<AgentId>,
     report: &CallReport,
+    day: NaiveDate,
 ) -> Result<Option<i64>, MeteringError> {
     let mut tx = store.tenant_tx(tenant).await?;
-    let cost = record_in(&mut tx, agent, report, 0).await?;
+    let cost = record_in(&mut tx, agent, report, day, 0).await?;
     tx.commit().await?;
     Ok(cost)
 }
@@ -42,19 +43,22 @@ pub async fn record_in(
     tx: &mut TenantTx,
     agent: Option<AgentId>,
     report: &CallReport,
+    day: NaiveDate,
     slot: i16,
 ) -> Result<Option<i64>, MeteringError> {
-    let cost = add_usage_in(tx, agent, report, slot).await?;
+    let cost = add_usage_in(tx, agent, report, day, slot).await?;
     audit::append(tx, &call_event(agent, report, cost)).await?;
     Ok(cost)
 }
 
-/// Adds the call to the day's usage; returns its cost in micro-dollars when the price is known.
-/// The caller appends `call_event` to the audit trail in the same transaction.
+/// Adds the call to the usage of `day` (the tenant's own calendar day); returns its cost in
+/// micro-dollars when the price is known. The caller appends `call_event` to the audit trail in
+/// the same transaction.
 pub async fn add_usage_in(
     tx: &mut TenantTx,
     agent: Option<AgentId>,
     report: &CallReport,
+    day: NaiveDate,
     slot: i16,
 ) -> Result<Option<i64>, MeteringError> {
     let usage = &report.completion.usage;
@@ -63,7 +67,7 @@ pub async fn add_usage_in(
     store_llm::add_usage(
         tx,
         &UsageRecord {
-            day: Utc::now().date_naive(),
+            day,
             agent,
             provider: report.provider,
             model: &report.model,

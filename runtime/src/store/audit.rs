@@ -41,6 +41,8 @@ actions! {
     /// The last event of a deleted tenant's trail.
     TenantDeleted => "tenant.deleted",
     TenantLimitsChanged => "tenant.limits_changed",
+    /// Its time zone or locale changed.
+    TenantSettingsChanged => "tenant.settings_changed",
     AgentCreated => "agent.created",
     AgentUpdated => "agent.updated",
     AgentDeleted => "agent.deleted",

@@ -194,3 +194,39 @@ pub async fn set_limits(tx: &mut TenantTx, limits: OwnLimits) -> StoreResult<Opt
     .await?;
     Ok(row.map(own_limits))
 }
+
+/// A tenant's calendar and language.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TenantSettingsRow {
+    /// An IANA zone name (validated by the runtime before it is stored).
+    pub time_zone: String,
+    pub locale: String,
+}
+
+/// The transaction's tenant's settings; `None` if the tenant does not exist.
+pub async fn settings(tx: &mut TenantTx) -> StoreResult<Option<TenantSettingsRow>> {
+    let id = tx.tenant();
+    Ok(sqlx::query_as::<_, TenantSettingsRow>(
+        "SELECT time_zone, locale FROM tenants WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(tx.connection())
+    .await?)
+}
+
+/// Replaces the transaction's tenant's settings; `None` if the tenant does not exist.
+pub async fn set_settings(
+    tx: &mut TenantTx,
+    settings: &TenantSettingsRow,
+) -> StoreResult<Option<TenantSettingsRow>> {
+    let id = tx.tenant();
+    Ok(sqlx::query_as::<_, TenantSettingsRow>(
+        "UPDATE tenants SET time_zone = $2, locale = $3, updated_at = now() WHERE id = $1 \
+         RETURNING time_zone, locale",
+    )
+    .bind(id)
+    .bind(&settings.time_zone)
+    .bind(&settings.locale)
+    .fetch_optional(tx.connection())
+    .await?)
+}

@@ -171,7 +171,8 @@ async fn the_per_address_limit_uses_the_proxys_client_address_only_when_trusted(
     let res = attempt(&app, "203.0.113.9").await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 
-    // Trusted: each client behind the proxy has its own count.
+    // Trusted: each client behind the proxy has its own count (the hop the proxy appended,
+    // whatever the client wrote before it).
     let app = TestApp::spawn_with(AppOptions {
         login_failures_per_address: Some(2),
         trust_proxy_headers: true,
@@ -179,7 +180,7 @@ async fn the_per_address_limit_uses_the_proxys_client_address_only_when_trusted(
     })
     .await;
     for _ in 0..2 {
-        let res = attempt(&app, "203.0.113.7, 10.0.0.1").await.unwrap();
+        let res = attempt(&app, "10.0.0.1, 203.0.113.7").await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     let res = attempt(&app, "203.0.113.7").await.unwrap();

@@ -22,6 +22,8 @@ mod outage;
 mod pipeline;
 mod pool;
 mod schema_lint;
+mod sessions;
 mod slack;
+mod startup;
 mod support;
 mod world;

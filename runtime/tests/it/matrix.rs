@@ -21,7 +21,7 @@ const SUCCESS: &[(&str, &str, u16)] = &[
     ("POST", "/api/auth/refresh", 200),
     ("GET", "/api/me", 200),
     ("POST", "/api/admin/impersonate", 200),
-    ("DELETE", "/api/admin/impersonate", 200),
+    ("DELETE", "/api/admin/impersonate", 204),
     ("GET", "/api/openapi.json", 200),
     ("GET", "/api/tools", 200),
     ("GET", "/api/tenants", 200),

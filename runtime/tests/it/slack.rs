@@ -775,3 +775,94 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
         ("handed_off", Some("#humans"))
     );
 }
+
+#[tokio::test]
+async fn events_for_another_slack_app_are_refused_and_nothing_is_queued() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let mut body = callback(
+        &slack.team,
+        "EvOtherApp",
+        mention(&slack.bot, "hello", "1700000001.000100"),
+    );
+    body["api_app_id"] = json!("A0SOMEONEELSE");
+    let res = deliver(&app, &body, None).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    body.as_object_mut().unwrap().remove("api_app_id");
+    let res = deliver(&app, &body, None).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "no app named: refused too"
+    );
+    assert_eq!(app.queued().await, 0);
+    // Our own app's event is taken.
+    let res = deliver_mention(&app, &slack, "EvOurApp", "hello", "1700000002.000100").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.queued().await, 1);
+}
+
+#[tokio::test]
+async fn a_workspace_cannot_be_claimed_with_another_apps_bot_token() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    // A real bot token of the right workspace and bot user, but of another company's app.
+    app.slack.install_app(
+        "xoxb-0000-other-app-token",
+        "T0OTHERAPP",
+        "U0OTHERBOT",
+        "A0OTHERAPP",
+    );
+    let admin = app.token_for(w.admin_a, None).await;
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/api/tenants/{}/channels/slack", w.a),
+            Some(&admin),
+        )
+        .json(&json!({
+            "team_id": "T0OTHERAPP", "bot_user_id": "U0OTHERBOT",
+            "bot_token": "xoxb-0000-other-app-token", "agent_id": agent,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::support::field_errors(res).await, ["bot_token"]);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM channel_connections WHERE kind = 'slack'")
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+    assert_eq!(
+        stored, 1,
+        "only the fixture's connection; nothing was stored"
+    );
+    // The same workspace through the platform's own app is accepted, and Slack was asked.
+    app.slack
+        .install("xoxb-0000-our-app-token", "T0OTHERAPP", "U0OURBOT");
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/api/tenants/{}/channels/slack", w.a),
+            Some(&admin),
+        )
+        .json(&json!({
+            "team_id": "T0OTHERAPP", "bot_user_id": "U0OURBOT",
+            "bot_token": "xoxb-0000-our-app-token", "agent_id": agent,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert!(
+        app.slack
+            .calls_to("bots.info")
+            .iter()
+            .any(|c| c.body["bot"] == "BOURBOT"),
+        "{:?}",
+        app.slack.calls_to("bots.info")
+    );
+}

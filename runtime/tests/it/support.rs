@@ -269,6 +269,10 @@ pub struct AppOptions {
     pub login_failures_per_address: Option<u32>,
     /// Behind a trusted proxy: accept `X-Request-Id` and `X-Forwarded-For`.
     pub trust_proxy_headers: bool,
+    /// Further trusted proxies (CIDR networks) in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<String>,
+    /// Password hashes at once (the default is one per core).
+    pub password_hash_concurrency: Option<u32>,
     /// How the queue behaves (retry schedule, time to live of dedupe keys, …).
     pub ingest: Option<runtime::engine::ingest::IngestSettings>,
     /// Start the message engine (needs an actix system: use `#[actix_rt::test]`).
@@ -314,6 +318,10 @@ impl TestApp {
         settings.server.portal_dir = portal_dir.clone();
         settings.server.json_limit_bytes = 64 * 1024;
         settings.server.trust_proxy_headers = options.trust_proxy_headers;
+        settings.server.trusted_proxies = options.trusted_proxies;
+        if let Some(n) = options.password_hash_concurrency {
+            settings.auth.password_hash_concurrency = n;
+        }
         settings.database.url = Secret::new(db.app_url());
         settings.redis.url = Secret::new(options.redis_url.unwrap_or_else(redis_url));
         // A key space of its own, like the database: no test sees another's counters.
@@ -375,6 +383,19 @@ impl TestApp {
             settings,
             app,
         }
+    }
+
+    /// This server's Redis keys matching `pattern` (after its prefix), e.g. `login:*`.
+    pub async fn redis_keys_matching(&self, pattern: &str) -> Vec<String> {
+        self.redis
+            .keys_matching(&self.redis.key(pattern))
+            .await
+            .unwrap()
+    }
+
+    /// A Redis key's time to live (-1: none, -2: absent).
+    pub async fn redis_ttl(&self, key: &str) -> i64 {
+        self.redis.ttl(key).await.unwrap()
     }
 
     /// How many messages were appended to the ingest queue, over every partition.

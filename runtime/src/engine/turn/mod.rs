@@ -123,8 +123,8 @@ fn usage_slot(m: &InboundMessage) -> i16 {
 /// What else the reply's transaction records.
 enum Extra<'a> {
     Plain,
-    /// The LLM answered: usage, cost and the `llm.call` event.
-    Answered(&'a crate::llm::types::CallReport),
+    /// The LLM answered: usage (on the tenant's calendar day), cost and the `llm.call` event.
+    Answered(&'a crate::llm::types::CallReport, chrono::NaiveDate),
     /// Every LLM deployment failed (the failure class only: never message content).
     LlmFailed(&'static str),
 }
@@ -180,8 +180,9 @@ async fn record_and_send(
     let mut events: Vec<NewEvent> = Vec::with_capacity(2);
     match recording.extra {
         Extra::Plain => {}
-        Extra::Answered(report) => {
-            let cost = metering::add_usage_in(&mut tx, m.agent_id, report, usage_slot(m)).await?;
+        Extra::Answered(report, day) => {
+            let cost =
+                metering::add_usage_in(&mut tx, m.agent_id, report, day, usage_slot(m)).await?;
             events.push(metering::call_event(m.agent_id, report, cost));
         }
         Extra::LlmFailed(class) => events.push(NewEvent::about(
@@ -505,7 +506,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         kind = ReplyKind::Handoff;
     }
     let extra = match &answer {
-        Ok(report) => Extra::Answered(report),
+        Ok(report) => Extra::Answered(report, config.zone.day(chrono::Utc::now())),
         Err(e) => Extra::LlmFailed(e.class()),
     };
     let recording = Recording {

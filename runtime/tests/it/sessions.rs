@@ -1,0 +1,472 @@
+//! The attacks on sessions the outside review found, each closed: an impersonation token traded
+//! for a platform session, an admin locked out from one address, a forged `X-Forwarded-For`
+//! hop, IPv6 clients hopping addresses, unbounded password hashing, counters without an expiry.
+
+use std::collections::HashMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use shared::auth::{Me, SessionToken};
+
+use crate::support::{AppOptions, TestApp};
+use crate::world::{PASSWORD, World};
+
+/// A browser's cookies for one origin, kept by hand (name → value).
+#[derive(Debug, Default, Clone)]
+struct Jar(HashMap<String, String>);
+
+impl Jar {
+    /// Applies the `Set-Cookie` headers of an answer, removals included.
+    fn take(&mut self, res: &reqwest::Response) {
+        for header in res.headers().get_all("set-cookie") {
+            let text = header.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            let removed = value.is_empty() || text.contains("Max-Age=0");
+            if removed {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn get(&self, name: &str) -> Option<&String> {
+        self.0.get(name)
+    }
+}
+
+/// A request as the portal makes it: the cookies, and the CSRF header from its cookie.
+fn browser(app: &TestApp, jar: &Jar, method: Method, path: &str) -> reqwest::RequestBuilder {
+    let mut req = app
+        .http
+        .request(method, app.url(path))
+        .header("cookie", jar.header());
+    if let Some(csrf) = jar.get("konstruct_csrf") {
+        req = req.header("x-csrf-token", csrf);
+    }
+    req
+}
+
+async fn email_of(app: &TestApp, user: uuid::Uuid) -> String {
+    runtime::store::users::get(&app.store, user)
+        .await
+        .unwrap()
+        .unwrap()
+        .email
+}
+
+async fn status(app: &TestApp, token: &str, path: &str) -> StatusCode {
+    app.request(Method::GET, path, Some(token))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn impersonate(app: &TestApp, token: &str, w: &World) -> SessionToken {
+    let res = app
+        .request(Method::POST, "/api/admin/impersonate", Some(token))
+        .json(&json!({ "tenant_id": w.a }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn stopping_an_impersonation_never_hands_out_a_platform_session() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let own = app.token_for(w.platform, None).await;
+    let imp = impersonate(&app, &own, &w).await.token;
+
+    // Refreshing an impersonation gives an impersonation, never the admin's rights.
+    let refreshed: SessionToken = app
+        .request(Method::POST, "/api/auth/refresh", Some(&imp))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(refreshed.me.impersonation.is_some());
+    assert!(refreshed.me.platform_permissions.is_empty());
+    let claims = app
+        .keys
+        .verify(&refreshed.token, chrono::Utc::now())
+        .unwrap();
+    assert!(
+        claims.imp.is_some(),
+        "the refreshed token is an impersonation"
+    );
+    assert_eq!(
+        status(&app, &refreshed.token, "/api/tenants").await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Stopping answers with nothing to use: no token, no session cookie.
+    let res = app
+        .request(Method::DELETE, "/api/admin/impersonate", Some(&imp))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .all(|c| !c.starts_with("konstruct_session=") || c.starts_with("konstruct_session=;")),
+        "{cookies:?}"
+    );
+    assert!(res.bytes().await.unwrap().is_empty());
+    // The impersonation is over, in every token of it; the admin's own session carries on.
+    assert_eq!(
+        status(&app, &imp, "/api/me").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&app, &refreshed.token, "/api/me").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(&app, &own, "/api/tenants").await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_browser_keeps_the_admins_own_session_beside_the_impersonation() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let mut jar = Jar::default();
+    let res = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .json(&json!({ "email": email_of(&app, w.platform).await, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    jar.take(&res);
+    let own_session = jar.get("konstruct_session").cloned().unwrap();
+
+    let res = browser(&app, &jar, Method::POST, "/api/admin/impersonate")
+        .json(&json!({ "tenant_id": w.a }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    jar.take(&res);
+    assert_eq!(
+        jar.get("konstruct_session"),
+        Some(&own_session),
+        "the admin's session cookie is left alone"
+    );
+    assert!(jar.get("konstruct_impersonation").is_some());
+    let me: Me = browser(&app, &jar, Method::GET, "/api/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me.impersonation.map(|i| i.tenant_id), Some(w.a));
+
+    let res = browser(&app, &jar, Method::DELETE, "/api/admin/impersonate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    jar.take(&res);
+    assert!(jar.get("konstruct_impersonation").is_none());
+    let res = browser(&app, &jar, Method::GET, "/api/me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Me = res.json().await.unwrap();
+    assert!(me.impersonation.is_none());
+    assert!(me.platform_admin && !me.platform_permissions.is_empty());
+}
+
+#[tokio::test]
+async fn an_ended_impersonation_cookie_falls_back_to_the_admins_own_session_and_is_cleared() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let own = app.token_for(w.platform, None).await;
+    let imp = impersonate(&app, &own, &w).await.token;
+    // Ended elsewhere (an API client stopped it); the browser still sends the cookie.
+    app.request(Method::DELETE, "/api/admin/impersonate", Some(&imp))
+        .send()
+        .await
+        .unwrap();
+    let res = app
+        .http
+        .get(app.url("/api/me"))
+        .header(
+            "cookie",
+            format!("konstruct_session={own}; konstruct_impersonation={imp}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cleared = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("konstruct_impersonation=;"));
+    assert!(cleared, "the dead impersonation cookie is removed");
+    let me: Me = res.json().await.unwrap();
+    assert!(me.impersonation.is_none());
+}
+
+#[tokio::test]
+async fn signing_out_while_impersonating_ends_both_sessions() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let own = app.token_for(w.platform, None).await;
+    let imp = impersonate(&app, &own, &w).await.token;
+    let res = app
+        .request(Method::POST, "/api/auth/logout", Some(&imp))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        status(&app, &imp, "/api/me").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&app, &own, "/api/me").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn signing_out_of_the_admins_own_session_ends_its_impersonation() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let own = app.token_for(w.platform, None).await;
+    let imp = impersonate(&app, &own, &w).await.token;
+    app.request(Method::POST, "/api/auth/logout", Some(&own))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&app, &imp, "/api/me").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A sign-in from `client`, as the trusted proxy in front of us reports it.
+async fn login_from(app: &TestApp, client: &str, email: &str, password: &str) -> StatusCode {
+    app.http
+        .post(app.url("/api/auth/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn one_address_cannot_lock_an_admin_out_from_another() {
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_account: Some(3),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let email = email_of(&app, w.platform).await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(login_from(&app, "203.0.113.7", &email, &format!("guess {i}")).await);
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count(),
+        3
+    );
+    assert_eq!(
+        login_from(&app, "203.0.113.7", &email, PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the guessing address is locked out of the account"
+    );
+    assert_eq!(
+        login_from(&app, "198.51.100.20", &email, PASSWORD).await,
+        StatusCode::OK,
+        "the admin, elsewhere, is not"
+    );
+}
+
+#[tokio::test]
+async fn an_address_over_its_limit_is_refused_before_anything_counts_against_the_account() {
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_address: Some(2),
+        login_failures_per_account: Some(3),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let email = email_of(&app, w.admin_a).await;
+    // Two failures use up the address; the next attempts are refused at the address.
+    for i in 0..2 {
+        assert_eq!(
+            login_from(&app, "203.0.113.9", &format!("other-{i}@example.com"), "x").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            login_from(&app, "203.0.113.9", &email, "guess").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    // None of them counted against the account: from a fresh address it has all its tries.
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&app, "198.51.100.30", &email, "wrong").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&app, "198.51.100.30", &email, PASSWORD).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_right_most_untrusted_hop_is_the_client() {
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_address: Some(2),
+        trust_proxy_headers: true,
+        trusted_proxies: vec!["10.0.0.0/8".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    // The client writes whatever it likes on the left; our proxies append the real hops.
+    for i in 0..2 {
+        let forged = format!("192.0.2.{i}, 198.51.100.77, 10.1.2.3");
+        assert_eq!(
+            login_from(&app, &forged, "nobody@example.com", "x").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(
+            &app,
+            "192.0.2.200, 198.51.100.77, 10.9.9.9",
+            "nobody@example.com",
+            "x"
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a forged left-most hop does not dodge the limit"
+    );
+    assert_eq!(
+        login_from(&app, "198.51.100.78, 10.1.2.3", "nobody@example.com", "x").await,
+        StatusCode::UNAUTHORIZED,
+        "another client behind the same proxies has its own count"
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_counted_per_64() {
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_address: Some(2),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    for client in ["2001:db8:aa:1::1", "2001:db8:aa:1:ffff::2"] {
+        assert_eq!(
+            login_from(&app, client, "nobody@example.com", "x").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(
+            &app,
+            "2001:db8:aa:1:1234:5678:9abc:def0",
+            "nobody@example.com",
+            "x"
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a fresh address in the same /64 is the same client"
+    );
+    assert_eq!(
+        login_from(&app, "2001:db8:aa:2::1", "nobody@example.com", "x").await,
+        StatusCode::UNAUTHORIZED,
+        "the next /64 is someone else"
+    );
+}
+
+#[tokio::test]
+async fn password_hashing_runs_at_most_the_configured_number_at_once() {
+    let app = TestApp::spawn_with(AppOptions {
+        password_hash_concurrency: Some(1),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let email = email_of(&app, w.admin_a).await;
+    // Each from its own address, so no sign-in limit interferes.
+    let attempts = (0..8).map(|i| {
+        let (app, email) = (&app, email.clone());
+        async move {
+            let password = if i % 2 == 0 { PASSWORD } else { "wrong" };
+            login_from(app, &format!("198.51.100.{i}"), &email, password).await
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| [
+            StatusCode::OK,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+        .contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
+    assert_eq!(app.app.auth_state().hasher.peak(), 1, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn every_sign_in_counter_expires() {
+    let app = TestApp::spawn_with(AppOptions {
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let email = email_of(&app, w.admin_a).await;
+    login_from(&app, "198.51.100.40", &email, "wrong").await;
+    login_from(&app, "2001:db8::40", &email, PASSWORD).await;
+    let keys = app.redis_keys_matching("login:*").await;
+    assert!(keys.len() >= 3, "{keys:?}");
+    for key in keys {
+        let ttl = app.redis_ttl(&key).await;
+        assert!(ttl > 0, "{key} has no expiry ({ttl})");
+    }
+}
