@@ -35,7 +35,11 @@ fn to_dto(row: ConnectionRow) -> Result<SlackInstallation, ApiError> {
     };
     Ok(SlackInstallation {
         id: row.id,
-        team_id: settings.team_id,
+        team_id: if settings.team_id.is_empty() {
+            row.external_id
+        } else {
+            settings.team_id
+        },
         enterprise_id: settings.enterprise_id,
         team_name: settings.team_name,
         bot_user_id: settings.bot_user_id,

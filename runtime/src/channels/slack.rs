@@ -285,13 +285,15 @@ impl SlackApi {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallationSettings {
     /// The workspace (`T…`); kept here as well as in the connection's external id, which is
-    /// freed when the installation is disconnected.
+    /// freed when the installation is disconnected. (Empty only for a row written by hand.)
+    #[serde(default)]
     pub team_id: String,
     #[serde(default)]
     pub team_name: Option<String>,
     #[serde(default)]
     pub enterprise_id: Option<String>,
     /// The app's bot user in the workspace; its own messages are not answered.
+    #[serde(default)]
     pub bot_user_id: String,
     /// The bot (`B…`) and the app it belongs to, as Slack said at registration.
     #[serde(default)]

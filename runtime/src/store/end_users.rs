@@ -18,16 +18,25 @@ pub struct EndUserKey<'a> {
     pub display_name: Option<&'a str>,
 }
 
-/// The end user behind `key`, created on their first message; every message moves their last
-/// sighting on and keeps the newest display name the channel gave.
-pub async fn upsert(tx: &mut TenantTx, key: EndUserKey<'_>) -> StoreResult<EndUserId> {
+/// The end user behind `key`, created on their first message. Reads first and writes only for a
+/// newcomer: an existing end user is not locked here, so one person writing in many
+/// conversations at once does not serialise them (`seen` moves their last sighting on later).
+pub async fn find_or_create(tx: &mut TenantTx, key: EndUserKey<'_>) -> StoreResult<EndUserId> {
+    let found: Option<EndUserId> =
+        sqlx::query_scalar("SELECT id FROM end_users WHERE channel = $1 AND external_id = $2")
+            .bind(key.channel.as_str())
+            .bind(key.external_id)
+            .fetch_optional(tx.connection())
+            .await?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
     let tenant = tx.tenant();
     Ok(sqlx::query_scalar(
         "INSERT INTO end_users (id, tenant_id, channel, external_id, display_name) \
          VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (tenant_id, channel, external_id) DO UPDATE \
-             SET last_seen_at = now(), \
-                 display_name = coalesce(EXCLUDED.display_name, end_users.display_name) \
+         ON CONFLICT (tenant_id, channel, external_id) \
+             DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at \
          RETURNING id",
     )
     .bind(EndUserId::from_uuid(Uuid::new_v4()))
@@ -37,6 +46,29 @@ pub async fn upsert(tx: &mut TenantTx, key: EndUserKey<'_>) -> StoreResult<EndUs
     .bind(key.display_name)
     .fetch_one(tx.connection())
     .await?)
+}
+
+/// How stale an end user's last sighting may get before a message moves it on: writing it on
+/// every message would make one busy person's row the hottest in the database.
+const SEEN_PRECISION_SECS: i32 = 60;
+
+/// Moves the end user's last sighting on (and takes the newest display name the channel gave),
+/// when it is older than a minute or the name changed. Called as the last step of the message's
+/// transaction, so the row is locked only briefly, and only when it needs writing.
+pub async fn seen(tx: &mut TenantTx, id: EndUserId, display_name: Option<&str>) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE end_users SET last_seen_at = now(), \
+                display_name = coalesce($2, display_name) \
+          WHERE id = $1 \
+            AND (last_seen_at < now() - make_interval(secs => $3) \
+                 OR ($2 IS NOT NULL AND display_name IS DISTINCT FROM $2))",
+    )
+    .bind(id)
+    .bind(display_name)
+    .bind(SEEN_PRECISION_SECS)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
 }
 
 /// An end user as stored, with how many conversations they had.

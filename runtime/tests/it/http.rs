@@ -25,9 +25,9 @@ async fn readyz_is_200_and_names_every_check_when_dependencies_answer() {
     let report: ReadinessReport = res.json().await.unwrap();
     assert_eq!(report.status, ReadinessStatus::Ready);
     let names: Vec<_> = report.checks.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["postgres", "redis", "migrations"]);
+    assert_eq!(names, ["database_role", "postgres", "redis", "migrations"]);
     assert!(report.checks.iter().all(|c| c.ok), "{report:?}");
-    let migrations = &report.checks[2];
+    let migrations = &report.checks[3];
     assert!(
         migrations.detail.ends_with("applied"),
         "{}",

@@ -11,6 +11,7 @@ mod auth;
 mod chat;
 mod crash;
 mod fixtures;
+mod groundwork;
 mod http;
 mod ingest;
 mod isolation;

@@ -24,6 +24,16 @@ const SUCCESS: &[(&str, &str, u16)] = &[
     ("DELETE", "/api/admin/impersonate", 204),
     ("GET", "/api/openapi.json", 200),
     ("GET", "/api/tools", 200),
+    ("GET", "/api/platform", 200),
+    ("GET", "/api/time-zones", 200),
+    ("GET", "/api/tenants/{tenant_id}/settings", 200),
+    ("PUT", "/api/tenants/{tenant_id}/settings", 200),
+    ("GET", "/api/tenants/{tenant_id}/end-users", 200),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/end-users/{end_user_id}",
+        200,
+    ),
     ("GET", "/api/tenants", 200),
     ("POST", "/api/tenants", 201),
     ("GET", "/api/tenants/{tenant_id}", 200),
@@ -143,6 +153,21 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
             .to_string();
         path = path.replace("{connection_id}", &id);
     }
+    if path.contains("{end_user_id}") {
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        let id = runtime::store::end_users::find_or_create(
+            &mut tx,
+            runtime::store::end_users::EndUserKey {
+                channel: shared::channel::ChannelKind::Web,
+                external_id: &format!("user:{}", Uuid::new_v4()),
+                display_name: None,
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        path = path.replace("{end_user_id}", &id.to_string());
+    }
     if path.contains("{user_id}") {
         let tag = Uuid::new_v4().simple().to_string();
         let user = world::user(app, &format!("m-{tag}@example.com"), false).await;
@@ -196,6 +221,9 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         ("POST", "/api/tenants/{tenant_id}/channels/slack") => {
             let agent = world::agent(app, w.a, "Slack agent").await;
             Some(slack_installation(app, agent))
+        }
+        ("PUT", "/api/tenants/{tenant_id}/settings") => {
+            Some(json!({ "time_zone": "Europe/Berlin", "locale": "de" }))
         }
         ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
             Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))

@@ -1,6 +1,8 @@
 //! The schema lint: every table with a `tenant_id` column (and `tenants` itself) must have row-level
-//! security enabled and forced, and every policy on it must filter on `app.tenant_id` in both
-//! USING and WITH CHECK. A future table that forgets fails here.
+//! security enabled and forced, and every policy on it must be exactly the tenant filter — its
+//! tenant column equal to `app.tenant_id` — in both USING and WITH CHECK. Not "mentions the
+//! setting": an expression such as `tenant_id = … OR true` mentions it and lets everything
+//! through. A future table that forgets fails here.
 
 use sqlx::PgConnection;
 
@@ -39,20 +41,28 @@ async fn lint(conn: &mut PgConnection) -> Vec<String> {
         if policies.is_empty() {
             problems.push(format!("{table}: no policy"));
         }
+        // Postgres stores the policy as it deparses it; this is the tenant filter, deparsed.
+        let column = if table == "tenants" {
+            "id"
+        } else {
+            "tenant_id"
+        };
+        let filter = format!(
+            "({column} = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid)"
+        );
         for (name, cmd, using, check) in policies {
-            let filters = |e: &Option<String>| {
-                e.as_deref()
-                    .is_some_and(|e| e.contains("current_setting('app.tenant_id'::text, true)"))
-            };
+            let filters = |e: &Option<String>| e.as_deref() == Some(filter.as_str());
             if !filters(&using) {
                 problems.push(format!(
-                    "{table}.{name}: USING does not filter on app.tenant_id"
+                    "{table}.{name}: USING is not exactly the tenant filter: {}",
+                    using.as_deref().unwrap_or("(none)")
                 ));
             }
             // A SELECT or DELETE policy has no WITH CHECK; any other must have one.
             if !matches!(cmd.as_str(), "SELECT" | "DELETE") && !filters(&check) {
                 problems.push(format!(
-                    "{table}.{name}: WITH CHECK does not filter on app.tenant_id"
+                    "{table}.{name}: WITH CHECK is not exactly the tenant filter: {}",
+                    check.as_deref().unwrap_or("(none)")
                 ));
             }
         }
@@ -81,7 +91,16 @@ async fn the_lint_catches_a_table_that_forgets() {
          ALTER TABLE wide_open ENABLE ROW LEVEL SECURITY; \
          ALTER TABLE wide_open FORCE ROW LEVEL SECURITY; \
          CREATE POLICY everyone ON wide_open USING (true) WITH CHECK (true); \
-         CREATE POLICY read_all ON agents FOR SELECT USING (true);",
+         CREATE POLICY read_all ON agents FOR SELECT USING (true); \
+         CREATE POLICY sneaky ON messages \
+             USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid OR true) \
+             WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid); \
+         CREATE TABLE other_column (id uuid, tenant_id uuid, owner_id uuid); \
+         ALTER TABLE other_column ENABLE ROW LEVEL SECURITY; \
+         ALTER TABLE other_column FORCE ROW LEVEL SECURITY; \
+         CREATE POLICY by_owner ON other_column \
+             USING (owner_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid) \
+             WITH CHECK (owner_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);",
     )
     .execute(&mut conn)
     .await
@@ -92,14 +111,17 @@ async fn the_lint_catches_a_table_that_forgets() {
         "forgot_rls: row level security is not forced",
         "forgot_rls: no policy",
         "not_forced: row level security is not forced",
-        "wide_open.everyone: USING does not filter on app.tenant_id",
-        "wide_open.everyone: WITH CHECK does not filter on app.tenant_id",
-        "agents.read_all: USING does not filter on app.tenant_id",
+        "wide_open.everyone: USING is not exactly the tenant filter",
+        "wide_open.everyone: WITH CHECK is not exactly the tenant filter",
+        "agents.read_all: USING is not exactly the tenant filter",
+        "messages.sneaky: USING is not exactly the tenant filter",
+        "other_column.by_owner: USING is not exactly the tenant filter",
+        "other_column.by_owner: WITH CHECK is not exactly the tenant filter",
     ] {
         assert!(
-            problems.iter().any(|p| p == expected),
+            problems.iter().any(|p| p.starts_with(expected)),
             "missing {expected:?} in {problems:#?}"
         );
     }
-    assert_eq!(problems.len(), 7, "{problems:#?}");
+    assert_eq!(problems.len(), 10, "{problems:#?}");
 }

@@ -320,7 +320,7 @@ async fn one_address_cannot_lock_an_admin_out_from_another() {
 async fn an_address_over_its_limit_is_refused_before_anything_counts_against_the_account() {
     let app = TestApp::spawn_with(AppOptions {
         login_failures_per_address: Some(2),
-        login_failures_per_account: Some(3),
+        login_failures_per_account_total: Some(3),
         trust_proxy_headers: true,
         ..AppOptions::default()
     })
@@ -340,16 +340,26 @@ async fn an_address_over_its_limit_is_refused_before_anything_counts_against_the
             StatusCode::TOO_MANY_REQUESTS
         );
     }
-    // None of them counted against the account: from a fresh address it has all its tries.
-    for _ in 0..2 {
+    // None of those five counted against the account, which allows three failures in all: two
+    // more from elsewhere still leave the admin's own attempt within it.
+    for client in ["198.51.100.30", "198.51.100.31"] {
         assert_eq!(
-            login_from(&app, "198.51.100.30", &email, "wrong").await,
+            login_from(&app, client, &email, "wrong").await,
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(
-        login_from(&app, "198.51.100.30", &email, PASSWORD).await,
+        login_from(&app, "198.51.100.32", &email, crate::world::PASSWORD).await,
         StatusCode::OK
+    );
+    // And the account's own limit across addresses holds: three more failures, from three
+    // addresses, and it is refused everywhere for the window.
+    for client in ["198.51.100.40", "198.51.100.41", "198.51.100.42"] {
+        login_from(&app, client, &email, "wrong").await;
+    }
+    assert_eq!(
+        login_from(&app, "198.51.100.43", &email, crate::world::PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
     );
 }
 

@@ -861,7 +861,7 @@ async fn a_workspace_cannot_be_claimed_with_another_apps_bot_token() {
         app.slack
             .calls_to("bots.info")
             .iter()
-            .any(|c| c.body["bot"] == "BOURBOT"),
+            .any(|c| c.body["bot"] == "B0OURBOT"),
         "{:?}",
         app.slack.calls_to("bots.info")
     );

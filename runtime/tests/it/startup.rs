@@ -109,7 +109,8 @@ async fn forward_to_postgres(listener: tokio::net::TcpListener) {
     }
 }
 
-#[tokio::test]
+// Two threads: the test blocks on the child's log while the forwarder serves connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_waits_for_postgres_and_is_ready_only_once_its_role_is_verified() {
     let db = TestDb::new().await;
     // A port with nothing listening yet: Postgres "down".

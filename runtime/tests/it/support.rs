@@ -267,12 +267,15 @@ pub struct AppOptions {
     pub unmigrated: bool,
     pub login_failures_per_account: Option<u32>,
     pub login_failures_per_address: Option<u32>,
+    pub login_failures_per_account_total: Option<u32>,
     /// Behind a trusted proxy: accept `X-Request-Id` and `X-Forwarded-For`.
     pub trust_proxy_headers: bool,
     /// Further trusted proxies (CIDR networks) in `X-Forwarded-For`.
     pub trusted_proxies: Vec<String>,
     /// Password hashes at once (the default is one per core).
     pub password_hash_concurrency: Option<u32>,
+    /// The public base URL (else the server's own address).
+    pub public_url: Option<String>,
     /// How the queue behaves (retry schedule, time to live of dedupe keys, …).
     pub ingest: Option<runtime::engine::ingest::IngestSettings>,
     /// Start the message engine (needs an actix system: use `#[actix_rt::test]`).
@@ -319,6 +322,7 @@ impl TestApp {
         settings.server.json_limit_bytes = 64 * 1024;
         settings.server.trust_proxy_headers = options.trust_proxy_headers;
         settings.server.trusted_proxies = options.trusted_proxies;
+        settings.server.public_url = options.public_url;
         if let Some(n) = options.password_hash_concurrency {
             settings.auth.password_hash_concurrency = n;
         }
@@ -329,6 +333,9 @@ impl TestApp {
         settings.auth.jwt_secret = Some(Secret::new(JWT_SECRET.into()));
         settings.auth.login_failures_per_account = options.login_failures_per_account.unwrap_or(5);
         settings.auth.login_failures_per_address = options.login_failures_per_address.unwrap_or(30);
+        if let Some(n) = options.login_failures_per_account_total {
+            settings.auth.login_failures_per_account_total = n;
+        }
         let llm = e2e::llm::FakeLlm::start(TENANT_LLM_KEY).unwrap();
         settings.llm.openai_base_url = llm.base_url.clone();
         settings.llm.anthropic_base_url = llm.base_url.clone();
@@ -383,6 +390,27 @@ impl TestApp {
             settings,
             app,
         }
+    }
+
+    /// Listens to the engine's events from now on (subscribe before the action you wait for).
+    pub fn events(&self) -> Events {
+        Events(self.deps.subscribe())
+    }
+
+    /// Returns once the running tenant actor has reloaded its configuration; a change committed
+    /// before the call is in force afterwards. (A tenant with no actor yet loads fresh anyway.)
+    pub async fn config_applied(&self, tenant: shared::TenantId) {
+        let engine = self.engine.as_ref().expect("the engine runs");
+        engine
+            .registry
+            .send(runtime::engine::actors::Reload(tenant))
+            .await
+            .unwrap();
+    }
+
+    /// A client that calls as `token` (or anonymously).
+    pub fn client(&self, token: Option<String>) -> Client<'_> {
+        Client { app: self, token }
     }
 
     /// This server's Redis keys matching `pattern` (after its prefix), e.g. `login:*`.
@@ -483,5 +511,121 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.portal_dir);
+    }
+}
+
+/// The engine's events, as a test waits for them.
+#[derive(Debug)]
+pub struct Events(tokio::sync::broadcast::Receiver<runtime::engine::turn::EngineEvent>);
+
+impl Events {
+    /// Waits until `count` entries of `tenant` left the engine (acknowledged, parked or
+    /// dead-lettered); returns their event ids and how each left, in order.
+    pub async fn finished(
+        &mut self,
+        tenant: shared::TenantId,
+        count: usize,
+    ) -> Vec<(String, runtime::engine::turn::Outcome)> {
+        use runtime::engine::turn::EngineEvent;
+        let mut done = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while done.len() < count {
+            let event = tokio::time::timeout_at(deadline, self.0.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {count} finished: {done:?}", done.len()))
+                .expect("the engine's events");
+            if let EngineEvent::Finished {
+                tenant: t,
+                event_id,
+                outcome,
+            } = event
+                && t == tenant
+            {
+                done.push((event_id, outcome));
+            }
+        }
+        done
+    }
+}
+
+/// An answer: its status and its body as JSON (`Null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    /// The body as `T` (the status is the caller's to check first).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_value(self.body.clone())
+            .unwrap_or_else(|e| panic!("{e}: {} {}", self.status, self.body))
+    }
+
+    /// The fields a 422 names, in order.
+    pub fn fields(&self) -> Vec<String> {
+        assert_eq!(
+            self.status,
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            self.body
+        );
+        self.json::<shared::ErrorBody>()
+            .fields
+            .into_iter()
+            .map(|f| f.field)
+            .collect()
+    }
+}
+
+/// A typed client for one caller (`World::as_…` makes one per role).
+#[derive(Debug, Clone)]
+pub struct Client<'a> {
+    app: &'a TestApp,
+    token: Option<String>,
+}
+
+impl Client<'_> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let mut req = self.app.request(method, path, self.token.as_deref());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let bytes = res.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into())
+            })
+        };
+        Answer { status, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::DELETE, path, None).await
     }
 }

@@ -7,7 +7,7 @@ use shared::{AgentId, TenantId};
 use uuid::Uuid;
 
 use crate::fixtures::seed_tenant;
-use crate::support::TestApp;
+use crate::support::{Client, TestApp};
 
 /// The password every world user has.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -117,6 +117,30 @@ impl World {
             platform,
             agent_b,
         }
+    }
+
+    /// A typed client calling as `who`.
+    pub async fn as_who<'a>(&self, app: &'a TestApp, who: Who) -> Client<'a> {
+        app.client(self.token(app, who).await)
+    }
+
+    pub async fn as_platform_admin<'a>(&self, app: &'a TestApp) -> Client<'a> {
+        self.as_who(app, Who::PlatformAdmin).await
+    }
+
+    /// Tenant A's customer admin.
+    pub async fn as_admin_a<'a>(&self, app: &'a TestApp) -> Client<'a> {
+        self.as_who(app, Who::AdminA).await
+    }
+
+    /// Tenant A's read-only customer operator.
+    pub async fn as_operator_a<'a>(&self, app: &'a TestApp) -> Client<'a> {
+        self.as_who(app, Who::OperatorA).await
+    }
+
+    /// Tenant B's customer admin (a stranger to tenant A).
+    pub async fn as_admin_b<'a>(&self, app: &'a TestApp) -> Client<'a> {
+        self.as_who(app, Who::AdminB).await
     }
 
     /// A fresh token for `who`, or none for the anonymous caller.

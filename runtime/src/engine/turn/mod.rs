@@ -291,7 +291,7 @@ pub struct Recorded {
 /// who wrote it, and finds the reply recorded for it before, if it was delivered before.
 pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Recorded, TurnError> {
     let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
-    let end_user = end_users::upsert(
+    let end_user = end_users::find_or_create(
         &mut tx,
         EndUserKey {
             channel: m.channel,
@@ -321,6 +321,7 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
             &m.provider_event_id,
         )
         .await?;
+        end_users::seen(&mut tx, end_user, m.sender.display_name.as_deref()).await?;
     }
     tx.commit().await?;
     Ok(Recorded {
