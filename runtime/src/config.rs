@@ -56,6 +56,41 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub engine: EngineConfig,
     pub slack: SlackSettings,
+    pub outbound: OutboundSettings,
+}
+
+/// The one HTTP client for URLs that users, tenants or providers supply (see `outbound`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Hosts (`host` or `host:port`, a DNS name or an IP literal) that may resolve to
+    /// non-public addresses: for tests and self-hosters' own services. Everyone else reaches
+    /// public addresses only.
+    pub allow: Vec<String>,
+    /// The longest a whole request may take, redirects and body included; a call may ask for
+    /// less, never more.
+    pub timeout_secs: u64,
+    /// The longest one connection attempt (and one DNS lookup) may take.
+    pub connect_timeout_secs: u64,
+    /// The largest response body read; a call may ask for another cap.
+    pub max_bytes: u64,
+    /// The largest request body sent.
+    pub max_request_bytes: u64,
+    /// Redirects followed, at most; each hop is checked like the first.
+    pub max_redirects: u32,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            timeout_secs: 10,
+            connect_timeout_secs: 5,
+            max_bytes: 10 * 1024 * 1024,
+            max_request_bytes: 10 * 1024 * 1024,
+            max_redirects: 5,
+        }
+    }
 }
 
 /// The one Slack app Konstruct runs (installed into many workspaces).
@@ -917,6 +952,73 @@ const SETTINGS: &[Setting] = &[
         },
         rule: None,
     },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_ALLOW",
+        key: "outbound.allow",
+        parse: |s, v| {
+            // A comma list; blanks around entries and empty entries (a trailing comma) are
+            // not hosts and are dropped.
+            s.outbound.allow = v
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_string)
+                .collect();
+            Ok(())
+        },
+        rule: Some(|s| {
+            for (n, entry) in s.outbound.allow.iter().enumerate() {
+                crate::outbound::AllowEntry::parse(entry)
+                    .ok_or_else(|| format!("entry {} is not a host or host:port", n + 1))?;
+            }
+            Ok(())
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_TIMEOUT_SECS",
+        key: "outbound.timeout_secs",
+        parse: |s, v| {
+            s.outbound.timeout_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.timeout_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_CONNECT_TIMEOUT_SECS",
+        key: "outbound.connect_timeout_secs",
+        parse: |s, v| {
+            s.outbound.connect_timeout_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.connect_timeout_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_MAX_BYTES",
+        key: "outbound.max_bytes",
+        parse: |s, v| {
+            s.outbound.max_bytes = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.max_bytes, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_MAX_REQUEST_BYTES",
+        key: "outbound.max_request_bytes",
+        parse: |s, v| {
+            s.outbound.max_request_bytes = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.max_request_bytes, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_MAX_REDIRECTS",
+        key: "outbound.max_redirects",
+        parse: |s, v| {
+            s.outbound.max_redirects = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_most(s.outbound.max_redirects, 20)),
+    },
 ];
 
 /// Variables read outside the settings struct, so not unknown.
@@ -942,6 +1044,14 @@ fn boolean(v: &str) -> Result<bool, String> {
 fn at_least<T: PartialOrd + fmt::Display>(value: T, min: T) -> Result<(), String> {
     if value < min {
         Err(format!("must be at least {min}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn at_most<T: PartialOrd + fmt::Display>(value: T, max: T) -> Result<(), String> {
+    if value > max {
+        Err(format!("must be at most {max}"))
     } else {
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod engine;
 pub mod failpoint;
 pub mod llm;
+pub mod outbound;
 pub mod redis;
 pub mod store;
 pub mod telemetry;

@@ -222,6 +222,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         slack_signing_secret: settings.slack.signing_secret.clone(),
         trust_proxy_headers: settings.server.trust_proxy_headers,
         slack_api: runtime::channels::slack::SlackApi::new(&settings.slack.api_base_url),
+        outbound: runtime::outbound::Outbound::from_settings(&settings.outbound)
+            .context("building the outbound HTTP client")?,
     };
     let bound = api::bind(&settings.server, state).context("binding the HTTP listener")?;
     tracing::info!(

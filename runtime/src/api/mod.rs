@@ -62,6 +62,8 @@ pub struct AppState {
     pub trust_proxy_headers: bool,
     /// Checks a Slack bot token with Slack before an installation is stored.
     pub slack_api: crate::channels::slack::SlackApi,
+    /// The one client for URLs users, tenants or providers supply: refuses our own network.
+    pub outbound: crate::outbound::Outbound,
 }
 
 /// Session signing and sign-in limits.

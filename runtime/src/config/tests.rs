@@ -281,6 +281,22 @@ const CASES: &[Case] = &[
         ),
     ),
     case("KONSTRUCT_LOG", EMPTY, ("debug", "\"debug\"")),
+    case(
+        "KONSTRUCT_OUTBOUND_ALLOW",
+        (
+            "http://files.internal/path",
+            "[\"http://files.internal/path\"]",
+        ),
+        (
+            "files.internal:8443, 127.0.0.1",
+            "[\"files.internal:8443\", \"127.0.0.1\"]",
+        ),
+    ),
+    case("KONSTRUCT_OUTBOUND_TIMEOUT_SECS", ZERO, FIVE),
+    case("KONSTRUCT_OUTBOUND_CONNECT_TIMEOUT_SECS", ZERO, FIVE),
+    case("KONSTRUCT_OUTBOUND_MAX_BYTES", ZERO, FIVE),
+    case("KONSTRUCT_OUTBOUND_MAX_REQUEST_BYTES", ZERO, FIVE),
+    case("KONSTRUCT_OUTBOUND_MAX_REDIRECTS", ("21", "21"), ZERO),
 ];
 
 fn setting(var: &str) -> &'static Setting {
@@ -379,11 +395,11 @@ fn values_of_the_wrong_type_in_the_file_name_the_key_but_not_the_value() {
 
 #[test]
 fn environment_parse_errors_name_the_variable_and_the_key() {
-    let err = from_env("KONSTRUCT_DEDUPE_TTL_SECS", "lots").unwrap_err();
+    let err = from_env("KONSTRUCT_OUTBOUND_MAX_BYTES", "lots").unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ConfigError::InvalidEnv { .. }), "{text}");
-    assert!(text.contains("KONSTRUCT_DEDUPE_TTL_SECS"), "{text}");
-    assert!(text.contains("engine.dedupe_ttl_secs"), "{text}");
+    assert!(text.contains("KONSTRUCT_OUTBOUND_MAX_BYTES"), "{text}");
+    assert!(text.contains("outbound.max_bytes"), "{text}");
     assert!(!text.contains("lots"), "{text}");
 }
 
@@ -412,4 +428,19 @@ fn the_slack_api_url_loses_its_trailing_slash_from_either_source() {
     assert_eq!(s.slack.api_base_url, "http://fake/api");
     let s = from_file("[slack]\napi_base_url = \"http://fake/api//\"\n").unwrap();
     assert_eq!(s.slack.api_base_url, "http://fake/api");
+}
+
+#[test]
+fn outbound_settings_default_and_read_a_comma_list_of_allowed_hosts() {
+    let (s, _) = Settings::load(None, env(&[])).unwrap();
+    assert!(s.outbound.allow.is_empty());
+    assert_eq!(s.outbound.timeout_secs, 10);
+    assert_eq!(s.outbound.max_bytes, 10 * 1024 * 1024);
+    assert_eq!(s.outbound.max_redirects, 5);
+    let s = from_env(
+        "KONSTRUCT_OUTBOUND_ALLOW",
+        " files.internal:8443 ,[::1]:9000,, ",
+    )
+    .unwrap();
+    assert_eq!(s.outbound.allow, ["files.internal:8443", "[::1]:9000"]);
 }

@@ -365,6 +365,7 @@ impl TestApp {
             slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET.into())),
             trust_proxy_headers: options.trust_proxy_headers,
             slack_api: runtime::channels::slack::SlackApi::new(&slack.api_base),
+            outbound: runtime::outbound::Outbound::from_settings(&settings.outbound).unwrap(),
         };
         let bound = api::bind(&settings.server, state).unwrap();
         tokio::spawn(bound.server);
