@@ -33,6 +33,8 @@ pub enum AppError {
     Keys(#[from] CryptoError),
     #[error("binding the HTTP listener: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("building the outbound HTTP client: {0}")]
+    Outbound(#[from] crate::outbound::OutboundError),
     #[error(
         "refusing to serve: database role {role} could bypass row-level security ({problems}); \
          connect as the runtime role"
@@ -157,6 +159,7 @@ impl Application {
             trust_proxy_headers: settings.server.trust_proxy_headers,
             startup: startup.clone(),
             public_url,
+            outbound: crate::outbound::Outbound::from_settings(&settings.outbound)?,
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();

@@ -1,9 +1,12 @@
 //! Typed settings: defaults, then an optional TOML file, then `KONSTRUCT_…` environment variables.
 //!
 //! Loading is a pure function of the file text and the environment it is handed, so tests never
-//! touch the process environment. Secrets are wrapped in [`Secret`], whose `Debug` never prints
-//! the value. Environment variables that start with `KONSTRUCT_` but are not known are reported as
-//! warnings (a typo such as `KONSTRUCT_DATABSE_URL` would otherwise be silently ignored).
+//! touch the process environment. Each source is only *parsed* into the settings; the rules a
+//! value must satisfy live once, in the table of settings, and are checked on the final result
+//! whatever its source, so a file cannot set what the environment may not. Secrets are wrapped
+//! in [`Secret`], whose `Debug` never prints the value. Environment variables that start with
+//! `KONSTRUCT_` but are not known are reported as warnings (a typo such as
+//! `KONSTRUCT_DATABSE_URL` would otherwise be silently ignored).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -53,6 +56,41 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub engine: EngineConfig,
     pub slack: SlackSettings,
+    pub outbound: OutboundSettings,
+}
+
+/// The one HTTP client for URLs that users, tenants or providers supply (see `outbound`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Hosts (`host` or `host:port`, a DNS name or an IP literal) that may resolve to
+    /// non-public addresses: for tests and self-hosters' own services. Everyone else reaches
+    /// public addresses only.
+    pub allow: Vec<String>,
+    /// The longest a whole request may take, redirects and body included; a call may ask for
+    /// less, never more.
+    pub timeout_secs: u64,
+    /// The longest one connection attempt (and one DNS lookup) may take.
+    pub connect_timeout_secs: u64,
+    /// The largest response body read; a call may ask for another cap.
+    pub max_bytes: u64,
+    /// The largest request body sent.
+    pub max_request_bytes: u64,
+    /// Redirects followed, at most; each hop is checked like the first.
+    pub max_redirects: u32,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            timeout_secs: 10,
+            connect_timeout_secs: 5,
+            max_bytes: 10 * 1024 * 1024,
+            max_request_bytes: 10 * 1024 * 1024,
+            max_redirects: 5,
+        }
+    }
 }
 
 /// The one Slack app Konstruct runs (installed into many workspaces).
@@ -353,8 +391,8 @@ impl Default for LogSettings {
     }
 }
 
-/// Why the settings could not be loaded. Messages name the variable or file, never a value
-/// (values may be secrets).
+/// Why the settings could not be loaded. Messages name the setting (its variable and its file
+/// key) or the file, never a value (values may be secrets).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
@@ -364,8 +402,20 @@ pub enum ConfigError {
     },
     #[error("configuration file {path} is invalid: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error("environment variable {var} is invalid: {reason}")]
-    InvalidEnv { var: &'static str, reason: String },
+    /// A variable's text is not of the setting's type (not a number, not an address, …).
+    #[error("environment variable {var} ({key}) is invalid: {reason}")]
+    InvalidEnv {
+        var: &'static str,
+        key: &'static str,
+        reason: String,
+    },
+    /// The final value breaks the setting's rule, whichever source set it.
+    #[error("{var} / {key} {reason}")]
+    Invalid {
+        var: &'static str,
+        key: &'static str,
+        reason: String,
+    },
 }
 
 /// Something worth telling the operator that does not stop the start.
@@ -387,294 +437,681 @@ impl fmt::Display for ConfigWarning {
     }
 }
 
-type Apply = fn(&mut Settings, &str) -> Result<(), String>;
+/// Parses a variable's text into its setting. Only the type is checked here; the setting's
+/// rule is checked later on the final settings, the same for every source.
+type Parse = fn(&mut Settings, &str) -> Result<(), String>;
 
-/// Every environment variable, with how it changes the settings. This table is the single list
-/// of variables: the loader applies it and the unknown-variable check reads it.
-const ENV_VARS: &[(&str, Apply)] = &[
-    ("KONSTRUCT_HOST", |s, v| {
-        s.server.host = v.parse().map_err(|_| "not an IP address".to_string())?;
-        Ok(())
-    }),
-    ("KONSTRUCT_PORT", |s, v| {
-        s.server.port = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_PORTAL_DIR", |s, v| {
-        s.server.portal_dir = PathBuf::from(v);
-        Ok(())
-    }),
-    ("KONSTRUCT_JSON_LIMIT_BYTES", |s, v| {
-        s.server.json_limit_bytes = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_WORKERS", |s, v| {
-        let workers: usize = parse_number(v)?;
-        if workers == 0 {
-            return Err("must be at least 1".into());
-        }
-        s.server.workers = Some(workers);
-        Ok(())
-    }),
-    ("KONSTRUCT_TRUST_PROXY_HEADERS", |s, v| {
-        s.server.trust_proxy_headers = match v {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            _ => return Err("expected true or false".into()),
-        };
-        Ok(())
-    }),
-    ("KONSTRUCT_DATABASE_URL", |s, v| {
-        s.database.url = Secret::new(non_empty(v)?);
-        Ok(())
-    }),
-    ("KONSTRUCT_DATABASE_OWNER_URL", |s, v| {
-        s.database.owner_url = Secret::new(non_empty(v)?);
-        Ok(())
-    }),
-    ("KONSTRUCT_DATABASE_ADMIN_URL", |s, v| {
-        s.database.admin_url = Secret::new(non_empty(v)?);
-        Ok(())
-    }),
-    ("KONSTRUCT_DATABASE_MAX_CONNECTIONS", |s, v| {
-        s.database.max_connections = parse_number(v)?;
-        if s.database.max_connections == 0 {
-            return Err("must be at least 1".into());
-        }
-        Ok(())
-    }),
-    ("KONSTRUCT_DATABASE_ACQUIRE_TIMEOUT_MS", |s, v| {
-        s.database.acquire_timeout_ms = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_REDIS_URL", |s, v| {
-        s.redis.url = Secret::new(non_empty(v)?);
-        Ok(())
-    }),
-    ("KONSTRUCT_JWT_SECRET", |s, v| {
-        if v.len() < 32 {
-            return Err("must be at least 32 characters".into());
-        }
-        s.auth.jwt_secret = Some(Secret::new(v.to_string()));
-        Ok(())
-    }),
-    ("KONSTRUCT_TOKEN_MINUTES", |s, v| {
-        s.auth.token_minutes = parse_number(v)?;
-        if s.auth.token_minutes == 0 {
-            return Err("must be at least 1".into());
-        }
-        Ok(())
-    }),
-    ("KONSTRUCT_SESSION_MAX_HOURS", |s, v| {
-        s.auth.session_max_hours = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_COOKIE_SECURE", |s, v| {
-        s.auth.cookie_secure = Some(match v {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            _ => return Err("expected true or false".into()),
-        });
-        Ok(())
-    }),
-    ("KONSTRUCT_ADMIN_EMAIL", |s, v| {
-        s.auth.admin_email = Some(non_empty(v)?);
-        Ok(())
-    }),
-    ("KONSTRUCT_ADMIN_PASSWORD", |s, v| {
-        s.auth.admin_password = Some(Secret::new(non_empty(v)?));
-        Ok(())
-    }),
-    ("KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT", |s, v| {
-        s.auth.login_failures_per_account = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_LOGIN_FAILURES_PER_ADDRESS", |s, v| {
-        s.auth.login_failures_per_address = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT_TOTAL", |s, v| {
-        s.auth.login_failures_per_account_total = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_PASSWORD_HASH_CONCURRENCY", |s, v| {
-        s.auth.password_hash_concurrency = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_PUBLIC_URL", |s, v| {
-        let url = crate::links::PublicUrl::parse(v)?;
-        s.server.public_url = Some(url.base().to_string());
-        Ok(())
-    }),
-    ("KONSTRUCT_TRUSTED_PROXIES", |s, v| {
-        let mut nets = Vec::new();
-        for net in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            net.parse::<crate::net::IpNet>()
-                .map_err(|e| e.to_string())?;
-            nets.push(net.to_string());
-        }
-        s.server.trusted_proxies = nets;
-        Ok(())
-    }),
-    ("KONSTRUCT_LOGIN_WINDOW_SECS", |s, v| {
-        s.auth.login_window_secs = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_REDIS_KEY_PREFIX", |s, v| {
-        s.redis.key_prefix = non_empty(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_ANTHROPIC_API_KEY", |s, v| {
-        s.llm.anthropic_api_key = Some(Secret::new(non_empty(v)?));
-        Ok(())
-    }),
-    ("KONSTRUCT_ANTHROPIC_BASE_URL", |s, v| {
-        s.llm.anthropic_base_url = non_empty(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_ANTHROPIC_MODEL", |s, v| {
-        s.llm.anthropic_model = non_empty(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_OPENAI_API_KEY", |s, v| {
-        s.llm.openai_api_key = Some(Secret::new(non_empty(v)?));
-        Ok(())
-    }),
-    ("KONSTRUCT_OPENAI_BASE_URL", |s, v| {
-        s.llm.openai_base_url = non_empty(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_OPENAI_MODEL", |s, v| {
-        s.llm.openai_model = non_empty(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_OLLAMA_URL", |s, v| {
-        s.llm.ollama_url = Some(non_empty(v)?);
-        Ok(())
-    }),
-    ("KONSTRUCT_OLLAMA_MODEL", |s, v| {
-        s.llm.ollama_model = non_empty(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_RATE_PER_MINUTE", |s, v| {
-        s.engine.rate_per_minute = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_RATE_BURST", |s, v| {
-        s.engine.rate_burst = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_CONNECTION_RATE_PER_MINUTE", |s, v| {
-        s.engine.connection_rate_per_minute = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_CONNECTION_RATE_BURST", |s, v| {
-        s.engine.connection_rate_burst = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_CONVERSATION_IDLE_SECS", |s, v| {
-        s.engine.conversation_idle_secs = positive(v)?.into();
-        Ok(())
-    }),
-    ("KONSTRUCT_PARTITION_LEASE_SECS", |s, v| {
-        let secs: u64 = positive(v)?.into();
-        if secs < 3 {
-            return Err("must be at least 3".into());
-        }
-        s.engine.partition_lease_secs = secs;
-        Ok(())
-    }),
-    ("KONSTRUCT_RETRY_HORIZON_SECS", |s, v| {
-        s.engine.retry_horizon_secs = positive(v)?.into();
-        Ok(())
-    }),
-    ("KONSTRUCT_RETRY_MAX_DELAY_SECS", |s, v| {
-        s.engine.retry_max_delay_secs = positive(v)?.into();
-        Ok(())
-    }),
-    ("KONSTRUCT_CONVERSATION_STATE_TTL_SECS", |s, v| {
-        s.engine.conversation_state_ttl_secs = positive(v)?.into();
-        Ok(())
-    }),
-    ("KONSTRUCT_DEDUPE_TTL_SECS", |s, v| {
-        s.engine.dedupe_ttl_secs = positive(v)?.into();
-        Ok(())
-    }),
-    ("KONSTRUCT_DEAD_LETTER_TTL_SECS", |s, v| {
-        s.engine.dead_letter_ttl_secs = positive(v)?.into();
-        Ok(())
-    }),
-    ("KONSTRUCT_ENGINE_MAX_IN_FLIGHT", |s, v| {
-        s.engine.max_in_flight = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_CHAT_PER_USER_PER_MINUTE", |s, v| {
-        s.engine.chat_per_user_per_minute = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_CHAT_PER_TENANT_PER_MINUTE", |s, v| {
-        s.engine.chat_per_tenant_per_minute = positive(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_SLACK_SIGNING_SECRET", |s, v| {
-        s.slack.signing_secret = Some(Secret::new(non_empty(v)?));
-        Ok(())
-    }),
-    ("KONSTRUCT_SLACK_APP_ID", |s, v| {
-        let id = non_empty(v)?;
-        if !id.starts_with('A') || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err("must be a Slack app id, like A0123ABCD".into());
-        }
-        s.slack.app_id = Some(id);
-        Ok(())
-    }),
-    ("KONSTRUCT_SLACK_CLIENT_ID", |s, v| {
-        s.slack.client_id = Some(non_empty(v)?);
-        Ok(())
-    }),
-    ("KONSTRUCT_SLACK_CLIENT_SECRET", |s, v| {
-        s.slack.client_secret = Some(Secret::new(non_empty(v)?));
-        Ok(())
-    }),
-    ("KONSTRUCT_SLACK_API_URL", |s, v| {
-        let url = non_empty(v)?;
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err("must be an http(s) URL".into());
-        }
-        s.slack.api_base_url = url.trim_end_matches('/').to_string();
-        Ok(())
-    }),
-    ("KONSTRUCT_LLM_TIMEOUT_SECS", |s, v| {
-        s.llm.timeout_secs = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_LLM_MAX_RETRIES", |s, v| {
-        s.llm.max_retries = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_LLM_COOLDOWN_SECS", |s, v| {
-        s.llm.cooldown_secs = parse_number(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_ENCRYPTION_KEYS", |s, v| {
-        let keys = Secret::new(non_empty(v)?);
-        crate::crypto::Keyring::parse(Some(&keys)).map_err(|e| e.to_string())?;
-        s.secrets.encryption_keys = Some(keys);
-        Ok(())
-    }),
-    ("KONSTRUCT_LOG", |s, v| {
-        s.log.filter = non_empty(v)?;
-        Ok(())
-    }),
-    ("KONSTRUCT_LOG_FORMAT", |s, v| {
-        s.log.format = match v {
-            "auto" => LogFormat::Auto,
-            "pretty" => LogFormat::Pretty,
-            "json" => LogFormat::Json,
-            _ => return Err("expected auto, pretty or json".into()),
-        };
-        Ok(())
-    }),
+/// The rule a setting's final value must satisfy; the error completes "VAR / key …".
+type Rule = fn(&Settings) -> Result<(), String>;
+
+/// One setting: its environment variable, its key in the file, how the variable is parsed, and
+/// its rule (if any).
+struct Setting {
+    var: &'static str,
+    key: &'static str,
+    parse: Parse,
+    rule: Option<Rule>,
+}
+
+/// Every setting. This table is the single list of variables: the loader parses with it, the
+/// validation checks its rules, and the unknown-variable check reads it.
+const SETTINGS: &[Setting] = &[
+    Setting {
+        var: "KONSTRUCT_HOST",
+        key: "server.host",
+        parse: |s, v| {
+            s.server.host = v.trim().parse().map_err(|_| "not an IP address")?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_PORT",
+        key: "server.port",
+        parse: |s, v| {
+            s.server.port = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_PORTAL_DIR",
+        key: "server.portal_dir",
+        parse: |s, v| {
+            s.server.portal_dir = PathBuf::from(v);
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_JSON_LIMIT_BYTES",
+        key: "server.json_limit_bytes",
+        parse: |s, v| {
+            s.server.json_limit_bytes = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_WORKERS",
+        key: "server.workers",
+        parse: |s, v| {
+            s.server.workers = Some(number(v)?);
+            Ok(())
+        },
+        rule: Some(|s| match s.server.workers {
+            Some(workers) => at_least(workers, 1),
+            None => Ok(()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_TRUST_PROXY_HEADERS",
+        key: "server.trust_proxy_headers",
+        parse: |s, v| {
+            s.server.trust_proxy_headers = boolean(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_TRUSTED_PROXIES",
+        key: "server.trusted_proxies",
+        parse: |s, v| {
+            s.server.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect();
+            Ok(())
+        },
+        rule: Some(|s| {
+            for net in &s.server.trusted_proxies {
+                net.parse::<crate::net::IpNet>()
+                    .map_err(|e| format!("has an entry that is {e}"))?;
+            }
+            Ok(())
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_PUBLIC_URL",
+        key: "server.public_url",
+        parse: |s, v| {
+            s.server.public_url = Some(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| match &s.server.public_url {
+            Some(url) => crate::links::PublicUrl::parse(url)
+                .map(|_| ())
+                .map_err(str::to_string),
+            None => Ok(()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_DATABASE_URL",
+        key: "database.url",
+        parse: |s, v| {
+            s.database.url = Secret::new(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| filled(s.database.url.expose())),
+    },
+    Setting {
+        var: "KONSTRUCT_DATABASE_OWNER_URL",
+        key: "database.owner_url",
+        parse: |s, v| {
+            s.database.owner_url = Secret::new(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| filled(s.database.owner_url.expose())),
+    },
+    Setting {
+        var: "KONSTRUCT_DATABASE_ADMIN_URL",
+        key: "database.admin_url",
+        parse: |s, v| {
+            s.database.admin_url = Secret::new(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| filled(s.database.admin_url.expose())),
+    },
+    Setting {
+        var: "KONSTRUCT_DATABASE_MAX_CONNECTIONS",
+        key: "database.max_connections",
+        parse: |s, v| {
+            s.database.max_connections = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.database.max_connections, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_DATABASE_ACQUIRE_TIMEOUT_MS",
+        key: "database.acquire_timeout_ms",
+        parse: |s, v| {
+            s.database.acquire_timeout_ms = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_REDIS_URL",
+        key: "redis.url",
+        parse: |s, v| {
+            s.redis.url = Secret::new(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| filled(s.redis.url.expose())),
+    },
+    Setting {
+        var: "KONSTRUCT_REDIS_KEY_PREFIX",
+        key: "redis.key_prefix",
+        parse: |s, v| {
+            s.redis.key_prefix = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.redis.key_prefix)),
+    },
+    Setting {
+        var: "KONSTRUCT_JWT_SECRET",
+        key: "auth.jwt_secret",
+        parse: |s, v| {
+            s.auth.jwt_secret = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| match &s.auth.jwt_secret {
+            Some(secret) if secret.expose().len() < 32 => {
+                Err("must be at least 32 characters".into())
+            }
+            _ => Ok(()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_TOKEN_MINUTES",
+        key: "auth.token_minutes",
+        parse: |s, v| {
+            s.auth.token_minutes = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.auth.token_minutes, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_SESSION_MAX_HOURS",
+        key: "auth.session_max_hours",
+        parse: |s, v| {
+            s.auth.session_max_hours = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_COOKIE_SECURE",
+        key: "auth.cookie_secure",
+        parse: |s, v| {
+            s.auth.cookie_secure = Some(boolean(v)?);
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_ADMIN_EMAIL",
+        key: "auth.admin_email",
+        parse: |s, v| {
+            s.auth.admin_email = Some(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(s.auth.admin_email.as_deref())),
+    },
+    Setting {
+        var: "KONSTRUCT_ADMIN_PASSWORD",
+        key: "auth.admin_password",
+        parse: |s, v| {
+            s.auth.admin_password = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(exposed(&s.auth.admin_password))),
+    },
+    Setting {
+        var: "KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT",
+        key: "auth.login_failures_per_account",
+        parse: |s, v| {
+            s.auth.login_failures_per_account = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_LOGIN_FAILURES_PER_ADDRESS",
+        key: "auth.login_failures_per_address",
+        parse: |s, v| {
+            s.auth.login_failures_per_address = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT_TOTAL",
+        key: "auth.login_failures_per_account_total",
+        parse: |s, v| {
+            s.auth.login_failures_per_account_total = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.auth.login_failures_per_account_total, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_PASSWORD_HASH_CONCURRENCY",
+        key: "auth.password_hash_concurrency",
+        parse: |s, v| {
+            s.auth.password_hash_concurrency = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.auth.password_hash_concurrency, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_LOGIN_WINDOW_SECS",
+        key: "auth.login_window_secs",
+        parse: |s, v| {
+            s.auth.login_window_secs = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_ANTHROPIC_API_KEY",
+        key: "llm.anthropic_api_key",
+        parse: |s, v| {
+            s.llm.anthropic_api_key = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(exposed(&s.llm.anthropic_api_key))),
+    },
+    Setting {
+        var: "KONSTRUCT_ANTHROPIC_BASE_URL",
+        key: "llm.anthropic_base_url",
+        parse: |s, v| {
+            s.llm.anthropic_base_url = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.llm.anthropic_base_url)),
+    },
+    Setting {
+        var: "KONSTRUCT_ANTHROPIC_MODEL",
+        key: "llm.anthropic_model",
+        parse: |s, v| {
+            s.llm.anthropic_model = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.llm.anthropic_model)),
+    },
+    Setting {
+        var: "KONSTRUCT_OPENAI_API_KEY",
+        key: "llm.openai_api_key",
+        parse: |s, v| {
+            s.llm.openai_api_key = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(exposed(&s.llm.openai_api_key))),
+    },
+    Setting {
+        var: "KONSTRUCT_OPENAI_BASE_URL",
+        key: "llm.openai_base_url",
+        parse: |s, v| {
+            s.llm.openai_base_url = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.llm.openai_base_url)),
+    },
+    Setting {
+        var: "KONSTRUCT_OPENAI_MODEL",
+        key: "llm.openai_model",
+        parse: |s, v| {
+            s.llm.openai_model = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.llm.openai_model)),
+    },
+    Setting {
+        var: "KONSTRUCT_OLLAMA_URL",
+        key: "llm.ollama_url",
+        parse: |s, v| {
+            s.llm.ollama_url = Some(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(s.llm.ollama_url.as_deref())),
+    },
+    Setting {
+        var: "KONSTRUCT_OLLAMA_MODEL",
+        key: "llm.ollama_model",
+        parse: |s, v| {
+            s.llm.ollama_model = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.llm.ollama_model)),
+    },
+    Setting {
+        var: "KONSTRUCT_LLM_TIMEOUT_SECS",
+        key: "llm.timeout_secs",
+        parse: |s, v| {
+            s.llm.timeout_secs = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_LLM_MAX_RETRIES",
+        key: "llm.max_retries",
+        parse: |s, v| {
+            s.llm.max_retries = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_LLM_COOLDOWN_SECS",
+        key: "llm.cooldown_secs",
+        parse: |s, v| {
+            s.llm.cooldown_secs = number(v)?;
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_RATE_PER_MINUTE",
+        key: "engine.rate_per_minute",
+        parse: |s, v| {
+            s.engine.rate_per_minute = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.rate_per_minute, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_RATE_BURST",
+        key: "engine.rate_burst",
+        parse: |s, v| {
+            s.engine.rate_burst = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.rate_burst, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_CONNECTION_RATE_PER_MINUTE",
+        key: "engine.connection_rate_per_minute",
+        parse: |s, v| {
+            s.engine.connection_rate_per_minute = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.connection_rate_per_minute, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_CONNECTION_RATE_BURST",
+        key: "engine.connection_rate_burst",
+        parse: |s, v| {
+            s.engine.connection_rate_burst = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.connection_rate_burst, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_CONVERSATION_IDLE_SECS",
+        key: "engine.conversation_idle_secs",
+        parse: |s, v| {
+            s.engine.conversation_idle_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.conversation_idle_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_PARTITION_LEASE_SECS",
+        key: "engine.partition_lease_secs",
+        parse: |s, v| {
+            s.engine.partition_lease_secs = number(v)?;
+            Ok(())
+        },
+        // Renewal runs every third of a lease; shorter leases lapse between two renewals.
+        rule: Some(|s| at_least(s.engine.partition_lease_secs, 3)),
+    },
+    Setting {
+        var: "KONSTRUCT_RETRY_HORIZON_SECS",
+        key: "engine.retry_horizon_secs",
+        parse: |s, v| {
+            s.engine.retry_horizon_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.retry_horizon_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_RETRY_MAX_DELAY_SECS",
+        key: "engine.retry_max_delay_secs",
+        parse: |s, v| {
+            s.engine.retry_max_delay_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.retry_max_delay_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_CONVERSATION_STATE_TTL_SECS",
+        key: "engine.conversation_state_ttl_secs",
+        parse: |s, v| {
+            s.engine.conversation_state_ttl_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.conversation_state_ttl_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_DEDUPE_TTL_SECS",
+        key: "engine.dedupe_ttl_secs",
+        parse: |s, v| {
+            s.engine.dedupe_ttl_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.dedupe_ttl_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_DEAD_LETTER_TTL_SECS",
+        key: "engine.dead_letter_ttl_secs",
+        parse: |s, v| {
+            s.engine.dead_letter_ttl_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.dead_letter_ttl_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_ENGINE_MAX_IN_FLIGHT",
+        key: "engine.max_in_flight",
+        parse: |s, v| {
+            s.engine.max_in_flight = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.max_in_flight, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_CHAT_PER_USER_PER_MINUTE",
+        key: "engine.chat_per_user_per_minute",
+        parse: |s, v| {
+            s.engine.chat_per_user_per_minute = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.chat_per_user_per_minute, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_CHAT_PER_TENANT_PER_MINUTE",
+        key: "engine.chat_per_tenant_per_minute",
+        parse: |s, v| {
+            s.engine.chat_per_tenant_per_minute = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.engine.chat_per_tenant_per_minute, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_SLACK_SIGNING_SECRET",
+        key: "slack.signing_secret",
+        parse: |s, v| {
+            s.slack.signing_secret = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(exposed(&s.slack.signing_secret))),
+    },
+    Setting {
+        var: "KONSTRUCT_SLACK_CLIENT_ID",
+        key: "slack.client_id",
+        parse: |s, v| {
+            s.slack.client_id = Some(v.to_string());
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(s.slack.client_id.as_deref())),
+    },
+    Setting {
+        var: "KONSTRUCT_SLACK_CLIENT_SECRET",
+        key: "slack.client_secret",
+        parse: |s, v| {
+            s.slack.client_secret = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(exposed(&s.slack.client_secret))),
+    },
+    Setting {
+        var: "KONSTRUCT_SLACK_APP_ID",
+        key: "slack.app_id",
+        parse: |s, v| {
+            s.slack.app_id = Some(v.trim().to_string());
+            Ok(())
+        },
+        rule: Some(|s| match &s.slack.app_id {
+            Some(id)
+                if !(id.len() >= 2
+                    && id.starts_with('A')
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())) =>
+            {
+                Err("must be a Slack app id, like A0123ABCD".into())
+            }
+            _ => Ok(()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_SLACK_API_URL",
+        key: "slack.api_base_url",
+        parse: |s, v| {
+            s.slack.api_base_url = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| {
+            let url = &s.slack.api_base_url;
+            filled(url)?;
+            if url.starts_with("https://") || url.starts_with("http://") {
+                Ok(())
+            } else {
+                Err("must be an http(s) URL".into())
+            }
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_ENCRYPTION_KEYS",
+        key: "secrets.encryption_keys",
+        parse: |s, v| {
+            s.secrets.encryption_keys = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| match &s.secrets.encryption_keys {
+            Some(keys) => {
+                filled(keys.expose())?;
+                // The keyring's messages name key versions, never key material.
+                crate::crypto::Keyring::parse(Some(keys))
+                    .map(drop)
+                    .map_err(|e| format!("is invalid: {e}"))
+            }
+            None => Ok(()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_LOG",
+        key: "log.filter",
+        parse: |s, v| {
+            s.log.filter = v.to_string();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.log.filter)),
+    },
+    Setting {
+        var: "KONSTRUCT_LOG_FORMAT",
+        key: "log.format",
+        parse: |s, v| {
+            s.log.format = match v.trim() {
+                "auto" => LogFormat::Auto,
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => return Err("expected auto, pretty or json".into()),
+            };
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_ALLOW",
+        key: "outbound.allow",
+        parse: |s, v| {
+            // A comma list; blanks around entries and empty entries (a trailing comma) are
+            // not hosts and are dropped.
+            s.outbound.allow = v
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_string)
+                .collect();
+            Ok(())
+        },
+        rule: Some(|s| {
+            for (n, entry) in s.outbound.allow.iter().enumerate() {
+                crate::outbound::AllowEntry::parse(entry)
+                    .ok_or_else(|| format!("entry {} is not a host or host:port", n + 1))?;
+            }
+            Ok(())
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_TIMEOUT_SECS",
+        key: "outbound.timeout_secs",
+        parse: |s, v| {
+            s.outbound.timeout_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.timeout_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_CONNECT_TIMEOUT_SECS",
+        key: "outbound.connect_timeout_secs",
+        parse: |s, v| {
+            s.outbound.connect_timeout_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.connect_timeout_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_MAX_BYTES",
+        key: "outbound.max_bytes",
+        parse: |s, v| {
+            s.outbound.max_bytes = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.max_bytes, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_MAX_REQUEST_BYTES",
+        key: "outbound.max_request_bytes",
+        parse: |s, v| {
+            s.outbound.max_request_bytes = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.outbound.max_request_bytes, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_OUTBOUND_MAX_REDIRECTS",
+        key: "outbound.max_redirects",
+        parse: |s, v| {
+            s.outbound.max_redirects = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_most(s.outbound.max_redirects, 20)),
+    },
 ];
 
 /// Variables read outside the settings struct, so not unknown.
@@ -683,46 +1120,107 @@ const OTHER_KNOWN_VARS: &[&str] = &[CONFIG_FILE_VAR, FAILPOINT_VAR];
 /// Names the failpoint a debug (test) build stops at (see `failpoint`); release builds ignore it.
 pub const FAILPOINT_VAR: &str = "KONSTRUCT_FAILPOINT";
 
-fn parse_number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
     v.trim()
         .parse()
         .map_err(|_| "not a valid number in range".to_string())
 }
 
-fn positive(v: &str) -> Result<u32, String> {
-    match parse_number::<u32>(v)? {
-        0 => Err("must be at least 1".into()),
-        n => Ok(n),
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("expected true or false".into()),
     }
 }
 
-fn non_empty(v: &str) -> Result<String, String> {
+fn at_least<T: PartialOrd + fmt::Display>(value: T, min: T) -> Result<(), String> {
+    if value < min {
+        Err(format!("must be at least {min}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn at_most<T: PartialOrd + fmt::Display>(value: T, max: T) -> Result<(), String> {
+    if value > max {
+        Err(format!("must be at most {max}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn filled(v: &str) -> Result<(), String> {
     if v.trim().is_empty() {
         Err("must not be empty".into())
     } else {
-        Ok(v.to_string())
+        Ok(())
     }
+}
+
+/// An optional setting may be absent, but not present and empty.
+fn filled_if_set(v: Option<&str>) -> Result<(), String> {
+    v.map_or(Ok(()), filled)
+}
+
+fn exposed(secret: &Option<Secret<String>>) -> Option<&str> {
+    secret.as_ref().map(|s| s.expose().as_str())
 }
 
 /// The names of every variable the runtime reads.
 pub fn known_variables() -> impl Iterator<Item = &'static str> {
-    ENV_VARS
+    SETTINGS
         .iter()
-        .map(|(name, _)| *name)
+        .map(|setting| setting.var)
         .chain(OTHER_KNOWN_VARS.iter().copied())
 }
 
 impl Settings {
     /// Loads the settings: defaults, then `file` (if given), then the `KONSTRUCT_` variables in
-    /// `env`. Returns the settings and the warnings to log once logging is up.
+    /// `env`; then checks every rule on the result. Returns the settings and the warnings to log
+    /// once logging is up.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Settings, Vec<ConfigWarning>), ConfigError> {
+        let file = match file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                Some((path, text))
+            }
+            None => None,
+        };
+        Self::load_text(file.as_ref().map(|(p, t)| (*p, t.as_str())), env)
+    }
+
+    /// [`Settings::load`] with the file's text already read.
+    fn load_text(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Settings, Vec<ConfigWarning>), ConfigError> {
         let mut settings = match file {
-            Some(path) => Self::from_file(path)?,
+            Some((path, text)) => toml::from_str(text).map_err(|e| ConfigError::ParseFile {
+                path: path.to_path_buf(),
+                message: describe_file_error(text, &e),
+            })?,
             None => Settings::default(),
         };
+        let warnings = settings.apply_env(env)?;
+        settings.normalise();
+        settings.validate()?;
+        Ok((settings, warnings))
+    }
+
+    /// Parses the `KONSTRUCT_` variables into the settings; returns the unknown ones as
+    /// warnings.
+    fn apply_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<ConfigWarning>, ConfigError> {
         let mut warnings = Vec::new();
         let mut env: Vec<(String, String)> = env
             .into_iter()
@@ -731,14 +1229,40 @@ impl Settings {
         // Apply in a stable order so errors and warnings do not depend on the environment's order.
         env.sort();
         for (name, value) in env {
-            match ENV_VARS.iter().find(|(known, _)| *known == name) {
-                Some((var, apply)) => apply(&mut settings, &value)
-                    .map_err(|reason| ConfigError::InvalidEnv { var, reason })?,
+            match SETTINGS.iter().find(|setting| setting.var == name) {
+                Some(setting) => {
+                    (setting.parse)(self, &value).map_err(|reason| ConfigError::InvalidEnv {
+                        var: setting.var,
+                        key: setting.key,
+                        reason,
+                    })?
+                }
                 None if OTHER_KNOWN_VARS.contains(&name.as_str()) => {}
                 None => warnings.push(ConfigWarning::UnknownVariable { name }),
             }
         }
-        Ok((settings, warnings))
+        Ok(warnings)
+    }
+
+    /// Spellings that mean the same thing become one, whatever the source.
+    fn normalise(&mut self) {
+        // Paths are appended to the Slack base with a `/` of their own.
+        let trimmed = self.slack.api_base_url.trim_end_matches('/').len();
+        self.slack.api_base_url.truncate(trimmed);
+    }
+
+    /// Checks every setting's rule on these (final) settings; the first broken one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for setting in SETTINGS {
+            if let Some(rule) = setting.rule {
+                rule(self).map_err(|reason| ConfigError::Invalid {
+                    var: setting.var,
+                    key: setting.key,
+                    reason,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Loads from the process environment, reading the file named by `KONSTRUCT_CONFIG` (or
@@ -754,152 +1278,55 @@ impl Settings {
         });
         Self::load(file.as_deref(), env)
     }
+}
 
-    fn from_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-            path: path.to_path_buf(),
-            message: e.message().to_string(),
+/// What is wrong in the file, with the line and the key it is on, without the value there:
+/// serde's messages quote the offending value ("invalid type: string \"…\""), and a value in a
+/// configuration file may be a secret.
+fn describe_file_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message();
+    let message = ["invalid type: ", "invalid value: ", "unknown variant "]
+        .iter()
+        .find_map(|prefix| {
+            let rest = message.strip_prefix(prefix)?;
+            let (_, expected) = rest.split_once(", expected ")?;
+            Some(format!(
+                "{} (expected {expected})",
+                prefix.trim_end_matches([':', ' '])
+            ))
         })
+        .unwrap_or_else(|| message.to_string());
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    match key_at(text, line) {
+        Some(key) => format!("line {line} ({key}): {message}"),
+        None => format!("line {line}: {message}"),
     }
+}
+
+/// The dotted key set on `line` (1-based) of a TOML text, if that line sets one.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for (n, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed.trim_matches(['[', ']', ' ']).to_string();
+        }
+        if n + 1 == line {
+            let (key, _) = trimmed.split_once('=')?;
+            let key = key.trim().trim_matches('"');
+            return Some(if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+    }
+    None
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn defaults_use_local_services_on_standard_ports() {
-        let (s, warnings) = Settings::load(None, env(&[])).unwrap();
-        assert!(warnings.is_empty());
-        assert_eq!(s.server.port, 8080);
-        assert_eq!(s.server.host.to_string(), "127.0.0.1");
-        assert!(s.database.url.expose().contains("127.0.0.1:5432"));
-        assert_eq!(s.redis.url.expose(), "redis://127.0.0.1:6379");
-    }
-
-    #[test]
-    fn environment_overrides_defaults_and_file() {
-        let dir = std::env::temp_dir().join(format!("konstruct-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("konstruct.toml");
-        std::fs::write(
-            &file,
-            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[log]\nformat = \"json\"\n",
-        )
-        .unwrap();
-        let (s, warnings) = Settings::load(
-            Some(&file),
-            env(&[
-                ("KONSTRUCT_PORT", "9100"),
-                ("KONSTRUCT_REDIS_URL", "redis://cache:6380"),
-                ("PATH", "/usr/bin"),
-            ]),
-        )
-        .unwrap();
-        assert!(warnings.is_empty());
-        // The environment beats the file, the file beats the defaults.
-        assert_eq!(s.server.port, 9100);
-        assert_eq!(s.server.host.to_string(), "0.0.0.0");
-        assert_eq!(s.log.format, LogFormat::Json);
-        assert_eq!(s.redis.url.expose(), "redis://cache:6380");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn unknown_konstruct_variables_are_warned_about_and_others_ignored() {
-        let (_, warnings) = Settings::load(
-            None,
-            env(&[
-                ("KONSTRUCT_DATABSE_URL", "postgres://typo"),
-                ("KONSTRUCT_CONFIG", "/dev/null"),
-                ("HOME", "/root"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            warnings,
-            vec![ConfigWarning::UnknownVariable {
-                name: "KONSTRUCT_DATABSE_URL".into()
-            }]
-        );
-        let text = warnings[0].to_string();
-        assert!(text.contains("KONSTRUCT_DATABSE_URL"));
-        assert!(
-            text.contains("KONSTRUCT_DATABASE_URL"),
-            "lists the known names: {text}"
-        );
-        assert!(!text.contains("postgres://typo"), "never echoes values");
-    }
-
-    #[test]
-    fn invalid_values_name_the_variable_but_not_the_value() {
-        let err = Settings::load(None, env(&[("KONSTRUCT_PORT", "eighty")])).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("KONSTRUCT_PORT"), "{text}");
-        assert!(!text.contains("eighty"), "{text}");
-        let err = Settings::load(None, env(&[("KONSTRUCT_LOG_FORMAT", "xml")])).unwrap_err();
-        assert!(err.to_string().contains("KONSTRUCT_LOG_FORMAT"));
-    }
-
-    #[test]
-    fn unknown_keys_in_the_file_are_an_error() {
-        let dir = std::env::temp_dir().join(format!("konstruct-config-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("konstruct.toml");
-        std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
-        let err = Settings::load(Some(&file), env(&[])).unwrap_err();
-        assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
-        assert!(err.to_string().contains("prot"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn test_chat_limits_default_to_20_per_user_and_120_per_tenant_and_must_be_positive() {
-        let (s, _) = Settings::load(None, env(&[])).unwrap();
-        assert_eq!(s.engine.chat_per_user_per_minute, 20);
-        assert_eq!(s.engine.chat_per_tenant_per_minute, 120);
-        let (s, warnings) = Settings::load(
-            None,
-            env(&[
-                ("KONSTRUCT_CHAT_PER_USER_PER_MINUTE", "5"),
-                ("KONSTRUCT_CHAT_PER_TENANT_PER_MINUTE", "50"),
-            ]),
-        )
-        .unwrap();
-        assert!(warnings.is_empty());
-        assert_eq!(s.engine.chat_per_user_per_minute, 5);
-        assert_eq!(s.engine.chat_per_tenant_per_minute, 50);
-        let err =
-            Settings::load(None, env(&[("KONSTRUCT_CHAT_PER_USER_PER_MINUTE", "0")])).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("KONSTRUCT_CHAT_PER_USER_PER_MINUTE")
-        );
-    }
-
-    #[test]
-    fn secrets_never_print() {
-        let (s, _) = Settings::load(
-            None,
-            env(&[(
-                "KONSTRUCT_DATABASE_URL",
-                "postgres://app:hunter2@db/konstruct",
-            )]),
-        )
-        .unwrap();
-        let debug = format!("{s:?}");
-        assert!(!debug.contains("hunter2"), "{debug}");
-        assert!(debug.contains("redacted"));
-    }
-}
+mod tests;

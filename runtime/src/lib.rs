@@ -15,6 +15,7 @@ pub mod failpoint;
 pub mod links;
 pub mod llm;
 pub mod net;
+pub mod outbound;
 pub mod redis;
 pub mod store;
 pub mod telemetry;

@@ -67,6 +67,8 @@ pub struct AppState {
     pub startup: std::sync::Arc<health::Startup>,
     /// The base of every link the product writes.
     pub public_url: crate::links::PublicUrl,
+    /// The one client for URLs users, tenants or providers supply: refuses our own network.
+    pub outbound: crate::outbound::Outbound,
 }
 
 /// Session signing, sign-in limits and who the client is.

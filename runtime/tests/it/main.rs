@@ -20,6 +20,7 @@ mod llm_keys;
 mod management;
 mod matrix;
 mod outage;
+mod outbound;
 mod pipeline;
 mod pool;
 mod schema_lint;
