@@ -135,12 +135,15 @@ impl Default for EngineConfig {
     }
 }
 
-/// Keys that seal tenants' secrets at rest (see `crypto`).
+/// Keys that seal tenants' secrets at rest and the audit trail (see `crypto`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretSettings {
     /// `1:<64 hex chars>[,2:<64 hex chars>…]`; the highest version seals new secrets.
     pub encryption_keys: Option<Secret<String>>,
+    /// The HMAC keys that seal each tenant's audit chain, same format; the highest version
+    /// seals, every configured one still verifies. Without one nothing is sealed.
+    pub audit_keys: Option<Secret<String>>,
 }
 
 /// The platform's LLM providers. Each one configured becomes a model group named after it
@@ -610,6 +613,12 @@ const ENV_VARS: &[(&str, Apply)] = &[
         s.secrets.encryption_keys = Some(keys);
         Ok(())
     }),
+    ("KONSTRUCT_AUDIT_KEYS", |s, v| {
+        let keys = Secret::new(non_empty(v)?);
+        crate::crypto::AuditKeys::parse(Some(&keys)).map_err(|e| e.to_string())?;
+        s.secrets.audit_keys = Some(keys);
+        Ok(())
+    }),
     ("KONSTRUCT_LOG", |s, v| {
         s.log.filter = non_empty(v)?;
         Ok(())
@@ -834,6 +843,20 @@ mod tests {
             err.to_string()
                 .contains("KONSTRUCT_CHAT_PER_USER_PER_MINUTE")
         );
+    }
+
+    #[test]
+    fn audit_keys_are_read_checked_and_never_printed() {
+        let key = "ab".repeat(32);
+        let (s, _) =
+            Settings::load(None, env(&[("KONSTRUCT_AUDIT_KEYS", &format!("1:{key}"))])).unwrap();
+        assert!(s.secrets.audit_keys.is_some());
+        assert!(!format!("{s:?}").contains(&key));
+        let err = Settings::load(None, env(&[("KONSTRUCT_AUDIT_KEYS", "1:not-hex-secret")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KONSTRUCT_AUDIT_KEYS"), "{err}");
+        assert!(!err.contains("not-hex-secret"), "{err}");
     }
 
     #[test]

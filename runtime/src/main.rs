@@ -153,6 +153,20 @@ fn keyring(settings: &Settings) -> anyhow::Result<runtime::crypto::Keyring> {
     Ok(keyring)
 }
 
+fn audit_keys(settings: &Settings) -> anyhow::Result<runtime::crypto::AuditKeys> {
+    let keys = runtime::crypto::AuditKeys::parse(settings.secrets.audit_keys.as_ref())?;
+    if keys.is_empty() {
+        tracing::warn!(
+            "KONSTRUCT_AUDIT_KEYS is not set: THE AUDIT TRAIL IS NOT SEALED. Anyone who can write \
+             to the database can rewrite it undetected, and verification reports every row as \
+             unsealed. Set KONSTRUCT_AUDIT_KEYS=1:<64 hex characters> (keep it out of the database)"
+        );
+    } else {
+        tracing::info!(audit.key_versions = ?keys.versions(), "audit trail sealing is on");
+    }
+    Ok(keys)
+}
+
 fn llm_pool(settings: &Settings) -> Pool {
     let pool = Pool::from_settings(&settings.llm);
     let groups: Vec<&str> = pool.groups().iter().map(|g| g.name.as_str()).collect();
@@ -168,7 +182,7 @@ fn llm_pool(settings: &Settings) -> Pool {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = Store::connect_lazy(&settings.database)?;
+    let store = Store::connect_lazy(&settings.database)?.with_audit_keys(audit_keys(&settings)?);
     match store.role_report().await {
         Ok(role) if !role.is_safe_runtime_role() => {
             anyhow::bail!(
