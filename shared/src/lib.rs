@@ -3,6 +3,7 @@
 //! This crate must compile for `wasm32-unknown-unknown` as well as natively, so it depends on
 //! nothing that needs an operating system (no tokio, no sqlx); the test command checks both.
 
+pub mod audit;
 pub mod auth;
 pub mod channel;
 pub mod error;

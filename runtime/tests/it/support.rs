@@ -106,9 +106,9 @@ impl TestDb {
             .expect("connect as the runtime role")
     }
 
-    /// The store, as the runtime builds it.
+    /// The store, as the runtime builds it (sealing the audit chain with [`AUDIT_KEYS`]).
     pub async fn store(&self) -> Store {
-        Store::from_pool(self.app_pool(4).await)
+        Store::from_pool(self.app_pool(4).await).with_audit_keys(audit_keys())
     }
 
     /// A single connection as the owner role (migrations, tampering tests).
@@ -252,6 +252,14 @@ pub const TENANT_LLM_KEY: &str = "sk-tenant-valid-a1b2";
 /// The secret test servers sign sessions with.
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
+/// The key test stores and servers seal the audit chain with (`KONSTRUCT_AUDIT_KEYS`).
+pub const AUDIT_KEYS: &str = "1:5e4c0a1f9d2b7e36a8c4f1d0b9e2a7c65e4c0a1f9d2b7e36a8c4f1d0b9e2a7c6";
+
+/// [`AUDIT_KEYS`], parsed.
+pub fn audit_keys() -> runtime::crypto::AuditKeys {
+    runtime::crypto::AuditKeys::parse(Some(&Secret::new(AUDIT_KEYS.into()))).unwrap()
+}
+
 /// How to build a [`TestApp`].
 #[derive(Debug, Default)]
 pub struct AppOptions {
@@ -326,7 +334,10 @@ impl TestApp {
         let keyring = std::sync::Arc::new(runtime::crypto::Keyring::random());
         let slack = e2e::slack::FakeSlack::start().unwrap();
 
-        let store = Store::connect_lazy(&settings.database).unwrap();
+        settings.secrets.audit_keys = Some(Secret::new(AUDIT_KEYS.into()));
+        let store = Store::connect_lazy(&settings.database)
+            .unwrap()
+            .with_audit_keys(audit_keys());
         let (redis, _task) = Redis::connect(&settings.redis).unwrap();
         let auth = AuthState::from_settings(&settings.auth);
         let keys = auth.keys.clone();
