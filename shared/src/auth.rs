@@ -50,11 +50,13 @@ impl TenantRole {
                 Permission::LlmKeysManage,
                 Permission::ChannelsRead,
                 Permission::ChannelsManage,
+                Permission::AuditRead,
             ],
             TenantRole::CustomerOperator => &[
                 Permission::TenantRead,
                 Permission::AgentsRead,
                 Permission::ChannelsRead,
+                Permission::AuditRead,
             ],
         }
     }
@@ -85,6 +87,8 @@ pub enum Permission {
     ChannelsRead,
     /// Connect and disconnect channels.
     ChannelsManage,
+    /// Verify the tenant's audit trail and export its head (read-only).
+    AuditRead,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod channels;
 pub mod chat;
@@ -34,7 +35,7 @@ use shared::resources::Page;
 use crate::auth::TokenKeys;
 use crate::config::{AuthSettings, ServerSettings};
 use crate::redis::Redis;
-use crate::store::{Store, TenantTx, audit};
+use crate::store::{Store, TenantTx, audit as store_audit};
 
 pub use error::ApiError;
 
@@ -228,9 +229,9 @@ pub(crate) async fn record(
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
     let request_id = request_id::current();
-    audit::append(
+    store_audit::append(
         tx,
-        &audit::NewEvent {
+        &store_audit::NewEvent {
             actor: auth.principal().actor(),
             action,
             target_kind: Some(target_kind),
