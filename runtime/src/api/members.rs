@@ -121,7 +121,9 @@ pub async fn create(
         "member.added",
         "user",
         user.id,
-        serde_json::json!({ "after": { "email": user.email, "role": body.role.as_str() } }),
+        // The member's id is the target; their email is personal data, which the trail never
+        // holds (it outlives the account).
+        serde_json::json!({ "after": { "role": body.role.as_str() } }),
     )
     .await?;
     let member = users::get_member(&mut tx, user.id)
@@ -195,7 +197,7 @@ pub async fn remove(
         "member.removed",
         "user",
         user,
-        serde_json::json!({ "before": { "email": before.email, "role": before.role } }),
+        serde_json::json!({ "before": { "role": before.role } }),
     )
     .await?;
     tx.commit().await?;
