@@ -173,10 +173,10 @@ fn ExportHead() -> impl IntoView {
             <button on:click=export disabled=move || busy.get()>{move || if busy.get() { "Exporting…" } else { "Export head" }}</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <Show when=move || head.get().is_some()>
-                <label class="field">
-                    <span>"Exported head (JSON)"</span>
-                    <textarea class="json" readonly rows="8" prop:value=json></textarea>
-                </label>
+                <div class="field">
+                    <label for="audit-exported">"Exported head (JSON)"</label>
+                    <textarea id="audit-exported" class="json" readonly rows="8" prop:value=json></textarea>
+                </div>
                 <div class="form-actions">
                     <button class="secondary" on:click=copy>"Copy"</button>
                     <a class="button secondary" href=download download=file_name>"Download"</a>
@@ -247,16 +247,16 @@ fn VerifyAgainst() -> impl IntoView {
     view! {
         <form class="card audit-against" on:submit=submit aria-label="Verify against an exported head">
             <h2>"Verify against an exported head"</h2>
-            <label class="field">
-                <span>"Exported head"</span>
-                <textarea class="json" rows="6" placeholder="{\"seq\": 42, \"hash\": \"…\"}"
+            <div class="field">
+                <label for="audit-pasted">"Exported head"</label>
+                <textarea id="audit-pasted" class="json" rows="6" placeholder="{\"seq\": 42, \"hash\": \"…\"}"
                     aria-invalid=move || (parse_error.get().is_some() || error.get().is_some_and(|e| !e.body.fields.is_empty())).to_string()
                     prop:value=move || pasted.get()
                     on:input=move |ev| pasted.set(event_target_value(&ev))></textarea>
                 {move || parse_error.get().map(|m| view! { <span class="field-error">{m}</span> })}
                 {move || field("seq")().map(|m| view! { <span class="field-error">{format!("Record number (seq): {m}")}</span> })}
                 {move || field("hash")().map(|m| view! { <span class="field-error">{format!("Hash: {m}")}</span> })}
-            </label>
+            </div>
             <div class="form-actions">
                 <button type="submit" disabled=move || busy.get() || pasted.get().trim().is_empty()>
                     {move || if busy.get() { "Verifying…" } else { "Verify against this head" }}
