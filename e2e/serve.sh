@@ -21,6 +21,8 @@ export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
 export KONSTRUCT_ADMIN_PASSWORD="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export KONSTRUCT_SLACK_SIGNING_SECRET="smoke-slack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The audit seal's key; the smoke test checks it never reaches the log either.
+export KONSTRUCT_AUDIT_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 # Starts the fake provider accepting key $1 and points the platform's OpenAI group at it with
 # key $2.

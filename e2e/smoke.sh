@@ -56,6 +56,25 @@ byo_key() {
     -H 'content-type: application/json' -d "{\"api_key\":\"$TENANT_KEY\"}" | grep -q '"hint":"…'"${TENANT_KEY: -4}"'"'
 }
 check "a tenant's own LLM key is checked with the provider and stored (hint only)" byo_key
+# The audit trail of a tenant with some history verifies, sealed through its head, and verifies
+# against the head it exported.
+audit_sealed() {
+  local token tenant head seq hash
+  token=$(curl -sf -X POST "${url}api/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$KONSTRUCT_ADMIN_EMAIL\",\"password\":\"$KONSTRUCT_ADMIN_PASSWORD\"}" \
+    | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  tenant=$(curl -sf -X POST "${url}api/tenants" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d "{\"name\":\"Audit $(date +%s%N)\"}" \
+    | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+  head=$(curl -sf "${url}api/tenants/$tenant/audit/head" -H "authorization: Bearer $token")
+  seq=$(printf '%s' "$head" | sed -n 's/.*"seq":\([0-9]*\).*/\1/p')
+  hash=$(printf '%s' "$head" | sed -n 's/.*"hash":"\([0-9a-f]*\)".*/\1/p')
+  [ -n "$seq" ] && [ "${#hash}" = 64 ] || return 1
+  printf '%s' "$head" | grep -q "\"sealed_through\":$seq" || return 1
+  curl -sf "${url}api/tenants/$tenant/audit/verify?seq=$seq&hash=$hash" -H "authorization: Bearer $token" \
+    | grep -q '"ok":true'
+}
+check "the audit trail is sealed and verifies against its exported head" audit_sealed
 # Slack's URL verification, signed as Slack signs it (HMAC-SHA256 of v0:timestamp:body).
 slack_verify() {
   local body='{"token":"t","challenge":"smoke-challenge-123","type":"url_verification"}'
@@ -72,6 +91,7 @@ check "Slack's signed URL verification is answered, a forged one refused" slack_
 check "the log is JSON with request ids"   bash -c "grep -q '\"request.id\"' '$LOG'"
 check "the admin password never reaches the log" bash -c "! grep -q '$KONSTRUCT_ADMIN_PASSWORD' '$LOG'"
 check "the tenant's LLM key never reaches the log" bash -c "! grep -q '$TENANT_KEY' '$LOG'"
+check "the audit key never reaches the log" bash -c "! grep -q '${KONSTRUCT_AUDIT_KEYS#1:}' '$LOG'"
 
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 mod agents;
 mod api;
 mod app;
+mod audit;
 mod chat;
 mod login;
 mod tenants;

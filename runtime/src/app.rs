@@ -14,7 +14,7 @@ use crate::api::health::{RoleCheck, Startup};
 use crate::api::{self, AppState, AuthState};
 use crate::channels::Channels;
 use crate::config::Settings;
-use crate::crypto::{CryptoError, Keyring};
+use crate::crypto::{AuditKeys, CryptoError, Keyring};
 use crate::engine::consumer::{self, Engine};
 use crate::engine::ingest::{Ingest, IngestSettings};
 use crate::engine::turn::{EngineDeps, EngineSettings};
@@ -92,7 +92,7 @@ const ROLE_RETRY_MAX: Duration = Duration::from_secs(10);
 impl Application {
     /// Builds and starts everything the settings describe.
     pub async fn build(settings: &Settings, options: Options) -> Result<Self, AppError> {
-        let store = Store::connect_lazy(&settings.database)?;
+        let store = Store::connect_lazy(&settings.database)?.with_audit_keys(audit_keys(settings)?);
         let (redis, _connecting) = Redis::connect(&settings.redis)?;
         let ingest = Ingest::new(
             redis.clone(),
@@ -225,6 +225,20 @@ impl Application {
         }
         self.server.stop(true).await;
     }
+}
+
+fn audit_keys(settings: &Settings) -> Result<AuditKeys, CryptoError> {
+    let keys = AuditKeys::parse(settings.secrets.audit_keys.as_ref())?;
+    if keys.is_empty() {
+        tracing::warn!(
+            "KONSTRUCT_AUDIT_KEYS is not set: THE AUDIT TRAIL IS NOT SEALED. Anyone who can write \
+             to the database can rewrite it undetected, and verification reports every row as \
+             unsealed. Set KONSTRUCT_AUDIT_KEYS=1:<64 hex characters> (keep it out of the database)"
+        );
+    } else {
+        tracing::info!(audit.key_versions = ?keys.versions(), "audit trail sealing is on");
+    }
+    Ok(keys)
 }
 
 fn llm_pool(settings: &Settings) -> Pool {

@@ -177,12 +177,15 @@ impl Default for EngineConfig {
     }
 }
 
-/// Keys that seal tenants' secrets at rest (see `crypto`).
+/// Keys that seal tenants' secrets at rest and the audit trail (see `crypto`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretSettings {
     /// `1:<64 hex chars>[,2:<64 hex chars>…]`; the highest version seals new secrets.
     pub encryption_keys: Option<Secret<String>>,
+    /// The HMAC keys that seal each tenant's audit chain, same format; the highest version
+    /// seals, every configured one still verifies. Without one nothing is sealed.
+    pub audit_keys: Option<Secret<String>>,
 }
 
 /// The platform's LLM providers. Each one configured becomes a model group named after it
@@ -1002,6 +1005,24 @@ const SETTINGS: &[Setting] = &[
             } else {
                 Err("must be an http(s) URL".into())
             }
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_AUDIT_KEYS",
+        key: "secrets.audit_keys",
+        parse: |s, v| {
+            s.secrets.audit_keys = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| match &s.secrets.audit_keys {
+            Some(keys) => {
+                filled(keys.expose())?;
+                // The keys' messages name versions, never key material.
+                crate::crypto::AuditKeys::parse(Some(keys))
+                    .map(drop)
+                    .map_err(|e| format!("is invalid: {e}"))
+            }
+            None => Ok(()),
         }),
     },
     Setting {

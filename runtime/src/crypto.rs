@@ -1,17 +1,25 @@
-//! Secrets at rest: XChaCha20-Poly1305 under versioned platform keys.
+//! Platform keys: secrets at rest (XChaCha20-Poly1305) and the audit chain's seal (HMAC-SHA256),
+//! each under versioned keys.
 //!
 //! A sealed secret is `version (4 bytes, big-endian) ‖ nonce (24 bytes) ‖ ciphertext+tag`. The
 //! associated data binds it to its tenant and to what it is (e.g. `llm_key:openai`), so a
 //! ciphertext copied to another tenant or another slot fails to open. Keys are configured as
 //! `KONSTRUCT_ENCRYPTION_KEYS=1:<64 hex chars>,2:<…>`; new secrets are sealed with the highest
 //! version, and older versions stay readable so keys can be rotated.
+//!
+//! The audit seal ([`AuditKeys`], `KONSTRUCT_AUDIT_KEYS`, same format) is an HMAC-SHA256 over one
+//! row of a tenant's audit chain: a key the database never sees, so someone who can rewrite the
+//! database (and recompute its hash chain) still cannot make a seal that checks.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha2::Sha256;
 use shared::TenantId;
 
 use crate::config::Secret;
@@ -27,6 +35,8 @@ pub enum CryptoError {
     UnknownVersion(u32),
     #[error("the secret cannot be opened: it was altered or belongs to another tenant or slot")]
     Open,
+    #[error("audit keys are malformed: {0}")]
+    BadAuditKeys(String),
 }
 
 /// The platform's encryption keys by version.
@@ -45,32 +55,38 @@ impl fmt::Debug for Keyring {
 
 const HEADER: usize = 4 + 24;
 
+/// Parses `1:<64 hex chars>[,2:<…>]` into keys by version. The reason on failure names the
+/// version, never the key.
+fn parse_versioned_keys(spec: Option<&Secret<String>>) -> Result<BTreeMap<u32, [u8; 32]>, String> {
+    let mut keys = BTreeMap::new();
+    let Some(spec) = spec else {
+        return Ok(keys);
+    };
+    for entry in spec
+        .expose()
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (version, hex_key) = entry
+            .split_once(':')
+            .ok_or_else(|| "expected VERSION:HEX entries".to_string())?;
+        let version: u32 = version
+            .parse()
+            .map_err(|_| "a version is not a number".to_string())?;
+        let bytes = hex::decode(hex_key).map_err(|_| format!("key {version} is not hex"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| format!("key {version} is not 32 bytes"))?;
+        keys.insert(version, key);
+    }
+    Ok(keys)
+}
+
 impl Keyring {
     /// Parses `1:<hex>,2:<hex>`; an empty or absent value gives an empty keyring.
     pub fn parse(spec: Option<&Secret<String>>) -> Result<Self, CryptoError> {
-        let mut keys = BTreeMap::new();
-        let Some(spec) = spec else {
-            return Ok(Self { keys });
-        };
-        for entry in spec
-            .expose()
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            let (version, hex_key) = entry
-                .split_once(':')
-                .ok_or_else(|| CryptoError::BadKeys("expected VERSION:HEX entries".into()))?;
-            let version: u32 = version
-                .parse()
-                .map_err(|_| CryptoError::BadKeys("a version is not a number".into()))?;
-            let bytes = hex::decode(hex_key)
-                .map_err(|_| CryptoError::BadKeys(format!("key {version} is not hex")))?;
-            let key: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| CryptoError::BadKeys(format!("key {version} is not 32 bytes")))?;
-            keys.insert(version, key);
-        }
+        let keys = parse_versioned_keys(spec).map_err(CryptoError::BadKeys)?;
         Ok(Self { keys })
     }
 
@@ -155,6 +171,123 @@ impl Keyring {
     }
 }
 
+/// What a seal binds, in a fixed layout so that no two different rows give the same message:
+/// a domain tag, then fixed-width fields, then the hash with its length.
+const SEAL_DOMAIN: &[u8] = b"konstruct.audit-seal.v1\0";
+
+/// Why a seal does not check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealMismatch {
+    #[error("it was made with key version {0}, which is not configured")]
+    UnknownVersion(u32),
+    #[error(
+        "it does not match under key version {0}: it was forged, or the key is not the one that sealed it"
+    )]
+    Invalid(u32),
+}
+
+/// The keys that seal each tenant's audit chain, by version; the highest seals, every one
+/// configured still checks (rotation). Configured as `KONSTRUCT_AUDIT_KEYS=1:<64 hex chars>,2:<…>`.
+/// Cheap to clone. Empty when no key is configured: then nothing is sealed.
+#[derive(Clone, Default)]
+pub struct AuditKeys {
+    keys: Arc<BTreeMap<u32, Secret<[u8; 32]>>>,
+}
+
+impl fmt::Debug for AuditKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditKeys")
+            .field("versions", &self.versions())
+            .finish()
+    }
+}
+
+impl AuditKeys {
+    /// Parses `1:<hex>,2:<hex>`; an empty or absent value gives no keys.
+    pub fn parse(spec: Option<&Secret<String>>) -> Result<Self, CryptoError> {
+        let keys = parse_versioned_keys(spec).map_err(CryptoError::BadAuditKeys)?;
+        Ok(Self {
+            keys: Arc::new(keys.into_iter().map(|(v, k)| (v, Secret::new(k))).collect()),
+        })
+    }
+
+    /// One random key, version 1 (tests, throwaway processes).
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self {
+            keys: Arc::new(BTreeMap::from([(1, Secret::new(key))])),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The configured versions, oldest first.
+    pub fn versions(&self) -> Vec<u32> {
+        self.keys.keys().copied().collect()
+    }
+
+    #[expect(
+        deprecated,
+        reason = "digest 0.10 names keys with generic-array 0.14, which is deprecated upstream; \
+                  the infallible constructor needs that type"
+    )]
+    fn mac(
+        key: &Secret<[u8; 32]>,
+        version: u32,
+        tenant: TenantId,
+        seq: i64,
+        row_hash: &[u8],
+    ) -> Hmac<Sha256> {
+        use hmac::digest::generic_array::sequence::GenericSequence;
+        // HMAC pads a key shorter than the hash's block with zeros (RFC 2104), so the key padded
+        // to SHA-256's 64-byte block is the same key; built this way, construction cannot fail.
+        let key = key.expose();
+        let block =
+            hmac::digest::Key::<Hmac<Sha256>>::generate(|i| key.get(i).copied().unwrap_or(0));
+        let mut mac = <Hmac<Sha256> as Mac>::new(&block);
+        mac.update(SEAL_DOMAIN);
+        mac.update(&version.to_be_bytes());
+        mac.update(tenant.as_uuid().as_bytes());
+        mac.update(&seq.to_be_bytes());
+        mac.update(
+            &u32::try_from(row_hash.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        mac.update(row_hash);
+        mac
+    }
+
+    /// Seals the row at `seq` of `tenant`'s chain, whose hash is `row_hash`, with the newest key:
+    /// the key version and the 32-byte seal. `None` when no key is configured.
+    pub fn seal(&self, tenant: TenantId, seq: i64, row_hash: &[u8]) -> Option<(u32, Vec<u8>)> {
+        let (version, key) = self.keys.iter().next_back()?;
+        let mac = Self::mac(key, *version, tenant, seq, row_hash);
+        Some((*version, mac.finalize().into_bytes().to_vec()))
+    }
+
+    /// Checks a seal made by [`AuditKeys::seal`] (in constant time).
+    pub fn check(
+        &self,
+        tenant: TenantId,
+        seq: i64,
+        row_hash: &[u8],
+        version: u32,
+        seal: &[u8],
+    ) -> Result<(), SealMismatch> {
+        let key = self
+            .keys
+            .get(&version)
+            .ok_or(SealMismatch::UnknownVersion(version))?;
+        Self::mac(key, version, tenant, seq, row_hash)
+            .verify_slice(seal)
+            .map_err(|_| SealMismatch::Invalid(version))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +345,71 @@ mod tests {
             CryptoError::NoKey
         );
         assert!(!format!("{new:?}").contains("2222"));
+    }
+
+    #[test]
+    fn an_audit_seal_checks_only_for_its_tenant_seq_and_hash_under_its_key() {
+        let keys = AuditKeys::random();
+        let (a, b) = (tenant(), tenant());
+        let hash = [7u8; 32];
+        let (version, seal) = keys.seal(a, 5, &hash).unwrap();
+        assert_eq!((version, seal.len()), (1, 32));
+        assert_eq!(keys.check(a, 5, &hash, 1, &seal), Ok(()));
+        assert_eq!(
+            keys.check(b, 5, &hash, 1, &seal),
+            Err(SealMismatch::Invalid(1))
+        );
+        assert_eq!(
+            keys.check(a, 6, &hash, 1, &seal),
+            Err(SealMismatch::Invalid(1))
+        );
+        assert_eq!(
+            keys.check(a, 5, &[8u8; 32], 1, &seal),
+            Err(SealMismatch::Invalid(1))
+        );
+        assert_eq!(
+            keys.check(a, 5, &hash, 2, &seal),
+            Err(SealMismatch::UnknownVersion(2))
+        );
+        assert_eq!(
+            AuditKeys::random().check(a, 5, &hash, 1, &seal),
+            Err(SealMismatch::Invalid(1))
+        );
+        assert!(AuditKeys::default().seal(a, 5, &hash).is_none());
+    }
+
+    #[test]
+    fn the_audit_seal_is_plain_hmac_sha256_of_the_documented_message() {
+        let spec = format!("3:{}", "ab".repeat(32));
+        let keys = AuditKeys::parse(Some(&Secret::new(spec))).unwrap();
+        let t = tenant();
+        let (version, seal) = keys.seal(t, 42, &[1u8; 32]).unwrap();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[0xab; 32]).unwrap();
+        mac.update(b"konstruct.audit-seal.v1\0");
+        mac.update(&3u32.to_be_bytes());
+        mac.update(t.as_uuid().as_bytes());
+        mac.update(&42i64.to_be_bytes());
+        mac.update(&32u32.to_be_bytes());
+        mac.update(&[1u8; 32]);
+        assert_eq!(version, 3);
+        assert_eq!(seal, mac.finalize().into_bytes().to_vec());
+    }
+
+    #[test]
+    fn audit_keys_rotate_and_never_print() {
+        let one = format!("1:{}", "11".repeat(32));
+        let both = format!("{one},2:{}", "22".repeat(32));
+        let old = AuditKeys::parse(Some(&Secret::new(one))).unwrap();
+        let new = AuditKeys::parse(Some(&Secret::new(both))).unwrap();
+        let t = tenant();
+        let (v1, s1) = old.seal(t, 1, &[0u8; 32]).unwrap();
+        let (v2, _) = new.seal(t, 2, &[0u8; 32]).unwrap();
+        assert_eq!((v1, v2), (1, 2));
+        assert_eq!(new.check(t, 1, &[0u8; 32], 1, &s1), Ok(()));
+        assert_eq!(new.versions(), vec![1, 2]);
+        assert!(!format!("{new:?}").contains("2222"));
+        let err = AuditKeys::parse(Some(&Secret::new("1:zz".into()))).unwrap_err();
+        assert!(err.to_string().contains("audit keys"), "{err}");
+        assert!(AuditKeys::parse(None).unwrap().is_empty());
     }
 }

@@ -39,12 +39,14 @@ impl TenantRole {
                 Permission::ChannelsManage,
                 Permission::SettingsManage,
                 Permission::EndUsersRead,
+                Permission::AuditRead,
             ],
             TenantRole::CustomerOperator => &[
                 Permission::TenantRead,
                 Permission::AgentsRead,
                 Permission::ChannelsRead,
                 Permission::EndUsersRead,
+                Permission::AuditRead,
             ],
         }
     }
@@ -79,6 +81,8 @@ pub enum Permission {
     SettingsManage,
     /// See the people who talk to the tenant's agents (end users).
     EndUsersRead,
+    /// Verify the tenant's audit trail and export its head (read-only).
+    AuditRead,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

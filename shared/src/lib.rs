@@ -4,6 +4,7 @@
 //! nothing that needs an operating system (no tokio; sqlx only behind the runtime's `sqlx`
 //! feature); the test command checks both.
 
+pub mod audit;
 pub mod auth;
 pub mod channel;
 pub mod error;

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod channels;
 pub mod chat;
@@ -37,7 +38,7 @@ use shared::resources::Page;
 use crate::auth::TokenKeys;
 use crate::config::{AuthSettings, ServerSettings};
 use crate::redis::Redis;
-use crate::store::{Store, TenantTx, audit};
+use crate::store::{Store, TenantTx, audit as store_audit};
 
 pub use error::ApiError;
 
@@ -256,13 +257,13 @@ pub fn bind_listener(
 pub(crate) async fn record(
     tx: &mut TenantTx,
     auth: &auth::Authorized,
-    action: audit::Action,
-    target: audit::Target,
+    action: store_audit::Action,
+    target: store_audit::Target,
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
-    audit::append(
+    store_audit::append(
         tx,
-        &audit::NewEvent {
+        &store_audit::NewEvent {
             actor: auth.principal().actor(),
             action,
             target,

@@ -23,6 +23,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::channels::list, super::channels::register, super::channels::disconnect,
         super::platform::info, super::settings::get, super::settings::put,
         super::settings::time_zones, super::end_users::list, super::end_users::get,
+        super::audit::head, super::audit::verify,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

@@ -11,8 +11,8 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, auth, channels, chat, end_users, limits, llm_keys, members, openapi, platform,
-    settings, tenants, tools,
+    admin, agents, audit, auth, channels, chat, end_users, limits, llm_keys, members, openapi,
+    platform, settings, tenants, tools,
 };
 
 /// What a route requires of its caller.
@@ -105,6 +105,8 @@ routes! {
     GET    "/api/tenants/{tenant_id}/llm-keys"            => Tenant(LlmKeysManage), llm_keys::list;
     PUT    "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::put;
     DELETE "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::delete;
+    GET    "/api/tenants/{tenant_id}/audit/head"          => Tenant(AuditRead), audit::head;
+    GET    "/api/tenants/{tenant_id}/audit/verify"        => Tenant(AuditRead), audit::verify;
 }
 
 /// The spec of the route that matched, by method and pattern.

@@ -184,6 +184,14 @@ const CASES: &[Case] = &[
     case("KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT_TOTAL", ZERO, FIVE),
     case("KONSTRUCT_PASSWORD_HASH_CONCURRENCY", ZERO, FIVE),
     case(
+        "KONSTRUCT_AUDIT_KEYS",
+        ("1:not-hex-secret", "\"1:not-hex-secret\""),
+        (
+            "1:abababababababababababababababababababababababababababababababab",
+            "\"1:abababababababababababababababababababababababababababababababab\"",
+        ),
+    ),
+    case(
         "KONSTRUCT_SLACK_APP_ID",
         ("B0BOTNOTAPP", "\"B0BOTNOTAPP\""),
         ("A0123ABCD", "\"A0123ABCD\""),

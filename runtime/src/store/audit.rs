@@ -1,16 +1,35 @@
-//! The append-only audit trail and its per-tenant hash chain.
+//! The append-only audit trail, its per-tenant hash chain and the keyed seal over it.
 //!
 //! The database assigns `seq`, `prev_hash`, `hash` and `created_at` in a trigger, so a caller can
-//! only describe *what* happened; it cannot place or date the row. `verify_chain` walks the chain
-//! with the SQL function `audit_verify_chain` and reports the first row that was edited, removed
-//! or moved. Truncating the newest rows cannot be seen from the chain alone: compare the returned
-//! head hash with one recorded elsewhere to detect that.
+//! only describe *what* happened; it cannot place or date the row. The chain alone proves little
+//! against someone who can write to the database as its owner: they can edit a row and recompute
+//! every later hash with the same SQL function, and `audit_verify_chain` passes again. So every
+//! [`TenantTx`] that appended rows also writes, as its last statement before commit, one seal
+//! into `audit_seals`: an HMAC-SHA256 (`crypto::AuditKeys`, `KONSTRUCT_AUDIT_KEYS`) of the
+//! tenant id, the seq and the hash of the last row it appended. The database never holds that
+//! key, and since each row's hash covers the one before it, one seal vouches for every earlier
+//! row. [`verify`] walks the chain (the SQL function), checks every seal in Rust, and requires the
+//! newest row to be sealed. Dropping the newest rows together with their seals leaves a shorter
+//! chain that still verifies; that is caught by comparing with a head ([`head`]) exported earlier
+//! and kept outside Konstruct.
+//!
+//! **No end-user content in audit rows.** An audit row is kept forever and cannot be edited or
+//! deleted, so it must never need to be: `target_id` and `details` hold ids, counts, classes and
+//! reasons of our own (an event id, a rule's reason, a token count, an error class), never a
+//! message's text, a tool's arguments, a provider's error text (which may quote the prompt) or
+//! personal data such as names, e-mail addresses or phone numbers. Then forgetting a customer
+//! means deleting their conversations and messages, and the trail stays whole and verifiable.
+//! `audit_content` in the integration tests drives real traffic with a canary text and fails if
+//! it reaches any audit column.
 
+use futures_util::TryStreamExt;
 use serde_json::Value;
+use shared::audit::AuditVerdict;
 use shared::{AgentId, ConnectionId, ConversationId, EndUserId, TenantId};
 use uuid::Uuid;
 
-use super::{StoreResult, TenantTx};
+use super::{Store, StoreResult, TenantTx};
+use crate::crypto::AuditKeys;
 
 macro_rules! actions {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)+) => {
@@ -146,7 +165,8 @@ pub struct NewEvent {
     pub action: Action,
     pub target: Target,
     /// A JSON object with a secret-free summary of ids, counts and reasons (e.g. before/after of
-    /// changed settings) — never message text, tool arguments or personal data.
+    /// changed settings) — never message text, tool arguments or personal data (see the module
+    /// documentation).
     pub details: Value,
     pub request_id: Option<String>,
 }
@@ -207,10 +227,36 @@ pub async fn append(tx: &mut TenantTx, event: &NewEvent) -> StoreResult<Appended
     .bind(event.request_id.as_deref())
     .fetch_one(tx.connection())
     .await?;
-    Ok(Appended { seq, hash })
+    let appended = Appended { seq, hash };
+    // Sealed by `TenantTx::commit`: only the last row matters, the chain covers the others.
+    tx.unsealed = Some(appended.clone());
+    Ok(appended)
 }
 
-/// Verifies the chain of the transaction's tenant.
+/// Writes the seal of `head`, the last row the transaction appended (called by
+/// `TenantTx::commit`). Without audit keys it writes nothing: verification then reports the rows
+/// as unsealed.
+pub(super) async fn seal(tx: &mut TenantTx, head: &Appended) -> StoreResult<()> {
+    let tenant = tx.tenant();
+    let Some((version, seal)) = tx.audit_keys().seal(tenant, head.seq, &head.hash) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO audit_seals (tenant_id, seq, row_hash, key_version, seal) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(head.seq)
+    .bind(&head.hash)
+    .bind(i64::from(version))
+    .bind(&seal)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
+}
+
+/// Walks the chain of the transaction's tenant with the SQL function alone. It does not look at
+/// the seals, so a forger who recomputed the chain passes it: [`verify`] is the verification.
 pub async fn verify_chain(tx: &mut TenantTx) -> StoreResult<ChainReport> {
     let tenant = tx.tenant();
     let (ok, rows_checked, first_bad_seq, problem, head_hash): (
@@ -231,6 +277,273 @@ pub async fn verify_chain(tx: &mut TenantTx) -> StoreResult<ChainReport> {
         first_bad_seq,
         problem,
         head_hash,
+    })
+}
+
+/// One position in a tenant's chain: the row at `seq` and its hash (seq 0 and all zeros before the
+/// first row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+}
+
+/// What an operator exports to keep outside Konstruct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadExport {
+    /// The newest row.
+    pub head: ChainHead,
+    /// The newest row covered by a seal that checks (the newest seal), 0 when there is none.
+    pub sealed_through: i64,
+    /// The key version of that seal.
+    pub key_version: Option<u32>,
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// True only when the chain is intact, every seal checks, the newest row is sealed and (when
+    /// given) the exported head is still in the chain unchanged.
+    pub ok: bool,
+    pub verdict: AuditVerdict,
+    /// Rows whose chain links and hashes are intact, from seq 1.
+    pub rows_checked: i64,
+    /// The newest row covered by a seal that checks, with every seal before it checking too;
+    /// 0 when none.
+    pub sealed_through: i64,
+    /// Where the evidence first fails: the row the chain breaks at, the seal that does not check,
+    /// or the first unsealed row.
+    pub first_bad_seq: Option<i64>,
+    /// What is wrong, in words.
+    pub problem: Option<String>,
+    /// The chain's newest row as stored now.
+    pub head: ChainHead,
+    /// The comparison with an exported head, when one was given.
+    pub exported: Option<ExportedCheck>,
+}
+
+/// Whether a head exported earlier is still in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedCheck {
+    pub head: ChainHead,
+    /// The row at the exported seq exists and still has the exported hash.
+    pub contained: bool,
+    pub problem: Option<String>,
+}
+
+/// A seal with the row it seals as stored now (`None` when that row is gone).
+type SealRow = (i64, Vec<u8>, i64, Vec<u8>, Option<Vec<u8>>);
+
+/// The tenant's seals, each with the hash its row has now, in the given order.
+macro_rules! seals_query {
+    ($order:literal) => {
+        concat!(
+            "SELECT s.seq, s.row_hash, s.key_version, s.seal, e.hash \
+               FROM audit_seals s \
+               LEFT JOIN audit_events e ON e.tenant_id = s.tenant_id AND e.seq = s.seq \
+              WHERE s.tenant_id = $1 ORDER BY s.seq ",
+            $order
+        )
+    };
+}
+
+fn genesis() -> Vec<u8> {
+    vec![0; 32]
+}
+
+async fn current_head(tx: &mut TenantTx) -> StoreResult<ChainHead> {
+    let tenant = tx.tenant();
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_optional(tx.connection())
+    .await?;
+    Ok(row.map_or_else(
+        || ChainHead {
+            seq: 0,
+            hash: genesis(),
+        },
+        |(seq, hash)| ChainHead { seq, hash },
+    ))
+}
+
+/// What is wrong with one seal, if anything.
+fn seal_problem(keys: &AuditKeys, tenant: TenantId, seal: &SealRow) -> Option<String> {
+    let (seq, sealed_hash, version, mac, row_hash) = seal;
+    match row_hash {
+        None => Some(format!(
+            "the row at seq {seq} is sealed but missing: rows were removed"
+        )),
+        Some(hash) if hash != sealed_hash => Some(format!(
+            "the row at seq {seq} no longer has the hash its seal covers: it or an earlier row \
+             was rewritten after it was sealed"
+        )),
+        Some(_) => {
+            let version = u32::try_from(*version).unwrap_or(u32::MAX);
+            keys.check(tenant, *seq, sealed_hash, version, mac)
+                .err()
+                .map(|e| format!("the seal at seq {seq} does not check: {e}"))
+        }
+    }
+}
+
+/// The tenant's current head, for the operator to keep outside Konstruct.
+pub async fn head(store: &Store, tenant: TenantId) -> StoreResult<HeadExport> {
+    let mut tx = store.tenant_snapshot(tenant).await?;
+    let head = current_head(&mut tx).await?;
+    let newest: Option<SealRow> = sqlx::query_as(seals_query!("DESC LIMIT 1"))
+        .bind(tenant.as_uuid())
+        .fetch_optional(tx.connection())
+        .await?;
+    let keys = tx.audit_keys().clone();
+    let (sealed_through, key_version) = match newest {
+        Some(seal) if !keys.is_empty() && seal_problem(&keys, tenant, &seal).is_none() => {
+            (seal.0, u32::try_from(seal.2).ok())
+        }
+        _ => (0, None),
+    };
+    tx.rollback().await?;
+    Ok(HeadExport {
+        head,
+        sealed_through,
+        key_version,
+    })
+}
+
+/// Verifies the tenant's trail: the chain (`audit_verify_chain`), every seal (in Rust, with the
+/// store's keys), that the newest row is sealed, and, when `exported` is given, that the chain
+/// still holds that head unchanged. All reads see one snapshot, so appends running meanwhile
+/// cannot make a sound trail look broken.
+pub async fn verify(
+    store: &Store,
+    tenant: TenantId,
+    exported: Option<&ChainHead>,
+) -> StoreResult<Verification> {
+    let mut tx = store.tenant_snapshot(tenant).await?;
+    let chain = verify_chain(&mut tx).await?;
+    let head = current_head(&mut tx).await?;
+    let keys = tx.audit_keys().clone();
+
+    // Seals in chain order; past a break in the chain there is nothing left to vouch for.
+    let mut sealed_through = 0;
+    let mut seal_failure: Option<(i64, String)> = None;
+    if !keys.is_empty() {
+        let chain_end = chain.first_bad_seq.unwrap_or(i64::MAX);
+        let mut seals = sqlx::query_as::<_, SealRow>(seals_query!("ASC"))
+            .bind(tenant.as_uuid())
+            .fetch(tx.connection());
+        while let Some(seal) = seals.try_next().await? {
+            if seal.0 >= chain_end {
+                break;
+            }
+            if let Some(problem) = seal_problem(&keys, tenant, &seal) {
+                seal_failure = Some((seal.0, problem));
+                break;
+            }
+            sealed_through = seal.0;
+        }
+    }
+
+    let (mut verdict, mut first_bad_seq, mut problem) = if let Some((seq, problem)) = seal_failure {
+        (AuditVerdict::Broken, Some(seq), Some(problem))
+    } else if !chain.ok {
+        (
+            AuditVerdict::Broken,
+            chain.first_bad_seq,
+            chain.problem.clone(),
+        )
+    } else if keys.is_empty() && head.seq > 0 {
+        (
+            AuditVerdict::Unsealed,
+            Some(1),
+            Some(format!(
+                "no audit key is configured (KONSTRUCT_AUDIT_KEYS), so no seal can be checked: \
+                 rows 1 to {} are unsealed",
+                head.seq
+            )),
+        )
+    } else if sealed_through < head.seq {
+        (
+            AuditVerdict::Unsealed,
+            Some(sealed_through + 1),
+            Some(format!(
+                "rows {} to {} are not sealed: they were written without an audit key, or their \
+                 seals were deleted",
+                sealed_through + 1,
+                head.seq
+            )),
+        )
+    } else {
+        (AuditVerdict::Intact, None, None)
+    };
+
+    let exported = match exported {
+        None => None,
+        Some(expected) => {
+            let stored: Option<Vec<u8>> = if expected.seq == 0 {
+                Some(genesis())
+            } else {
+                sqlx::query_scalar(
+                    "SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2",
+                )
+                .bind(tenant.as_uuid())
+                .bind(expected.seq)
+                .fetch_optional(tx.connection())
+                .await?
+            };
+            let (seq, now) = (expected.seq, head.seq);
+            let (contained, why, bad_at, missing) = match stored {
+                Some(hash) if hash == expected.hash => (true, None, None, AuditVerdict::Intact),
+                Some(_) => (
+                    false,
+                    Some(format!(
+                        "the row at seq {seq} no longer has the exported hash: the chain was \
+                         rewritten after the head was exported"
+                    )),
+                    Some(seq),
+                    AuditVerdict::Broken,
+                ),
+                None if seq > now => (
+                    false,
+                    Some(format!(
+                        "the chain now ends at seq {now}, before the exported head at seq {seq}: \
+                         its newest rows were removed"
+                    )),
+                    Some(now + 1),
+                    AuditVerdict::Truncated,
+                ),
+                None => (
+                    false,
+                    Some(format!(
+                        "the row at seq {seq} of the exported head is missing: rows were removed"
+                    )),
+                    Some(seq),
+                    AuditVerdict::Broken,
+                ),
+            };
+            if problem.is_none() && !contained {
+                verdict = missing;
+                first_bad_seq = bad_at;
+                problem = why.clone();
+            }
+            Some(ExportedCheck {
+                head: expected.clone(),
+                contained,
+                problem: why,
+            })
+        }
+    };
+    tx.rollback().await?;
+    Ok(Verification {
+        ok: problem.is_none(),
+        verdict,
+        rows_checked: chain.rows_checked,
+        sealed_through,
+        first_bad_seq,
+        problem,
+        head,
+        exported,
     })
 }
 

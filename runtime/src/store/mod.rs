@@ -6,6 +6,9 @@
 //! security policies do the filtering: a query that forgets a `WHERE tenant_id = …` still sees only
 //! its own tenant. Work that spans tenants goes through named, narrow paths
 //! ([`Store::resolve_channel`]).
+//!
+//! A `TenantTx` that appended audit rows seals the last of them as its final statement, in
+//! [`TenantTx::commit`], so no caller can forget to (see [`audit`]).
 
 pub mod agents;
 pub mod audit;
@@ -28,6 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::config::DatabaseSettings;
+use crate::crypto::AuditKeys;
 
 /// The migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -83,6 +87,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Seals every transaction's audit rows at commit; empty when no key is configured (then
+    /// nothing is sealed and verification reports the rows as unsealed).
+    audit_keys: AuditKeys,
 }
 
 /// A transaction bound to one tenant: row-level security limits every statement in it to that
@@ -91,6 +98,10 @@ pub struct Store {
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     tenant: TenantId,
+    /// The store's audit keys, to seal with at commit and to verify with.
+    audit_keys: AuditKeys,
+    /// The last audit row this transaction appended and has not sealed yet.
+    unsealed: Option<audit::Appended>,
 }
 
 impl TenantTx {
@@ -104,8 +115,19 @@ impl TenantTx {
         &mut self.tx
     }
 
-    /// Commits the transaction; the tenant setting ends with it.
-    pub async fn commit(self) -> StoreResult<()> {
+    /// The keys this transaction seals and verifies the audit chain with.
+    pub fn audit_keys(&self) -> &AuditKeys {
+        &self.audit_keys
+    }
+
+    /// Commits the transaction; the tenant setting ends with it. If it appended audit rows, it
+    /// first seals the last one: the chain links make that seal cover every earlier row, and the
+    /// tenant's chain lock, taken by the first append, is still held, so seals are written in
+    /// chain order and the sealed row is the chain's head when this commits.
+    pub async fn commit(mut self) -> StoreResult<()> {
+        if let Some(head) = self.unsealed.take() {
+            audit::seal(&mut self, &head).await?;
+        }
         self.tx.commit().await?;
         Ok(())
     }
@@ -194,22 +216,62 @@ impl Store {
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
             .connect_lazy_with(options.application_name("konstruct"));
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
-    /// Wraps an existing pool (tests build their own).
+    /// Wraps an existing pool (tests build their own). It seals nothing until given keys with
+    /// [`Store::with_audit_keys`].
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            audit_keys: AuditKeys::default(),
+        }
+    }
+
+    /// The same store, sealing the audit chain with `keys` (from `KONSTRUCT_AUDIT_KEYS`).
+    pub fn with_audit_keys(self, keys: AuditKeys) -> Self {
+        Self {
+            audit_keys: keys,
+            ..self
+        }
+    }
+
+    /// The keys this store seals and verifies the audit chain with.
+    pub fn audit_keys(&self) -> &AuditKeys {
+        &self.audit_keys
     }
 
     /// Opens a transaction bound to `tenant`.
     pub async fn tenant_tx(&self, tenant: TenantId) -> StoreResult<TenantTx> {
-        let mut tx = self.pool.begin().await?;
+        let tx = self.pool.begin().await?;
+        self.bind_tenant(tx, tenant).await
+    }
+
+    /// Opens a read-only transaction bound to `tenant` whose statements all see one snapshot,
+    /// for reads that must agree with each other (verifying the audit chain while others append).
+    pub async fn tenant_snapshot(&self, tenant: TenantId) -> StoreResult<TenantTx> {
+        let tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        self.bind_tenant(tx, tenant).await
+    }
+
+    async fn bind_tenant(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        tenant: TenantId,
+    ) -> StoreResult<TenantTx> {
         sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
             .bind(tenant.to_string())
             .execute(&mut *tx)
             .await?;
-        Ok(TenantTx { tx, tenant })
+        Ok(TenantTx {
+            tx,
+            tenant,
+            audit_keys: self.audit_keys.clone(),
+            unsealed: None,
+        })
     }
 
     /// A trivial round trip, for readiness.

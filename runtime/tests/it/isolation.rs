@@ -20,6 +20,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("conversations", "tenant_id"),
     ("messages", "tenant_id"),
     ("audit_events", "tenant_id"),
+    ("audit_seals", "tenant_id"),
     ("llm_usage_daily", "tenant_id"),
     ("tenant_llm_keys", "tenant_id"),
     ("escalations", "tenant_id"),
@@ -27,7 +28,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
 ];
 
 /// Tables the runtime may only append to.
-const APPEND_ONLY: &[&str] = &["audit_events"];
+const APPEND_ONLY: &[&str] = &["audit_events", "audit_seals"];
 
 async fn tables_with_tenant_column(conn: &mut PgConnection) -> BTreeSet<String> {
     sqlx::query_scalar::<_, String>(

@@ -7,6 +7,7 @@
 )]
 
 mod audit;
+mod audit_content;
 mod auth;
 mod chat;
 mod crash;

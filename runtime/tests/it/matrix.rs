@@ -74,6 +74,8 @@ const SUCCESS: &[(&str, &str, u16)] = &[
         "/api/tenants/{tenant_id}/llm-keys/{provider}",
         204,
     ),
+    ("GET", "/api/tenants/{tenant_id}/audit/head", 200),
+    ("GET", "/api/tenants/{tenant_id}/audit/verify", 200),
 ];
 
 /// Routes a customer operator must be refused, pinned here as well as in the route table so that
@@ -227,6 +229,15 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         }
         ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
             Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))
+        }
+        ("GET", "/api/tenants/{tenant_id}/audit/verify") => {
+            // Against the head as it is: the exported-head path is authorized like the rest.
+            let head = runtime::store::audit::head(&app.store, w.a)
+                .await
+                .unwrap()
+                .head;
+            path = format!("{path}?seq={}&hash={}", head.seq, hex::encode(head.hash));
+            None
         }
         _ => None,
     };

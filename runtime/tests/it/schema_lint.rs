@@ -1,8 +1,10 @@
 //! The schema lint: every table with a `tenant_id` column (and `tenants` itself) must have row-level
 //! security enabled and forced, and every policy on it must be exactly the tenant filter — its
-//! tenant column equal to `app.tenant_id` — in both USING and WITH CHECK. Not "mentions the
-//! setting": an expression such as `tenant_id = … OR true` mentions it and lets everything
-//! through. A future table that forgets fails here.
+//! tenant column equal to `app.tenant_id` — in both USING and WITH CHECK (not merely mention the
+//! setting: `tenant_id = … OR true` mentions it and lets everything through); and every function
+//! in `public` must pin a `search_path` that ends in `pg_temp`, so nothing — above all a temporary
+//! object, searched first unless named — can shadow what it calls. A future table or function
+//! that forgets fails here.
 
 use sqlx::PgConnection;
 
@@ -124,4 +126,84 @@ async fn the_lint_catches_a_table_that_forgets() {
         );
     }
     assert_eq!(problems.len(), 10, "{problems:#?}");
+}
+
+/// One line per function in `public` whose `search_path` is not pinned, or not pinned with
+/// `pg_temp` last. Extensions' functions are theirs to answer for.
+async fn function_lint(conn: &mut PgConnection) -> Vec<String> {
+    let functions: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT p.oid::regprocedure::text, p.proconfig \
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+          WHERE n.nspname = 'public' \
+            AND NOT EXISTS (SELECT 1 FROM pg_depend d \
+                             WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid \
+                               AND d.deptype = 'e') \
+          ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let mut problems = Vec::new();
+    for (function, config) in functions {
+        let path = config
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|c| c.strip_prefix("search_path=").map(str::to_string));
+        match path {
+            None => problems.push(format!("{function}: does not set search_path")),
+            Some(path) => {
+                let last = path.rsplit(',').next().map(str::trim).unwrap_or_default();
+                if last != "pg_temp" {
+                    problems.push(format!(
+                        "{function}: search_path {path} does not end in pg_temp"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_function_pins_a_search_path_that_ends_in_pg_temp() {
+    let db = TestDb::new().await;
+    let mut conn = db.owner_conn().await;
+    assert_eq!(function_lint(&mut conn).await, Vec::<String>::new());
+    // The lint looked at something: the audit and resolver functions are in public.
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+          WHERE n.nspname = 'public'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(count >= 10, "{count}");
+}
+
+#[tokio::test]
+async fn the_lint_catches_a_function_that_forgets() {
+    let db = TestDb::new().await;
+    let mut conn = db.owner_conn().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION forgot_path() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; \
+         CREATE FUNCTION public_last() RETURNS int LANGUAGE sql \
+             SET search_path = pg_catalog, public AS $$ SELECT 1 $$; \
+         CREATE FUNCTION temp_first(p int) RETURNS int LANGUAGE sql \
+             SET search_path = pg_temp, pg_catalog AS $$ SELECT p $$; \
+         CREATE FUNCTION pinned() RETURNS int LANGUAGE sql \
+             SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let problems = function_lint(&mut conn).await;
+    assert_eq!(
+        problems,
+        vec![
+            "forgot_path(): does not set search_path".to_string(),
+            "public_last(): search_path pg_catalog, public does not end in pg_temp".to_string(),
+            "temp_first(integer): search_path pg_temp, pg_catalog does not end in pg_temp"
+                .to_string(),
+        ]
+    );
 }

@@ -107,9 +107,9 @@ impl TestDb {
             .expect("connect as the runtime role")
     }
 
-    /// The store, as the runtime builds it.
+    /// The store, as the runtime builds it (sealing the audit chain with [`AUDIT_KEYS`]).
     pub async fn store(&self) -> Store {
-        Store::from_pool(self.app_pool(4).await)
+        Store::from_pool(self.app_pool(4).await).with_audit_keys(audit_keys())
     }
 
     /// A single connection as the owner role (migrations, tampering tests).
@@ -258,6 +258,14 @@ pub const TENANT_LLM_KEY: &str = "sk-tenant-valid-a1b2";
 /// The secret test servers sign sessions with.
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
+/// The key test stores and servers seal the audit chain with (`KONSTRUCT_AUDIT_KEYS`).
+pub const AUDIT_KEYS: &str = "1:5e4c0a1f9d2b7e36a8c4f1d0b9e2a7c65e4c0a1f9d2b7e36a8c4f1d0b9e2a7c6";
+
+/// [`AUDIT_KEYS`], parsed.
+pub fn audit_keys() -> runtime::crypto::AuditKeys {
+    runtime::crypto::AuditKeys::parse(Some(&Secret::new(AUDIT_KEYS.into()))).unwrap()
+}
+
 /// How to build a [`TestApp`].
 #[derive(Debug, Default)]
 pub struct AppOptions {
@@ -358,6 +366,7 @@ impl TestApp {
             });
         settings.engine.chat_per_user_per_minute = chat.per_user_per_minute;
         settings.engine.chat_per_tenant_per_minute = chat.per_tenant_per_minute;
+        settings.secrets.audit_keys = Some(Secret::new(AUDIT_KEYS.into()));
         let keys = AuthState::from_settings(&settings.auth, &settings.server).keys;
         let start_engine = options.engine.is_some();
         let app = Application::build(
