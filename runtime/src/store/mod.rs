@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod channels;
 pub mod conversations;
 pub mod fences;
+pub mod jobs;
 pub mod llm;
 pub mod tenants;
 pub mod users;
