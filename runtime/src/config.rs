@@ -53,6 +53,35 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub engine: EngineConfig,
     pub slack: SlackSettings,
+    pub jobs: JobsSettings,
+}
+
+/// The durable job runner each node runs (`jobs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSettings {
+    /// Jobs this node runs at once.
+    pub concurrency: u32,
+    /// How long a claimed job stays this node's without renewal; renewed every third of it, so
+    /// another node takes a job over this long after its node died.
+    pub lease_secs: u64,
+    /// How often the runner looks for due work without being told (retries, a missed notice).
+    pub poll_secs: u64,
+    /// The first retry's delay; it doubles with each attempt, with jitter, up to `retry_max_secs`.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            lease_secs: 60,
+            poll_secs: 5,
+            retry_base_secs: 2,
+            retry_max_secs: 600,
+        }
+    }
 }
 
 /// The one Slack app Konstruct runs (installed into many workspaces).
@@ -572,6 +601,30 @@ const ENV_VARS: &[(&str, Apply)] = &[
         s.engine.chat_per_tenant_per_minute = positive(v)?;
         Ok(())
     }),
+    ("KONSTRUCT_JOBS_CONCURRENCY", |s, v| {
+        s.jobs.concurrency = positive(v)?;
+        Ok(())
+    }),
+    ("KONSTRUCT_JOBS_LEASE_SECS", |s, v| {
+        let secs: u64 = positive(v)?.into();
+        if secs < 3 {
+            return Err("must be at least 3".into());
+        }
+        s.jobs.lease_secs = secs;
+        Ok(())
+    }),
+    ("KONSTRUCT_JOBS_POLL_SECS", |s, v| {
+        s.jobs.poll_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_JOBS_RETRY_BASE_SECS", |s, v| {
+        s.jobs.retry_base_secs = positive(v)?.into();
+        Ok(())
+    }),
+    ("KONSTRUCT_JOBS_RETRY_MAX_SECS", |s, v| {
+        s.jobs.retry_max_secs = positive(v)?.into();
+        Ok(())
+    }),
     ("KONSTRUCT_SLACK_SIGNING_SECRET", |s, v| {
         s.slack.signing_secret = Some(Secret::new(non_empty(v)?));
         Ok(())
@@ -834,6 +887,33 @@ mod tests {
             err.to_string()
                 .contains("KONSTRUCT_CHAT_PER_USER_PER_MINUTE")
         );
+    }
+
+    #[test]
+    fn job_runner_settings_default_to_4_jobs_a_60_s_lease_and_2_s_to_10_min_retries() {
+        let (s, _) = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(
+            (s.jobs.concurrency, s.jobs.lease_secs, s.jobs.poll_secs),
+            (4, 60, 5)
+        );
+        assert_eq!((s.jobs.retry_base_secs, s.jobs.retry_max_secs), (2, 600));
+        let (s, warnings) = Settings::load(
+            None,
+            env(&[
+                ("KONSTRUCT_JOBS_CONCURRENCY", "8"),
+                ("KONSTRUCT_JOBS_LEASE_SECS", "30"),
+            ]),
+        )
+        .unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!((s.jobs.concurrency, s.jobs.lease_secs), (8, 30));
+        for (var, value) in [
+            ("KONSTRUCT_JOBS_CONCURRENCY", "0"),
+            ("KONSTRUCT_JOBS_LEASE_SECS", "2"),
+        ] {
+            let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
     }
 
     #[test]

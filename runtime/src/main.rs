@@ -11,6 +11,7 @@ use runtime::config::{AuthSettings, Settings};
 use runtime::engine::consumer;
 use runtime::engine::ingest::{Ingest, IngestSettings};
 use runtime::engine::turn::{EngineDeps, EngineSettings};
+use runtime::jobs;
 use runtime::llm::pool::Pool;
 use runtime::redis::Redis;
 use runtime::store::{self, Store, bootstrap, users};
@@ -209,6 +210,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let node = format!("node-{}", uuid::Uuid::new_v4().simple());
     let engine = consumer::start(deps, &node);
     tracing::info!(engine.node = %node, partitions = ingest.partitions(), "message engine started");
+    let job_settings = jobs::RunnerSettings::from_config(&settings.jobs);
+    let job_grace = job_settings.lease;
+    let job_runner = jobs::Runner::start(
+        jobs::JobContext {
+            store: store.clone(),
+            redis: redis.clone(),
+        },
+        jobs::Registry::builtin()?,
+        job_settings,
+        &node,
+    );
     let state = AppState {
         store,
         redis: redis.clone(),
@@ -231,6 +243,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     bound.server.await.context("HTTP server")?;
     // Give the partitions back so another node takes over at once, then let that happen.
     engine.stop();
+    // Running jobs finish (within a lease; after that another node runs them again).
+    job_runner.shutdown(job_grace).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     redis.quit().await;
     Ok(())
