@@ -50,11 +50,14 @@ impl TenantRole {
                 Permission::LlmKeysManage,
                 Permission::ChannelsRead,
                 Permission::ChannelsManage,
+                Permission::JobsRead,
+                Permission::JobsManage,
             ],
             TenantRole::CustomerOperator => &[
                 Permission::TenantRead,
                 Permission::AgentsRead,
                 Permission::ChannelsRead,
+                Permission::JobsRead,
             ],
         }
     }
@@ -85,6 +88,10 @@ pub enum Permission {
     ChannelsRead,
     /// Connect and disconnect channels.
     ChannelsManage,
+    /// See the tenant's background jobs: what ran, what waits, what failed and why.
+    JobsRead,
+    /// Queue a failed or cancelled background job again.
+    JobsManage,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

@@ -9,6 +9,7 @@ pub mod channels;
 pub mod chat;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod limits;
 pub mod llm_keys;
 pub mod members;

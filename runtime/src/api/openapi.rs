@@ -21,6 +21,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::llm_keys::list, super::llm_keys::put, super::llm_keys::delete,
         super::chat::send, super::chat::list,
         super::channels::list, super::channels::register, super::channels::disconnect,
+        super::jobs::list, super::jobs::get, super::jobs::retry,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

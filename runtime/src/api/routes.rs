@@ -11,7 +11,7 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, auth, channels, chat, limits, llm_keys, members, openapi, tenants, tools,
+    admin, agents, auth, channels, chat, jobs, limits, llm_keys, members, openapi, tenants, tools,
 };
 
 /// What a route requires of its caller.
@@ -98,6 +98,9 @@ routes! {
     GET    "/api/tenants/{tenant_id}/llm-keys"            => Tenant(LlmKeysManage), llm_keys::list;
     PUT    "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::put;
     DELETE "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::delete;
+    GET    "/api/tenants/{tenant_id}/jobs"                => Tenant(JobsRead), jobs::list;
+    GET    "/api/tenants/{tenant_id}/jobs/{job_id}"       => Tenant(JobsRead), jobs::get;
+    POST   "/api/tenants/{tenant_id}/jobs/{job_id}/retry" => Tenant(JobsManage), jobs::retry;
 }
 
 /// The spec of the route that matched, by method and pattern.
