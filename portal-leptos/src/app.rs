@@ -12,7 +12,7 @@ use shared::auth::{Me, Permission};
 use shared::resources::{Page, Tenant};
 
 use crate::api::{self, ApiError, HttpMethod};
-use crate::{agents, chat, login, tenants};
+use crate::{agents, chat, jobs, login, tenants};
 
 /// What every page can reach: the signed-in user and the tenant in focus.
 #[derive(Clone, Copy)]
@@ -117,6 +117,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/agents/new") view=|| view! { <Shell><agents::AgentEditor /></Shell> } />
                 <Route path=path!("/agents/:id") view=|| view! { <Shell><agents::AgentEditor /></Shell> } />
                 <Route path=path!("/chat") view=|| view! { <Shell><chat::TestChat /></Shell> } />
+                <Route path=path!("/jobs") view=|| view! { <Shell><jobs::Jobs /></Shell> } />
             </Routes>
         </Router>
     }
@@ -227,6 +228,9 @@ fn Nav() -> impl IntoView {
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::AgentsRead)>
                     <li><A href="/agents">"AI employees"</A></li>
                     <li><A href="/chat">"Test chat"</A></li>
+                </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::JobsRead)>
+                    <li><A href="/jobs">"Background jobs"</A></li>
                 </Show>
             </ul>
             <div class="who">

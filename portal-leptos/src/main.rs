@@ -6,6 +6,7 @@ mod agents;
 mod api;
 mod app;
 mod chat;
+mod jobs;
 mod login;
 mod tenants;
 
