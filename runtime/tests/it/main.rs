@@ -14,6 +14,7 @@ mod fixtures;
 mod http;
 mod ingest;
 mod isolation;
+mod jobs;
 mod llm;
 mod llm_keys;
 mod management;

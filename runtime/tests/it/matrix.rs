@@ -64,6 +64,9 @@ const SUCCESS: &[(&str, &str, u16)] = &[
         "/api/tenants/{tenant_id}/llm-keys/{provider}",
         204,
     ),
+    ("GET", "/api/tenants/{tenant_id}/jobs", 200),
+    ("GET", "/api/tenants/{tenant_id}/jobs/{job_id}", 200),
+    ("POST", "/api/tenants/{tenant_id}/jobs/{job_id}/retry", 200),
 ];
 
 /// Routes a customer operator must be refused, pinned here as well as in the route table so that
@@ -142,6 +145,10 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
             .unwrap()
             .to_string();
         path = path.replace("{connection_id}", &id);
+    }
+    if path.contains("{job_id}") {
+        let job = crate::jobs::failed_job(app, w.a).await;
+        path = path.replace("{job_id}", &job.to_string());
     }
     if path.contains("{user_id}") {
         let tag = Uuid::new_v4().simple().to_string();

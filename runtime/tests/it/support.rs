@@ -234,6 +234,8 @@ pub struct TestApp {
     pub redis: Redis,
     /// The engine, when it runs.
     pub engine: Option<runtime::engine::consumer::Engine>,
+    /// The job runner, when it runs (`AppOptions::jobs`).
+    pub jobs: Option<runtime::jobs::Runner>,
 }
 
 /// The Slack app's signing secret in tests.
@@ -272,6 +274,8 @@ pub struct AppOptions {
     /// Test-chat sends allowed per minute (per user, per tenant); generous unless a test sets
     /// them, since pipeline tests send dozens of messages in a second.
     pub chat_limits: Option<runtime::api::chat::ChatLimits>,
+    /// Start a job runner (worker `test-node`) with these settings and handlers.
+    pub jobs: Option<(runtime::jobs::RunnerSettings, runtime::jobs::Registry)>,
 }
 
 impl TestApp {
@@ -347,6 +351,13 @@ impl TestApp {
             );
             registry = Some(runtime::engine::consumer::start(deps, "test-node"));
         }
+        let jobs = options.jobs.map(|(settings, registry)| {
+            let ctx = runtime::jobs::JobContext {
+                store: store.clone(),
+                redis: redis.clone(),
+            };
+            runtime::jobs::Runner::start(ctx, registry, settings, "test-node")
+        });
         let state = AppState {
             store: store.clone(),
             redis: redis.clone(),
@@ -382,6 +393,15 @@ impl TestApp {
             ingest,
             redis,
             engine: registry,
+            jobs,
+        }
+    }
+
+    /// What job handlers reach, as this server's runner has it.
+    pub fn job_context(&self) -> runtime::jobs::JobContext {
+        runtime::jobs::JobContext {
+            store: self.store.clone(),
+            redis: self.redis.clone(),
         }
     }
 
