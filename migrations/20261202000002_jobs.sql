@@ -41,12 +41,17 @@ CREATE TABLE public.jobs (
         CHECK ((status IN ('succeeded', 'failed', 'cancelled')) = (finished_at IS NOT NULL))
 );
 
--- Due work: queued jobs by due time, running jobs by lease end (an expired lease is claimable).
+-- Due work, for claiming per tenant (platform jobs as the nil tenant), for the earliest due
+-- time, and for leases that lapsed.
+CREATE INDEX jobs_queued_tenant_idx
+    ON public.jobs ((coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)), run_at, id)
+    WHERE status = 'queued';
 CREATE INDEX jobs_queued_due_idx ON public.jobs (run_at) WHERE status = 'queued';
 CREATE INDEX jobs_running_lease_idx ON public.jobs (locked_until) WHERE status = 'running';
--- When each tenant (platform jobs as the nil tenant) was served last, for fair claiming.
+-- When each tenant was served last, for fair claiming.
 CREATE INDEX jobs_tenant_started_idx
-    ON public.jobs ((coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)), started_at DESC);
+    ON public.jobs ((coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)), started_at DESC)
+    WHERE started_at IS NOT NULL;
 -- A tenant's list, newest first.
 CREATE INDEX jobs_tenant_recent_idx ON public.jobs (tenant_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX jobs_dedupe_key ON public.jobs (tenant_id, kind, dedupe_key) NULLS NOT DISTINCT
@@ -88,12 +93,13 @@ CREATE TRIGGER jobs_notify_on_requeue AFTER UPDATE OF status ON public.jobs
 -- may touch only the columns granted at the end.
 -- ---------------------------------------------------------------------------------------------
 
--- Claims up to p_limit due jobs for p_worker, leased for p_lease_secs: queued jobs whose run_at
--- has come, and running jobs whose lease expired (their worker died). Fair across tenants: jobs
--- are ranked within their tenant (oldest first) and every tenant's first job comes before any
--- tenant's second; among equal ranks the tenant served longest ago goes first. Rows another
--- claimer holds are skipped, not waited for. A running job whose lease expired after its last
--- allowed attempt is failed instead of run again.
+-- Claims up to p_limit due jobs for p_worker, leased for p_lease_secs. First, jobs whose lease
+-- lapsed (their worker died or lost touch) go back to the queue, or fail when that was their last
+-- attempt; their worker's later calls are then refused. Then the claim is fair across tenants:
+-- each tenant with due work offers its oldest p_limit jobs, ranked; every tenant's first comes
+-- before any tenant's second, and among equal ranks the tenant served longest ago goes first.
+-- The tenants are found by skipping through the queued-jobs index (one probe per tenant), so a
+-- tenant's backlog costs nothing. Rows another claimer holds are skipped, not waited for.
 CREATE FUNCTION public.jobs_claim(p_worker text, p_limit integer, p_lease_secs double precision)
 RETURNS TABLE (id uuid, tenant_id uuid, kind text, payload jsonb, attempts integer,
                max_attempts integer)
@@ -103,43 +109,62 @@ AS $$
 #variable_conflict use_column
 BEGIN
     UPDATE public.jobs j
-       SET status = 'failed', locked_by = NULL, locked_until = NULL, finished_at = now(),
-           updated_at = now(),
-           last_error = 'the worker running the last attempt stopped renewing its lease'
-     WHERE j.status = 'running' AND j.locked_until <= now() AND j.attempts >= j.max_attempts;
+       SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+           finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+           locked_by = NULL, locked_until = NULL, updated_at = now(),
+           last_error = CASE WHEN j.attempts >= j.max_attempts
+                             THEN 'the worker running the last attempt stopped renewing its lease'
+                             ELSE 'the worker running the previous attempt stopped renewing its lease'
+                        END
+     WHERE j.status = 'running' AND j.locked_until <= now();
 
     RETURN QUERY
-    WITH due AS (
-        SELECT j.id, j.tenant_id, j.run_at,
-               row_number() OVER (PARTITION BY j.tenant_id ORDER BY j.run_at, j.id) AS rank
-          FROM public.jobs j
-         WHERE (j.status = 'queued' AND j.run_at <= now())
-            OR (j.status = 'running' AND j.locked_until <= now() AND j.attempts < j.max_attempts)
+    WITH RECURSIVE due_tenants (k) AS (
+        (SELECT coalesce(j.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)
+           FROM public.jobs j
+          WHERE j.status = 'queued' AND j.run_at <= now()
+          ORDER BY 1
+          LIMIT 1)
+        UNION ALL
+        SELECT (SELECT coalesce(j.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)
+                  FROM public.jobs j
+                 WHERE j.status = 'queued' AND j.run_at <= now()
+                   AND coalesce(j.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid) > d.k
+                 ORDER BY 1
+                 LIMIT 1)
+          FROM due_tenants d
+         WHERE d.k IS NOT NULL
     ), candidates AS (
-        SELECT d.id, d.run_at, d.rank,
-               (SELECT max(s.started_at) FROM public.jobs s
-                 WHERE coalesce(s.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)
-                     = coalesce(d.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid))
-                   AS last_served
-          FROM due d
-         WHERE d.rank <= p_limit
+        SELECT c.id, c.run_at, c.rank, served.last
+          FROM due_tenants d
+         CROSS JOIN LATERAL (
+               SELECT x.id, x.run_at, row_number() OVER (ORDER BY x.run_at, x.id) AS rank
+                 FROM (SELECT j.id, j.run_at
+                         FROM public.jobs j
+                        WHERE coalesce(j.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid) = d.k
+                          AND j.status = 'queued' AND j.run_at <= now()
+                        ORDER BY j.run_at, j.id
+                        LIMIT greatest(p_limit, 0)) x
+               ) c
+         CROSS JOIN LATERAL (
+               SELECT max(s.started_at) AS last
+                 FROM public.jobs s
+                WHERE coalesce(s.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid) = d.k
+               ) served
+         WHERE d.k IS NOT NULL
     ), picked AS (
         SELECT j.id
-          FROM public.jobs j
-          JOIN candidates c ON c.id = j.id
-         WHERE (j.status = 'queued' AND j.run_at <= now())
-            OR (j.status = 'running' AND j.locked_until <= now() AND j.attempts < j.max_attempts)
-         ORDER BY c.rank, c.last_served NULLS FIRST, c.run_at, c.id
+          FROM candidates c
+          JOIN public.jobs j ON j.id = c.id
+         WHERE j.status = 'queued' AND j.run_at <= now()
+         ORDER BY c.rank, c.last NULLS FIRST, c.run_at, c.id
          LIMIT greatest(p_limit, 0)
            FOR UPDATE OF j SKIP LOCKED
     )
     UPDATE public.jobs j
        SET status = 'running', attempts = j.attempts + 1, locked_by = p_worker,
            locked_until = now() + make_interval(secs => p_lease_secs), started_at = now(),
-           updated_at = now(),
-           last_error = CASE WHEN j.status = 'running'
-                             THEN 'the worker running the previous attempt stopped renewing its lease'
-                             ELSE j.last_error END
+           updated_at = now()
       FROM picked
      WHERE j.id = picked.id
     RETURNING j.id, j.tenant_id, j.kind, j.payload, j.attempts, j.max_attempts;
@@ -245,7 +270,7 @@ ALTER FUNCTION public.jobs_enqueue_platform(uuid, text, jsonb, text, integer, do
 REVOKE CREATE ON SCHEMA public FROM konstruct_resolver;
 
 GRANT SELECT (id, tenant_id, kind, payload, status, attempts, max_attempts, run_at, locked_by,
-              locked_until, started_at, last_error, dedupe_key)
+              locked_until, started_at, dedupe_key)
     ON public.jobs TO konstruct_resolver;
 GRANT UPDATE (status, attempts, run_at, locked_by, locked_until, started_at, last_error,
               updated_at, finished_at)

@@ -250,6 +250,10 @@ async fn a_handler_that_fails_twice_is_retried_with_back_off_and_ends_succeeded(
     let second = runs[2].at - runs[1].at;
     assert!(first >= Duration::from_millis(240), "{first:?}");
     assert!(second >= Duration::from_millis(480), "{second:?}");
+    assert!(
+        second > first,
+        "the wait doubles: {first:?}, then {second:?}"
+    );
 }
 
 #[tokio::test]
@@ -331,15 +335,18 @@ async fn a_job_enqueued_while_no_runner_runs_is_done_by_a_runner_started_later()
 
 #[tokio::test]
 async fn a_job_whose_worker_died_is_taken_over_after_its_lease_and_the_dead_worker_is_fenced() {
-    // The first attempt never ends (its worker will die); any later one succeeds.
+    // The first attempt never ends (its worker will die); the second waits for the test.
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let release_in = release.clone();
     let probe = Probe::new("test.crash", move |_, job| {
-        let started_tx = started_tx.clone();
+        let (started_tx, release) = (started_tx.clone(), release_in.clone());
         Box::pin(async move {
+            let _ = started_tx.send(job.attempt);
             if job.attempt == 1 {
-                let _ = started_tx.send(());
                 std::future::pending::<()>().await;
             }
+            release.notified().await;
             Ok(())
         })
     });
@@ -350,28 +357,22 @@ async fn a_job_whose_worker_died_is_taken_over_after_its_lease_and_the_dead_work
     let id = enqueue_kind(&app, w.a, "test.crash").await;
 
     let dead = start(&app, probe.registry(), settings.clone(), "worker-dead");
-    started.recv().await.unwrap();
+    assert_eq!(started.recv().await, Some(1));
     let claimed = row(&app, w.a, id).await;
     assert_eq!((claimed.status.as_str(), claimed.attempts), ("running", 1));
     // The worker dies: nothing is completed, failed or renewed any more.
     drop(dead);
 
     let _survivor = start(&app, probe.registry(), settings, "worker-new");
-    let job = wait_status(&app, w.a, id, JobStatus::Succeeded).await;
-    assert_eq!(job.attempts, 2);
-    assert_eq!(
-        job.last_error.as_deref(),
-        Some("the worker running the previous attempt stopped renewing its lease")
-    );
+    assert_eq!(started.recv().await, Some(2));
     let runs = probe.runs();
-    assert_eq!(runs.len(), 2);
     assert!(
         runs[1].at - runs[0].at >= lease - Duration::from_millis(100),
         "taken over only once the lease lapsed: {:?}",
         runs[1].at - runs[0].at
     );
 
-    // The dead worker, were it to come back, can record nothing about the job.
+    // While the new worker runs it, the dead one, were it to come back, can record nothing.
     let store = &app.store;
     assert!(
         !store_jobs::complete(store, "worker-dead", id, 1)
@@ -379,7 +380,7 @@ async fn a_job_whose_worker_died_is_taken_over_after_its_lease_and_the_dead_work
             .unwrap()
     );
     assert_eq!(
-        store_jobs::fail(store, "worker-dead", id, 1, "late", Some(lease))
+        store_jobs::fail(store, "worker-dead", id, 1, "late", None)
             .await
             .unwrap(),
         None
@@ -389,9 +390,62 @@ async fn a_job_whose_worker_died_is_taken_over_after_its_lease_and_the_dead_work
             .await
             .unwrap()
     );
-    let after = row(&app, w.a, id).await;
-    assert_eq!((after.status.as_str(), after.attempts), ("succeeded", 2));
-    assert_eq!(after.last_error, job.last_error);
+    let (holder, _, attempts, live) = lease_of(&app, w.a, id).await;
+    assert_eq!(
+        (holder.as_deref(), attempts, live),
+        (Some("worker-new"), 2, true)
+    );
+    let taken_over = row(&app, w.a, id).await;
+    assert_eq!(taken_over.status, "running");
+    assert_eq!(
+        taken_over.last_error.as_deref(),
+        Some("the worker running the previous attempt stopped renewing its lease")
+    );
+
+    release.notify_one();
+    let job = wait_status(&app, w.a, id, JobStatus::Succeeded).await;
+    assert_eq!(job.attempts, 2);
+    assert_eq!(probe.runs().len(), 2);
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_on_its_last_attempt_fails_instead_of_running_again() {
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let probe = Probe::new("test.last", move |_, _| {
+        let started_tx = started_tx.clone();
+        Box::pin(async move {
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+    });
+    let settings = RunnerSettings {
+        lease: Duration::from_millis(600),
+        ..quick()
+    };
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let id = enqueue(
+        &app,
+        w.a,
+        NewJob {
+            max_attempts: Some(1),
+            ..NewJob::new("test.last", json!({}))
+        },
+    )
+    .await
+    .unwrap();
+    let dead = start(&app, probe.registry(), settings.clone(), "worker-dead");
+    started.recv().await.unwrap();
+    drop(dead);
+    let _other = start(&app, probe.registry(), settings, "worker-new");
+    let job = wait_status(&app, w.a, id, JobStatus::Failed).await;
+    assert_eq!((job.attempts, job.max_attempts), (1, 1));
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("the worker running the last attempt stopped renewing its lease")
+    );
+    assert_eq!(probe.runs().len(), 1);
 }
 
 /// Who holds the job's lease, until when, at which attempt, and whether it is live now.
