@@ -31,6 +31,15 @@ fn when(job: &Job) -> String {
     }
 }
 
+/// The last error, marked as an earlier attempt's when the job went on to succeed.
+fn last_error(job: &Job) -> String {
+    match (&job.last_error, job.status) {
+        (None, _) => "—".into(),
+        (Some(e), JobStatus::Succeeded) => format!("Earlier attempt: {e}"),
+        (Some(e), _) => e.clone(),
+    }
+}
+
 #[component]
 pub fn Jobs() -> impl IntoView {
     let session = use_session();
@@ -100,7 +109,7 @@ pub fn Jobs() -> impl IntoView {
         <div class="toolbar">
             <label class="filter">
                 <span>"Status"</span>
-                <select on:change=move |ev| { status.set(event_target_value(&ev)); page.set(1); } prop:value=move || status.get()>
+                <select on:change=move |ev| { status.set(event_target_value(&ev)); page.set(1); flash.set(None); } prop:value=move || status.get()>
                     <option value="">"All"</option>
                     {JobStatus::ALL.into_iter().map(|s| view! { <option value=s.as_str()>{pill(s).1}</option> }).collect_view()}
                 </select>
@@ -135,8 +144,8 @@ pub fn Jobs() -> impl IntoView {
                                         <td><code>{job.kind.clone()}</code></td>
                                         <td>{format!("{} of {}", job.attempts, job.max_attempts)}</td>
                                         <td>{when(&job)}</td>
-                                        <td class="job-error">{job.last_error.clone().unwrap_or_else(|| "—".into())}</td>
-                                        <td class="actions">
+                                        <td class="job-error">{last_error(&job)}</td>
+                                        <td>
                                             <Show when=move || retryable && manage()>
                                                 <button class="secondary" aria-label=format!("Retry {}", kind.clone()) on:click={
                                                     let kind = kind.clone();
