@@ -12,7 +12,7 @@ use shared::auth::{Me, Permission};
 use shared::resources::{Page, Tenant};
 
 use crate::api::{self, ApiError, HttpMethod};
-use crate::{agents, audit, chat, login, tenants};
+use crate::{agents, audit, chat, jobs, login, tenants};
 
 /// What every page can reach: the signed-in user and the tenant in focus.
 #[derive(Clone, Copy)]
@@ -118,6 +118,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/agents/:id") view=|| view! { <Shell><agents::AgentEditor /></Shell> } />
                 <Route path=path!("/chat") view=|| view! { <Shell><chat::TestChat /></Shell> } />
                 <Route path=path!("/audit") view=|| view! { <Shell><audit::AuditTrail /></Shell> } />
+                <Route path=path!("/jobs") view=|| view! { <Shell><jobs::Jobs /></Shell> } />
             </Routes>
         </Router>
     }
@@ -231,6 +232,9 @@ fn Nav() -> impl IntoView {
                 </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::AuditRead)>
                     <li><A href="/audit">"Audit trail"</A></li>
+                </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::JobsRead)>
+                    <li><A href="/jobs">"Background jobs"</A></li>
                 </Show>
             </ul>
             <div class="who">

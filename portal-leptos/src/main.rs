@@ -7,6 +7,7 @@ mod api;
 mod app;
 mod audit;
 mod chat;
+mod jobs;
 mod login;
 mod tenants;
 

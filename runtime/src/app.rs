@@ -18,6 +18,7 @@ use crate::crypto::{AuditKeys, CryptoError, Keyring};
 use crate::engine::consumer::{self, Engine};
 use crate::engine::ingest::{Ingest, IngestSettings};
 use crate::engine::turn::{EngineDeps, EngineSettings};
+use crate::jobs::{JobContext, Registry as JobRegistry, Runner, RunnerSettings};
 use crate::llm::pool::Pool;
 use crate::redis::{Redis, RedisError};
 use crate::store::{Store, StoreError};
@@ -55,6 +56,9 @@ pub struct Options {
     pub keyring: Option<Keyring>,
     /// This node's name (partition leases, fences); a random one when `None`.
     pub node: Option<String>,
+    /// Run the durable job runner with these settings and handlers (`serve` runs the built-in
+    /// handlers with the configured settings).
+    pub jobs: Option<(RunnerSettings, JobRegistry)>,
 }
 
 /// A built, running server.
@@ -72,6 +76,10 @@ pub struct Application {
     pub deps: EngineDeps,
     /// The running engine, when started.
     pub engine: Option<Engine>,
+    /// The running job runner, when started.
+    pub jobs: Option<Runner>,
+    /// How long a graceful stop waits for running jobs (one lease).
+    jobs_grace: Duration,
     pub node: String,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -180,6 +188,17 @@ impl Application {
             tracing::info!(engine.node = %node, partitions = ingest.partitions(), "message engine started");
             engine
         });
+        let jobs_grace = options
+            .jobs
+            .as_ref()
+            .map_or(Duration::ZERO, |(settings, _)| settings.lease);
+        let jobs = options.jobs.map(|(settings, registry)| {
+            let context = JobContext {
+                store: store.clone(),
+                redis: redis.clone(),
+            };
+            Runner::start(context, registry, settings, &node)
+        });
         Ok(Self {
             port: bound.port,
             store,
@@ -191,6 +210,8 @@ impl Application {
             auth,
             deps,
             engine,
+            jobs,
+            jobs_grace,
             node,
             server,
             serving,
@@ -208,6 +229,10 @@ impl Application {
             // Give the partitions back so another node takes over at once, then let that happen.
             engine.stop();
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(jobs) = self.jobs {
+            // Running jobs finish (within a lease; after that another node runs them again).
+            jobs.shutdown(self.jobs_grace).await;
         }
         self.redis.quit().await;
         served

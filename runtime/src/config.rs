@@ -57,6 +57,7 @@ pub struct Settings {
     pub engine: EngineConfig,
     pub slack: SlackSettings,
     pub outbound: OutboundSettings,
+    pub jobs: JobsSettings,
 }
 
 /// The one HTTP client for URLs that users, tenants or providers supply (see `outbound`).
@@ -89,6 +90,34 @@ impl Default for OutboundSettings {
             max_bytes: 10 * 1024 * 1024,
             max_request_bytes: 10 * 1024 * 1024,
             max_redirects: 5,
+        }
+    }
+}
+
+/// The durable job runner each node runs (`jobs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSettings {
+    /// Jobs this node runs at once.
+    pub concurrency: u32,
+    /// How long a claimed job stays this node's without renewal; renewed every third of it, so
+    /// another node takes a job over this long after its node died.
+    pub lease_secs: u64,
+    /// How often the runner looks for due work without being told (retries, a missed notice).
+    pub poll_secs: u64,
+    /// The first retry's delay; it doubles with each attempt, with jitter, up to `retry_max_secs`.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            lease_secs: 60,
+            poll_secs: 5,
+            retry_base_secs: 2,
+            retry_max_secs: 600,
         }
     }
 }
@@ -942,6 +971,51 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         rule: Some(|s| at_least(s.engine.chat_per_tenant_per_minute, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_JOBS_CONCURRENCY",
+        key: "jobs.concurrency",
+        parse: |s, v| {
+            s.jobs.concurrency = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.jobs.concurrency, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_JOBS_LEASE_SECS",
+        key: "jobs.lease_secs",
+        parse: |s, v| {
+            s.jobs.lease_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.jobs.lease_secs, 3)),
+    },
+    Setting {
+        var: "KONSTRUCT_JOBS_POLL_SECS",
+        key: "jobs.poll_secs",
+        parse: |s, v| {
+            s.jobs.poll_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.jobs.poll_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_JOBS_RETRY_BASE_SECS",
+        key: "jobs.retry_base_secs",
+        parse: |s, v| {
+            s.jobs.retry_base_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.jobs.retry_base_secs, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_JOBS_RETRY_MAX_SECS",
+        key: "jobs.retry_max_secs",
+        parse: |s, v| {
+            s.jobs.retry_max_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.jobs.retry_max_secs, 1)),
     },
     Setting {
         var: "KONSTRUCT_SLACK_SIGNING_SECRET",

@@ -1,6 +1,6 @@
 //! The Konstruct runtime: the REST API, the message engine and everything it talks to.
 //!
-//! Dependencies point one way: `api` → (`engine`, `llm`) → (`store`, `redis`, `crypto`) →
+//! Dependencies point one way: `api` → (`engine`, `llm`, `jobs`) → (`store`, `redis`, `crypto`) →
 //! `shared`. Only `store` writes SQL, only `api` knows HTTP status codes, and only the binary
 //! (`main.rs`) reads configuration from the environment. See ARCHITECTURE.md for the map and the invariants.
 
@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod failpoint;
+pub mod jobs;
 pub mod links;
 pub mod llm;
 pub mod net;

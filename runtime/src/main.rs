@@ -143,6 +143,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         &settings,
         Options {
             start_engine: true,
+            jobs: Some((
+                runtime::jobs::RunnerSettings::from_config(&settings.jobs),
+                runtime::jobs::Registry::builtin()?,
+            )),
             ..Options::default()
         },
     )

@@ -40,6 +40,8 @@ impl TenantRole {
                 Permission::SettingsManage,
                 Permission::EndUsersRead,
                 Permission::AuditRead,
+                Permission::JobsRead,
+                Permission::JobsManage,
             ],
             TenantRole::CustomerOperator => &[
                 Permission::TenantRead,
@@ -47,6 +49,7 @@ impl TenantRole {
                 Permission::ChannelsRead,
                 Permission::EndUsersRead,
                 Permission::AuditRead,
+                Permission::JobsRead,
             ],
         }
     }
@@ -83,6 +86,10 @@ pub enum Permission {
     EndUsersRead,
     /// Verify the tenant's audit trail and export its head (read-only).
     AuditRead,
+    /// See the tenant's background jobs: what ran, what waits, what failed and why.
+    JobsRead,
+    /// Queue a failed or cancelled background job again.
+    JobsManage,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

@@ -1,4 +1,5 @@
-//! Management resources: tenants, AI employees (agents), members, tools, and pagination.
+//! Management resources: tenants, AI employees (agents), members, tools, background jobs, and
+//! pagination.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -363,6 +364,69 @@ pub struct SlackInstallation {
     pub agent_id: Option<AgentId>,
     pub status: ConnectionStatus,
     pub created_at: DateTime<Utc>,
+}
+
+/// Where a background job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for its first run or, after a failed attempt, for its next one (`run_at`).
+    Queued,
+    /// A worker is running it now.
+    Running,
+    Succeeded,
+    /// Failed for good: a permanent error, or no attempts left. It can be queued again.
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Whether it may be queued again by hand.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+/// A background job of the tenant, as shown: what it is and how it went, never its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Job {
+    pub id: Uuid,
+    /// What it does, e.g. `tenant.purge_redis`.
+    pub kind: String,
+    pub status: JobStatus,
+    /// Attempts made so far (reset when queued again by hand).
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// When a queued job runs next (its first run or its next retry).
+    pub run_at: DateTime<Utc>,
+    /// Why the latest failed attempt failed, in Konstruct's words; kept after a later success.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

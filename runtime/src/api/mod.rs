@@ -11,6 +11,7 @@ pub mod chat;
 pub mod end_users;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod limits;
 pub mod llm_keys;
 pub mod members;

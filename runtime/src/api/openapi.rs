@@ -24,6 +24,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::platform::info, super::settings::get, super::settings::put,
         super::settings::time_zones, super::end_users::list, super::end_users::get,
         super::audit::head, super::audit::verify,
+        super::jobs::list, super::jobs::get, super::jobs::retry,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

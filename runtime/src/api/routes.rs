@@ -11,8 +11,8 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, audit, auth, channels, chat, end_users, limits, llm_keys, members, openapi,
-    platform, settings, tenants, tools,
+    admin, agents, audit, auth, channels, chat, end_users, jobs, limits, llm_keys, members,
+    openapi, platform, settings, tenants, tools,
 };
 
 /// What a route requires of its caller.
@@ -107,6 +107,9 @@ routes! {
     DELETE "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::delete;
     GET    "/api/tenants/{tenant_id}/audit/head"          => Tenant(AuditRead), audit::head;
     GET    "/api/tenants/{tenant_id}/audit/verify"        => Tenant(AuditRead), audit::verify;
+    GET    "/api/tenants/{tenant_id}/jobs"                => Tenant(JobsRead), jobs::list;
+    GET    "/api/tenants/{tenant_id}/jobs/{job_id}"       => Tenant(JobsRead), jobs::get;
+    POST   "/api/tenants/{tenant_id}/jobs/{job_id}/retry" => Tenant(JobsManage), jobs::retry;
 }
 
 /// The spec of the route that matched, by method and pattern.

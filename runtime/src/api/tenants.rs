@@ -9,6 +9,7 @@ use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::{self, Errors};
 use super::{AppState, PageQuery, record};
+use crate::jobs::tenant_purge;
 use crate::store::StoreError;
 use crate::store::audit::{Action, Target};
 use crate::store::tenants::{self as store_tenants, TenantRow};
@@ -176,7 +177,8 @@ pub async fn update(
 /// Delete a tenant (platform admin). Pass `?confirm=<the tenant's slug>`. Its members' access,
 /// agents, channel connections, conversations and messages are erased at once; accounts stay
 /// (they may belong to other tenants); the audit trail is kept, append-only, ending with
-/// `tenant.deleted`.
+/// `tenant.deleted`. Its Redis keys are deleted by the `tenant.purge_redis` job, enqueued in the
+/// same transaction.
 #[utoipa::path(delete, path = "/api/tenants/{tenant_id}", tag = "tenants",
     params(("tenant_id" = uuid::Uuid, Path), DeleteQuery),
     responses((status = 204), (status = 404, body = ErrorBody),
@@ -207,21 +209,9 @@ pub async fn delete(
     )
     .await?;
     store_tenants::delete(&mut tx).await?;
+    // Its conversation windows, dedupe keys and parked messages go too, by a durable job that
+    // commits with the deletion: it cannot be forgotten, and it is retried while Redis is down.
+    tenant_purge::enqueue(&mut tx).await?;
     tx.commit().await?;
-    // Its conversation windows, dedupe keys and parked messages go too. The rows are gone
-    // already, so a failure here leaves only keys that expire on their own; it is logged, and the
-    // deletion stands.
-    match state
-        .redis
-        .delete_matching(&state.redis.key(&format!("{tenant}:*")))
-        .await
-    {
-        Ok(n) => {
-            tracing::info!(tenant.id = %tenant, redis.keys = n, "deleted the tenant's Redis keys")
-        }
-        Err(e) => {
-            tracing::warn!(tenant.id = %tenant, error = %e, "could not delete the tenant's Redis keys")
-        }
-    }
     Ok(HttpResponse::NoContent().finish())
 }

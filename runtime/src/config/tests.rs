@@ -183,6 +183,11 @@ const CASES: &[Case] = &[
     ),
     case("KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT_TOTAL", ZERO, FIVE),
     case("KONSTRUCT_PASSWORD_HASH_CONCURRENCY", ZERO, FIVE),
+    case("KONSTRUCT_JOBS_CONCURRENCY", ZERO, FIVE),
+    case("KONSTRUCT_JOBS_LEASE_SECS", ("2", "2"), FIVE),
+    case("KONSTRUCT_JOBS_POLL_SECS", ZERO, FIVE),
+    case("KONSTRUCT_JOBS_RETRY_BASE_SECS", ZERO, FIVE),
+    case("KONSTRUCT_JOBS_RETRY_MAX_SECS", ZERO, FIVE),
     case(
         "KONSTRUCT_AUDIT_KEYS",
         ("1:not-hex-secret", "\"1:not-hex-secret\""),

@@ -90,6 +90,8 @@ actions! {
     /// Messages refused by a rate limit in one window, as one record with the count.
     MessageRateLimited => "message.rate_limited",
     MessageDeadLettered => "message.dead_lettered",
+    /// A failed background job was queued again by hand.
+    JobRetried => "job.retried",
 }
 
 impl std::fmt::Display for Action {
@@ -108,6 +110,8 @@ pub enum Target {
     Connection(ConnectionId),
     Conversation(ConversationId),
     EndUser(EndUserId),
+    /// A background job.
+    Job(Uuid),
     /// A tenant's own LLM key, by provider.
     LlmKey(&'static str),
     /// An HTTP request (method and route pattern), for requests made while impersonating.
@@ -124,6 +128,7 @@ impl Target {
             Target::Connection(id) => (Some("channel_connection"), Some(id.to_string())),
             Target::Conversation(id) => (Some("conversation"), Some(id.to_string())),
             Target::EndUser(id) => (Some("end_user"), Some(id.to_string())),
+            Target::Job(id) => (Some("job"), Some(id.to_string())),
             Target::LlmKey(provider) => (Some("llm_key"), Some((*provider).to_string())),
             Target::Request(what) => (Some("http"), Some(what.clone())),
         }

@@ -17,6 +17,7 @@ pub mod channels;
 pub mod conversations;
 pub mod end_users;
 pub mod fences;
+pub mod jobs;
 pub mod llm;
 pub mod tenants;
 pub mod users;

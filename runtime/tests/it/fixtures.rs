@@ -14,8 +14,8 @@ pub struct Seeded {
     pub connection_external_id: String,
 }
 
-/// Seeds a tenant with a member, an agent, a Slack connection, a conversation, a message and an
-/// audit event.
+/// Seeds a tenant with a member, an agent, a Slack connection, a conversation, a message, a
+/// finished job and an audit event.
 pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     let slug = format!("{label}-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let (tenant, tx) = tenants::create(store, &slug, &format!("Tenant {label}"))
@@ -141,6 +141,16 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     runtime::store::llm::put_key(&mut tx, "openai", b"\x00\x00\x00\x01sealed", 1, "...abcd")
         .await
         .unwrap();
+    // Finished already, so no runner in a test picks it up.
+    sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, kind, status, attempts, finished_at) \
+         VALUES ($1, $2, 'fixture.seeded', 'succeeded', 1, now())",
+    )
+    .bind(Uuid::new_v4())
+    .bind(tx.tenant().as_uuid())
+    .execute(tx.connection())
+    .await
+    .unwrap();
     audit::append(
         &mut tx,
         &NewEvent {

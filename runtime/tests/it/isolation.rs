@@ -25,10 +25,12 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("tenant_llm_keys", "tenant_id"),
     ("escalations", "tenant_id"),
     ("end_users", "tenant_id"),
+    ("jobs", "tenant_id"),
 ];
 
-/// Tables the runtime may only append to.
-const APPEND_ONLY: &[&str] = &["audit_events", "audit_seals"];
+/// Tables whose rows the runtime may neither delete nor move to another tenant, by privilege:
+/// the audit trail and its seals (append-only) and jobs (it updates only their status columns).
+const APPEND_ONLY: &[&str] = &["audit_events", "audit_seals", "jobs"];
 
 async fn tables_with_tenant_column(conn: &mut PgConnection) -> BTreeSet<String> {
     sqlx::query_scalar::<_, String>(

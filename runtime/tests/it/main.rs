@@ -16,6 +16,7 @@ mod groundwork;
 mod http;
 mod ingest;
 mod isolation;
+mod jobs;
 mod llm;
 mod llm_keys;
 mod management;

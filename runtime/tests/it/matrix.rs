@@ -76,6 +76,9 @@ const SUCCESS: &[(&str, &str, u16)] = &[
     ),
     ("GET", "/api/tenants/{tenant_id}/audit/head", 200),
     ("GET", "/api/tenants/{tenant_id}/audit/verify", 200),
+    ("GET", "/api/tenants/{tenant_id}/jobs", 200),
+    ("GET", "/api/tenants/{tenant_id}/jobs/{job_id}", 200),
+    ("POST", "/api/tenants/{tenant_id}/jobs/{job_id}/retry", 200),
 ];
 
 /// Routes a customer operator must be refused, pinned here as well as in the route table so that
@@ -169,6 +172,10 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         .unwrap();
         tx.commit().await.unwrap();
         path = path.replace("{end_user_id}", &id.to_string());
+    }
+    if path.contains("{job_id}") {
+        let job = crate::jobs::failed_job(app, w.a).await;
+        path = path.replace("{job_id}", &job.to_string());
     }
     if path.contains("{user_id}") {
         let tag = Uuid::new_v4().simple().to_string();

@@ -240,6 +240,8 @@ pub struct TestApp {
     /// The settings the server was built with.
     pub settings: Settings,
     pub app: Application,
+    /// The job runner, when it runs (`AppOptions::jobs`).
+    pub jobs: Option<runtime::jobs::Runner>,
 }
 
 /// The Slack app's signing secret in tests.
@@ -293,6 +295,8 @@ pub struct AppOptions {
     /// Test-chat sends allowed per minute (per user, per tenant); generous unless a test sets
     /// them, since pipeline tests send dozens of messages in a second.
     pub chat_limits: Option<runtime::api::chat::ChatLimits>,
+    /// Start a job runner (worker `test-node`) with these settings and handlers.
+    pub jobs: Option<(runtime::jobs::RunnerSettings, runtime::jobs::Registry)>,
 }
 
 impl TestApp {
@@ -369,7 +373,7 @@ impl TestApp {
         settings.secrets.audit_keys = Some(Secret::new(AUDIT_KEYS.into()));
         let keys = AuthState::from_settings(&settings.auth, &settings.server).keys;
         let start_engine = options.engine.is_some();
-        let app = Application::build(
+        let mut app = Application::build(
             &settings,
             Options {
                 start_engine,
@@ -377,6 +381,7 @@ impl TestApp {
                 ingest: options.ingest,
                 keyring: Some(runtime::crypto::Keyring::random()),
                 node: Some("test-node".into()),
+                jobs: options.jobs,
             },
         )
         .await
@@ -395,9 +400,18 @@ impl TestApp {
             ingest: app.ingest.clone(),
             redis: app.redis.clone(),
             engine: app.engine.clone(),
+            jobs: app.jobs.take(),
             deps: app.deps.clone(),
             settings,
             app,
+        }
+    }
+
+    /// What job handlers reach, as this server's runner has it.
+    pub fn job_context(&self) -> runtime::jobs::JobContext {
+        runtime::jobs::JobContext {
+            store: self.store.clone(),
+            redis: self.redis.clone(),
         }
     }
 

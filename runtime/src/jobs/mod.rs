@@ -1,0 +1,201 @@
+//! The durable job runner every background task uses: job handlers by kind, and the `Runner`
+//! each node runs.
+//!
+//! A job is a row in Postgres (`store::jobs`), enqueued inside the transaction that makes the
+//! change needing it, so the change and its follow-up work commit together (the transactional
+//! outbox). Runners claim due jobs fairly across tenants, hold each under a lease they renew while
+//! it runs, and retry failures with exponential back-off; a worker that lost its lease cannot
+//! record anything for the job any more (see `store::jobs`). So a job runs at least once, and a
+//! handler must be safe to run again: deleting keys, sending with an idempotency key.
+//!
+//! Every handler of the product is registered in one place, [`Registry::builtin`].
+
+mod runner;
+pub mod tenant_purge;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use shared::TenantId;
+use uuid::Uuid;
+
+use crate::redis::Redis;
+use crate::store::Store;
+
+pub use runner::{Runner, RunnerSettings, retry_delay};
+
+/// One attempt of a job, as its handler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    /// `None` for a platform job.
+    pub tenant: Option<TenantId>,
+    pub kind: String,
+    /// Ids and parameters, as enqueued.
+    pub payload: Value,
+    /// 1 for the first run.
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+/// What handlers can reach.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub store: Store,
+    pub redis: Redis,
+}
+
+/// Why an attempt failed. The reason is recorded as the job's `last_error` and shown to the
+/// tenant: our own short words, never a provider's text, a secret or end-user content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt: after `after` when the handler knows (a provider's `Retry-After`),
+    /// else after the runner's exponential back-off.
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Will never work: the job fails at once.
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+impl JobError {
+    /// A failure worth retrying after the usual back-off.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        JobError::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+
+    /// A failure that no retry will fix.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        JobError::Permanent {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The work behind one kind of job. `run` must be safe to run again for the same job: an
+/// attempt whose worker died is run once more by another.
+pub trait JobHandler: Send + Sync + 'static {
+    /// The kind this handler runs: dotted lower-case words, e.g. `tenant.purge_redis`.
+    fn kind(&self) -> &'static str;
+
+    /// Runs one attempt.
+    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a Job) -> BoxFuture<'a, Result<(), JobError>>;
+}
+
+/// Whether `kind` is a valid job kind: dotted lower-case words (`tenant.purge_redis`), at most
+/// 100 characters (the table checks the same).
+pub fn is_valid_kind(kind: &str) -> bool {
+    let word = |w: &str| {
+        w.starts_with(|c: char| c.is_ascii_lowercase())
+            && w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    kind.len() <= 100 && kind.split('.').count() >= 2 && kind.split('.').all(word)
+}
+
+/// Why a handler could not be registered: a bug in the registration, found at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("job kind {0:?} is not dotted lower-case words")]
+    InvalidKind(&'static str),
+    #[error("job kind {0:?} has two handlers")]
+    Duplicate(&'static str),
+}
+
+/// The handlers a runner knows, by kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: BTreeMap<&'static str, Arc<dyn JobHandler>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// No handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every handler of the product: the one place a new job kind is registered.
+    pub fn builtin() -> Result<Self, RegistryError> {
+        Self::new().with(tenant_purge::PurgeRedis)
+    }
+
+    /// Adds a handler for its kind.
+    pub fn with(self, handler: impl JobHandler) -> Result<Self, RegistryError> {
+        self.with_shared(Arc::new(handler))
+    }
+
+    /// Adds a shared handler for its kind.
+    pub fn with_shared(mut self, handler: Arc<dyn JobHandler>) -> Result<Self, RegistryError> {
+        let kind = handler.kind();
+        if !is_valid_kind(kind) {
+            return Err(RegistryError::InvalidKind(kind));
+        }
+        if self.handlers.insert(kind, handler).is_some() {
+            return Err(RegistryError::Duplicate(kind));
+        }
+        Ok(self)
+    }
+
+    /// The handler for `kind`, if any.
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
+        self.handlers.get(kind).cloned()
+    }
+
+    /// The kinds with a handler.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.handlers.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_dotted_lower_case_words() {
+        for good in ["tenant.purge_redis", "mail.send", "a.b.c2"] {
+            assert!(is_valid_kind(good), "{good}");
+        }
+        for bad in [
+            "purge",
+            "Tenant.purge",
+            "tenant..purge",
+            "tenant.purge-redis",
+            ".a",
+            "a.1b",
+        ] {
+            assert!(!is_valid_kind(bad), "{bad}");
+        }
+        assert!(!is_valid_kind(&format!("a.{}", "b".repeat(100))));
+    }
+
+    #[test]
+    fn the_builtin_registry_registers_every_kind_once() {
+        let registry = Registry::builtin().unwrap();
+        assert_eq!(
+            registry.kinds().collect::<Vec<_>>(),
+            vec![tenant_purge::KIND]
+        );
+        assert_eq!(
+            registry.with(tenant_purge::PurgeRedis).unwrap_err(),
+            RegistryError::Duplicate(tenant_purge::KIND)
+        );
+    }
+}
