@@ -70,6 +70,30 @@ impl TenantConfig {
     }
 }
 
+/// An agent as turns need it.
+fn agent_config(row: agents::AgentRow) -> AgentConfig {
+    let escalation_rules = match serde_json::from_value(row.escalation_rules) {
+        Ok(rules) => rules,
+        Err(e) => {
+            tracing::error!(agent.id = %row.id, error = %e, "unreadable escalation rules; ignoring them");
+            Vec::new()
+        }
+    };
+    let preference = row.model_preference.trim().to_string();
+    AgentConfig {
+        profile: AgentProfile {
+            name: row.name,
+            role: row.job_title,
+            persona: row.persona,
+            system_prompt: row.system_prompt,
+            job_description: row.job_description,
+            business_function: row.business_function,
+        },
+        model_preference: (!preference.is_empty()).then_some(preference),
+        escalation_rules,
+    }
+}
+
 /// A connection as the engine uses it: settings typed, secret opened (or why it could not be).
 fn connection_config(tenant: TenantId, keyring: &Keyring, row: ConnectionRow) -> ConnectionConfig {
     let settings = match ConnectionSettings::parse(row.kind, &row.settings) {
@@ -112,6 +136,19 @@ async fn connections_in(
         .collect())
 }
 
+/// One agent, read now: for an agent hired after the tenant's snapshot was loaded (its change
+/// notice may reach the tenant actor after the first message for it does).
+pub async fn load_agent(
+    deps: &EngineDeps,
+    tenant: TenantId,
+    id: AgentId,
+) -> Result<Option<Arc<AgentConfig>>, TurnError> {
+    let mut tx = deps.store.tenant_tx(tenant).await?;
+    let row = agents::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(row.map(|row| Arc::new(agent_config(row))))
+}
+
 /// One connection, read now: for a connection made after the tenant's snapshot was loaded.
 pub async fn load_connection(
     deps: &EngineDeps,
@@ -146,29 +183,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
     };
     let mut agents_by_id = HashMap::new();
     for row in agents::all(&mut tx).await? {
-        let escalation_rules = match serde_json::from_value(row.escalation_rules) {
-            Ok(rules) => rules,
-            Err(e) => {
-                tracing::error!(agent.id = %row.id, error = %e, "unreadable escalation rules; ignoring them");
-                Vec::new()
-            }
-        };
-        let preference = row.model_preference.trim().to_string();
-        agents_by_id.insert(
-            row.id,
-            Arc::new(AgentConfig {
-                profile: AgentProfile {
-                    name: row.name,
-                    role: row.job_title,
-                    persona: row.persona,
-                    system_prompt: row.system_prompt,
-                    job_description: row.job_description,
-                    business_function: row.business_function,
-                },
-                model_preference: (!preference.is_empty()).then_some(preference),
-                escalation_rules,
-            }),
-        );
+        agents_by_id.insert(row.id, Arc::new(agent_config(row)));
     }
     let connections = connections_in(&mut tx, &deps.keyring).await?;
     let zone = match tenants::settings(&mut tx).await? {

@@ -271,6 +271,7 @@ async fn a_burst_over_the_tenant_limit_gets_one_notice_and_other_tenants_are_una
     let w = World::new(&app).await;
     let agent = world::agent(&app, w.a, "Nia").await;
     let admin = app.token_for(w.admin_a, None).await;
+    let mut events = app.events();
     for i in 0..6 {
         send(
             &app,
@@ -282,11 +283,11 @@ async fn a_burst_over_the_tenant_limit_gets_one_notice_and_other_tenants_are_una
         )
         .await;
     }
-    // Three answers and one notice; the other two rejections stay quiet.
+    // Every one of the six handled: three answers and one notice; the other two rejections
+    // stay quiet.
+    events.finished(w.a, 6).await;
     let messages = wait_for(&app, &admin, w.a, agent, "flood", 10).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let messages_after = wait_for(&app, &admin, w.a, agent, "flood", 10).await;
-    assert_eq!(messages.len(), messages_after.len());
+    assert_eq!(messages.len(), 10, "{messages:#?}");
     let outbound: Vec<&str> = messages
         .iter()
         .filter(|m| m.direction == MessageDirection::Outbound)
@@ -354,13 +355,12 @@ async fn a_conversation_restarts_from_its_stored_window_after_going_idle() {
     wait_for(&app, &admin, w.a, agent, "idle", 2).await;
     let registry = app.engine.clone().unwrap().registry;
     assert_eq!(registry.send(CountLiveConversations).await.unwrap(), 1);
-    // Long enough for the conversation actor to stop; its window lives on in Redis.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        registry.send(CountLiveConversations).await.unwrap(),
-        0,
-        "passivated"
-    );
+    // The conversation actor stops once idle; its window lives on in Redis.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while registry.send(CountLiveConversations).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "never passivated");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     send(&app, &admin, w.a, agent, Some("idle"), "Which colour?").await;
     wait_for(&app, &admin, w.a, agent, "idle", 4).await;
     assert_eq!(
@@ -514,6 +514,7 @@ async fn a_tenants_own_limit_set_by_the_platform_admin_applies_to_it_alone() {
     // Start the tenant actor with the defaults, then tighten A's limit to a burst of two.
     send(&app, &admin, w.a, agent, Some("warm"), "hello").await;
     wait_for(&app, &admin, w.a, agent, "warm", 2).await;
+    let mut events = app.events();
     let res = app
         .request(Method::PUT, &limits, Some(&platform))
         .json(&json!({ "tenant": { "per_minute": 1, "burst": 2 } }))
@@ -528,8 +529,8 @@ async fn a_tenants_own_limit_set_by_the_platform_admin_applies_to_it_alone() {
             .await
             .contains(&"tenant.limits_changed".to_string())
     );
-    // The notice reaches the running actor asynchronously.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The change's notice reaches the running actor, which reloads.
+    events.config_loaded(w.a).await;
     for i in 0..4 {
         send(&app, &admin, w.a, agent, Some("tight"), &format!("m{i}")).await;
     }
@@ -609,12 +610,13 @@ async fn asking_for_a_human_hands_the_conversation_off_and_the_agent_falls_silen
     );
     assert_eq!(app.llm.calls(), calls_before, "no LLM call for a hand-off");
 
-    // Recorded for the human, not answered by the agent.
+    // Recorded for the human, not answered by the agent: once the engine has finished with it,
+    // it is the conversation's last message.
+    let mut events = app.events();
     send(&app, &admin, w.a, agent, Some("esc"), "Hello? Anyone?").await;
+    events.finished(w.a, 1).await;
     let messages = wait_for(&app, &admin, w.a, agent, "esc", 5).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = wait_for(&app, &admin, w.a, agent, "esc", 5).await;
-    assert_eq!(after.len(), 5, "{after:#?}");
+    assert_eq!(messages.len(), 5, "{messages:#?}");
     assert_eq!(messages[4].text, "Hello? Anyone?");
     assert_eq!(app.llm.calls(), calls_before);
 
@@ -720,7 +722,7 @@ async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.config_applied(w.a).await;
     let calls = app.llm.calls();
     // A suspended tenant's operators cannot post through the API; a channel message still
     // arrives, so enqueue one the way a webhook would.
@@ -731,6 +733,7 @@ async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
             .unwrap()
             .unwrap()
     };
+    let mut events = app.events();
     app.ingest
         .enqueue(&web_message(
             w.a,
@@ -742,22 +745,15 @@ async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
         ))
         .await
         .unwrap();
+    // Handled: recorded, and nothing more will come of it.
+    events.finished(w.a, 1).await;
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let recorded: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE body = 'while suspended')",
-        )
-        .fetch_one(tx.connection())
-        .await
-        .unwrap();
-        if recorded {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the message was never recorded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let recorded: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages WHERE body = 'while suspended')")
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+    assert!(recorded, "the message was recorded");
     let outbound: i64 =
         sqlx::query_scalar("SELECT count(*) FROM messages WHERE direction = 'outbound'")
             .fetch_one(tx.connection())
@@ -955,4 +951,30 @@ async fn a_rejected_message_starts_no_conversation_actor() {
         1,
         "only the answered conversation has an actor"
     );
+}
+
+#[actix_rt::test]
+async fn an_agent_hired_a_moment_ago_answers_even_before_its_change_notice_arrives() {
+    let app = engine_app(EngineSettings::default()).await;
+    let w = World::new(&app).await;
+    let admin = app.token_for(w.admin_a, None).await;
+    // The tenant actor is running, with a snapshot of the agents it had then.
+    let first = world::agent(&app, w.a, "Ava").await;
+    send(&app, &admin, w.a, first, Some("warm"), "hello").await;
+    wait_for(&app, &admin, w.a, first, "warm", 2).await;
+    // A new agent whose change notice never reaches the actor (its trigger off, as the owner),
+    // standing in for a notice that is simply slower than the first message.
+    let mut owner = app.db.owner_conn().await;
+    sqlx::query("ALTER TABLE agents DISABLE TRIGGER agents_notify_config")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let hired = world::agent(&app, w.a, "Nia").await;
+    sqlx::query("ALTER TABLE agents ENABLE TRIGGER agents_notify_config")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    send(&app, &admin, w.a, hired, Some("new"), "Are you there?").await;
+    let messages = wait_for(&app, &admin, w.a, hired, "new", 2).await;
+    assert_eq!(messages[1].text, "echo: Are you there?", "{messages:?}");
 }

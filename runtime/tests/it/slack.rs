@@ -170,12 +170,6 @@ pub(crate) async fn wait_posted_within(
     }
 }
 
-/// Lets anything that was (wrongly) queued reach the fake, then returns what was posted.
-async fn settle(app: &TestApp) -> Vec<e2e::slack::Posted> {
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    app.slack.posted()
-}
-
 fn system_prompt(app: &TestApp, nth: usize) -> String {
     let calls: Vec<_> = app
         .llm
@@ -198,6 +192,7 @@ async fn a_mention_is_answered_once_in_its_thread_with_the_installations_token()
     let app = engine_app().await;
     let w = World::new(&app).await;
     let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let mut events = app.events();
     let started = Instant::now();
     let res = deliver_mention(
         &app,
@@ -227,7 +222,9 @@ async fn a_mention_is_answered_once_in_its_thread_with_the_installations_token()
     assert!(system.contains("You are Nia, Support."), "{system}");
     assert!(system.contains("Kind"), "persona in the prompt: {system}");
     assert!(system.contains("in Slack"), "{system}");
-    assert_eq!(settle(&app).await.len(), 1, "exactly one reply");
+    // The entry is done (its reply posted and marked, then acknowledged): nothing more can come.
+    events.finished(w.a, 1).await;
+    assert_eq!(app.slack.posted().len(), 1, "exactly one reply");
     let _ = slack.agent;
 }
 
@@ -294,7 +291,9 @@ async fn unsigned_altered_or_stale_deliveries_are_refused_and_nothing_is_queued(
     let res = deliver_raw(&app, &raw, &old, None, None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
-    assert!(settle(&app).await.is_empty());
+    // Refused before anything is queued, so nothing can reach the pipeline later.
+    assert_eq!(app.queued().await, 0);
+    assert!(app.slack.posted().is_empty());
     assert_eq!(app.llm.calls(), 0, "nothing reached the pipeline");
     let (redis, _task) = runtime::redis::Redis::connect(&runtime::config::RedisSettings {
         url: runtime::config::Secret::new(crate::support::redis_url()),
@@ -329,6 +328,7 @@ async fn slack_retries_of_one_event_get_one_reply() {
     let app = engine_app().await;
     let w = World::new(&app).await;
     let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let mut events = app.events();
     let body = callback(
         &slack.team,
         "EvRetry",
@@ -338,8 +338,10 @@ async fn slack_retries_of_one_event_get_one_reply() {
         let res = deliver(&app, &body, retry).await;
         assert_eq!(res.status(), StatusCode::OK);
     }
-    wait_posted(&app, 1).await;
-    assert_eq!(settle(&app).await.len(), 1);
+    // The retries were recognised at the door: one entry queued, handled once.
+    assert_eq!(app.queued().await, 1);
+    events.finished(w.a, 1).await;
+    assert_eq!(app.slack.posted().len(), 1);
     assert_eq!(app.llm.calls(), 1);
 }
 
@@ -382,7 +384,9 @@ async fn the_apps_own_messages_edits_and_unknown_workspaces_get_no_reply() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(settle(&app).await.is_empty());
+    // None of them was queued, so none can be answered later.
+    assert_eq!(app.queued().await, 0);
+    assert!(app.slack.posted().is_empty());
     assert_eq!(app.llm.calls(), 0);
 }
 
@@ -424,6 +428,7 @@ async fn a_reply_slack_rate_limits_is_delivered_once_after_retry_after() {
     let w = World::new(&app).await;
     let slack = install(&app, w.admin_a, w.a, "Nia").await;
     app.slack.script([e2e::slack::Behavior::RateLimited(1)]);
+    let mut events = app.events();
     let started = Instant::now();
     deliver_mention(&app, &slack, "Ev429", "busy?", "1700000007.000100").await;
     let posted = wait_posted(&app, 1).await;
@@ -431,7 +436,21 @@ async fn a_reply_slack_rate_limits_is_delivered_once_after_retry_after() {
         posted[0].at - started >= Duration::from_secs(1),
         "waited for Retry-After"
     );
-    assert_eq!(settle(&app).await.len(), 1, "delivered once");
+    // Parked after the 429, then done: every way it left the engine, and then nothing more.
+    let outcomes: Vec<_> = events
+        .finished(w.a, 2)
+        .await
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            runtime::engine::turn::Outcome::Parked,
+            runtime::engine::turn::Outcome::Done
+        ]
+    );
+    assert_eq!(app.slack.posted().len(), 1, "delivered once");
     let statuses: Vec<u16> = app.slack.calls().iter().map(|c| c.status).collect();
     assert_eq!(statuses, [429, 200]);
 }
@@ -614,9 +633,12 @@ async fn installations_are_validated_owned_by_one_tenant_and_can_be_disconnected
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let queued_before = app.queued().await;
+    let posted_before = app.slack.posted().len();
     let res = deliver_mention(&app, &slack, "EvAfter", "anyone?", "1700000009.000100").await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(settle(&app).await.is_empty());
+    assert_eq!(app.queued().await, queued_before, "dropped at the door");
+    assert_eq!(app.slack.posted().len(), posted_before);
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
     let (status, sealed): (String, Option<Vec<u8>>) =
         sqlx::query_as("SELECT status, secret_ciphertext FROM channel_connections WHERE id = $1")
@@ -729,7 +751,7 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.config_applied(w.a).await;
     app.slack
         .script([e2e::slack::Behavior::Refuse("service_unavailable".into())]);
     deliver_mention(

@@ -542,6 +542,22 @@ impl Drop for TestApp {
 pub struct Events(tokio::sync::broadcast::Receiver<runtime::engine::turn::EngineEvent>);
 
 impl Events {
+    /// Waits until `tenant`'s actor has loaded its configuration snapshot again (after a
+    /// change's notice reached it).
+    pub async fn config_loaded(&mut self, tenant: shared::TenantId) {
+        use runtime::engine::turn::EngineEvent;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.0.recv())
+                .await
+                .expect("the tenant's configuration was never reloaded")
+                .expect("the engine's events");
+            if event == (EngineEvent::ConfigLoaded { tenant }) {
+                return;
+            }
+        }
+    }
+
     /// Waits until `count` entries of `tenant` left the engine (acknowledged, parked or
     /// dead-lettered); returns their event ids and how each left, in order.
     pub async fn finished(

@@ -405,7 +405,13 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         return deps.done(d).await;
     }
     let conversation = recorded.conversation;
-    let Some(agent) = config.agent(m.agent_id) else {
+    let agent = match (config.agent(m.agent_id), m.agent_id) {
+        (Some(agent), _) => Some(agent),
+        // Hired after the snapshot was loaded: its notice has not reached the actor yet.
+        (None, Some(id)) => super::config::load_agent(deps, m.tenant_id, id).await?,
+        (None, None) => None,
+    };
+    let Some(agent) = agent else {
         return reply_with(
             deps,
             d,
