@@ -19,6 +19,8 @@ export KONSTRUCT_JWT_SECRET="smoke-test-secret-smoke-test-secret-0001"
 export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
 # A password that must never show up in the log.
 export KONSTRUCT_ADMIN_PASSWORD="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The platform's Slack app: events for any other app are refused.
+export KONSTRUCT_SLACK_APP_ID=A0SMOKE
 export KONSTRUCT_SLACK_SIGNING_SECRET="smoke-slack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 # The audit seal's key; the smoke test checks it never reaches the log either.

@@ -322,7 +322,8 @@ async fn dead_lettered(deps: &EngineDeps, d: &Delivery, error: &TurnError) {
                 Target::Connection(d.message.connection_id),
                 serde_json::json!({
                     "event": d.message.provider_event_id,
-                    "reason": error.to_string(),
+                    // Our class of the failure; the provider's own words stay in the log.
+                    "reason": error.class(),
                 }),
             ),
         )

@@ -279,6 +279,24 @@ impl TurnError {
         }
     }
 
+    /// The failure's class, in our own words (what the audit trail records: never a provider's
+    /// or a database's text, which may quote what it was given).
+    pub fn class(&self) -> &'static str {
+        match self {
+            TurnError::Store(_) => "database",
+            TurnError::Redis(_) | TurnError::Ingest(_) => "queue",
+            TurnError::Window(_) => "conversation_state",
+            TurnError::Send(SinkError::Retryable { .. }) => "channel_unavailable",
+            TurnError::Send(SinkError::Permanent(_)) => "channel_refused",
+            TurnError::Fenced => "partition_moved",
+            TurnError::Metering(_) => "metering",
+            TurnError::NoSink(_) => "no_channel",
+            TurnError::NoConnection => "connection_gone",
+            TurnError::ConfigUnavailable => "configuration_unavailable",
+            TurnError::Mailbox(_) => "engine_busy",
+        }
+    }
+
     /// Whether the channel itself failed (then apologising through it is pointless).
     pub fn is_channel_failure(&self) -> bool {
         matches!(
