@@ -95,7 +95,9 @@ async fn server(
     settings.database.url = Secret::new(app_url.to_string());
     settings.database.max_connections = max_connections;
     settings.redis.key_prefix = format!("konstruct-bench:{}", Uuid::new_v4().simple());
-    settings.auth.jwt_secret = Some(Secret::new("bench-secret-bench-secret-bench-secret!".into()));
+    settings.auth.jwt_secret = Some(Secret::new(
+        "bench-secret-bench-secret-bench-secret!".into(),
+    ));
     settings.llm.openai_base_url = fake.base_url.clone();
     settings.llm.openai_api_key = Some(Secret::new("bench-key".into()));
     let unlimited = Limit {
@@ -227,12 +229,19 @@ async fn run() -> anyhow::Result<()> {
     let warm_started = Instant::now();
     let mut warm_ids = Vec::new();
     for i in 0..200 {
-        let m = message(targets[i % 8], format!("warm{}", i % 50), format!("warm-{i}"));
+        let m = message(
+            targets[i % 8],
+            format!("warm{}", i % 50),
+            format!("warm-{i}"),
+        );
         warm_ids.push(m.provider_event_id.clone());
         ingest.enqueue(&m).await?;
     }
     let warmed = wait_all(&finished, &warm_ids, Duration::from_secs(60)).await;
-    anyhow::ensure!(warmed == warm_ids.len(), "warm-up: only {warmed} of 200 answered");
+    anyhow::ensure!(
+        warmed == warm_ids.len(),
+        "warm-up: only {warmed} of 200 answered"
+    );
     println!(
         "  warm-up: 200 messages over 8 new tenants answered in {:.0} ms",
         warm_started.elapsed().as_secs_f64() * 1000.0
@@ -338,8 +347,12 @@ async fn run() -> anyhow::Result<()> {
     )?;
     println!(
         "  {idle_count} idle conversations (fresh process): {:.0} bytes of memory each, {:.0} bytes of Redis state each",
-        idle["process_bytes_per_conversation"].as_f64().unwrap_or(f64::NAN),
-        idle["redis_bytes_per_conversation"].as_f64().unwrap_or(f64::NAN),
+        idle["process_bytes_per_conversation"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        idle["redis_bytes_per_conversation"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
     );
 
     // The headline: the highest load answered in full with p99 under 10 ms, else the best.

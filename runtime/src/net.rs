@@ -85,11 +85,8 @@ pub fn client_address(
     peer_is_proxy: bool,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let peer = peer.map(canonical);
+    let peer_ip = canonical(peer?);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let Some(peer_ip) = peer else {
-        return None;
-    };
     if !(peer_is_proxy || is_trusted(peer_ip)) {
         return Some(peer_ip);
     }

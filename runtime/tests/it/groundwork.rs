@@ -251,6 +251,39 @@ async fn everyone_who_writes_becomes_an_end_user_linked_to_their_conversations_a
 }
 
 #[tokio::test]
+async fn one_person_writing_in_many_conversations_at_once_is_one_end_user_per_tenant() {
+    use runtime::store::end_users::{self, EndUserKey};
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let key = EndUserKey {
+        channel: ChannelKind::Whatsapp,
+        external_id: "+15550001111",
+        display_name: Some("Ada"),
+    };
+    let create = |tenant| {
+        let store = app.store.clone();
+        async move {
+            let mut tx = store.tenant_tx(tenant).await.unwrap();
+            let id = end_users::find_or_create(&mut tx, key).await.unwrap();
+            tx.commit().await.unwrap();
+            id
+        }
+    };
+    let a = futures_util::future::join_all((0..8).map(|_| create(w.a))).await;
+    let b = futures_util::future::join_all((0..8).map(|_| create(w.b))).await;
+    assert!(a.iter().all(|id| *id == a[0]), "{a:?}");
+    assert!(b.iter().all(|id| *id == b[0]), "{b:?}");
+    assert_ne!(a[0], b[0], "the same number in two tenants is two people");
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM end_users WHERE external_id = $1")
+        .bind(key.external_id)
+        .fetch_one(tx.connection())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "tenant A sees only its own row");
+}
+
+#[tokio::test]
 async fn links_are_written_with_the_public_url_whatever_host_the_request_names() {
     let app = TestApp::spawn_with(AppOptions {
         public_url: Some("https://konstruct.example.com/".into()),

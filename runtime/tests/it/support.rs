@@ -237,8 +237,6 @@ pub struct TestApp {
     pub engine: Option<runtime::engine::consumer::Engine>,
     /// The engine's dependencies: its events (`wait_finished`), its snapshots.
     pub deps: runtime::engine::turn::EngineDeps,
-    /// The settings the server was built with.
-    pub settings: Settings,
     pub app: Application,
     /// The job runner, when it runs (`AppOptions::jobs`).
     pub jobs: Option<runtime::jobs::Runner>,
@@ -402,7 +400,6 @@ impl TestApp {
             engine: app.engine.clone(),
             jobs: app.jobs.take(),
             deps: app.deps.clone(),
-            settings,
             app,
         }
     }
@@ -658,13 +655,5 @@ impl Client<'_> {
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> Answer {
         self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    pub async fn patch(&self, path: &str, body: serde_json::Value) -> Answer {
-        self.call(reqwest::Method::PATCH, path, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> Answer {
-        self.call(reqwest::Method::DELETE, path, None).await
     }
 }

@@ -124,10 +124,6 @@ impl World {
         app.client(self.token(app, who).await)
     }
 
-    pub async fn as_platform_admin<'a>(&self, app: &'a TestApp) -> Client<'a> {
-        self.as_who(app, Who::PlatformAdmin).await
-    }
-
     /// Tenant A's customer admin.
     pub async fn as_admin_a<'a>(&self, app: &'a TestApp) -> Client<'a> {
         self.as_who(app, Who::AdminA).await
