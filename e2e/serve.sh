@@ -20,6 +20,8 @@ export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
 # A password that must never show up in the log.
 export KONSTRUCT_ADMIN_PASSWORD="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export KONSTRUCT_SLACK_SIGNING_SECRET="smoke-slack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The platform's Slack app, so the portal's Channels page shows it (no Slack is reached here).
+export KONSTRUCT_SLACK_APP_ID=A0SMOKE
 export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 # Starts the fake provider accepting key $1 and points the platform's OpenAI group at it with

@@ -6,8 +6,8 @@
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::auth::Permission;
 use shared::AgentId;
+use shared::auth::Permission;
 use shared::channel::{ChatAccepted, ChatMessage, ChatSend, MessageDirection};
 
 use crate::api::{self, HttpMethod};
@@ -97,8 +97,11 @@ pub fn TestChat() -> impl IntoView {
                 TimeoutFuture::new(250).await;
                 match api::get::<Vec<ChatMessage>>(&poll).await {
                     Ok(list) => {
-                        let answered =
-                            list.iter().filter(|m| m.direction == MessageDirection::Outbound).count() > before;
+                        let answered = list
+                            .iter()
+                            .filter(|m| m.direction == MessageDirection::Outbound)
+                            .count()
+                            > before;
                         if answered || list.len() >= messages.get_untracked().len() {
                             messages.set(list);
                         }

@@ -5,8 +5,11 @@ use leptos::prelude::*;
 mod agents;
 mod api;
 mod app;
+mod channels;
 mod chat;
+mod customers;
 mod login;
+mod settings;
 mod tenants;
 
 fn main() {
