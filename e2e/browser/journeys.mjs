@@ -99,6 +99,17 @@ async function csrfToken(context) {
   return cookie.value;
 }
 
+// The workspace the fake Slack has the platform's app installed in (e2e/browser.sh).
+const slack = {
+  token: process.env.SLACK_BOT_TOKEN,
+  team: process.env.SLACK_TEAM_ID,
+  botUser: process.env.SLACK_BOT_USER_ID,
+};
+if (!slack.token || !slack.team || !slack.botUser) {
+  console.error('SLACK_BOT_TOKEN, SLACK_TEAM_ID and SLACK_BOT_USER_ID name the fake Slack workspace (e2e/browser.sh sets them)');
+  process.exit(2);
+}
+
 const stamp = Date.now().toString(36);
 const tenantName = `Acme ${stamp}`;
 
@@ -209,7 +220,7 @@ await journey('customers: the sender of the test-chat message is listed, search 
   await row.waitFor();
 });
 
-await journey('channels: the Request URL to paste, and a token that is not a bot token is refused inline', async (page, context) => {
+await journey('channels: the Request URL to paste; a wrong token refused inline, the right one connects, another tenant is refused (409), disconnect', async (page, context) => {
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(base).origin });
   await signIn(page, adminEmail, adminPassword);
   await page.getByRole('button', { name: `Open ${tenantName}` }).click();
@@ -218,7 +229,7 @@ await journey('channels: the Request URL to paste, and a token that is not a bot
   await page.getByText('No Slack workspace is connected yet.').waitFor();
   const requestUrl = page.getByRole('textbox', { name: 'Request URL' });
   expect(await requestUrl.inputValue() === `${base}webhooks/slack/events`, `the Request URL: ${await requestUrl.inputValue()}`);
-  await page.getByText('A0SMOKE').first().waitFor();
+  await page.getByText('A0KONSTRUCT').first().waitFor();
   await page.getByRole('button', { name: 'Copy the Request URL' }).click();
   await page.getByText('Copied to the clipboard.').waitFor();
   const clip = await page.evaluate(() => navigator.clipboard.readText());
@@ -240,6 +251,66 @@ await journey('channels: the Request URL to paste, and a token that is not a bot
   expect(await form.getByLabel('Workspace id').getAttribute('aria-invalid') === 'false', 'the workspace id is fine');
   await page.getByText('No Slack workspace is connected yet.').waitFor();
   await shot(page, '12-channels-refused');
+
+  // The workspace's own bot token: Slack (the fake) vouches for it, and it is connected.
+  await form.getByLabel('Workspace id').fill(slack.team);
+  await form.getByLabel('Bot user id').fill(slack.botUser);
+  await token.fill(slack.token);
+  await form.getByLabel('Workspace name (optional)').fill('Browser HQ');
+  await form.getByRole('button', { name: 'Connect workspace' }).click();
+  await page.getByRole('status').filter({ hasText: 'Connected Browser HQ.' }).waitFor();
+  const row = page.getByRole('table', { name: 'Slack workspaces' }).getByRole('row').filter({ hasText: 'Browser HQ' });
+  await row.waitFor();
+  const text = await row.textContent();
+  expect(text.includes(`…${slack.token.slice(-4)}`), `only the token's last characters are shown: ${text}`);
+  expect(!text.includes(slack.token), 'the token itself is never shown');
+  expect(text.includes('Nia') && text.includes('Connected'), `the row names the AI employee and the status: ${text}`);
+  expect(await token.inputValue() === '', 'the form forgot the token');
+  await shot(page, '12b-channels-connected');
+
+  // The same workspace for another tenant: refused with a 409, said plainly.
+  // Set up through the API beside the page, with the page's own cookie session.
+  const auth = { 'X-CSRF-Token': await csrfToken(context) };
+  const other = `Beta ${stamp}`;
+  const beta = await (await context.request.post(`${base}api/tenants`, { headers: auth, data: { name: other } })).json();
+  const hired = await context.request.post(`${base}api/tenants/${beta.id}/agents`, {
+    headers: auth,
+    data: { name: 'Bo', role: 'Support', persona: 'Calm.', system_prompt: 'Help.', job_description: '', model_preference: '', tools: [], escalation_rules: [], business_function: '' },
+  });
+  expect(hired.status() === 201, `agent in the other tenant: ${hired.status()}`);
+  // The tenant switcher lists the tenants there were when the page loaded; the focus stays.
+  await page.reload();
+  await row.waitFor();
+  await page.getByRole('combobox', { name: 'Tenant' }).selectOption({ label: other });
+  await page.getByText('No Slack workspace is connected yet.').waitFor();
+  await form.getByLabel('Workspace id').fill(slack.team);
+  await form.getByLabel('Bot user id').fill(slack.botUser);
+  await token.fill(slack.token);
+  await page.getByRole('combobox', { name: 'AI employee that answers' }).selectOption({ label: 'Bo — Support' });
+  await form.getByRole('button', { name: 'Connect workspace' }).click();
+  await form.getByRole('alert').filter({ hasText: 'Already connected elsewhere.' }).waitFor();
+  await form.getByRole('alert').filter({ hasText: 'already connected to another Konstruct account' }).waitFor();
+  await shot(page, '12c-channels-conflict');
+
+  // Back in the first tenant: disconnect, after a confirmation.
+  await page.getByRole('combobox', { name: 'Tenant' }).selectOption({ label: tenantName });
+  await row.waitFor();
+  // Nothing typed for the other tenant is kept: not its token, not its error, not its AI employee.
+  expect(await token.inputValue() === '', 'the other tenant\'s token is gone');
+  expect(await form.getByText('Already connected elsewhere.').count() === 0, 'the other tenant\'s error is gone');
+  const picked = await form.getByRole('combobox', { name: 'AI employee that answers' })
+    .evaluate((select) => select.options[select.selectedIndex]?.text || '');
+  expect(picked.startsWith('Nia'), `this tenant's AI employee is picked: ${picked}`);
+  await page.getByRole('button', { name: 'Disconnect Browser HQ' }).click();
+  const confirm = page.getByRole('group', { name: 'Confirm disconnecting' });
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  await confirm.waitFor({ state: 'detached' });
+  await page.getByRole('button', { name: 'Disconnect Browser HQ' }).click();
+  await confirm.getByRole('button', { name: 'Yes, disconnect' }).click();
+  await page.getByRole('status').filter({ hasText: 'Disconnected Browser HQ.' }).waitFor();
+  await row.filter({ hasText: 'Disconnected' }).waitFor();
+  expect(await page.getByRole('button', { name: 'Disconnect Browser HQ' }).count() === 0, 'nothing left to disconnect');
+  await shot(page, '12d-channels-disconnected');
 });
 
 await journey('customer operator: read-only agents and test chat, a forced edit is refused and the UI says so', async (page, context) => {
@@ -307,6 +378,7 @@ await journey('customer operator: read-only agents and test chat, a forced edit 
   await page.getByRole('heading', { name: 'Channels' }).waitFor();
   await page.getByRole('note').filter({ hasText: 'Read-only' }).first().waitFor();
   await page.getByRole('textbox', { name: 'Request URL' }).waitFor();
+  await page.getByRole('table', { name: 'Slack workspaces' }).getByRole('row').filter({ hasText: 'Browser HQ' }).waitFor();
   expect(await page.getByRole('form', { name: 'Connect a Slack workspace' }).count() === 0, 'no connect form for operators');
   expect(await page.getByRole('button', { name: /^Disconnect/ }).count() === 0, 'nothing to disconnect');
   await shot(page, '14-operator-channels');

@@ -2,6 +2,7 @@
 //! the scopes), connecting a workspace by hand with its bot token, and disconnecting one. Roles
 //! without `channels_manage` (customer operators) see all of it read-only.
 
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::AgentId;
@@ -81,6 +82,12 @@ pub fn Channels() -> impl IntoView {
     });
     let refresh = move || version.update(|v| *v += 1);
     let manage = move || session.can(Permission::ChannelsManage);
+    // Another tenant: its first page, and no message about the last one.
+    Effect::new(move |_| {
+        session.tenant.track();
+        page.set(1);
+        error.set(None);
+    });
     let agent_names = Memo::new(move |_| match agents.get() {
         Some(Ok(Some(list))) => list
             .into_iter()
@@ -135,7 +142,7 @@ pub fn Channels() -> impl IntoView {
                             <div class="table-wrap">
                                 <table class="table stack">
                                     <caption class="sr-only">"Slack workspaces"</caption>
-                                    <thead><tr><th>"Workspace"</th><th>"Bot user"</th><th>"Token"</th><th>"Answered by"</th><th>"Status"</th><th>"Connected"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
+                                    <thead><tr><th>"Workspace"</th><th>"Bot user"</th><th>"Token"</th><th>"Answered by"</th><th>"Status"</th><th>"Added"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
                                     <tbody>
                                         {p.items.into_iter().map(|i| view! {
                                             <InstallationRow installation=i agent_names=agent_names manage=Signal::derive(manage)
@@ -229,25 +236,31 @@ fn InstallationRow(
                 {show_team_id.then(|| view! { <br /><code class="id">{team_id.clone()}</code> })}
             </td>
             <td data-label="Bot user"><code class="id">{installation.bot_user_id.clone()}</code></td>
-            <td data-label="Token"><code class="id" title="Only the last characters are ever shown">{installation.token_hint.clone()}</code></td>
+            <td data-label="Token">{if active {
+                view! { <code class="id" title="Only the last characters are ever shown">{installation.token_hint.clone()}</code> }.into_any()
+            } else {
+                view! { <span class="muted">"Erased"</span> }.into_any()
+            }}</td>
             <td data-label="Answered by">{agent_name}</td>
             <td data-label="Status">{if active {
                 view! { <span class="badge ok">"Connected"</span> }.into_any()
             } else {
                 view! { <span class="badge muted-badge">"Disconnected"</span> }.into_any()
             }}</td>
-            <td data-label="Connected" class="date">{when(installation.created_at)}</td>
-            <td class="actions">
-                <Show when=move || manage.get() && active>
-                    <button class="danger" on:click=move |_| confirming.set(true) aria-label=format!("Disconnect {}", name.clone())>"Disconnect"</button>
-                </Show>
-                <Show when=move || confirming.get()>
-                    <div class="confirm" role="group" aria-label="Confirm disconnecting">
-                        <p>"Its AI employee stops answering there and the bot token is erased. Conversations are kept."</p>
-                        <button class="danger" disabled=move || busy.get() on:click=disconnect.clone()>"Yes, disconnect"</button>
-                        <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
-                    </div>
-                </Show>
+            <td data-label="Added" class="date">{when(installation.created_at)}</td>
+            <td class="row-actions">
+                <div class="actions">
+                    <Show when=move || manage.get() && active>
+                        <button class="danger" on:click=move |_| confirming.set(true) aria-label=format!("Disconnect {}", name.clone())>"Disconnect"</button>
+                    </Show>
+                    <Show when=move || confirming.get()>
+                        <div class="confirm" role="group" aria-label="Confirm disconnecting">
+                            <p>"Its AI employee stops answering there and the bot token is erased. Conversations are kept."</p>
+                            <button class="danger" disabled=move || busy.get() on:click=disconnect.clone()>"Yes, disconnect"</button>
+                            <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                        </div>
+                    </Show>
+                </div>
             </td>
         </tr>
     }
@@ -276,6 +289,11 @@ fn SetupGuide(
                             let url = url.clone();
                             spawn_local(async move {
                                 let done = copy_to_clipboard(&url).await;
+                                // "Copied" for a moment, then the button is a copy button again.
+                                let reset = async move {
+                                    TimeoutFuture::new(4_000).await;
+                                    copied.set(None);
+                                };
                                 if !done {
                                     // Select it instead, so Ctrl+C or ⌘C copies it.
                                     if let Some(input) = document()
@@ -286,6 +304,9 @@ fn SetupGuide(
                                     }
                                 }
                                 copied.set(Some(done));
+                                if done {
+                                    reset.await;
+                                }
                             });
                         }
                     };
@@ -367,10 +388,22 @@ fn ConnectSlack(
         Some(Ok(Some(list))) => list,
         _ => Vec::new(),
     };
-    // The first AI employee is picked when the list arrives.
+    // Another tenant: nothing typed for the last one is kept, least of all its token.
     Effect::new(move |_| {
-        if agent.get_untracked().is_none() {
-            agent.set(agent_list().first().map(|a| a.id));
+        session.tenant.track();
+        for field in [team_id, bot_user_id, bot_token, team_name] {
+            field.set(String::new());
+        }
+        scopes.set(SCOPES.join(", "));
+        error.set(None);
+    });
+    // The first AI employee is picked when the list arrives, and again when the one picked is
+    // not in the list (another tenant's).
+    Effect::new(move |_| {
+        let list = agent_list();
+        let picked = agent.get_untracked();
+        if !picked.is_some_and(|p| list.iter().any(|a| a.id == p)) {
+            agent.set(list.first().map(|a| a.id));
         }
     });
 

@@ -87,6 +87,11 @@ pub fn Customers() -> impl IntoView {
         page.set(1);
     };
     let filtered = move || !query.get().trim().is_empty() || channel.get().is_some();
+    // Another tenant starts on its first page.
+    Effect::new(move |_| {
+        session.tenant.track();
+        page.set(1);
+    });
 
     view! {
         <header class="page-head">

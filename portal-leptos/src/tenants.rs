@@ -258,8 +258,8 @@ fn TenantRow(
             </td>
             <td><code>{slug.clone()}</code></td>
             <td><span class=if suspended { "badge warn" } else { "badge ok" }>{if suspended { "Suspended" } else { "Active" }}</span></td>
-            <td>{tenant.created_at.format("%Y-%m-%d").to_string()}</td>
-            <td class="actions">
+            <td class="date">{tenant.created_at.format("%Y-%m-%d").to_string()}</td>
+            <td class="row-actions"><div class="actions">
                 <button class="secondary" on:click=open aria-label=format!("Open {name}")>"Open"</button>
                 <button class="secondary" on:click=impersonate aria-label=format!("Impersonate {name}")>"Impersonate"</button>
                 <button class="secondary" on:click=toggle>{if suspended { "Reactivate" } else { "Suspend" }}</button>
@@ -277,7 +277,7 @@ fn TenantRow(
                         <button class="link" on:click=move |_| { confirming.set(false); typed.set(String::new()); }>"Cancel"</button>
                     </div>
                 </Show>
-            </td>
+            </div></td>
         </tr>
     }
 }

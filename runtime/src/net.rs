@@ -87,9 +87,7 @@ pub fn client_address(
 ) -> Option<IpAddr> {
     let peer = peer.map(canonical);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let Some(peer_ip) = peer else {
-        return None;
-    };
+    let peer_ip = peer?;
     if !(peer_is_proxy || is_trusted(peer_ip)) {
         return Some(peer_ip);
     }

@@ -154,7 +154,7 @@ build_portal() {
 }
 
 build_server() {
-  (cd "$ROOT" && cargo build --quiet -p runtime --bin konstruct -p e2e --bin fake-llm)
+  (cd "$ROOT" && cargo build --quiet -p runtime --bin konstruct -p e2e --bin fake-llm --bin fake-slack)
   KONSTRUCT_BIN="$CARGO_TARGET_DIR/debug/konstruct"
   FAKE_LLM_BIN="$CARGO_TARGET_DIR/debug/fake-llm"
 }

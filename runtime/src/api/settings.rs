@@ -6,7 +6,6 @@ use actix_web::web;
 use chrono::Utc;
 use shared::ErrorBody;
 use shared::resources::{TenantSettings, TenantSettingsInput};
-use uuid::Uuid;
 
 use super::auth::Authorized;
 use super::error::ApiError;
