@@ -253,14 +253,14 @@ fn InstallationRow(
                     <Show when=move || manage.get() && active>
                         <button class="danger" on:click=move |_| confirming.set(true) aria-label=format!("Disconnect {}", name.clone())>"Disconnect"</button>
                     </Show>
-                    <Show when=move || confirming.get()>
-                        <div class="confirm" role="group" aria-label="Confirm disconnecting">
-                            <p>"Its AI employee stops answering there and the bot token is erased. Conversations are kept."</p>
-                            <button class="danger" disabled=move || busy.get() on:click=disconnect.clone()>"Yes, disconnect"</button>
-                            <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
-                        </div>
-                    </Show>
                 </div>
+                <Show when=move || confirming.get()>
+                    <div class="confirm" role="group" aria-label="Confirm disconnecting">
+                        <p>"Its AI employee stops answering there and the bot token is erased. Conversations are kept."</p>
+                        <button class="danger" disabled=move || busy.get() on:click=disconnect.clone()>"Yes, disconnect"</button>
+                        <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                    </div>
+                </Show>
             </td>
         </tr>
     }

@@ -199,10 +199,10 @@ pub fn Settings() -> impl IntoView {
                             {move || zones.get().unwrap_or_default().into_iter().map(|z| view! { <option value=z></option> }).collect_view()}
                         </datalist>
                         <span id="settings-time-zone-hint" class="hint">
-                            {move || if writable() {
-                                format!("Type a city or region to pick from {} IANA zones. The tenant's days, months and business hours follow it.", zones.get().map(|z| z.len()).unwrap_or(0))
-                            } else {
-                                "The tenant's days, months and business hours follow it.".to_string()
+                            {move || match zones.get().map(|z| z.len()).filter(|n| *n > 0) {
+                                Some(n) if writable() => format!("Type a city or region to pick from {n} IANA zones. The tenant's days, months and business hours follow it."),
+                                None if writable() => "An IANA name such as Europe/Berlin. The tenant's days, months and business hours follow it.".to_string(),
+                                _ => "The tenant's days, months and business hours follow it.".to_string(),
                             }}
                         </span>
                         <span id="settings-time-zone-error" class="field-error" role="alert">{zone_message}</span>
