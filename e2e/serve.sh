@@ -1,12 +1,14 @@
 # Sourced by smoke.sh and browser.sh: runs the real binary the way an operator does, on a
 # database and Redis key space of its own, with the fake LLM provider in front of it.
-# Needs BIN, FAKE_LLM and ROOT; sets url, LOG, pid, fake_pid; cleans up on exit.
+# Needs BIN, FAKE_LLM and ROOT (and FAKE_SLACK for start_fake_slack); sets url, LOG, pid,
+# fake_pid, slack_pid; cleans up on exit.
 
 # A database of its own per run (the integration tests' harness drops those older than a
 # quarter of an hour), so no state of an earlier run, such as the admin account, leaks in.
 DB="konstruct_smoke_$(date +%s)_$$"
 LOG="$(mktemp -t konstruct-smoke.XXXXXX.log)"
 FAKE_LOG="$(mktemp -t konstruct-fake-llm.XXXXXX.log)"
+SLACK_LOG="$(mktemp -t konstruct-fake-slack.XXXXXX.log)"
 
 export KONSTRUCT_DATABASE_URL="postgres://konstruct_app:konstruct_app@127.0.0.1:5432/$DB"
 export KONSTRUCT_DATABASE_OWNER_URL="postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/$DB"
@@ -19,9 +21,10 @@ export KONSTRUCT_JWT_SECRET="smoke-test-secret-smoke-test-secret-0001"
 export KONSTRUCT_ADMIN_EMAIL=smoke-admin@konstruct.localhost
 # A password that must never show up in the log.
 export KONSTRUCT_ADMIN_PASSWORD="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-# The platform's Slack app: events for any other app are refused.
-export KONSTRUCT_SLACK_APP_ID=A0SMOKE
 export KONSTRUCT_SLACK_SIGNING_SECRET="smoke-slack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The platform's Slack app (the one the fake Slack installs): events for any other app are
+# refused, the portal's Channels page shows it, and workspaces can be connected to the fake.
+export KONSTRUCT_SLACK_APP_ID=A0KONSTRUCT
 export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 # The audit seal's key; the smoke test checks it never reaches the log either.
 export KONSTRUCT_AUDIT_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -42,6 +45,21 @@ start_fake_llm() {
   export KONSTRUCT_OPENAI_API_KEY="$2"
 }
 
+# Starts the fake Slack Web API with the platform's app installed in workspace $2 under bot user
+# $3 with bot token $1, and points Konstruct's Slack client at it.
+start_fake_slack() {
+  "$FAKE_SLACK" "$1" "$2" "$3" 2>"$SLACK_LOG" &
+  slack_pid=$!
+  local slack_url=""
+  for _ in $(seq 1 100); do
+    slack_url="$(grep -o 'http://127.0.0.1:[0-9]*/api' "$SLACK_LOG" | head -n 1 || true)"
+    [ -n "$slack_url" ] && break
+    sleep 0.1
+  done
+  [ -n "$slack_url" ] || { cat "$SLACK_LOG"; echo "fake-slack did not start"; exit 1; }
+  export KONSTRUCT_SLACK_API_URL="$slack_url"
+}
+
 start_konstruct() {
   "$BIN" setup-db
   "$BIN" migrate
@@ -59,9 +77,9 @@ start_konstruct() {
 }
 
 cleanup() {
-  kill ${pid:-} ${fake_pid:-} 2>/dev/null || true
-  wait ${pid:-} ${fake_pid:-} 2>/dev/null || true
-  rm -f "$LOG" "$FAKE_LOG"
+  kill ${pid:-} ${fake_pid:-} ${slack_pid:-} 2>/dev/null || true
+  wait ${pid:-} ${fake_pid:-} ${slack_pid:-} 2>/dev/null || true
+  rm -f "$LOG" "$FAKE_LOG" "$SLACK_LOG"
   # Best effort: drop this run's Redis keys (streams have no expiry).
   if command -v redis-cli >/dev/null 2>&1; then
     redis-cli --scan --pattern "$KONSTRUCT_REDIS_KEY_PREFIX:*" | xargs -r redis-cli del >/dev/null 2>&1 || true

@@ -3,9 +3,12 @@
 --
 -- 1. audit_seals. The hash chain in audit_events can be recomputed by anyone who can write the
 --    table as its owner (audit_row_hash is plain SQL). The runtime therefore appends, as the last
---    statement of every transaction that appended audit rows, an HMAC-SHA256 of (tenant id, seq,
---    row hash) under a key the database never sees (KONSTRUCT_AUDIT_KEYS). One seal covers its
---    row and, through the chain links, every earlier row. Seals are append-only like the trail.
+--    statement of every transaction that appended audit rows, an HMAC-SHA256 of (tenant id, the
+--    first and last seq the transaction appended, the last row's hash) under a key the database
+--    never sees (KONSTRUCT_AUDIT_KEYS). Each seal covers exactly the rows its transaction wrote,
+--    so the seals of a sound trail tile it from seq 1 without a gap; a gap is rows nobody sealed
+--    (a forger who rewrote rows and deleted their seals cannot have the next honest seal vouch
+--    for them). Seals are append-only like the trail.
 --
 -- 2. search_path. Every function is re-created with SET search_path = pg_catalog, pg_temp (the
 --    temporary schema last, so a temporary object can never shadow anything) and every table
@@ -20,9 +23,11 @@
 -- ---------------------------------------------------------------------------------------------
 CREATE TABLE public.audit_seals (
     tenant_id    uuid NOT NULL,
-    -- The row of the tenant's chain this seals (no foreign key: a seal whose row was removed is
-    -- evidence, reported by the verification, not something to prevent).
-    seq          bigint NOT NULL CHECK (seq > 0),
+    -- The first row of the run this seals (the transaction's first append).
+    first_seq    bigint NOT NULL CHECK (first_seq > 0),
+    -- The last row of the run (no foreign key: a seal whose row was removed is evidence,
+    -- reported by the verification, not something to prevent).
+    seq          bigint NOT NULL CHECK (seq >= first_seq),
     -- That row's hash when it was sealed.
     row_hash     bytea NOT NULL CHECK (length(row_hash) = 32),
     key_version  bigint NOT NULL CHECK (key_version >= 0),

@@ -74,6 +74,42 @@ function expect(condition, message) {
   if (!condition) throw new Error(message);
 }
 
+// "2026-12-01 19:42" in `zone`, as the server writes a tenant's local time.
+function wallClock(zone, at) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-CA', {
+    timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+  }).formatToParts(at).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+}
+
+// The tenant's id, asked with the page's own cookie session (a GET needs no CSRF header).
+async function tenantId(context, name) {
+  const res = await context.request.get(`${base}api/tenants?q=${encodeURIComponent(name)}`);
+  expect(res.ok(), `tenant lookup: ${res.status()}`);
+  const tenant = (await res.json()).items[0];
+  expect(tenant, `the tenant ${name} exists`);
+  return tenant.id;
+}
+
+// The CSRF token of the page's cookie session, for a change made through the API beside it.
+async function csrfToken(context) {
+  const cookie = (await context.cookies(base)).find((c) => c.name === 'konstruct_csrf');
+  expect(cookie, 'the CSRF cookie is set');
+  return cookie.value;
+}
+
+// The workspace the fake Slack has the platform's app installed in (e2e/browser.sh).
+const slack = {
+  token: process.env.SLACK_BOT_TOKEN,
+  team: process.env.SLACK_TEAM_ID,
+  botUser: process.env.SLACK_BOT_USER_ID,
+};
+if (!slack.token || !slack.team || !slack.botUser) {
+  console.error('SLACK_BOT_TOKEN, SLACK_TEAM_ID and SLACK_BOT_USER_ID name the fake Slack workspace (e2e/browser.sh sets them)');
+  process.exit(2);
+}
+
 const stamp = Date.now().toString(36);
 const tenantName = `Acme ${stamp}`;
 
@@ -122,6 +158,161 @@ await journey('platform admin: tenant, AI employee with a persona, test chat rep
   await shot(page, '04-test-chat');
 });
 
+await journey('settings: a bad time zone is refused inline, a good one is saved with the local time', async (page) => {
+  await signIn(page, adminEmail, adminPassword);
+  await page.getByRole('button', { name: `Open ${tenantName}` }).click();
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  await page.getByText('Local time now:').waitFor();
+  const zone = page.getByRole('combobox', { name: 'Time zone' });
+  expect(await zone.inputValue() === 'UTC', `a new tenant keeps UTC, not ${await zone.inputValue()}`);
+
+  await zone.fill('Mars/Olympus_Mons');
+  await page.getByText('Unsaved changes').waitFor();
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.getByRole('alert').filter({ hasText: 'not a time zone we know' }).waitFor();
+  expect(await zone.getAttribute('aria-invalid') === 'true', 'the time zone is marked invalid');
+  // The error is tied to the field, so a screen reader reads it with the field.
+  const described = await zone.evaluate((el) => el.getAttribute('aria-describedby').split(' ')
+    .map((id) => document.getElementById(id)?.textContent || '').join(' '));
+  expect(described.toLowerCase().includes('not a time zone we know'), `the error describes the field: ${described}`);
+  await shot(page, '09-settings-invalid');
+
+  await zone.fill('Europe/Berlin');
+  await page.getByRole('combobox', { name: 'Locale' }).selectOption('de');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.getByRole('status').filter({ hasText: 'Settings saved.' }).waitFor();
+  await page.getByText('(Europe/Berlin)').waitFor();
+  expect(await zone.getAttribute('aria-invalid') === 'false', 'the error is gone');
+  const shown = await page.getByText('Local time now:').textContent();
+  const now = Date.now();
+  const expected = [now - 60000, now, now + 60000].map((t) => wallClock('Europe/Berlin', new Date(t)));
+  expect(expected.some((e) => shown.includes(e)), `the local time is Berlin's (${shown}, expected one of ${expected})`);
+  expect(await page.getByText('Unsaved changes').count() === 0, 'nothing is left unsaved');
+  await shot(page, '10-settings-saved');
+
+  // Saved for real: a reload shows it.
+  await page.reload();
+  await page.getByText('(Europe/Berlin)').waitFor();
+  expect(await page.getByRole('combobox', { name: 'Locale' }).inputValue() === 'de', 'the locale was saved');
+});
+
+await journey('customers: the sender of the test-chat message is listed, search and filter narrow it', async (page) => {
+  await signIn(page, adminEmail, adminPassword);
+  await page.getByRole('button', { name: `Open ${tenantName}` }).click();
+  await page.getByRole('link', { name: 'Customers' }).click();
+  await page.getByRole('heading', { name: 'Customers' }).waitFor();
+  const table = page.getByRole('table', { name: 'Customers' });
+  const row = table.getByRole('row').filter({ hasText: 'Platform admin' });
+  await row.waitFor();
+  expect((await row.textContent()).includes('Test chat'), 'the channel is named');
+  expect((await row.textContent()).includes('user:'), 'the channel id is shown');
+  await shot(page, '11-customers');
+
+  const search = page.getByRole('searchbox', { name: 'Search customers' });
+  await search.fill('nobody-by-this-name');
+  await page.getByText('No customers match this search.').waitFor();
+  await page.getByRole('button', { name: 'Clear the search' }).click();
+  await row.waitFor();
+  await page.getByRole('combobox', { name: 'Channel' }).selectOption('slack');
+  await page.getByText('No customers match this search.').waitFor();
+  await page.getByRole('combobox', { name: 'Channel' }).selectOption('web');
+  await row.waitFor();
+});
+
+await journey('channels: the Request URL to paste; a wrong token refused inline, the right one connects, another tenant is refused (409), disconnect', async (page, context) => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(base).origin });
+  await signIn(page, adminEmail, adminPassword);
+  await page.getByRole('button', { name: `Open ${tenantName}` }).click();
+  await page.getByRole('link', { name: 'Channels' }).click();
+  await page.getByRole('heading', { name: 'Channels' }).waitFor();
+  await page.getByText('No Slack workspace is connected yet.').waitFor();
+  const requestUrl = page.getByRole('textbox', { name: 'Request URL' });
+  expect(await requestUrl.inputValue() === `${base}webhooks/slack/events`, `the Request URL: ${await requestUrl.inputValue()}`);
+  await page.getByText('A0KONSTRUCT').first().waitFor();
+  await page.getByRole('button', { name: 'Copy the Request URL' }).click();
+  await page.getByText('Copied to the clipboard.').waitFor();
+  const clip = await page.evaluate(() => navigator.clipboard.readText());
+  expect(clip === `${base}webhooks/slack/events`, `the clipboard holds the Request URL: ${clip}`);
+  for (const scope of ['app_mentions:read', 'chat:write', 'im:history', 'files:read', 'users:read']) {
+    await page.getByRole('listitem').getByText(scope, { exact: true }).first().waitFor();
+  }
+
+  const form = page.getByRole('form', { name: 'Connect a Slack workspace' });
+  await form.getByLabel('Workspace id').fill('T0SMOKE01');
+  await form.getByLabel('Bot user id').fill('U0SMOKE01');
+  const token = form.getByLabel('Bot token');
+  expect(await token.getAttribute('type') === 'password', 'the token is typed into a password field');
+  await token.fill('xoxp-a-user-token-not-a-bot-1234');
+  expect(await form.getByRole('combobox', { name: 'AI employee that answers' }).inputValue() !== '', 'an AI employee is picked');
+  await form.getByRole('button', { name: 'Connect workspace' }).click();
+  await form.getByRole('alert').filter({ hasText: 'a bot token, starting with xoxb-' }).waitFor();
+  expect(await token.getAttribute('aria-invalid') === 'true', 'the token is marked invalid');
+  expect(await form.getByLabel('Workspace id').getAttribute('aria-invalid') === 'false', 'the workspace id is fine');
+  await page.getByText('No Slack workspace is connected yet.').waitFor();
+  await shot(page, '12-channels-refused');
+
+  // The workspace's own bot token: Slack (the fake) vouches for it, and it is connected.
+  await form.getByLabel('Workspace id').fill(slack.team);
+  await form.getByLabel('Bot user id').fill(slack.botUser);
+  await token.fill(slack.token);
+  await form.getByLabel('Workspace name (optional)').fill('Browser HQ');
+  await form.getByRole('button', { name: 'Connect workspace' }).click();
+  await page.getByRole('status').filter({ hasText: 'Connected Browser HQ.' }).waitFor();
+  const row = page.getByRole('table', { name: 'Slack workspaces' }).getByRole('row').filter({ hasText: 'Browser HQ' });
+  await row.waitFor();
+  const text = await row.textContent();
+  expect(text.includes(`…${slack.token.slice(-4)}`), `only the token's last characters are shown: ${text}`);
+  expect(!text.includes(slack.token), 'the token itself is never shown');
+  expect(text.includes('Nia') && text.includes('Connected'), `the row names the AI employee and the status: ${text}`);
+  expect(await token.inputValue() === '', 'the form forgot the token');
+  await shot(page, '12b-channels-connected');
+
+  // The same workspace for another tenant: refused with a 409, said plainly.
+  // Set up through the API beside the page, with the page's own cookie session.
+  const auth = { 'X-CSRF-Token': await csrfToken(context) };
+  const other = `Beta ${stamp}`;
+  const beta = await (await context.request.post(`${base}api/tenants`, { headers: auth, data: { name: other } })).json();
+  const hired = await context.request.post(`${base}api/tenants/${beta.id}/agents`, {
+    headers: auth,
+    data: { name: 'Bo', role: 'Support', persona: 'Calm.', system_prompt: 'Help.', job_description: '', model_preference: '', tools: [], escalation_rules: [], business_function: '' },
+  });
+  expect(hired.status() === 201, `agent in the other tenant: ${hired.status()}`);
+  // The tenant switcher lists the tenants there were when the page loaded; the focus stays.
+  await page.reload();
+  await row.waitFor();
+  await page.getByRole('combobox', { name: 'Tenant' }).selectOption({ label: other });
+  await page.getByText('No Slack workspace is connected yet.').waitFor();
+  await form.getByLabel('Workspace id').fill(slack.team);
+  await form.getByLabel('Bot user id').fill(slack.botUser);
+  await token.fill(slack.token);
+  await page.getByRole('combobox', { name: 'AI employee that answers' }).selectOption({ label: 'Bo — Support' });
+  await form.getByRole('button', { name: 'Connect workspace' }).click();
+  await form.getByRole('alert').filter({ hasText: 'Already connected elsewhere.' }).waitFor();
+  await form.getByRole('alert').filter({ hasText: 'already connected to another Konstruct account' }).waitFor();
+  await shot(page, '12c-channels-conflict');
+
+  // Back in the first tenant: disconnect, after a confirmation.
+  await page.getByRole('combobox', { name: 'Tenant' }).selectOption({ label: tenantName });
+  await row.waitFor();
+  // Nothing typed for the other tenant is kept: not its token, not its error, not its AI employee.
+  expect(await token.inputValue() === '', 'the other tenant\'s token is gone');
+  expect(await form.getByText('Already connected elsewhere.').count() === 0, 'the other tenant\'s error is gone');
+  const picked = await form.getByRole('combobox', { name: 'AI employee that answers' })
+    .evaluate((select) => select.options[select.selectedIndex]?.text || '');
+  expect(picked.startsWith('Nia'), `this tenant's AI employee is picked: ${picked}`);
+  await page.getByRole('button', { name: 'Disconnect Browser HQ' }).click();
+  const confirm = page.getByRole('group', { name: 'Confirm disconnecting' });
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  await confirm.waitFor({ state: 'detached' });
+  await page.getByRole('button', { name: 'Disconnect Browser HQ' }).click();
+  await confirm.getByRole('button', { name: 'Yes, disconnect' }).click();
+  await page.getByRole('status').filter({ hasText: 'Disconnected Browser HQ.' }).waitFor();
+  await row.filter({ hasText: 'Disconnected' }).waitFor();
+  expect(await page.getByRole('button', { name: 'Disconnect Browser HQ' }).count() === 0, 'nothing left to disconnect');
+  await shot(page, '12d-channels-disconnected');
+});
+
 await journey('customer operator: read-only agents and test chat, a forced edit is refused and the UI says so', async (page, context) => {
   // Set up an operator in the tenant through the API, as the platform admin.
   const api = context.request;
@@ -167,6 +358,30 @@ await journey('customer operator: read-only agents and test chat, a forced edit 
   await page.getByRole('note').filter({ hasText: 'not send messages' }).waitFor();
   expect(await page.getByRole('button', { name: 'Send' }).count() === 0, 'no send button for operators');
   await shot(page, '06b-operator-test-chat');
+
+  // Settings: seen, not changed.
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  await page.getByRole('note').filter({ hasText: 'Read-only' }).waitFor();
+  await page.getByText('(Europe/Berlin)').waitFor();
+  expect(await page.getByRole('combobox', { name: 'Time zone' }).isDisabled(), 'the time zone is read-only');
+  expect(await page.getByRole('combobox', { name: 'Locale' }).isDisabled(), 'the locale is read-only');
+  expect(await page.getByRole('button', { name: 'Save settings' }).count() === 0, 'no save button');
+  await shot(page, '13-operator-settings');
+
+  // Customers: operators read them.
+  await page.getByRole('link', { name: 'Customers' }).click();
+  await page.getByRole('table', { name: 'Customers' }).getByRole('row').filter({ hasText: 'Platform admin' }).waitFor();
+
+  // Channels: the setup facts, but no connect form and nothing to disconnect.
+  await page.getByRole('link', { name: 'Channels' }).click();
+  await page.getByRole('heading', { name: 'Channels' }).waitFor();
+  await page.getByRole('note').filter({ hasText: 'Read-only' }).first().waitFor();
+  await page.getByRole('textbox', { name: 'Request URL' }).waitFor();
+  await page.getByRole('table', { name: 'Slack workspaces' }).getByRole('row').filter({ hasText: 'Browser HQ' }).waitFor();
+  expect(await page.getByRole('form', { name: 'Connect a Slack workspace' }).count() === 0, 'no connect form for operators');
+  expect(await page.getByRole('button', { name: /^Disconnect/ }).count() === 0, 'nothing to disconnect');
+  await shot(page, '14-operator-channels');
 });
 
 await journey('impersonation: the banner appears and ends', async (page) => {
@@ -181,7 +396,49 @@ await journey('impersonation: the banner appears and ends', async (page) => {
   await shot(page, '07-impersonating');
   await page.getByRole('button', { name: 'Stop impersonating' }).click();
   await banner.waitFor({ state: 'detached' });
+  // Back in the admin's own session, on the tenants page, still signed in.
+  await page.getByRole('heading', { name: 'Tenants' }).waitFor();
+  await page.getByRole('status').filter({ hasText: `You stopped impersonating ${tenantName}.` }).waitFor();
   await page.getByRole('link', { name: 'Tenants' }).waitFor();
+  await page.getByText('Platform admin', { exact: true }).waitFor();
+  await shot(page, '07b-impersonation-stopped');
+  // The admin's own session cookie was never touched: a reload still signs in as the admin.
+  await page.reload();
+  await page.getByRole('heading', { name: 'Tenants' }).waitFor();
+  expect(await banner.count() === 0, 'no banner after a reload');
+  await page.getByRole('table').getByText(tenantName, { exact: true }).waitFor();
+});
+
+await journey('impersonation: signing out while impersonating signs out completely', async (page, context) => {
+  await signIn(page, adminEmail, adminPassword);
+  await page.getByRole('searchbox', { name: 'Search tenants' }).fill(tenantName);
+  await page.getByRole('button', { name: `Impersonate ${tenantName}` }).click();
+  await page.getByRole('alert').filter({ hasText: 'You are acting as an admin of' }).waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('status').filter({ hasText: 'You are signed out.' }).waitFor();
+  // Neither session is left: the page asks to sign in again, and so does the API.
+  await page.goto(base);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  const me = await context.request.get(`${base}api/me`);
+  expect(me.status() === 401, `/api/me after signing out: ${me.status()}`);
+});
+
+await journey("impersonation: when it runs out, the banner goes and the admin's own session carries on", async (page, context) => {
+  await signIn(page, adminEmail, adminPassword);
+  await page.getByRole('heading', { name: 'Tenants' }).waitFor();
+  // The shortest impersonation there is (one minute), started beside the page with its cookies.
+  const started = await context.request.post(`${base}api/admin/impersonate`, {
+    headers: { 'X-CSRF-Token': await csrfToken(context) },
+    data: { tenant_id: await tenantId(context, tenantName), minutes: 1 },
+  });
+  expect(started.ok(), `impersonation started: ${started.status()}`);
+  await page.reload();
+  const banner = page.getByRole('alert').filter({ hasText: 'You are acting as an admin of' });
+  await banner.waitFor();
+  await banner.waitFor({ state: 'detached', timeout: 90000 });
+  await page.getByRole('status').filter({ hasText: 'has ended. You are back in your own session.' }).waitFor();
+  await page.getByRole('link', { name: 'Tenants' }).waitFor();
+  await page.getByText('Platform admin', { exact: true }).waitFor();
 });
 
 await journey('audit trail: intact, export the head, verify against it, inline errors', async (page) => {
@@ -222,6 +479,15 @@ await journey('phone-sized screen: the test chat stays usable', async (page) => 
   await page.getByRole('link', { name: 'Test chat' }).click();
   await page.getByLabel('Message').waitFor();
   await shot(page, '08-phone-test-chat');
+  await page.getByRole('link', { name: 'Channels' }).click();
+  await page.getByRole('textbox', { name: 'Request URL' }).waitFor();
+  await shot(page, '08b-phone-channels');
+  await page.getByRole('link', { name: 'Customers' }).click();
+  await page.getByRole('table', { name: 'Customers' }).waitFor();
+  await shot(page, '08c-phone-customers');
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByText('Local time now:').waitFor();
+  await shot(page, '08d-phone-settings');
 });
 
 await journey('an ended session returns to sign-in with a message', async (page, context) => {

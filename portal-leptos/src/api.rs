@@ -28,6 +28,22 @@ impl ApiError {
         }
     }
 
+    /// A field error found in the browser before anything was sent, shown like the server's.
+    pub fn local_field(field: &str, message: &str) -> Self {
+        Self {
+            status: 422,
+            body: ErrorBody {
+                code: shared::ErrorCode::ValidationFailed,
+                message: "The input is not valid.".into(),
+                request_id: String::new(),
+                fields: vec![shared::FieldError {
+                    field: field.into(),
+                    message: message.into(),
+                }],
+            },
+        }
+    }
+
     pub fn message(&self) -> String {
         match self.status {
             403 => format!(
@@ -38,13 +54,14 @@ impl ApiError {
         }
     }
 
-    /// The message for one field, if the server named it.
+    /// The message for one field, if the server named it, as a sentence (the server's are
+    /// fragments: "a bot token, starting with xoxb-").
     pub fn field(&self, name: &str) -> Option<String> {
         self.body
             .fields
             .iter()
             .find(|f| f.field == name)
-            .map(|f| f.message.clone())
+            .map(|f| sentence(&f.message))
     }
 
     pub fn is_unauthenticated(&self) -> bool {
@@ -55,6 +72,15 @@ impl ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message())
+    }
+}
+
+/// `text` with its first letter capitalised.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -98,7 +124,9 @@ async fn call<T: DeserializeOwned>(
     let status = res.status();
     let text = res.text().await.unwrap_or_default();
     if (200..300).contains(&status) {
-        let text = if text.is_empty() {
+        // A 204 (or any success without a body, such as `DELETE /api/admin/impersonate`) reads
+        // as JSON `null`: callers that expect nothing ask for `()`.
+        let text = if status == 204 || text.trim().is_empty() {
             "null".to_string()
         } else {
             text
@@ -132,6 +160,11 @@ pub async fn send<B: Serialize, T: DeserializeOwned>(
 /// A request without a body (DELETE, a POST that needs none).
 pub async fn act<T: DeserializeOwned>(method: Method, path: &str) -> Result<T, ApiError> {
     call(method, path, None).await
+}
+
+/// A request without a body whose answer has none either (a 204).
+pub async fn act_empty(method: Method, path: &str) -> Result<(), ApiError> {
+    call::<()>(method, path, None).await
 }
 
 pub use gloo_net::http::Method as HttpMethod;

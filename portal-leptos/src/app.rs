@@ -1,7 +1,8 @@
 //! The root: the session (who is signed in, loaded from `/api/me`), the tenant being worked on,
 //! the router and the shell around every page (navigation by role, tenant switcher, the
-//! impersonation banner).
+//! impersonation banner and its expiry, toasts).
 
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::{A, Route, Router, Routes};
@@ -12,7 +13,7 @@ use shared::auth::{Me, Permission};
 use shared::resources::{Page, Tenant};
 
 use crate::api::{self, ApiError, HttpMethod};
-use crate::{agents, audit, chat, jobs, login, tenants};
+use crate::{agents, audit, channels, chat, customers, jobs, login, settings, tenants};
 
 /// What every page can reach: the signed-in user and the tenant in focus.
 #[derive(Clone, Copy)]
@@ -25,7 +26,13 @@ pub struct Session {
     pub notice: RwSignal<Option<String>>,
     /// A confirmation that outlives a navigation (e.g. "Saved." after creating).
     pub flash: RwSignal<Option<String>>,
+    /// The toast on screen (a result: "Settings saved."), with a number so an older toast's
+    /// timer never dismisses a newer one.
+    pub toast: RwSignal<Option<(u32, String)>>,
 }
+
+/// How long a toast stays up.
+const TOAST_MS: u32 = 7_000;
 
 impl Session {
     /// Whether the user may do `p` in the tenant in focus. A courtesy: the server decides.
@@ -53,20 +60,43 @@ impl Session {
     /// Reloads `/api/me` and picks a sensible tenant in focus.
     pub fn reload(&self) {
         let session = *self;
-        spawn_local(async move {
-            match api::get::<Me>("/api/me").await {
-                Ok(me) => session.adopt(me),
-                Err(_) => {
-                    session.me.set(None);
-                    session.tenant.set(None);
-                }
+        spawn_local(async move { session.refresh().await });
+    }
+
+    /// Reloads `/api/me` now: who is signed in, and whether an impersonation still lasts.
+    pub async fn refresh(&self) {
+        match api::get::<Me>("/api/me").await {
+            Ok(me) => self.adopt(me),
+            Err(_) => {
+                self.me.set(None);
+                self.tenant.set(None);
             }
-            session.checked.set(true);
+        }
+        self.checked.set(true);
+    }
+
+    /// Shows a result for a few seconds (announced politely to screen readers).
+    pub fn show_toast(&self, text: impl Into<String>) {
+        let id = self
+            .toast
+            .get_untracked()
+            .map_or(1, |(id, _)| id.wrapping_add(1));
+        self.toast.set(Some((id, text.into())));
+        let toast = self.toast;
+        spawn_local(async move {
+            TimeoutFuture::new(TOAST_MS).await;
+            if toast
+                .get_untracked()
+                .is_some_and(|(current, _)| current == id)
+            {
+                toast.set(None);
+            }
         });
     }
 
     pub fn adopt(&self, me: Me) {
-        let current = self.tenant.get_untracked();
+        // After a reload of the tab, the tenant it was working in (if still allowed).
+        let current = self.tenant.get_untracked().or_else(stored_focus);
         let focus = if let Some(imp) = &me.impersonation {
             Some((imp.tenant_id, imp.tenant_name.clone()))
         } else if let Some(current) = current.filter(|(id, _)| {
@@ -96,6 +126,40 @@ pub fn use_session() -> Session {
     expect_context::<Session>()
 }
 
+/// The tenant in focus outlives a reload of the tab (not the tab itself): it is kept in the
+/// tab's `sessionStorage`, read through JS reflection since nothing else here needs web-sys'
+/// storage bindings. Only an id and a name; `adopt` checks it against what `/api/me` allows.
+const FOCUS_KEY: &str = "konstruct.tenant";
+
+fn session_storage() -> Option<wasm_bindgen::JsValue> {
+    js_sys::Reflect::get(&window(), &"sessionStorage".into())
+        .ok()
+        .filter(|s| !s.is_undefined() && !s.is_null())
+}
+
+fn storage_call(method: &str, args: &[wasm_bindgen::JsValue]) -> Option<wasm_bindgen::JsValue> {
+    use wasm_bindgen::JsCast;
+    let storage = session_storage()?;
+    let f = js_sys::Reflect::get(&storage, &method.into())
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    let args: js_sys::Array = args.iter().collect();
+    f.apply(&storage, &args).ok()
+}
+
+fn stored_focus() -> Option<(TenantId, String)> {
+    let text = storage_call("getItem", &[FOCUS_KEY.into()])?.as_string()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn store_focus(focus: Option<&(TenantId, String)>) {
+    match focus.and_then(|f| serde_json::to_string(f).ok()) {
+        Some(json) => storage_call("setItem", &[FOCUS_KEY.into(), json.into()]),
+        None => storage_call("removeItem", &[FOCUS_KEY.into()]),
+    };
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let session = Session {
@@ -104,11 +168,20 @@ pub fn App() -> impl IntoView {
         tenant: RwSignal::new(None),
         notice: RwSignal::new(None),
         flash: RwSignal::new(None),
+        toast: RwSignal::new(None),
     };
     provide_context(session);
     session.reload();
+    Effect::new(move |_| {
+        let focus = session.tenant.get();
+        // Only once `/api/me` has answered, so the stored focus is not wiped before it is read.
+        if session.checked.get() {
+            store_focus(focus.as_ref());
+        }
+    });
     view! {
         <Router>
+            <ImpersonationExpiry />
             <Routes fallback=|| view! { <Shell><p class="empty">"This page does not exist."</p></Shell> }>
                 <Route path=path!("/login") view=login::Login />
                 <Route path=path!("/") view=|| view! { <Shell><Home /></Shell> } />
@@ -119,6 +192,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/chat") view=|| view! { <Shell><chat::TestChat /></Shell> } />
                 <Route path=path!("/audit") view=|| view! { <Shell><audit::AuditTrail /></Shell> } />
                 <Route path=path!("/jobs") view=|| view! { <Shell><jobs::Jobs /></Shell> } />
+                <Route path=path!("/customers") view=|| view! { <Shell><customers::Customers /></Shell> } />
+                <Route path=path!("/channels") view=|| view! { <Shell><channels::Channels /></Shell> } />
+                <Route path=path!("/settings") view=|| view! { <Shell><settings::Settings /></Shell> } />
             </Routes>
         </Router>
     }
@@ -164,23 +240,107 @@ pub fn Shell(children: ChildrenFn) -> impl IntoView {
                 <main class="page">{move || children.read_value()()}</main>
             </div>
         </Show>
+        <Toast />
     }
+}
+
+/// The toast region: always in the page, so screen readers announce what appears in it.
+#[component]
+fn Toast() -> impl IntoView {
+    let session = use_session();
+    view! {
+        <div class="toasts" role="status" aria-live="polite">
+            {move || session.toast.get().map(|(_, text)| view! {
+                <div class="toast">
+                    <span>{text}</span>
+                    <button class="link" aria-label="Dismiss" on:click=move |_| session.toast.set(None)>"×"</button>
+                </div>
+            })}
+        </div>
+    }
+}
+
+/// Watches the impersonation's end: when `expires_at` passes, `/api/me` is asked again. The
+/// server then answers as the admin's own session, so the banner goes and the admin's pages come
+/// back without a sign-in.
+#[component]
+fn ImpersonationExpiry() -> impl IntoView {
+    let session = use_session();
+    // Bumped on every change of the impersonation, so only the latest timer acts.
+    let generation = StoredValue::new(0u32);
+    Effect::new(move |_| {
+        let imp = session.me.get().and_then(|m| m.impersonation);
+        generation.update_value(|g| *g = g.wrapping_add(1));
+        let Some(imp) = imp else {
+            return;
+        };
+        let mine = generation.get_value();
+        let left_ms = imp.expires_at.timestamp_millis() - js_sys::Date::now() as i64;
+        // A second after the end, so the server surely sees it as ended too. Already past by
+        // this browser's clock but still running by the server's (the clocks differ): ask again
+        // in a while rather than in a tight loop.
+        let wait = if left_ms > 0 {
+            left_ms.saturating_add(1_000)
+        } else {
+            15_000
+        };
+        let wait = u32::try_from(wait).unwrap_or(u32::MAX);
+        spawn_local(async move {
+            TimeoutFuture::new(wait).await;
+            if generation.try_get_value() != Some(mine) {
+                return;
+            }
+            session.refresh().await;
+            if session
+                .me
+                .get_untracked()
+                .is_some_and(|m| m.impersonation.is_none())
+            {
+                session.show_toast(format!(
+                    "Your impersonation of {} has ended. You are back in your own session.",
+                    imp.tenant_name
+                ));
+            }
+        });
+    });
 }
 
 #[component]
 fn ImpersonationBanner() -> impl IntoView {
     let session = use_session();
+    let navigate = use_navigate();
     let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    // Stopping ends only the impersonation (204, its cookie cleared); the admin's own session
+    // was never touched, so `/api/me` answers as the admin again and the tenants page is theirs.
     let stop = move |_| {
+        let navigate = navigate.clone();
+        let name = session
+            .me
+            .get_untracked()
+            .and_then(|m| m.impersonation)
+            .map(|i| i.tenant_name)
+            .unwrap_or_default();
+        busy.set(true);
         spawn_local(async move {
-            match api::act::<serde_json::Value>(HttpMethod::DELETE, "/api/admin/impersonate").await
-            {
-                Ok(_) => {
+            match api::act_empty(HttpMethod::DELETE, "/api/admin/impersonate").await {
+                Ok(()) => {
+                    error.set(None);
                     session.tenant.set(None);
-                    session.reload();
+                    session.refresh().await;
+                    if session.me.get_untracked().is_some() {
+                        navigate("/tenants", Default::default());
+                        session.show_toast(format!(
+                            "You stopped impersonating {name}. You are back in your own session."
+                        ));
+                    }
                 }
-                Err(e) => error.set(Some(e.message())),
+                Err(e) => {
+                    session.handle(&e);
+                    error.set(Some(e.message()));
+                }
             }
+            busy.set(false);
         });
     };
     move || {
@@ -193,7 +353,7 @@ fn ImpersonationBanner() -> impl IntoView {
                         " until " {imp.expires_at.format("%H:%M UTC").to_string()}
                         ". Everything you do is recorded in their audit trail."
                     </span>
-                    <button class="secondary" on:click=stop>"Stop impersonating"</button>
+                    <button class="secondary" on:click=stop.clone() disabled=move || busy.get()>"Stop impersonating"</button>
                     {move || error.get().map(|e| view! { <span class="error">{e}</span> })}
                 </div>
             }
@@ -230,11 +390,20 @@ fn Nav() -> impl IntoView {
                     <li><A href="/agents">"AI employees"</A></li>
                     <li><A href="/chat">"Test chat"</A></li>
                 </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::EndUsersRead)>
+                    <li><A href="/customers">"Customers"</A></li>
+                </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::ChannelsRead)>
+                    <li><A href="/channels">"Channels"</A></li>
+                </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::AuditRead)>
                     <li><A href="/audit">"Audit trail"</A></li>
                 </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::JobsRead)>
                     <li><A href="/jobs">"Background jobs"</A></li>
+                </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::TenantRead)>
+                    <li><A href="/settings">"Settings"</A></li>
                 </Show>
             </ul>
             <div class="who">

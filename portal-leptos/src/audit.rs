@@ -111,7 +111,7 @@ fn Verdict(report: AuditVerification) -> impl IntoView {
                     }}
                 </p>
             })}
-            <dl class="facts">
+            <dl class="pairs">
                 <dt>"Newest record"</dt><dd>{report.head.seq}</dd>
                 <dt>"Its hash"</dt><dd><code class="hash">{report.head.hash.clone()}</code></dd>
             </dl>

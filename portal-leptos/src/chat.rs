@@ -6,8 +6,9 @@
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use shared::AgentId;
 use shared::auth::Permission;
-use shared::channel::{ChatAccepted, ChatMessage, ChatSend};
+use shared::channel::{ChatAccepted, ChatMessage, ChatSend, MessageDirection};
 
 use crate::api::{self, HttpMethod};
 use crate::app::use_session;
@@ -16,7 +17,7 @@ use crate::app::use_session;
 pub fn TestChat() -> impl IntoView {
     let session = use_session();
     let agents = crate::agents::tenant_agents();
-    let agent = RwSignal::new(None::<uuid::Uuid>);
+    let agent = RwSignal::new(None::<AgentId>);
     let conversation = RwSignal::new(None::<String>);
     let messages = RwSignal::new(Vec::<ChatMessage>::new());
     let draft = RwSignal::new(String::new());
@@ -79,13 +80,13 @@ pub fn TestChat() -> impl IntoView {
             let before = messages
                 .get_untracked()
                 .iter()
-                .filter(|m| m.direction == "outbound")
+                .filter(|m| m.direction == MessageDirection::Outbound)
                 .count();
             // Show the message at once; the server's copy replaces it on the next poll.
             messages.update(|m| {
                 m.push(ChatMessage {
                     id: uuid::Uuid::nil(),
-                    direction: "inbound".into(),
+                    direction: MessageDirection::Inbound,
                     text,
                     // The browser has no system clock for Rust here; the server's copy has the time.
                     created_at: chrono::DateTime::UNIX_EPOCH,
@@ -96,8 +97,11 @@ pub fn TestChat() -> impl IntoView {
                 TimeoutFuture::new(250).await;
                 match api::get::<Vec<ChatMessage>>(&poll).await {
                     Ok(list) => {
-                        let answered =
-                            list.iter().filter(|m| m.direction == "outbound").count() > before;
+                        let answered = list
+                            .iter()
+                            .filter(|m| m.direction == MessageDirection::Outbound)
+                            .count()
+                            > before;
                         if answered || list.len() >= messages.get_untracked().len() {
                             messages.set(list);
                         }
@@ -150,7 +154,7 @@ pub fn TestChat() -> impl IntoView {
                             <li class="hint">"Say hello — the reply appears here."</li>
                         </Show>
                         {move || messages.get().into_iter().map(|m| {
-                            let mine = m.direction == "inbound";
+                            let mine = m.direction == MessageDirection::Inbound;
                             view! {
                                 <li class=if mine { "message mine" } else { "message agent" }>
                                     <span class="who">{if mine { "You" } else { "AI employee" }}</span>

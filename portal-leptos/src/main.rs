@@ -6,9 +6,12 @@ mod agents;
 mod api;
 mod app;
 mod audit;
+mod channels;
 mod chat;
+mod customers;
 mod jobs;
 mod login;
+mod settings;
 mod tenants;
 
 fn main() {

@@ -258,12 +258,14 @@ fn TenantRow(
             </td>
             <td><code>{slug.clone()}</code></td>
             <td><span class=if suspended { "badge warn" } else { "badge ok" }>{if suspended { "Suspended" } else { "Active" }}</span></td>
-            <td>{tenant.created_at.format("%Y-%m-%d").to_string()}</td>
-            <td class="actions">
-                <button class="secondary" on:click=open aria-label=format!("Open {name}")>"Open"</button>
-                <button class="secondary" on:click=impersonate aria-label=format!("Impersonate {name}")>"Impersonate"</button>
-                <button class="secondary" on:click=toggle>{if suspended { "Reactivate" } else { "Suspend" }}</button>
-                <button class="danger" on:click=move |_| confirming.set(true) aria-label=format!("Delete {name}")>"Delete"</button>
+            <td class="date">{tenant.created_at.format("%Y-%m-%d").to_string()}</td>
+            <td class="row-actions">
+                <div class="actions">
+                    <button class="secondary" on:click=open aria-label=format!("Open {name}")>"Open"</button>
+                    <button class="secondary" on:click=impersonate aria-label=format!("Impersonate {name}")>"Impersonate"</button>
+                    <button class="secondary" on:click=toggle>{if suspended { "Reactivate" } else { "Suspend" }}</button>
+                    <button class="danger" on:click=move |_| confirming.set(true) aria-label=format!("Delete {name}")>"Delete"</button>
+                </div>
                 <Show when=move || confirming.get()>
                     <div class="confirm" role="group" aria-label="Confirm deletion">
                         <label>

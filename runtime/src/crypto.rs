@@ -8,8 +8,9 @@
 //! version, and older versions stay readable so keys can be rotated.
 //!
 //! The audit seal ([`AuditKeys`], `KONSTRUCT_AUDIT_KEYS`, same format) is an HMAC-SHA256 over one
-//! row of a tenant's audit chain: a key the database never sees, so someone who can rewrite the
-//! database (and recompute its hash chain) still cannot make a seal that checks.
+//! run of rows of a tenant's audit chain (the first and last seq and the last row's hash): a key
+//! the database never sees, so someone who can rewrite the database (and recompute its hash
+//! chain) still cannot make a seal that checks, nor stretch one over rows it did not cover.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -173,7 +174,7 @@ impl Keyring {
 
 /// What a seal binds, in a fixed layout so that no two different rows give the same message:
 /// a domain tag, then fixed-width fields, then the hash with its length.
-const SEAL_DOMAIN: &[u8] = b"konstruct.audit-seal.v1\0";
+const SEAL_DOMAIN: &[u8] = b"konstruct.audit-seal.v2\0";
 
 /// Why a seal does not check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,6 +185,15 @@ pub enum SealMismatch {
         "it does not match under key version {0}: it was forged, or the key is not the one that sealed it"
     )]
     Invalid(u32),
+}
+
+/// What one audit seal covers: the rows `first_seq..=seq` that one transaction appended, and the
+/// hash of the last (which, through the chain's links, covers every row before it too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedRun<'a> {
+    pub first_seq: i64,
+    pub seq: i64,
+    pub row_hash: &'a [u8],
 }
 
 /// The keys that seal each tenant's audit chain, by version; the highest seals, every one
@@ -238,8 +248,7 @@ impl AuditKeys {
         key: &Secret<[u8; 32]>,
         version: u32,
         tenant: TenantId,
-        seq: i64,
-        row_hash: &[u8],
+        run: SealedRun<'_>,
     ) -> Hmac<Sha256> {
         use hmac::digest::generic_array::sequence::GenericSequence;
         // HMAC pads a key shorter than the hash's block with zeros (RFC 2104), so the key padded
@@ -251,21 +260,22 @@ impl AuditKeys {
         mac.update(SEAL_DOMAIN);
         mac.update(&version.to_be_bytes());
         mac.update(tenant.as_uuid().as_bytes());
-        mac.update(&seq.to_be_bytes());
+        mac.update(&run.first_seq.to_be_bytes());
+        mac.update(&run.seq.to_be_bytes());
         mac.update(
-            &u32::try_from(row_hash.len())
+            &u32::try_from(run.row_hash.len())
                 .unwrap_or(u32::MAX)
                 .to_be_bytes(),
         );
-        mac.update(row_hash);
+        mac.update(run.row_hash);
         mac
     }
 
-    /// Seals the row at `seq` of `tenant`'s chain, whose hash is `row_hash`, with the newest key:
-    /// the key version and the 32-byte seal. `None` when no key is configured.
-    pub fn seal(&self, tenant: TenantId, seq: i64, row_hash: &[u8]) -> Option<(u32, Vec<u8>)> {
+    /// Seals `run` of `tenant`'s chain with the newest key: the key version and the 32-byte
+    /// seal. `None` when no key is configured.
+    pub fn seal(&self, tenant: TenantId, run: SealedRun<'_>) -> Option<(u32, Vec<u8>)> {
         let (version, key) = self.keys.iter().next_back()?;
-        let mac = Self::mac(key, *version, tenant, seq, row_hash);
+        let mac = Self::mac(key, *version, tenant, run);
         Some((*version, mac.finalize().into_bytes().to_vec()))
     }
 
@@ -273,8 +283,7 @@ impl AuditKeys {
     pub fn check(
         &self,
         tenant: TenantId,
-        seq: i64,
-        row_hash: &[u8],
+        run: SealedRun<'_>,
         version: u32,
         seal: &[u8],
     ) -> Result<(), SealMismatch> {
@@ -282,7 +291,7 @@ impl AuditKeys {
             .keys
             .get(&version)
             .ok_or(SealMismatch::UnknownVersion(version))?;
-        Self::mac(key, version, tenant, seq, row_hash)
+        Self::mac(key, version, tenant, run)
             .verify_slice(seal)
             .map_err(|_| SealMismatch::Invalid(version))
     }
@@ -347,35 +356,44 @@ mod tests {
         assert!(!format!("{new:?}").contains("2222"));
     }
 
+    fn run(first_seq: i64, seq: i64, row_hash: &[u8]) -> SealedRun<'_> {
+        SealedRun {
+            first_seq,
+            seq,
+            row_hash,
+        }
+    }
+
     #[test]
-    fn an_audit_seal_checks_only_for_its_tenant_seq_and_hash_under_its_key() {
+    fn an_audit_seal_checks_only_for_its_tenant_run_and_hash_under_its_key() {
         let keys = AuditKeys::random();
         let (a, b) = (tenant(), tenant());
         let hash = [7u8; 32];
-        let (version, seal) = keys.seal(a, 5, &hash).unwrap();
+        let (version, seal) = keys.seal(a, run(3, 5, &hash)).unwrap();
         assert_eq!((version, seal.len()), (1, 32));
-        assert_eq!(keys.check(a, 5, &hash, 1, &seal), Ok(()));
+        assert_eq!(keys.check(a, run(3, 5, &hash), 1, &seal), Ok(()));
+        for (tenant, other) in [
+            (b, run(3, 5, &hash)),
+            (a, run(3, 6, &hash)),
+            // Stretched over rows it did not cover.
+            (a, run(1, 5, &hash)),
+            (a, run(3, 5, &[8u8; 32])),
+        ] {
+            assert_eq!(
+                keys.check(tenant, other, 1, &seal),
+                Err(SealMismatch::Invalid(1)),
+                "{other:?}"
+            );
+        }
         assert_eq!(
-            keys.check(b, 5, &hash, 1, &seal),
-            Err(SealMismatch::Invalid(1))
-        );
-        assert_eq!(
-            keys.check(a, 6, &hash, 1, &seal),
-            Err(SealMismatch::Invalid(1))
-        );
-        assert_eq!(
-            keys.check(a, 5, &[8u8; 32], 1, &seal),
-            Err(SealMismatch::Invalid(1))
-        );
-        assert_eq!(
-            keys.check(a, 5, &hash, 2, &seal),
+            keys.check(a, run(3, 5, &hash), 2, &seal),
             Err(SealMismatch::UnknownVersion(2))
         );
         assert_eq!(
-            AuditKeys::random().check(a, 5, &hash, 1, &seal),
+            AuditKeys::random().check(a, run(3, 5, &hash), 1, &seal),
             Err(SealMismatch::Invalid(1))
         );
-        assert!(AuditKeys::default().seal(a, 5, &hash).is_none());
+        assert!(AuditKeys::default().seal(a, run(3, 5, &hash)).is_none());
     }
 
     #[test]
@@ -383,11 +401,12 @@ mod tests {
         let spec = format!("3:{}", "ab".repeat(32));
         let keys = AuditKeys::parse(Some(&Secret::new(spec))).unwrap();
         let t = tenant();
-        let (version, seal) = keys.seal(t, 42, &[1u8; 32]).unwrap();
+        let (version, seal) = keys.seal(t, run(40, 42, &[1u8; 32])).unwrap();
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[0xab; 32]).unwrap();
-        mac.update(b"konstruct.audit-seal.v1\0");
+        mac.update(b"konstruct.audit-seal.v2\0");
         mac.update(&3u32.to_be_bytes());
         mac.update(t.as_uuid().as_bytes());
+        mac.update(&40i64.to_be_bytes());
         mac.update(&42i64.to_be_bytes());
         mac.update(&32u32.to_be_bytes());
         mac.update(&[1u8; 32]);
@@ -402,10 +421,10 @@ mod tests {
         let old = AuditKeys::parse(Some(&Secret::new(one))).unwrap();
         let new = AuditKeys::parse(Some(&Secret::new(both))).unwrap();
         let t = tenant();
-        let (v1, s1) = old.seal(t, 1, &[0u8; 32]).unwrap();
-        let (v2, _) = new.seal(t, 2, &[0u8; 32]).unwrap();
+        let (v1, s1) = old.seal(t, run(1, 1, &[0u8; 32])).unwrap();
+        let (v2, _) = new.seal(t, run(2, 2, &[0u8; 32])).unwrap();
         assert_eq!((v1, v2), (1, 2));
-        assert_eq!(new.check(t, 1, &[0u8; 32], 1, &s1), Ok(()));
+        assert_eq!(new.check(t, run(1, 1, &[0u8; 32]), 1, &s1), Ok(()));
         assert_eq!(new.versions(), vec![1, 2]);
         assert!(!format!("{new:?}").contains("2222"));
         let err = AuditKeys::parse(Some(&Secret::new("1:zz".into()))).unwrap_err();

@@ -6,12 +6,15 @@
 //! every later hash with the same SQL function, and `audit_verify_chain` passes again. So every
 //! [`TenantTx`] that appended rows also writes, as its last statement before commit, one seal
 //! into `audit_seals`: an HMAC-SHA256 (`crypto::AuditKeys`, `KONSTRUCT_AUDIT_KEYS`) of the
-//! tenant id, the seq and the hash of the last row it appended. The database never holds that
-//! key, and since each row's hash covers the one before it, one seal vouches for every earlier
-//! row. [`verify`] walks the chain (the SQL function), checks every seal in Rust, and requires the
-//! newest row to be sealed. Dropping the newest rows together with their seals leaves a shorter
-//! chain that still verifies; that is caught by comparing with a head ([`head`]) exported earlier
-//! and kept outside Konstruct.
+//! tenant id, the first and last seq it appended and the hash of its last row. The database never
+//! holds that key. A seal covers exactly the run of rows its transaction wrote, so the seals of a
+//! sound trail tile it from seq 1 with no gap: [`verify`] walks the chain (the SQL function),
+//! checks every seal in Rust, and requires the runs to follow each other to the newest row. A
+//! forger who rewrites a row must delete every later seal (each covers a hash that changed); the
+//! next honest seal covers only its own run, so the rewritten rows stay a gap nobody sealed.
+//! Dropping the newest rows together with their seals leaves a shorter chain that still
+//! verifies; that is caught by comparing with a head ([`head`]) exported earlier and kept outside
+//! Konstruct.
 //!
 //! **No end-user content in audit rows.** An audit row is kept forever and cannot be edited or
 //! deleted, so it must never need to be: `target_id` and `details` hold ids, counts, classes and
@@ -29,7 +32,7 @@ use shared::{AgentId, ConnectionId, ConversationId, EndUserId, TenantId};
 use uuid::Uuid;
 
 use super::{Store, StoreResult, TenantTx};
-use crate::crypto::AuditKeys;
+use crate::crypto::{AuditKeys, SealedRun};
 
 macro_rules! actions {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)+) => {
@@ -196,6 +199,13 @@ pub struct Appended {
     pub hash: Vec<u8>,
 }
 
+/// The rows a transaction appended and will seal at commit: from `first_seq` to `last`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Unsealed {
+    first_seq: i64,
+    last: Appended,
+}
+
 /// The outcome of walking a tenant's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainReport {
@@ -233,26 +243,36 @@ pub async fn append(tx: &mut TenantTx, event: &NewEvent) -> StoreResult<Appended
     .fetch_one(tx.connection())
     .await?;
     let appended = Appended { seq, hash };
-    // Sealed by `TenantTx::commit`: only the last row matters, the chain covers the others.
-    tx.unsealed = Some(appended.clone());
+    // Sealed by `TenantTx::commit`, as one run from the transaction's first row to its last (the
+    // chain lock makes them consecutive).
+    let first_seq = tx.unsealed.as_ref().map_or(seq, |run| run.first_seq);
+    tx.unsealed = Some(Unsealed {
+        first_seq,
+        last: appended.clone(),
+    });
     Ok(appended)
 }
 
-/// Writes the seal of `head`, the last row the transaction appended (called by
-/// `TenantTx::commit`). Without audit keys it writes nothing: verification then reports the rows
-/// as unsealed.
-pub(super) async fn seal(tx: &mut TenantTx, head: &Appended) -> StoreResult<()> {
+/// Writes the seal of `run`, the rows the transaction appended (called by `TenantTx::commit`).
+/// Without audit keys it writes nothing: verification then reports the rows as unsealed.
+pub(super) async fn seal(tx: &mut TenantTx, run: &Unsealed) -> StoreResult<()> {
     let tenant = tx.tenant();
-    let Some((version, seal)) = tx.audit_keys().seal(tenant, head.seq, &head.hash) else {
+    let sealed = SealedRun {
+        first_seq: run.first_seq,
+        seq: run.last.seq,
+        row_hash: &run.last.hash,
+    };
+    let Some((version, seal)) = tx.audit_keys().seal(tenant, sealed) else {
         return Ok(());
     };
     sqlx::query(
-        "INSERT INTO audit_seals (tenant_id, seq, row_hash, key_version, seal) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit_seals (tenant_id, first_seq, seq, row_hash, key_version, seal) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(tenant.as_uuid())
-    .bind(head.seq)
-    .bind(&head.hash)
+    .bind(run.first_seq)
+    .bind(run.last.seq)
+    .bind(&run.last.hash)
     .bind(i64::from(version))
     .bind(&seal)
     .execute(tx.connection())
@@ -313,8 +333,8 @@ pub struct Verification {
     pub verdict: AuditVerdict,
     /// Rows whose chain links and hashes are intact, from seq 1.
     pub rows_checked: i64,
-    /// The newest row covered by a seal that checks, with every seal before it checking too;
-    /// 0 when none.
+    /// Every row from seq 1 to this one is covered by seals that check, each run starting where
+    /// the one before it ended; 0 when none.
     pub sealed_through: i64,
     /// Where the evidence first fails: the row the chain breaks at, the seal that does not check,
     /// or the first unsealed row.
@@ -337,13 +357,22 @@ pub struct ExportedCheck {
 }
 
 /// A seal with the row it seals as stored now (`None` when that row is gone).
-type SealRow = (i64, Vec<u8>, i64, Vec<u8>, Option<Vec<u8>>);
+#[derive(sqlx::FromRow)]
+struct SealRow {
+    first_seq: i64,
+    seq: i64,
+    row_hash: Vec<u8>,
+    key_version: i64,
+    seal: Vec<u8>,
+    /// The hash the sealed row has now.
+    current: Option<Vec<u8>>,
+}
 
 /// The tenant's seals, each with the hash its row has now, in the given order.
 macro_rules! seals_query {
     ($order:literal) => {
         concat!(
-            "SELECT s.seq, s.row_hash, s.key_version, s.seal, e.hash \
+            "SELECT s.first_seq, s.seq, s.row_hash, s.key_version, s.seal, e.hash AS current \
                FROM audit_seals s \
                LEFT JOIN audit_events e ON e.tenant_id = s.tenant_id AND e.seq = s.seq \
               WHERE s.tenant_id = $1 ORDER BY s.seq ",
@@ -375,18 +404,23 @@ async fn current_head(tx: &mut TenantTx) -> StoreResult<ChainHead> {
 
 /// What is wrong with one seal, if anything.
 fn seal_problem(keys: &AuditKeys, tenant: TenantId, seal: &SealRow) -> Option<String> {
-    let (seq, sealed_hash, version, mac, row_hash) = seal;
-    match row_hash {
+    let seq = seal.seq;
+    match &seal.current {
         None => Some(format!(
             "the row at seq {seq} is sealed but missing: rows were removed"
         )),
-        Some(hash) if hash != sealed_hash => Some(format!(
+        Some(hash) if *hash != seal.row_hash => Some(format!(
             "the row at seq {seq} no longer has the hash its seal covers: it or an earlier row \
              was rewritten after it was sealed"
         )),
         Some(_) => {
-            let version = u32::try_from(*version).unwrap_or(u32::MAX);
-            keys.check(tenant, *seq, sealed_hash, version, mac)
+            let version = u32::try_from(seal.key_version).unwrap_or(u32::MAX);
+            let run = SealedRun {
+                first_seq: seal.first_seq,
+                seq,
+                row_hash: &seal.row_hash,
+            };
+            keys.check(tenant, run, version, &seal.seal)
                 .err()
                 .map(|e| format!("the seal at seq {seq} does not check: {e}"))
         }
@@ -404,7 +438,7 @@ pub async fn head(store: &Store, tenant: TenantId) -> StoreResult<HeadExport> {
     let keys = tx.audit_keys().clone();
     let (sealed_through, key_version) = match newest {
         Some(seal) if !keys.is_empty() && seal_problem(&keys, tenant, &seal).is_none() => {
-            (seal.0, u32::try_from(seal.2).ok())
+            (seal.seq, u32::try_from(seal.key_version).ok())
         }
         _ => (0, None),
     };
@@ -430,23 +464,40 @@ pub async fn verify(
     let head = current_head(&mut tx).await?;
     let keys = tx.audit_keys().clone();
 
-    // Seals in chain order; past a break in the chain there is nothing left to vouch for.
+    // Seals in chain order, each run starting where the one before ended; past a break in the
+    // chain there is nothing left to vouch for.
     let mut sealed_through = 0;
     let mut seal_failure: Option<(i64, String)> = None;
+    let mut gap: Option<(i64, i64)> = None;
     if !keys.is_empty() {
         let chain_end = chain.first_bad_seq.unwrap_or(i64::MAX);
         let mut seals = sqlx::query_as::<_, SealRow>(seals_query!("ASC"))
             .bind(tenant.as_uuid())
             .fetch(tx.connection());
         while let Some(seal) = seals.try_next().await? {
-            if seal.0 >= chain_end {
+            if seal.seq >= chain_end {
+                break;
+            }
+            if seal.first_seq > sealed_through + 1 {
+                gap = Some((sealed_through + 1, seal.first_seq - 1));
+                break;
+            }
+            if seal.first_seq <= sealed_through {
+                seal_failure = Some((
+                    seal.seq,
+                    format!(
+                        "the seal at seq {} claims rows from seq {} that an earlier seal covers: \
+                         seals were forged or replayed",
+                        seal.seq, seal.first_seq
+                    ),
+                ));
                 break;
             }
             if let Some(problem) = seal_problem(&keys, tenant, &seal) {
-                seal_failure = Some((seal.0, problem));
+                seal_failure = Some((seal.seq, problem));
                 break;
             }
-            sealed_through = seal.0;
+            sealed_through = seal.seq;
         }
     }
 
@@ -466,6 +517,16 @@ pub async fn verify(
                 "no audit key is configured (KONSTRUCT_AUDIT_KEYS), so no seal can be checked: \
                  rows 1 to {} are unsealed",
                 head.seq
+            )),
+        )
+    } else if let Some((from, to)) = gap {
+        (
+            AuditVerdict::Unsealed,
+            Some(from),
+            Some(format!(
+                "rows {from} to {to} have no seal although later rows do: their seals were \
+                 deleted (a rewrite hidden this way is not vouched for by the seals after it), \
+                 or they were written while no audit key was configured"
             )),
         )
     } else if sealed_through < head.seq {

@@ -101,8 +101,8 @@ pub struct TenantTx {
     tenant: TenantId,
     /// The store's audit keys, to seal with at commit and to verify with.
     audit_keys: AuditKeys,
-    /// The last audit row this transaction appended and has not sealed yet.
-    unsealed: Option<audit::Appended>,
+    /// The audit rows this transaction appended and has not sealed yet.
+    unsealed: Option<audit::Unsealed>,
 }
 
 impl TenantTx {
@@ -122,12 +122,12 @@ impl TenantTx {
     }
 
     /// Commits the transaction; the tenant setting ends with it. If it appended audit rows, it
-    /// first seals the last one: the chain links make that seal cover every earlier row, and the
+    /// first seals them, as one run (its first and last seq and the last row's hash); the
     /// tenant's chain lock, taken by the first append, is still held, so seals are written in
     /// chain order and the sealed row is the chain's head when this commits.
     pub async fn commit(mut self) -> StoreResult<()> {
-        if let Some(head) = self.unsealed.take() {
-            audit::seal(&mut self, &head).await?;
+        if let Some(run) = self.unsealed.take() {
+            audit::seal(&mut self, &run).await?;
         }
         self.tx.commit().await?;
         Ok(())

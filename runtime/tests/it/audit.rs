@@ -264,8 +264,13 @@ fn key_spec(version: u32, byte: &str) -> String {
 }
 
 async fn seal_seqs(store: &Store, tenant: TenantId) -> Vec<i64> {
+    seal_runs(store, tenant).await.into_iter().map(|(_, last)| last).collect()
+}
+
+/// The runs of rows the seals cover, (first seq, last seq), in order.
+async fn seal_runs(store: &Store, tenant: TenantId) -> Vec<(i64, i64)> {
     let mut tx = store.tenant_tx(tenant).await.unwrap();
-    sqlx::query_scalar("SELECT seq FROM audit_seals ORDER BY seq")
+    sqlx::query_as("SELECT first_seq, seq FROM audit_seals ORDER BY seq")
         .fetch_all(tx.connection())
         .await
         .unwrap()
@@ -350,7 +355,7 @@ async fn rewrite_chain_from(tx: &mut Transaction<'static, Postgres>, from: i64) 
 async fn a_forger_who_recomputes_the_chain_after_an_edit_is_caught_by_the_seal() {
     // Seals at seq 1 (the fixture's transaction) and at seq 5 (the other four rows).
     let (db, store, tenant) = seeded_chain(5).await;
-    assert_eq!(seal_seqs(&store, tenant).await, vec![1, 5]);
+    assert_eq!(seal_runs(&store, tenant).await, vec![(1, 1), (2, 5)]);
     assert!(full_verify(&store, tenant).await.ok);
 
     let mut tx = forger(&db, tenant).await;
@@ -525,9 +530,20 @@ async fn a_runtime_without_an_audit_key_seals_nothing_and_its_rows_show_as_unsea
             .unwrap()
             .contains("rows 3 to 4 are not sealed")
     );
-    // The next sealed transaction vouches for them again, through the chain.
+    // A later sealed transaction vouches only for its own rows: nobody can tell rows written
+    // without a key from rows whose seals were deleted, so they stay reported.
     append_n(&store, tenant, 1).await;
-    assert!(full_verify(&store, tenant).await.ok);
+    let report = full_verify(&store, tenant).await;
+    assert!(!report.ok, "{report:?}");
+    assert_eq!((report.sealed_through, report.first_bad_seq), (2, Some(3)));
+    assert!(
+        report
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("rows 3 to 4 have no seal although later rows do"),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
@@ -739,5 +755,33 @@ async fn verification_against_an_exported_head_finds_a_rewritten_chain() {
             .await
             .unwrap()
             .ok
+    );
+}
+
+/// A forger who rewrites rows and deletes their seals only has to wait for the runtime's next
+/// append (every LLM call makes one): its seal must not vouch for the forged rows.
+#[tokio::test]
+async fn a_rewrite_whose_seals_were_deleted_stays_caught_after_the_next_honest_append() {
+    let (db, store, tenant) = seeded_chain(5).await;
+    let mut tx = forger(&db, tenant).await;
+    rewrite_chain_from(&mut tx, 3).await;
+    tx.execute("DELETE FROM audit_seals WHERE seq >= 3")
+        .await
+        .unwrap();
+    forger_done(tx).await;
+    assert!(
+        !full_verify(&store, tenant).await.ok,
+        "caught while unsealed"
+    );
+    // Business as usual: the runtime appends more rows and seals them.
+    append_n(&store, tenant, 2).await;
+    let report = full_verify(&store, tenant).await;
+    assert!(!report.ok, "{report:?}");
+    assert_eq!(report.verdict, AuditVerdict::Unsealed, "{report:?}");
+    // The seal of rows 2 to 5 went with the rewrite of row 3.
+    assert_eq!(
+        (report.sealed_through, report.first_bad_seq),
+        (1, Some(2)),
+        "{report:?}"
     );
 }
