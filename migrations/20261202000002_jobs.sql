@@ -20,7 +20,12 @@ CREATE TABLE public.jobs (
     status        text NOT NULL DEFAULT 'queued'
                   CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
     attempts      integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-    max_attempts  integer NOT NULL DEFAULT 8 CHECK (max_attempts BETWEEN 1 AND 100),
+    -- The attempt after which it fails for good. Attempt numbers never repeat: a retry by hand
+    -- moves max_attempts on by `budget` rather than resetting attempts, so a run from before the
+    -- retry (the attempt number is its lease's epoch) can never pass for one after it.
+    max_attempts  integer NOT NULL DEFAULT 8 CHECK (max_attempts >= 1),
+    -- How many attempts it was given when enqueued, and is given again by each retry by hand.
+    budget        integer NOT NULL DEFAULT 8 CHECK (budget BETWEEN 1 AND 100),
     -- When a queued job is due (its first run, or its next retry).
     run_at        timestamptz NOT NULL DEFAULT now(),
     -- The lease of a running job: which worker holds it, and until when unless renewed.
@@ -64,10 +69,10 @@ CREATE POLICY tenant_isolation ON public.jobs
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
 
 -- The runtime enqueues a tenant's jobs inside its TenantTx, lists and reads them, and queues a
--- failed one again (status, attempts, run_at, finished_at). Everything a runner does goes through
--- the functions below.
+-- failed one again (status, max_attempts, run_at, finished_at). Everything a runner does goes
+-- through the functions below.
 GRANT SELECT, INSERT ON public.jobs TO konstruct_runtime;
-GRANT UPDATE (status, attempts, run_at, finished_at, updated_at) ON public.jobs TO konstruct_runtime;
+GRANT UPDATE (status, max_attempts, run_at, finished_at, updated_at) ON public.jobs TO konstruct_runtime;
 
 -- Every node's runner listens on `konstruct_jobs`; a job that becomes due now (enqueued, or
 -- queued again by hand) wakes them at commit. The payload is the kind. Retries scheduled for later
@@ -250,8 +255,9 @@ RETURNS uuid
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO public.jobs (id, kind, payload, dedupe_key, max_attempts, run_at)
+    INSERT INTO public.jobs (id, kind, payload, dedupe_key, max_attempts, budget, run_at)
     VALUES (p_id, p_kind, coalesce(p_payload, '{}'::jsonb), p_dedupe_key, coalesce(p_max_attempts, 8),
+            coalesce(p_max_attempts, 8),
             now() + make_interval(secs => greatest(coalesce(p_delay_secs, 0), 0)))
     ON CONFLICT (tenant_id, kind, dedupe_key)
         WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running')
@@ -276,7 +282,7 @@ GRANT UPDATE (status, attempts, run_at, locked_by, locked_until, started_at, las
               updated_at, finished_at)
     ON public.jobs TO konstruct_resolver;
 -- Platform jobs only: tenant_id is not among the columns, so it stays NULL.
-GRANT INSERT (id, kind, payload, dedupe_key, max_attempts, run_at) ON public.jobs TO konstruct_resolver;
+GRANT INSERT (id, kind, payload, dedupe_key, max_attempts, budget, run_at) ON public.jobs TO konstruct_resolver;
 
 REVOKE ALL ON FUNCTION public.jobs_claim(text, integer, double precision) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.jobs_extend(uuid, text, integer, double precision) FROM PUBLIC;

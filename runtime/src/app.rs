@@ -146,7 +146,8 @@ impl Application {
                 tracing::warn!(
                     public_url = url.base(),
                     "KONSTRUCT_PUBLIC_URL is not set: links the product writes point at this \
-                     address, which only this machine may reach"
+                     address, which only this machine may reach, and session cookies are not \
+                     marked Secure. Behind a TLS proxy set KONSTRUCT_PUBLIC_URL=https://…"
                 );
                 url
             }

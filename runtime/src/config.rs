@@ -672,7 +672,7 @@ const SETTINGS: &[Setting] = &[
             s.auth.session_max_hours = number(v)?;
             Ok(())
         },
-        rule: None,
+        rule: Some(|s| at_least(s.auth.session_max_hours, 1)),
     },
     Setting {
         var: "KONSTRUCT_COOKIE_SECURE",
@@ -708,7 +708,7 @@ const SETTINGS: &[Setting] = &[
             s.auth.login_failures_per_account = number(v)?;
             Ok(())
         },
-        rule: None,
+        rule: Some(|s| at_least(s.auth.login_failures_per_account, 1)),
     },
     Setting {
         var: "KONSTRUCT_LOGIN_FAILURES_PER_ADDRESS",
@@ -717,7 +717,7 @@ const SETTINGS: &[Setting] = &[
             s.auth.login_failures_per_address = number(v)?;
             Ok(())
         },
-        rule: None,
+        rule: Some(|s| at_least(s.auth.login_failures_per_address, 1)),
     },
     Setting {
         var: "KONSTRUCT_LOGIN_FAILURES_PER_ACCOUNT_TOTAL",
@@ -744,7 +744,7 @@ const SETTINGS: &[Setting] = &[
             s.auth.login_window_secs = number(v)?;
             Ok(())
         },
-        rule: None,
+        rule: Some(|s| at_least(s.auth.login_window_secs, 1)),
     },
     Setting {
         var: "KONSTRUCT_ANTHROPIC_API_KEY",

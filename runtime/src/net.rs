@@ -95,7 +95,7 @@ pub fn client_address(
     };
     let mut last = peer_ip;
     for hop in header.rsplit(',') {
-        let Ok(ip) = hop.trim().parse::<IpAddr>().map(canonical) else {
+        let Some(ip) = parse_hop(hop) else {
             // A hop we cannot read: the last readable one is as far as we can trust.
             return Some(last);
         };
@@ -105,6 +105,22 @@ pub fn client_address(
         last = ip;
     }
     Some(last)
+}
+
+/// One `X-Forwarded-For` hop: an address, or an address with a port as some proxies write it
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`, `[2001:db8::1]`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .and_then(|h| h.parse::<IpAddr>().ok())
+        })?;
+    Some(canonical(ip))
 }
 
 /// The block a client's attempts are counted under: the address itself for IPv4, its /64 for
@@ -190,6 +206,16 @@ mod tests {
             &nets(&["10.0.0.0/8"]),
         );
         assert_eq!(got, Some(ip("10.0.0.5")));
+        // Hops written with a port, as some proxies do.
+        for (hop, client) in [
+            ("198.51.100.7:4711", "198.51.100.7"),
+            ("[2001:db8::7]:4711", "2001:db8::7"),
+            ("[2001:db8::7]", "2001:db8::7"),
+        ] {
+            let header = format!("203.0.113.66, {hop}");
+            let got = client_address(Some(ip("127.0.0.1")), Some(&header), true, &[]);
+            assert_eq!(got, Some(ip(client)), "{hop}");
+        }
         // Garbage in the header stops the walk at the last good hop.
         let got = client_address(
             Some(ip("127.0.0.1")),

@@ -136,6 +136,34 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))
 }
 
+/// The admin's own cookie session beside an impersonation, due for renewal: requests made under
+/// the impersonation carry it too, and the answer renews it, so it does not lapse while the
+/// impersonation cookie does all the work.
+#[derive(Debug, Clone)]
+struct OwnSessionDue(Claims);
+
+/// Notes the admin's own session for renewal when the request carries it beside `acting` (the
+/// impersonation started from it) and it is due. Its revocation was checked with `acting`'s.
+fn own_session_due_for_renewal(
+    req: &HttpRequest,
+    state: &AppState,
+    acting: &Claims,
+    now: chrono::DateTime<Utc>,
+) {
+    let Some(parent_sid) = acting.imp.as_ref().map(|imp| imp.parent_sid) else {
+        return;
+    };
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+        return;
+    };
+    let Ok(own) = state.auth.keys.verify(cookie.value(), now) else {
+        return;
+    };
+    if own.imp.is_none() && own.sid == parent_sid && state.auth.keys.wants_rotation(&own, now) {
+        req.extensions_mut().insert(OwnSessionDue(own));
+    }
+}
+
 /// The request carried an impersonation cookie whose session has ended: the answer clears it.
 #[derive(Debug, Clone, Copy)]
 struct EndedImpersonationCookie;
@@ -205,7 +233,10 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
                 },
             };
             match acting {
-                Some(claims) => (claims, Via::Cookie),
+                Some(claims) => {
+                    own_session_due_for_renewal(req, &state, &claims, now);
+                    (claims, Via::Cookie)
+                }
                 None => match req.cookie(SESSION_COOKIE) {
                     Some(cookie) => (
                         live_claims(&state, cookie.value(), now)
@@ -218,6 +249,15 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
             }
         }
     };
+    // Before anything is recorded or looked up: a forged cross-site request goes no further.
+    if via == Via::Cookie && !is_safe(req.method()) {
+        let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if sent != Some(claims.csrf.as_str()) {
+            return Err(ApiError::forbidden(
+                "Missing or wrong X-CSRF-Token header for a cookie session.",
+            ));
+        }
+    }
     let user = users::get(&state.store, claims.sub)
         .await?
         .filter(|u| u.status == UserStatus::Active && u.auth_version == claims.ver)
@@ -243,7 +283,13 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
                 &NewEvent {
                     actor: Actor::Impersonating { admin: user.id },
                     action: Action::ImpersonationRequest,
-                    target: Target::Request(format!("{} {}", req.method(), req.path())),
+                    // The route, not the path as sent: a caller cannot write text of their
+                    // choosing into the trail.
+                    target: Target::Request(format!(
+                        "{} {}",
+                        req.method(),
+                        req.match_pattern().as_deref().unwrap_or("(no route)")
+                    )),
                     details: serde_json::json!({}),
                     request_id: super::request_id::current(),
                 },
@@ -259,14 +305,6 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
             })
         }
     };
-    if via == Via::Cookie && !is_safe(req.method()) {
-        let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if sent != Some(claims.csrf.as_str()) {
-            return Err(ApiError::forbidden(
-                "Missing or wrong X-CSRF-Token header for a cookie session.",
-            ));
-        }
-    }
     let done = Arc::new(Authenticated {
         principal: Principal {
             user,
@@ -426,13 +464,17 @@ pub async fn login(
     let body = body.into_inner();
     let email = users::normalise_email(&body.email);
     let settings = &state.auth;
-    let forwarded = req
+    // Several header lines are one list, in order (RFC 9110 §5.3): a proxy that adds its own line
+    // leaves the client's line first, and the right-most hop is still the proxy's.
+    let forwarded: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
     let address = crate::net::client_address(
         req.peer_addr().map(|a| a.ip()),
-        forwarded,
+        forwarded.as_deref(),
         settings.peer_is_proxy,
         &settings.trusted_proxies,
     )
@@ -458,27 +500,17 @@ pub async fn login(
         )
         .with_retry_after(ttl.max(1)));
     }
-    let credentials = users::credentials_by_email(&state.store, &email).await?;
-    let stored = credentials
-        .as_ref()
-        .and_then(|c| c.password_hash.clone())
-        .unwrap_or_else(|| password::dummy_hash().to_string());
-    // Verify even for an unknown account, so both answers take as long.
-    let matches = settings
-        .hasher
-        .verify(stored, body.password)
-        .await
-        .map_err(|e| match e {
-            password::HasherError::Busy => ApiError::new(
-                ErrorCode::Unavailable,
-                "Too many sign-ins at once. Please try again in a moment.",
-            )
-            .with_retry_after(1),
-            password::HasherError::Failed(_) => ApiError::internal(e),
-        })?;
-    let user = match credentials {
-        Some(c) if matches && c.status == UserStatus::Active => c,
-        _ => {
+    let [(address_key, _), (account_here, _), (account_all, _)] = &counters;
+    // Takes the attempt back from every counter: it was not a wrong password.
+    let take_back = || async {
+        state.redis.decrement(address_key).await?;
+        state.redis.decrement(account_here).await?;
+        state.redis.decrement(account_all).await
+    };
+    let checked = check_password(&state, &email, body.password).await;
+    let user = match checked {
+        Ok(Some(user)) => user,
+        Ok(None) => {
             // The counted attempt stays counted: this one failed.
             tracing::info!(client.block = %block, "sign-in refused");
             return Err(ApiError::new(
@@ -486,10 +518,17 @@ pub async fn login(
                 "Email or password is incorrect.",
             ));
         }
+        Err(e) => {
+            // Not checked at all (no free hashing slot, the database away): not a guess, so it
+            // must not count towards locking anyone out.
+            if let Err(undo) = take_back().await {
+                tracing::warn!(error = %undo, "could not take back an unchecked sign-in attempt");
+            }
+            return Err(e);
+        }
     };
     // A success is not a failure: the account's count from this address starts again, and the
     // attempt counted against the others is taken back.
-    let [(address_key, _), (account_here, _), (account_all, _)] = &counters;
     let released = async {
         state.redis.delete(account_here).await?;
         state.redis.decrement(address_key).await?;
@@ -510,6 +549,35 @@ pub async fn login(
     };
     tracing::info!(user.id = %user.id, "signed in");
     issue(&req, &state, &claims, principal.me())
+}
+
+/// Checks `password` for the account `email`: `Some` for an active account whose password it is,
+/// `None` for a wrong password, an unknown or inactive account; `Err` when it could not be checked.
+async fn check_password(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<Option<users::Credentials>, ApiError> {
+    let credentials = users::credentials_by_email(&state.store, email).await?;
+    let stored = credentials
+        .as_ref()
+        .and_then(|c| c.password_hash.clone())
+        .unwrap_or_else(|| password::dummy_hash().to_string());
+    // Verify even for an unknown account, so both answers take as long.
+    let matches = state
+        .auth
+        .hasher
+        .verify(stored, password)
+        .await
+        .map_err(|e| match e {
+            password::HasherError::Busy => ApiError::new(
+                ErrorCode::Unavailable,
+                "Too many sign-ins at once. Please try again in a moment.",
+            )
+            .with_retry_after(1),
+            password::HasherError::Failed(_) => ApiError::internal(e),
+        })?;
+    Ok(credentials.filter(|c| matches && c.status == UserStatus::Active))
 }
 
 /// Sign out: the session is revoked and its cookies cleared. Signing out while impersonating
@@ -602,6 +670,25 @@ pub async fn session_middleware(
         if let Ok(token) = state.auth.keys.sign(&renewed) {
             for cookie in session_cookies(res.request(), &state, &token, &renewed) {
                 let _ = res.response_mut().add_cookie(&cookie);
+            }
+        }
+    }
+    let own_due = res.request().extensions().get::<OwnSessionDue>().cloned();
+    if let Some(OwnSessionDue(own)) = own_due {
+        let replaced = res
+            .response()
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .any(|c| {
+                c.to_str()
+                    .is_ok_and(|c| c.starts_with(&format!("{SESSION_COOKIE}=")))
+            });
+        if !replaced && res.status().is_success() {
+            let renewed = state.auth.keys.renew(&own, Utc::now());
+            if let Ok(token) = state.auth.keys.sign(&renewed) {
+                for cookie in session_cookies(res.request(), &state, &token, &renewed) {
+                    let _ = res.response_mut().add_cookie(&cookie);
+                }
             }
         }
     }

@@ -1,13 +1,20 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (its dependencies answer too).
+//! `GET /healthz` (the process answers) and `GET /readyz` (its dependencies answer too), and the
+//! gate that keeps the API and the webhooks closed until the database role is verified.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError, web};
+use shared::ErrorCode;
 use shared::health::{Check, Liveness, ReadinessReport, ReadinessStatus, RedisPersistence};
 
 use super::AppState;
+use super::error::ApiError;
 use crate::redis::Redis;
 
 /// How long one readiness check may take before it counts as failed.
@@ -29,18 +36,23 @@ pub enum RoleCheck {
 #[derive(Debug)]
 pub struct Startup {
     role: std::sync::Mutex<RoleCheck>,
+    /// The role is verified (read on every request, so not behind the lock).
+    verified: AtomicBool,
 }
 
 impl Default for Startup {
     fn default() -> Self {
         Self {
             role: std::sync::Mutex::new(RoleCheck::Pending("not checked yet".into())),
+            verified: AtomicBool::new(false),
         }
     }
 }
 
 impl Startup {
     pub fn set_role(&self, check: RoleCheck) {
+        self.verified
+            .store(matches!(check, RoleCheck::Verified(_)), Ordering::Release);
         *self
             .role
             .lock()
@@ -53,6 +65,35 @@ impl Startup {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+
+    /// Whether the database role has been verified.
+    pub fn is_verified(&self) -> bool {
+        self.verified.load(Ordering::Acquire)
+    }
+}
+
+/// Answers 503 to the API and the webhooks until the database role is verified: until then the
+/// role may be one that bypasses row-level security, and nothing may read or write as it. (The
+/// health probes and the portal's static files stay open.)
+pub async fn until_ready(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let path = req.path();
+    let gated = path == "/api" || path.starts_with("/api/") || path.starts_with("/webhooks/");
+    let ready = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.startup.is_verified());
+    if gated && !ready {
+        let refusal = ApiError::new(
+            ErrorCode::Unavailable,
+            "Konstruct is starting: its database role is not verified yet. Try again shortly.",
+        )
+        .with_retry_after(1)
+        .error_response();
+        return Ok(req.into_response(refusal).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 pub async fn healthz() -> HttpResponse {

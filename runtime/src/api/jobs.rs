@@ -112,7 +112,8 @@ pub async fn get(
     Ok(web::Json(to_dto(row)?))
 }
 
-/// Queue a failed or cancelled job again, at once, with its attempts reset (customer admin).
+/// Queue a failed or cancelled job again, at once, with as many attempts again as it was first
+/// given (customer admin).
 #[utoipa::path(post, path = "/api/tenants/{tenant_id}/jobs/{job_id}/retry", tag = "jobs",
     params(("tenant_id" = Uuid, Path), ("job_id" = Uuid, Path)),
     responses((status = 200, description = "queued again", body = Job),

@@ -224,6 +224,7 @@ pub fn bind_listener(
                     .add(("Referrer-Policy", "same-origin")),
             )
             .wrap(from_fn(auth::session_middleware))
+            .wrap(from_fn(health::until_ready))
             .wrap(from_fn(request_id::middleware))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))

@@ -47,6 +47,12 @@ pub enum HasherError {
     Failed(String),
 }
 
+/// One of the hasher's slots, taken until dropped.
+#[derive(Debug)]
+pub struct HashSlot(
+    #[expect(dead_code, reason = "held for its drop")] tokio::sync::OwnedSemaphorePermit,
+);
+
 /// Runs password hashes on the blocking pool, at most `limit` at once; the rest wait up to
 /// `wait` for a slot.
 #[derive(Debug, Clone)]
@@ -75,14 +81,22 @@ impl Hasher {
         self.peak.load(Ordering::SeqCst)
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HasherError> {
+    /// Takes one of the slots (waiting up to the configured time), as every hash does; held
+    /// until the guard is dropped. Hashing goes through it; so can anything else that must count
+    /// against the cap.
+    pub async fn hold(&self) -> Result<HashSlot, HasherError> {
         let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| HasherError::Busy)?
             .map_err(|_| HasherError::Busy)?;
+        Ok(HashSlot(permit))
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HasherError> {
+        let permit = self.hold().await?;
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         let running = self.running.clone();

@@ -28,7 +28,7 @@ pub struct NewJob<'a> {
     /// When set, the enqueue is a no-op while a job of this kind with this key is queued or
     /// running for the same tenant.
     pub dedupe_key: Option<&'a str>,
-    /// `None`: the table's default (8).
+    /// `None`: the table's default (8); at most [`MAX_ATTEMPTS`].
     pub max_attempts: Option<u32>,
     /// Run no earlier than this long from now; `None`: at once.
     pub delay: Option<Duration>,
@@ -47,8 +47,11 @@ impl<'a> NewJob<'a> {
     }
 }
 
+/// The most attempts a job may be given when it is enqueued.
+pub const MAX_ATTEMPTS: u32 = 100;
+
 fn attempts_column(max_attempts: Option<u32>) -> Option<i32> {
-    max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+    max_attempts.map(|n| i32::try_from(n.clamp(1, MAX_ATTEMPTS)).unwrap_or(1))
 }
 
 fn delay_secs(delay: Option<Duration>) -> f64 {
@@ -61,8 +64,9 @@ fn delay_secs(delay: Option<Duration>) -> f64 {
 pub async fn enqueue(tx: &mut TenantTx, job: &NewJob<'_>) -> StoreResult<Option<Uuid>> {
     let tenant = tx.tenant();
     Ok(sqlx::query_scalar(
-        "INSERT INTO jobs (id, tenant_id, kind, payload, dedupe_key, max_attempts, run_at) \
-         VALUES ($1, $2, $3, $4, $5, coalesce($6, 8), now() + make_interval(secs => $7)) \
+        "INSERT INTO jobs (id, tenant_id, kind, payload, dedupe_key, max_attempts, budget, run_at) \
+         VALUES ($1, $2, $3, $4, $5, coalesce($6, 8), coalesce($6, 8), \
+                 now() + make_interval(secs => $7)) \
          ON CONFLICT (tenant_id, kind, dedupe_key) \
              WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running') \
              DO NOTHING \
@@ -305,20 +309,23 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<JobRow>> {
 /// The result of [`requeue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requeue {
-    /// Queued again to run at once, with its attempts reset.
+    /// Queued again to run at once, with as many attempts ahead of it as it had at first.
     Queued(JobRow),
     /// The job is in this status, which cannot be queued again (only failed or cancelled can).
     NotRetryable(JobStatus),
     NotFound,
 }
 
-/// Queues a failed or cancelled job of the transaction's tenant again, to run at once with its
-/// attempts reset; its last error stays until the next attempt. `Conflict` when an equivalent job
-/// (same kind and dedupe key) is queued or running already.
+/// Queues a failed or cancelled job of the transaction's tenant again, to run at once with as
+/// many attempts ahead of it as it was first given; its last error stays until the next attempt.
+/// Attempts are counted on, not reset: the attempt number is the lease's epoch, so a run from
+/// before the retry (whose lease lapsed, on this very node perhaps) can never record its result
+/// as one after it. `Conflict` when an equivalent job (same kind and dedupe key) is queued or
+/// running already.
 pub async fn requeue(tx: &mut TenantTx, id: Uuid) -> StoreResult<Requeue> {
     let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
-        "UPDATE jobs SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL, \
-                updated_at = now() \
+        "UPDATE jobs SET status = 'queued', max_attempts = attempts + budget, \
+                run_at = now(), finished_at = NULL, updated_at = now() \
           WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING {COLUMNS}"
     )))
     .bind(id)

@@ -148,8 +148,11 @@ pub struct RoleReport {
     pub bypass_rls: bool,
     /// Whether the role owns any table in the database (owners may bypass RLS).
     pub owns_tables: bool,
-    /// Roles it is a member of, directly or through others, that are superusers, bypass RLS or
-    /// own tables: a member can `SET ROLE` to them and do the same.
+    /// Whether it may create roles: before Postgres 16 such a role may grant itself any
+    /// non-superuser role, the ones that bypass RLS included.
+    pub create_role: bool,
+    /// Roles it is a member of, directly or through others, that are superusers, bypass RLS,
+    /// own tables or may create roles: a member can `SET ROLE` to them and do the same.
     pub privileged_memberships: Vec<String>,
 }
 
@@ -159,6 +162,7 @@ impl RoleReport {
         !self.superuser
             && !self.bypass_rls
             && !self.owns_tables
+            && !self.create_role
             && self.privileged_memberships.is_empty()
     }
 
@@ -173,6 +177,9 @@ impl RoleReport {
         }
         if self.owns_tables {
             problems.push("it owns tables".to_string());
+        }
+        if self.create_role {
+            problems.push("it has CREATEROLE (it could grant itself a role that does)".to_string());
         }
         if !self.privileged_memberships.is_empty() {
             problems.push(format!(
@@ -283,8 +290,9 @@ impl Store {
 
     /// Reports the attributes of the role the pool logs in as, and of every role it can become.
     pub async fn role_report(&self) -> StoreResult<RoleReport> {
-        let (name, superuser, bypass_rls, owns_tables, privileged): (
+        let (name, superuser, bypass_rls, owns_tables, create_role, privileged): (
             String,
+            bool,
             bool,
             bool,
             bool,
@@ -294,11 +302,11 @@ impl Store {
                  SELECT DISTINCT relowner AS oid FROM pg_catalog.pg_class \
                   WHERE relkind IN ('r', 'p')) \
              SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, \
-                    r.oid IN (SELECT oid FROM owners), \
+                    r.oid IN (SELECT oid FROM owners), r.rolcreaterole, \
                     coalesce(ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_roles g \
                                     WHERE g.oid <> r.oid \
                                       AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER') \
-                                      AND (g.rolsuper OR g.rolbypassrls \
+                                      AND (g.rolsuper OR g.rolbypassrls OR g.rolcreaterole \
                                            OR g.oid IN (SELECT oid FROM owners)) \
                                     ORDER BY 1), '{}') \
                FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
@@ -310,6 +318,7 @@ impl Store {
             superuser,
             bypass_rls,
             owns_tables,
+            create_role,
             privileged_memberships: privileged,
         })
     }

@@ -264,7 +264,11 @@ fn key_spec(version: u32, byte: &str) -> String {
 }
 
 async fn seal_seqs(store: &Store, tenant: TenantId) -> Vec<i64> {
-    seal_runs(store, tenant).await.into_iter().map(|(_, last)| last).collect()
+    seal_runs(store, tenant)
+        .await
+        .into_iter()
+        .map(|(_, last)| last)
+        .collect()
 }
 
 /// The runs of rows the seals cover, (first seq, last seq), in order.

@@ -157,15 +157,17 @@ fn start(app: &TestApp, registry: Registry, settings: RunnerSettings, worker: &s
 /// A job of tenant A that failed for good (no runner involved).
 pub async fn failed_job(app: &TestApp, tenant: TenantId) -> Uuid {
     let id = enqueue_kind(app, tenant, "test.failed").await;
-    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    // As the database's administrator: the runtime's role cannot set attempts by hand.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.superuser_url())
+        .await
+        .unwrap();
     sqlx::query(
         "UPDATE jobs SET status = 'failed', attempts = 8, finished_at = now() WHERE id = $1",
     )
     .bind(id)
-    .execute(tx.connection())
+    .execute(&mut admin)
     .await
     .unwrap();
-    tx.commit().await.unwrap();
     id
 }
 
@@ -759,6 +761,70 @@ async fn tenants_see_and_retry_only_their_own_jobs() {
     assert_eq!(touched, 0);
 }
 
+/// A retry by hand must not hand out an attempt number again: it is the lease's epoch, and a run
+/// whose lease lapsed before the retry (on this very node, perhaps) may still be going.
+#[tokio::test]
+async fn a_run_from_before_a_retry_cannot_record_its_result_after_it() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let id = enqueue(
+        &app,
+        w.a,
+        NewJob {
+            max_attempts: Some(1),
+            ..NewJob::new("test.stale", json!({}))
+        },
+    )
+    .await
+    .unwrap();
+    // Attempt 1, with a lease that has lapsed by the next claim: its worker is stuck.
+    let first = store_jobs::claim(&app.store, "node-1", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|c| (c.id, c.attempt)).collect::<Vec<_>>(),
+        [(id, 1)]
+    );
+    // The next claim finds the lapsed lease; that was its last attempt, so it failed.
+    assert!(
+        store_jobs::claim(&app.store, "node-1", 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(row(&app, w.a, id).await.status, "failed");
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    assert!(matches!(
+        store_jobs::requeue(&mut tx, id).await.unwrap(),
+        store_jobs::Requeue::Queued(_)
+    ));
+    tx.commit().await.unwrap();
+    // The same node claims it again.
+    let again = store_jobs::claim(&app.store, "node-1", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].attempt, 1, "a new attempt number");
+    // The stuck run of attempt 1 wakes up: nothing it says counts.
+    assert!(
+        !store_jobs::extend(&app.store, "node-1", id, 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store_jobs::complete(&app.store, "node-1", id, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(row(&app, w.a, id).await.status, "running");
+    assert!(
+        store_jobs::complete(&app.store, "node-1", id, again[0].attempt)
+            .await
+            .unwrap()
+    );
+    assert_eq!(row(&app, w.a, id).await.status, "succeeded");
+}
+
 #[tokio::test]
 async fn an_operator_lists_jobs_but_only_an_admin_retries_a_failed_one() {
     let app = TestApp::spawn().await;
@@ -790,9 +856,10 @@ async fn an_operator_lists_jobs_but_only_an_admin_retries_a_failed_one() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let job: JobDto = res.json().await.unwrap();
+    // Its attempts are counted on, with as many again ahead of it as it was first given.
     assert_eq!(
-        (job.status, job.attempts, job.finished_at),
-        (JobStatus::Queued, 0, None)
+        (job.status, job.attempts, job.max_attempts, job.finished_at),
+        (JobStatus::Queued, 8, 16, None)
     );
     assert_eq!(app.audit_actions(w.a).await.last().unwrap(), "job.retried");
     // A queued (or running, or succeeded) job cannot be retried.

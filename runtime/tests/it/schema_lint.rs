@@ -2,8 +2,9 @@
 //! security enabled and forced, and every policy on it must be exactly the tenant filter — its
 //! tenant column equal to `app.tenant_id` — in both USING and WITH CHECK (not merely mention the
 //! setting: `tenant_id = … OR true` mentions it and lets everything through); and every function
-//! in `public` must pin a `search_path` that ends in `pg_temp`, so nothing — above all a temporary
-//! object, searched first unless named — can shadow what it calls. A future table or function
+//! in `public` must pin its `search_path` to exactly `pg_catalog, pg_temp` (names of our own are
+//! schema-qualified), so nothing — an object someone created in `public`, or a temporary one,
+//! searched first unless named — can shadow what it calls. A future table or function
 //! that forgets fails here.
 
 use sqlx::PgConnection;
@@ -128,8 +129,8 @@ async fn the_lint_catches_a_table_that_forgets() {
     assert_eq!(problems.len(), 10, "{problems:#?}");
 }
 
-/// One line per function in `public` whose `search_path` is not pinned, or not pinned with
-/// `pg_temp` last. Extensions' functions are theirs to answer for.
+/// One line per function in `public` whose `search_path` is not pinned to exactly
+/// `pg_catalog, pg_temp`. Extensions' functions are theirs to answer for.
 async fn function_lint(conn: &mut PgConnection) -> Vec<String> {
     let functions: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
         "SELECT p.oid::regprocedure::text, p.proconfig \
@@ -152,10 +153,10 @@ async fn function_lint(conn: &mut PgConnection) -> Vec<String> {
         match path {
             None => problems.push(format!("{function}: does not set search_path")),
             Some(path) => {
-                let last = path.rsplit(',').next().map(str::trim).unwrap_or_default();
-                if last != "pg_temp" {
+                let entries: Vec<&str> = path.split(',').map(str::trim).collect();
+                if entries != ["pg_catalog", "pg_temp"] {
                     problems.push(format!(
-                        "{function}: search_path {path} does not end in pg_temp"
+                        "{function}: search_path {path} is not pg_catalog, pg_temp"
                     ));
                 }
             }
@@ -165,7 +166,7 @@ async fn function_lint(conn: &mut PgConnection) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn every_function_pins_a_search_path_that_ends_in_pg_temp() {
+async fn every_function_pins_its_search_path_to_pg_catalog_then_pg_temp() {
     let db = TestDb::new().await;
     let mut conn = db.owner_conn().await;
     assert_eq!(function_lint(&mut conn).await, Vec::<String>::new());
@@ -190,6 +191,8 @@ async fn the_lint_catches_a_function_that_forgets() {
              SET search_path = pg_catalog, public AS $$ SELECT 1 $$; \
          CREATE FUNCTION temp_first(p int) RETURNS int LANGUAGE sql \
              SET search_path = pg_temp, pg_catalog AS $$ SELECT p $$; \
+         CREATE FUNCTION public_then_temp() RETURNS int LANGUAGE sql \
+             SET search_path = public, pg_temp AS $$ SELECT 1 $$; \
          CREATE FUNCTION pinned() RETURNS int LANGUAGE sql \
              SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$;",
     )
@@ -201,8 +204,10 @@ async fn the_lint_catches_a_function_that_forgets() {
         problems,
         vec![
             "forgot_path(): does not set search_path".to_string(),
-            "public_last(): search_path pg_catalog, public does not end in pg_temp".to_string(),
-            "temp_first(integer): search_path pg_temp, pg_catalog does not end in pg_temp"
+            "public_last(): search_path pg_catalog, public is not pg_catalog, pg_temp".to_string(),
+            "public_then_temp(): search_path public, pg_temp is not pg_catalog, pg_temp"
+                .to_string(),
+            "temp_first(integer): search_path pg_temp, pg_catalog is not pg_catalog, pg_temp"
                 .to_string(),
         ]
     );

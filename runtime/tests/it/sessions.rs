@@ -201,6 +201,131 @@ async fn the_browser_keeps_the_admins_own_session_beside_the_impersonation() {
     assert!(me.platform_admin && !me.platform_permissions.is_empty());
 }
 
+/// Every request under an impersonation carries the impersonation cookie, so the admin's own
+/// session would never be renewed and lapse after its token's short life: the answers renew it
+/// too, and it outlives the token it started with.
+#[tokio::test]
+async fn the_admins_own_session_is_renewed_while_an_impersonation_does_the_work() {
+    use chrono::{Duration, Utc};
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let row = runtime::store::users::get(&app.store, w.platform)
+        .await
+        .unwrap()
+        .unwrap();
+    // The admin's own session, signed in 6 minutes ago: due for renewal, not yet expired.
+    let signed_in = Utc::now() - Duration::minutes(6);
+    let claims = app.keys.renew(
+        &app.keys
+            .new_session(w.platform, row.auth_version, signed_in),
+        signed_in,
+    );
+    let mut jar = Jar::default();
+    jar.0
+        .insert("konstruct_session".into(), app.keys.sign(&claims).unwrap());
+    jar.0.insert("konstruct_csrf".into(), claims.csrf.clone());
+    let res = browser(&app, &jar, Method::POST, "/api/admin/impersonate")
+        .json(&json!({ "tenant_id": w.a }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    jar.take(&res);
+    let started_with = jar.get("konstruct_session").cloned().unwrap();
+
+    let res = browser(&app, &jar, Method::GET, "/api/me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    jar.take(&res);
+    let me: Me = res.json().await.unwrap();
+    assert_eq!(me.impersonation.map(|i| i.tenant_id), Some(w.a));
+    let renewed = jar.get("konstruct_session").cloned().unwrap();
+    assert_ne!(renewed, started_with, "the admin's own cookie was renewed");
+    // After the first token's end, the renewed one still holds the same session.
+    let later = chrono::DateTime::from_timestamp(claims.exp + 60, 0).unwrap();
+    assert!(app.keys.verify(&started_with, later).is_err());
+    let kept = app.keys.verify(&renewed, later).unwrap();
+    assert_eq!(
+        (kept.sid, kept.imp),
+        (claims.sid, None),
+        "the same, own session"
+    );
+
+    // Stopping leaves the admin in their renewed session.
+    let res = browser(&app, &jar, Method::DELETE, "/api/admin/impersonate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    jar.take(&res);
+    let res = browser(&app, &jar, Method::GET, "/api/me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.json::<Me>().await.unwrap().impersonation.is_none());
+}
+
+/// The requests recorded while impersonating tenant `tenant`: method and route, in order.
+async fn impersonated_requests(app: &TestApp, tenant: shared::TenantId) -> Vec<String> {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT target_id FROM audit_events \
+          WHERE action = 'impersonation.request' AND target_kind = 'http' ORDER BY seq",
+    )
+    .fetch_all(tx.connection())
+    .await
+    .unwrap()
+}
+
+/// A cross-site request riding the impersonation cookie is refused before anything is recorded,
+/// and what is recorded names the route, never text the caller chose.
+#[tokio::test]
+async fn impersonated_requests_are_recorded_by_route_and_only_once_they_pass_csrf() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let mut jar = Jar::default();
+    let res = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .json(&json!({ "email": email_of(&app, w.platform).await, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    jar.take(&res);
+    let res = browser(&app, &jar, Method::POST, "/api/admin/impersonate")
+        .json(&json!({ "tenant_id": w.a }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    jar.take(&res);
+
+    let agents = format!("/api/tenants/{}/agents", w.a);
+    let res = browser(&app, &jar, Method::GET, &format!("{agents}?q=%3Cscript%3E"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // A forged form post: the cookies come along, the CSRF header does not.
+    let forged = app
+        .http
+        .post(app.url(&agents))
+        .header("cookie", jar.header())
+        .json(&json!({ "name": "Planted" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        impersonated_requests(&app, w.a).await,
+        vec!["GET /api/tenants/{tenant_id}/agents".to_string()],
+        "the forged request left no record, and the record names the route"
+    );
+}
+
 #[tokio::test]
 async fn an_ended_impersonation_cookie_falls_back_to_the_admins_own_session_and_is_cleared() {
     let app = TestApp::spawn().await;
@@ -395,6 +520,79 @@ async fn behind_a_proxy_the_right_most_untrusted_hop_is_the_client() {
         login_from(&app, "198.51.100.78, 10.1.2.3", "nobody@example.com", "x").await,
         StatusCode::UNAUTHORIZED,
         "another client behind the same proxies has its own count"
+    );
+}
+
+/// A proxy that adds its own `X-Forwarded-For` line (rather than appending to the client's)
+/// leaves the client's forged line first: the lines are one list, and its right-most hop counts.
+#[tokio::test]
+async fn a_forged_first_forwarded_for_line_does_not_dodge_the_address_limit() {
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_address: Some(2),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let attempt = |forged: String, proxy_line: &'static str| {
+        app.http
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", forged)
+            .header("x-forwarded-for", proxy_line)
+            .json(&json!({ "email": "nobody@example.com", "password": "x" }))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let res = attempt(format!("192.0.2.{i}"), "198.51.100.77")
+            .await
+            .unwrap();
+        statuses.push(res.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
+        "the real client 198.51.100.77 is counted, whatever the first line says"
+    );
+    // A proxy that writes the port too: still that client.
+    let res = attempt("192.0.2.9".into(), "198.51.100.77:51234")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A sign-in the server could not check (no free hashing slot: 503) is not a wrong password and
+/// must not count towards locking the person out.
+#[tokio::test]
+async fn sign_ins_refused_as_busy_do_not_count_as_failures() {
+    let app = TestApp::spawn_with(AppOptions {
+        password_hash_concurrency: Some(1),
+        login_failures_per_account: Some(2),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let email = email_of(&app, w.admin_a).await;
+    // Take the one hashing slot, as a flood of sign-ins would.
+    let slot = app.app.auth_state().hasher.hold().await.unwrap();
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        busy.push(login_from(&app, "198.51.100.9", &email, PASSWORD).await);
+    }
+    assert_eq!(
+        busy,
+        [StatusCode::SERVICE_UNAVAILABLE; 3],
+        "precondition: no free slot"
+    );
+    drop(slot);
+    assert_eq!(
+        login_from(&app, "198.51.100.9", &email, PASSWORD).await,
+        StatusCode::OK,
+        "three 503s did not count as three failed guesses"
     );
 }
 

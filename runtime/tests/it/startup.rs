@@ -138,6 +138,27 @@ async fn serve_waits_for_postgres_and_is_ready_only_once_its_role_is_verified() 
             .contains("not verified yet"),
         "{role}"
     );
+    // Until then nothing may run as an unverified role: the API and the webhooks are closed,
+    // with a typed answer and a hint when to try again.
+    let http = reqwest::Client::new();
+    for res in [
+        http.get(format!("{base}/api/me")).send().await.unwrap(),
+        http.post(format!("{base}/api/auth/login"))
+            .json(&serde_json::json!({ "email": "a@example.com", "password": "x" }))
+            .send()
+            .await
+            .unwrap(),
+        http.post(format!("{base}/webhooks/slack/events"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(res.status(), 503, "{:?}", res.url().path());
+        assert_eq!(res.headers()["retry-after"], "1");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "unavailable", "{body}");
+    }
     // Postgres comes up: the server finds out by itself and becomes ready.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -150,42 +171,89 @@ async fn serve_waits_for_postgres_and_is_ready_only_once_its_role_is_verified() 
     let (status, report) = readyz(&base).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(check(&report, "database_role")["ok"], true);
+    let me = http.get(format!("{base}/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 401, "the API is open: it asks who you are");
 }
 
-#[tokio::test]
-async fn serve_refuses_a_role_that_can_become_one_that_bypasses_row_level_security() {
+/// Starts `serve` as a login role made by `setup` (given its name and a helper role's name) and expects it to refuse, naming `expected` in its reason.
+async fn refused_as(setup: impl Fn(&str, &str) -> Vec<String>, expected: &str) {
     let db = TestDb::new().await;
     let tag = Uuid::new_v4().simple().to_string();
-    let (bypass, login) = (format!("test_bypass_{tag}"), format!("test_sneaky_{tag}"));
+    let (helper, login) = (format!("test_helper_{tag}"), format!("test_sneaky_{tag}"));
     let mut admin = PgConnection::connect(&db.superuser_url()).await.unwrap();
-    // Not superuser, no BYPASSRLS of its own, owns nothing: only its membership is wrong.
-    for sql in [
-        format!("CREATE ROLE \"{bypass}\" NOLOGIN BYPASSRLS"),
-        format!(
-            "CREATE ROLE \"{login}\" LOGIN PASSWORD 'sneaky' NOSUPERUSER NOBYPASSRLS \
-             IN ROLE konstruct_runtime, \"{bypass}\""
-        ),
-        format!("GRANT CONNECT ON DATABASE \"{}\" TO \"{login}\"", db.name),
-    ] {
+    let mut sqls = setup(&login, &helper);
+    sqls.push(format!(
+        "GRANT CONNECT ON DATABASE \"{}\" TO \"{login}\"",
+        db.name
+    ));
+    for sql in sqls {
         admin.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
     }
     let url = format!("postgres://{login}:sneaky@127.0.0.1:5432/{}", db.name);
     let mut served = serve(&url);
     let line = served.wait_log("refusing to serve", Duration::from_secs(30));
-    assert!(
-        line.contains(&bypass),
-        "names the role it could become: {line}"
-    );
+    let expected = expected.replace("{helper}", &helper);
+    assert!(line.contains(&expected), "says {expected}: {line}");
     let exit = served.child.wait().unwrap();
     assert!(!exit.success(), "the process stops");
+    // Roles outlive the test's database: drop what they own or were granted, then them.
     for sql in [
-        format!(
-            "REVOKE CONNECT ON DATABASE \"{}\" FROM \"{login}\"",
-            db.name
-        ),
+        format!("DROP OWNED BY \"{login}\""),
         format!("DROP ROLE \"{login}\""),
-        format!("DROP ROLE \"{bypass}\""),
+        format!("DROP ROLE IF EXISTS \"{helper}\""),
     ] {
         admin.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn serve_refuses_a_role_that_can_become_one_that_bypasses_row_level_security() {
+    // Not superuser, no BYPASSRLS of its own, owns nothing: only its membership is wrong.
+    refused_as(
+        |login, helper| {
+            vec![
+                format!("CREATE ROLE \"{helper}\" NOLOGIN BYPASSRLS"),
+                format!(
+                    "CREATE ROLE \"{login}\" LOGIN PASSWORD 'sneaky' NOSUPERUSER NOBYPASSRLS \
+                     IN ROLE konstruct_runtime, \"{helper}\""
+                ),
+            ]
+        },
+        "it is a member of {helper}",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_role_that_owns_a_table() {
+    // A table's owner is not bound by its row-level security unless it is forced; forced or not,
+    // an owner can turn it off.
+    refused_as(
+        |login, _| {
+            vec![
+                format!(
+                    "CREATE ROLE \"{login}\" LOGIN PASSWORD 'sneaky' NOSUPERUSER NOBYPASSRLS \
+                     IN ROLE konstruct_runtime"
+                ),
+                format!("CREATE TABLE public.\"owned_by_{login}\" (id int)"),
+                format!("ALTER TABLE public.\"owned_by_{login}\" OWNER TO \"{login}\""),
+            ]
+        },
+        "it owns tables",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_role_that_may_create_roles() {
+    refused_as(
+        |login, _| {
+            vec![format!(
+                "CREATE ROLE \"{login}\" LOGIN PASSWORD 'sneaky' NOSUPERUSER NOBYPASSRLS \
+                 CREATEROLE IN ROLE konstruct_runtime"
+            )]
+        },
+        "it has CREATEROLE",
+    )
+    .await;
 }
