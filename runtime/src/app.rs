@@ -72,6 +72,8 @@ pub struct Application {
     pub pool: Arc<Pool>,
     /// Sessions and sign-in (shared with the HTTP workers: the same hasher, the same keys).
     pub auth: AuthState,
+    /// The audit verifications running now (shared with the API, which rations them).
+    pub verifications: api::audit::Verifications,
     /// The engine's dependencies (its events, its snapshots), also when it does not run.
     pub deps: EngineDeps,
     /// The running engine, when started.
@@ -153,6 +155,7 @@ impl Application {
             }
         };
         let startup = Arc::new(Startup::default());
+        let verifications = api::audit::Verifications::default();
         let auth = AuthState::from_settings(&settings.auth, &settings.server);
         let state = AppState {
             store: store.clone(),
@@ -169,6 +172,7 @@ impl Application {
             startup: startup.clone(),
             public_url,
             outbound: crate::outbound::Outbound::from_settings(&settings.outbound)?,
+            verifications: verifications.clone(),
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();
@@ -209,6 +213,7 @@ impl Application {
             channels,
             pool,
             auth,
+            verifications,
             deps,
             engine,
             jobs,

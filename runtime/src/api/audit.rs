@@ -2,18 +2,80 @@
 //! Both are reads (`AuditRead`: customer admins and operators). The head is what an operator
 //! keeps outside Konstruct; verifying against it later shows whether the newest rows were
 //! dropped, which the chain and its seals alone cannot.
+//!
+//! A verification walks the whole trail on one database connection, so they are rationed
+//! ([`Verifications`]): one at a time per tenant and a few at once in all, so no tenant's
+//! operators can tie up the connections every tenant's traffic needs.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::web;
 use chrono::Utc;
 use serde::Deserialize;
 use shared::ErrorBody;
 use shared::audit::{AuditHead, AuditVerification, ChainPosition, ExportedHeadCheck};
+use shared::{ErrorCode, TenantId};
 
 use super::AppState;
 use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::Errors;
 use crate::store::audit::{self, ChainHead};
+
+/// How many verifications may run at once, over every tenant.
+pub const VERIFICATIONS_AT_ONCE: usize = 2;
+
+/// The verifications running now: at most one per tenant and [`VERIFICATIONS_AT_ONCE`] in all.
+#[derive(Debug, Clone)]
+pub struct Verifications {
+    slots: Arc<tokio::sync::Semaphore>,
+    running: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+impl Default for Verifications {
+    fn default() -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(VERIFICATIONS_AT_ONCE)),
+            running: Arc::default(),
+        }
+    }
+}
+
+/// A running verification of one tenant's trail; its place is given back when dropped.
+#[derive(Debug)]
+pub struct Verifying {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    tenant: TenantId,
+    running: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+impl Drop for Verifying {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.tenant);
+    }
+}
+
+impl Verifications {
+    /// A place for verifying `tenant`'s trail now, or `None` when its trail is being verified
+    /// already or every place is taken (the caller answers "try again").
+    pub fn try_start(&self, tenant: TenantId) -> Option<Verifying> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.contains(&tenant) {
+            return None;
+        }
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        running.insert(tenant);
+        Some(Verifying {
+            _slot: slot,
+            tenant,
+            running: self.running.clone(),
+        })
+    }
+}
 
 /// `?seq=&hash=`: a head exported earlier, to check the chain still holds it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -99,14 +161,24 @@ pub async fn head(
     params(("tenant_id" = uuid::Uuid, Path), VerifyQuery),
     responses((status = 200, description = "The report; `ok` is false when anything failed", body = AuditVerification),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 422, description = "The exported head is malformed", body = ErrorBody)))]
+              (status = 422, description = "The exported head is malformed", body = ErrorBody),
+              (status = 503, description = "This trail is being verified already, or too many are; retry", body = ErrorBody)))]
 pub async fn verify(
     auth: Authorized,
     state: web::Data<AppState>,
     query: web::Query<VerifyQuery>,
 ) -> Result<web::Json<AuditVerification>, ApiError> {
     let exported = query.exported()?;
-    let report = audit::verify(&state.store, auth.tenant()?, exported.as_ref()).await?;
+    let tenant = auth.tenant()?;
+    let Some(_verifying) = state.verifications.try_start(tenant) else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "A verification of this trail, or too many others, is running. Try again in a few \
+             seconds.",
+        )
+        .with_retry_after(5));
+    };
+    let report = audit::verify(&state.store, tenant, exported.as_ref()).await?;
     Ok(web::Json(AuditVerification {
         ok: report.ok,
         verdict: report.verdict,

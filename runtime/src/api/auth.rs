@@ -424,30 +424,57 @@ fn hashed(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
-/// The sign-in counters of one attempt, in the order they are checked.
-fn login_counters(state: &AppState, email: &str, block: &str) -> [(String, u64); 3] {
-    let settings = &state.auth;
-    let account = hashed(email);
-    [
-        // The address first: an address over its limit is refused before anything is counted
-        // against the account it tried.
-        (
-            state.redis.key(&format!("login:fail:addr:{block}")),
-            u64::from(settings.login_failures_per_address),
-        ),
-        // The account from this address: one address can lock only itself out of an account.
-        (
-            state
-                .redis
-                .key(&format!("login:fail:acct:{account}:{block}")),
-            u64::from(settings.login_failures_per_account),
-        ),
-        // The account from everywhere: a distributed guess is slowed down too.
-        (
-            state.redis.key(&format!("login:fail:acct:{account}")),
-            u64::from(settings.login_failures_per_account_total),
-        ),
-    ]
+/// How long an address block an account signed in from stays known to it.
+const KNOWN_ADDRESS_SECS: u64 = 30 * 24 * 3600;
+
+/// The sign-in counters of one attempt: the address, the account from this address, and the
+/// account from everywhere, checked in that order.
+struct LoginCounters {
+    address: (String, u64),
+    account_here: (String, u64),
+    account_all: (String, u64),
+    /// Marks the address block as one the account signed in from (set on success).
+    known: String,
+}
+
+impl LoginCounters {
+    fn new(state: &AppState, email: &str, block: &str) -> Self {
+        let settings = &state.auth;
+        let account = hashed(email);
+        Self {
+            // The address first: an address over its limit is refused before anything is
+            // counted against the account it tried.
+            address: (
+                state.redis.key(&format!("login:fail:addr:{block}")),
+                u64::from(settings.login_failures_per_address),
+            ),
+            // The account from this address: one address can lock only itself out of an account.
+            account_here: (
+                state
+                    .redis
+                    .key(&format!("login:fail:acct:{account}:{block}")),
+                u64::from(settings.login_failures_per_account),
+            ),
+            // The account from everywhere: a distributed guess is slowed down too.
+            account_all: (
+                state.redis.key(&format!("login:fail:acct:{account}")),
+                u64::from(settings.login_failures_per_account_total),
+            ),
+            known: state.redis.key(&format!("login:known:{account}:{block}")),
+        }
+    }
+
+    /// The counters an attempt from here counts against. From a block the account signed in from
+    /// before, the account's total is left out: guesses from many other addresses (a few dozen
+    /// IPv6 /64s are cheap) must not lock its owner out of the places they use; the two
+    /// per-address limits still hold there.
+    fn applying(&self, known: bool) -> Vec<(String, u64)> {
+        let mut counters = vec![self.address.clone(), self.account_here.clone()];
+        if !known {
+            counters.push(self.account_all.clone());
+        }
+        counters
+    }
 }
 
 /// Sign in with email and password.
@@ -480,7 +507,13 @@ pub async fn login(
     )
     .unwrap_or(crate::net::UNKNOWN);
     let block = crate::net::limit_block(address);
-    let counters = login_counters(&state, &email, &block);
+    let limits = LoginCounters::new(&state, &email, &block);
+    let known = state
+        .redis
+        .exists_any(std::slice::from_ref(&limits.known))
+        .await
+        .map_err(ApiError::unavailable)?;
+    let counters = limits.applying(known);
     // The attempt is counted against every counter at once, before the slow password check, so
     // parallel guesses cannot all pass a check made before any of them is counted; a refused
     // attempt counts against none of them.
@@ -500,12 +533,12 @@ pub async fn login(
         )
         .with_retry_after(ttl.max(1)));
     }
-    let [(address_key, _), (account_here, _), (account_all, _)] = &counters;
-    // Takes the attempt back from every counter: it was not a wrong password.
+    // Takes the attempt back from every counter it was counted against.
     let take_back = || async {
-        state.redis.decrement(address_key).await?;
-        state.redis.decrement(account_here).await?;
-        state.redis.decrement(account_all).await
+        for (key, _) in &counters {
+            state.redis.decrement(key).await?;
+        }
+        Ok::<_, crate::redis::RedisError>(())
     };
     let checked = check_password(&state, &email, body.password).await;
     let user = match checked {
@@ -527,12 +560,15 @@ pub async fn login(
             return Err(e);
         }
     };
-    // A success is not a failure: the account's count from this address starts again, and the
-    // attempt counted against the others is taken back.
+    // A success is not a failure: the attempt is taken back, the account's count from this
+    // address starts again, and the address is one the account is known to sign in from.
     let released = async {
-        state.redis.delete(account_here).await?;
-        state.redis.decrement(address_key).await?;
-        state.redis.decrement(account_all).await
+        take_back().await?;
+        state.redis.delete(&limits.account_here.0).await?;
+        state
+            .redis
+            .set_marker(&limits.known, KNOWN_ADDRESS_SECS)
+            .await
     };
     released.await.map_err(ApiError::unavailable)?;
     let claims = state

@@ -71,6 +71,8 @@ pub struct AppState {
     pub public_url: crate::links::PublicUrl,
     /// The one client for URLs users, tenants or providers supply: refuses our own network.
     pub outbound: crate::outbound::Outbound,
+    /// The audit verifications running now (rationed: each holds a connection for the walk).
+    pub verifications: audit::Verifications,
 }
 
 /// Session signing, sign-in limits and who the client is.

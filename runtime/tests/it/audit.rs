@@ -789,3 +789,46 @@ async fn a_rewrite_whose_seals_were_deleted_stays_caught_after_the_next_honest_a
         "{report:?}"
     );
 }
+
+/// A verification walks the whole trail on one database connection: one tenant's operators
+/// cannot run many at once and tie up the connections every tenant needs.
+#[tokio::test]
+async fn verifications_are_rationed_per_tenant_and_in_all() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let operator_a = app.token_for(w.operator_a, None).await;
+    let admin_b = app.token_for(w.admin_b, None).await;
+    let verify = |tenant: TenantId, token: &str| {
+        app.request(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/audit/verify"),
+            Some(token),
+        )
+        .send()
+    };
+    // A's trail is being verified (the place a long walk would hold).
+    let running = app.app.verifications.try_start(w.a).unwrap();
+    let res = verify(w.a, &operator_a).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "5");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "unavailable", "{body}");
+    // B is not held up by it.
+    let res = verify(w.b, &admin_b).await.unwrap();
+    assert_eq!(res.status(), 200);
+    // A few at once in all: other tenants take the remaining places, then nobody starts one.
+    let mut others = Vec::new();
+    while let Some(place) = app
+        .app
+        .verifications
+        .try_start(TenantId::from_uuid(Uuid::new_v4()))
+    {
+        others.push(place);
+        assert!(others.len() < 100, "no limit in all");
+    }
+    assert_eq!(others.len() + 1, runtime::api::audit::VERIFICATIONS_AT_ONCE);
+    assert_eq!(verify(w.b, &admin_b).await.unwrap().status(), 503);
+    drop((running, others));
+    let res = verify(w.a, &operator_a).await.unwrap();
+    assert_eq!(res.status(), 200, "its place was given back");
+}

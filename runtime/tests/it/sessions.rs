@@ -486,6 +486,20 @@ async fn an_address_over_its_limit_is_refused_before_anything_counts_against_the
         login_from(&app, "198.51.100.43", &email, crate::world::PASSWORD).await,
         StatusCode::TOO_MANY_REQUESTS
     );
+    // Except from where the admin signed in before: guesses from elsewhere, however many
+    // addresses they come from, do not lock the owner out of the places they use.
+    assert_eq!(
+        login_from(&app, "198.51.100.32", &email, crate::world::PASSWORD).await,
+        StatusCode::OK
+    );
+    // There the per-address limits still hold.
+    for _ in 0..2 {
+        login_from(&app, "198.51.100.32", &email, "wrong").await;
+    }
+    assert_eq!(
+        login_from(&app, "198.51.100.32", &email, crate::world::PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]
