@@ -393,6 +393,33 @@ async fn every_route_answers_every_caller_as_the_roles_allow() {
     assert_eq!(checked, ROUTES.len() * Who::ALL.len());
 }
 
+/// An impersonation of tenant A, as the real endpoint hands it out, reaches nothing of tenant B:
+/// every tenant route, called for B (with a body that would do for A), answers 404 as if B did
+/// not exist.
+#[tokio::test]
+async fn an_impersonation_of_one_tenant_finds_nothing_of_another() {
+    let app = TestApp::spawn().await;
+    let mut probed = 0;
+    for spec in ROUTES
+        .iter()
+        .filter(|r| matches!(r.access, runtime::api::routes::Access::Tenant(_)))
+    {
+        let w = World::new(&app).await;
+        let (path, body) = prepare(&app, &w, spec).await;
+        let path = path.replace(&w.a.to_string(), &w.b.to_string());
+        let token = w.token(&app, Who::ImpersonatingA).await;
+        let method = Method::from_bytes(spec.method.as_bytes()).unwrap();
+        let mut req = app.request(method, &path, token.as_deref());
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 404, "{} {}", spec.method, spec.path);
+        probed += 1;
+    }
+    assert!(probed >= 20, "{probed}");
+}
+
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_in_the_table() {
     let app = TestApp::spawn().await;

@@ -146,7 +146,21 @@ impl World {
             Who::OperatorA => app.token_for(self.operator_a, None).await,
             Who::AdminA => app.token_for(self.admin_a, None).await,
             Who::AdminB => app.token_for(self.admin_b, None).await,
-            Who::ImpersonatingA => app.token_for(self.platform, Some(self.a)).await,
+            // Through the real endpoint, as the portal gets it.
+            Who::ImpersonatingA => {
+                let own = app.token_for(self.platform, None).await;
+                let res = app
+                    .request(reqwest::Method::POST, "/api/admin/impersonate", Some(&own))
+                    .json(&serde_json::json!({ "tenant_id": self.a }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), reqwest::StatusCode::OK);
+                res.json::<shared::auth::SessionToken>()
+                    .await
+                    .unwrap()
+                    .token
+            }
             Who::PlatformAdmin => app.token_for(self.platform, None).await,
         })
     }
