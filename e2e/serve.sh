@@ -74,6 +74,13 @@ start_konstruct() {
     sleep 0.1
   done
   [ -n "$url" ] || { cat "$LOG"; echo "konstruct serve did not report its URL"; exit 1; }
+  # The API opens once the database role is verified.
+  for _ in $(seq 1 300); do
+    grep -q 'connected to Postgres as the runtime role' "$LOG" && return 0
+    kill -0 $pid 2>/dev/null || { cat "$LOG"; echo "konstruct serve exited early"; exit 1; }
+    sleep 0.1
+  done
+  cat "$LOG"; echo "konstruct serve did not verify its database role"; exit 1
 }
 
 cleanup() {

@@ -77,6 +77,12 @@ impl Node {
             .unwrap()
             .trim_end_matches('/')
             .to_string();
+        // The API opens once the database role is verified.
+        wait_log(
+            &rx,
+            "connected to Postgres as the runtime role",
+            Duration::from_secs(30),
+        );
         Node {
             child,
             base: url,
