@@ -1,5 +1,7 @@
-//! Benchmark: the message pipeline from ingest to acknowledgement, open loop, through the real
-//! server as `konstruct serve` builds it (`Application::build`), with a zero-latency fake LLM; and
+//! Benchmark: the message pipeline from ingest to acknowledgement, open loop, through the
+//! application as `konstruct serve` builds it (`Application::build`: the same engine, store and
+//! Redis; messages enter at the durable queue, as a webhook puts them there, not over HTTP), with
+//! a zero-latency fake LLM; and
 //! what one idle conversation costs, in a fresh process, in memory and in Redis.
 //!
 //! Open loop: message `i` is due at `start + i / rate` and is sent then whatever happened to the

@@ -111,8 +111,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         check("database_role", async move {
             match role {
                 RoleCheck::Verified(name) => Ok(format!(
-                    "role {name} is not a superuser, has no BYPASSRLS, owns no tables and can \
-                     become no role that does"
+                    "role {name} is not a superuser, has no BYPASSRLS or CREATEROLE, owns no \
+                     tables and can become no role that does"
                 )),
                 RoleCheck::Pending(why) => Err(format!("not verified yet: {why}")),
                 RoleCheck::Refused(why) => Err(why),
