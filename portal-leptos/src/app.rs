@@ -492,3 +492,25 @@ fn TenantSwitcher() -> impl IntoView {
         </Show>
     }
 }
+
+/// Previous / Next and where the list stands, for a paged list (`page` counts from 1).
+#[component]
+pub fn Pager(
+    page: RwSignal<u32>,
+    total: u64,
+    per_page: u32,
+    /// What one item is called, and several.
+    one: &'static str,
+    many: &'static str,
+) -> impl IntoView {
+    let pages = total.div_ceil(u64::from(per_page)).max(1);
+    let last_page = move || u64::from(page.get()) >= pages;
+    let noun = if total == 1 { one } else { many };
+    view! {
+        <div class="pager">
+            <button class="secondary" disabled=move || page.get() <= 1 on:click=move |_| page.update(|p| *p -= 1)>"Previous"</button>
+            <span>{move || format!("Page {} of {pages} · {total} {noun}", page.get())}</span>
+            <button class="secondary" disabled=last_page on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
+        </div>
+    }
+}

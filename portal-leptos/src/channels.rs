@@ -12,7 +12,7 @@ use shared::resources::{Agent, Page, PlatformInfo, SlackInstallation, SlackInsta
 use wasm_bindgen::JsCast;
 
 use crate::api::{self, ApiError, HttpMethod};
-use crate::app::use_session;
+use crate::app::{Pager, use_session};
 use crate::customers::when;
 
 const PER_PAGE: u32 = 10;
@@ -135,9 +135,7 @@ pub fn Channels() -> impl IntoView {
                         </div>
                     }.into_any(),
                     Some(Ok(Some(p))) => {
-                        let pages = p.total.div_ceil(u64::from(PER_PAGE)).max(1);
                         let total = p.total;
-                        let last_page = move || u64::from(page.get()) >= pages;
                         view! {
                             <div class="table-wrap">
                                 <table class="table stack">
@@ -152,12 +150,8 @@ pub fn Channels() -> impl IntoView {
                                     </tbody>
                                 </table>
                             </div>
-                            <Show when=move || { pages > 1 }>
-                                <div class="pager">
-                                    <button class="secondary" disabled=move || page.get() <= 1 on:click=move |_| page.update(|p| *p -= 1)>"Previous"</button>
-                                    <span>{move || format!("Page {} of {pages} · {total} workspaces", page.get())}</span>
-                                    <button class="secondary" disabled=last_page on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
-                                </div>
+                            <Show when=move || { total > u64::from(PER_PAGE) }>
+                                <Pager page=page total=total per_page=PER_PAGE one="workspace" many="workspaces" />
                             </Show>
                         }.into_any()
                     }

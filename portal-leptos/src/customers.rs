@@ -8,7 +8,7 @@ use shared::channel::ChannelKind;
 use shared::resources::{EndUser, Page};
 
 use crate::api;
-use crate::app::use_session;
+use crate::app::{Pager, use_session};
 
 const PER_PAGE: u32 = 20;
 /// How long typing pauses before the search runs.
@@ -132,9 +132,7 @@ pub fn Customers() -> impl IntoView {
                 </div>
             }.into_any(),
             Some(Ok(Some(p))) => {
-                let pages = p.total.div_ceil(u64::from(PER_PAGE)).max(1);
                 let total = p.total;
-                let last_page = move || u64::from(page.get()) >= pages;
                 view! {
                     <div class="table-wrap">
                         <table class="table stack">
@@ -154,11 +152,7 @@ pub fn Customers() -> impl IntoView {
                             </tbody>
                         </table>
                     </div>
-                    <div class="pager">
-                        <button class="secondary" disabled=move || page.get() <= 1 on:click=move |_| page.update(|p| *p -= 1)>"Previous"</button>
-                        <span>{move || format!("Page {} of {pages} · {total} {}", page.get(), if total == 1 { "customer" } else { "customers" })}</span>
-                        <button class="secondary" disabled=last_page on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
-                    </div>
+                    <Pager page=page total=total per_page=PER_PAGE one="customer" many="customers" />
                 }.into_any()
             }
         }}

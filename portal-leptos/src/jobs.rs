@@ -7,7 +7,7 @@ use shared::auth::Permission;
 use shared::resources::{Job, JobStatus, Page};
 
 use crate::api::{self, HttpMethod};
-use crate::app::use_session;
+use crate::app::{Pager, use_session};
 
 const PER_PAGE: u32 = 20;
 
@@ -127,9 +127,7 @@ pub fn Jobs() -> impl IntoView {
                 </div>
             }.into_any(),
             Some(Ok(Some(p))) => {
-                let pages = p.total.div_ceil(u64::from(PER_PAGE)).max(1);
                 let total = p.total;
-                let last_page = move || u64::from(page.get()) >= pages;
                 view! {
                     <table class="table">
                         <thead><tr><th>"Status"</th><th>"Kind"</th><th>"Attempts"</th><th>"Next run / finished"</th><th>"Last error"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
@@ -158,11 +156,7 @@ pub fn Jobs() -> impl IntoView {
                             }).collect_view()}
                         </tbody>
                     </table>
-                    <div class="pager">
-                        <button class="secondary" disabled=move || page.get() <= 1 on:click=move |_| page.update(|p| *p -= 1)>"Previous"</button>
-                        <span>{move || format!("Page {} of {pages} · {total} jobs", page.get())}</span>
-                        <button class="secondary" disabled=last_page on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
-                    </div>
+                    <Pager page=page total=total per_page=PER_PAGE one="job" many="jobs" />
                 }.into_any()
             }
         }}

@@ -8,7 +8,7 @@ use shared::auth::{ImpersonateRequest, SessionToken};
 use shared::resources::{Page, Tenant, TenantCreate, TenantStatus, TenantUpdate};
 
 use crate::api::{self, HttpMethod};
-use crate::app::use_session;
+use crate::app::{Pager, use_session};
 
 const PER_PAGE: u32 = 10;
 
@@ -53,9 +53,7 @@ pub fn Tenants() -> impl IntoView {
             Some(Err(e)) => { session.handle(&e); view! { <p class="error" role="alert">{e.message()}</p> }.into_any() }
             Some(Ok(p)) if p.items.is_empty() => view! { <p class="empty">"No tenants match."</p> }.into_any(),
             Some(Ok(p)) => {
-                let pages = p.total.div_ceil(u64::from(PER_PAGE)).max(1);
                 let total = p.total;
-                let last_page = move || u64::from(page.get()) >= pages;
                 view! {
                     <table class="table">
                         <thead><tr><th>"Name"</th><th>"Slug"</th><th>"Status"</th><th>"Created"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
@@ -65,11 +63,7 @@ pub fn Tenants() -> impl IntoView {
                             }).collect_view()}
                         </tbody>
                     </table>
-                    <div class="pager">
-                        <button class="secondary" disabled=move || page.get() <= 1 on:click=move |_| page.update(|p| *p -= 1)>"Previous"</button>
-                        <span>{move || format!("Page {} of {pages} · {total} tenants", page.get())}</span>
-                        <button class="secondary" disabled=last_page on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
-                    </div>
+                    <Pager page=page total=total per_page=PER_PAGE one="tenant" many="tenants" />
                 }.into_any()
             }
         }}
