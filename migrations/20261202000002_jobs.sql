@@ -107,7 +107,7 @@ CREATE TRIGGER jobs_notify_on_requeue AFTER UPDATE OF status ON public.jobs
 -- tenant's backlog costs nothing. Rows another claimer holds are skipped, not waited for.
 CREATE FUNCTION public.jobs_claim(p_worker text, p_limit integer, p_lease_secs double precision)
 RETURNS TABLE (id uuid, tenant_id uuid, kind text, payload jsonb, attempts integer,
-               max_attempts integer)
+               max_attempts integer, budget integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -172,7 +172,7 @@ BEGIN
            updated_at = now()
       FROM picked
      WHERE j.id = picked.id
-    RETURNING j.id, j.tenant_id, j.kind, j.payload, j.attempts, j.max_attempts;
+    RETURNING j.id, j.tenant_id, j.kind, j.payload, j.attempts, j.max_attempts, j.budget;
 END
 $$;
 
@@ -275,8 +275,8 @@ ALTER FUNCTION public.jobs_enqueue_platform(uuid, text, jsonb, text, integer, do
     OWNER TO konstruct_resolver;
 REVOKE CREATE ON SCHEMA public FROM konstruct_resolver;
 
-GRANT SELECT (id, tenant_id, kind, payload, status, attempts, max_attempts, run_at, locked_by,
-              locked_until, started_at, dedupe_key)
+GRANT SELECT (id, tenant_id, kind, payload, status, attempts, max_attempts, budget, run_at,
+              locked_by, locked_until, started_at, dedupe_key)
     ON public.jobs TO konstruct_resolver;
 GRANT UPDATE (status, attempts, run_at, locked_by, locked_until, started_at, last_error,
               updated_at, finished_at)

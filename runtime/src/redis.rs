@@ -175,6 +175,54 @@ impl Redis {
         Ok(())
     }
 
+    /// Remembers `member` in the bounded set `key` as seen at `now` (unix seconds): the set keeps
+    /// the `keep` most recently seen members and disappears `ttl_secs` after the last one.
+    pub async fn remember_recent(
+        &self,
+        key: &str,
+        member: &str,
+        now: i64,
+        keep: usize,
+        ttl_secs: u64,
+    ) -> Result<(), RedisError> {
+        const SCRIPT: &str = "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) \
+            redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -1 - tonumber(ARGV[3])) \
+            redis.call('EXPIRE', KEYS[1], ARGV[4]) return 0";
+        let _: i64 = self
+            .eval(
+                SCRIPT,
+                vec![key.to_string()],
+                vec![
+                    member.to_string(),
+                    now.to_string(),
+                    keep.max(1).to_string(),
+                    ttl_secs.max(1).to_string(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `member` of the set `key` (see [`Redis::remember_recent`]) was seen at `since`
+    /// (unix seconds) or later.
+    pub async fn seen_since(
+        &self,
+        key: &str,
+        member: &str,
+        since: i64,
+    ) -> Result<bool, RedisError> {
+        const SCRIPT: &str = "local seen = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+            if seen and tonumber(seen) >= tonumber(ARGV[2]) then return 1 end return 0";
+        let seen: i64 = self
+            .eval(
+                SCRIPT,
+                vec![key.to_string()],
+                vec![member.to_string(), since.to_string()],
+            )
+            .await?;
+        Ok(seen == 1)
+    }
+
     /// Sets a marker that disappears after `ttl_secs`.
     pub async fn set_marker(&self, key: &str, ttl_secs: u64) -> Result<(), RedisError> {
         self.set_string_ex(key, "1", ttl_secs).await

@@ -426,6 +426,8 @@ fn hashed(value: &str) -> String {
 
 /// How long an address block an account signed in from stays known to it.
 const KNOWN_ADDRESS_SECS: u64 = 30 * 24 * 3600;
+/// How many address blocks each account is known to sign in from (the most recent).
+const KNOWN_ADDRESSES: usize = 20;
 
 /// The sign-in counters of one attempt: the address, the account from this address, and the
 /// account from everywhere, checked in that order.
@@ -433,8 +435,10 @@ struct LoginCounters {
     address: (String, u64),
     account_here: (String, u64),
     account_all: (String, u64),
-    /// Marks the address block as one the account signed in from (set on success).
+    /// The address blocks the account signed in from lately (a bounded set; this one is added on
+    /// success).
     known: String,
+    block: String,
 }
 
 impl LoginCounters {
@@ -460,7 +464,8 @@ impl LoginCounters {
                 state.redis.key(&format!("login:fail:acct:{account}")),
                 u64::from(settings.login_failures_per_account_total),
             ),
-            known: state.redis.key(&format!("login:known:{account}:{block}")),
+            known: state.redis.key(&format!("login:known:{account}")),
+            block: block.to_string(),
         }
     }
 
@@ -493,10 +498,12 @@ pub async fn login(
     let settings = &state.auth;
     // Several header lines are one list, in order (RFC 9110 §5.3): a proxy that adds its own line
     // leaves the client's line first, and the right-most hop is still the proxy's.
-    let forwarded: Vec<&str> = req
+    // A line with bytes that are not text is kept (as replacement characters), so the hop they
+    // are in stops the walk there and the hops our proxies wrote to its right still count.
+    let forwarded: Vec<String> = req
         .headers()
         .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
     let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
     let address = crate::net::client_address(
@@ -508,9 +515,11 @@ pub async fn login(
     .unwrap_or(crate::net::UNKNOWN);
     let block = crate::net::limit_block(address);
     let limits = LoginCounters::new(&state, &email, &block);
+    let now = Utc::now().timestamp();
+    let since = now - i64::try_from(KNOWN_ADDRESS_SECS).unwrap_or(i64::MAX);
     let known = state
         .redis
-        .exists_any(std::slice::from_ref(&limits.known))
+        .seen_since(&limits.known, &limits.block, since)
         .await
         .map_err(ApiError::unavailable)?;
     let counters = limits.applying(known);
@@ -567,7 +576,13 @@ pub async fn login(
         state.redis.delete(&limits.account_here.0).await?;
         state
             .redis
-            .set_marker(&limits.known, KNOWN_ADDRESS_SECS)
+            .remember_recent(
+                &limits.known,
+                &limits.block,
+                now,
+                KNOWN_ADDRESSES,
+                KNOWN_ADDRESS_SECS,
+            )
             .await
     };
     released.await.map_err(ApiError::unavailable)?;

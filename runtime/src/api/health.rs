@@ -80,7 +80,7 @@ pub async fn until_ready(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let path = req.path();
-    let gated = path == "/api" || path.starts_with("/api/") || path.starts_with("/webhooks/");
+    let gated = path != "/healthz" && path != "/readyz";
     let ready = req
         .app_data::<web::Data<AppState>>()
         .is_some_and(|state| state.startup.is_verified());

@@ -36,9 +36,20 @@ pub struct Job {
     pub kind: String,
     /// Ids and parameters, as enqueued.
     pub payload: Value,
-    /// 1 for the first run.
+    /// 1 for the first run; counted on across retries by hand.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The attempts each run of it is given (at enqueue, and again by each retry by hand).
+    pub budget: u32,
+}
+
+impl Job {
+    /// Which attempt this is since the job was last queued by hand (1 for the first): what the
+    /// runner's back-off is measured on.
+    pub fn attempt_in_run(&self) -> u32 {
+        let before = self.max_attempts.saturating_sub(self.budget);
+        self.attempt.saturating_sub(before).max(1)
+    }
 }
 
 /// What handlers can reach.
@@ -184,6 +195,25 @@ mod tests {
             assert!(!is_valid_kind(bad), "{bad}");
         }
         assert!(!is_valid_kind(&format!("a.{}", "b".repeat(100))));
+    }
+
+    #[test]
+    fn back_off_starts_again_after_a_retry_by_hand() {
+        let job = |attempt, max_attempts| Job {
+            id: Uuid::nil(),
+            tenant: None,
+            kind: "a.b".into(),
+            payload: Value::Null,
+            attempt,
+            max_attempts,
+            budget: 8,
+        };
+        assert_eq!(job(1, 8).attempt_in_run(), 1);
+        assert_eq!(job(8, 8).attempt_in_run(), 8);
+        // Failed 8 times, queued again by hand (8 more): attempt 9 is the first of its run.
+        assert_eq!(job(9, 16).attempt_in_run(), 1);
+        assert_eq!(job(11, 16).attempt_in_run(), 3);
+        assert_eq!(job(17, 24).attempt_in_run(), 1);
     }
 
     #[test]

@@ -277,6 +277,7 @@ async fn run_one(
         payload: claimed.payload,
         attempt: claimed.attempt,
         max_attempts: claimed.max_attempts,
+        budget: claimed.budget,
     };
     let span = tracing::info_span!(
         "job",
@@ -375,7 +376,7 @@ async fn record(
                     JobError::Retry { reason, after } => {
                         let jitter = rand::rng().random_range(0.8..=1.2);
                         let delay = retry_delay(
-                            job.attempt,
+                            job.attempt_in_run(),
                             settings.retry_base,
                             settings.retry_max,
                             *after,

@@ -318,7 +318,8 @@ pub struct ChainHead {
 pub struct HeadExport {
     /// The newest row.
     pub head: ChainHead,
-    /// The newest row covered by a seal that checks (the newest seal), 0 when there is none.
+    /// Rows 1 to here are covered by seals that check, one run after another (0 when none): a
+    /// seal after a gap vouches for nothing before it.
     pub sealed_through: i64,
     /// The key version of that seal.
     pub key_version: Option<u32>,
@@ -427,21 +428,87 @@ fn seal_problem(keys: &AuditKeys, tenant: TenantId, seal: &SealRow) -> Option<St
     }
 }
 
+/// What the seals say, walked in chain order up to (not including) `chain_end`.
+struct SealWalk {
+    /// Rows 1 to here are covered by seals that check, one run after another.
+    sealed_through: i64,
+    /// The first run of rows no seal covers, before a later seal (the seals after it are still
+    /// checked: a gap must not hide a rewrite behind it).
+    gap: Option<(i64, i64)>,
+    /// The newest row covered by a seal that checks, and that seal's key version.
+    newest: Option<(i64, Option<u32>)>,
+    /// The first seal that does not check, or overlaps an earlier one.
+    failure: Option<(i64, String)>,
+}
+
+async fn walk_seals(
+    tx: &mut TenantTx,
+    keys: &AuditKeys,
+    tenant: TenantId,
+    chain_end: i64,
+) -> StoreResult<SealWalk> {
+    let mut walk = SealWalk {
+        sealed_through: 0,
+        gap: None,
+        newest: None,
+        failure: None,
+    };
+    if keys.is_empty() {
+        return Ok(walk);
+    }
+    // The next row a seal should start at, and whether every row before it is sealed.
+    let mut next = 1;
+    let mut tiled = true;
+    let mut seals = sqlx::query_as::<_, SealRow>(seals_query!("ASC"))
+        .bind(tenant.as_uuid())
+        .fetch(tx.connection());
+    while let Some(seal) = seals.try_next().await? {
+        if seal.seq >= chain_end {
+            break;
+        }
+        if seal.first_seq < next {
+            walk.failure = Some((
+                seal.seq,
+                format!(
+                    "the seal at seq {} claims rows from seq {} that an earlier seal covers: \
+                     seals were forged or replayed",
+                    seal.seq, seal.first_seq
+                ),
+            ));
+            break;
+        }
+        if seal.first_seq > next {
+            walk.gap.get_or_insert((next, seal.first_seq - 1));
+            tiled = false;
+        }
+        if let Some(problem) = seal_problem(keys, tenant, &seal) {
+            walk.failure = Some((seal.seq, problem));
+            break;
+        }
+        next = seal.seq + 1;
+        if tiled {
+            walk.sealed_through = seal.seq;
+        }
+        walk.newest = Some((seal.seq, u32::try_from(seal.key_version).ok()));
+    }
+    Ok(walk)
+}
+
 /// The tenant's current head, for the operator to keep outside Konstruct.
 pub async fn head(store: &Store, tenant: TenantId) -> StoreResult<HeadExport> {
     let mut tx = store.tenant_snapshot(tenant).await?;
     let head = current_head(&mut tx).await?;
-    let newest: Option<SealRow> = sqlx::query_as(seals_query!("DESC LIMIT 1"))
-        .bind(tenant.as_uuid())
-        .fetch_optional(tx.connection())
-        .await?;
     let keys = tx.audit_keys().clone();
-    let (sealed_through, key_version) = match newest {
-        Some(seal) if !keys.is_empty() && seal_problem(&keys, tenant, &seal).is_none() => {
-            (seal.seq, u32::try_from(seal.key_version).ok())
-        }
-        _ => (0, None),
-    };
+    let walk = walk_seals(&mut tx, &keys, tenant, i64::MAX).await?;
+    // Only an unbroken run of seals from the first row vouches for rows; the key version is the
+    // newest seal's, when every seal checks.
+    let sealed_through = walk.sealed_through;
+    let key_version = walk
+        .failure
+        .is_none()
+        .then_some(walk.newest)
+        .flatten()
+        .and_then(|(_, version)| version);
     tx.rollback().await?;
     Ok(HeadExport {
         head,
@@ -466,40 +533,14 @@ pub async fn verify(
 
     // Seals in chain order, each run starting where the one before ended; past a break in the
     // chain there is nothing left to vouch for.
-    let mut sealed_through = 0;
-    let mut seal_failure: Option<(i64, String)> = None;
-    let mut gap: Option<(i64, i64)> = None;
-    if !keys.is_empty() {
-        let chain_end = chain.first_bad_seq.unwrap_or(i64::MAX);
-        let mut seals = sqlx::query_as::<_, SealRow>(seals_query!("ASC"))
-            .bind(tenant.as_uuid())
-            .fetch(tx.connection());
-        while let Some(seal) = seals.try_next().await? {
-            if seal.seq >= chain_end {
-                break;
-            }
-            if seal.first_seq > sealed_through + 1 {
-                gap = Some((sealed_through + 1, seal.first_seq - 1));
-                break;
-            }
-            if seal.first_seq <= sealed_through {
-                seal_failure = Some((
-                    seal.seq,
-                    format!(
-                        "the seal at seq {} claims rows from seq {} that an earlier seal covers: \
-                         seals were forged or replayed",
-                        seal.seq, seal.first_seq
-                    ),
-                ));
-                break;
-            }
-            if let Some(problem) = seal_problem(&keys, tenant, &seal) {
-                seal_failure = Some((seal.seq, problem));
-                break;
-            }
-            sealed_through = seal.seq;
-        }
-    }
+    let walk = walk_seals(
+        &mut tx,
+        &keys,
+        tenant,
+        chain.first_bad_seq.unwrap_or(i64::MAX),
+    )
+    .await?;
+    let (sealed_through, seal_failure, gap) = (walk.sealed_through, walk.failure, walk.gap);
 
     let (mut verdict, mut first_bad_seq, mut problem) = if let Some((seq, problem)) = seal_failure {
         (AuditVerdict::Broken, Some(seq), Some(problem))

@@ -106,9 +106,11 @@ pub struct Claimed {
     pub tenant: Option<TenantId>,
     pub kind: String,
     pub payload: Value,
-    /// 1 for the first run; the lease's epoch.
+    /// 1 for the first run; the lease's epoch. Counted on across retries by hand.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The attempts each run of it is given (at enqueue, and again by each retry by hand).
+    pub budget: u32,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -119,6 +121,9 @@ fn attempt_column(attempt: u32) -> i32 {
     i32::try_from(attempt).unwrap_or(i32::MAX)
 }
 
+/// A row of `jobs_claim`: id, tenant, kind, payload, attempts, max_attempts, budget.
+type ClaimedRow = (Uuid, Option<Uuid>, String, Value, i32, i32, i32);
+
 /// Claims up to `limit` due jobs for `worker`, leased for `lease`, fair across tenants (see the
 /// `jobs_claim` function).
 pub async fn claim(
@@ -127,8 +132,9 @@ pub async fn claim(
     limit: usize,
     lease: Duration,
 ) -> StoreResult<Vec<Claimed>> {
-    let rows: Vec<(Uuid, Option<Uuid>, String, Value, i32, i32)> = sqlx::query_as(
-        "SELECT id, tenant_id, kind, payload, attempts, max_attempts FROM jobs_claim($1, $2, $3)",
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
+        "SELECT id, tenant_id, kind, payload, attempts, max_attempts, budget \
+           FROM jobs_claim($1, $2, $3)",
     )
     .bind(worker)
     .bind(i32::try_from(limit).unwrap_or(i32::MAX))
@@ -138,13 +144,14 @@ pub async fn claim(
     Ok(rows
         .into_iter()
         .map(
-            |(id, tenant, kind, payload, attempts, max_attempts)| Claimed {
+            |(id, tenant, kind, payload, attempts, max_attempts, budget)| Claimed {
                 id,
                 tenant: tenant.map(TenantId::from_uuid),
                 kind,
                 payload,
                 attempt: u32::try_from(attempts).unwrap_or(0),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(0),
+                budget: u32::try_from(budget).unwrap_or(0),
             },
         )
         .collect())

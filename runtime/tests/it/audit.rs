@@ -832,3 +832,50 @@ async fn verifications_are_rationed_per_tenant_and_in_all() {
     let res = verify(w.a, &operator_a).await.unwrap();
     assert_eq!(res.status(), 200, "its place was given back");
 }
+
+/// A trail whose first rows were written while no audit key was configured (a deployment that
+/// upgrades to sealing, a node started without the key for a while) keeps a gap at its start;
+/// a rewrite of the sealed rows after it must still be reported as a rewrite, not hidden behind
+/// the gap with the report of the honest trail.
+#[tokio::test]
+async fn a_rewrite_after_a_keyless_period_is_reported_as_a_rewrite() {
+    let db = TestDb::new().await;
+    let keyless = Store::from_pool(db.app_pool(2).await);
+    let store = db.store().await;
+    let tenant = seed_tenant(&keyless, "a").await.tenant; // seq 1, unsealed
+    append_n(&store, tenant, 4).await; // seq 2 to 5, sealed as one run
+    let before = full_verify(&store, tenant).await;
+    assert_eq!(
+        (before.verdict, before.first_bad_seq),
+        (AuditVerdict::Unsealed, Some(1)),
+        "{before:?}"
+    );
+
+    let mut tx = forger(&db, tenant).await;
+    rewrite_chain_from(&mut tx, 3).await;
+    forger_done(tx).await;
+    let after = full_verify(&store, tenant).await;
+    assert_eq!(
+        (after.verdict, after.first_bad_seq),
+        (AuditVerdict::Broken, Some(5)),
+        "the seal of rows 2 to 5 no longer checks: {after:?}"
+    );
+}
+
+/// The exported head says how far the trail is sealed; after a rewrite whose seals were deleted
+/// and an honest append, it must not claim more than the verification does.
+#[tokio::test]
+async fn the_exported_head_does_not_vouch_for_rows_behind_a_gap() {
+    let (db, store, tenant) = seeded_chain(5).await; // seals (1,1) (2,5)
+    let mut tx = forger(&db, tenant).await;
+    rewrite_chain_from(&mut tx, 3).await;
+    tx.execute("DELETE FROM audit_seals WHERE seq >= 3")
+        .await
+        .unwrap();
+    forger_done(tx).await;
+    append_n(&store, tenant, 1).await; // an honest seal (6,6)
+    let report = full_verify(&store, tenant).await;
+    assert_eq!(report.sealed_through, 1, "{report:?}");
+    let head = audit::head(&store, tenant).await.unwrap();
+    assert_eq!((head.head.seq, head.sealed_through), (6, 1), "{head:?}");
+}

@@ -692,3 +692,79 @@ async fn every_sign_in_counter_expires() {
         assert!(ttl > 0, "{key} has no expiry ({ttl})");
     }
 }
+
+/// The addresses an account is known to sign in from are a bounded set: an account signing in
+/// from ever new addresses (cheap with IPv6) cannot grow Redis, which the pipeline shares.
+#[tokio::test]
+async fn an_account_is_known_at_a_bounded_number_of_addresses() {
+    let app = TestApp::spawn_with(AppOptions {
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let email = email_of(&app, w.admin_a).await;
+    for i in 0..25 {
+        let client = format!("2001:db8:{i:x}::1");
+        assert_eq!(
+            login_from(&app, &client, &email, PASSWORD).await,
+            StatusCode::OK
+        );
+    }
+    let known = app.redis_keys_matching("login:known:*").await;
+    assert_eq!(known.len(), 1, "one set per account: {known:?}");
+    let size: i64 = app
+        .redis
+        .eval(
+            "return redis.call('ZCARD', KEYS[1])",
+            known.clone(),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(size, 20, "the 20 most recent addresses");
+    assert!(app.redis_ttl(&known[0]).await > 0);
+    // The most recent is among them, the first ones were let go.
+    for (block, kept) in [("2001:db8:18::/64", true), ("2001:db8::/64", false)] {
+        assert_eq!(
+            app.redis.seen_since(&known[0], block, 0).await.unwrap(),
+            kept,
+            "{block}"
+        );
+    }
+}
+
+/// Behind a proxy that appends the client's address to the line it received (nginx's
+/// `$proxy_add_x_forwarded_for`), a client that writes a byte that is not text in its own part
+/// is still counted under its own address, not under the proxy's.
+#[tokio::test]
+async fn a_byte_that_is_not_text_in_the_clients_part_does_not_move_its_count() {
+    let app = TestApp::spawn_with(AppOptions {
+        login_failures_per_address: Some(2),
+        trust_proxy_headers: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let login = |xff: reqwest::header::HeaderValue| {
+        app.http
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", xff)
+            .json(&json!({ "email": "nobody@example.com", "password": "wrong" }))
+            .send()
+    };
+    let plain = reqwest::header::HeaderValue::from_static("203.0.113.7");
+    for _ in 0..2 {
+        assert_eq!(login(plain.clone()).await.unwrap().status(), 401);
+    }
+    assert_eq!(
+        login(plain).await.unwrap().status(),
+        429,
+        "its address is spent"
+    );
+    let merged = reqwest::header::HeaderValue::from_bytes(b"\xff, 203.0.113.7").unwrap();
+    assert_eq!(
+        login(merged).await.unwrap().status(),
+        429,
+        "still that client, whatever it wrote before"
+    );
+}

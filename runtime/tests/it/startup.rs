@@ -138,8 +138,8 @@ async fn serve_waits_for_postgres_and_is_ready_only_once_its_role_is_verified() 
             .contains("not verified yet"),
         "{role}"
     );
-    // Until then nothing may run as an unverified role: the API and the webhooks are closed,
-    // with a typed answer and a hint when to try again.
+    // Until then nothing may run as an unverified role: everything but the health probes is
+    // closed, with a typed answer and a hint when to try again.
     let http = reqwest::Client::new();
     for res in [
         http.get(format!("{base}/api/me")).send().await.unwrap(),
@@ -149,6 +149,13 @@ async fn serve_waits_for_postgres_and_is_ready_only_once_its_role_is_verified() 
             .await
             .unwrap(),
         http.post(format!("{base}/webhooks/slack/events"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+        // However the path is spelled: the router decodes `/%61pi/me` to `/api/me`.
+        http.get(format!("{base}/%61pi/me")).send().await.unwrap(),
+        http.post(format!("{base}/%77ebhooks/slack/events"))
             .body("{}")
             .send()
             .await
