@@ -175,7 +175,7 @@ impl Redis {
         Ok(())
     }
 
-    /// Remembers `member` in the bounded set `key` as seen at `now` (unix seconds): the set keeps
+    /// Remembers `member` in the bounded set `key` as seen at `now` (unix milliseconds): the set keeps
     /// the `keep` most recently seen members and disappears `ttl_secs` after the last one.
     pub async fn remember_recent(
         &self,
@@ -204,7 +204,7 @@ impl Redis {
     }
 
     /// Whether `member` of the set `key` (see [`Redis::remember_recent`]) was seen at `since`
-    /// (unix seconds) or later.
+    /// (unix milliseconds) or later.
     pub async fn seen_since(
         &self,
         key: &str,

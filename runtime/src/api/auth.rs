@@ -515,8 +515,10 @@ pub async fn login(
     .unwrap_or(crate::net::UNKNOWN);
     let block = crate::net::limit_block(address);
     let limits = LoginCounters::new(&state, &email, &block);
-    let now = Utc::now().timestamp();
-    let since = now - i64::try_from(KNOWN_ADDRESS_SECS).unwrap_or(i64::MAX);
+    // In milliseconds: the set keeps the most recent blocks, and sign-ins within one second
+    // must still be told apart.
+    let now = Utc::now().timestamp_millis();
+    let since = now - i64::try_from(KNOWN_ADDRESS_SECS * 1000).unwrap_or(i64::MAX);
     let known = state
         .redis
         .seen_since(&limits.known, &limits.block, since)

@@ -21,6 +21,8 @@ pub struct EndUserKey<'a> {
 /// The end user behind `key`, created on their first message. Reads first and writes only for a
 /// newcomer: an existing end user is not locked here, so one person writing in many
 /// conversations at once does not serialise them (`seen` moves their last sighting on later).
+/// Sightings only move forward: a transaction that began before the row was made (its `now()`
+/// is earlier) must not set the last sighting before the first.
 pub async fn find_or_create(tx: &mut TenantTx, key: EndUserKey<'_>) -> StoreResult<EndUserId> {
     let found: Option<EndUserId> =
         sqlx::query_scalar("SELECT id FROM end_users WHERE channel = $1 AND external_id = $2")
@@ -36,7 +38,7 @@ pub async fn find_or_create(tx: &mut TenantTx, key: EndUserKey<'_>) -> StoreResu
         "INSERT INTO end_users (id, tenant_id, channel, external_id, display_name) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tenant_id, channel, external_id) \
-             DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at \
+             DO UPDATE SET last_seen_at = greatest(end_users.last_seen_at, EXCLUDED.last_seen_at) \
          RETURNING id",
     )
     .bind(EndUserId::from_uuid(Uuid::new_v4()))
@@ -57,7 +59,7 @@ const SEEN_PRECISION_SECS: i32 = 60;
 /// transaction, so the row is locked only briefly, and only when it needs writing.
 pub async fn seen(tx: &mut TenantTx, id: EndUserId, display_name: Option<&str>) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE end_users SET last_seen_at = now(), \
+        "UPDATE end_users SET last_seen_at = greatest(last_seen_at, now()), \
                 display_name = coalesce($2, display_name) \
           WHERE id = $1 \
             AND (last_seen_at < now() - make_interval(secs => $3) \

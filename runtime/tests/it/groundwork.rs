@@ -281,6 +281,15 @@ async fn one_person_writing_in_many_conversations_at_once_is_one_end_user_per_te
         .await
         .unwrap();
     assert_eq!(rows, 1, "tenant A sees only its own row");
+    // Whichever transaction began first, the last sighting is never before the first.
+    let in_order: bool = sqlx::query_scalar(
+        "SELECT last_seen_at >= first_seen_at FROM end_users WHERE external_id = $1",
+    )
+    .bind(key.external_id)
+    .fetch_one(tx.connection())
+    .await
+    .unwrap();
+    assert!(in_order);
 }
 
 #[tokio::test]
