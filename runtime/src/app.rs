@@ -168,7 +168,6 @@ impl Application {
             default_limits: api::limits::DefaultLimits::from_config(&settings.engine),
             chat_limits: api::chat::ChatLimits::from_config(&settings.engine),
             channels: channels.clone(),
-            trust_proxy_headers: settings.server.trust_proxy_headers,
             startup: startup.clone(),
             public_url,
             outbound: crate::outbound::Outbound::from_settings(&settings.outbound)?,

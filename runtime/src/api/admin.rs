@@ -27,7 +27,6 @@ use crate::store::tenants;
     responses((status = 200, body = SessionToken), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn start_impersonation(
-    req: HttpRequest,
     auth: Authorized,
     state: web::Data<AppState>,
     body: web::Json<ImpersonateRequest>,
@@ -76,7 +75,7 @@ pub async fn start_impersonation(
         }),
         ..principal.clone()
     };
-    issue(&req, &state, &claims, acting.me())
+    issue(&state, &claims, acting.me())
 }
 
 /// Stop impersonating: the impersonation's session ends (and its cookie is cleared); nothing

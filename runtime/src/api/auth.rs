@@ -341,12 +341,7 @@ fn revoked_key(state: &AppState, sid: uuid::Uuid) -> String {
 /// Signs renewed claims and builds the answer, setting the session's cookie: the impersonation
 /// cookie for an impersonation (the admin's own session cookie is left alone), else the session
 /// and CSRF cookies.
-pub fn issue(
-    req: &HttpRequest,
-    state: &AppState,
-    claims: &Claims,
-    me: Me,
-) -> Result<HttpResponse, ApiError> {
+pub fn issue(state: &AppState, claims: &Claims, me: Me) -> Result<HttpResponse, ApiError> {
     let renewed = state.auth.keys.renew(claims, Utc::now());
     let token = state.auth.keys.sign(&renewed).map_err(ApiError::internal)?;
     let body = SessionToken {
@@ -357,7 +352,7 @@ pub fn issue(
     };
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, "no-store"));
-    for cookie in session_cookies(req, state, &token, &renewed) {
+    for cookie in session_cookies(state, &token, &renewed) {
         res.cookie(cookie);
     }
     Ok(res.json(body))
@@ -365,7 +360,7 @@ pub fn issue(
 
 /// Cookies are `Secure` when people reach us over HTTPS, as the public URL says (a request's own
 /// scheme can be anything a client or proxy claims).
-fn secure(_req: &HttpRequest, state: &AppState) -> bool {
+fn secure(state: &AppState) -> bool {
     state
         .auth
         .cookie_secure
@@ -373,13 +368,8 @@ fn secure(_req: &HttpRequest, state: &AppState) -> bool {
 }
 
 /// The cookies that carry `token`: an impersonation's one cookie, or a session's two.
-fn session_cookies(
-    req: &HttpRequest,
-    state: &AppState,
-    token: &str,
-    claims: &Claims,
-) -> Vec<Cookie<'static>> {
-    let secure = secure(req, state);
+fn session_cookies(state: &AppState, token: &str, claims: &Claims) -> Vec<Cookie<'static>> {
+    let secure = secure(state);
     let now = Utc::now().timestamp();
     if let Some(imp) = &claims.imp {
         let until = claims.exp.min(imp.exp);
@@ -601,7 +591,7 @@ pub async fn login(
         impersonating: None,
     };
     tracing::info!(user.id = %user.id, "signed in");
-    issue(&req, &state, &claims, principal.me())
+    issue(&state, &claims, principal.me())
 }
 
 /// Checks `password` for the account `email`: `Some` for an active account whose password it is,
@@ -658,12 +648,11 @@ pub async fn logout(
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth",
     responses((status = 200, body = SessionToken), (status = 401, body = ErrorBody)))]
 pub async fn refresh(
-    req: HttpRequest,
     auth: Authorized,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = auth.principal();
-    issue(&req, &state, &principal.claims, principal.me())
+    issue(&state, &principal.claims, principal.me())
 }
 
 /// Who is signed in, their tenants and roles, effective permissions and any impersonation.
@@ -671,6 +660,16 @@ pub async fn refresh(
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub async fn me(auth: Authorized) -> web::Json<Me> {
     web::Json(auth.principal().me())
+}
+
+/// Renews `claims` from now and sets the cookies that carry them on the answer.
+fn add_renewed_cookies<B>(res: &mut ServiceResponse<B>, state: &AppState, claims: &Claims) {
+    let renewed = state.auth.keys.renew(claims, Utc::now());
+    if let Ok(token) = state.auth.keys.sign(&renewed) {
+        for cookie in session_cookies(state, &token, &renewed) {
+            let _ = res.response_mut().add_cookie(&cookie);
+        }
+    }
 }
 
 /// Wraps every API request: re-issues an ageing cookie session (in the cookie it came in), and
@@ -719,12 +718,7 @@ pub async fn session_middleware(
             .keys
             .wants_rotation(&principal.claims, Utc::now())
     {
-        let renewed = state.auth.keys.renew(&principal.claims, Utc::now());
-        if let Ok(token) = state.auth.keys.sign(&renewed) {
-            for cookie in session_cookies(res.request(), &state, &token, &renewed) {
-                let _ = res.response_mut().add_cookie(&cookie);
-            }
-        }
+        add_renewed_cookies(&mut res, &state, &principal.claims);
     }
     let own_due = res.request().extensions().get::<OwnSessionDue>().cloned();
     if let Some(OwnSessionDue(own)) = own_due {
@@ -737,12 +731,7 @@ pub async fn session_middleware(
                     .is_ok_and(|c| c.starts_with(&format!("{SESSION_COOKIE}=")))
             });
         if !replaced && res.status().is_success() {
-            let renewed = state.auth.keys.renew(&own, Utc::now());
-            if let Ok(token) = state.auth.keys.sign(&renewed) {
-                for cookie in session_cookies(res.request(), &state, &token, &renewed) {
-                    let _ = res.response_mut().add_cookie(&cookie);
-                }
-            }
+            add_renewed_cookies(&mut res, &state, &own);
         }
     }
     Ok(res)

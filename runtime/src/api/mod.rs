@@ -63,8 +63,6 @@ pub struct AppState {
     pub chat_limits: chat::ChatLimits,
     /// Every channel's adapter (webhook verification, installation checks).
     pub channels: crate::channels::Channels,
-    /// Whether `X-Request-Id` and `X-Forwarded-For` come from a proxy we trust.
-    pub trust_proxy_headers: bool,
     /// What has to happen before the server is ready (the database role check).
     pub startup: std::sync::Arc<health::Startup>,
     /// The base of every link the product writes.
@@ -87,7 +85,8 @@ pub struct AuthState {
     pub login_window_secs: u64,
     /// Password hashes run here, a bounded number at once.
     pub hasher: crate::auth::password::Hasher,
-    /// The socket peer is a proxy we trust (`server.trust_proxy_headers`).
+    /// The socket peer is a proxy we trust (`server.trust_proxy_headers`): its `X-Request-Id`
+    /// and `X-Forwarded-For` are believed.
     pub peer_is_proxy: bool,
     /// Further proxies, skipped in `X-Forwarded-For`.
     pub trusted_proxies: Vec<crate::net::IpNet>,

@@ -45,7 +45,7 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let trusted = req
         .app_data::<actix_web::web::Data<super::AppState>>()
-        .is_some_and(|s| s.trust_proxy_headers);
+        .is_some_and(|s| s.auth.peer_is_proxy);
     let id = req
         .headers()
         .get(&HEADER)
