@@ -126,6 +126,9 @@ fn empty_input() -> AgentInput {
         tools: Vec::new(),
         escalation_rules: Vec::new(),
         business_function: String::new(),
+        scope_guard: Default::default(),
+        in_scope_examples: Vec::new(),
+        ai_disclosure: String::new(),
     }
 }
 

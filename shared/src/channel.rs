@@ -26,11 +26,14 @@ text_enum!(ChannelKind { Slack => "slack", Whatsapp => "whatsapp", Web => "web" 
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     Active,
-    /// Disconnected by an admin (its secret erased) or refused for good by the provider.
+    /// Disconnected by an admin: its secret erased.
     Disabled,
+    /// Refused for good by the provider (a revoked or expired token): not answered until an
+    /// admin connects it again with a new token; `ChannelHealth::last_error` says why.
+    Failed,
 }
 
-text_enum!(ConnectionStatus { Active => "active", Disabled => "disabled" });
+text_enum!(ConnectionStatus { Active => "active", Disabled => "disabled", Failed => "failed" });
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,9 +57,30 @@ pub enum DeliveryStatus {
     Pending,
     /// Accepted by the channel (it gave its id for the message).
     Sent,
+    /// The channel reports it reached the user's device (WhatsApp `delivered`).
+    Delivered,
+    /// The channel reports the user read it (WhatsApp `read`).
+    Read,
+    /// The channel accepted it and later reported it undeliverable (WhatsApp `failed`), or it
+    /// could never be sent (outside WhatsApp's 24-hour window with no template).
+    Failed,
 }
 
-text_enum!(DeliveryStatus { Pending => "pending", Sent => "sent" });
+text_enum!(DeliveryStatus { Pending => "pending", Sent => "sent", Delivered => "delivered", Read => "read", Failed => "failed" });
+
+impl DeliveryStatus {
+    /// How far along a delivery this is: a status report never moves a part backwards (Meta
+    /// may report `delivered` after `read`).
+    pub fn rank(self) -> u8 {
+        match self {
+            DeliveryStatus::Pending => 0,
+            DeliveryStatus::Sent => 1,
+            DeliveryStatus::Delivered => 2,
+            DeliveryStatus::Read => 3,
+            DeliveryStatus::Failed => 4,
+        }
+    }
+}
 
 /// Who wrote it, in the channel's own terms (a Slack user id, a WhatsApp number, a portal user).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +109,9 @@ pub struct Attachment {
 pub enum ReplyTarget {
     /// A Slack thread: the channel and the timestamp of the thread's first message.
     Slack { channel: String, thread_ts: String },
+    /// A WhatsApp user, written to from the business number of the connection: the user's
+    /// WhatsApp id (`wa_id`, their number in international form without `+`).
+    Whatsapp { wa_id: String },
     /// A portal test-chat conversation.
     Web { conversation: String },
 }
@@ -94,6 +121,7 @@ impl ReplyTarget {
     pub fn conversation_key(&self) -> String {
         match self {
             ReplyTarget::Slack { channel, thread_ts } => format!("{channel}:{thread_ts}"),
+            ReplyTarget::Whatsapp { wa_id } => format!("wa:{wa_id}"),
             ReplyTarget::Web { conversation } => conversation.clone(),
         }
     }
@@ -102,6 +130,7 @@ impl ReplyTarget {
     pub fn channel(&self) -> ChannelKind {
         match self {
             ReplyTarget::Slack { .. } => ChannelKind::Slack,
+            ReplyTarget::Whatsapp { .. } => ChannelKind::Whatsapp,
             ReplyTarget::Web { .. } => ChannelKind::Web,
         }
     }

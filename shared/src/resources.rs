@@ -130,6 +130,45 @@ pub struct AgentInput {
     /// The business function the agent serves; on WhatsApp it declines anything outside it.
     #[serde(default)]
     pub business_function: String,
+    /// Where the agent keeps to its business function and declines the rest.
+    #[serde(default)]
+    pub scope_guard: ScopeGuard,
+    /// Requests the agent should take, in customers' words (help the scope check recognise
+    /// the business's own questions); up to 50.
+    #[serde(default)]
+    pub in_scope_examples: Vec<String>,
+    /// What the first reply to a customer (and the first after 24 hours of silence) says
+    /// about being an AI assistant and reaching a person; a sensible default when empty.
+    #[serde(default)]
+    pub ai_disclosure: String,
+}
+
+/// Where an AI employee stays within its business function (Meta's terms require it on
+/// WhatsApp in most regions; some regions suspended the rule, hence a switch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeGuard {
+    /// On WhatsApp only (the default).
+    #[default]
+    Whatsapp,
+    /// On every channel.
+    AllChannels,
+    /// Nowhere (only where the rule does not apply).
+    Off,
+}
+
+text_enum!(ScopeGuard { Whatsapp => "whatsapp", AllChannels => "all_channels", Off => "off" });
+
+impl ScopeGuard {
+    /// Whether the guard applies to a message on `channel`.
+    pub fn applies_to(self, channel: ChannelKind) -> bool {
+        match self {
+            ScopeGuard::Whatsapp => channel == ChannelKind::Whatsapp,
+            ScopeGuard::AllChannels => true,
+            ScopeGuard::Off => false,
+        }
+    }
 }
 
 /// An AI employee.
@@ -363,6 +402,121 @@ pub struct SlackInstallation {
     pub scopes: Vec<String>,
     pub agent_id: Option<AgentId>,
     pub status: ConnectionStatus,
+    pub health: ChannelHealth,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a channel connection is doing, for the Channels page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelHealth {
+    /// When the last message from an end user arrived (to the minute).
+    pub last_received_at: Option<DateTime<Utc>>,
+    /// The last failure to send through it, in Konstruct's words (e.g. "WhatsApp refused the
+    /// access token (190): reconnect with a new token"); cleared by a later success.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+/// What fills one variable (`{{1}}`, `{{2}}`, …) of a WhatsApp template's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateVariable {
+    /// The end user's WhatsApp profile name (or "there" when unknown).
+    CustomerName,
+    /// The answering AI employee's name.
+    AgentName,
+    /// The message that could not be sent free-form (shortened to fit a template variable).
+    Message,
+}
+
+text_enum!(TemplateVariable { CustomerName => "customer_name", AgentName => "agent_name", Message => "message" });
+
+/// A message template approved in Meta's WhatsApp Manager, sent when a message must go out
+/// after the 24-hour customer-service window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappTemplate {
+    /// The template's name in WhatsApp Manager (lowercase letters, digits and `_`).
+    pub name: String,
+    /// Its language code, e.g. `en_US`, `de`.
+    pub language: String,
+    /// What fills the body's variables, in order.
+    #[serde(default)]
+    pub variables: Vec<TemplateVariable>,
+}
+
+/// `POST /api/tenants/{tenant_id}/channels/whatsapp`: connect (or refresh) a business number.
+/// The number's display number and verified name come from Meta, not from the request.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappConnectionInput {
+    /// The number's id in the Cloud API (digits), from WhatsApp Manager → API setup.
+    pub phone_number_id: String,
+    /// The WhatsApp Business Account (WABA) the number belongs to (digits).
+    pub waba_id: String,
+    /// A permanent (system user) access token with `whatsapp_business_messaging` and
+    /// `whatsapp_business_management`; stored sealed, never shown again.
+    pub access_token: String,
+    /// The AI employee that answers on this number.
+    pub agent_id: AgentId,
+    /// Templates for messages after the 24-hour window; the first is the one used.
+    #[serde(default)]
+    pub templates: Vec<WhatsappTemplate>,
+    /// Only for a tenant that brings its own Meta app: that app's secret, which signs its
+    /// webhooks. The connection then gets a webhook URL and verify token of its own.
+    #[serde(default)]
+    pub app_secret: Option<String>,
+}
+
+impl std::fmt::Debug for WhatsappConnectionInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsappConnectionInput")
+            .field("phone_number_id", &self.phone_number_id)
+            .field("waba_id", &self.waba_id)
+            .field("access_token", &"[redacted]")
+            .field("agent_id", &self.agent_id)
+            .field("templates", &self.templates)
+            .field(
+                "app_secret",
+                &self.app_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// Where a tenant's own Meta app sends its webhooks: enter both in the app's dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OwnWebhook {
+    pub callback_url: String,
+    pub verify_token: String,
+}
+
+/// A connected WhatsApp business number as shown: never the token, only its last characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhatsappConnection {
+    /// The channel connection's id.
+    pub id: ConnectionId,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    /// As Meta shows it, e.g. `+1 555-010-0200`.
+    pub display_phone_number: String,
+    /// The business name Meta verified for the number.
+    pub verified_name: String,
+    /// Meta's quality rating (`GREEN`, `YELLOW`, `RED`, `UNKNOWN`).
+    pub quality_rating: Option<String>,
+    pub token_hint: String,
+    pub agent_id: Option<AgentId>,
+    pub status: ConnectionStatus,
+    pub templates: Vec<WhatsappTemplate>,
+    /// Set when the tenant brings its own Meta app.
+    pub own_webhook: Option<OwnWebhook>,
+    pub health: ChannelHealth,
     pub created_at: DateTime<Utc>,
 }
 
@@ -439,5 +593,7 @@ mod tests {
         assert_serde_names(TenantStatus::ALL, |v| v.as_str());
         assert_serde_names(ConversationStatus::ALL, |v| v.as_str());
         assert_serde_names(LlmProvider::ALL, |v| v.as_str());
+        assert_serde_names(TemplateVariable::ALL, |v| v.as_str());
+        assert_serde_names(ScopeGuard::ALL, |v| v.as_str());
     }
 }

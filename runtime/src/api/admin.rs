@@ -7,7 +7,7 @@
 //! impersonation: stopping only ends the impersonation (the admin carries on with the session
 //! they already had), so an impersonation token cannot be traded for a platform session.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{Duration, Utc};
 use shared::ErrorBody;
 use shared::auth::{ImpersonateRequest, SessionToken};

@@ -1,7 +1,7 @@
 //! `/api/tenants/{tenant_id}/agents`: the AI employees of a tenant.
 
 use actix_web::{HttpResponse, web};
-use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Page};
+use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Page, ScopeGuard};
 use shared::{AgentId, ErrorBody};
 use uuid::Uuid;
 
@@ -29,6 +29,10 @@ fn to_dto(row: AgentRow) -> Result<Agent, ApiError> {
             tools,
             escalation_rules,
             business_function: row.business_function,
+            scope_guard: ScopeGuard::parse(&row.scope_guard).unwrap_or_default(),
+            in_scope_examples: serde_json::from_value(row.in_scope_examples)
+                .map_err(ApiError::internal)?,
+            ai_disclosure: row.ai_disclosure,
         },
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -44,6 +48,13 @@ fn validate(input: &AgentInput) -> Result<(), ApiError> {
     e.text("system_prompt", &input.system_prompt, false, 20_000);
     e.text("job_description", &input.job_description, false, 20_000);
     e.text("business_function", &input.business_function, false, 500);
+    e.text("ai_disclosure", &input.ai_disclosure, false, 500);
+    if input.in_scope_examples.len() > 50 {
+        e.add("in_scope_examples", "at most 50 examples");
+    }
+    for (i, example) in input.in_scope_examples.iter().enumerate() {
+        e.text(&format!("in_scope_examples[{i}]"), example, true, 300);
+    }
     if input.model_preference.chars().count() > 100
         || !input
             .model_preference
@@ -108,6 +119,16 @@ fn fields(input: &AgentInput) -> Result<AgentFields<'_>, ApiError> {
         tools: serde_json::to_value(&input.tools).map_err(ApiError::internal)?,
         escalation_rules: serde_json::to_value(&input.escalation_rules)
             .map_err(ApiError::internal)?,
+        scope_guard: input.scope_guard.as_str(),
+        in_scope_examples: serde_json::to_value(
+            input
+                .in_scope_examples
+                .iter()
+                .map(|e| e.trim())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(ApiError::internal)?,
+        ai_disclosure: input.ai_disclosure.trim(),
     })
 }
 

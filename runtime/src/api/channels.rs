@@ -26,6 +26,7 @@ use crate::store::{StoreError, agents};
 const KIND: ChannelKind = ChannelKind::Slack;
 
 fn to_dto(row: ConnectionRow) -> Result<SlackInstallation, ApiError> {
+    let health = row.health();
     let ConnectionSettings::Slack(settings) =
         ConnectionSettings::parse(row.kind, &row.settings).map_err(ApiError::internal)?
     else {
@@ -47,6 +48,7 @@ fn to_dto(row: ConnectionRow) -> Result<SlackInstallation, ApiError> {
         scopes: settings.scopes,
         agent_id: row.agent_id,
         status: row.status,
+        health,
         created_at: row.created_at,
     })
 }

@@ -21,11 +21,25 @@ pub struct ConnectionRow {
     pub status: ConnectionStatus,
     pub settings: Value,
     pub secret_ciphertext: Option<Vec<u8>>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
+impl ConnectionRow {
+    /// How the connection is doing, as the Channels page shows it.
+    pub fn health(&self) -> shared::resources::ChannelHealth {
+        shared::resources::ChannelHealth {
+            last_received_at: self.last_inbound_at,
+            last_error: self.last_error.clone(),
+            last_error_at: self.last_error_at,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, kind, external_id, display_name, agent_id, status, settings, \
-                       secret_ciphertext, created_at";
+                       secret_ciphertext, last_inbound_at, last_error, last_error_at, created_at";
 
 /// A connection to create or refresh (a reinstall brings a new token).
 #[derive(Debug, Clone)]
