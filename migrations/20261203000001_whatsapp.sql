@@ -2,16 +2,31 @@
 -- the 24-hour customer-service window and AI disclosure per conversation, and agents that keep to
 -- their business function.
 
--- A connection the provider refused for good (a revoked token) is 'failed' until reconnected;
--- its health says when the last message came in and what last went wrong.
+-- A connection the provider refused for good (a revoked token) is 'failed' until reconnected.
 ALTER TABLE channel_connections DROP CONSTRAINT channel_connections_status_check;
 ALTER TABLE channel_connections
     ADD CONSTRAINT channel_connections_status_check
-        CHECK (status IN ('active', 'disabled', 'failed')),
-    ADD COLUMN last_inbound_at timestamptz,
-    ADD COLUMN last_error      text CHECK (char_length(last_error) <= 500),
-    ADD COLUMN last_error_at   timestamptz,
-    ADD CHECK ((last_error IS NULL) = (last_error_at IS NULL));
+        CHECK (status IN ('active', 'disabled', 'failed'));
+
+-- How each connection is doing: when the last message came in and what last went wrong. A table
+-- of its own, because every change to channel_connections reloads the tenant's configuration.
+CREATE TABLE channel_health (
+    tenant_id       uuid NOT NULL,
+    connection_id   uuid NOT NULL,
+    last_inbound_at timestamptz,
+    last_error      text CHECK (char_length(last_error) <= 500),
+    last_error_at   timestamptz,
+    PRIMARY KEY (tenant_id, connection_id),
+    FOREIGN KEY (tenant_id, connection_id) REFERENCES channel_connections (tenant_id, id)
+        ON DELETE CASCADE,
+    CHECK ((last_error IS NULL) = (last_error_at IS NULL))
+);
+ALTER TABLE channel_health ENABLE ROW LEVEL SECURITY;
+ALTER TABLE channel_health FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON channel_health
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
+GRANT SELECT, INSERT, UPDATE, DELETE ON channel_health TO konstruct_runtime;
 
 -- Outbound parts move on after 'sent' as the provider reports them: delivered, read, or failed
 -- (with the provider's error code). 'failed' also marks a part that could never be sent (outside
@@ -22,14 +37,30 @@ ALTER TABLE messages
         CHECK (status IN ('pending', 'sent', 'delivered', 'read', 'failed')),
     ADD COLUMN failure           text CHECK (char_length(failure) <= 300),
     ADD COLUMN status_updated_at timestamptz;
+ALTER TABLE messages DROP CONSTRAINT messages_kind_check;
+ALTER TABLE messages ADD CONSTRAINT messages_kind_check
+    CHECK (kind IN ('answer', 'notice', 'apology', 'handoff', 'decline'));
 -- Status reports name our message by the provider's id.
 CREATE INDEX messages_provider_message_idx ON messages (tenant_id, provider_message_id)
     WHERE provider_message_id IS NOT NULL;
 
--- When the end user last wrote, and when the platform last told them it is an AI assistant.
-ALTER TABLE conversations
-    ADD COLUMN last_inbound_at timestamptz,
-    ADD COLUMN disclosed_at    timestamptz;
+-- A delivery report that arrived before its part was marked sent (Meta can report `sent` while
+-- our own transaction is still committing): kept until the part is marked, for a day at most.
+CREATE TABLE early_delivery_reports (
+    tenant_id           uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    provider_message_id text NOT NULL CHECK (length(provider_message_id) BETWEEN 1 AND 200),
+    status              text NOT NULL CHECK (status IN ('sent', 'delivered', 'read', 'failed')),
+    failure             text CHECK (char_length(failure) <= 300),
+    received_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, provider_message_id)
+);
+CREATE INDEX early_delivery_reports_age_idx ON early_delivery_reports (tenant_id, received_at);
+ALTER TABLE early_delivery_reports ENABLE ROW LEVEL SECURITY;
+ALTER TABLE early_delivery_reports FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON early_delivery_reports
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
+GRANT SELECT, INSERT, UPDATE, DELETE ON early_delivery_reports TO konstruct_runtime;
 
 ALTER TABLE agents
     ADD COLUMN scope_guard text NOT NULL DEFAULT 'whatsapp'

@@ -174,6 +174,7 @@ fn message(
         },
         text: format!("message {event}"),
         attachments: vec![],
+        unsupported: None,
         provider_event_id: event,
         received_at: Utc::now(),
     }

@@ -121,7 +121,7 @@ impl Application {
                  or connect channels"
             );
         }
-        let channels = Channels::new(&settings.slack);
+        let channels = Channels::new(&settings.slack, &settings.whatsapp);
         let deps = EngineDeps::new(
             store.clone(),
             redis.clone(),

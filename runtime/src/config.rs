@@ -56,6 +56,7 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub engine: EngineConfig,
     pub slack: SlackSettings,
+    pub whatsapp: WhatsappSettings,
     pub outbound: OutboundSettings,
     pub jobs: JobsSettings,
 }
@@ -146,6 +147,37 @@ impl Default for SlackSettings {
             client_id: None,
             client_secret: None,
             api_base_url: "https://slack.com/api".into(),
+        }
+    }
+}
+
+/// The platform's Meta app for the WhatsApp Business Cloud API (tenants may bring their own app
+/// per connection instead).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhatsappSettings {
+    /// The platform app's secret: it signs the webhooks Meta sends to `/webhooks/whatsapp`.
+    /// Without it that endpoint answers 503.
+    pub app_secret: Option<Secret<String>>,
+    /// What Meta's webhook verification must present (`hub.verify_token`), as entered in the
+    /// app's dashboard.
+    pub verify_token: Option<Secret<String>>,
+    /// The Graph API base, e.g. `https://graph.facebook.com` (tests point it at a fake).
+    pub graph_url: String,
+    /// The Graph API version in every path.
+    pub graph_version: String,
+    /// Messages per second one business number sends at most (Meta's default throughput is 80).
+    pub messages_per_second: u32,
+}
+
+impl Default for WhatsappSettings {
+    fn default() -> Self {
+        Self {
+            app_secret: None,
+            verify_token: None,
+            graph_url: "https://graph.facebook.com".into(),
+            graph_version: "v21.0".into(),
+            messages_per_second: 80,
         }
     }
 }
@@ -1080,6 +1112,81 @@ const SETTINGS: &[Setting] = &[
                 Err("must be an http(s) URL".into())
             }
         }),
+    },
+    Setting {
+        var: "KONSTRUCT_WHATSAPP_APP_SECRET",
+        key: "whatsapp.app_secret",
+        parse: |s, v| {
+            s.whatsapp.app_secret = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(exposed(&s.whatsapp.app_secret))),
+    },
+    Setting {
+        var: "KONSTRUCT_WHATSAPP_VERIFY_TOKEN",
+        key: "whatsapp.verify_token",
+        parse: |s, v| {
+            s.whatsapp.verify_token = Some(Secret::new(v.to_string()));
+            Ok(())
+        },
+        rule: Some(|s| match exposed(&s.whatsapp.verify_token) {
+            Some(t) if t.trim().chars().count() < 16 => Err(
+                "must be at least 16 characters (it is all that guards the webhook's verification)"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_WHATSAPP_GRAPH_URL",
+        key: "whatsapp.graph_url",
+        parse: |s, v| {
+            s.whatsapp.graph_url = v.trim().trim_end_matches('/').to_string();
+            Ok(())
+        },
+        rule: Some(|s| {
+            let url = &s.whatsapp.graph_url;
+            filled(url)?;
+            if url.starts_with("https://") || url.starts_with("http://") {
+                Ok(())
+            } else {
+                Err("must be an http(s) URL".into())
+            }
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_WHATSAPP_GRAPH_VERSION",
+        key: "whatsapp.graph_version",
+        parse: |s, v| {
+            s.whatsapp.graph_version = v.trim().to_string();
+            Ok(())
+        },
+        rule: Some(|s| {
+            let v = &s.whatsapp.graph_version;
+            let ok = v
+                .strip_prefix('v')
+                .and_then(|rest| rest.split_once('.'))
+                .is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && a.chars().all(|c| c.is_ascii_digit())
+                        && b.chars().all(|c| c.is_ascii_digit())
+                });
+            if ok {
+                Ok(())
+            } else {
+                Err("must be a Graph API version, like v21.0".into())
+            }
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_WHATSAPP_MESSAGES_PER_SECOND",
+        key: "whatsapp.messages_per_second",
+        parse: |s, v| {
+            s.whatsapp.messages_per_second = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.whatsapp.messages_per_second, 1)),
     },
     Setting {
         var: "KONSTRUCT_AUDIT_KEYS",

@@ -4,6 +4,24 @@
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
+/// The engine's clock: the real time, shifted by an offset that tests move forward (to close
+/// WhatsApp's 24-hour window without waiting a day). Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl Clock {
+    pub fn now(&self) -> DateTime<Utc> {
+        let offset = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        Utc::now() + chrono::Duration::milliseconds(offset)
+    }
+
+    /// Moves this clock (and its clones) forward by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.0
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A tenant's time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantZone(Tz);

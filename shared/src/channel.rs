@@ -153,8 +153,14 @@ pub struct InboundMessage {
     pub text: String,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// A message the platform cannot read yet (a picture, a voice note, a sticker): what it
+    /// was. It is recorded and answered with a short notice, without the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
     /// The provider's id for the event (Slack `event_id`, WhatsApp `wamid…`), for deduplication.
     pub provider_event_id: String,
+    /// When the end user wrote it, by the provider's timestamp where it gives one (WhatsApp's
+    /// window runs from it), else when it reached us.
     pub received_at: DateTime<Utc>,
 }
 
@@ -181,6 +187,8 @@ struct InboundWire {
     text: String,
     #[serde(default)]
     attachments: Vec<Attachment>,
+    #[serde(default)]
+    unsupported: Option<String>,
     provider_event_id: String,
     received_at: DateTime<Utc>,
 }
@@ -209,6 +217,7 @@ impl From<InboundWire> for InboundMessage {
             sender: w.sender,
             text: w.text,
             attachments: w.attachments,
+            unsupported: w.unsupported,
             provider_event_id: w.provider_event_id,
             received_at: w.received_at,
         }
@@ -228,9 +237,11 @@ pub enum ReplyKind {
     Apology,
     /// The conversation was handed to a human; this tells the user so.
     Handoff,
+    /// The request is outside the agent's business function; the agent said so.
+    Decline,
 }
 
-text_enum!(ReplyKind { Answer => "answer", Notice => "notice", Apology => "apology", Handoff => "handoff" });
+text_enum!(ReplyKind { Answer => "answer", Notice => "notice", Apology => "apology", Handoff => "handoff", Decline => "decline" });
 
 /// One reply on its way out through the channel it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +253,22 @@ pub struct OutboundReply {
     pub in_reply_to: String,
     pub kind: ReplyKind,
     pub text: String,
+    #[serde(default)]
+    pub context: ReplyContext,
+}
+
+/// What a channel may need besides the text: WhatsApp's 24-hour window and its templates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyContext {
+    /// When the end user last wrote in the conversation (WhatsApp's customer-service window runs
+    /// 24 hours from it).
+    pub customer_wrote_at: Option<DateTime<Utc>>,
+    /// The engine's clock as the part is handed to the channel.
+    pub now: Option<DateTime<Utc>>,
+    /// The end user's name as the channel knows it (a WhatsApp profile name).
+    pub customer_name: Option<String>,
+    /// The answering AI employee's name.
+    pub agent_name: Option<String>,
 }
 
 /// `POST /api/tenants/{tenant_id}/agents/{agent_id}/messages`: a test message from the portal.

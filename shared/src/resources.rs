@@ -292,6 +292,11 @@ pub struct PlatformInfo {
     pub public_url: String,
     /// The Request URL to set in the Slack app's Event Subscriptions.
     pub slack_events_url: String,
+    /// Where Meta sends the platform app's WhatsApp webhooks (`POST`, and `GET` to verify).
+    pub whatsapp_webhook_url: String,
+    /// Whether this server can take the platform app's WhatsApp webhooks (app secret and verify
+    /// token configured).
+    pub whatsapp_configured: bool,
     /// The platform's Slack app, if configured.
     pub slack_app_id: Option<String>,
     pub version: String,

@@ -9,7 +9,7 @@
 
 use actix_web::{HttpResponse, web};
 use shared::channel::{ChannelKind, ConnectionStatus};
-use shared::resources::{Page, SlackInstallation, SlackInstallationInput};
+use shared::resources::{ChannelHealth, Page, SlackInstallation, SlackInstallationInput};
 use shared::{ConnectionId, ErrorBody, ErrorCode};
 use uuid::Uuid;
 
@@ -25,8 +25,7 @@ use crate::store::{StoreError, agents};
 
 const KIND: ChannelKind = ChannelKind::Slack;
 
-fn to_dto(row: ConnectionRow) -> Result<SlackInstallation, ApiError> {
-    let health = row.health();
+fn to_dto(row: ConnectionRow, health: ChannelHealth) -> Result<SlackInstallation, ApiError> {
     let ConnectionSettings::Slack(settings) =
         ConnectionSettings::parse(row.kind, &row.settings).map_err(ApiError::internal)?
     else {
@@ -110,9 +109,14 @@ pub async fn list(
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let (rows, total) =
         store_channels::list(&mut tx, KIND, paging.limit(), paging.offset()).await?;
+    let ids: Vec<ConnectionId> = rows.iter().map(|r| r.id).collect();
+    let mut health = store_channels::health(&mut tx, &ids).await?;
     let items = rows
         .into_iter()
-        .map(to_dto)
+        .map(|row| {
+            let h = health.remove(&row.id).unwrap_or_default();
+            to_dto(row, h)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(web::Json(paging.page(items, total)))
 }
@@ -275,8 +279,12 @@ pub async fn register(
         }),
     )
     .await?;
+    let health = store_channels::health(&mut tx, &[row.id])
+        .await?
+        .remove(&row.id)
+        .unwrap_or_default();
     tx.commit().await?;
-    let dto = to_dto(row)?;
+    let dto = to_dto(row, health)?;
     Ok(if created {
         HttpResponse::Created().json(dto)
     } else {

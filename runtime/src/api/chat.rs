@@ -162,6 +162,7 @@ pub async fn send(
         },
         text: text.to_string(),
         attachments: Vec::new(),
+        unsupported: None,
         provider_event_id: event_id.clone(),
         received_at: Utc::now(),
     };

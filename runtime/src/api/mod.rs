@@ -25,6 +25,7 @@ pub mod tenants;
 pub mod tools;
 pub mod validate;
 pub mod webhooks;
+pub mod whatsapp;
 
 use std::net::TcpListener;
 
@@ -232,6 +233,22 @@ pub fn bind_listener(
             .route(
                 "/webhooks/slack/events",
                 web::post().to(webhooks::slack_events),
+            )
+            .route(
+                "/webhooks/whatsapp",
+                web::get().to(webhooks::whatsapp_verify),
+            )
+            .route(
+                "/webhooks/whatsapp",
+                web::post().to(webhooks::whatsapp_events),
+            )
+            .route(
+                "/webhooks/whatsapp/{phone_number_id}",
+                web::get().to(webhooks::whatsapp_own_verify),
+            )
+            .route(
+                "/webhooks/whatsapp/{phone_number_id}",
+                web::post().to(webhooks::whatsapp_own_events),
             )
             .configure(routes::configure)
             .service(web::scope("/api").default_service(web::to(api_not_found)));

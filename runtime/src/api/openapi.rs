@@ -21,6 +21,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::llm_keys::list, super::llm_keys::put, super::llm_keys::delete,
         super::chat::send, super::chat::list,
         super::channels::list, super::channels::register, super::channels::disconnect,
+        super::whatsapp::list, super::whatsapp::connect, super::whatsapp::disconnect,
         super::platform::info, super::settings::get, super::settings::put,
         super::settings::time_zones, super::end_users::list, super::end_users::get,
         super::audit::head, super::audit::verify,

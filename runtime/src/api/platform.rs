@@ -16,6 +16,8 @@ pub async fn info(_auth: Authorized, state: web::Data<AppState>) -> web::Json<Pl
     web::Json(PlatformInfo {
         public_url: state.public_url.base().to_string(),
         slack_events_url: state.public_url.link("/webhooks/slack/events"),
+        whatsapp_webhook_url: state.public_url.link("/webhooks/whatsapp"),
+        whatsapp_configured: state.channels.whatsapp.configured(),
         slack_app_id: state.channels.slack.app_id().map(str::to_string),
         version: env!("CARGO_PKG_VERSION").to_string(),
     })

@@ -12,7 +12,7 @@ use shared::auth::Permission;
 use super::error::ApiError;
 use super::{
     admin, agents, audit, auth, channels, chat, end_users, jobs, limits, llm_keys, members,
-    openapi, platform, settings, tenants, tools,
+    openapi, platform, settings, tenants, tools, whatsapp,
 };
 
 /// What a route requires of its caller.
@@ -102,6 +102,9 @@ routes! {
     GET    "/api/tenants/{tenant_id}/channels/slack"      => Tenant(ChannelsRead), channels::list;
     POST   "/api/tenants/{tenant_id}/channels/slack"      => Tenant(ChannelsManage), channels::register;
     DELETE "/api/tenants/{tenant_id}/channels/slack/{connection_id}" => Tenant(ChannelsManage), channels::disconnect;
+    GET    "/api/tenants/{tenant_id}/channels/whatsapp"   => Tenant(ChannelsRead), whatsapp::list;
+    POST   "/api/tenants/{tenant_id}/channels/whatsapp"   => Tenant(ChannelsManage), whatsapp::connect;
+    DELETE "/api/tenants/{tenant_id}/channels/whatsapp/{connection_id}" => Tenant(ChannelsManage), whatsapp::disconnect;
     GET    "/api/tenants/{tenant_id}/llm-keys"            => Tenant(LlmKeysManage), llm_keys::list;
     PUT    "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::put;
     DELETE "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::delete;

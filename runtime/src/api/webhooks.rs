@@ -10,9 +10,12 @@ use shared::ErrorCode;
 use super::AppState;
 use super::error::ApiError;
 use crate::channels::{
-    ConnectionSettings, Inbound, InboundError, Receive, ResolvedConnection, WebhookRequest,
+    Accepted, ConnectionSettings, DeliveryReport, Inbound, InboundError, Receive,
+    ResolvedConnection, WebhookRequest, whatsapp,
 };
 use crate::engine::ingest::Enqueued;
+use crate::store::audit;
+use crate::store::conversations::{self, DeliveryUpdate};
 
 /// What the API answers for a refused delivery.
 fn refused(kind: &str, e: InboundError) -> ApiError {
@@ -83,7 +86,11 @@ pub async fn receive<A: Receive>(
             settings,
         };
         let message = match adapter.accept(routed, &connection, Utc::now()) {
-            Ok(message) => message,
+            Ok(Accepted::Message(message)) => message,
+            Ok(Accepted::Delivery(report)) => {
+                apply_delivery(state, &connection, &report).await?;
+                continue;
+            }
             Err(reason) => {
                 tracing::debug!(channel = kind.as_str(), event = %event_id, reason, "event not answered");
                 continue;
@@ -104,6 +111,46 @@ pub async fn receive<A: Receive>(
     Ok(HttpResponse::Ok().finish())
 }
 
+/// Applies a provider's report on one of our messages: the part's delivery status moves on, and
+/// a failure is audited with the provider's error code (never its text).
+async fn apply_delivery(
+    state: &AppState,
+    connection: &ResolvedConnection,
+    report: &DeliveryReport,
+) -> Result<(), ApiError> {
+    let failure = report.error_code.map(|code| match &report.error_title {
+        Some(title) => format!("{code}: {title}"),
+        None => code.to_string(),
+    });
+    let mut tx = state.store.tenant_tx(connection.tenant).await?;
+    let update = conversations::record_delivery(
+        &mut tx,
+        &report.provider_message_id,
+        report.status,
+        failure.as_deref(),
+    )
+    .await?;
+    if let DeliveryUpdate::Applied {
+        status: shared::channel::DeliveryStatus::Failed,
+        ..
+    } = &update
+    {
+        tracing::warn!(tenant.id = %connection.tenant, error_code = ?report.error_code, "the provider reported a reply undeliverable");
+        audit::append(
+            &mut tx,
+            &crate::engine::reply::failed_event(
+                connection.id,
+                Some(&report.provider_message_id),
+                report.error_code,
+            ),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::debug!(tenant.id = %connection.tenant, status = report.status.as_str(), update = ?update, "delivery report");
+    Ok(())
+}
+
 /// `POST /webhooks/slack/events`: the Slack Events API.
 pub async fn slack_events(
     req: HttpRequest,
@@ -112,4 +159,109 @@ pub async fn slack_events(
 ) -> Result<HttpResponse, ApiError> {
     let adapter = state.channels.slack.clone();
     receive(adapter.as_ref(), &req, &state, &body).await
+}
+
+/// Answers Meta's verification of a webhook: the challenge, or 403.
+fn verification(query: &str, expected: &str) -> HttpResponse {
+    match whatsapp::verification_challenge(query, expected) {
+        Some(challenge) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body(challenge),
+        None => {
+            tracing::warn!("refused a WhatsApp webhook verification");
+            HttpResponse::Forbidden().finish()
+        }
+    }
+}
+
+/// `GET /webhooks/whatsapp`: Meta verifies the platform app's webhook.
+pub async fn whatsapp_verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let expected = state.channels.whatsapp.verify_token().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "WhatsApp is not configured on this server (KONSTRUCT_WHATSAPP_VERIFY_TOKEN).",
+        )
+    })?;
+    Ok(verification(req.query_string(), expected.expose()))
+}
+
+/// `POST /webhooks/whatsapp`: the platform app's webhooks (any tenant's numbers, in one POST).
+pub async fn whatsapp_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let adapter = state.channels.whatsapp.clone();
+    receive(adapter.as_ref(), &req, &state, &body).await
+}
+
+/// The own Meta app of the connection of `phone_number_id`, if it has one.
+async fn own_app(
+    state: &AppState,
+    phone_number_id: &str,
+) -> Result<Option<(shared::TenantId, shared::ConnectionId, whatsapp::OwnApp)>, ApiError> {
+    if phone_number_id.is_empty()
+        || phone_number_id.len() > 32
+        || !phone_number_id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Ok(None);
+    }
+    let Some(resolved) = state
+        .store
+        .resolve_channel(shared::channel::ChannelKind::Whatsapp, phone_number_id)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let settings =
+        ConnectionSettings::parse(shared::channel::ChannelKind::Whatsapp, &resolved.settings)
+            .map_err(ApiError::internal)?;
+    Ok(match settings {
+        ConnectionSettings::Whatsapp(s) => s
+            .own_app
+            .map(|app| (resolved.tenant, resolved.connection_id, app)),
+        _ => None,
+    })
+}
+
+/// `GET /webhooks/whatsapp/{phone_number_id}`: Meta verifies a tenant's own app's webhook.
+pub async fn whatsapp_own_verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match own_app(&state, &path).await? {
+        Some((_, _, app)) => Ok(verification(req.query_string(), &app.verify_token)),
+        None => Ok(HttpResponse::Forbidden().finish()),
+    }
+}
+
+/// `POST /webhooks/whatsapp/{phone_number_id}`: a tenant's own app's webhooks, signed with
+/// that app's secret, for that one number.
+pub async fn whatsapp_own_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let Some((tenant, connection, app)) = own_app(&state, &path).await? else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "This request is not from the provider: no connected number uses its own app here.",
+        ));
+    };
+    let sealed = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &app.app_secret_sealed,
+    )
+    .map_err(ApiError::internal)?;
+    let secret = state
+        .keyring
+        .open(tenant, &whatsapp::app_secret_slot(connection), &sealed)
+        .map_err(ApiError::unavailable)?;
+    let adapter = state.channels.whatsapp.own_app(secret, path.into_inner());
+    receive(&adapter, &req, &state, &body).await
 }

@@ -9,6 +9,7 @@
 //! reply never decrypts anything.
 
 pub mod slack;
+pub mod whatsapp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,9 +32,18 @@ pub enum SinkError {
         reason: String,
         after: Option<Duration>,
     },
-    /// It will never work: the installation is gone, its token revoked, the channel deleted.
+    /// It will never work: the installation is gone, the channel deleted, the request refused.
     #[error("the channel refused the reply for good: {0}")]
     Permanent(String),
+    /// This part can never reach the user (outside WhatsApp's 24-hour window with no template,
+    /// a recipient who cannot receive it): the part is recorded as failed with the reason and
+    /// the turn goes on.
+    #[error("the reply cannot be delivered: {0}")]
+    Undeliverable(String),
+    /// The connection's credentials were refused for good (a revoked token): the connection
+    /// is marked failed until an admin connects it again.
+    #[error("the channel refused the connection's credentials: {0}")]
+    Revoked(String),
 }
 
 impl SinkError {
@@ -59,6 +69,16 @@ pub trait ReplySink: Send + Sync {
     fn max_part_chars(&self) -> usize {
         usize::MAX
     }
+
+    /// Tells the provider the user's message was read (WhatsApp's blue ticks), where it has
+    /// such a thing.
+    fn mark_read(
+        &self,
+        _connection: &ConnectionConfig,
+        _message: &InboundMessage,
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The web channel's sink: the reply is recorded in the conversation, which the portal reads, so
@@ -80,7 +100,8 @@ impl ReplySink for RecordedOnly {
 pub fn secret_slot(kind: ChannelKind, id: ConnectionId) -> String {
     match kind {
         ChannelKind::Slack => slack::token_slot(id),
-        ChannelKind::Whatsapp | ChannelKind::Web => format!("{kind}_token:{id}"),
+        ChannelKind::Whatsapp => whatsapp::token_slot(id),
+        ChannelKind::Web => format!("{kind}_token:{id}"),
     }
 }
 
@@ -88,6 +109,7 @@ pub fn secret_slot(kind: ChannelKind, id: ConnectionId) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionSettings {
     Slack(slack::InstallationSettings),
+    Whatsapp(whatsapp::NumberSettings),
     /// The web test chat has none.
     Web,
 }
@@ -108,7 +130,10 @@ impl ConnectionSettings {
             ChannelKind::Slack => {
                 ConnectionSettings::Slack(serde_json::from_value(json.clone()).map_err(err)?)
             }
-            ChannelKind::Web | ChannelKind::Whatsapp => ConnectionSettings::Web,
+            ChannelKind::Whatsapp => {
+                ConnectionSettings::Whatsapp(serde_json::from_value(json.clone()).map_err(err)?)
+            }
+            ChannelKind::Web => ConnectionSettings::Web,
         })
     }
 
@@ -116,6 +141,7 @@ impl ConnectionSettings {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             ConnectionSettings::Slack(s) => serde_json::to_value(s).unwrap_or_default(),
+            ConnectionSettings::Whatsapp(s) => serde_json::to_value(s).unwrap_or_default(),
             ConnectionSettings::Web => serde_json::json!({}),
         }
     }
@@ -238,6 +264,27 @@ pub struct ResolvedConnection {
     pub settings: ConnectionSettings,
 }
 
+/// What an event of a delivery is, once its connection is known.
+#[derive(Debug)]
+pub enum Accepted {
+    /// A user's message, for the engine.
+    Message(InboundMessage),
+    /// A report on one of our messages (WhatsApp's `statuses[]`).
+    Delivery(DeliveryReport),
+}
+
+/// The provider's word on how far one of our messages got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// The provider's id for our message (a `wamid`).
+    pub provider_message_id: String,
+    pub status: shared::channel::DeliveryStatus,
+    /// Why it failed, in the provider's terms.
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The inbound half of an adapter: verify and read a webhook delivery, then turn each of its
 /// events into a message once its connection is known.
 pub trait Receive: Send + Sync + 'static {
@@ -249,20 +296,21 @@ pub trait Receive: Send + Sync + 'static {
     /// Verifies the delivery (signature, replay window, app) and reads it.
     fn inbound(&self, request: &WebhookRequest<'_>) -> Result<Inbound<Self::Event>, InboundError>;
 
-    /// The message an event is for `connection`, or why it is not answered (its own bot's
-    /// message, an edit, a type we do not handle).
+    /// What an event is for `connection` (a message, a delivery report), or why it is not
+    /// taken (its own bot's message, an edit, a type we do not handle).
     fn accept(
         &self,
         routed: Routed<Self::Event>,
         connection: &ResolvedConnection,
         received_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<InboundMessage, &'static str>;
+    ) -> Result<Accepted, &'static str>;
 }
 
 /// Every channel's adapter, built once from the settings.
 #[derive(Clone)]
 pub struct Channels {
     pub slack: Arc<slack::SlackChannel>,
+    pub whatsapp: Arc<whatsapp::WhatsappChannel>,
 }
 
 impl std::fmt::Debug for Channels {
@@ -272,13 +320,17 @@ impl std::fmt::Debug for Channels {
 }
 
 impl Channels {
-    pub fn new(slack: &crate::config::SlackSettings) -> Self {
+    pub fn new(
+        slack: &crate::config::SlackSettings,
+        whatsapp: &crate::config::WhatsappSettings,
+    ) -> Self {
         Self {
             slack: Arc::new(slack::SlackChannel::new(slack)),
+            whatsapp: Arc::new(whatsapp::WhatsappChannel::new(whatsapp)),
         }
     }
 
-    /// The reply side of every channel: the web test chat (recorded only) and Slack.
+    /// The reply side of every channel: the web test chat (recorded only), Slack and WhatsApp.
     pub fn sinks(&self) -> HashMap<ChannelKind, Arc<dyn ReplySink>> {
         HashMap::from([
             (
@@ -286,6 +338,10 @@ impl Channels {
                 Arc::new(RecordedOnly) as Arc<dyn ReplySink>,
             ),
             (ChannelKind::Slack, self.slack.clone() as Arc<dyn ReplySink>),
+            (
+                ChannelKind::Whatsapp,
+                self.whatsapp.clone() as Arc<dyn ReplySink>,
+            ),
         ])
     }
 }

@@ -354,6 +354,14 @@ fn transient(error: &str) -> bool {
     )
 }
 
+/// Whether an error means the installation's token will never work again.
+fn revoked(error: &str) -> bool {
+    matches!(
+        error,
+        "token_revoked" | "invalid_auth" | "account_inactive" | "not_authed" | "token_expired"
+    )
+}
+
 /// Slack's largest recommended message; longer replies are sent in several messages.
 const MAX_MESSAGE_CHARS: usize = 3_500;
 
@@ -474,6 +482,9 @@ impl SlackChannel {
             })?;
             return match (answer.ok, answer.error) {
                 (true, _) => Ok(answer.ts),
+                (false, Some(error)) if revoked(&error) => Err(SinkError::Revoked(format!(
+                    "Slack refused the bot token ({error}): install the app again"
+                ))),
                 (false, Some(error)) if transient(&error) => Err(SinkError::retryable(format!(
                     "Slack could not take the message: {error}"
                 ))),
@@ -551,13 +562,13 @@ impl Receive for SlackChannel {
         routed: Routed<Self::Event>,
         connection: &ResolvedConnection,
         received_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<InboundMessage, &'static str> {
+    ) -> Result<super::Accepted, &'static str> {
         let ConnectionSettings::Slack(settings) = &connection.settings else {
             return Err("the connection is not a Slack installation");
         };
         let (_, event) = routed.event;
         let accepted = accept(&event, &settings.bot_user_id)?;
-        Ok(InboundMessage {
+        Ok(super::Accepted::Message(InboundMessage {
             tenant_id: connection.tenant,
             channel: ChannelKind::Slack,
             connection_id: connection.id,
@@ -572,9 +583,10 @@ impl Receive for SlackChannel {
             },
             text: accepted.text,
             attachments: Vec::new(),
+            unsupported: None,
             provider_event_id: routed.event_id,
             received_at,
-        })
+        }))
     }
 }
 

@@ -40,6 +40,11 @@ pub struct AgentConfig {
     /// The model group to try first, if the agent names one.
     pub model_preference: Option<String>,
     pub escalation_rules: Vec<EscalationRule>,
+    /// Where it keeps to its business function.
+    pub scope_guard: shared::resources::ScopeGuard,
+    pub in_scope_examples: Vec<String>,
+    /// Its AI disclosure; empty for the default.
+    pub ai_disclosure: String,
 }
 
 /// A tenant's configuration at one moment.
@@ -91,6 +96,9 @@ fn agent_config(row: agents::AgentRow) -> AgentConfig {
         },
         model_preference: (!preference.is_empty()).then_some(preference),
         escalation_rules,
+        scope_guard: shared::resources::ScopeGuard::parse(&row.scope_guard).unwrap_or_default(),
+        in_scope_examples: serde_json::from_value(row.in_scope_examples).unwrap_or_default(),
+        ai_disclosure: row.ai_disclosure,
     }
 }
 

@@ -14,17 +14,18 @@
 //! there re-sends that part.
 
 use shared::ConversationId;
-use shared::channel::{DeliveryStatus, OutboundReply, ReplyKind};
+use shared::channel::{DeliveryStatus, InboundMessage, OutboundReply, ReplyContext, ReplyKind};
 
 use super::ingest::Delivery;
 use super::turn::{EngineDeps, TurnError};
-use crate::channels::ConnectionConfig;
+use crate::channels::{ConnectionConfig, SinkError};
 use crate::failpoint;
+use crate::store::audit::{self, Action, Actor, NewEvent, Target};
 use crate::store::conversations::{self, ReplyPart};
-use crate::store::{TenantTx, fences};
+use crate::store::{TenantTx, channels, fences};
 
-/// Splits `text` into parts of at most `max` characters, at a paragraph, line or word boundary
-/// where one is near the end of the part.
+/// Splits `text` into parts of at most `max` characters, at a paragraph, line, sentence or word
+/// boundary (in that order of preference) where one is in the last half of the part.
 pub fn split(text: &str, max: usize) -> Vec<String> {
     let max = max.max(1);
     let mut parts = Vec::new();
@@ -34,10 +35,19 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
         let head = &rest[..cut];
         // Prefer a boundary in the last half of the part.
         let floor = head.len() / 2;
-        let at = ["\n\n", "\n", " "]
-            .iter()
-            .find_map(|sep| head.rfind(sep).filter(|&i| i > floor))
-            .unwrap_or(cut);
+        // (separator, bytes of it that stay with the part before): a sentence keeps its stop.
+        let at = [
+            ("\n\n", 0),
+            ("\n", 0),
+            (". ", 1),
+            ("! ", 1),
+            ("? ", 1),
+            ("。", 3),
+            (" ", 0),
+        ]
+        .iter()
+        .find_map(|(sep, keep)| head.rfind(sep).filter(|&i| i > floor).map(|i| i + keep))
+        .unwrap_or(cut);
         parts.push(rest[..at].trim_end().to_string());
         rest = rest[at..].trim_start();
     }
@@ -88,6 +98,11 @@ pub async fn record_pending(
 
 /// Sends the parts not sent yet, in order, marking each sent. Stops with `Fenced` as soon as
 /// this node no longer holds the partition (the new owner sends what is left).
+///
+/// A part the channel can never deliver (outside WhatsApp's window with no template) is marked
+/// failed with the reason and audited, and the rest of the reply goes on; credentials refused for
+/// good fail the connection (audited, shown on the Channels page) before the error is returned.
+/// Every failure is noted in the connection's health; a success clears it.
 pub async fn deliver(
     deps: &EngineDeps,
     d: &Delivery,
@@ -100,6 +115,10 @@ pub async fn deliver(
         .get(&m.channel)
         .cloned()
         .ok_or(TurnError::NoSink(m.channel))?;
+    let agent_name = match deps.snapshots.get(m.tenant_id) {
+        Some(config) => config.agent(m.agent_id).map(|a| a.profile.name.clone()),
+        None => None,
+    };
     for part in parts.iter().filter(|p| p.status == DeliveryStatus::Pending) {
         if !deps.ownership.holds(d.partition, d.epoch) {
             return Err(TurnError::Fenced);
@@ -114,16 +133,112 @@ pub async fn deliver(
                     in_reply_to: m.provider_event_id.clone(),
                     kind: part.kind,
                     text: part.body.clone(),
+                    context: ReplyContext {
+                        // The message this answers: the customer may have written since, which
+                        // only keeps the window open longer.
+                        customer_wrote_at: Some(m.received_at),
+                        now: Some(deps.settings.clock.now()),
+                        customer_name: m.sender.display_name.clone(),
+                        agent_name: agent_name.clone(),
+                    },
                 },
             )
-            .await
-            .map_err(TurnError::Send)?;
+            .await;
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(SinkError::Undeliverable(reason)) => {
+                tracing::warn!(tenant.id = %m.tenant_id, channel = m.channel.as_str(), reason = %reason, "a reply part cannot be delivered");
+                let mut tx = fenced_tx(deps, d).await?;
+                conversations::mark_failed(&mut tx, part.id, &reason).await?;
+                channels::note_error(&mut tx, m.connection_id, Some(&reason)).await?;
+                audit::append(
+                    &mut tx,
+                    &NewEvent::about(
+                        Actor::System,
+                        Action::ReplyUndeliverable,
+                        Target::Connection(m.connection_id),
+                        serde_json::json!({
+                            "in_reply_to": m.provider_event_id,
+                            "part": part.part,
+                            "channel": m.channel.as_str(),
+                            "reason": reason,
+                        }),
+                    ),
+                )
+                .await?;
+                tx.commit().await?;
+                continue;
+            }
+            Err(error) => {
+                note_failure(deps, m, &error).await;
+                return Err(TurnError::Send(error));
+            }
+        };
         failpoint::hit(failpoint::AFTER_POST).await;
         let mut tx = fenced_tx(deps, d).await?;
-        conversations::mark_sent(&mut tx, part.id, sent.as_deref()).await?;
+        let status = conversations::mark_sent(&mut tx, part.id, sent.as_deref()).await?;
+        channels::note_error(&mut tx, m.connection_id, None).await?;
+        if status == DeliveryStatus::Failed {
+            audit::append(
+                &mut tx,
+                &failed_event(m.connection_id, sent.as_deref(), None),
+            )
+            .await?;
+        }
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// The audit record of a message the channel accepted and later reported undeliverable.
+pub fn failed_event(
+    connection: shared::ConnectionId,
+    provider_message_id: Option<&str>,
+    error_code: Option<i64>,
+) -> NewEvent {
+    NewEvent::about(
+        Actor::System,
+        Action::ReplyFailed,
+        Target::Connection(connection),
+        serde_json::json!({
+            "provider_message_id": provider_message_id,
+            "error_code": error_code,
+        }),
+    )
+}
+
+/// Notes a send failure in the connection's health; a revoked credential also fails the
+/// connection (audited once). Best effort: the turn's own error is what matters.
+async fn note_failure(deps: &EngineDeps, m: &InboundMessage, error: &SinkError) {
+    let result = async {
+        let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+        let reason = match error {
+            SinkError::Retryable { reason, .. }
+            | SinkError::Permanent(reason)
+            | SinkError::Undeliverable(reason)
+            | SinkError::Revoked(reason) => reason.as_str(),
+        };
+        channels::note_error(&mut tx, m.connection_id, Some(reason)).await?;
+        if matches!(error, SinkError::Revoked(_)) && channels::fail(&mut tx, m.connection_id).await? {
+            tracing::error!(tenant.id = %m.tenant_id, connection.id = %m.connection_id, "the channel refused the connection's credentials; connection failed");
+            audit::append(
+                &mut tx,
+                &NewEvent::about(
+                    Actor::System,
+                    Action::ChannelFailed,
+                    Target::Connection(m.connection_id),
+                    serde_json::json!({ "kind": m.channel.as_str(), "reason": reason }),
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<_, crate::store::StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not record a channel failure");
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +255,16 @@ mod tests {
         assert_eq!(parts.join(" "), text);
         let paragraphs = format!("{}\n\n{}", "a".repeat(8), "b".repeat(8));
         assert_eq!(split(&paragraphs, 12), ["a".repeat(8), "b".repeat(8)]);
+        // A sentence boundary wins over a later word boundary, and keeps its full stop.
+        let sentences = "Your order left today. It should arrive by Friday at noon.";
+        let parts = split(sentences, 40);
+        assert_eq!(
+            parts,
+            [
+                "Your order left today.",
+                "It should arrive by Friday at noon."
+            ]
+        );
         // No boundary at all: cut at the limit, on a character boundary.
         let word = "é".repeat(25);
         let parts = split(&word, 10);

@@ -144,3 +144,39 @@ pub async fn delete(tx: &mut TenantTx, id: AgentId) -> StoreResult<bool> {
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Counts one request the agent declined as outside its business function, on the tenant's
+/// calendar day.
+pub async fn count_decline(
+    tx: &mut TenantTx,
+    id: AgentId,
+    day: chrono::NaiveDate,
+) -> StoreResult<()> {
+    let tenant = tx.tenant();
+    sqlx::query(
+        "INSERT INTO scope_declines_daily (tenant_id, agent_id, day, declined) VALUES ($1, $2, $3, 1) \
+         ON CONFLICT (tenant_id, agent_id, day) DO UPDATE \
+            SET declined = scope_declines_daily.declined + 1",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(day)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
+}
+
+/// Requests each of the tenant's agents declined as outside its business function, since `from`.
+pub async fn declines_since(
+    tx: &mut TenantTx,
+    from: chrono::NaiveDate,
+) -> StoreResult<std::collections::HashMap<AgentId, i64>> {
+    let rows: Vec<(AgentId, i64)> = sqlx::query_as(
+        "SELECT agent_id, sum(declined)::bigint FROM scope_declines_daily WHERE day >= $1 \
+          GROUP BY agent_id",
+    )
+    .bind(from)
+    .fetch_all(tx.connection())
+    .await?;
+    Ok(rows.into_iter().collect())
+}

@@ -74,6 +74,8 @@ actions! {
     ChannelConnected => "channel.connected",
     ChannelRefreshed => "channel.refreshed",
     ChannelDisconnected => "channel.disconnected",
+    /// The provider refused the connection's credentials for good (a revoked token).
+    ChannelFailed => "channel.failed",
     LlmKeySet => "llm_key.set",
     LlmKeyDeleted => "llm_key.deleted",
     /// The provider began refusing a tenant's own key (once per refusal episode).
@@ -90,6 +92,12 @@ actions! {
     ReplyNoticeSent => "reply.notice_sent",
     ReplyApologySent => "reply.apology_sent",
     ReplyHandoffSent => "reply.handoff_sent",
+    /// A reply part could never be sent (outside WhatsApp's window with no template).
+    ReplyUndeliverable => "reply.undeliverable",
+    /// The provider accepted a reply part and later reported it undeliverable (its error code).
+    ReplyFailed => "reply.failed",
+    /// A request outside the agent's business function was declined without the LLM.
+    ScopeDeclined => "scope.declined",
     /// Messages refused by a rate limit in one window, as one record with the count.
     MessageRateLimited => "message.rate_limited",
     MessageDeadLettered => "message.dead_lettered",

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shared::channel::{ChannelKind, ConnectionStatus};
+use shared::resources::ChannelHealth;
 use shared::{AgentId, ConnectionId};
 
 use super::{StoreError, StoreResult, TenantTx};
@@ -21,25 +22,11 @@ pub struct ConnectionRow {
     pub status: ConnectionStatus,
     pub settings: Value,
     pub secret_ciphertext: Option<Vec<u8>>,
-    pub last_inbound_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
-impl ConnectionRow {
-    /// How the connection is doing, as the Channels page shows it.
-    pub fn health(&self) -> shared::resources::ChannelHealth {
-        shared::resources::ChannelHealth {
-            last_received_at: self.last_inbound_at,
-            last_error: self.last_error.clone(),
-            last_error_at: self.last_error_at,
-        }
-    }
-}
-
 const COLUMNS: &str = "id, kind, external_id, display_name, agent_id, status, settings, \
-                       secret_ciphertext, last_inbound_at, last_error, last_error_at, created_at";
+                       secret_ciphertext, created_at";
 
 /// A connection to create or refresh (a reinstall brings a new token).
 #[derive(Debug, Clone)]
@@ -159,7 +146,7 @@ pub async fn disconnect(
                 secret_key_version = NULL, updated_at = now(), \
                 settings = settings || jsonb_build_object('team_id', external_id), \
                 external_id = 'disconnected:' || id::text \
-          WHERE id = $1 AND kind = $2 AND status = 'active' RETURNING {COLUMNS}"
+          WHERE id = $1 AND kind = $2 AND status IN ('active', 'failed') RETURNING {COLUMNS}"
         )))
         .bind(id)
         .bind(kind.as_str())
@@ -177,4 +164,102 @@ pub async fn all(tx: &mut TenantTx) -> StoreResult<Vec<ConnectionRow>> {
         .fetch_all(tx.connection())
         .await?,
     )
+}
+
+/// How the given connections are doing (those with no record yet are absent).
+pub async fn health(
+    tx: &mut TenantTx,
+    ids: &[ConnectionId],
+) -> StoreResult<std::collections::HashMap<ConnectionId, ChannelHealth>> {
+    let rows: Vec<(
+        ConnectionId,
+        Option<DateTime<Utc>>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT connection_id, last_inbound_at, last_error, last_error_at FROM channel_health \
+              WHERE connection_id = ANY($1)",
+    )
+    .bind(ids.iter().map(|id| *id.as_uuid()).collect::<Vec<_>>())
+    .fetch_all(tx.connection())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, last_received_at, last_error, last_error_at)| {
+            (
+                id,
+                ChannelHealth {
+                    last_received_at,
+                    last_error,
+                    last_error_at,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Notes that a message came in on the connection (to the minute: at most one write a minute
+/// per connection).
+pub async fn note_inbound(tx: &mut TenantTx, id: ConnectionId) -> StoreResult<()> {
+    let tenant = tx.tenant();
+    sqlx::query(
+        "INSERT INTO channel_health (tenant_id, connection_id, last_inbound_at) \
+         VALUES ($1, $2, date_trunc('minute', now())) \
+         ON CONFLICT (tenant_id, connection_id) DO UPDATE SET last_inbound_at = EXCLUDED.last_inbound_at \
+          WHERE channel_health.last_inbound_at IS DISTINCT FROM EXCLUDED.last_inbound_at",
+    )
+    .bind(tenant)
+    .bind(id)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
+}
+
+/// Records what last went wrong sending through the connection (`None` clears it, and writes
+/// nothing when there was nothing to clear).
+pub async fn note_error(
+    tx: &mut TenantTx,
+    id: ConnectionId,
+    error: Option<&str>,
+) -> StoreResult<()> {
+    let tenant = tx.tenant();
+    match error {
+        Some(error) => {
+            let error: String = error.chars().take(500).collect();
+            sqlx::query(
+                "INSERT INTO channel_health (tenant_id, connection_id, last_error, last_error_at) \
+                 VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT (tenant_id, connection_id) DO UPDATE \
+                    SET last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(error)
+            .execute(tx.connection())
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "UPDATE channel_health SET last_error = NULL, last_error_at = NULL \
+                  WHERE connection_id = $1 AND last_error IS NOT NULL",
+            )
+            .bind(id)
+            .execute(tx.connection())
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks an active connection failed for good (its credentials were refused); `true` when it
+/// was active until now.
+pub async fn fail(tx: &mut TenantTx, id: ConnectionId) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE channel_connections SET status = 'failed', updated_at = now() \
+          WHERE id = $1 AND status = 'active'",
+    )
+    .bind(id)
+    .execute(tx.connection())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -190,21 +190,136 @@ pub async fn record_reply(
     Ok(ids)
 }
 
-/// Marks one part sent, with the provider's id for the message when it gave one.
+/// Marks one part sent, with the provider's id for the message when it gave one. A delivery
+/// report that arrived for that id before this mark (`record_delivery`) is applied now; returns
+/// the part's status.
 pub async fn mark_sent(
     tx: &mut TenantTx,
     message: Uuid,
     provider_message_id: Option<&str>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE messages SET status = 'sent', provider_message_id = $2, sent_at = now() \
-          WHERE id = $1",
+) -> StoreResult<DeliveryStatus> {
+    let (status,): (String,) = sqlx::query_as(
+        "WITH early AS ( \
+             DELETE FROM early_delivery_reports WHERE provider_message_id = $2 \
+             RETURNING status, failure) \
+         UPDATE messages SET status = coalesce((SELECT status FROM early), 'sent'), \
+                failure = (SELECT failure FROM early), provider_message_id = $2, sent_at = now(), \
+                status_updated_at = now() \
+          WHERE id = $1 RETURNING status",
     )
     .bind(message)
     .bind(provider_message_id)
+    .fetch_one(tx.connection())
+    .await?;
+    parse(status)
+}
+
+/// Marks one part as never deliverable, with the reason (ours, not the user's words).
+pub async fn mark_failed(tx: &mut TenantTx, message: Uuid, reason: &str) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE messages SET status = 'failed', failure = $2, status_updated_at = now() \
+          WHERE id = $1",
+    )
+    .bind(message)
+    .bind(reason.chars().take(300).collect::<String>())
     .execute(tx.connection())
     .await?;
     Ok(())
+}
+
+/// What a delivery report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryUpdate {
+    /// The part moved on to the reported status.
+    Applied {
+        message: Uuid,
+        conversation: ConversationId,
+        status: DeliveryStatus,
+    },
+    /// The part is further along already (reports can arrive out of order), or the report
+    /// repeats one applied before.
+    Stale,
+    /// No part has this id yet: kept until the part is marked sent.
+    Early,
+}
+
+const RANK: &str =
+    "array_position(ARRAY['pending', 'sent', 'delivered', 'read', 'failed'], status)";
+
+/// Applies the provider's report on one of our messages; a part never moves backwards.
+pub async fn record_delivery(
+    tx: &mut TenantTx,
+    provider_message_id: &str,
+    status: DeliveryStatus,
+    failure: Option<&str>,
+) -> StoreResult<DeliveryUpdate> {
+    let failure: Option<String> = failure.map(|f| f.chars().take(300).collect());
+    let applied: Option<(Uuid, ConversationId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE messages SET status = $2, failure = coalesce($3, failure), \
+                status_updated_at = now() \
+          WHERE provider_message_id = $1 AND direction = 'outbound' \
+            AND {RANK} < array_position(ARRAY['pending', 'sent', 'delivered', 'read', 'failed'], $2) \
+         RETURNING id, conversation_id"
+    )))
+    .bind(provider_message_id)
+    .bind(status.as_str())
+    .bind(&failure)
+    .fetch_optional(tx.connection())
+    .await?;
+    if let Some((message, conversation)) = applied {
+        return Ok(DeliveryUpdate::Applied {
+            message,
+            conversation,
+            status,
+        });
+    }
+    let known: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM messages WHERE provider_message_id = $1 AND direction = 'outbound' LIMIT 1",
+    )
+    .bind(provider_message_id)
+    .fetch_optional(tx.connection())
+    .await?;
+    if known.is_some() {
+        return Ok(DeliveryUpdate::Stale);
+    }
+    let tenant = tx.tenant();
+    // Bounded: reports for ids we never mark (another system's messages) leave after a day.
+    sqlx::query("DELETE FROM early_delivery_reports WHERE received_at < now() - interval '1 day'")
+        .execute(tx.connection())
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO early_delivery_reports (tenant_id, provider_message_id, status, failure) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, provider_message_id) DO UPDATE \
+            SET status = EXCLUDED.status, failure = coalesce(EXCLUDED.failure, early_delivery_reports.failure) \
+          WHERE array_position(ARRAY['pending', 'sent', 'delivered', 'read', 'failed'], early_delivery_reports.status) \
+              < array_position(ARRAY['pending', 'sent', 'delivered', 'read', 'failed'], EXCLUDED.status)"
+    )))
+    .bind(tenant)
+    .bind(provider_message_id)
+    .bind(status.as_str())
+    .bind(&failure)
+    .execute(tx.connection())
+    .await?;
+    Ok(DeliveryUpdate::Early)
+}
+
+/// When the end user last wrote in the conversation before the message `except_event`.
+pub async fn previous_inbound_at(
+    tx: &mut TenantTx,
+    conversation: ConversationId,
+    except_event: &str,
+) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+    Ok(sqlx::query_scalar(
+        "SELECT created_at FROM messages \
+          WHERE conversation_id = $1 AND direction = 'inbound' \
+            AND provider_event_id IS DISTINCT FROM $2 \
+          ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(conversation)
+    .bind(except_event)
+    .fetch_optional(tx.connection())
+    .await?)
 }
 
 /// One message of the history a memory window is rebuilt from.

@@ -38,6 +38,7 @@ fn message(tenant: TenantId, event: &str, text: &str) -> InboundMessage {
         },
         text: text.into(),
         attachments: vec![],
+        unsupported: None,
         provider_event_id: event.into(),
         received_at: Utc::now(),
     }

@@ -93,6 +93,7 @@ async fn a_two_minute_slack_outage_loses_nothing_answers_once_in_order_and_block
         },
         text: String::new(),
         attachments: Vec::new(),
+        unsupported: None,
         received_at: chrono::Utc::now(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -246,6 +247,7 @@ async fn a_flood_of_over_limit_messages_leaves_redis_and_the_audit_trail_within_
             },
             text: format!("spam {i}"),
             attachments: Vec::new(),
+            unsupported: None,
             received_at: chrono::Utc::now(),
         };
         app.ingest.enqueue(&m).await.unwrap();

@@ -105,6 +105,7 @@ fn web_message(
         },
         text: text.into(),
         attachments: Vec::new(),
+        unsupported: None,
         provider_event_id: event.into(),
         received_at: chrono::Utc::now(),
     }

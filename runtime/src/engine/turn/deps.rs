@@ -37,6 +37,8 @@ pub struct EngineSettings {
     pub state_ttl: std::time::Duration,
     /// Entries handed to the actors and not finished, at most.
     pub max_in_flight: usize,
+    /// What "now" is for WhatsApp's 24-hour window and the AI disclosure.
+    pub clock: crate::time::Clock,
 }
 
 impl EngineSettings {
@@ -77,6 +79,7 @@ impl Default for EngineSettings {
             partition_lease: std::time::Duration::from_secs(15),
             state_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
             max_in_flight: 1024,
+            clock: crate::time::Clock::default(),
         }
     }
 }
@@ -269,7 +272,7 @@ impl TurnError {
     pub fn disposition(&self) -> Disposition {
         match self {
             TurnError::Fenced | TurnError::Store(StoreError::Fenced) => Disposition::Abandon,
-            TurnError::Send(SinkError::Permanent(_))
+            TurnError::Send(SinkError::Permanent(_) | SinkError::Revoked(_))
             | TurnError::NoSink(_)
             | TurnError::NoConnection => Disposition::DeadLetter,
             TurnError::Send(SinkError::Retryable { after, .. }) => {
@@ -287,7 +290,10 @@ impl TurnError {
             TurnError::Redis(_) | TurnError::Ingest(_) => "queue",
             TurnError::Window(_) => "conversation_state",
             TurnError::Send(SinkError::Retryable { .. }) => "channel_unavailable",
-            TurnError::Send(SinkError::Permanent(_)) => "channel_refused",
+            TurnError::Send(SinkError::Permanent(_) | SinkError::Undeliverable(_)) => {
+                "channel_refused"
+            }
+            TurnError::Send(SinkError::Revoked(_)) => "channel_revoked",
             TurnError::Fenced => "partition_moved",
             TurnError::Metering(_) => "metering",
             TurnError::NoSink(_) => "no_channel",

