@@ -147,6 +147,9 @@ async fn tenants_with_agents(
                 business_function: "",
                 tools: serde_json::json!([]),
                 escalation_rules: serde_json::json!([]),
+                scope_guard: "whatsapp",
+                in_scope_examples: serde_json::json!([]),
+                ai_disclosure: "",
             },
         )
         .await?;

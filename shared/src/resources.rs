@@ -180,6 +180,9 @@ pub struct Agent {
     pub tenant_id: TenantId,
     #[serde(flatten)]
     pub input: AgentInput,
+    /// Requests it declined as outside its business function in the last 30 days.
+    #[serde(default)]
+    pub declined_last_30_days: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

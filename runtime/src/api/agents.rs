@@ -34,9 +34,25 @@ fn to_dto(row: AgentRow) -> Result<Agent, ApiError> {
                 .map_err(ApiError::internal)?,
             ai_disclosure: row.ai_disclosure,
         },
+        declined_last_30_days: 0,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
+}
+
+/// Fills in how many requests each agent declined in the last 30 days.
+async fn with_declines(
+    tx: &mut crate::store::TenantTx,
+    agents: &mut [Agent],
+) -> Result<(), ApiError> {
+    let since = (chrono::Utc::now() - chrono::TimeDelta::days(30)).date_naive();
+    let counts = store_agents::declines_since(tx, since).await?;
+    for agent in agents {
+        agent.declined_last_30_days = counts
+            .get(&agent.id)
+            .map_or(0, |n| u64::try_from(*n).unwrap_or(0));
+    }
+    Ok(())
 }
 
 /// Checks every field; returns all problems at once.
@@ -155,10 +171,11 @@ pub async fn list(
     let paging = query.resolve()?;
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let (rows, total) = store_agents::list(&mut tx, paging.limit(), paging.offset()).await?;
-    let items = rows
+    let mut items = rows
         .into_iter()
         .map(to_dto)
         .collect::<Result<Vec<_>, _>>()?;
+    with_declines(&mut tx, &mut items).await?;
     Ok(web::Json(paging.page(items, total)))
 }
 
@@ -200,7 +217,10 @@ pub async fn get(
     let row = store_agents::get(&mut tx, agent_id)
         .await?
         .ok_or_else(|| ApiError::not_found("The agent"))?;
-    Ok(web::Json(to_dto(row)?))
+    let mut agent = [to_dto(row)?];
+    with_declines(&mut tx, &mut agent).await?;
+    let [agent] = agent;
+    Ok(web::Json(agent))
 }
 
 /// Replace an AI employee's settings.

@@ -352,7 +352,7 @@ fn classify(e: CallError) -> SinkError {
         },
         Some(codes::PAIR_RATE) => SinkError::Retryable {
             reason: "too many messages to this customer in a short time (131056)".into(),
-            after: Some(Duration::from_secs(30)),
+            after: Some(Duration::from_secs(6)),
         },
         Some(codes::RE_ENGAGEMENT) => SinkError::Undeliverable(
             "more than 24 hours have passed since the customer last wrote (131047); only an \
