@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use shared::auth::Permission;
-use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Page, Tool};
+use shared::resources::{
+    Agent, AgentInput, EscalationRule, EscalationTrigger, Page, ScopeGuard, Tool,
+};
 
 use crate::api::{self, ApiError, HttpMethod};
 use crate::app::use_session;
@@ -56,7 +58,7 @@ pub fn AgentList() -> impl IntoView {
                             <h2><a href=format!("/agents/{}", a.id)>{a.input.name.clone()}</a></h2>
                             <p class="role">{a.input.role.clone()}</p>
                             <p class="persona">{a.input.persona.clone()}</p>
-                            <p class="meta">{format!("{} · {}", count(a.input.tools.len(), "tool"), count(a.input.escalation_rules.len(), "escalation rule"))}</p>
+                            <p class="meta">{declined_meta(&a)}</p>
                         </li>
                     }).collect_view()}
                 </ul>
@@ -64,6 +66,45 @@ pub fn AgentList() -> impl IntoView {
         }}
     }
 }
+
+/// "2 tools · 1 escalation rule", and the requests declined lately if any.
+fn declined_meta(a: &Agent) -> String {
+    let mut meta = format!(
+        "{} · {}",
+        count(a.input.tools.len(), "tool"),
+        count(a.input.escalation_rules.len(), "escalation rule")
+    );
+    if a.declined_last_30_days > 0 {
+        meta.push_str(&format!(
+            " · {} declined as off-topic (30 days)",
+            a.declined_last_30_days
+        ));
+    }
+    meta
+}
+
+/// What the first reply says when the AI disclosure is left empty (the server's default).
+const DEFAULT_DISCLOSURE: &str =
+    "I'm an AI assistant. Reply \"human\" at any time to reach a person.";
+
+/// As many in-scope examples as the server takes.
+const MAX_EXAMPLES: usize = 50;
+
+/// The in-scope examples as typed, one per line: blank lines are not examples.
+fn examples_from(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The scope guard's choices, as the select shows them.
+const SCOPE_GUARDS: &[(ScopeGuard, &str)] = &[
+    (ScopeGuard::Whatsapp, "On WhatsApp (default)"),
+    (ScopeGuard::AllChannels, "On every channel"),
+    (ScopeGuard::Off, "Off — only where Meta's rule does not apply"),
+];
 
 /// One escalation rule as the form edits it.
 #[derive(Clone, PartialEq)]
@@ -140,6 +181,10 @@ pub fn AgentEditor() -> impl IntoView {
     let agent_id = move || params.read().get("id");
     let form = RwSignal::new(empty_input());
     let rules = RwSignal::new(Vec::<RuleDraft>::new());
+    // The in-scope examples as typed (with its blank lines, which are not examples).
+    let examples = RwSignal::new(String::new());
+    // Requests declined as off-topic in the last 30 days (an AI employee already hired).
+    let declined = RwSignal::new(None::<u64>);
     let saved = RwSignal::new(empty_input());
     let loaded = RwSignal::new(false);
     let error = RwSignal::new(None::<ApiError>);
@@ -161,6 +206,8 @@ pub fn AgentEditor() -> impl IntoView {
                 form.set(empty_input());
                 saved.set(empty_input());
                 rules.set(Vec::new());
+                examples.set(String::new());
+                declined.set(None);
                 loaded.set(true);
             }
             Some(id) => {
@@ -174,6 +221,8 @@ pub fn AgentEditor() -> impl IntoView {
                                     .map(RuleDraft::from_rule)
                                     .collect(),
                             );
+                            examples.set(a.input.in_scope_examples.join("\n"));
+                            declined.set(Some(a.declined_last_30_days));
                             saved.set(a.input.clone());
                             form.set(a.input);
                             loaded.set(true);
@@ -191,6 +240,7 @@ pub fn AgentEditor() -> impl IntoView {
     let current = move || {
         let mut input = form.get();
         input.escalation_rules = rules.get().iter().map(RuleDraft::to_rule).collect();
+        input.in_scope_examples = examples_from(&examples.get());
         input
     };
     let dirty = move || loaded.get() && current() != saved.get();
@@ -238,6 +288,8 @@ pub fn AgentEditor() -> impl IntoView {
                 match result {
                     Ok(a) => {
                         error.set(None);
+                        examples.set(a.input.in_scope_examples.join("\n"));
+                        declined.set(Some(a.declined_last_30_days));
                         saved.set(a.input.clone());
                         form.set(a.input);
                         flash.set(Some("Saved.".into()));
@@ -316,8 +368,8 @@ pub fn AgentEditor() -> impl IntoView {
                     {text_field("Job description", "job_description", true, |f| f.job_description.clone(), |f, v| f.job_description = v)}
                     <div class="grid">
                         {text_field("Model preference", "model_preference", false, |f| f.model_preference.clone(), |f, v| f.model_preference = v)}
-                        {text_field("Business function", "business_function", false, |f| f.business_function.clone(), |f, v| f.business_function = v)}
                     </div>
+                    <BusinessScope form=form examples=examples declined=declined error=error />
                     <fieldset class="group">
                         <legend>"Tools"</legend>
                         {move || tools.get().unwrap_or_default().into_iter().map(|t| {
@@ -384,6 +436,104 @@ impl IfEmpty for String {
         } else {
             self
         }
+    }
+}
+
+/// The business function and how the AI employee keeps to it: Meta's terms forbid
+/// general-purpose AI assistants on WhatsApp and ask that customers know they talk to an AI.
+#[component]
+fn BusinessScope(
+    form: RwSignal<AgentInput>,
+    examples: RwSignal<String>,
+    declined: RwSignal<Option<u64>>,
+    error: RwSignal<Option<ApiError>>,
+) -> impl IntoView {
+    let message = move |key: &'static str| move || error.get().and_then(|e| e.field(key));
+    let (function_msg, guard_msg, disclosure_msg) = (
+        message("business_function"),
+        message("scope_guard"),
+        message("ai_disclosure"),
+    );
+    // The list's own message, else the first example's, with its number.
+    let examples_msg = move || {
+        let e = error.get()?;
+        e.field("in_scope_examples").or_else(|| {
+            e.body.fields.iter().find_map(|f| {
+                let i: usize = f
+                    .field
+                    .strip_prefix("in_scope_examples[")?
+                    .strip_suffix(']')?
+                    .parse()
+                    .ok()?;
+                Some(format!("Example {}: {}", i + 1, f.message))
+            })
+        })
+    };
+    let example_count = move || examples_from(&examples.get()).len();
+    view! {
+        <fieldset class="group scope">
+            <legend>"Keeping to the business"</legend>
+            <p class="muted">
+                "Meta's WhatsApp Business terms do not allow general-purpose AI assistants: on WhatsApp an AI employee must keep to the business it serves, and customers must know they are talking to an AI. "
+                "Konstruct puts the business function in the instructions, declines clearly unrelated requests (a poem, homework, trivia) without asking the LLM, and starts the first reply to each customer with the AI disclosure."
+            </p>
+            <div class="field">
+                <label for="agent-business_function">"Business function"</label>
+                <input id="agent-business_function" placeholder="e.g. Order and delivery support for Acme's web shop"
+                    prop:value=move || form.get().business_function
+                    on:input=move |ev| { let v = event_target_value(&ev); form.update(|f| f.business_function = v); }
+                    aria-describedby="agent-business_function-hint agent-business_function-error"
+                    aria-invalid=move || function_msg().is_some().to_string() />
+                <span id="agent-business_function-hint" class="hint">"What it is there for. Where the scope guard applies, it declines anything else, politely."</span>
+                <span id="agent-business_function-error" class="field-error" role="alert">{function_msg}</span>
+            </div>
+            <div class="field">
+                <label for="agent-scope_guard">"Scope guard"</label>
+                <select id="agent-scope_guard"
+                    prop:value=move || form.get().scope_guard.as_str()
+                    on:change=move |ev| { if let Some(g) = ScopeGuard::parse(&event_target_value(&ev)) { form.update(|f| f.scope_guard = g); } }
+                    aria-describedby="agent-scope_guard-hint agent-scope_guard-error"
+                    aria-invalid=move || guard_msg().is_some().to_string()>
+                    {SCOPE_GUARDS.iter().map(|(g, label)| {
+                        let g = *g;
+                        view! { <option value=g.as_str() selected=move || form.get().scope_guard == g>{*label}</option> }
+                    }).collect_view()}
+                </select>
+                <span id="agent-scope_guard-hint" class="hint">"Where it keeps to the business function. Meta's rule applies to WhatsApp; turn it off only in a region where Meta has suspended it."</span>
+                <span id="agent-scope_guard-error" class="field-error" role="alert">{guard_msg}</span>
+            </div>
+            <div class="field long">
+                <label for="agent-in_scope_examples">"Requests it should take (one per line)"</label>
+                <textarea id="agent-in_scope_examples" rows="4"
+                    placeholder="Where is my order?\nCan I still change the delivery address?\nDo you ship to Austria?"
+                    prop:value=move || examples.get()
+                    on:input=move |ev| examples.set(event_target_value(&ev))
+                    aria-describedby="agent-in_scope_examples-hint agent-in_scope_examples-error"
+                    aria-invalid=move || examples_msg().is_some().to_string()></textarea>
+                <span id="agent-in_scope_examples-hint" class="hint">
+                    "In your customers' words: they help the check recognise your business's own questions, so these are never declined. "
+                    <span class:warn-text=move || { example_count() > MAX_EXAMPLES }>{move || format!("{} of {MAX_EXAMPLES}.", example_count())}</span>
+                </span>
+                <span id="agent-in_scope_examples-error" class="field-error" role="alert">{examples_msg}</span>
+            </div>
+            <div class="field long">
+                <label for="agent-ai_disclosure">"AI disclosure"</label>
+                <textarea id="agent-ai_disclosure" rows="2" placeholder=DEFAULT_DISCLOSURE
+                    prop:value=move || form.get().ai_disclosure
+                    on:input=move |ev| { let v = event_target_value(&ev); form.update(|f| f.ai_disclosure = v); }
+                    aria-describedby="agent-ai_disclosure-hint agent-ai_disclosure-error"
+                    aria-invalid=move || disclosure_msg().is_some().to_string()></textarea>
+                <span id="agent-ai_disclosure-hint" class="hint">"Starts its first reply to each customer, and its first after 24 hours of silence. Empty: the text shown greyed out. Say that it is an AI and how to reach a person."</span>
+                <span id="agent-ai_disclosure-error" class="field-error" role="alert">{disclosure_msg}</span>
+            </div>
+            {move || declined.get().map(|n| view! {
+                <p class="muted">{match n {
+                    0 => "It declined no request as off-topic in the last 30 days.".to_string(),
+                    1 => "It declined 1 request as off-topic in the last 30 days.".to_string(),
+                    n => format!("It declined {n} requests as off-topic in the last 30 days."),
+                }}</p>
+            })}
+        </fieldset>
     }
 }
 

@@ -100,6 +100,15 @@ async fn call<T: DeserializeOwned>(
     path: &str,
     body: Option<String>,
 ) -> Result<T, ApiError> {
+    call_with_status(method, path, body).await.map(|(_, t)| t)
+}
+
+/// The call, with the success status too (201 Created and 200 OK can mean different things).
+async fn call_with_status<T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, T), ApiError> {
     let mut builder = RequestBuilder::new(path)
         .method(method.clone())
         .header("Accept", "application/json");
@@ -132,6 +141,7 @@ async fn call<T: DeserializeOwned>(
             text
         };
         serde_json::from_str(&text)
+            .map(|t| (status, t))
             .map_err(|e| ApiError::network(format!("unexpected answer: {e}")))
     } else {
         let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
@@ -155,6 +165,17 @@ pub async fn send<B: Serialize, T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let json = serde_json::to_string(body).map_err(|e| ApiError::network(e.to_string()))?;
     call(method, path, Some(json)).await
+}
+
+/// Like [`send`], with the success status: `POST …/channels/whatsapp` answers 201 for a new
+/// connection and 200 for a number connected again.
+pub async fn send_with_status<B: Serialize, T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    body: &B,
+) -> Result<(u16, T), ApiError> {
+    let json = serde_json::to_string(body).map_err(|e| ApiError::network(e.to_string()))?;
+    call_with_status(method, path, Some(json)).await
 }
 
 /// A request without a body (DELETE, a POST that needs none).
