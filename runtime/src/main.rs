@@ -1,16 +1,18 @@
 //! The `konstruct` binary: reads the configuration and runs one subcommand.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use runtime::api;
 use runtime::app::{Application, Options};
 use runtime::auth::password;
 use runtime::config::{AuthSettings, Settings};
 use runtime::store::{self, Store, bootstrap, users};
 use runtime::telemetry;
+use runtime::{api, scope};
 
 /// Konstruct: AI employees on Slack and WhatsApp, run from a web portal.
 #[derive(Debug, Parser)]
@@ -36,11 +38,36 @@ enum Command {
     /// Create a platform admin from KONSTRUCT_ADMIN_EMAIL and KONSTRUCT_ADMIN_PASSWORD (or do
     /// nothing if that account exists).
     CreateAdmin,
+    /// Measure the scope check on a labelled JSON Lines file (see e2e/scope/README.md); needs
+    /// no configuration, database or network.
+    ScopeEval {
+        /// The labelled messages, one JSON object a line.
+        file: PathBuf,
+        /// Also write the numbers as JSON to this file.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Also print every message with its scores (tab-separated), for tuning.
+        #[arg(long)]
+        cases: bool,
+    },
 }
 
 fn main() -> ExitCode {
     runtime::llm::install_crypto();
     let cli = Cli::parse();
+    // An offline measurement: it needs no settings, so a missing configuration cannot stop it.
+    let command = match cli.command {
+        Command::ScopeEval { file, json, cases } => {
+            return match scope_eval(&file, json.as_deref(), cases) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("konstruct scope-eval: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        command => command,
+    };
     // Test builds only: stop at a named point of the reply protocol (see `failpoint`).
     #[cfg(debug_assertions)]
     if let Ok(name) = std::env::var(runtime::config::FAILPOINT_VAR) {
@@ -59,7 +86,7 @@ fn main() -> ExitCode {
     }
     // An actix system: the engine's actors live on its arbiter; the HTTP workers run their own.
     let system = actix::System::new();
-    match system.block_on(run(cli.command, settings)) {
+    match system.block_on(run(command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "konstruct failed");
@@ -100,6 +127,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        // Handled in `main`, before the settings load.
+        Command::ScopeEval { .. } => Ok(()),
         Command::CheckConfig => {
             #[expect(
                 clippy::print_stdout,
@@ -111,6 +140,32 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Judges every line of `file` with the shipped scope check and prints the numbers.
+fn scope_eval(file: &Path, json: Option<&Path>, cases: bool) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let parsed = scope::eval::parse(&text).with_context(|| format!("{}", file.display()))?;
+    let started = Instant::now();
+    let check = scope::ScopeCheck::shared().context("loading the scope check")?;
+    let setup_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let report = scope::eval::evaluate(&check, &parsed, setup_ms);
+    let mut printed = String::new();
+    if cases {
+        printed.push_str(&scope::eval::render_cases(&report));
+        printed.push('\n');
+    }
+    printed.push_str(&scope::eval::render(&report));
+    std::io::stdout()
+        .lock()
+        .write_all(printed.as_bytes())
+        .context("writing to standard output")?;
+    if let Some(out) = json {
+        let body = serde_json::to_string_pretty(&report)?;
+        std::fs::write(out, body + "\n").with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
 }
 
 /// Creates the platform admin named in the settings unless that account exists. Returns false

@@ -289,6 +289,26 @@ const CASES: &[Case] = &[
     case("KONSTRUCT_CHAT_PER_USER_PER_MINUTE", ZERO, FIVE),
     case("KONSTRUCT_CHAT_PER_TENANT_PER_MINUTE", ZERO, FIVE),
     case("KONSTRUCT_SLACK_SIGNING_SECRET", EMPTY, ("s", "\"s\"")),
+    case("KONSTRUCT_WHATSAPP_APP_SECRET", EMPTY, ("s", "\"s\"")),
+    case(
+        "KONSTRUCT_WHATSAPP_VERIFY_TOKEN",
+        ("too-short", "\"too-short\""),
+        (
+            "a-long-enough-verify-token",
+            "\"a-long-enough-verify-token\"",
+        ),
+    ),
+    case(
+        "KONSTRUCT_WHATSAPP_GRAPH_URL",
+        ("ftp://graph.example", "\"ftp://graph.example\""),
+        ("https://graph.example", "\"https://graph.example\""),
+    ),
+    case(
+        "KONSTRUCT_WHATSAPP_GRAPH_VERSION",
+        ("latest", "\"latest\""),
+        ("v22.0", "\"v22.0\""),
+    ),
+    case("KONSTRUCT_WHATSAPP_MESSAGES_PER_SECOND", ZERO, FIVE),
     case("KONSTRUCT_SLACK_CLIENT_ID", EMPTY, ("c", "\"c\"")),
     case("KONSTRUCT_SLACK_CLIENT_SECRET", BLANK, ("c", "\"c\"")),
     case(

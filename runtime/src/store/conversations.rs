@@ -198,6 +198,9 @@ pub async fn mark_sent(
     message: Uuid,
     provider_message_id: Option<&str>,
 ) -> StoreResult<DeliveryStatus> {
+    if let Some(id) = provider_message_id {
+        lock_delivery(tx, id).await?;
+    }
     let (status,): (String,) = sqlx::query_as(
         "WITH early AS ( \
              DELETE FROM early_delivery_reports WHERE provider_message_id = $2 \
@@ -212,6 +215,16 @@ pub async fn mark_sent(
     .fetch_one(tx.connection())
     .await?;
     parse(status)
+}
+
+/// Serialises the mark of a part and a report about it: a report that finds no part waits for
+/// a mark in progress (then applies to it), or is kept where that mark will see it.
+async fn lock_delivery(tx: &mut TenantTx, provider_message_id: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7001))")
+        .bind(provider_message_id)
+        .execute(tx.connection())
+        .await?;
+    Ok(())
 }
 
 /// Marks one part as never deliverable, with the reason (ours, not the user's words).
@@ -254,6 +267,7 @@ pub async fn record_delivery(
     failure: Option<&str>,
 ) -> StoreResult<DeliveryUpdate> {
     let failure: Option<String> = failure.map(|f| f.chars().take(300).collect());
+    lock_delivery(tx, provider_message_id).await?;
     let applied: Option<(Uuid, ConversationId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE messages SET status = $2, failure = coalesce($3, failure), \
                 status_updated_at = now() \

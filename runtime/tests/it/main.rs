@@ -30,4 +30,5 @@ mod sessions;
 mod slack;
 mod startup;
 mod support;
+mod whatsapp;
 mod world;

@@ -163,6 +163,21 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ),
     (
         "GET",
+        "/api/tenants/{tenant_id}/channels/whatsapp",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/channels/whatsapp",
+        [401, 403, 201, 404, 201, 201],
+    ),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/channels/whatsapp/{connection_id}",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    (
+        "GET",
         "/api/tenants/{tenant_id}/llm-keys",
         [401, 403, 200, 404, 200, 200],
     ),
@@ -224,6 +239,13 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
     if path.contains("{agent_id}") {
         let agent = world::agent(app, w.a, "Matrix agent").await;
         path = path.replace("{agent_id}", &agent.to_string());
+    }
+    if path.contains("{connection_id}") && spec.path.contains("/whatsapp/") {
+        let agent = world::agent(app, w.a, "WhatsApp agent").await;
+        let number = crate::whatsapp::new_number(&app.whatsapp, "Matrix Ltd");
+        let id =
+            crate::whatsapp::connect_number(app, w.admin_a, w.a, agent, &number, json!({})).await;
+        path = path.replace("{connection_id}", &id.to_string());
     }
     if path.contains("{connection_id}") {
         let admin = app.token_for(w.admin_a, None).await;
@@ -317,6 +339,14 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         ("POST", "/api/tenants/{tenant_id}/channels/slack") => {
             let agent = world::agent(app, w.a, "Slack agent").await;
             Some(slack_installation(app, agent))
+        }
+        ("POST", "/api/tenants/{tenant_id}/channels/whatsapp") => {
+            let agent = world::agent(app, w.a, "WhatsApp agent").await;
+            let number = crate::whatsapp::new_number(&app.whatsapp, "Matrix Ltd");
+            Some(json!({
+                "phone_number_id": number.phone_number_id, "waba_id": number.waba_id,
+                "access_token": number.token, "agent_id": agent,
+            }))
         }
         ("PUT", "/api/tenants/{tenant_id}/settings") => {
             Some(json!({ "time_zone": "Europe/Berlin", "locale": "de" }))

@@ -229,6 +229,9 @@ pub struct TestApp {
     pub ollama: Option<e2e::llm::FakeLlm>,
     /// The fake Slack Web API the Slack sink posts to.
     pub slack: e2e::slack::FakeSlack,
+    /// The fake Graph API the WhatsApp sink sends through; its webhooks go to this server,
+    /// signed with [`WHATSAPP_APP_SECRET`].
+    pub whatsapp: e2e::whatsapp::FakeGraph,
     /// The durable queue, as a channel webhook would use it.
     pub ingest: runtime::engine::ingest::Ingest,
     /// The server's Redis connection (its own key prefix).
@@ -244,6 +247,12 @@ pub struct TestApp {
 
 /// The Slack app's signing secret in tests.
 pub const SLACK_SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// The platform Meta app's secret in tests (it signs the fake's webhooks).
+pub const WHATSAPP_APP_SECRET: &str = "3b1f0c9e2d7a4e6b9a8e3c2b1a0f9e8d";
+
+/// What Meta's webhook verification must present in tests.
+pub const WHATSAPP_VERIFY_TOKEN: &str = "verify-me-konstruct-test-0001";
 
 /// The fields a 422 answer names, in order (the status is asserted).
 pub async fn field_errors(res: reqwest::Response) -> Vec<String> {
@@ -359,6 +368,11 @@ impl TestApp {
         settings.slack.signing_secret = Some(Secret::new(SLACK_SIGNING_SECRET.into()));
         settings.slack.app_id = Some(e2e::slack::APP_ID.into());
         settings.slack.api_base_url = slack.api_base.clone();
+        let whatsapp = e2e::whatsapp::FakeGraph::start().unwrap();
+        settings.whatsapp.graph_url = whatsapp.base_url.clone();
+        settings.whatsapp.graph_version = e2e::whatsapp::GRAPH_VERSION.into();
+        settings.whatsapp.app_secret = Some(Secret::new(WHATSAPP_APP_SECRET.into()));
+        settings.whatsapp.verify_token = Some(Secret::new(WHATSAPP_VERIFY_TOKEN.into()));
         // Generous unless a test sets them: pipeline tests send dozens of messages in a second.
         let chat = options
             .chat_limits
@@ -384,6 +398,10 @@ impl TestApp {
         )
         .await
         .unwrap();
+        whatsapp.webhook(
+            format!("http://127.0.0.1:{}/webhooks/whatsapp", app.port),
+            WHATSAPP_APP_SECRET,
+        );
         TestApp {
             base: format!("http://127.0.0.1:{}", app.port),
             http: reqwest::Client::new(),
@@ -395,6 +413,7 @@ impl TestApp {
             keyring: app.keyring.clone(),
             ollama,
             slack,
+            whatsapp,
             ingest: app.ingest.clone(),
             redis: app.redis.clone(),
             engine: app.engine.clone(),

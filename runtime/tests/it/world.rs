@@ -86,6 +86,9 @@ pub async fn agent_preferring(
             business_function: "",
             tools: serde_json::json!([]),
             escalation_rules: serde_json::json!([]),
+            scope_guard: "whatsapp",
+            in_scope_examples: serde_json::json!([]),
+            ai_disclosure: "",
         },
     )
     .await
