@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Browser journeys through the portal against the real binary: Debian's Chromium driven by
 # playwright-core (e2e/browser/journeys.mjs). Screenshots land in e2e/artifacts/screenshots/.
-# Usage: e2e/browser.sh path/to/konstruct path/to/fake-llm [path/to/fake-slack]
-# (fake-slack defaults to the one beside fake-llm).
+# Usage: e2e/browser.sh path/to/konstruct path/to/fake-llm [path/to/fake-slack
+# [path/to/fake-whatsapp]] (the fakes default to the ones beside fake-llm).
 set -euo pipefail
 BIN="$1"
 FAKE_LLM="$2"
 FAKE_SLACK="${3:-$(dirname "$FAKE_LLM")/fake-slack}"
+FAKE_WHATSAPP="${4:-$(dirname "$FAKE_LLM")/fake-whatsapp}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/e2e/serve.sh"
 # Here the platform's own key is the one the fake accepts, so agents answer.
@@ -17,13 +18,24 @@ export SLACK_BOT_TOKEN="xoxb-browser-$(head -c 12 /dev/urandom | od -An -tx1 | t
 export SLACK_TEAM_ID=T0BROWSER
 export SLACK_BOT_USER_ID=U0BROWSER
 start_fake_slack "$SLACK_BOT_TOKEN" "$SLACK_TEAM_ID" "$SLACK_BOT_USER_ID"
+# A WhatsApp business number at the fake Meta, for the Channels journey to connect.
+export WHATSAPP_PHONE_NUMBER_ID=1055501002
+export WHATSAPP_WABA_ID=2055501002
+export WHATSAPP_DISPLAY="+1 555-010-0200"
+export WHATSAPP_VERIFIED_NAME="Browser Bakery"
+export WHATSAPP_TOKEN="EAAGbrowser$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The app secret the journey types for "I use my own Meta app".
+export WHATSAPP_OWN_APP_SECRET="ownapp$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+start_fake_whatsapp "$WHATSAPP_PHONE_NUMBER_ID:$WHATSAPP_WABA_ID:$WHATSAPP_DISPLAY:$WHATSAPP_VERIFIED_NAME:$WHATSAPP_TOKEN"
 start_konstruct
 echo "browser: serving at $url"
 status=0
 node "$ROOT/e2e/browser/journeys.mjs" "$url" "$KONSTRUCT_ADMIN_EMAIL" "$KONSTRUCT_ADMIN_PASSWORD" || status=$?
-# The bot token typed into the Channels page is sealed, never logged.
-if grep -qF "$SLACK_BOT_TOKEN" "$LOG"; then
-  echo "browser: FAIL the Slack bot token reached the server log"
-  status=1
-fi
+# The tokens and the app secret typed into the Channels page are sealed, never logged.
+for secret in "$SLACK_BOT_TOKEN" "$WHATSAPP_TOKEN" "$WHATSAPP_OWN_APP_SECRET" "$KONSTRUCT_WHATSAPP_APP_SECRET"; do
+  if grep -qF "$secret" "$LOG"; then
+    echo "browser: FAIL a token or secret typed into the Channels page reached the server log"
+    status=1
+  fi
+done
 exit $status

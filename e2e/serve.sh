@@ -1,7 +1,7 @@
 # Sourced by smoke.sh and browser.sh: runs the real binary the way an operator does, on a
 # database and Redis key space of its own, with the fake LLM provider in front of it.
-# Needs BIN, FAKE_LLM and ROOT (and FAKE_SLACK for start_fake_slack); sets url, LOG, pid,
-# fake_pid, slack_pid; cleans up on exit.
+# Needs BIN, FAKE_LLM and ROOT (and FAKE_SLACK for start_fake_slack, FAKE_WHATSAPP for
+# start_fake_whatsapp); sets url, LOG, pid, fake_pid, slack_pid, whatsapp_pid; cleans up on exit.
 
 # A database of its own per run (the integration tests' harness drops those older than a
 # quarter of an hour), so no state of an earlier run, such as the admin account, leaks in.
@@ -9,6 +9,8 @@ DB="konstruct_smoke_$(date +%s)_$$"
 LOG="$(mktemp -t konstruct-smoke.XXXXXX.log)"
 FAKE_LOG="$(mktemp -t konstruct-fake-llm.XXXXXX.log)"
 SLACK_LOG="$(mktemp -t konstruct-fake-slack.XXXXXX.log)"
+WHATSAPP_LOG="$(mktemp -t konstruct-fake-whatsapp.XXXXXX.log)"
+WHATSAPP_OUT="$(mktemp -t konstruct-fake-whatsapp.XXXXXX.out)"
 
 export KONSTRUCT_DATABASE_URL="postgres://konstruct_app:konstruct_app@127.0.0.1:5432/$DB"
 export KONSTRUCT_DATABASE_OWNER_URL="postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/$DB"
@@ -25,6 +27,9 @@ export KONSTRUCT_SLACK_SIGNING_SECRET="smoke-slack-$(head -c 12 /dev/urandom | o
 # The platform's Slack app (the one the fake Slack installs): events for any other app are
 # refused, the portal's Channels page shows it, and workspaces can be connected to the fake.
 export KONSTRUCT_SLACK_APP_ID=A0KONSTRUCT
+# The platform's Meta app for WhatsApp: its webhooks are taken, and the Channels page says so.
+export KONSTRUCT_WHATSAPP_APP_SECRET="smokewa$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export KONSTRUCT_WHATSAPP_VERIFY_TOKEN="smoke-verify-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 # The audit seal's key; the smoke test checks it never reaches the log either.
 export KONSTRUCT_AUDIT_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -60,6 +65,25 @@ start_fake_slack() {
   export KONSTRUCT_SLACK_API_URL="$slack_url"
 }
 
+# Starts the fake WhatsApp Cloud API with the business numbers given
+# (`phone_number_id:waba_id:display:verified_name:token` each) and points Konstruct's Graph API
+# client at it.
+start_fake_whatsapp() {
+  local args=() number
+  for number in "$@"; do args+=(--number "$number"); done
+  "$FAKE_WHATSAPP" --port 0 "${args[@]}" >"$WHATSAPP_OUT" 2>"$WHATSAPP_LOG" &
+  whatsapp_pid=$!
+  local whatsapp_url=""
+  for _ in $(seq 1 100); do
+    whatsapp_url="$(grep -o 'http://127.0.0.1:[0-9]*' "$WHATSAPP_OUT" | head -n 1 || true)"
+    [ -n "$whatsapp_url" ] && break
+    kill -0 $whatsapp_pid 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$whatsapp_url" ] || { cat "$WHATSAPP_LOG"; echo "fake-whatsapp did not start"; exit 1; }
+  export KONSTRUCT_WHATSAPP_GRAPH_URL="$whatsapp_url"
+}
+
 start_konstruct() {
   "$BIN" setup-db
   "$BIN" migrate
@@ -84,9 +108,9 @@ start_konstruct() {
 }
 
 cleanup() {
-  kill ${pid:-} ${fake_pid:-} ${slack_pid:-} 2>/dev/null || true
-  wait ${pid:-} ${fake_pid:-} ${slack_pid:-} 2>/dev/null || true
-  rm -f "$LOG" "$FAKE_LOG" "$SLACK_LOG"
+  kill ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} 2>/dev/null || true
+  wait ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} 2>/dev/null || true
+  rm -f "$LOG" "$FAKE_LOG" "$SLACK_LOG" "$WHATSAPP_LOG" "$WHATSAPP_OUT"
   # Best effort: drop this run's Redis keys (streams have no expiry).
   if command -v redis-cli >/dev/null 2>&1; then
     redis-cli --scan --pattern "$KONSTRUCT_REDIS_KEY_PREFIX:*" | xargs -r redis-cli del >/dev/null 2>&1 || true

@@ -5,6 +5,7 @@
 //
 // Usage: node e2e/browser/journeys.mjs BASE_URL ADMIN_EMAIL ADMIN_PASSWORD
 import { createRequire } from 'node:module';
+import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,7 +111,51 @@ if (!slack.token || !slack.team || !slack.botUser) {
   process.exit(2);
 }
 
+// The business number the fake Meta knows (e2e/browser.sh), and the app secret typed for "my own
+// Meta app".
+const whatsapp = {
+  numberId: process.env.WHATSAPP_PHONE_NUMBER_ID,
+  wabaId: process.env.WHATSAPP_WABA_ID,
+  display: process.env.WHATSAPP_DISPLAY,
+  verifiedName: process.env.WHATSAPP_VERIFIED_NAME,
+  token: process.env.WHATSAPP_TOKEN,
+  ownAppSecret: process.env.WHATSAPP_OWN_APP_SECRET,
+};
+if (Object.values(whatsapp).some((v) => !v)) {
+  console.error('WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_WABA_ID, WHATSAPP_DISPLAY, WHATSAPP_VERIFIED_NAME, WHATSAPP_TOKEN and WHATSAPP_OWN_APP_SECRET name the fake WhatsApp number (e2e/browser.sh sets them)');
+  process.exit(2);
+}
+
+// A member of the tenant with `role`, made through the API by the platform admin (there are no
+// invitations yet). The context's cookies are left as they were.
+async function addMember(context, tenant, role, name) {
+  const api = context.request;
+  const login = await api.post(`${base}api/auth/login`, { data: { email: adminEmail, password: adminPassword } });
+  expect(login.ok(), `admin sign-in: ${login.status()}`);
+  const auth = { authorization: `Bearer ${(await login.json()).token}` };
+  const found = await (await api.get(`${base}api/tenants?q=${encodeURIComponent(tenant)}`, { headers: auth })).json();
+  expect(found.items[0], `the tenant ${tenant} exists`);
+  const email = `${role.replace('_', '-')}-${stamp}@example.com`;
+  const password = `${role}-password-${stamp}`;
+  const created = await api.post(`${base}api/tenants/${found.items[0].id}/members`, {
+    headers: auth,
+    data: { email, display_name: name, password, role },
+  });
+  expect(created.status() === 201, `${role} created: ${created.status()}`);
+  await api.post(`${base}api/auth/logout`, { headers: auth });
+  await context.clearCookies();
+  return { email, password };
+}
+
 const stamp = Date.now().toString(36);
+
+// The tenant's customer admin, made the first time a journey needs one.
+let admin;
+async function customerAdmin(context) {
+  admin ??= await addMember(context, tenantName, 'customer_admin', 'Ada Admin');
+  await context.clearCookies();
+  return admin;
+}
 const tenantName = `Acme ${stamp}`;
 
 await journey('platform admin: tenant, AI employee with a persona, test chat reply', async (page) => {
@@ -286,7 +331,7 @@ await journey('channels: the Request URL to paste; a wrong token refused inline,
   await form.getByLabel('Workspace id').fill(slack.team);
   await form.getByLabel('Bot user id').fill(slack.botUser);
   await token.fill(slack.token);
-  await page.getByRole('combobox', { name: 'AI employee that answers' }).selectOption({ label: 'Bo — Support' });
+  await form.getByRole('combobox', { name: 'AI employee that answers' }).selectOption({ label: 'Bo — Support' });
   await form.getByRole('button', { name: 'Connect workspace' }).click();
   await form.getByRole('alert').filter({ hasText: 'Already connected elsewhere.' }).waitFor();
   await form.getByRole('alert').filter({ hasText: 'already connected to another Konstruct account' }).waitFor();
@@ -311,6 +356,195 @@ await journey('channels: the Request URL to paste; a wrong token refused inline,
   await row.filter({ hasText: 'Disconnected' }).waitFor();
   expect(await page.getByRole('button', { name: 'Disconnect Browser HQ' }).count() === 0, 'nothing left to disconnect');
   await shot(page, '12d-channels-disconnected');
+});
+
+await journey('customer admin: the Agent Designer keeps to the business (scope guard, examples, AI disclosure)', async (page, context) => {
+  const me = await customerAdmin(context);
+  await signIn(page, me.email, me.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  await page.getByRole('link', { name: 'Nia' }).click();
+  const guard = page.getByRole('combobox', { name: 'Scope guard' });
+  await guard.waitFor();
+  expect(await guard.inputValue() === 'whatsapp', `the default scope guard is WhatsApp: ${await guard.inputValue()}`);
+  const disclosure = page.getByLabel('AI disclosure');
+  expect((await disclosure.getAttribute('placeholder')).includes("I'm an AI assistant."), 'the default disclosure is shown as the placeholder');
+  const examples = page.getByLabel('Requests it should take (one per line)');
+
+  // An example too long for the check: refused inline, on that example.
+  await examples.fill(`Where is my order?\n\n${'x'.repeat(301)}`);
+  await page.getByText('2 of 50.').waitFor();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Please correct the marked fields.').waitFor();
+  await page.getByRole('alert').filter({ hasText: 'Example 2: must be at most 300 characters' }).waitFor();
+  expect(await examples.getAttribute('aria-invalid') === 'true', 'the examples are marked invalid');
+
+  await page.getByLabel('Business function', { exact: true }).fill('Orders and deliveries of Acme widgets');
+  await guard.selectOption({ label: 'On every channel' });
+  await examples.fill('Where is my order?\nCan I still change the delivery address?\n');
+  await disclosure.fill("Hi, I'm Nia, Acme's AI assistant. Say 'human' for a person.");
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+  await shot(page, '15-agent-designer-scope');
+
+  // Saved for real: a reload shows it all.
+  await page.reload();
+  await guard.waitFor();
+  expect(await guard.inputValue() === 'all_channels', `the scope guard was saved: ${await guard.inputValue()}`);
+  expect(await examples.inputValue() === 'Where is my order?\nCan I still change the delivery address?', `the examples were saved: ${JSON.stringify(await examples.inputValue())}`);
+  expect((await disclosure.inputValue()).startsWith("Hi, I'm Nia"), 'the disclosure was saved');
+  expect(await page.getByLabel('Business function', { exact: true }).inputValue() === 'Orders and deliveries of Acme widgets', 'the business function was saved');
+  await page.getByText('off-topic in the last 30 days').waitFor();
+
+  // Back to the default guard, so the test chat of later journeys is not scope-checked.
+  await guard.selectOption({ label: 'On WhatsApp (default)' });
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+});
+
+await journey('customer admin: WhatsApp — a bad template and a wrong token refused inline, the right one connects with Meta\'s verified name, disconnect, own Meta app', async (page, context) => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(base).origin });
+  const me = await customerAdmin(context);
+  await signIn(page, me.email, me.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  await page.getByRole('link', { name: 'Channels' }).click();
+  await page.getByRole('heading', { name: 'Channels' }).waitFor();
+  await page.getByText('No WhatsApp number is connected yet.').waitFor();
+  expect(await page.getByRole('note').filter({ hasText: 'Read-only' }).count() === 0, 'an admin is not read-only');
+
+  // The setup guide: the platform app's callback URL, copied; the field to subscribe.
+  const callback = page.getByRole('textbox', { name: 'Callback URL' });
+  expect(await callback.inputValue() === `${base}webhooks/whatsapp`, `the callback URL: ${await callback.inputValue()}`);
+  await page.getByRole('button', { name: 'Copy the callback URL' }).click();
+  await page.getByText('Copied to the clipboard.').waitFor();
+  expect(await page.evaluate(() => navigator.clipboard.readText()) === `${base}webhooks/whatsapp`, 'the clipboard holds the callback URL');
+  const guide = page.getByRole('region', { name: 'Set up WhatsApp' });
+  await guide.getByText('messages', { exact: true }).waitFor();
+  await guide.getByText('permanent token').waitFor();
+  await guide.getByText('KONSTRUCT_WHATSAPP_VERIFY_TOKEN').waitFor();
+
+  const form = page.getByRole('form', { name: 'Connect a WhatsApp number' });
+  await form.getByLabel('Phone number ID').fill(whatsapp.numberId);
+  await form.getByLabel('WhatsApp Business Account ID').fill(whatsapp.wabaId);
+  const token = form.getByLabel('Access token');
+  expect(await token.getAttribute('type') === 'password', 'the token is typed into a password field');
+  expect(await form.getByRole('combobox', { name: 'AI employee that answers' }).inputValue() !== '', 'an AI employee is picked');
+
+  // A template whose name WhatsApp Manager would not have: refused on that template's field.
+  await form.getByRole('button', { name: 'Add a template' }).click();
+  const template = form.getByRole('group', { name: 'Template 1' });
+  await template.getByLabel('Name').fill('Service follow-up');
+  await template.getByLabel('Language').fill('en_US');
+  await template.getByRole('button', { name: 'Add a variable' }).click();
+  await template.getByRole('button', { name: 'Add a variable' }).click();
+  await template.getByRole('combobox', { name: '{{2}}' }).selectOption({ label: 'the message' });
+  await token.fill('EAAGnot-the-right-token-0000000000');
+  await form.getByRole('button', { name: 'Connect number' }).click();
+  await template.getByRole('alert').filter({ hasText: 'lowercase letters, digits and _' }).waitFor();
+  expect(await template.getByLabel('Name').getAttribute('aria-invalid') === 'true', 'the template name is marked invalid');
+  await form.getByText('Please correct the marked fields.').waitFor();
+
+  // A wrong token: Meta (the fake) refuses it, and the form says so on the token.
+  await template.getByLabel('Name').fill('service_follow_up');
+  await form.getByRole('button', { name: 'Connect number' }).click();
+  await form.getByRole('alert').filter({ hasText: 'Meta refused this access token' }).waitFor();
+  expect(await token.getAttribute('aria-invalid') === 'true', 'the token is marked invalid');
+  expect(await form.getByLabel('Phone number ID').getAttribute('aria-invalid') === 'false', 'the number id is fine');
+  expect(await template.getByLabel('Name').getAttribute('aria-invalid') === 'false', 'the template is fine now');
+  await page.getByText('No WhatsApp number is connected yet.').waitFor();
+  await shot(page, '16-whatsapp-refused');
+
+  // The number's own token: connected, with what Meta says the number is.
+  await token.fill(whatsapp.token);
+  await form.getByRole('button', { name: 'Connect number' }).click();
+  await page.getByRole('status').filter({ hasText: `Connected ${whatsapp.display} (${whatsapp.verifiedName}). Its messages now go to Nia.` }).waitFor();
+  const table = page.getByRole('table', { name: 'WhatsApp numbers' });
+  const row = table.getByRole('row').filter({ hasText: whatsapp.verifiedName });
+  await row.waitFor();
+  const text = await row.textContent();
+  expect(text.includes(whatsapp.display), `the display number Meta reports: ${text}`);
+  expect(text.includes(`…${whatsapp.token.slice(-4)}`), `only the token's last characters are shown: ${text}`);
+  expect(!text.includes(whatsapp.token), 'the token itself is never shown');
+  expect(text.includes('Nia') && text.includes('Connected') && text.includes('No message yet'), `the AI employee, status and health: ${text}`);
+  expect(text.includes('service_follow_up') && text.includes('{{1}} the customer\'s name, {{2}} the message'), `the template: ${text}`);
+  expect(await token.inputValue() === '', 'the form forgot the token');
+  expect(await form.getByRole('group', { name: 'Template 1' }).count() === 0, 'the form was emptied');
+  await shot(page, '16b-whatsapp-connected');
+
+  // Disconnect, after a confirmation.
+  await page.getByRole('button', { name: `Disconnect ${whatsapp.display}` }).click();
+  const confirm = page.getByRole('group', { name: 'Confirm disconnecting' });
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  await confirm.waitFor({ state: 'detached' });
+  await page.getByRole('button', { name: `Disconnect ${whatsapp.display}` }).click();
+  await confirm.getByRole('button', { name: 'Yes, disconnect' }).click();
+  await page.getByRole('status').filter({ hasText: `Disconnected ${whatsapp.display}.` }).waitFor();
+  await row.filter({ hasText: /Disconnected/ }).filter({ hasText: 'Erased' }).waitFor();
+  expect(await page.getByRole('button', { name: `Disconnect ${whatsapp.display}` }).count() === 0, 'nothing left to disconnect');
+
+  // Again, through the tenant's own Meta app: the number gets a webhook of its own.
+  await form.getByLabel('Phone number ID').fill(whatsapp.numberId);
+  await form.getByLabel('WhatsApp Business Account ID').fill(whatsapp.wabaId);
+  await token.fill(whatsapp.token);
+  expect(await form.getByLabel('App secret').count() === 0, 'no app secret without the own app');
+  await form.getByLabel('I use my own Meta app').check();
+  const secret = form.getByLabel('App secret');
+  expect(await secret.getAttribute('type') === 'password', 'the app secret is typed into a password field');
+  await secret.fill(whatsapp.ownAppSecret);
+  await form.getByRole('button', { name: 'Connect number' }).click();
+  await page.getByRole('status').filter({ hasText: 'Enter its callback URL and verify token' }).waitFor();
+  const webhook = page.getByRole('group', { name: `Webhook of ${whatsapp.display}` });
+  const own = webhook.getByRole('textbox', { name: 'Callback URL' });
+  expect(await own.inputValue() === `${base}webhooks/whatsapp/${whatsapp.numberId}`, `the number's own callback URL: ${await own.inputValue()}`);
+  const verify = await webhook.getByRole('textbox', { name: 'Verify token' }).inputValue();
+  expect(/^[0-9a-f]{32,}$/.test(verify), `a verify token of its own: ${verify}`);
+  await webhook.getByRole('button', { name: `Copy the verify token of ${whatsapp.display}` }).click();
+  await webhook.getByText('Copied to the clipboard.').waitFor();
+  expect(await page.evaluate(() => navigator.clipboard.readText()) === verify, 'the clipboard holds the verify token');
+  expect(await secret.count() === 0, 'the app secret field is gone with the form reset');
+  // (Case-sensitive: "Disconnected" is the first connection's row.)
+  const live = table.getByRole('row').filter({ hasText: /Connected/ }).filter({ hasText: whatsapp.verifiedName });
+  await live.waitFor();
+  await shot(page, '16c-whatsapp-own-app');
+
+  // Meta's check of that webhook (a GET with the verify token) is answered with its challenge:
+  // the token shown is the one the server expects.
+  const challenge = `challenge-${stamp}`;
+  const check = await context.request.get(`${base}webhooks/whatsapp/${whatsapp.numberId}?hub.mode=subscribe&hub.verify_token=${verify}&hub.challenge=${challenge}`);
+  expect(check.status() === 200 && await check.text() === challenge, `Meta's verification: ${check.status()}`);
+
+  // A customer writes, through that app (signed with the secret typed above). The fake Meta never
+  // saw the customer write, so it refuses the free-form answer (131047), and with no template
+  // the reply cannot go out: the row shows the message and the error, each with its time.
+  const body = JSON.stringify({ object: 'whatsapp_business_account', entry: [{ id: whatsapp.wabaId, changes: [{ field: 'messages', value: {
+    messaging_product: 'whatsapp',
+    metadata: { display_phone_number: whatsapp.display.replace(/\D/g, ''), phone_number_id: whatsapp.numberId },
+    contacts: [{ profile: { name: 'Ana' }, wa_id: '15550001111' }],
+    messages: [{ from: '15550001111', id: `wamid.browser${stamp}`, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: 'Where is my order?' } }],
+  } }] }] });
+  const signature = createHmac('sha256', whatsapp.ownAppSecret).update(body).digest('hex');
+  const posted = await context.request.post(`${base}webhooks/whatsapp/${whatsapp.numberId}`, {
+    headers: { 'content-type': 'application/json', 'x-hub-signature-256': `sha256=${signature}` },
+    data: body,
+  });
+  expect(posted.ok(), `the signed webhook was taken: ${posted.status()}`);
+  // The health is noted as the turn runs and the reply is refused; nothing announces it to the
+  // page, so the API is asked until both are there (or the deadline passes).
+  const tenant = (await (await context.request.get(`${base}api/me`)).json()).memberships[0].tenant_id;
+  let health = {};
+  for (const deadline = Date.now() + 30000; Date.now() < deadline;) {
+    const list = await (await context.request.get(`${base}api/tenants/${tenant}/channels/whatsapp`)).json();
+    health = list.items.find((c) => c.status === 'active' && c.phone_number_id === whatsapp.numberId)?.health || {};
+    if (health.last_received_at && health.last_error) break;
+    await new Promise((resolve) => { setTimeout(resolve, 250); });
+  }
+  expect(health.last_received_at && health.last_error, `the message and the refused reply are in the health: ${JSON.stringify(health)}`);
+  await page.reload();
+  await live.waitFor();
+  const healthy = await live.textContent();
+  expect(/Last message (just now|1 minute ago)/.test(healthy), `the last message, in relative time: ${healthy}`);
+  await table.getByText(health.last_error).first().waitFor();
+  await table.getByText(/^Last error (just now|1 minute ago):/).first().waitFor();
+  await shot(page, '16d-whatsapp-health');
 });
 
 await journey('customer operator: read-only agents and test chat, a forced edit is refused and the UI says so', async (page, context) => {
@@ -373,14 +607,19 @@ await journey('customer operator: read-only agents and test chat, a forced edit 
   await page.getByRole('link', { name: 'Customers' }).click();
   await page.getByRole('table', { name: 'Customers' }).getByRole('row').filter({ hasText: 'Platform admin' }).waitFor();
 
-  // Channels: the setup facts, but no connect form and nothing to disconnect.
+  // Channels: the setup facts and the connected number, but no connect forms and nothing to
+  // disconnect.
   await page.getByRole('link', { name: 'Channels' }).click();
   await page.getByRole('heading', { name: 'Channels' }).waitFor();
   await page.getByRole('note').filter({ hasText: 'Read-only' }).first().waitFor();
   await page.getByRole('textbox', { name: 'Request URL' }).waitFor();
   await page.getByRole('table', { name: 'Slack workspaces' }).getByRole('row').filter({ hasText: 'Browser HQ' }).waitFor();
-  expect(await page.getByRole('form', { name: 'Connect a Slack workspace' }).count() === 0, 'no connect form for operators');
+  await page.getByRole('table', { name: 'WhatsApp numbers' }).getByRole('row')
+    .filter({ hasText: whatsapp.verifiedName }).filter({ hasText: /Connected/ }).waitFor();
+  expect(await page.getByRole('form', { name: 'Connect a Slack workspace' }).count() === 0, 'no Slack connect form for operators');
+  expect(await page.getByRole('form', { name: 'Connect a WhatsApp number' }).count() === 0, 'no WhatsApp connect form for operators');
   expect(await page.getByRole('button', { name: /^Disconnect/ }).count() === 0, 'nothing to disconnect');
+  expect(await page.getByRole('button', { name: /^Reconnect/ }).count() === 0, 'nothing to reconnect');
   await shot(page, '14-operator-channels');
 });
 

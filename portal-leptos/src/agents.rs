@@ -103,7 +103,10 @@ fn examples_from(text: &str) -> Vec<String> {
 const SCOPE_GUARDS: &[(ScopeGuard, &str)] = &[
     (ScopeGuard::Whatsapp, "On WhatsApp (default)"),
     (ScopeGuard::AllChannels, "On every channel"),
-    (ScopeGuard::Off, "Off — only where Meta's rule does not apply"),
+    (
+        ScopeGuard::Off,
+        "Off — only where Meta's rule does not apply",
+    ),
 ];
 
 /// One escalation rule as the form edits it.

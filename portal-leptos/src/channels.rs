@@ -71,8 +71,12 @@ pub fn Channels() -> impl IntoView {
         </header>
         {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         <Show when=move || session.tenant.get().is_some() fallback=|| view! { <p class="empty">"Pick a tenant in the menu to see its channels."</p> }>
-            <whatsapp::Whatsapp platform=platform agents=agents agent_names=agent_names manage=manage now=now.into() on_error=on_error />
-            <slack::Slack platform=platform agents=agents agent_names=agent_names manage=manage now=now.into() on_error=on_error />
+            <div class="channel">
+                <whatsapp::Whatsapp platform=platform agents=agents agent_names=agent_names manage=manage now=now.into() on_error=on_error />
+            </div>
+            <div class="channel">
+                <slack::Slack platform=platform agents=agents agent_names=agent_names manage=manage now=now.into() on_error=on_error />
+            </div>
         </Show>
     }
 }
@@ -119,57 +123,45 @@ fn status_badge(status: ConnectionStatus) -> impl IntoView {
     view! { <span class=class>{text}</span> }
 }
 
-/// When the last message came in, and the last error (unless the connection failed: then the
-/// error is shown across the row, see [`failure_note`]).
-fn health_lines(
-    health: ChannelHealth,
-    status: ConnectionStatus,
-    now: Signal<f64>,
-) -> impl IntoView {
-    let received = health.last_received_at;
-    let error = health
-        .last_error
-        .clone()
-        .filter(|_| status != ConnectionStatus::Failed);
-    let error_at = health.last_error_at;
-    view! {
-        <span class="health">
-            {match received {
-                Some(at) => view! { <span title=when(at)>{move || format!("Last message {}", ago(at, now.get()))}</span> }.into_any(),
-                None => view! { <span class="muted">"No message yet"</span> }.into_any(),
-            }}
-            {error.map(|e| view! {
-                <span class="health-error">
-                    {match error_at {
-                        Some(at) => view! { <span title=when(at)>{move || format!("Last error {}: ", ago(at, now.get()))}</span> }.into_any(),
-                        None => view! { <span>"Last error: "</span> }.into_any(),
-                    }}
-                    {e}
-                </span>
-            })}
-        </span>
+/// When the last message came in.
+fn last_message(health: &ChannelHealth, now: Signal<f64>) -> impl IntoView + use<> {
+    match health.last_received_at {
+        Some(at) => view! { <span title=when(at)>{move || format!("Last message {}", ago(at, now.get()))}</span> }.into_any(),
+        None => view! { <span class="muted">"No message yet"</span> }.into_any(),
     }
 }
 
-/// What a failed connection says across its row: why it stopped, and since when.
-fn failure_note(
+/// What goes wrong on a connection, shown across its row: why a failed one stopped (prominently),
+/// or the last error of one that still answers. Nothing for a disconnected one.
+fn error_note(
     health: &ChannelHealth,
+    status: ConnectionStatus,
     provider: &'static str,
     now: Signal<f64>,
-) -> impl IntoView + use<> {
-    let reason = health.last_error.clone().unwrap_or_else(|| {
-        format!("{provider} refused the stored token: reconnect with a new one")
-    });
+) -> Option<AnyView> {
     let at = health.last_error_at;
-    view! {
-        <p class="failure">
-            <strong>
-                "Not answered "
-                {at.map(|at| view! { <span title=when(at)>{move || format!("since {}", ago(at, now.get()))}</span> })}
-                ": "
-            </strong>
-            {reason}
-        </p>
+    let since = move |lead: &'static str| {
+        move || match at {
+            Some(at) => format!("{lead} {}: ", ago(at, now.get())),
+            None => format!("{lead}: "),
+        }
+    };
+    match status {
+        ConnectionStatus::Failed => {
+            let reason = health.last_error.clone().unwrap_or_else(|| {
+                format!("{provider} refused the stored token: reconnect with a new one")
+            });
+            Some(view! {
+                <p class="failure"><strong title=at.map(when)>{since("Stopped answering")}</strong>{reason}</p>
+            }.into_any())
+        }
+        ConnectionStatus::Active => health.last_error.clone().map(|e| {
+            view! {
+                <p class="warning"><strong title=at.map(when)>{since("Last error")}</strong>{e}</p>
+            }
+            .into_any()
+        }),
+        ConnectionStatus::Disabled => None,
     }
 }
 

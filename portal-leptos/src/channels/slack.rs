@@ -9,7 +9,7 @@ use shared::channel::ConnectionStatus;
 use shared::resources::{Agent, Page, PlatformInfo, SlackInstallation, SlackInstallationInput};
 
 use super::{
-    AgentNames, CopyField, PER_PAGE, agent_name, failure_note, focus, form_error, health_lines,
+    AgentNames, CopyField, PER_PAGE, agent_name, error_note, focus, form_error, last_message,
     status_badge,
 };
 use crate::api::{self, ApiError, HttpMethod};
@@ -181,19 +181,21 @@ fn InstallationRow(
             });
         }
     };
+    let name_for_reconnect = name.clone();
     let team_id = installation.team_id.clone();
     let show_team_id = installation.team_name.is_some();
-    let failed = (status == ConnectionStatus::Failed).then(|| failure_note(&installation.health, "Slack", now));
+    let note = error_note(&installation.health, status, "Slack", now);
+    let failed = status == ConnectionStatus::Failed;
     let reconnect = {
         let installation = installation.clone();
         move |_| on_reconnect.run(installation.clone())
     };
     view! {
-        <tr class:failed-row=failed.is_some()>
-            <td data-label="Workspace">
+        <tr class:failed-row=failed class:has-detail=note.is_some()>
+            <td data-label="Workspace"><div class="cell">
                 <span class="strong">{name.clone()}</span>
-                {show_team_id.then(|| view! { <br /><code class="id">{team_id.clone()}</code> })}
-            </td>
+                {show_team_id.then(|| view! { <code class="id">{team_id.clone()}</code> })}
+            </div></td>
             <td data-label="Bot user"><code class="id">{installation.bot_user_id.clone()}</code></td>
             <td data-label="Token">{if connected {
                 view! { <code class="id" title="Only the last characters are ever shown">{installation.token_hint.clone()}</code> }.into_any()
@@ -201,7 +203,7 @@ fn InstallationRow(
                 view! { <span class="muted">"Erased"</span> }.into_any()
             }}</td>
             <td data-label="Answered by">{move || agent_name(agent_names, agent)}</td>
-            <td data-label="Status">{status_badge(status)}{health_lines(installation.health.clone(), status, now)}</td>
+            <td data-label="Status"><div class="cell">{status_badge(status)}<span class="health">{last_message(&installation.health, now)}</span></div></td>
             <td data-label="Added" class="date">{when(installation.created_at)}</td>
             <td class="row-actions">
                 <div class="actions">
@@ -218,17 +220,21 @@ fn InstallationRow(
                 </Show>
             </td>
         </tr>
-        {failed.map(|note| view! {
-            <tr class="detail-row">
-                <td colspan="7" class="detail">
-                    <div class="detail-box failed-box">
-                        {note}
-                        <Show when=move || manage.get()>
-                            <button type="button" class="secondary" on:click=reconnect.clone()>"Reconnect with a new token"</button>
-                        </Show>
-                    </div>
-                </td>
-            </tr>
+        {note.map(|note| {
+            let name = name_for_reconnect.clone();
+            view! {
+                <tr class="detail-row" class:failed-row=failed>
+                    <td colspan="7" class="detail">
+                        <div class="detail-box" class:failed-box=failed class:warn-box=!failed>
+                            {note}
+                            <Show when=move || manage.get() && failed>
+                                <button type="button" class="secondary" on:click=reconnect.clone()
+                                    aria-label=format!("Reconnect {name} with a new token")>"Reconnect with a new token"</button>
+                            </Show>
+                        </div>
+                    </td>
+                </tr>
+            }
         })}
     }
 }

@@ -12,7 +12,7 @@ use shared::resources::{
 };
 
 use super::{
-    AgentNames, CopyField, PER_PAGE, agent_name, failure_note, focus, form_error, health_lines,
+    AgentNames, CopyField, PER_PAGE, agent_name, error_note, focus, form_error, last_message,
     status_badge,
 };
 use crate::api::{self, ApiError, HttpMethod};
@@ -91,7 +91,7 @@ pub(super) fn Whatsapp(
                         <div class="table-wrap">
                             <table class="table stack">
                                 <caption class="sr-only">"WhatsApp numbers"</caption>
-                                <thead><tr><th>"Number"</th><th>"Answered by"</th><th>"Status"</th><th>"Quality"</th><th>"Templates"</th><th>"Token"</th><th>"Added"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
+                                <thead><tr><th>"Number"</th><th>"Answered by"</th><th>"Status"</th><th>"Templates"</th><th>"Token"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
                                 <tbody>
                                     {p.items.into_iter().map(|c| view! {
                                         <NumberRow connection=c agent_names=agent_names manage=manage now=now
@@ -127,7 +127,7 @@ fn display(c: &WhatsappConnection) -> String {
 }
 
 /// Meta's quality rating as a badge (Meta's colours, in words).
-fn quality_badge(rating: Option<&str>) -> impl IntoView + use<> {
+fn quality(rating: Option<&str>) -> impl IntoView + use<> {
     let (text, class) = match rating {
         Some("GREEN") => ("High", "badge ok"),
         Some("YELLOW") => ("Medium", "badge warn"),
@@ -138,7 +138,7 @@ fn quality_badge(rating: Option<&str>) -> impl IntoView + use<> {
         "Meta's quality rating: {}",
         rating.unwrap_or("not reported")
     );
-    view! { <span class=class title=title>{text}</span> }
+    view! { <span>"Quality "<span class=class title=title>{text}</span></span> }
 }
 
 /// What fills a template variable, as shown.
@@ -228,23 +228,24 @@ fn NumberRow(
             });
         }
     };
-    let failed = (status == ConnectionStatus::Failed)
-        .then(|| failure_note(&connection.health, "WhatsApp", now));
+    let failed = status == ConnectionStatus::Failed;
+    let note = error_note(&connection.health, status, "WhatsApp", now);
     // The webhook of the tenant's own Meta app, while the number is connected.
     let own = connection.own_webhook.clone().filter(|_| connected);
     let reconnect = {
         let connection = connection.clone();
         move |_| on_reconnect.run(connection.clone())
     };
-    let detail = (failed.is_some() || own.is_some()).then(|| {
+    let has_detail = note.is_some() || own.is_some();
+    let detail = has_detail.then(|| {
         let name = name.clone();
         view! {
-            <tr class="detail-row">
-                <td colspan="8" class="detail">
-                    {failed.map(|note| view! {
-                        <div class="detail-box failed-box">
+            <tr class="detail-row" class:failed-row=failed>
+                <td colspan="6" class="detail">
+                    {note.map(|note| view! {
+                        <div class="detail-box" class:failed-box=failed class:warn-box=!failed>
                             {note}
-                            <Show when=move || manage.get()>
+                            <Show when=move || manage.get() && failed>
                                 <button type="button" class="secondary" on:click=reconnect.clone()
                                     aria-label=format!("Reconnect {name} with a new token")>"Reconnect with a new token"</button>
                             </Show>
@@ -271,26 +272,32 @@ fn NumberRow(
         }
     });
     let ids = format!(
-        "Number id {} · WABA {}",
+        "ID {} · WABA {}",
         connection.phone_number_id, connection.waba_id
     );
+    let added = connection.created_at;
     view! {
-        <tr class:failed-row=status == ConnectionStatus::Failed>
-            <td data-label="Number">
-                <span class="strong">{name.clone()}</span>
-                {(!connection.verified_name.is_empty()).then(|| view! { <br /><span>{connection.verified_name.clone()}</span> })}
-                <br /><span class="hint">{ids}</span>
-            </td>
+        <tr class:failed-row=failed class:has-detail=has_detail>
+            <td data-label="Number"><div class="cell">
+                <span class="strong nowrap">{name.clone()}</span>
+                {(!connection.verified_name.is_empty()).then(|| view! { <span>{connection.verified_name.clone()}</span> })}
+                <span class="hint">{ids}</span>
+                <span class="hint" title=when(added)>{format!("Added {}", added.format("%Y-%m-%d"))}</span>
+            </div></td>
             <td data-label="Answered by">{move || agent_name(agent_names, agent)}</td>
-            <td data-label="Status">{status_badge(status)}{health_lines(connection.health.clone(), status, now)}</td>
-            <td data-label="Quality">{quality_badge(connection.quality_rating.as_deref())}</td>
+            <td data-label="Status"><div class="cell">
+                {status_badge(status)}
+                <span class="health">
+                    {connected.then(|| quality(connection.quality_rating.as_deref()))}
+                    {last_message(&connection.health, now)}
+                </span>
+            </div></td>
             <td data-label="Templates">{templates_cell(&connection.templates)}</td>
             <td data-label="Token">{if connected {
-                view! { <code class="id" title="Only the last characters are ever shown">{connection.token_hint.clone()}</code> }.into_any()
+                view! { <code class="id nowrap" title="Only the last characters are ever shown">{connection.token_hint.clone()}</code> }.into_any()
             } else {
                 view! { <span class="muted">"Erased"</span> }.into_any()
             }}</td>
-            <td data-label="Added" class="date">{when(connection.created_at)}</td>
             <td class="row-actions">
                 <div class="actions">
                     <Show when=move || manage.get() && connected>
@@ -508,7 +515,10 @@ fn ConnectWhatsapp(
         let agent_shown = agent_list()
             .into_iter()
             .find(|a| a.id == agent_id)
-            .map_or_else(|| "the AI employee you picked".to_string(), |a| a.input.name);
+            .map_or_else(
+                || "the AI employee you picked".to_string(),
+                |a| a.input.name,
+            );
         busy.set(true);
         spawn_local(async move {
             match api::send_with_status::<_, WhatsappConnection>(
