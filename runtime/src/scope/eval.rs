@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Judgement, ScopeCheck};
+use super::{Judgement, ScopeCheck, Tuning};
 
 /// One labelled message.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -138,6 +138,8 @@ pub struct Judged {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub model: &'static str,
+    /// The margins the check ran with.
+    pub tuning: Tuning,
     pub overall: Stats,
     /// Per `lang` value.
     pub by_language: BTreeMap<String, Stats>,
@@ -186,7 +188,8 @@ pub fn evaluate(check: &ScopeCheck, cases: &[Case], setup_ms: f64) -> Report {
         .cloned()
         .collect();
     Report {
-        model: "pocket-encoder/minilm-l3-q4-g32-v1",
+        model: check.model_id(),
+        tuning: check.tuning(),
         overall,
         by_language,
         non_english,
