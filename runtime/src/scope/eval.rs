@@ -45,9 +45,15 @@ pub fn parse(text: &str) -> Result<Vec<Case>, ParseError> {
         if raw.trim().is_empty() {
             continue;
         }
-        let mut case: Case = serde_json::from_str(raw).map_err(|e| ParseError {
-            line,
-            reason: e.to_string(),
+        let mut case: Case = serde_json::from_str(raw).map_err(|e| {
+            // serde's position is within this one line: keep the column, not its "line 1".
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let message = e.to_string();
+            let message = message.strip_suffix(&position).unwrap_or(&message);
+            ParseError {
+                line,
+                reason: format!("{message} (column {})", e.column()),
+            }
         })?;
         if case.message.trim().is_empty() {
             return Err(ParseError {
