@@ -107,7 +107,7 @@ impl Judgement {
 
 /// The margins of the decision. Tuned on `e2e/scope/tuning.jsonl` only (never on the
 /// held-out file, which measures them).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Tuning {
     /// Decline an English message when its off-topic score is at least this.
     pub decline_margin: f32,
@@ -214,6 +214,11 @@ impl ScopeCheck {
                 )),
             }),
         })
+    }
+
+    /// The embedding model the check judges with.
+    pub fn model_id(&self) -> &'static str {
+        self.inner.embedder.model_id()
     }
 
     /// The margins in force.

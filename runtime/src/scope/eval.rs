@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Judgement, ScopeCheck};
+use super::{Judgement, ScopeCheck, Tuning};
 
 /// One labelled message.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -45,9 +45,15 @@ pub fn parse(text: &str) -> Result<Vec<Case>, ParseError> {
         if raw.trim().is_empty() {
             continue;
         }
-        let mut case: Case = serde_json::from_str(raw).map_err(|e| ParseError {
-            line,
-            reason: e.to_string(),
+        let mut case: Case = serde_json::from_str(raw).map_err(|e| {
+            // serde's position is within this one line: keep the column, not its "line 1".
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let message = e.to_string();
+            let message = message.strip_suffix(&position).unwrap_or(&message);
+            ParseError {
+                line,
+                reason: format!("{message} (column {})", e.column()),
+            }
         })?;
         if case.message.trim().is_empty() {
             return Err(ParseError {
@@ -138,6 +144,8 @@ pub struct Judged {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub model: &'static str,
+    /// The margins the check ran with.
+    pub tuning: Tuning,
     pub overall: Stats,
     /// Per `lang` value.
     pub by_language: BTreeMap<String, Stats>,
@@ -186,7 +194,8 @@ pub fn evaluate(check: &ScopeCheck, cases: &[Case], setup_ms: f64) -> Report {
         .cloned()
         .collect();
     Report {
-        model: "pocket-encoder/minilm-l3-q4-g32-v1",
+        model: check.model_id(),
+        tuning: check.tuning(),
         overall,
         by_language,
         non_english,

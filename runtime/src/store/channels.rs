@@ -166,17 +166,20 @@ pub async fn all(tx: &mut TenantTx) -> StoreResult<Vec<ConnectionRow>> {
     )
 }
 
+/// A connection's id, last inbound time, last error and its time.
+type HealthRow = (
+    ConnectionId,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
+
 /// How the given connections are doing (those with no record yet are absent).
 pub async fn health(
     tx: &mut TenantTx,
     ids: &[ConnectionId],
 ) -> StoreResult<std::collections::HashMap<ConnectionId, ChannelHealth>> {
-    let rows: Vec<(
-        ConnectionId,
-        Option<DateTime<Utc>>,
-        Option<String>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let rows: Vec<HealthRow> = sqlx::query_as(
         "SELECT connection_id, last_inbound_at, last_error, last_error_at FROM channel_health \
               WHERE connection_id = ANY($1)",
     )

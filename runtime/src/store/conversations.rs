@@ -301,14 +301,14 @@ pub async fn record_delivery(
     sqlx::query("DELETE FROM early_delivery_reports WHERE received_at < now() - interval '1 day'")
         .execute(tx.connection())
         .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    sqlx::query(
         "INSERT INTO early_delivery_reports (tenant_id, provider_message_id, status, failure) \
          VALUES ($1, $2, $3, $4) \
          ON CONFLICT (tenant_id, provider_message_id) DO UPDATE \
             SET status = EXCLUDED.status, failure = coalesce(EXCLUDED.failure, early_delivery_reports.failure) \
           WHERE array_position(ARRAY['pending', 'sent', 'delivered', 'read', 'failed'], early_delivery_reports.status) \
               < array_position(ARRAY['pending', 'sent', 'delivered', 'read', 'failed'], EXCLUDED.status)"
-    )))
+    )
     .bind(tenant)
     .bind(provider_message_id)
     .bind(status.as_str())

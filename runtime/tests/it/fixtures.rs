@@ -141,6 +141,24 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     runtime::store::llm::put_key(&mut tx, "openai", b"\x00\x00\x00\x01sealed", 1, "...abcd")
         .await
         .unwrap();
+    runtime::store::channels::note_inbound(&mut tx, connection)
+        .await
+        .unwrap();
+    runtime::store::channels::note_error(&mut tx, connection, Some("a seeded error"))
+        .await
+        .unwrap();
+    runtime::store::agents::count_decline(&mut tx, agent, chrono::Utc::now().date_naive())
+        .await
+        .unwrap();
+    // A report for a message not marked yet.
+    runtime::store::conversations::record_delivery(
+        &mut tx,
+        &format!("wamid.seeded-{label}"),
+        shared::channel::DeliveryStatus::Delivered,
+        None,
+    )
+    .await
+    .unwrap();
     // Finished already, so no runner in a test picks it up.
     sqlx::query(
         "INSERT INTO jobs (id, tenant_id, kind, status, attempts, finished_at) \

@@ -26,6 +26,9 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("escalations", "tenant_id"),
     ("end_users", "tenant_id"),
     ("jobs", "tenant_id"),
+    ("channel_health", "tenant_id"),
+    ("scope_declines_daily", "tenant_id"),
+    ("early_delivery_reports", "tenant_id"),
 ];
 
 /// Tables whose rows the runtime may neither delete nor move to another tenant, by privilege:

@@ -83,7 +83,7 @@ pub struct NumberSettings {
 #[derive(Debug, Clone)]
 pub enum Event {
     Message {
-        message: payload::Message,
+        message: Box<payload::Message>,
         profile_name: Option<String>,
     },
     Status(payload::Status),
@@ -176,7 +176,7 @@ fn events(body: &[u8], only: Option<&str>) -> Result<Inbound<Event>, InboundErro
                 event_id: message.id.clone(),
                 event: Event::Message {
                     profile_name: names.get(&message.from).cloned(),
-                    message,
+                    message: Box::new(message),
                 },
             });
         }

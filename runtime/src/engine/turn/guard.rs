@@ -5,7 +5,6 @@
 //! the local scope check declines only what is *clearly* off-topic; where it is unsure, the
 //! prompt rule decides.
 
-use super::deps::EngineDeps;
 use crate::engine::config::AgentConfig;
 
 /// The disclosure when the agent has none of its own.
@@ -42,19 +41,27 @@ pub fn decline_text(business_function: &str) -> String {
 
 /// The decline to send instead of asking the LLM, when the scope check finds `text` clearly
 /// outside the agent's business function; `None` to go on (in scope, or unsure).
-pub async fn decline(deps: &EngineDeps, agent: &AgentConfig, text: &str) -> Option<String> {
+pub async fn decline(agent: &AgentConfig, text: &str) -> Option<String> {
     let function = agent.profile.business_function.trim();
     if function.is_empty() {
         return None;
     }
-    let _ = deps;
-    off_topic(function, &agent.in_scope_examples, text)
-        .await
-        .then(|| decline_text(function))
-}
-
-async fn off_topic(_function: &str, _examples: &[String], _text: &str) -> bool {
-    false
+    let check = match crate::scope::ScopeCheck::shared() {
+        Ok(check) => check,
+        Err(e) => {
+            // Without the model the prompt rule still holds; nothing is declined blindly.
+            tracing::error!(error = %e, "the scope check's model could not be loaded");
+            return None;
+        }
+    };
+    let judgement = check
+        .judge_async(
+            function.to_string(),
+            agent.in_scope_examples.clone(),
+            text.to_string(),
+        )
+        .await;
+    judgement.declines().then(|| decline_text(function))
 }
 
 #[cfg(test)]

@@ -515,7 +515,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         )
         .await;
     }
-    if guarded && let Some(text) = guard::decline(deps, &agent, &m.text).await {
+    if guarded && let Some(text) = guard::decline(&agent, &m.text).await {
         state.window.push(user_turn, deps.settings.window);
         let recording = Recording {
             extra: Extra::Declined(agent_id_of(m)?, config.zone.day(chrono::Utc::now())),
