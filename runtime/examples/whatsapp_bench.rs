@@ -239,5 +239,6 @@ async fn run() -> anyhow::Result<()> {
         serde_json::to_string_pretty(&result)?,
     )?;
     println!("  written to bench-results/whatsapp.json");
-    Ok(())
+    // The pools' background tasks outlive the actix system otherwise.
+    std::process::exit(0);
 }
