@@ -125,6 +125,7 @@ async fn apply_delivery(
     let mut tx = state.store.tenant_tx(connection.tenant).await?;
     let update = conversations::record_delivery(
         &mut tx,
+        connection.id,
         &report.provider_message_id,
         report.status,
         failure.as_deref(),
@@ -248,9 +249,10 @@ pub async fn whatsapp_own_events(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let Some((tenant, connection, app)) = own_app(&state, &path).await? else {
+        // The same answer as a bad signature: which numbers use their own app is not told.
         return Err(ApiError::new(
             ErrorCode::Unauthenticated,
-            "This request is not from the provider: no connected number uses its own app here.",
+            "This request is not from the provider: the signature does not match.",
         ));
     };
     let sealed = base64::Engine::decode(

@@ -267,7 +267,14 @@ pub async fn connect(
                 app_secret_sealed: base64::engine::general_purpose::STANDARD.encode(sealed_secret),
             })
         }
-        None => None,
+        // Reconnecting without a secret keeps the own app (and the verify token entered in its
+        // dashboard); a disconnected number has none left.
+        None => existing.as_ref().and_then(|row| {
+            match ConnectionSettings::parse(row.kind, &row.settings) {
+                Ok(ConnectionSettings::Whatsapp(s)) => s.own_app,
+                _ => None,
+            }
+        }),
     };
     let token_hint = format!("…{}", &token[token.len() - 4..]);
     let settings = ConnectionSettings::Whatsapp(NumberSettings {

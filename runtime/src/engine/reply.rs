@@ -176,12 +176,12 @@ pub async fn deliver(
         };
         failpoint::hit(failpoint::AFTER_POST).await;
         let mut tx = fenced_tx(deps, d).await?;
-        let status = conversations::mark_sent(&mut tx, part.id, sent.as_deref()).await?;
+        let (status, code) = conversations::mark_sent(&mut tx, part.id, sent.as_deref()).await?;
         channels::note_error(&mut tx, m.connection_id, None).await?;
         if status == DeliveryStatus::Failed {
             audit::append(
                 &mut tx,
-                &failed_event(m.connection_id, sent.as_deref(), None),
+                &failed_event(m.connection_id, sent.as_deref(), code),
             )
             .await?;
         }

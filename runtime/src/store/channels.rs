@@ -144,7 +144,9 @@ pub async fn disconnect(
         sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
             "UPDATE channel_connections SET status = 'disabled', secret_ciphertext = NULL, \
                 secret_key_version = NULL, updated_at = now(), \
-                settings = settings || jsonb_build_object('team_id', external_id), \
+                settings = (settings - 'own_app') \
+                    || CASE WHEN kind = 'slack' THEN jsonb_build_object('team_id', external_id) \
+                            ELSE '{{}}'::jsonb END, \
                 external_id = 'disconnected:' || id::text \
           WHERE id = $1 AND kind = $2 AND status IN ('active', 'failed') RETURNING {COLUMNS}"
         )))

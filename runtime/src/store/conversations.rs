@@ -192,29 +192,34 @@ pub async fn record_reply(
 
 /// Marks one part sent, with the provider's id for the message when it gave one. A delivery
 /// report that arrived for that id before this mark (`record_delivery`) is applied now; returns
-/// the part's status.
+/// the part's status and, for a failure, the provider's error code.
 pub async fn mark_sent(
     tx: &mut TenantTx,
     message: Uuid,
     provider_message_id: Option<&str>,
-) -> StoreResult<DeliveryStatus> {
+) -> StoreResult<(DeliveryStatus, Option<i64>)> {
     if let Some(id) = provider_message_id {
         lock_delivery(tx, id).await?;
     }
-    let (status,): (String,) = sqlx::query_as(
+    let (status, failure): (String, Option<String>) = sqlx::query_as(
         "WITH early AS ( \
              DELETE FROM early_delivery_reports WHERE provider_message_id = $2 \
              RETURNING status, failure) \
          UPDATE messages SET status = coalesce((SELECT status FROM early), 'sent'), \
                 failure = (SELECT failure FROM early), provider_message_id = $2, sent_at = now(), \
                 status_updated_at = now() \
-          WHERE id = $1 RETURNING status",
+          WHERE id = $1 RETURNING status, failure",
     )
     .bind(message)
     .bind(provider_message_id)
     .fetch_one(tx.connection())
     .await?;
-    parse(status)
+    // A failure is recorded as "{code}: {title}".
+    let code = failure
+        .as_deref()
+        .and_then(|f| f.split(':').next())
+        .and_then(|c| c.trim().parse().ok());
+    Ok((parse(status)?, code))
 }
 
 /// Serialises the mark of a part and a report about it: a report that finds no part waits for
@@ -262,6 +267,7 @@ const RANK: &str =
 /// Applies the provider's report on one of our messages; a part never moves backwards.
 pub async fn record_delivery(
     tx: &mut TenantTx,
+    connection: ConnectionId,
     provider_message_id: &str,
     status: DeliveryStatus,
     failure: Option<&str>,
@@ -273,11 +279,13 @@ pub async fn record_delivery(
                 status_updated_at = now() \
           WHERE provider_message_id = $1 AND direction = 'outbound' \
             AND {RANK} < array_position(ARRAY['pending', 'sent', 'delivered', 'read', 'failed'], $2) \
+            AND conversation_id IN (SELECT id FROM conversations WHERE channel_connection_id = $4) \
          RETURNING id, conversation_id"
     )))
     .bind(provider_message_id)
     .bind(status.as_str())
     .bind(&failure)
+    .bind(connection)
     .fetch_optional(tx.connection())
     .await?;
     if let Some((message, conversation)) = applied {
@@ -318,20 +326,17 @@ pub async fn record_delivery(
     Ok(DeliveryUpdate::Early)
 }
 
-/// When the end user last wrote in the conversation before the message `except_event`.
-pub async fn previous_inbound_at(
+/// When the platform last replied in the conversation (any kind of reply), if ever.
+pub async fn last_reply_at(
     tx: &mut TenantTx,
     conversation: ConversationId,
-    except_event: &str,
 ) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
     Ok(sqlx::query_scalar(
         "SELECT created_at FROM messages \
-          WHERE conversation_id = $1 AND direction = 'inbound' \
-            AND provider_event_id IS DISTINCT FROM $2 \
+          WHERE conversation_id = $1 AND direction = 'outbound' \
           ORDER BY seq DESC LIMIT 1",
     )
     .bind(conversation)
-    .bind(except_event)
     .fetch_optional(tx.connection())
     .await?)
 }

@@ -153,6 +153,7 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     // A report for a message not marked yet.
     runtime::store::conversations::record_delivery(
         &mut tx,
+        connection,
         &format!("wamid.seeded-{label}"),
         shared::channel::DeliveryStatus::Delivered,
         None,

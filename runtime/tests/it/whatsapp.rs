@@ -198,7 +198,7 @@ async fn audit_events(app: &TestApp, tenant: TenantId) -> Vec<Value> {
 }
 
 /// What a customer's first reply starts with (no agent here sets its own).
-const DISCLOSURE: &str = "I'm an AI assistant. Reply \"human\" at any time to reach a person.";
+const DISCLOSURE: &str = "I'm an AI assistant.";
 
 fn llm_calls(app: &TestApp) -> usize {
     app.llm
@@ -932,12 +932,24 @@ async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence
     let app = engine_app().await;
     let w = World::new(&app).await;
     let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let number = line.number.phone_number_id.clone();
     let mut events = app.events();
+    // The customer opens with a picture: even that first reply (a notice) says it is an AI.
+    let media = e2e::whatsapp::Media::new("media-1", "image/jpeg");
+    app.whatsapp
+        .deliver(
+            &app.whatsapp
+                .inbound(&number)
+                .image("15550100001", "Ana", &media, None)
+                .build(),
+        )
+        .await;
+    events.finished(w.a, 1).await;
     for text in ["first question", "second question"] {
         app.whatsapp
             .deliver(
                 &app.whatsapp
-                    .inbound(&line.number.phone_number_id)
+                    .inbound(&number)
                     .text("15550100001", "Ana", text)
                     .build(),
             )
@@ -950,17 +962,24 @@ async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence
         "{}",
         body_of(&sent[0])
     );
-    assert!(body_of(&sent[0]).contains("echo: first question"));
     assert!(
-        !body_of(&sent[1]).contains("AI assistant"),
+        body_of(&sent[0]).contains("only read text"),
         "{}",
-        body_of(&sent[1])
+        body_of(&sent[0])
     );
-    // The customer's messages so far were a day ago: the next reply tells them again.
+    for later in &sent[1..3] {
+        assert!(
+            !body_of(later).contains("AI assistant"),
+            "{}",
+            body_of(later)
+        );
+    }
+    assert!(body_of(&sent[1]).contains("echo: first question"));
+    // The last reply was a day ago: the next one says it again.
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
     sqlx::query(
         "UPDATE messages SET created_at = created_at - interval '25 hours' \
-          WHERE direction = 'inbound'",
+          WHERE direction = 'outbound'",
     )
     .execute(tx.connection())
     .await
@@ -969,20 +988,20 @@ async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence
     app.whatsapp
         .deliver(
             &app.whatsapp
-                .inbound(&line.number.phone_number_id)
+                .inbound(&number)
                 .text("15550100001", "Ana", "back again")
                 .build(),
         )
         .await;
     events.finished(w.a, 1).await;
     let sent = texts(&app);
-    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.len(), 4);
     assert!(
-        body_of(&sent[2]).starts_with(DISCLOSURE),
+        body_of(&sent[3]).starts_with(DISCLOSURE),
         "{}",
-        body_of(&sent[2])
+        body_of(&sent[3])
     );
-    assert!(body_of(&sent[2]).contains("echo: back again"));
+    assert!(body_of(&sent[3]).contains("echo: back again"));
 }
 
 #[actix_rt::test]
@@ -1171,4 +1190,23 @@ async fn a_tenants_own_meta_app_gets_its_own_webhook_and_secret() {
     let sent = texts(&app);
     assert_eq!(sent.len(), 1);
     assert!(body_of(&sent[0]).contains("own app hello"));
+    // Reconnecting (a new token, no secret given) keeps the own app and its verify token.
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/api/tenants/{}/channels/whatsapp", w.a),
+            Some(&admin),
+        )
+        .json(&connection_body(&number, agent))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(&again["own_webhook"], webhook, "{again}");
+    assert!(
+        own.verify_webhook(webhook["verify_token"].as_str().unwrap())
+            .await
+            .accepted()
+    );
 }

@@ -171,6 +171,10 @@ fn events(body: &[u8], only: Option<&str>) -> Result<Inbound<Event>, InboundErro
             })
             .collect();
         for message in value.messages {
+            if !(1..=200).contains(&message.id.len()) {
+                tracing::warn!(channel.external_id = %number, "a message without a usable id; dropped");
+                continue;
+            }
             out.push(Routed {
                 external_id: number.clone(),
                 event_id: message.id.clone(),
@@ -181,6 +185,10 @@ fn events(body: &[u8], only: Option<&str>) -> Result<Inbound<Event>, InboundErro
             });
         }
         for status in value.statuses {
+            if !(1..=200).contains(&status.id.len()) {
+                tracing::warn!(channel.external_id = %number, "a status without a usable id; dropped");
+                continue;
+            }
             out.push(Routed {
                 external_id: number.clone(),
                 event_id: format!("{}:{}", status.id, status.status),
@@ -346,6 +354,12 @@ fn classify(e: CallError) -> SinkError {
             "WhatsApp refused the access token (190): connect the number again with a new token"
                 .into(),
         ),
+        // Lost permission, or the account is locked: nothing will go until an admin acts.
+        Some(code @ (10 | 200 | 131031)) => SinkError::Revoked(format!(
+            "WhatsApp refused this number's messages ({code}: missing permission or a locked \
+             account): check the business account in Meta's Business settings, then connect \
+             the number again"
+        )),
         Some(codes::THROUGHPUT) => SinkError::Retryable {
             reason: "WhatsApp's throughput limit for the number was hit (130429)".into(),
             after: Some(Duration::from_secs(2)),
@@ -354,6 +368,13 @@ fn classify(e: CallError) -> SinkError {
             reason: "too many messages to this customer in a short time (131056)".into(),
             after: Some(Duration::from_secs(6)),
         },
+        // Meta's other rate limits and its temporary errors, some answered with HTTP 400.
+        Some(code @ (4 | 80007 | 131048 | 133016 | 131000 | 131016 | 133004 | 1 | 2)) => {
+            SinkError::Retryable {
+                reason: format!("WhatsApp could not take the message for now ({code})"),
+                after: Some(Duration::from_secs(10)),
+            }
+        }
         Some(codes::RE_ENGAGEMENT) => SinkError::Undeliverable(
             "more than 24 hours have passed since the customer last wrote (131047); only an \
              approved template can be sent"
@@ -437,7 +458,8 @@ impl WhatsappChannel {
         let ReplyTarget::Whatsapp { wa_id } = &reply.target else {
             return Err(SinkError::Permanent("not a WhatsApp reply target".into()));
         };
-        let body = if window_open(&reply) {
+        let free_form = window_open(&reply);
+        let body = if free_form {
             serde_json::json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
@@ -456,17 +478,34 @@ impl WhatsappChannel {
             })?
         };
         self.pace(&settings.phone_number_id, None).await;
-        let answer = self
+        let mut answer = self
             .graph
             .post_message(token.expose(), &settings.phone_number_id, &body)
             .await;
+        // Meta says the window closed (our clocks disagreed): the template, once, if there is one.
+        if free_form
+            && let Err(CallError::Refused(r)) = &answer
+            && r.code == Some(codes::RE_ENGAGEMENT)
+            && let Some(template) = template_body(wa_id, &settings.templates, &reply)
+        {
+            self.pace(&settings.phone_number_id, None).await;
+            answer = self
+                .graph
+                .post_message(token.expose(), &settings.phone_number_id, &template)
+                .await;
+        }
         match answer {
             Ok(answer) => Ok(answer["messages"][0]["id"].as_str().map(str::to_string)),
             Err(e) => {
+                let pair_rate =
+                    matches!(&e, CallError::Refused(r) if r.code == Some(codes::PAIR_RATE));
                 let error = classify(e);
+                // The number's throughput was exceeded: every conversation on it waits. (Too
+                // many to one customer concerns that customer only: the queue's wait is enough.)
                 if let SinkError::Retryable {
                     after: Some(after), ..
                 } = &error
+                    && !pair_rate
                 {
                     self.pace(&settings.phone_number_id, Some(*after)).await;
                 }

@@ -8,16 +8,28 @@
 use crate::engine::config::AgentConfig;
 
 /// The disclosure when the agent has none of its own.
-pub const DEFAULT_DISCLOSURE: &str =
-    "I'm an AI assistant. Reply \"human\" at any time to reach a person.";
+pub const DEFAULT_DISCLOSURE: &str = "I'm an AI assistant.";
 
-/// The agent's disclosure, or the default.
-pub fn disclosure(own: &str) -> String {
+/// Added to the default when asking for a person really hands the conversation over.
+pub const HUMAN_HINT: &str = "Ask for a human at any time to reach a person.";
+
+/// The agent's disclosure, or the default — which promises a person only when the agent hands
+/// off to one on request.
+pub fn disclosure(own: &str, rules: &[shared::resources::EscalationRule]) -> String {
     let own = own.trim();
-    if own.is_empty() {
-        DEFAULT_DISCLOSURE.to_string()
+    if !own.is_empty() {
+        return own.to_string();
+    }
+    let hands_off = rules.iter().any(|r| {
+        matches!(
+            r.trigger,
+            shared::resources::EscalationTrigger::HumanRequested
+        )
+    });
+    if hands_off {
+        format!("{DEFAULT_DISCLOSURE} {HUMAN_HINT}")
     } else {
-        own.to_string()
+        DEFAULT_DISCLOSURE.to_string()
     }
 }
 
@@ -70,8 +82,16 @@ mod tests {
 
     #[test]
     fn the_disclosure_comes_first_and_defaults_when_the_agent_has_none() {
-        assert_eq!(disclosure("  "), DEFAULT_DISCLOSURE);
-        assert_eq!(disclosure("I'm Nia, a bot."), "I'm Nia, a bot.");
+        assert_eq!(disclosure("  ", &[]), DEFAULT_DISCLOSURE);
+        let human = shared::resources::EscalationRule {
+            trigger: shared::resources::EscalationTrigger::HumanRequested,
+            handoff_target: None,
+        };
+        assert_eq!(
+            disclosure("", std::slice::from_ref(&human)),
+            format!("{DEFAULT_DISCLOSURE} {HUMAN_HINT}")
+        );
+        assert_eq!(disclosure("I'm Nia, a bot.", &[human]), "I'm Nia, a bot.");
         assert_eq!(
             with_disclosure(Some("AI here."), "Your order shipped.".into()),
             "AI here.\n\nYour order shipped."

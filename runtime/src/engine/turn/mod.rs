@@ -327,8 +327,8 @@ pub struct Recorded {
     pub handed_off: bool,
     /// The reply recorded for this message before (a redelivery), if any.
     pub reply: Option<Vec<ReplyPart>>,
-    /// When the end user wrote before this message, if ever.
-    pub previous_inbound_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the platform last replied in the conversation, if ever.
+    pub last_reply_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Records an inbound message in its conversation (once per provider event), with the end user
@@ -353,8 +353,7 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
     )
     .await?;
     let parts = conversations::reply_parts(&mut tx, &m.provider_event_id).await?;
-    let previous_inbound_at =
-        conversations::previous_inbound_at(&mut tx, conversation, &m.provider_event_id).await?;
+    let last_reply_at = conversations::last_reply_at(&mut tx, conversation).await?;
     if parts.is_empty() {
         // The message itself is the record (no audit row per message: the trail holds what the
         // platform did about it — LLM calls, hand-offs, apologies).
@@ -377,7 +376,7 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
         conversation,
         handed_off: status == ConversationStatus::HandedOff,
         reply: (!parts.is_empty()).then_some(parts),
-        previous_inbound_at,
+        last_reply_at,
     })
 }
 
@@ -473,6 +472,14 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         .await;
     };
     mark_read(deps, &connection, m);
+    let guarded = agent.scope_guard.applies_to(m.channel);
+    // The first reply to a customer, and the first after a day without one, says it is an AI
+    // (on WhatsApp always, whatever the scope guard; elsewhere where the guard applies).
+    let disclosure = ((guarded || m.channel == shared::channel::ChannelKind::Whatsapp)
+        && recorded
+            .last_reply_at
+            .is_none_or(|at| deps.settings.clock.now() - at >= chrono::TimeDelta::hours(24)))
+    .then(|| guard::disclosure(&agent.ai_disclosure, &agent.escalation_rules));
     if m.unsupported.is_some() {
         return reply_with(
             deps,
@@ -480,24 +487,18 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             &connection,
             conversation,
             ReplyKind::Notice,
-            UNSUPPORTED_NOTICE.into(),
+            guard::with_disclosure(disclosure.as_deref(), UNSUPPORTED_NOTICE.into()),
         )
         .await;
     }
-    let guarded = agent.scope_guard.applies_to(m.channel);
-    // The first reply to a customer, and the first after a day of silence, says it is an AI.
-    let disclosure = (guarded
-        && recorded
-            .previous_inbound_at
-            .is_none_or(|at| deps.settings.clock.now() - at >= chrono::TimeDelta::hours(24)))
-    .then(|| guard::disclosure(&agent.ai_disclosure));
     let mut state = state::load(deps, m, conversation).await?;
     let user_turn = Turn {
         speaker: Speaker::User,
         text: m.text.clone(),
     };
     if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text) {
-        let notice = escalation::handoff_notice(&fired);
+        let notice =
+            guard::with_disclosure(disclosure.as_deref(), escalation::handoff_notice(&fired));
         state.window.push(user_turn, deps.settings.window);
         let recording = Recording {
             handoff: Some(&fired),
@@ -604,9 +605,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         Ok(report) => Extra::Answered(report, config.zone.day(chrono::Utc::now())),
         Err(e) => Extra::LlmFailed(e.class()),
     };
-    if kind == ReplyKind::Answer {
-        text = guard::with_disclosure(disclosure.as_deref(), text);
-    }
+    text = guard::with_disclosure(disclosure.as_deref(), text);
     let recording = Recording {
         extra,
         handoff: fired.as_ref(),
