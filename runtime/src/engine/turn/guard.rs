@@ -58,9 +58,16 @@ pub async fn decline(agent: &AgentConfig, text: &str) -> Option<String> {
     if function.is_empty() {
         return None;
     }
-    let check = match crate::scope::ScopeCheck::shared() {
-        Ok(check) => check,
+    // The first call loads the model (seconds of CPU): on the blocking pool, never on a worker
+    // that other tenants' turns and the queue's Redis calls share.
+    let loaded = tokio::task::spawn_blocking(crate::scope::ScopeCheck::shared).await;
+    let check = match loaded {
+        Ok(Ok(check)) => check,
         Err(e) => {
+            tracing::error!(error = %e, "the scope check's model could not be loaded");
+            return None;
+        }
+        Ok(Err(e)) => {
             // Without the model the prompt rule still holds; nothing is declined blindly.
             tracing::error!(error = %e, "the scope check's model could not be loaded");
             return None;
