@@ -81,6 +81,55 @@ pub trait ReplySink: Send + Sync {
     }
 }
 
+/// Spaces out sends per key (a Slack channel, a WhatsApp business number): each send books the
+/// key's next slot `gap` after its own. Keys whose slots have passed are dropped once there are
+/// more than 10 000, so the map stays bounded. Cheap to clone: clones share the slots.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    next: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
+    gap: Duration,
+}
+
+impl Pacer {
+    pub fn new(gap: Duration) -> Self {
+        Self {
+            next: Arc::default(),
+            gap,
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
+        self.next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until `key` may send again, and books its next slot.
+    pub async fn wait(&self, key: &str) {
+        let wait = {
+            let mut next = self.slots();
+            let now = std::time::Instant::now();
+            let at = next.get(key).copied().unwrap_or(now).max(now);
+            next.insert(key.to_string(), at + self.gap);
+            if next.len() > 10_000 {
+                next.retain(|_, t| *t > now);
+            }
+            at - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Pushes `key`'s next slot back by `by` (the provider said to slow down).
+    pub fn push_back(&self, key: &str, by: Duration) {
+        let mut next = self.slots();
+        let now = std::time::Instant::now();
+        let at = next.get(key).copied().unwrap_or(now).max(now);
+        next.insert(key.to_string(), at + by);
+    }
+}
+
 /// The web channel's sink: the reply is recorded in the conversation, which the portal reads, so
 /// sending is done.
 #[derive(Debug, Clone, Copy, Default)]

@@ -5,9 +5,7 @@
 //! they are unit-tested without a network; `SlackChannel` is the adapter: `Receive` for the
 //! Events API webhook, `ReplySink` for the engine's replies.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
@@ -17,7 +15,7 @@ use shared::ConnectionId;
 use shared::channel::{ChannelKind, InboundMessage, OutboundReply, ReplyTarget, Sender};
 
 use super::{
-    ConnectionConfig, ConnectionSettings, Inbound, InboundError, Receive, ReplySink,
+    ConnectionConfig, ConnectionSettings, Inbound, InboundError, Pacer, Receive, ReplySink,
     ResolvedConnection, Routed, SinkError, WebhookRequest,
 };
 use crate::config::Secret;
@@ -316,9 +314,8 @@ pub struct SlackChannel {
     /// The platform's own app (`A…`): events for any other app are refused.
     app_id: Option<String>,
     api: SlackApi,
-    /// When each channel may next be posted to.
-    next_post: Arc<Mutex<HashMap<String, Instant>>>,
-    min_gap: Duration,
+    /// One message a second per channel.
+    pacer: Pacer,
     max_attempts: u32,
 }
 
@@ -371,8 +368,7 @@ impl SlackChannel {
             signing_secret: settings.signing_secret.clone(),
             app_id: settings.app_id.clone(),
             api: SlackApi::new(&settings.api_base_url),
-            next_post: Arc::new(Mutex::new(HashMap::new())),
-            min_gap: Duration::from_secs(1),
+            pacer: Pacer::new(Duration::from_secs(1)),
             max_attempts: 2,
         }
     }
@@ -385,26 +381,6 @@ impl SlackChannel {
     /// The platform's Slack app, if configured.
     pub fn app_id(&self) -> Option<&str> {
         self.app_id.as_deref()
-    }
-
-    /// Waits until the channel may be posted to again, and books the next slot.
-    async fn pace(&self, channel_key: &str) {
-        let wait = {
-            let mut next = self
-                .next_post
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            let at = next.get(channel_key).copied().unwrap_or(now).max(now);
-            next.insert(channel_key.to_string(), at + self.min_gap);
-            if next.len() > 10_000 {
-                next.retain(|_, t| *t > now);
-            }
-            at - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
     }
 
     /// Posts one message. Nothing here waits out an outage or a long `Retry-After`: the engine
@@ -429,7 +405,7 @@ impl SlackChannel {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.pace(&channel_key).await;
+            self.pacer.wait(&channel_key).await;
             let res = self
                 .api
                 .http

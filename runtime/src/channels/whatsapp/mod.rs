@@ -15,8 +15,7 @@ pub mod graph;
 pub mod payload;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -30,8 +29,8 @@ use shared::resources::{TemplateVariable, WhatsappTemplate};
 use self::graph::{CallError, GraphApi, codes};
 use self::payload::Reading;
 use super::{
-    Accepted, ConnectionConfig, ConnectionSettings, DeliveryReport, Inbound, InboundError, Receive,
-    ReplySink, ResolvedConnection, Routed, SinkError, WebhookRequest,
+    Accepted, ConnectionConfig, ConnectionSettings, DeliveryReport, Inbound, InboundError, Pacer,
+    Receive, ReplySink, ResolvedConnection, Routed, SinkError, WebhookRequest,
 };
 use crate::config::Secret;
 
@@ -96,9 +95,8 @@ pub struct WhatsappChannel {
     app_secret: Option<Secret<String>>,
     verify_token: Option<Secret<String>>,
     graph: GraphApi,
-    /// When each business number may next send.
-    next_send: Arc<Mutex<HashMap<String, Instant>>>,
-    min_gap: Duration,
+    /// Each business number within its throughput.
+    pacer: Pacer,
 }
 
 impl std::fmt::Debug for WhatsappChannel {
@@ -396,8 +394,7 @@ impl WhatsappChannel {
             app_secret: settings.app_secret.clone(),
             verify_token: settings.verify_token.clone(),
             graph: GraphApi::new(&settings.graph_url, &settings.graph_version),
-            next_send: Arc::new(Mutex::new(HashMap::new())),
-            min_gap: Duration::from_secs(1) / settings.messages_per_second.max(1),
+            pacer: Pacer::new(Duration::from_secs(1) / settings.messages_per_second.max(1)),
         }
     }
 
@@ -421,31 +418,6 @@ impl WhatsappChannel {
         OwnAppReceiver {
             app_secret,
             phone_number_id,
-        }
-    }
-
-    /// Waits until the number may send again, and books the next slot; `penalty` pushes the
-    /// number's next slot back (after Meta said it was over its throughput).
-    async fn pace(&self, number: &str, penalty: Option<Duration>) {
-        let wait = {
-            let mut next = self
-                .next_send
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            let at = next.get(number).copied().unwrap_or(now).max(now);
-            if let Some(penalty) = penalty {
-                next.insert(number.to_string(), at + penalty);
-                return;
-            }
-            next.insert(number.to_string(), at + self.min_gap);
-            if next.len() > 10_000 {
-                next.retain(|_, t| *t > now);
-            }
-            at - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
         }
     }
 
@@ -477,7 +449,7 @@ impl WhatsappChannel {
                 )
             })?
         };
-        self.pace(&settings.phone_number_id, None).await;
+        self.pacer.wait(&settings.phone_number_id).await;
         let mut answer = self
             .graph
             .post_message(token.expose(), &settings.phone_number_id, &body)
@@ -488,7 +460,7 @@ impl WhatsappChannel {
             && r.code == Some(codes::RE_ENGAGEMENT)
             && let Some(template) = template_body(wa_id, &settings.templates, &reply)
         {
-            self.pace(&settings.phone_number_id, None).await;
+            self.pacer.wait(&settings.phone_number_id).await;
             answer = self
                 .graph
                 .post_message(token.expose(), &settings.phone_number_id, &template)
@@ -507,7 +479,7 @@ impl WhatsappChannel {
                 } = &error
                     && !pair_rate
                 {
-                    self.pace(&settings.phone_number_id, Some(*after)).await;
+                    self.pacer.push_back(&settings.phone_number_id, *after);
                 }
                 tracing::warn!(whatsapp.number = %settings.phone_number_id, error = %error, "WhatsApp did not take a message");
                 Err(error)
