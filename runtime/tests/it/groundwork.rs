@@ -120,11 +120,13 @@ async fn usage_is_counted_on_each_tenants_own_calendar_day() {
         expected(chrono_tz::Pacific::Kiritimati),
         expected(chrono_tz::Etc::GMTPlus12),
     );
+    let mut agents = Vec::new();
     for (tenant, who) in [
         (w.a, w.as_admin_a(&app).await),
         (w.b, w.as_admin_b(&app).await),
     ] {
         let agent = world::agent(&app, tenant, "Nia").await;
+        agents.push(agent);
         let mut events = app.events();
         let sent = who
             .post(
@@ -139,14 +141,19 @@ async fn usage_is_counted_on_each_tenants_own_calendar_day() {
         expected(chrono_tz::Pacific::Kiritimati),
         expected(chrono_tz::Etc::GMTPlus12),
     );
-    let day_of = |tenant| {
+    // The day of this agent's call: the fixtures seed each tenant with usage of their own (on
+    // the UTC day), which is not the row under test.
+    let day_of = |tenant, agent| {
         let store = app.store.clone();
         async move {
             let mut tx = store.tenant_tx(tenant).await.unwrap();
-            runtime::store::llm::usage(&mut tx).await.unwrap()[0].day
+            let rows = runtime::store::llm::usage(&mut tx).await.unwrap();
+            let mine: Vec<_> = rows.iter().filter(|r| r.agent_id == Some(agent)).collect();
+            assert_eq!(mine.len(), 1, "one day of usage for the agent: {rows:?}");
+            mine[0].day
         }
     };
-    let (a_day, b_day) = (day_of(w.a).await, day_of(w.b).await);
+    let (a_day, b_day) = (day_of(w.a, agents[0]).await, day_of(w.b, agents[1]).await);
     assert!(
         a_day == before.0 || a_day == after.0,
         "{a_day} vs {before:?}/{after:?}"
