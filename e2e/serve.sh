@@ -16,6 +16,7 @@ export KONSTRUCT_DATABASE_URL="postgres://konstruct_app:konstruct_app@127.0.0.1:
 export KONSTRUCT_DATABASE_OWNER_URL="postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/$DB"
 export KONSTRUCT_PORT=0
 export KONSTRUCT_LOG_FORMAT=json
+export KONSTRUCT_DATA_DIR="$(mktemp -d -t konstruct-smoke-data.XXXXXX)"
 export KONSTRUCT_PORTAL_DIR="$ROOT/portal-leptos/dist"
 # Its own Redis key space too: sign-in failure counters of earlier runs must not count here.
 export KONSTRUCT_REDIS_KEY_PREFIX="konstruct-smoke-$(date +%s)-$$"
@@ -111,6 +112,7 @@ cleanup() {
   kill ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} 2>/dev/null || true
   wait ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} 2>/dev/null || true
   rm -f "$LOG" "$FAKE_LOG" "$SLACK_LOG" "$WHATSAPP_LOG" "$WHATSAPP_OUT"
+  rm -rf "$KONSTRUCT_DATA_DIR"
   # Best effort: drop this run's Redis keys (streams have no expiry).
   if command -v redis-cli >/dev/null 2>&1; then
     redis-cli --scan --pattern "$KONSTRUCT_REDIS_KEY_PREFIX:*" | xargs -r redis-cli del >/dev/null 2>&1 || true

@@ -6,7 +6,8 @@
 // Usage: node e2e/browser/journeys.mjs BASE_URL ADMIN_EMAIL ADMIN_PASSWORD
 import { createRequire } from 'node:module';
 import { createHmac } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -157,6 +158,76 @@ async function customerAdmin(context) {
   return admin;
 }
 const tenantName = `Acme ${stamp}`;
+
+// The tenant's read-only customer operator, made the first time a journey needs one.
+let operator;
+async function customerOperator(context) {
+  operator ??= await addMember(context, tenantName, 'customer_operator', 'Otto Operator');
+  await context.clearCookies();
+  return operator;
+}
+
+// The knowledge base: a Markdown FAQ uploaded by the customer admin is indexed (followed live
+// until it is ready) and found by a customer's question, with its score; the operator sees the
+// same page without anything that uploads, imports, edits or deletes.
+async function knowledgeJourney(page, context) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'konstruct-knowledge-'));
+  const faq = path.join(dir, 'refunds-faq.md');
+  writeFileSync(faq, '# Refunds\n\nRefunds are issued within 14 days of the return being received.\n');
+  try {
+    const me = await customerAdmin(context);
+    await signIn(page, me.email, me.password);
+    await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+    await page.getByRole('link', { name: 'Knowledge' }).click();
+    await page.getByRole('heading', { name: 'Knowledge', exact: true }).waitFor();
+    await page.getByRole('heading', { name: 'No documents yet' }).waitFor();
+    expect(await page.getByRole('note').filter({ hasText: 'Read-only' }).count() === 0, 'an admin is not read-only');
+    await shot(page, '17a-knowledge-empty');
+
+    await page.getByLabel('Files to upload').setInputFiles(faq);
+    const upload = page.getByRole('list', { name: 'Uploads' }).getByRole('listitem').filter({ hasText: 'refunds-faq.md' });
+    await upload.getByText(/^Uploaded$|Not uploaded\.|Too large|Not a file Konstruct can read|Not now\./).waitFor();
+    expect(await upload.getByText('Uploaded', { exact: true }).count() === 1, `the file was taken: ${await upload.textContent()}`);
+
+    // The list follows the indexing by itself: no reload, no fixed wait.
+    const row = page.getByRole('table', { name: 'Documents' }).getByRole('row').filter({ hasText: 'refunds-faq.md' });
+    await row.filter({ hasText: /Ready|Failed/ }).waitFor({ timeout: 60000 });
+    const text = await row.textContent();
+    expect(text.includes('Ready') && !text.includes('Failed'), `the document is ready: ${text}`);
+    expect(text.includes('Markdown') && text.includes('All AI employees'), `the row names the format and who uses it: ${text}`);
+    await shot(page, '17b-knowledge-ready');
+
+    const search = page.getByRole('search', { name: 'What would the agent find?' });
+    await search.getByLabel('Customer question').fill('how long do refunds take');
+    await search.getByRole('button', { name: 'Search' }).click();
+    const passage = page.getByRole('list', { name: 'Passages found' }).getByRole('listitem')
+      .filter({ hasText: 'Refunds are issued within 14 days of the return being received.' });
+    await passage.waitFor();
+    const score = (await passage.getByText(/^Score \d\.\d\d$/).textContent()).replace('Score ', '');
+    expect(Number(score) > 0 && Number(score) <= 1, `the passage has a score: ${score}`);
+    await shot(page, '17c-knowledge-search');
+
+    // The operator: the documents and the search, nothing that changes them.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('status').filter({ hasText: 'You are signed out.' }).waitFor();
+    const reader = await customerOperator(context);
+    await signIn(page, reader.email, reader.password);
+    await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+    await page.getByRole('link', { name: 'Knowledge' }).click();
+    await page.getByRole('note').filter({ hasText: 'Read-only' }).waitFor();
+    await row.filter({ hasText: 'Ready' }).waitFor();
+    await search.waitFor();
+    expect(await page.getByLabel('Files to upload').count() === 0, 'no upload for operators');
+    expect(await page.getByRole('form', { name: 'Import a web page' }).count() === 0, 'no URL import for operators');
+    expect(await page.getByRole('form', { name: 'Change the embedding model' }).count() === 0, 'no model change for operators');
+    for (const action of [/^Delete/, /^Retry/, /^Edit/]) {
+      expect(await page.getByRole('button', { name: action }).count() === 0, `no ${action} button for operators`);
+    }
+    await shot(page, '17d-knowledge-operator');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 await journey('platform admin: tenant, AI employee with a persona, test chat reply', async (page) => {
   await page.goto(base);
@@ -546,6 +617,8 @@ await journey('customer admin: WhatsApp — a bad template and a wrong token ref
   await table.getByText(/^Last error (just now|1 minute ago):/).first().waitFor();
   await shot(page, '16d-whatsapp-health');
 });
+
+await journey('knowledge: upload a FAQ, it indexes live and a question finds it; the operator reads only', knowledgeJourney);
 
 await journey('customer operator: read-only agents and test chat, a forced edit is refused and the UI says so', async (page, context) => {
   // Set up an operator in the tenant through the API, as the platform admin.

@@ -4,5 +4,6 @@
 //! this crate.
 
 pub mod llm;
+pub mod pdf;
 pub mod slack;
 pub mod whatsapp;

@@ -65,6 +65,8 @@ struct State {
     /// Requests being answered right now, and the most there ever were at once.
     in_flight: usize,
     max_in_flight: usize,
+    /// Texts embedded so far (`/v1/embeddings`, `/api/embed`); kept apart from `received`.
+    embedded: Vec<String>,
 }
 
 /// A running fake. Dropping it stops the server.
@@ -123,6 +125,8 @@ impl FakeLlm {
                 .route("/v1/chat/completions", web::post().to(openai))
                 .route("/v1/messages", web::post().to(anthropic))
                 .route("/v1/models", web::get().to(models))
+                .route("/v1/embeddings", web::post().to(openai_embeddings))
+                .route("/api/embed", web::post().to(ollama_embed))
         })
         .workers(1)
         .disable_signals()
@@ -177,6 +181,115 @@ impl FakeLlm {
     pub fn calls(&self) -> usize {
         lock(&self.state).received.len()
     }
+
+    /// Every text embedded so far, in order (embedding requests are not in `received`).
+    pub fn embedded(&self) -> Vec<String> {
+        lock(&self.state).embedded.clone()
+    }
+}
+
+/// The fake's embedding space: 64 coordinates, one per hashed word, unit length. Texts that
+/// share words are close; the same text always lands on the same vector.
+pub const EMBEDDING_DIMENSION: usize = 64;
+
+/// The fake's vector for `text`.
+pub fn fake_embedding(text: &str) -> Vec<f32> {
+    let mut v = vec![0f32; EMBEDDING_DIMENSION];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
+        let h = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        v[(h % EMBEDDING_DIMENSION as u64) as usize] += 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 {
+        v[0] = 1.0;
+        return v;
+    }
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+/// `input` as OpenAI and Ollama take it: one string or an array of strings.
+fn inputs(body: &Value) -> Option<Vec<String>> {
+    match body.get("input")? {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => None,
+    }
+}
+
+async fn openai_embeddings(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let bearer = header(&req, "authorization");
+    if !lock(&state).accepts(bearer.as_deref().and_then(|b| b.strip_prefix("Bearer "))) {
+        return openai_error(
+            401,
+            "invalid_request_error",
+            "Incorrect API key provided.",
+            Some("invalid_api_key"),
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return openai_error(
+            400,
+            "invalid_request_error",
+            "We could not parse the JSON body of your request.",
+            None,
+        );
+    };
+    let (Some(model), Some(texts)) = (body.get("model").and_then(Value::as_str), inputs(&body))
+    else {
+        return openai_error(
+            400,
+            "invalid_request_error",
+            "'model' and 'input' are required.",
+            None,
+        );
+    };
+    if texts.is_empty() || texts.len() > 2048 || texts.iter().any(|t| t.is_empty()) {
+        return openai_error(
+            400,
+            "invalid_request_error",
+            "'input' must be 1 to 2048 non-empty strings.",
+            None,
+        );
+    }
+    let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({ "object": "embedding", "index": i, "embedding": fake_embedding(t) }))
+        .collect();
+    lock(&state).embedded.extend(texts);
+    HttpResponse::Ok().json(json!({
+        "object": "list", "data": data, "model": model,
+        "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+    }))
+}
+
+async fn ollama_embed(body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return HttpResponse::BadRequest().json(json!({ "error": "invalid JSON" }));
+    };
+    let (Some(model), Some(texts)) = (body.get("model").and_then(Value::as_str), inputs(&body))
+    else {
+        return HttpResponse::BadRequest().json(json!({ "error": "model and input are required" }));
+    };
+    let embeddings: Vec<Vec<f32>> = texts.iter().map(|t| fake_embedding(t)).collect();
+    lock(&state).embedded.extend(texts);
+    HttpResponse::Ok().json(json!({ "model": model, "embeddings": embeddings }))
 }
 
 /// Records a request as it arrives, before any check, so tests see every call a client made.

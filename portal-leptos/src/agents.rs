@@ -173,6 +173,8 @@ fn empty_input() -> AgentInput {
         scope_guard: Default::default(),
         in_scope_examples: Vec::new(),
         ai_disclosure: String::new(),
+        cite_or_handoff: false,
+        long_term_memory: true,
     }
 }
 
@@ -373,6 +375,7 @@ pub fn AgentEditor() -> impl IntoView {
                         {text_field("Model preference", "model_preference", false, |f| f.model_preference.clone(), |f, v| f.model_preference = v)}
                     </div>
                     <BusinessScope form=form examples=examples declined=declined error=error />
+                    <KnowledgeAndMemory form=form error=error />
                     <fieldset class="group">
                         <legend>"Tools"</legend>
                         {move || tools.get().unwrap_or_default().into_iter().map(|t| {
@@ -536,6 +539,43 @@ fn BusinessScope(
                     n => format!("It declined {n} requests as off-topic in the last 30 days."),
                 }}</p>
             })}
+        </fieldset>
+    }
+}
+
+/// How the AI employee uses the knowledge base and what it remembers about each customer.
+#[component]
+fn KnowledgeAndMemory(
+    form: RwSignal<AgentInput>,
+    error: RwSignal<Option<ApiError>>,
+) -> impl IntoView {
+    let message = move |key: &'static str| move || error.get().and_then(|e| e.field(key));
+    let (cite_msg, memory_msg) = (message("cite_or_handoff"), message("long_term_memory"));
+    view! {
+        <fieldset class="group">
+            <legend>"Knowledge and memory"</legend>
+            <div class="check-field">
+                <label class="check">
+                    <input type="checkbox" id="agent-cite_or_handoff"
+                        prop:checked=move || form.get().cite_or_handoff
+                        on:change=move |ev| { let on = event_target_checked(&ev); form.update(|f| f.cite_or_handoff = on); }
+                        aria-describedby="agent-cite_or_handoff-hint agent-cite_or_handoff-error" />
+                    <span>"Answer only from the knowledge base — otherwise say so and offer a person"</span>
+                </label>
+                <span id="agent-cite_or_handoff-hint" class="hint">"Its answers cite the documents under Knowledge. When nothing there is relevant, it says it does not know and offers to hand the conversation to a person, instead of answering from general knowledge."</span>
+                <span id="agent-cite_or_handoff-error" class="field-error" role="alert">{cite_msg}</span>
+            </div>
+            <div class="check-field">
+                <label class="check">
+                    <input type="checkbox" id="agent-long_term_memory"
+                        prop:checked=move || form.get().long_term_memory
+                        on:change=move |ev| { let on = event_target_checked(&ev); form.update(|f| f.long_term_memory = on); }
+                        aria-describedby="agent-long_term_memory-hint agent-long_term_memory-error" />
+                    <span>"Remember customers across conversations"</span>
+                </label>
+                <span id="agent-long_term_memory-hint" class="hint">"It keeps short facts a customer shared (a name, an order, a preference) and recalls them in later conversations. A customer admin can see and delete them under Customers."</span>
+                <span id="agent-long_term_memory-error" class="field-error" role="alert">{memory_msg}</span>
+            </div>
         </fieldset>
     }
 }

@@ -1,5 +1,6 @@
 //! The runtime's REST API from the browser: same-origin `fetch` with the session cookie, the
-//! CSRF header on every change, and the server's typed error body turned into [`ApiError`].
+//! CSRF header on every change, and the server's typed error body turned into [`ApiError`]. File
+//! uploads go through `XMLHttpRequest` instead, the one browser API that reports upload progress.
 
 use gloo_net::http::{Method, RequestBuilder};
 use serde::Serialize;
@@ -14,7 +15,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn network(message: String) -> Self {
+    fn network(message: impl std::fmt::Display) -> Self {
         Self {
             status: 0,
             body: ErrorBody {
@@ -132,6 +133,11 @@ async fn call_with_status<T: DeserializeOwned>(
         .map_err(|e| ApiError::network(e.to_string()))?;
     let status = res.status();
     let text = res.text().await.unwrap_or_default();
+    answer(status, text)
+}
+
+/// The server's answer read as `T`, or as its error body.
+fn answer<T: DeserializeOwned>(status: u16, text: String) -> Result<(u16, T), ApiError> {
     if (200..300).contains(&status) {
         // A 204 (or any success without a body, such as `DELETE /api/admin/impersonate`) reads
         // as JSON `null`: callers that expect nothing ask for `()`.
@@ -186,6 +192,72 @@ pub async fn act<T: DeserializeOwned>(method: Method, path: &str) -> Result<T, A
 /// A request without a body whose answer has none either (a 204).
 pub async fn act_empty(method: Method, path: &str) -> Result<(), ApiError> {
     call::<()>(method, path, None).await
+}
+
+/// POSTs `file` as the raw request body (`application/octet-stream`) to `path`, telling
+/// `on_progress` how many bytes of how many have been sent as the upload goes. It carries the
+/// session like every other call: same-origin, so the browser sends the cookie, plus the CSRF
+/// header.
+pub async fn upload<T: DeserializeOwned>(
+    path: &str,
+    file: &web_sys::File,
+    on_progress: impl Fn(f64, f64) + 'static,
+) -> Result<(u16, T), ApiError> {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+
+    let failed = |e: wasm_bindgen::JsValue| {
+        ApiError::network(
+            e.as_string()
+                .unwrap_or_else(|| "the browser refused".into()),
+        )
+    };
+    let xhr = web_sys::XmlHttpRequest::new().map_err(failed)?;
+    xhr.open_with_async("POST", path, true).map_err(failed)?;
+    xhr.set_request_header("Accept", "application/json")
+        .map_err(failed)?;
+    xhr.set_request_header("Content-Type", "application/octet-stream")
+        .map_err(failed)?;
+    if let Some(token) = csrf_token() {
+        xhr.set_request_header("X-CSRF-Token", &token)
+            .map_err(failed)?;
+    }
+    let progress =
+        Closure::<dyn Fn(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| {
+            if ev.length_computable() {
+                on_progress(ev.loaded(), ev.total());
+            }
+        });
+    let sending = xhr.upload().map_err(failed)?;
+    sending.set_onprogress(Some(progress.as_ref().unchecked_ref()));
+    // Settles once the whole answer is in (`load`), or when the request never got one.
+    let settled = js_sys::Promise::new(&mut |resolve, reject| {
+        xhr.set_onload(Some(&resolve));
+        xhr.set_onerror(Some(&reject));
+        xhr.set_onabort(Some(&reject));
+        xhr.set_ontimeout(Some(&reject));
+    });
+    xhr.send_with_opt_blob(Some(file)).map_err(failed)?;
+    let outcome = wasm_bindgen_futures::JsFuture::from(settled).await;
+    // The callback lives until the request is over; the browser no longer holds it after this.
+    sending.set_onprogress(None);
+    drop(progress);
+    if outcome.is_err() {
+        return Err(ApiError {
+            status: 0,
+            body: ErrorBody {
+                code: shared::ErrorCode::Unavailable,
+                message: "The upload stopped before the server answered. Check your connection \
+                          and try again."
+                    .into(),
+                request_id: String::new(),
+                fields: Vec::new(),
+            },
+        });
+    }
+    let status = xhr.status().map_err(failed)?;
+    let text = xhr.response_text().ok().flatten().unwrap_or_default();
+    answer(status, text)
 }
 
 pub use gloo_net::http::Method as HttpMethod;

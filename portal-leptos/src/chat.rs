@@ -1,7 +1,8 @@
 //! The test chat: talk to an AI employee through the web channel — the same pipeline as Slack —
-//! and watch the replies arrive. Sending costs an LLM call: roles without `chat_send` (customer
-//! operators) see the conversation without the send box, and a refusal by the server's send
-//! limit (429) keeps the draft and says when to try again.
+//! and watch the replies arrive, each with the knowledge-base passages it cites and what the AI
+//! employee recalled about the customer. Sending costs an LLM call: roles without `chat_send`
+//! (customer operators) see the conversation without the send box, and a refusal by the server's
+//! send limit (429) keeps the draft and says when to try again.
 
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
@@ -9,6 +10,7 @@ use leptos::task::spawn_local;
 use shared::AgentId;
 use shared::auth::Permission;
 use shared::channel::{ChatAccepted, ChatMessage, ChatSend, MessageDirection};
+use shared::knowledge::Citation;
 
 use crate::api::{self, HttpMethod};
 use crate::app::use_session;
@@ -90,6 +92,8 @@ pub fn TestChat() -> impl IntoView {
                     text,
                     // The browser has no system clock for Rust here; the server's copy has the time.
                     created_at: chrono::DateTime::UNIX_EPOCH,
+                    citations: Vec::new(),
+                    memories: Vec::new(),
                 })
             });
             let poll = format!("{path}?conversation={}", accepted.conversation);
@@ -159,6 +163,7 @@ pub fn TestChat() -> impl IntoView {
                                 <li class=if mine { "message mine" } else { "message agent" }>
                                     <span class="who">{if mine { "You" } else { "AI employee" }}</span>
                                     <p>{m.text}</p>
+                                    {(!mine).then(|| sources(m.citations, m.memories))}
                                 </li>
                             }
                         }).collect_view()}
@@ -181,4 +186,27 @@ pub fn TestChat() -> impl IntoView {
             }.into_any(),
         }}
     }
+}
+
+/// Under a reply: the passages it cites, numbered as in its text ("[1] Refunds — Card
+/// payments"), and what it recalled about the customer.
+fn sources(citations: Vec<Citation>, memories: Vec<String>) -> impl IntoView {
+    let cited = (!citations.is_empty()).then(|| {
+        view! {
+            <ol class="citations" aria-label="Sources">
+                {citations.into_iter().map(|c| {
+                    let title = match crate::knowledge::web_link(c.url.as_deref()) {
+                        Some(url) => view! { <a href=url target="_blank" rel="noopener noreferrer">{c.title}</a> }.into_any(),
+                        None => view! { <span>{c.title}</span> }.into_any(),
+                    };
+                    let heading = (!c.heading.trim().is_empty()).then(|| format!(" — {}", c.heading));
+                    view! { <li>{format!("[{}] ", c.n)}{title}{heading}</li> }
+                }).collect_view()}
+            </ol>
+        }
+    });
+    let remembered = (!memories.is_empty()).then(|| {
+        view! { <p class="remembered">"Remembered: "{memories.join(" · ")}</p> }
+    });
+    view! { {cited}{remembered} }
 }

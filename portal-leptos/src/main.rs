@@ -10,6 +10,7 @@ mod channels;
 mod chat;
 mod customers;
 mod jobs;
+mod knowledge;
 mod login;
 mod settings;
 mod tenants;

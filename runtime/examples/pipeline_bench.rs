@@ -150,6 +150,8 @@ async fn tenants_with_agents(
                 scope_guard: "whatsapp",
                 in_scope_examples: serde_json::json!([]),
                 ai_disclosure: "",
+                cite_or_handoff: false,
+                long_term_memory: true,
             },
         )
         .await?;

@@ -133,6 +133,8 @@ async fn run() -> anyhow::Result<()> {
             scope_guard: "whatsapp",
             in_scope_examples: serde_json::json!([]),
             ai_disclosure: "",
+            cite_or_handoff: false,
+            long_term_memory: true,
         },
     )
     .await?;

@@ -36,6 +36,8 @@ pub enum AppError {
     Bind(#[from] std::io::Error),
     #[error("building the outbound HTTP client: {0}")]
     Outbound(#[from] crate::outbound::OutboundError),
+    #[error("opening the vector index: {0}")]
+    Vectors(#[from] crate::vector::VectorError),
     #[error(
         "refusing to serve: database role {role} could bypass row-level security ({problems}); \
          connect as the runtime role"
@@ -83,6 +85,7 @@ pub struct Application {
     /// How long a graceful stop waits for running jobs (one lease).
     jobs_grace: Duration,
     pub node: String,
+    knowledge: crate::knowledge::Knowledge,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -122,6 +125,8 @@ impl Application {
             );
         }
         let channels = Channels::new(&settings.slack, &settings.whatsapp);
+        let outbound = crate::outbound::Outbound::from_settings(&settings.outbound)?;
+        let knowledge = knowledge(settings, &store, &keyring, &outbound).await?;
         let deps = EngineDeps::new(
             store.clone(),
             redis.clone(),
@@ -132,7 +137,8 @@ impl Application {
             options
                 .engine
                 .unwrap_or_else(|| EngineSettings::from_config(&settings.engine)),
-        );
+        )
+        .with_knowledge(knowledge.clone());
         let listener = std::net::TcpListener::bind((settings.server.host, settings.server.port))?;
         let port = listener.local_addr()?.port();
         let public_url = match &settings.server.public_url {
@@ -170,8 +176,9 @@ impl Application {
             channels: channels.clone(),
             startup: startup.clone(),
             public_url,
-            outbound: crate::outbound::Outbound::from_settings(&settings.outbound)?,
+            outbound,
             verifications: verifications.clone(),
+            knowledge: Some(knowledge.clone()),
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();
@@ -200,10 +207,13 @@ impl Application {
             let context = JobContext {
                 store: store.clone(),
                 redis: redis.clone(),
+                knowledge: Some(knowledge.clone()),
+                llm: Some(pool.clone()),
             };
             Runner::start(context, registry, settings, &node)
         });
         Ok(Self {
+            knowledge,
             port: bound.port,
             store,
             redis,
@@ -244,6 +254,11 @@ impl Application {
     }
 
     /// Sessions and sign-in as the server uses them.
+    /// The knowledge base and memory service.
+    pub fn knowledge(&self) -> &crate::knowledge::Knowledge {
+        &self.knowledge
+    }
+
     pub fn auth_state(&self) -> &AuthState {
         &self.auth
     }
@@ -269,6 +284,66 @@ fn audit_keys(settings: &Settings) -> Result<AuditKeys, CryptoError> {
         tracing::info!(audit.key_versions = ?keys.versions(), "audit trail sealing is on");
     }
     Ok(keys)
+}
+
+/// The knowledge service: the embedded vector engine under the data directory, or the Qdrant
+/// server the settings name; the embedding providers the operator configured are reachable
+/// through a client of their own (they may live on a private network), documents' URLs only
+/// through the shared one. The embedded index is brought up to date with Postgres in the
+/// background.
+async fn knowledge(
+    settings: &Settings,
+    store: &Store,
+    keyring: &Arc<Keyring>,
+    outbound: &crate::outbound::Outbound,
+) -> Result<crate::knowledge::Knowledge, AppError> {
+    let k = &settings.knowledge;
+    let vectors: Arc<dyn crate::vector::VectorStore> = match &k.qdrant_url {
+        Some(url) => Arc::new(crate::vector::server::QdrantServer::connect(
+            url,
+            k.qdrant_api_key.as_ref().map(|s| s.expose().clone()),
+        )?),
+        None => Arc::new(crate::vector::edge::EdgeStore::open(
+            k.data_dir.join("vectors"),
+        )?),
+    };
+    let mut providers = settings.outbound.clone();
+    for url in [
+        Some(&settings.llm.openai_base_url),
+        settings.llm.ollama_url.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(u) = url::Url::parse(url)
+            && let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default())
+        {
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            providers.allow.push(format!("{host}:{port}"));
+        }
+    }
+    let service = crate::knowledge::Knowledge::new(
+        store.clone(),
+        vectors,
+        k.clone(),
+        settings.llm.clone(),
+        keyring.clone(),
+        outbound.clone(),
+        crate::outbound::Outbound::from_settings(&providers)?,
+    );
+    if k.qdrant_url.is_none() {
+        let syncing = service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = syncing.sync_all().await {
+                tracing::warn!(error = %e, "the embedded vector index could not be brought up to date");
+            }
+        });
+    }
+    Ok(service)
 }
 
 fn llm_pool(settings: &Settings) -> Pool {

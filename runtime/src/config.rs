@@ -59,6 +59,49 @@ pub struct Settings {
     pub whatsapp: WhatsappSettings,
     pub outbound: OutboundSettings,
     pub jobs: JobsSettings,
+    pub knowledge: KnowledgeSettings,
+}
+
+/// The knowledge base, long-term memory and the vector index behind both (`knowledge`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeSettings {
+    /// Where originals and the embedded vector engine's data live.
+    pub data_dir: std::path::PathBuf,
+    /// A Qdrant server (`http://host:6334`, its gRPC port) shared by every node; without it
+    /// each node keeps an embedded index under `data_dir`, rebuilt from Postgres.
+    pub qdrant_url: Option<String>,
+    pub qdrant_api_key: Option<Secret<String>>,
+    /// The embedding model of tenants that chose none: `local` (shipped inside the binary),
+    /// `openai:<model>` (with `llm.openai_*`) or `ollama:<model>` (with `llm.ollama_url`).
+    pub embedding_model: String,
+    /// The largest upload or imported document, in bytes.
+    pub max_document_bytes: u64,
+    /// Passages below this cosine similarity to the message are not used.
+    pub relevance_floor: f32,
+    /// Passages put into a turn's prompt, at most.
+    pub passages: u32,
+    /// Memories of the customer put into a turn's prompt, at most.
+    pub memories: u32,
+    /// How long after an answer the conversation's messages since its last summary are
+    /// summarised into memories of the customer (later answers ride on the same summary).
+    pub memory_delay_secs: u64,
+}
+
+impl Default for KnowledgeSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: "data".into(),
+            qdrant_url: None,
+            qdrant_api_key: None,
+            embedding_model: crate::embed::LOCAL.into(),
+            max_document_bytes: 20 * 1024 * 1024,
+            relevance_floor: 0.3,
+            passages: 4,
+            memories: 5,
+            memory_delay_secs: 600,
+        }
+    }
 }
 
 /// The one HTTP client for URLs that users, tenants or providers supply (see `outbound`).
@@ -1313,6 +1356,104 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         rule: Some(|s| at_most(s.outbound.max_redirects, 20)),
+    },
+    Setting {
+        var: "KONSTRUCT_DATA_DIR",
+        key: "knowledge.data_dir",
+        parse: |s, v| {
+            s.knowledge.data_dir = v.into();
+            Ok(())
+        },
+        rule: Some(|s| filled(&s.knowledge.data_dir.to_string_lossy())),
+    },
+    Setting {
+        var: "KONSTRUCT_QDRANT_URL",
+        key: "knowledge.qdrant_url",
+        parse: |s, v| {
+            s.knowledge.qdrant_url = Some(v.trim().to_string());
+            Ok(())
+        },
+        rule: Some(|s| match s.knowledge.qdrant_url.as_deref() {
+            None => Ok(()),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => Ok(()),
+            Some(_) => Err("must be an http:// or https:// URL".into()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_QDRANT_API_KEY",
+        key: "knowledge.qdrant_api_key",
+        parse: |s, v| {
+            s.knowledge.qdrant_api_key = Some(Secret::new(v.trim().to_string()));
+            Ok(())
+        },
+        rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_EMBEDDING_MODEL",
+        key: "knowledge.embedding_model",
+        parse: |s, v| {
+            s.knowledge.embedding_model = v.trim().to_string();
+            Ok(())
+        },
+        rule: Some(|s| {
+            crate::embed::ModelSpec::parse(&s.knowledge.embedding_model)
+                .map(|_| ())
+                .ok_or_else(|| "must be local, openai:<model> or ollama:<model>".to_string())
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_MAX_DOCUMENT_BYTES",
+        key: "knowledge.max_document_bytes",
+        parse: |s, v| {
+            s.knowledge.max_document_bytes = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| {
+            at_least(s.knowledge.max_document_bytes, 1024)?;
+            at_most(s.knowledge.max_document_bytes, 512 * 1024 * 1024)
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_RELEVANCE_FLOOR",
+        key: "knowledge.relevance_floor",
+        parse: |s, v| {
+            s.knowledge.relevance_floor = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| {
+            at_least(s.knowledge.relevance_floor, -1.0)?;
+            at_most(s.knowledge.relevance_floor, 1.0)
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_KNOWLEDGE_PASSAGES",
+        key: "knowledge.passages",
+        parse: |s, v| {
+            s.knowledge.passages = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| {
+            at_least(s.knowledge.passages, 1)?;
+            at_most(s.knowledge.passages, 20)
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_MEMORIES_RECALLED",
+        key: "knowledge.memories",
+        parse: |s, v| {
+            s.knowledge.memories = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_most(s.knowledge.memories, 20)),
+    },
+    Setting {
+        var: "KONSTRUCT_MEMORY_DELAY_SECS",
+        key: "knowledge.memory_delay_secs",
+        parse: |s, v| {
+            s.knowledge.memory_delay_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_most(s.knowledge.memory_delay_secs, 7 * 24 * 3600)),
     },
 ];
 

@@ -39,6 +39,9 @@ impl TenantRole {
                 Permission::ChannelsManage,
                 Permission::SettingsManage,
                 Permission::EndUsersRead,
+                Permission::EndUsersManage,
+                Permission::KnowledgeRead,
+                Permission::KnowledgeManage,
                 Permission::AuditRead,
                 Permission::JobsRead,
                 Permission::JobsManage,
@@ -48,6 +51,7 @@ impl TenantRole {
                 Permission::AgentsRead,
                 Permission::ChannelsRead,
                 Permission::EndUsersRead,
+                Permission::KnowledgeRead,
                 Permission::AuditRead,
                 Permission::JobsRead,
             ],
@@ -84,6 +88,12 @@ pub enum Permission {
     SettingsManage,
     /// See the people who talk to the tenant's agents (end users).
     EndUsersRead,
+    /// See and delete what the agents remember about end users, and erase an end user.
+    EndUsersManage,
+    /// See the knowledge base: documents, their indexing state, and what a search retrieves.
+    KnowledgeRead,
+    /// Upload, import, retry, assign and delete documents; change the embedding model.
+    KnowledgeManage,
     /// Verify the tenant's audit trail and export its head (read-only).
     AuditRead,
     /// See the tenant's background jobs: what ran, what waits, what failed and why.

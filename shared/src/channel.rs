@@ -289,8 +289,8 @@ pub struct ChatAccepted {
     pub event_id: String,
 }
 
-/// One message of a test conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One message of a test conversation (not `Eq`: its citations carry `f32` scores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     pub id: Uuid,
@@ -298,6 +298,12 @@ pub struct ChatMessage {
     pub direction: MessageDirection,
     pub text: String,
     pub created_at: DateTime<Utc>,
+    /// The knowledge-base passages the reply cites (`[n]` in its text).
+    #[serde(default)]
+    pub citations: Vec<crate::knowledge::Citation>,
+    /// What the agent recalled about the customer for this reply.
+    #[serde(default)]
+    pub memories: Vec<String>,
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod knowledge;
 pub mod resources;
 pub mod text_enum;
 

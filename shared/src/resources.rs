@@ -141,6 +141,17 @@ pub struct AgentInput {
     /// about being an AI assistant and reaching a person; a sensible default when empty.
     #[serde(default)]
     pub ai_disclosure: String,
+    /// When the knowledge base has nothing relevant, say so and offer a person instead of
+    /// answering from general knowledge.
+    #[serde(default)]
+    pub cite_or_handoff: bool,
+    /// Remember facts about each customer across conversations (on by default).
+    #[serde(default = "yes")]
+    pub long_term_memory: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where an AI employee stays within its business function (Meta's terms require it on

@@ -33,6 +33,8 @@ fn to_dto(row: AgentRow) -> Result<Agent, ApiError> {
             in_scope_examples: serde_json::from_value(row.in_scope_examples)
                 .map_err(ApiError::internal)?,
             ai_disclosure: row.ai_disclosure,
+            cite_or_handoff: row.cite_or_handoff,
+            long_term_memory: row.long_term_memory,
         },
         declined_last_30_days: 0,
         created_at: row.created_at,
@@ -145,6 +147,8 @@ fn fields(input: &AgentInput) -> Result<AgentFields<'_>, ApiError> {
         )
         .map_err(ApiError::internal)?,
         ai_disclosure: input.ai_disclosure.trim(),
+        cite_or_handoff: input.cite_or_handoff,
+        long_term_memory: input.long_term_memory,
     })
 }
 

@@ -205,6 +205,17 @@ pub async fn list(
     };
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let rows = conversations::messages(&mut tx, connection, &query.conversation, 500).await?;
+    // The memories recalled, as they are now: a memory deleted since is not shown.
+    let recalled: Vec<Uuid> = rows
+        .iter()
+        .flat_map(|r| r.recalled.iter().flatten().copied())
+        .collect();
+    let memories: std::collections::HashMap<Uuid, String> =
+        crate::store::knowledge::memories_by_id(&mut tx, &recalled)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m.text))
+            .collect();
     Ok(web::Json(
         rows.into_iter()
             .map(|r| ChatMessage {
@@ -212,6 +223,16 @@ pub async fn list(
                 direction: r.direction,
                 text: r.body,
                 created_at: r.created_at,
+                citations: r
+                    .citations
+                    .and_then(|c| serde_json::from_value(c).ok())
+                    .unwrap_or_default(),
+                memories: r
+                    .recalled
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|id| memories.get(id).cloned())
+                    .collect(),
             })
             .collect(),
     ))

@@ -12,6 +12,7 @@ pub mod end_users;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod knowledge;
 pub mod limits;
 pub mod llm_keys;
 pub mod members;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub outbound: crate::outbound::Outbound,
     /// The audit verifications running now (rationed: each holds a connection for the walk).
     pub verifications: audit::Verifications,
+    /// The knowledge base and memory service.
+    pub knowledge: Option<crate::knowledge::Knowledge>,
 }
 
 /// Session signing, sign-in limits and who the client is.

@@ -11,8 +11,8 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, audit, auth, channels, chat, end_users, jobs, limits, llm_keys, members,
-    openapi, platform, settings, tenants, tools, whatsapp,
+    admin, agents, audit, auth, channels, chat, end_users, jobs, knowledge, limits, llm_keys,
+    members, openapi, platform, settings, tenants, tools, whatsapp,
 };
 
 /// What a route requires of its caller.
@@ -88,6 +88,19 @@ routes! {
     PUT    "/api/tenants/{tenant_id}/settings"            => Tenant(SettingsManage), settings::put;
     GET    "/api/tenants/{tenant_id}/end-users"           => Tenant(EndUsersRead), end_users::list;
     GET    "/api/tenants/{tenant_id}/end-users/{end_user_id}" => Tenant(EndUsersRead), end_users::get;
+    DELETE "/api/tenants/{tenant_id}/end-users/{end_user_id}" => Tenant(EndUsersManage), end_users::erase;
+    GET    "/api/tenants/{tenant_id}/end-users/{end_user_id}/memories" => Tenant(EndUsersManage), end_users::memories;
+    DELETE "/api/tenants/{tenant_id}/end-users/{end_user_id}/memories/{memory_id}" => Tenant(EndUsersManage), end_users::delete_memory;
+    GET    "/api/tenants/{tenant_id}/knowledge"           => Tenant(KnowledgeRead), knowledge::list;
+    POST   "/api/tenants/{tenant_id}/knowledge"           => Tenant(KnowledgeManage), knowledge::upload;
+    POST   "/api/tenants/{tenant_id}/knowledge/import"    => Tenant(KnowledgeManage), knowledge::import;
+    POST   "/api/tenants/{tenant_id}/knowledge/search"    => Tenant(KnowledgeRead), knowledge::search;
+    GET    "/api/tenants/{tenant_id}/knowledge/index"     => Tenant(KnowledgeRead), knowledge::index;
+    PUT    "/api/tenants/{tenant_id}/knowledge/index"     => Tenant(KnowledgeManage), knowledge::change_index;
+    GET    "/api/tenants/{tenant_id}/knowledge/{document_id}" => Tenant(KnowledgeRead), knowledge::get;
+    PUT    "/api/tenants/{tenant_id}/knowledge/{document_id}" => Tenant(KnowledgeManage), knowledge::update;
+    DELETE "/api/tenants/{tenant_id}/knowledge/{document_id}" => Tenant(KnowledgeManage), knowledge::delete;
+    POST   "/api/tenants/{tenant_id}/knowledge/{document_id}/retry" => Tenant(KnowledgeManage), knowledge::retry;
     GET    "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsRead), agents::list;
     POST   "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsWrite), agents::create;
     GET    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsRead), agents::get;

@@ -208,6 +208,9 @@ pub async fn delete(
         serde_json::json!({ "before": { "name": row.name, "slug": row.slug } }),
     )
     .await?;
+    // Its vectors leave the shared index and its originals the disk the same way (the job
+    // needs the models it used, read before the rows go).
+    crate::knowledge::jobs::enqueue_tenant_purge(&mut tx).await?;
     store_tenants::delete(&mut tx).await?;
     // Its conversation windows, dedupe keys and parked messages go too, by a durable job that
     // commits with the deletion: it cannot be forgotten, and it is retried while Redis is down.

@@ -193,6 +193,40 @@ const CASES: &[Case] = &[
     case("KONSTRUCT_JOBS_RETRY_BASE_SECS", ZERO, FIVE),
     case("KONSTRUCT_JOBS_RETRY_MAX_SECS", ZERO, FIVE),
     case(
+        "KONSTRUCT_DATA_DIR",
+        ("  ", "\"  \""),
+        ("/var/lib/konstruct", "\"/var/lib/konstruct\""),
+    ),
+    case(
+        "KONSTRUCT_QDRANT_URL",
+        ("qdrant.internal:6334", "\"qdrant.internal:6334\""),
+        (
+            "http://qdrant.internal:6334",
+            "\"http://qdrant.internal:6334\"",
+        ),
+    ),
+    case(
+        "KONSTRUCT_EMBEDDING_MODEL",
+        ("cohere:embed-v3", "\"cohere:embed-v3\""),
+        (
+            "openai:text-embedding-3-small",
+            "\"openai:text-embedding-3-small\"",
+        ),
+    ),
+    case(
+        "KONSTRUCT_MAX_DOCUMENT_BYTES",
+        ("12", "12"),
+        ("1048576", "1048576"),
+    ),
+    case("KONSTRUCT_RELEVANCE_FLOOR", ("1.5", "1.5"), ("0.4", "0.4")),
+    case("KONSTRUCT_KNOWLEDGE_PASSAGES", ZERO, FIVE),
+    case("KONSTRUCT_MEMORIES_RECALLED", ("21", "21"), FIVE),
+    case(
+        "KONSTRUCT_MEMORY_DELAY_SECS",
+        ("99999999", "99999999"),
+        FIVE,
+    ),
+    case(
         "KONSTRUCT_AUDIT_KEYS",
         ("1:not-hex-secret", "\"1:not-hex-secret\""),
         (

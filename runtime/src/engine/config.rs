@@ -45,6 +45,10 @@ pub struct AgentConfig {
     pub in_scope_examples: Vec<String>,
     /// Its AI disclosure; empty for the default.
     pub ai_disclosure: String,
+    /// Without a relevant passage it says so and offers a person instead of answering.
+    pub cite_or_handoff: bool,
+    /// Its conversations are summarised into memories of the customer, and recalled.
+    pub long_term_memory: bool,
 }
 
 /// A tenant's configuration at one moment.
@@ -99,6 +103,8 @@ fn agent_config(row: agents::AgentRow) -> AgentConfig {
         scope_guard: shared::resources::ScopeGuard::parse(&row.scope_guard).unwrap_or_default(),
         in_scope_examples: serde_json::from_value(row.in_scope_examples).unwrap_or_default(),
         ai_disclosure: row.ai_disclosure,
+        cite_or_handoff: row.cite_or_handoff,
+        long_term_memory: row.long_term_memory,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod actors;
 pub mod config;
 pub mod consumer;
+pub mod context;
 pub mod escalation;
 pub mod ingest;
 pub mod leases;

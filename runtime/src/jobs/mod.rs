@@ -57,6 +57,10 @@ impl Job {
 pub struct JobContext {
     pub store: Store,
     pub redis: Redis,
+    /// The knowledge base and memory service (its jobs need it).
+    pub knowledge: Option<crate::knowledge::Knowledge>,
+    /// The LLM pool (memory summaries call it).
+    pub llm: Option<Arc<crate::llm::pool::Pool>>,
 }
 
 /// Why an attempt failed. The reason is recorded as the job's `last_error` and shown to the
@@ -144,7 +148,14 @@ impl Registry {
 
     /// Every handler of the product: the one place a new job kind is registered.
     pub fn builtin() -> Result<Self, RegistryError> {
-        Self::new().with(tenant_purge::PurgeRedis)
+        use crate::knowledge::jobs as k;
+        Self::new()
+            .with(tenant_purge::PurgeRedis)?
+            .with(k::IndexDocument)?
+            .with(k::Unindex)?
+            .with(k::Reindex)?
+            .with(k::Summarise)?
+            .with(k::PurgeTenantVectors)
     }
 
     /// Adds a handler for its kind.
@@ -219,9 +230,17 @@ mod tests {
     #[test]
     fn the_builtin_registry_registers_every_kind_once() {
         let registry = Registry::builtin().unwrap();
+        use crate::knowledge::jobs as k;
         assert_eq!(
             registry.kinds().collect::<Vec<_>>(),
-            vec![tenant_purge::KIND]
+            vec![
+                k::INDEX,
+                k::REINDEX,
+                k::UNINDEX,
+                k::SUMMARISE,
+                tenant_purge::KIND,
+                k::PURGE_TENANT
+            ]
         );
         assert_eq!(
             registry.with(tenant_purge::PurgeRedis).unwrap_err(),

@@ -273,6 +273,16 @@ impl Outbound {
         self.send(OutboundRequest::get(url)).await
     }
 
+    /// Whether `url` may be fetched now: it parses, its scheme is http or https, and its host is
+    /// (and resolves only to) addresses we may reach. Nothing is sent. A later fetch checks
+    /// again, hop by hop, so this is for answering a user at once, not a guarantee.
+    pub async fn check(&self, url: &str) -> Result<()> {
+        let url = Url::parse(url).map_err(|e| OutboundError::InvalidUrl {
+            reason: e.to_string(),
+        })?;
+        self.admit(&url).await.map(|_| ())
+    }
+
     /// Sends the request, following redirects, and reads the whole body (up to the cap).
     pub async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse> {
         let limits = self.inner.limits;

@@ -24,6 +24,8 @@ pub struct AgentRow {
     pub scope_guard: String,
     pub in_scope_examples: Value,
     pub ai_disclosure: String,
+    pub cite_or_handoff: bool,
+    pub long_term_memory: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -43,11 +45,14 @@ pub struct AgentFields<'a> {
     pub scope_guard: &'a str,
     pub in_scope_examples: Value,
     pub ai_disclosure: &'a str,
+    pub cite_or_handoff: bool,
+    pub long_term_memory: bool,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, job_title, persona, system_prompt, job_description, \
                        model_preference, business_function, tools, escalation_rules, scope_guard, \
-                       in_scope_examples, ai_disclosure, created_at, updated_at";
+                       in_scope_examples, ai_disclosure, cite_or_handoff, long_term_memory, \
+                       created_at, updated_at";
 
 pub async fn list(tx: &mut TenantTx, limit: i64, offset: i64) -> StoreResult<(Vec<AgentRow>, i64)> {
     let rows = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
@@ -104,6 +109,8 @@ fn bind_fields<'q>(query: AgentQuery<'q>, f: &'q AgentFields<'q>) -> AgentQuery<
         .bind(f.scope_guard)
         .bind(&f.in_scope_examples)
         .bind(f.ai_disclosure)
+        .bind(f.cite_or_handoff)
+        .bind(f.long_term_memory)
 }
 
 pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<AgentRow> {
@@ -111,8 +118,10 @@ pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<Agent
     let query = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
         "INSERT INTO agents (id, tenant_id, name, job_title, persona, system_prompt, \
                              job_description, model_preference, business_function, tools, \
-                             escalation_rules, scope_guard, in_scope_examples, ai_disclosure) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
+                             escalation_rules, scope_guard, in_scope_examples, ai_disclosure, \
+                             cite_or_handoff, long_term_memory) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         RETURNING {COLUMNS}"
     )))
     .bind(AgentId::from_uuid(Uuid::new_v4()))
     .bind(tenant);
@@ -128,7 +137,8 @@ pub async fn update(
         "UPDATE agents SET name = $2, job_title = $3, persona = $4, system_prompt = $5, \
                 job_description = $6, model_preference = $7, business_function = $8, \
                 tools = $9, escalation_rules = $10, scope_guard = $11, \
-                in_scope_examples = $12, ai_disclosure = $13, updated_at = now() \
+                in_scope_examples = $12, ai_disclosure = $13, cite_or_handoff = $14, \
+                long_term_memory = $15, updated_at = now() \
           WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id);

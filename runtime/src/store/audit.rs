@@ -103,6 +103,18 @@ actions! {
     MessageDeadLettered => "message.dead_lettered",
     /// A failed background job was queued again by hand.
     JobRetried => "job.retried",
+    /// A document was uploaded or imported into the knowledge base (its id and type only).
+    DocumentAdded => "knowledge.document_added",
+    /// A document's title or agents changed.
+    DocumentUpdated => "knowledge.document_updated",
+    DocumentRetried => "knowledge.document_retried",
+    DocumentDeleted => "knowledge.document_deleted",
+    /// A rebuild of the tenant's index with another embedding model was started.
+    IndexRebuildStarted => "knowledge.index_rebuild_started",
+    /// One memory of an end user was deleted by hand (never its text).
+    MemoryDeleted => "memory.deleted",
+    /// An end user was erased: messages, memories, vectors and cached state (counts only).
+    EndUserErased => "end_user.erased",
 }
 
 impl std::fmt::Display for Action {
@@ -123,6 +135,10 @@ pub enum Target {
     EndUser(EndUserId),
     /// A background job.
     Job(Uuid),
+    /// A document of the knowledge base.
+    Document(Uuid),
+    /// A memory of an end user.
+    Memory(Uuid),
     /// A tenant's own LLM key, by provider.
     LlmKey(&'static str),
     /// An HTTP request (method and route pattern), for requests made while impersonating.
@@ -140,6 +156,8 @@ impl Target {
             Target::Conversation(id) => (Some("conversation"), Some(id.to_string())),
             Target::EndUser(id) => (Some("end_user"), Some(id.to_string())),
             Target::Job(id) => (Some("job"), Some(id.to_string())),
+            Target::Document(id) => (Some("knowledge_document"), Some(id.to_string())),
+            Target::Memory(id) => (Some("memory"), Some(id.to_string())),
             Target::LlmKey(provider) => (Some("llm_key"), Some((*provider).to_string())),
             Target::Request(what) => (Some("http"), Some(what.clone())),
         }

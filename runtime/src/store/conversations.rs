@@ -390,6 +390,10 @@ pub struct MessageRow {
     pub sender: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
+    /// The sources a reply cited (a JSON array of citations).
+    pub citations: Option<serde_json::Value>,
+    /// The memories recalled for a reply.
+    pub recalled: Option<Vec<Uuid>>,
 }
 
 /// The messages of one conversation on one connection, oldest first.
@@ -400,7 +404,7 @@ pub async fn messages(
     limit: i64,
 ) -> StoreResult<Vec<MessageRow>> {
     Ok(sqlx::query_as::<_, MessageRow>(
-        "SELECT m.id, m.direction, m.sender, m.body, m.created_at \
+        "SELECT m.id, m.direction, m.sender, m.body, m.created_at, m.citations, m.recalled \
            FROM messages m JOIN conversations c ON c.id = m.conversation_id \
           WHERE c.channel_connection_id = $1 AND c.external_key = $2 \
           ORDER BY m.seq LIMIT $3",

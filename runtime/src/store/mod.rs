@@ -18,6 +18,7 @@ pub mod conversations;
 pub mod end_users;
 pub mod fences;
 pub mod jobs;
+pub mod knowledge;
 pub mod llm;
 pub mod tenants;
 pub mod users;

@@ -43,6 +43,10 @@ impl Node {
             .env("KONSTRUCT_DATABASE_URL", app.db.app_url())
             .env("KONSTRUCT_REDIS_URL", redis_url())
             .env("KONSTRUCT_REDIS_KEY_PREFIX", prefix)
+            .env(
+                "KONSTRUCT_DATA_DIR",
+                std::env::temp_dir().join(format!("konstruct-node-{}", uuid::Uuid::new_v4())),
+            )
             .env("KONSTRUCT_PORT", "0")
             // A killed process cannot give its partitions back: let its leases expire quickly.
             .env("KONSTRUCT_PARTITION_LEASE_SECS", "3")

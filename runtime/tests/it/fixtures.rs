@@ -160,6 +160,76 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     )
     .await
     .unwrap();
+    // A document with a passage and its vector, a memory of the end user, and the tenant's
+    // index (one row each, as the isolation test counts them).
+    let document = Uuid::new_v4();
+    runtime::store::knowledge::insert_document(
+        &mut tx,
+        &runtime::store::knowledge::NewDocument {
+            id: document,
+            title: "Seeded FAQ",
+            source: shared::knowledge::DocumentSource::Upload,
+            url: None,
+            filename: Some("faq.md"),
+            size_bytes: 10,
+            agent_ids: None,
+            created_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    let chunk = Uuid::new_v4();
+    runtime::store::knowledge::replace_chunks(
+        &mut tx,
+        document,
+        &[runtime::store::knowledge::ChunkRow {
+            id: chunk,
+            ordinal: 0,
+            heading: String::new(),
+            text: "Seeded passage".into(),
+            hash: vec![0; 32],
+        }],
+    )
+    .await
+    .unwrap();
+    let memory = Uuid::new_v4();
+    runtime::store::knowledge::insert_memory(
+        &mut tx,
+        memory,
+        shared::EndUserId::from_uuid(end_user),
+        None,
+        "Prefers email",
+    )
+    .await
+    .unwrap();
+    runtime::store::knowledge::put_embeddings(
+        &mut tx,
+        "fixture-model",
+        &[runtime::store::knowledge::EmbeddingRow {
+            id: chunk,
+            kind: runtime::store::knowledge::VectorKind::Chunk,
+            source: document,
+            vector: vec![1.0, 0.0],
+        }],
+    )
+    .await
+    .unwrap();
+    runtime::store::knowledge::put_index(
+        &mut tx,
+        // The index the platform's default model makes, as a tenant's first upload records it.
+        &runtime::store::knowledge::IndexRow {
+            model: runtime::embed::LOCAL_MODEL_ID.into(),
+            dimension: 384,
+            building: None,
+            building_model: None,
+            building_dimension: None,
+            building_done: 0,
+            building_total: 0,
+            building_error: None,
+        },
+    )
+    .await
+    .unwrap();
     // Finished already, so no runner in a test picks it up.
     sqlx::query(
         "INSERT INTO jobs (id, tenant_id, kind, status, attempts, finished_at) \

@@ -29,6 +29,11 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("channel_health", "tenant_id"),
     ("scope_declines_daily", "tenant_id"),
     ("early_delivery_reports", "tenant_id"),
+    ("knowledge_documents", "tenant_id"),
+    ("knowledge_chunks", "tenant_id"),
+    ("memories", "tenant_id"),
+    ("embeddings", "tenant_id"),
+    ("knowledge_index", "tenant_id"),
 ];
 
 /// Tables whose rows the runtime may neither delete nor move to another tenant, by privilege:

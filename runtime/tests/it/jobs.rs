@@ -957,8 +957,8 @@ async fn deleting_a_tenant_enqueues_its_redis_purge_which_is_retried_while_redis
     .unwrap();
     let broken = Runner::start(
         JobContext {
-            store: app.store.clone(),
             redis: down,
+            ..app.job_context()
         },
         Registry::builtin().unwrap(),
         quick(),

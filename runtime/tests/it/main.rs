@@ -17,6 +17,7 @@ mod http;
 mod ingest;
 mod isolation;
 mod jobs;
+mod knowledge;
 mod llm;
 mod llm_keys;
 mod management;

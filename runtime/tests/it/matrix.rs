@@ -6,9 +6,9 @@
 //!
 //! The roles: a platform admin may do everything, tenants' admins everything inside their own
 //! tenant but nothing on the platform, a customer operator only reads (agents, the test chat's
-//! conversations, channels, customers, the audit trail, jobs, the tenant's record and settings —
-//! not members or LLM keys), and an impersonating platform admin acts as the tenant's admin of
-//! that one tenant. Another tenant's objects answer 404, as if they did not exist.
+//! conversations, channels, customers, the audit trail, jobs, the knowledge base and its search,
+//! the tenant's record and settings — not members, LLM keys or customers' memories), and an
+//! impersonating platform admin acts as the tenant's admin of that one tenant. Another tenant's objects answer 404, as if they did not exist.
 
 use std::collections::BTreeSet;
 
@@ -216,6 +216,73 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
         "/api/tenants/{tenant_id}/jobs/{job_id}/retry",
         [401, 403, 200, 404, 200, 200],
     ),
+    // Customers' memories and erasure are an admin's; operators read the knowledge base and
+    // search it, and change nothing.
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/end-users/{end_user_id}",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/end-users/{end_user_id}/memories",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/end-users/{end_user_id}/memories/{memory_id}",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/knowledge",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/knowledge",
+        [401, 403, 202, 404, 202, 202],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/knowledge/import",
+        [401, 403, 202, 404, 202, 202],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/knowledge/search",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/knowledge/index",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "PUT",
+        "/api/tenants/{tenant_id}/knowledge/index",
+        [401, 403, 202, 404, 202, 202],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/knowledge/{document_id}",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "PUT",
+        "/api/tenants/{tenant_id}/knowledge/{document_id}",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/knowledge/{document_id}",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/knowledge/{document_id}/retry",
+        [401, 403, 202, 404, 202, 202],
+    ),
 ];
 
 /// A Slack installation of a fresh workspace, known to the fake Slack.
@@ -282,6 +349,51 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         tx.commit().await.unwrap();
         path = path.replace("{end_user_id}", &id.to_string());
     }
+    if path.contains("{memory_id}") {
+        let end_user: Uuid = path
+            .split('/')
+            .nth(5)
+            .and_then(|s| s.parse().ok())
+            .expect("the end user in the path");
+        let memory = Uuid::new_v4();
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        runtime::store::knowledge::insert_memory(
+            &mut tx,
+            memory,
+            shared::EndUserId::from_uuid(end_user),
+            None,
+            "Prefers email",
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        path = path.replace("{memory_id}", &memory.to_string());
+    }
+    if path.contains("{document_id}") {
+        // A document that failed, so every action on it (retry included) applies.
+        let document = Uuid::new_v4();
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        runtime::store::knowledge::insert_document(
+            &mut tx,
+            &runtime::store::knowledge::NewDocument {
+                id: document,
+                title: "Matrix FAQ",
+                source: shared::knowledge::DocumentSource::Upload,
+                url: None,
+                filename: Some("faq.md"),
+                size_bytes: 10,
+                agent_ids: None,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+        runtime::store::knowledge::set_failed(&mut tx, document, "the matrix failed it")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        path = path.replace("{document_id}", &document.to_string());
+    }
     if path.contains("{job_id}") {
         let job = crate::jobs::failed_job(app, w.a).await;
         path = path.replace("{job_id}", &job.to_string());
@@ -347,6 +459,18 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
                 "phone_number_id": number.phone_number_id, "waba_id": number.waba_id,
                 "access_token": number.token, "agent_id": agent,
             }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/knowledge") => {
+            Some(json!("# FAQ\n\nRefunds are issued within 14 days."))
+        }
+        // A public address: accepted now (the fetch happens later, in a job).
+        ("POST", "/api/tenants/{tenant_id}/knowledge/import") => {
+            Some(json!({ "url": "http://93.184.215.14/faq" }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/knowledge/search") => Some(json!({ "q": "refunds" })),
+        ("PUT", "/api/tenants/{tenant_id}/knowledge/index") => Some(json!({ "model": "local" })),
+        ("PUT", "/api/tenants/{tenant_id}/knowledge/{document_id}") => {
+            Some(json!({ "title": "Matrix FAQ", "agent_ids": null }))
         }
         ("PUT", "/api/tenants/{tenant_id}/settings") => {
             Some(json!({ "time_zone": "Europe/Berlin", "locale": "de" }))

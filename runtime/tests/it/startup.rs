@@ -38,6 +38,10 @@ fn serve(database_url: &str) -> Served {
             format!("konstruct-test:{}", Uuid::new_v4().simple()),
         )
         .env("KONSTRUCT_PORT", "0")
+        .env(
+            "KONSTRUCT_DATA_DIR",
+            std::env::temp_dir().join(format!("konstruct-node-{}", Uuid::new_v4())),
+        )
         .env("KONSTRUCT_LOG_FORMAT", "json")
         .env("KONSTRUCT_JWT_SECRET", JWT_SECRET)
         .stdout(Stdio::piped())

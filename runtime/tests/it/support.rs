@@ -304,6 +304,14 @@ pub struct AppOptions {
     pub chat_limits: Option<runtime::api::chat::ChatLimits>,
     /// Start a job runner (worker `test-node`) with these settings and handlers.
     pub jobs: Option<(runtime::jobs::RunnerSettings, runtime::jobs::Registry)>,
+    /// The knowledge settings; the default keeps everything under a data directory of the
+    /// test's own and summarises conversations into memories only after an hour (so no test
+    /// but the memory tests sees the summariser's LLM calls).
+    pub knowledge: Option<runtime::config::KnowledgeSettings>,
+    /// Use this data directory (a restart test reuses one); a fresh one when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Hosts (`host:port`) the outbound client may reach on our own network.
+    pub outbound_allow: Vec<String>,
 }
 
 impl TestApp {
@@ -383,6 +391,18 @@ impl TestApp {
         settings.engine.chat_per_user_per_minute = chat.per_user_per_minute;
         settings.engine.chat_per_tenant_per_minute = chat.per_tenant_per_minute;
         settings.secrets.audit_keys = Some(Secret::new(AUDIT_KEYS.into()));
+        settings.knowledge =
+            options
+                .knowledge
+                .unwrap_or_else(|| runtime::config::KnowledgeSettings {
+                    memory_delay_secs: 3600,
+                    ..Default::default()
+                });
+        let data_dir = options.data_dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("konstruct-data-{}", Uuid::new_v4()))
+        });
+        settings.knowledge.data_dir = data_dir.clone();
+        settings.outbound.allow = options.outbound_allow;
         let keys = AuthState::from_settings(&settings.auth, &settings.server).keys;
         let start_engine = options.engine.is_some();
         let mut app = Application::build(
@@ -428,6 +448,8 @@ impl TestApp {
         runtime::jobs::JobContext {
             store: self.store.clone(),
             redis: self.redis.clone(),
+            knowledge: Some(self.app.knowledge().clone()),
+            llm: Some(self.app.pool.clone()),
         }
     }
 

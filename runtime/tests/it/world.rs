@@ -89,6 +89,8 @@ pub async fn agent_preferring(
             scope_guard: "whatsapp",
             in_scope_examples: serde_json::json!([]),
             ai_disclosure: "",
+            cite_or_handoff: false,
+            long_term_memory: true,
         },
     )
     .await

@@ -146,6 +146,8 @@ pub struct EngineDeps {
     /// Which partitions this node holds, at which epoch (written by the consumer).
     pub ownership: Arc<Ownership>,
     pub snapshots: Arc<Snapshots>,
+    /// The knowledge base and long-term memory, when this node runs them.
+    pub knowledge: Option<crate::knowledge::Knowledge>,
     events: tokio::sync::broadcast::Sender<EngineEvent>,
     /// Set when an entry was parked or a parked head finished: the consumer looks at the
     /// parked index again (`note_parked`, `take_parked_note`).
@@ -176,9 +178,16 @@ impl EngineDeps {
             settings,
             ownership,
             snapshots: Arc::default(),
+            knowledge: None,
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             parked: Arc::default(),
         }
+    }
+
+    /// Turns retrieve from the knowledge base and recall memories through `knowledge`.
+    pub fn with_knowledge(mut self, knowledge: crate::knowledge::Knowledge) -> Self {
+        self.knowledge = Some(knowledge);
+        self
     }
 
     /// Something was parked, or a parked head finished.

@@ -163,6 +163,11 @@ struct Recording<'a> {
     handoff: Option<&'a Fired>,
     /// The state to save once the result is recorded.
     state: Option<&'a ConversationState>,
+    /// The sources the reply cites and the memories recalled for it.
+    citations: Vec<shared::knowledge::Citation>,
+    recalled: Vec<uuid::Uuid>,
+    /// Summarise the conversation into memories of its end user after this answer.
+    remember: bool,
 }
 
 impl Default for Recording<'_> {
@@ -171,6 +176,9 @@ impl Default for Recording<'_> {
             extra: Extra::Plain,
             handoff: None,
             state: None,
+            citations: Vec::new(),
+            recalled: Vec::new(),
+            remember: false,
         }
     }
 }
@@ -253,6 +261,23 @@ async fn record_and_send(
         ));
     }
     let parts = reply::record_pending(deps, &mut tx, d, conversation, kind, &text).await?;
+    if !recording.citations.is_empty() || !recording.recalled.is_empty() {
+        let citations = serde_json::to_value(&recording.citations)
+            .unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
+        crate::store::knowledge::annotate_reply(
+            &mut tx,
+            &m.provider_event_id,
+            &citations,
+            &recording.recalled,
+        )
+        .await?;
+    }
+    if recording.remember
+        && let Some(k) = deps.knowledge.as_ref()
+    {
+        let delay = std::time::Duration::from_secs(k.settings().memory_delay_secs);
+        crate::knowledge::jobs::enqueue_summary(&mut tx, conversation, delay).await?;
+    }
     // An ordinary answer is recorded in the conversation (and its LLM call audited); replies
     // that are not answers are audited themselves.
     let action = match kind {
@@ -329,6 +354,8 @@ pub struct Recorded {
     pub reply: Option<Vec<ReplyPart>>,
     /// When the platform last replied in the conversation, if ever.
     pub last_reply_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who wrote it.
+    pub end_user: shared::EndUserId,
 }
 
 /// Records an inbound message in its conversation (once per provider event), with the end user
@@ -377,6 +404,7 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
         handed_off: status == ConversationStatus::HandedOff,
         reply: (!parts.is_empty()).then_some(parts),
         last_reply_at,
+        end_user,
     })
 }
 
@@ -535,6 +563,30 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         )
         .await;
     }
+    let context = super::context::gather(deps, m, &agent, recorded.end_user).await;
+    if agent.cite_or_handoff && context.passages.is_empty() {
+        // Nothing in the documents: say so and offer a person, rather than guess.
+        state.window.push(user_turn, deps.settings.window);
+        let recording = Recording {
+            state: Some(&state),
+            recalled: super::context::recalled_ids(&context),
+            ..Recording::default()
+        };
+        let text = guard::with_disclosure(
+            disclosure.as_deref(),
+            super::context::nothing_found(&agent.escalation_rules),
+        );
+        return finish(
+            deps,
+            d,
+            &connection,
+            conversation,
+            ReplyKind::Answer,
+            text,
+            recording,
+        )
+        .await;
+    }
     let mut request = prompt::chat_request(
         &agent.profile,
         &state.window,
@@ -542,6 +594,12 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         &m.text,
         deps.settings.max_answer_tokens,
     );
+    if let Some(system) = request.system.as_mut() {
+        system.push_str(&super::context::prompt_section(
+            &context,
+            agent.cite_or_handoff,
+        ));
+    }
     if escalation::counts_failures(&agent.escalation_rules)
         && let Some(system) = request.system.as_mut()
     {
@@ -605,11 +663,20 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         Ok(report) => Extra::Answered(report, config.zone.day(chrono::Utc::now())),
         Err(e) => Extra::LlmFailed(e.class()),
     };
+    let citations = if kind == ReplyKind::Answer || kind == ReplyKind::Handoff {
+        super::context::cited(&text, &context.passages)
+    } else {
+        Vec::new()
+    };
+    let remember = answer.is_ok() && agent.long_term_memory;
     text = guard::with_disclosure(disclosure.as_deref(), text);
     let recording = Recording {
         extra,
         handoff: fired.as_ref(),
         state: Some(&state),
+        citations,
+        recalled: super::context::recalled_ids(&context),
+        remember,
     };
     finish(deps, d, &connection, conversation, kind, text, recording).await
 }

@@ -25,13 +25,30 @@ pub enum EmbedError {
     /// Inference failed on valid input.
     #[error("embedding failed: {0}")]
     Inference(String),
+    /// A provider's embedding endpoint failed; `retryable` when another attempt may work (a
+    /// timeout, a 429 or a 5xx). The reason is ours, never the provider's text.
+    #[error("the embedding provider failed: {reason}")]
+    Provider { reason: String, retryable: bool },
+}
+
+impl EmbedError {
+    /// Whether trying again later may work.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            EmbedError::Provider {
+                retryable: true,
+                ..
+            }
+        )
+    }
 }
 
 pub type Result<T> = std::result::Result<T, EmbedError>;
 
 /// The identity of the coordinate space. Vectors from different models (or different
 /// quantisations of one) must never be compared; stored vectors keep this id beside them.
-const MODEL_ID: &str = "pocket-encoder/minilm-l3-q4-g32-v1";
+pub const MODEL_ID: &str = "pocket-encoder/minilm-l3-q4-g32-v1";
 
 /// The shipped embedding model. Clones share one set of weights.
 #[derive(Clone)]
