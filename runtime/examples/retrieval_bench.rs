@@ -242,7 +242,9 @@ async fn pdf_to_ready(pages: usize) -> anyhow::Result<serde_json::Value> {
         .keys
         .new_session(admin.id, admin.auth_version, chrono::Utc::now());
     // As sign-in issues it: renewed once, so it carries its expiry.
-    let token = auth.keys.sign(&auth.keys.renew(&claims, chrono::Utc::now()))?;
+    let token = auth
+        .keys
+        .sign(&auth.keys.renew(&claims, chrono::Utc::now()))?;
 
     let mut rng = Rng(3);
     let mut pdf = e2e::pdf::PdfBuilder::new().title("Bench handbook");

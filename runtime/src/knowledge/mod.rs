@@ -479,8 +479,14 @@ impl Knowledge {
                 chunk_id: r.chunk_id,
                 title: r.title,
                 url: r.url,
+                // The passage's text opens with its heading path (so it embeds with it); shown
+                // and cited, the heading is its own field.
+                text: r
+                    .text
+                    .strip_prefix(r.heading.as_str())
+                    .filter(|_| !r.heading.is_empty())
+                    .map_or_else(|| r.text.clone(), |rest| rest.trim_start().to_string()),
                 heading: r.heading,
-                text: r.text,
                 score: hit.score,
             })
             .collect();
