@@ -510,6 +510,10 @@ impl Knowledge {
             return Ok(Vec::new());
         }
         let mut tx = self.inner.store.tenant_tx(tenant).await?;
+        // Most people have no memories yet: then there is nothing to embed the message for.
+        if !kstore::has_memories(&mut tx, end_user).await? {
+            return Ok(Vec::new());
+        }
         let Some(space) = self.space(&mut tx).await? else {
             return Ok(Vec::new());
         };

@@ -602,6 +602,16 @@ pub struct MemoryRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// Whether the end user has any memory.
+pub async fn has_memories(tx: &mut TenantTx, end_user: EndUserId) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM memories WHERE end_user_id = $1)")
+            .bind(end_user)
+            .fetch_one(tx.connection())
+            .await?,
+    )
+}
+
 /// Keeps a memory of an end user.
 pub async fn insert_memory(
     tx: &mut TenantTx,
