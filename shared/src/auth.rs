@@ -42,6 +42,8 @@ impl TenantRole {
                 Permission::EndUsersManage,
                 Permission::KnowledgeRead,
                 Permission::KnowledgeManage,
+                Permission::ToolsRead,
+                Permission::ToolsManage,
                 Permission::AuditRead,
                 Permission::JobsRead,
                 Permission::JobsManage,
@@ -52,6 +54,7 @@ impl TenantRole {
                 Permission::ChannelsRead,
                 Permission::EndUsersRead,
                 Permission::KnowledgeRead,
+                Permission::ToolsRead,
                 Permission::AuditRead,
                 Permission::JobsRead,
             ],
@@ -94,6 +97,11 @@ pub enum Permission {
     KnowledgeRead,
     /// Upload, import, retry, assign and delete documents; change the embedding model.
     KnowledgeManage,
+    /// See the tools agents can be given and the calls agents made (with their arguments and
+    /// results, as in the conversations they belong to).
+    ToolsRead,
+    /// Create, edit, test and delete the tenant's HTTP tools.
+    ToolsManage,
     /// Verify the tenant's audit trail and export its head (read-only).
     AuditRead,
     /// See the tenant's background jobs: what ran, what waits, what failed and why.

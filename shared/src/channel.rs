@@ -304,6 +304,9 @@ pub struct ChatMessage {
     /// What the agent recalled about the customer for this reply.
     #[serde(default)]
     pub memories: Vec<String>,
+    /// The tools the agent called on the way to this reply, in order.
+    #[serde(default)]
+    pub tool_calls: Vec<crate::tools::ToolCall>,
 }
 
 #[cfg(test)]

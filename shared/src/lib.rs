@@ -13,6 +13,7 @@ pub mod ids;
 pub mod knowledge;
 pub mod resources;
 pub mod text_enum;
+pub mod tools;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
 pub use ids::{AgentId, ConnectionId, ConversationId, EndUserId, TenantId};

@@ -122,7 +122,7 @@ pub struct AgentInput {
     /// A model group name (e.g. `default`, `fast`, `smart`); empty means the platform default.
     #[serde(default)]
     pub model_preference: String,
-    /// Tool ids from `GET /api/tools`.
+    /// Tool ids from `GET /api/tenants/{t}/tools`: built-in ids and the tenant's HTTP tools.
     #[serde(default)]
     pub tools: Vec<String>,
     #[serde(default)]
@@ -148,6 +148,14 @@ pub struct AgentInput {
     /// Remember facts about each customer across conversations (on by default).
     #[serde(default = "yes")]
     pub long_term_memory: bool,
+    /// The most LLM steps (tool rounds) one turn may take; the platform's default when absent,
+    /// never more than the platform's cap.
+    #[serde(default)]
+    pub max_tool_steps: Option<u32>,
+    /// How long one turn may take, tools included, in seconds; the platform's default when
+    /// absent, never more than the platform's cap.
+    #[serde(default)]
+    pub turn_deadline_secs: Option<u32>,
 }
 
 fn yes() -> bool {
