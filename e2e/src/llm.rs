@@ -27,6 +27,8 @@ pub enum Behavior {
     Text(String),
     /// Answer with a call to this tool with these arguments.
     ToolCall { name: String, arguments: Value },
+    /// Answer with several tool calls in one step, in this order.
+    ToolCalls(Vec<(String, Value)>),
     /// Fail with this status and the provider's error body; `retry_after` sets the header.
     Fail {
         status: u16,
@@ -311,13 +313,89 @@ fn arrive(
 fn next_behavior(state: &Mutex<State>, body: &Value) -> (Behavior, u64) {
     let mut s = lock(state);
     s.counter += 1;
-    let echo = Behavior::Text(format!("echo: {}", last_user_text(body)));
     let behavior = s
         .script
         .pop_front()
         .or_else(|| s.fallback.clone())
-        .unwrap_or(echo);
+        .unwrap_or_else(|| unscripted(body));
     (behavior, s.counter)
+}
+
+/// What the fake does unscripted, a little like a model: after tool results it answers with
+/// them; offered a tool whose name's first word (`order` of `order_status`) the customer used,
+/// it calls it with the message's first number (else the whole message) as the tool's one
+/// required argument; otherwise it echoes the last user message.
+fn unscripted(body: &Value) -> Behavior {
+    let results = last_tool_results(body);
+    if !results.is_empty() {
+        return Behavior::Text(format!("Here is what I found: {}", results.join(" ")));
+    }
+    let text = last_user_text(body);
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    for tool in body["tools"].as_array().into_iter().flatten() {
+        // OpenAI nests the function; Anthropic does not.
+        let (name, schema) = match tool.get("function") {
+            Some(f) => (f["name"].as_str(), &f["parameters"]),
+            None => (tool["name"].as_str(), &tool["input_schema"]),
+        };
+        let Some(name) = name else { continue };
+        let stem = name.split('_').next().unwrap_or(name).to_lowercase();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if required.len() != 1 || !words.contains(&stem.as_str()) {
+            continue;
+        }
+        let number = words
+            .iter()
+            .find(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .map(|w| w.to_string());
+        let value = match (&schema["properties"][required[0]]["type"], number) {
+            (Value::String(t), Some(n)) if t == "integer" || t == "number" => {
+                json!(n.parse::<u64>().unwrap_or(0))
+            }
+            (_, Some(n)) => json!(n),
+            (_, None) => json!(text),
+        };
+        return Behavior::ToolCall {
+            name: name.to_string(),
+            arguments: json!({ required[0]: value }),
+        };
+    }
+    Behavior::Text(format!("echo: {text}"))
+}
+
+/// The tool results the request ends with (OpenAI `tool` messages; an Anthropic user message
+/// of `tool_result` blocks), in order.
+fn last_tool_results(body: &Value) -> Vec<String> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for m in messages.iter().rev() {
+        if m["role"] == "tool" {
+            out.push(m["content"].as_str().unwrap_or_default().to_string());
+            continue;
+        }
+        if m["role"] == "user"
+            && let Some(blocks) = m["content"].as_array()
+        {
+            for b in blocks.iter().filter(|b| b["type"] == "tool_result") {
+                out.push(match &b["content"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+            }
+        }
+        break;
+    }
+    out.reverse();
+    out
 }
 
 fn last_user_text(body: &Value) -> String {
@@ -497,18 +575,8 @@ async fn openai(
     let prompt_tokens = count_tokens(&body["messages"]);
     let (message, finish) = match resolve(behavior).await {
         Behavior::Text(text) => (json!({ "role": "assistant", "content": text }), "stop"),
-        Behavior::ToolCall { name, arguments } => (
-            json!({
-                "role": "assistant",
-                "content": null,
-                "tool_calls": [{
-                    "id": format!("call_{n}"),
-                    "type": "function",
-                    "function": { "name": name, "arguments": arguments.to_string() }
-                }]
-            }),
-            "tool_calls",
-        ),
+        Behavior::ToolCall { name, arguments } => openai_calls(n, vec![(name, arguments)]),
+        Behavior::ToolCalls(calls) => openai_calls(n, calls),
         Behavior::Fail {
             status: code,
             retry_after,
@@ -543,9 +611,39 @@ async fn openai(
     }))
 }
 
+/// An assistant message with these tool calls, ids unique per request and position.
+fn openai_calls(n: u64, calls: Vec<(String, Value)>) -> (Value, &'static str) {
+    let calls: Vec<Value> = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, arguments))| {
+            json!({
+                "id": format!("call_{n}_{i}"),
+                "type": "function",
+                "function": { "name": name, "arguments": arguments.to_string() }
+            })
+        })
+        .collect();
+    (
+        json!({ "role": "assistant", "content": null, "tool_calls": calls }),
+        "tool_calls",
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Anthropic Messages
 // ---------------------------------------------------------------------------------------------
+
+fn anthropic_calls(n: u64, calls: Vec<(String, Value)>) -> (Value, &'static str) {
+    let blocks: Vec<Value> = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, input))| {
+            json!({ "type": "tool_use", "id": format!("toolu_{n}_{i}"), "name": name, "input": input })
+        })
+        .collect();
+    (Value::Array(blocks), "tool_use")
+}
 
 fn anthropic_error(code: u16, kind: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status(code)).json(json!({
@@ -653,10 +751,8 @@ async fn anthropic(
     let input_tokens = count_tokens(&body["messages"]) + count_tokens(&body["system"]);
     let (content, stop) = match resolve(behavior).await {
         Behavior::Text(text) => (json!([{ "type": "text", "text": text }]), "end_turn"),
-        Behavior::ToolCall { name, arguments } => (
-            json!([{ "type": "tool_use", "id": format!("toolu_{n}"), "name": name, "input": arguments }]),
-            "tool_use",
-        ),
+        Behavior::ToolCall { name, arguments } => anthropic_calls(n, vec![(name, arguments)]),
+        Behavior::ToolCalls(calls) => anthropic_calls(n, calls),
         Behavior::Fail {
             status: code,
             retry_after,

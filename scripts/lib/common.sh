@@ -159,9 +159,9 @@ build_portal() {
 build_server() {
   local profile="${1:-debug}"
   if [ "$profile" = release ]; then
-    (cd "$ROOT" && cargo build --quiet --release -p runtime --bin konstruct -p e2e --bin fake-llm --bin fake-slack --bin fake-whatsapp)
+    (cd "$ROOT" && cargo build --quiet --release -p runtime --bin konstruct -p e2e --bin fake-llm --bin fake-slack --bin fake-whatsapp --bin fake-shop)
   else
-    (cd "$ROOT" && cargo build --quiet -p runtime --bin konstruct -p e2e --bin fake-llm --bin fake-slack --bin fake-whatsapp)
+    (cd "$ROOT" && cargo build --quiet -p runtime --bin konstruct -p e2e --bin fake-llm --bin fake-slack --bin fake-whatsapp --bin fake-shop)
   fi
   KONSTRUCT_BIN="$CARGO_TARGET_DIR/$profile/konstruct"
   FAKE_LLM_BIN="$CARGO_TARGET_DIR/$profile/fake-llm"
