@@ -152,6 +152,8 @@ async fn tenants_with_agents(
                 ai_disclosure: "",
                 cite_or_handoff: false,
                 long_term_memory: true,
+                max_tool_steps: None,
+                turn_deadline_secs: None,
             },
         )
         .await?;

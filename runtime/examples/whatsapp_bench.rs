@@ -135,6 +135,8 @@ async fn run() -> anyhow::Result<()> {
             ai_disclosure: "",
             cite_or_handoff: false,
             long_term_memory: true,
+            max_tool_steps: None,
+            turn_deadline_secs: None,
         },
     )
     .await?;

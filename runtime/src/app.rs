@@ -138,7 +138,8 @@ impl Application {
                 .engine
                 .unwrap_or_else(|| EngineSettings::from_config(&settings.engine)),
         )
-        .with_knowledge(knowledge.clone());
+        .with_knowledge(knowledge.clone())
+        .with_outbound(outbound.clone());
         let listener = std::net::TcpListener::bind((settings.server.host, settings.server.port))?;
         let port = listener.local_addr()?.port();
         let public_url = match &settings.server.public_url {
@@ -179,6 +180,10 @@ impl Application {
             outbound,
             verifications: verifications.clone(),
             knowledge: Some(knowledge.clone()),
+            turn_caps: api::tools::TurnCaps {
+                steps: deps.settings.tool_steps,
+                deadline_secs: deps.settings.turn_deadline.as_secs(),
+            },
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();

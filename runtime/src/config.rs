@@ -258,6 +258,12 @@ pub struct EngineConfig {
     /// costs an LLM call, so a script or a stuck key cannot run up a bill.
     pub chat_per_user_per_minute: u32,
     pub chat_per_tenant_per_minute: u32,
+    /// LLM steps (rounds of tool calls) one turn may take, at most: an agent's own limit is
+    /// never above it, and agents without one get it.
+    pub tool_steps: u32,
+    /// How long one turn may take, tools included, at most (an agent may set less); also how
+    /// long a turn can hold its stream entry.
+    pub turn_deadline_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -277,6 +283,8 @@ impl Default for EngineConfig {
             max_in_flight: 1024,
             chat_per_user_per_minute: 20,
             chat_per_tenant_per_minute: 120,
+            tool_steps: 6,
+            turn_deadline_secs: 60,
         }
     }
 }
@@ -1046,6 +1054,30 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         rule: Some(|s| at_least(s.engine.chat_per_tenant_per_minute, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_TOOL_STEPS",
+        key: "engine.tool_steps",
+        parse: |s, v| {
+            s.engine.tool_steps = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| {
+            at_least(s.engine.tool_steps, 1)?;
+            at_most(s.engine.tool_steps, 50)
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_TURN_DEADLINE_SECS",
+        key: "engine.turn_deadline_secs",
+        parse: |s, v| {
+            s.engine.turn_deadline_secs = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| {
+            at_least(s.engine.turn_deadline_secs, 5)?;
+            at_most(s.engine.turn_deadline_secs, 600)
+        }),
     },
     Setting {
         var: "KONSTRUCT_JOBS_CONCURRENCY",

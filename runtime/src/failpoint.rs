@@ -14,6 +14,8 @@ static ARMED: OnceLock<String> = OnceLock::new();
 
 /// After the LLM answered, before the turn's result is recorded.
 pub const AFTER_LLM: &str = "after_llm";
+/// After a tool ran and its result was recorded, before the turn goes on.
+pub const AFTER_TOOL: &str = "after_tool";
 /// After the reply was recorded as pending, before it is sent.
 pub const AFTER_RECORD: &str = "after_record";
 /// After the channel accepted the reply, before it is marked sent.

@@ -74,6 +74,11 @@ impl TenantZone {
         }
     }
 
+    /// `now` on the tenant's clock.
+    pub fn local(&self, now: DateTime<Utc>) -> DateTime<Tz> {
+        now.with_timezone(&self.0)
+    }
+
     /// The local wall-clock time at `now`, e.g. `2026-12-01 19:42`.
     pub fn local_time(&self, now: DateTime<Utc>) -> String {
         now.with_timezone(&self.0)

@@ -35,6 +35,8 @@ fn to_dto(row: AgentRow) -> Result<Agent, ApiError> {
             ai_disclosure: row.ai_disclosure,
             cite_or_handoff: row.cite_or_handoff,
             long_term_memory: row.long_term_memory,
+            max_tool_steps: row.max_tool_steps.and_then(|n| u32::try_from(n).ok()),
+            turn_deadline_secs: row.turn_deadline_secs.and_then(|n| u32::try_from(n).ok()),
         },
         declined_last_30_days: 0,
         created_at: row.created_at,
@@ -57,8 +59,13 @@ async fn with_declines(
     Ok(())
 }
 
-/// Checks every field; returns all problems at once.
-fn validate(input: &AgentInput) -> Result<(), ApiError> {
+/// Checks every field; returns all problems at once. `tools` are the ids the tenant's agents
+/// may be given.
+fn validate(
+    input: &AgentInput,
+    tools: &[String],
+    caps: super::tools::TurnCaps,
+) -> Result<(), ApiError> {
     let mut e = Errors::default();
     e.text("name", &input.name, true, 100);
     e.text("role", &input.role, false, 100);
@@ -84,11 +91,15 @@ fn validate(input: &AgentInput) -> Result<(), ApiError> {
             "use at most 100 letters, digits and - _ . / :",
         );
     }
+    if input.tools.len() > 50 {
+        e.add("tools", "at most 50 tools");
+    }
+    super::tools::check_caps(&mut e, caps, input.max_tool_steps, input.turn_deadline_secs);
     for (i, tool) in input.tools.iter().enumerate() {
-        if !crate::tools::exists(tool) {
+        if !tools.contains(tool) {
             e.add(
                 format!("tools[{i}]"),
-                format!("unknown tool {tool:?}; see GET /api/tools"),
+                format!("unknown tool {tool:?}; see GET /api/tenants/{{tenant_id}}/tools"),
             );
         } else if input.tools[..i].contains(tool) {
             e.add(format!("tools[{i}]"), "is listed twice");
@@ -149,6 +160,8 @@ fn fields(input: &AgentInput) -> Result<AgentFields<'_>, ApiError> {
         ai_disclosure: input.ai_disclosure.trim(),
         cite_or_handoff: input.cite_or_handoff,
         long_term_memory: input.long_term_memory,
+        max_tool_steps: input.max_tool_steps.and_then(|n| i32::try_from(n).ok()),
+        turn_deadline_secs: input.turn_deadline_secs.and_then(|n| i32::try_from(n).ok()),
     })
 }
 
@@ -158,6 +171,8 @@ fn summary(agent: &Agent) -> serde_json::Value {
         "role": agent.input.role,
         "model_preference": agent.input.model_preference,
         "tools": agent.input.tools,
+        "max_tool_steps": agent.input.max_tool_steps,
+        "turn_deadline_secs": agent.input.turn_deadline_secs,
         "escalation_rules": agent.input.escalation_rules.len(),
         "business_function": agent.input.business_function,
     })
@@ -192,8 +207,12 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<AgentInput>,
 ) -> Result<HttpResponse, ApiError> {
-    validate(&body)?;
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    validate(
+        &body,
+        &super::tools::assignable(&mut tx).await?,
+        state.turn_caps,
+    )?;
     let agent = to_dto(store_agents::create(&mut tx, &fields(&body)?).await?)?;
     record(
         &mut tx,
@@ -238,11 +257,15 @@ pub async fn replace(
     body: web::Json<AgentInput>,
 ) -> Result<web::Json<Agent>, ApiError> {
     let (_, agent_id) = path.into_inner();
-    validate(&body)?;
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
     let before = store_agents::get(&mut tx, agent_id)
         .await?
         .ok_or_else(|| ApiError::not_found("The agent"))?;
+    validate(
+        &body,
+        &super::tools::assignable(&mut tx).await?,
+        state.turn_caps,
+    )?;
     let before = to_dto(before)?;
     let after = store_agents::update(&mut tx, agent_id, &fields(&body)?)
         .await?

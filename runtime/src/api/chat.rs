@@ -216,9 +216,30 @@ pub async fn list(
             .into_iter()
             .map(|m| (m.id, m.text))
             .collect();
+    // The tools called on the way to each reply, shown with its first part.
+    let answered: Vec<String> = rows
+        .iter()
+        .filter(|r| r.part == 0)
+        .filter_map(|r| r.reply_to.clone())
+        .collect();
+    let mut calls: std::collections::HashMap<String, Vec<shared::tools::ToolCall>> =
+        std::collections::HashMap::new();
+    for call in crate::store::tools::for_events(&mut tx, &answered).await? {
+        calls
+            .entry(call.event_id.clone())
+            .or_default()
+            .push(call.view());
+    }
+    tx.commit().await?;
     Ok(web::Json(
         rows.into_iter()
             .map(|r| ChatMessage {
+                tool_calls: r
+                    .reply_to
+                    .as_ref()
+                    .filter(|_| r.part == 0)
+                    .and_then(|event| calls.remove(event))
+                    .unwrap_or_default(),
                 id: r.id,
                 direction: r.direction,
                 text: r.body,

@@ -75,6 +75,8 @@ pub struct AppState {
     pub verifications: audit::Verifications,
     /// The knowledge base and memory service.
     pub knowledge: Option<crate::knowledge::Knowledge>,
+    /// The platform's caps on an agent's tool steps and turn deadline.
+    pub turn_caps: tools::TurnCaps,
 }
 
 /// Session signing, sign-in limits and who the client is.

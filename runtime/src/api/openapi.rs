@@ -31,6 +31,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::knowledge::search, super::knowledge::index, super::knowledge::change_index,
         super::knowledge::get, super::knowledge::update, super::knowledge::delete,
         super::knowledge::retry,
+        super::tools::tenant_list, super::tools::create, super::tools::get, super::tools::replace,
+        super::tools::delete, super::tools::test, super::tools::calls,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

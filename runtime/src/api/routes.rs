@@ -101,6 +101,13 @@ routes! {
     PUT    "/api/tenants/{tenant_id}/knowledge/{document_id}" => Tenant(KnowledgeManage), knowledge::update;
     DELETE "/api/tenants/{tenant_id}/knowledge/{document_id}" => Tenant(KnowledgeManage), knowledge::delete;
     POST   "/api/tenants/{tenant_id}/knowledge/{document_id}/retry" => Tenant(KnowledgeManage), knowledge::retry;
+    GET    "/api/tenants/{tenant_id}/tools"               => Tenant(ToolsRead), tools::tenant_list;
+    POST   "/api/tenants/{tenant_id}/tools"               => Tenant(ToolsManage), tools::create;
+    GET    "/api/tenants/{tenant_id}/tools/{tool_id}"     => Tenant(ToolsRead), tools::get;
+    PUT    "/api/tenants/{tenant_id}/tools/{tool_id}"     => Tenant(ToolsManage), tools::replace;
+    DELETE "/api/tenants/{tenant_id}/tools/{tool_id}"     => Tenant(ToolsManage), tools::delete;
+    POST   "/api/tenants/{tenant_id}/tools/{tool_id}/test" => Tenant(ToolsManage), tools::test;
+    GET    "/api/tenants/{tenant_id}/tool-calls"          => Tenant(ToolsRead), tools::calls;
     GET    "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsRead), agents::list;
     POST   "/api/tenants/{tenant_id}/agents"              => Tenant(AgentsWrite), agents::create;
     GET    "/api/tenants/{tenant_id}/agents/{agent_id}"   => Tenant(AgentsRead), agents::get;

@@ -220,6 +220,8 @@ const CASES: &[Case] = &[
     ),
     case("KONSTRUCT_RELEVANCE_FLOOR", ("1.5", "1.5"), ("0.4", "0.4")),
     case("KONSTRUCT_KNOWLEDGE_PASSAGES", ZERO, FIVE),
+    case("KONSTRUCT_TOOL_STEPS", ("51", "51"), FIVE),
+    case("KONSTRUCT_TURN_DEADLINE_SECS", ("4", "4"), ("30", "30")),
     case("KONSTRUCT_MEMORIES_RECALLED", ("21", "21"), FIVE),
     case(
         "KONSTRUCT_MEMORY_DELAY_SECS",

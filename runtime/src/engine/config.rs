@@ -27,6 +27,7 @@ use crate::crypto::Keyring;
 use crate::llm::metering;
 use crate::llm::pool::Credentials;
 use crate::store::channels::{self as store_channels, ConnectionRow};
+use crate::store::tools as store_tools;
 use crate::store::{Store, TenantTx, agents, tenants};
 use crate::time::TenantZone;
 
@@ -49,6 +50,11 @@ pub struct AgentConfig {
     pub cite_or_handoff: bool,
     /// Its conversations are summarised into memories of the customer, and recalled.
     pub long_term_memory: bool,
+    /// The tools assigned to it: built-in ids and the tenant's HTTP tools' uuids.
+    pub tools: Vec<String>,
+    /// Its own bounds of a turn (never above the platform's).
+    pub max_tool_steps: Option<u32>,
+    pub turn_deadline: Option<Duration>,
 }
 
 /// A tenant's configuration at one moment.
@@ -67,6 +73,8 @@ pub struct TenantConfig {
     pub credentials: Credentials,
     /// The tenant's calendar: its usage days are its own.
     pub zone: TenantZone,
+    /// The tenant's HTTP tools, secrets opened and schemas compiled, by id.
+    pub tools: HashMap<uuid::Uuid, crate::tools::Registered>,
 }
 
 impl TenantConfig {
@@ -105,6 +113,73 @@ fn agent_config(row: agents::AgentRow) -> AgentConfig {
         ai_disclosure: row.ai_disclosure,
         cite_or_handoff: row.cite_or_handoff,
         long_term_memory: row.long_term_memory,
+        tools: serde_json::from_value(row.tools).unwrap_or_default(),
+        max_tool_steps: row.max_tool_steps.and_then(|n| u32::try_from(n).ok()),
+        turn_deadline: row
+            .turn_deadline_secs
+            .and_then(|n| u64::try_from(n).ok())
+            .map(Duration::from_secs),
+    }
+}
+
+/// An HTTP tool as turns call it: its secret headers opened, its schema compiled. A tool whose
+/// secrets cannot be opened (a key removed) or whose schema no longer compiles is left out, and
+/// said so in the log.
+pub fn http_tool(
+    tenant: TenantId,
+    keyring: &Keyring,
+    row: &store_tools::ToolRow,
+) -> Option<crate::tools::Registered> {
+    let mut secrets: HashMap<String, String> = HashMap::new();
+    if let Some(sealed) = &row.secrets {
+        match keyring.open(tenant, &store_tools::secrets_slot(row.id), sealed) {
+            Ok(opened) => {
+                secrets = serde_json::from_str(opened.expose()).unwrap_or_default();
+            }
+            Err(e) => {
+                tracing::error!(tool.id = %row.id, error = %e, "a tool's secret headers cannot be opened; it is left out");
+                return None;
+            }
+        }
+    }
+    let mut headers = Vec::new();
+    for h in row.stored_headers() {
+        let value = if h.secret {
+            secrets.get(&h.name).cloned()
+        } else {
+            h.value.clone()
+        };
+        let (Ok(name), Some(value)) = (
+            reqwest::header::HeaderName::from_bytes(h.name.as_bytes()),
+            value,
+        ) else {
+            tracing::error!(tool.id = %row.id, "a tool's header is unusable; it is left out");
+            return None;
+        };
+        headers.push(crate::tools::http::Header {
+            name,
+            value: crate::config::Secret::new(value),
+            secret: h.secret,
+        });
+    }
+    let tool = crate::tools::http::HttpTool::new(
+        row.id,
+        row.name.clone(),
+        row.description.clone(),
+        row.parameters.clone(),
+        row.method(),
+        row.url.clone(),
+        headers,
+        u32::try_from(row.max_response_bytes).unwrap_or(shared::tools::DEFAULT_RESPONSE_BYTES),
+        u32::try_from(row.timeout_ms).unwrap_or(shared::tools::DEFAULT_TIMEOUT_MS),
+        row.needs_confirmation,
+    );
+    match crate::tools::Registered::new(Arc::new(tool)) {
+        Ok(registered) => Some(registered),
+        Err(problems) => {
+            tracing::error!(tool.id = %row.id, ?problems, "a tool's schema does not compile; it is left out");
+            None
+        }
     }
 }
 
@@ -189,6 +264,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             connections: HashMap::new(),
             credentials: Credentials::platform(),
             zone: TenantZone::default(),
+            tools: HashMap::new(),
         });
     };
     let own = tenants::limits(&mut tx).await?.unwrap_or_default();
@@ -200,6 +276,11 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         agents_by_id.insert(row.id, Arc::new(agent_config(row)));
     }
     let connections = connections_in(&mut tx, &deps.keyring).await?;
+    let tools = store_tools::list(&mut tx)
+        .await?
+        .iter()
+        .filter_map(|row| http_tool(tenant, &deps.keyring, row).map(|t| (row.id, t)))
+        .collect();
     let zone = match tenants::settings(&mut tx).await? {
         Some(settings) => TenantZone::parse(&settings.time_zone).unwrap_or_else(|| {
             tracing::error!(tenant.id = %tenant, "unknown time zone stored; using UTC");
@@ -224,6 +305,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         connections,
         credentials,
         zone,
+        tools,
     })
 }
 

@@ -48,6 +48,8 @@ pub enum Reason {
     FailedResolutions,
     Keywords,
     HumanRequested,
+    /// The agent asked for a person itself (its hand-off tool).
+    AgentRequested,
 }
 
 impl Reason {
@@ -56,6 +58,7 @@ impl Reason {
             Reason::FailedResolutions => "failed_resolutions",
             Reason::Keywords => "keywords",
             Reason::HumanRequested => "human_requested",
+            Reason::AgentRequested => "agent_requested",
         }
     }
 }
@@ -146,6 +149,20 @@ pub fn after_turn(
     })
 }
 
+/// The hand-off the agent asks for itself: to whoever takes requests for a person (the target
+/// of the agent's "human requested" rule, else of its first rule, else the tenant's default).
+pub fn agent_requested(rules: &[EscalationRule]) -> Fired {
+    let target = rules
+        .iter()
+        .find(|r| matches!(r.trigger, EscalationTrigger::HumanRequested))
+        .or_else(|| rules.first())
+        .and_then(|r| r.handoff_target.clone());
+    Fired {
+        reason: Reason::AgentRequested,
+        handoff_target: target,
+    }
+}
+
 /// What the user is told when the conversation is handed off.
 pub fn handoff_notice(fired: &Fired) -> String {
     match fired.reason {
@@ -153,7 +170,7 @@ pub fn handoff_notice(fired: &Fired) -> String {
             "I haven't been able to sort this out for you, so I've passed the conversation to a \
              colleague. They'll reply here as soon as they can."
         }
-        Reason::Keywords | Reason::HumanRequested => {
+        Reason::Keywords | Reason::HumanRequested | Reason::AgentRequested => {
             "I've passed this conversation to a colleague, who will reply here as soon as they can."
         }
     }

@@ -283,6 +283,16 @@ impl Outbound {
         self.admit(&url).await.map(|_| ())
     }
 
+    /// Whether `url`'s host (and port) is on the platform's allowlist: the hosts that may be
+    /// reached on non-public addresses, and the only ones a tenant's HTTP tool may call over
+    /// plain `http`.
+    pub fn allows(&self, url: &Url) -> bool {
+        match (url.host_str(), url.port_or_known_default()) {
+            (Some(host), Some(port)) => self.inner.allow.iter().any(|e| e.matches(host, port)),
+            _ => false,
+        }
+    }
+
     /// Sends the request, following redirects, and reads the whole body (up to the cap).
     pub async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse> {
         let limits = self.inner.limits;

@@ -26,6 +26,8 @@ pub struct AgentRow {
     pub ai_disclosure: String,
     pub cite_or_handoff: bool,
     pub long_term_memory: bool,
+    pub max_tool_steps: Option<i32>,
+    pub turn_deadline_secs: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -47,12 +49,14 @@ pub struct AgentFields<'a> {
     pub ai_disclosure: &'a str,
     pub cite_or_handoff: bool,
     pub long_term_memory: bool,
+    pub max_tool_steps: Option<i32>,
+    pub turn_deadline_secs: Option<i32>,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, job_title, persona, system_prompt, job_description, \
                        model_preference, business_function, tools, escalation_rules, scope_guard, \
                        in_scope_examples, ai_disclosure, cite_or_handoff, long_term_memory, \
-                       created_at, updated_at";
+                       max_tool_steps, turn_deadline_secs, created_at, updated_at";
 
 pub async fn list(tx: &mut TenantTx, limit: i64, offset: i64) -> StoreResult<(Vec<AgentRow>, i64)> {
     let rows = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(format!(
@@ -111,6 +115,8 @@ fn bind_fields<'q>(query: AgentQuery<'q>, f: &'q AgentFields<'q>) -> AgentQuery<
         .bind(f.ai_disclosure)
         .bind(f.cite_or_handoff)
         .bind(f.long_term_memory)
+        .bind(f.max_tool_steps)
+        .bind(f.turn_deadline_secs)
 }
 
 pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<AgentRow> {
@@ -119,8 +125,10 @@ pub async fn create(tx: &mut TenantTx, f: &AgentFields<'_>) -> StoreResult<Agent
         "INSERT INTO agents (id, tenant_id, name, job_title, persona, system_prompt, \
                              job_description, model_preference, business_function, tools, \
                              escalation_rules, scope_guard, in_scope_examples, ai_disclosure, \
-                             cite_or_handoff, long_term_memory) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                             cite_or_handoff, long_term_memory, max_tool_steps, \
+                             turn_deadline_secs) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18) \
          RETURNING {COLUMNS}"
     )))
     .bind(AgentId::from_uuid(Uuid::new_v4()))
@@ -138,7 +146,8 @@ pub async fn update(
                 job_description = $6, model_preference = $7, business_function = $8, \
                 tools = $9, escalation_rules = $10, scope_guard = $11, \
                 in_scope_examples = $12, ai_disclosure = $13, cite_or_handoff = $14, \
-                long_term_memory = $15, updated_at = now() \
+                long_term_memory = $15, max_tool_steps = $16, turn_deadline_secs = $17, \
+                updated_at = now() \
           WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id);

@@ -115,6 +115,18 @@ actions! {
     MemoryDeleted => "memory.deleted",
     /// An end user was erased: messages, memories, vectors and cached state (counts only).
     EndUserErased => "end_user.erased",
+    /// A tenant's HTTP tool was created, changed or deleted (its name, method and host; never
+    /// a header value).
+    ToolCreated => "tool.created",
+    ToolUpdated => "tool.updated",
+    ToolDeleted => "tool.deleted",
+    /// An operator ran a tool with sample arguments (the outcome only).
+    ToolTested => "tool.tested",
+    /// An agent called a tool: which, how it ended, how long it took (never its arguments or
+    /// result: those stay with the conversation).
+    ToolCalled => "tool.called",
+    /// A turn's tool loop stopped at its step limit or deadline.
+    ToolLoopStopped => "tool.loop_stopped",
 }
 
 impl std::fmt::Display for Action {
@@ -139,6 +151,8 @@ pub enum Target {
     Document(Uuid),
     /// A memory of an end user.
     Memory(Uuid),
+    /// A tenant's HTTP tool.
+    Tool(Uuid),
     /// A tenant's own LLM key, by provider.
     LlmKey(&'static str),
     /// An HTTP request (method and route pattern), for requests made while impersonating.
@@ -158,6 +172,7 @@ impl Target {
             Target::Job(id) => (Some("job"), Some(id.to_string())),
             Target::Document(id) => (Some("knowledge_document"), Some(id.to_string())),
             Target::Memory(id) => (Some("memory"), Some(id.to_string())),
+            Target::Tool(id) => (Some("tool"), Some(id.to_string())),
             Target::LlmKey(provider) => (Some("llm_key"), Some((*provider).to_string())),
             Target::Request(what) => (Some("http"), Some(what.clone())),
         }

@@ -394,6 +394,9 @@ pub struct MessageRow {
     pub citations: Option<serde_json::Value>,
     /// The memories recalled for a reply.
     pub recalled: Option<Vec<Uuid>>,
+    /// The inbound event a reply answers, and which part of the reply it is.
+    pub reply_to: Option<String>,
+    pub part: i16,
 }
 
 /// The messages of one conversation on one connection, oldest first.
@@ -404,7 +407,8 @@ pub async fn messages(
     limit: i64,
 ) -> StoreResult<Vec<MessageRow>> {
     Ok(sqlx::query_as::<_, MessageRow>(
-        "SELECT m.id, m.direction, m.sender, m.body, m.created_at, m.citations, m.recalled \
+        "SELECT m.id, m.direction, m.sender, m.body, m.created_at, m.citations, m.recalled, \
+                m.reply_to, m.part \
            FROM messages m JOIN conversations c ON c.id = m.conversation_id \
           WHERE c.channel_connection_id = $1 AND c.external_key = $2 \
           ORDER BY m.seq LIMIT $3",
@@ -422,18 +426,20 @@ pub async fn hand_off(
     conversation: ConversationId,
     reason: &str,
     handoff_target: Option<&str>,
+    note: Option<&str>,
 ) -> StoreResult<Uuid> {
     let tenant = tx.tenant();
     let id = Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO escalations (id, tenant_id, conversation_id, reason, handoff_target) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO escalations (id, tenant_id, conversation_id, reason, handoff_target, note) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(tenant)
     .bind(conversation)
     .bind(reason)
     .bind(handoff_target)
+    .bind(note)
     .execute(tx.connection())
     .await?;
     sqlx::query("UPDATE conversations SET status = $2 WHERE id = $1")

@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod knowledge;
 pub mod llm;
 pub mod tenants;
+pub mod tools;
 pub mod users;
 
 use std::time::Duration;

@@ -36,6 +36,16 @@ impl Node {
     /// Starts `konstruct serve` against the test's database, Redis key space, fake LLM and fake
     /// Slack, stopping at `failpoint` if given.
     fn start(app: &TestApp, prefix: &str, failpoint: Option<&str>) -> Node {
+        Self::start_with(app, prefix, failpoint, &[])
+    }
+
+    /// `start`, with more settings (`KONSTRUCT_…` variables).
+    fn start_with(
+        app: &TestApp,
+        prefix: &str,
+        failpoint: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_konstruct"));
         command
             .arg("serve")
@@ -63,6 +73,9 @@ impl Node {
             .stderr(Stdio::null());
         if let Some(name) = failpoint {
             command.env("KONSTRUCT_FAILPOINT", name);
+        }
+        for (var, value) in env {
+            command.env(var, value);
         }
         let mut child = command.spawn().expect("start konstruct serve");
         let stdout = child.stdout.take().unwrap();
@@ -121,6 +134,17 @@ struct Scene {
 
 async fn scene(app: &TestApp, node: &Node, tenant: TenantId, token: &str) -> Scene {
     let agent = world::agent(app, tenant, "Nia").await;
+    install(app, node, tenant, token, agent).await
+}
+
+/// A Slack workspace installed for `agent` through `node`.
+async fn install(
+    app: &TestApp,
+    node: &Node,
+    tenant: TenantId,
+    token: &str,
+    agent: shared::AgentId,
+) -> Scene {
     let tag = Uuid::new_v4().simple().to_string().to_uppercase();
     let (team, bot) = (format!("T{}", &tag[..10]), format!("U{}", &tag[10..20]));
     let bot_token = format!("xoxb-{}", &tag[..20]);
@@ -282,6 +306,79 @@ async fn killed_before_the_ack_the_sent_reply_is_only_acknowledged() {
     let (posts, llm_calls) = crash_at("before_ack").await;
     assert_eq!(posts, 1);
     assert_eq!(llm_calls, 1);
+}
+
+#[actix_rt::test]
+async fn killed_after_a_tool_ran_the_redelivered_turn_neither_runs_it_nor_asks_for_it_again() {
+    let app = TestApp::spawn().await;
+    let shop = e2e::shop::FakeShop::start("crash-shop-key").unwrap();
+    let prefix = format!("konstruct-test:{}", Uuid::new_v4().simple());
+    let tenant = seed_tenant(&app.store, "crash").await.tenant;
+    let platform = world::user(&app, &format!("p-{}@example.com", Uuid::new_v4()), true).await;
+    let token = app.token_for(platform, None).await;
+    let allow = [("KONSTRUCT_OUTBOUND_ALLOW", shop.host_port.clone())];
+
+    let first = Node::start_with(&app, &prefix, Some("after_tool"), &allow);
+    let http = reqwest::Client::new();
+    let tool: serde_json::Value = http
+        .post(format!("{}/api/tenants/{tenant}/tools", first.base))
+        .bearer_auth(&token)
+        .json(&json!({
+            "name": "cancel_order", "description": "Cancels an order.", "method": "POST",
+            "url": format!("{}/orders/{{order_id}}/cancel", shop.base_url),
+            "parameters": { "type": "object", "properties": { "order_id": { "type": "string" } },
+                            "required": ["order_id"] },
+            "headers": [{ "name": "X-Shop-Key", "value": "crash-shop-key", "secret": true }],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let agent = world::agent(&app, tenant, "Nia").await;
+    let res = http
+        .put(format!(
+            "{}/api/tenants/{tenant}/agents/{agent}",
+            first.base
+        ))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "Nia", "tools": [tool["id"]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let scene = install(&app, &first, tenant, &token, agent).await;
+    app.llm.script([
+        Behavior::ToolCall {
+            name: "cancel_order".into(),
+            arguments: json!({ "order_id": "31" }),
+        },
+        Behavior::Text("Order 31 is cancelled.".into()),
+    ]);
+    mention(
+        &first,
+        &scene,
+        "EvTool",
+        "cancel order 31",
+        "1700000002.000100",
+    )
+    .await;
+    let line = wait_log(&first.log, "failpoint reached", Duration::from_secs(30));
+    assert!(line.contains("after_tool"), "{line}");
+    first.kill();
+    assert_eq!(shop.hits("/orders/31/cancel"), 1, "it ran before the crash");
+
+    let second = Node::start_with(&app, &prefix, None, &allow);
+    wait_finished(&app, &prefix, tenant, "EvTool").await;
+    assert_eq!(shop.hits("/orders/31/cancel"), 1, "it did not run again");
+    assert_eq!(
+        app.llm.calls(),
+        2,
+        "the recorded step was not asked for again; only the answer after it"
+    );
+    assert_eq!(posts_of(&app, "Order 31 is cancelled."), 1);
+    second.kill();
 }
 
 #[actix_rt::test]

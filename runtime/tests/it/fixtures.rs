@@ -230,6 +230,51 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     )
     .await
     .unwrap();
+    let tool = Uuid::new_v4();
+    runtime::store::tools::save(
+        &mut tx,
+        &runtime::store::tools::ToolRow {
+            id: tool,
+            name: "seeded_lookup".into(),
+            description: "Looks things up.".into(),
+            parameters: serde_json::json!({ "type": "object" }),
+            method: "GET".into(),
+            url: "https://shop.example/x".into(),
+            headers: serde_json::json!([]),
+            secrets: None,
+            secrets_key_version: None,
+            max_response_bytes: 1024,
+            timeout_ms: 1000,
+            needs_confirmation: false,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    runtime::store::tools::record_step(
+        &mut tx,
+        &[runtime::store::tools::CallRow {
+            id: Uuid::new_v4(),
+            conversation_id: shared::ConversationId::from_uuid(conversation),
+            event_id: format!("seeded-{tool}"),
+            agent_id: Some(agent),
+            step: 0,
+            position: 0,
+            call_id: "call_seeded".into(),
+            tool_id: Some(tool.to_string()),
+            name: "seeded_lookup".into(),
+            arguments: serde_json::json!({}),
+            step_text: String::new(),
+            outcome: "ok".into(),
+            result: "seeded result".into(),
+            passages: None,
+            duration_ms: Some(1),
+            created_at: chrono::Utc::now(),
+        }],
+    )
+    .await
+    .unwrap();
     // Finished already, so no runner in a test picks it up.
     sqlx::query(
         "INSERT INTO jobs (id, tenant_id, kind, status, attempts, finished_at) \

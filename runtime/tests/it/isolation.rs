@@ -34,6 +34,8 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("memories", "tenant_id"),
     ("embeddings", "tenant_id"),
     ("knowledge_index", "tenant_id"),
+    ("tools", "tenant_id"),
+    ("tool_calls", "tenant_id"),
 ];
 
 /// Tables whose rows the runtime may neither delete nor move to another tenant, by privilege:

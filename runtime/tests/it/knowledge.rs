@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::support::{AppOptions, TestApp};
 use crate::world::{self, World};
 
-const FAQ: &str = "# Acme FAQ\n\n## Refunds\n\nRefunds are issued within 14 days of the return \
+pub(crate) const FAQ: &str = "# Acme FAQ\n\n## Refunds\n\nRefunds are issued within 14 days of the return \
                    being received.\n\n## Shipping\n\nOrders ship from Rotterdam every weekday \
                    before noon.\n";
 
@@ -46,7 +46,7 @@ async fn app_with(knowledge: Option<runtime::config::KnowledgeSettings>) -> Test
     .await
 }
 
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     app_with(None).await
 }
 
@@ -94,7 +94,7 @@ async fn settled(app: &TestApp, token: &str, tenant: TenantId, id: Uuid) -> Docu
     }
 }
 
-async fn ready_upload(
+pub(crate) async fn ready_upload(
     app: &TestApp,
     token: &str,
     tenant: TenantId,
@@ -126,7 +126,7 @@ async fn search(app: &TestApp, token: &str, tenant: TenantId, q: &str) -> Knowle
 }
 
 /// Sends a test-chat message and waits for its turn.
-async fn chat(
+pub(crate) async fn chat(
     app: &TestApp,
     token: &str,
     tenant: TenantId,
@@ -149,7 +149,7 @@ async fn chat(
     assert_eq!(events.finished(tenant, 1).await[0].1, Outcome::Done);
 }
 
-async fn transcript(
+pub(crate) async fn transcript(
     app: &TestApp,
     token: &str,
     tenant: TenantId,

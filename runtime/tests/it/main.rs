@@ -31,5 +31,6 @@ mod sessions;
 mod slack;
 mod startup;
 mod support;
+mod tools;
 mod whatsapp;
 mod world;

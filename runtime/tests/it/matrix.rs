@@ -7,7 +7,7 @@
 //! The roles: a platform admin may do everything, tenants' admins everything inside their own
 //! tenant but nothing on the platform, a customer operator only reads (agents, the test chat's
 //! conversations, channels, customers, the audit trail, jobs, the knowledge base and its search,
-//! the tenant's record and settings — not members, LLM keys or customers' memories), and an
+//! the tools and the calls agents made, the tenant's record and settings — not members, LLM keys or customers' memories), and an
 //! impersonating platform admin acts as the tenant's admin of that one tenant. Another tenant's objects answer 404, as if they did not exist.
 
 use std::collections::BTreeSet;
@@ -283,7 +283,54 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
         "/api/tenants/{tenant_id}/knowledge/{document_id}/retry",
         [401, 403, 202, 404, 202, 202],
     ),
+    // Operators see the tools and the calls agents made; only admins make, change, test and
+    // delete the tenant's HTTP tools.
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/tools",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/tools",
+        [401, 403, 201, 404, 201, 201],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/tools/{tool_id}",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "PUT",
+        "/api/tenants/{tenant_id}/tools/{tool_id}",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/tools/{tool_id}",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/tools/{tool_id}/test",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/tool-calls",
+        [401, 200, 200, 404, 200, 200],
+    ),
 ];
+
+/// An HTTP tool's fields, named `name`: its address is refused when called (nothing leaves).
+fn http_tool(name: &str) -> Value {
+    json!({
+        "name": name, "description": "Looks an order up.", "method": "GET",
+        "url": "https://127.0.0.1/orders/{id}",
+        "parameters": { "type": "object", "properties": { "id": { "type": "string" } },
+                        "required": ["id"] },
+    })
+}
 
 /// A Slack installation of a fresh workspace, known to the fake Slack.
 fn slack_installation(app: &TestApp, agent: shared::AgentId) -> Value {
@@ -394,6 +441,26 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         tx.commit().await.unwrap();
         path = path.replace("{document_id}", &document.to_string());
     }
+    if path.contains("{tool_id}") {
+        let admin = app.token_for(w.admin_a, None).await;
+        let name = format!("matrix_{}", &Uuid::new_v4().simple().to_string()[..8]);
+        let res = app
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/tenants/{}/tools", w.a),
+                Some(&admin),
+            )
+            .json(&http_tool(&name))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let id = res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        path = path.replace("{tool_id}", &id);
+    }
     if path.contains("{job_id}") {
         let job = crate::jobs::failed_job(app, w.a).await;
         path = path.replace("{job_id}", &job.to_string());
@@ -471,6 +538,13 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         ("PUT", "/api/tenants/{tenant_id}/knowledge/index") => Some(json!({ "model": "local" })),
         ("PUT", "/api/tenants/{tenant_id}/knowledge/{document_id}") => {
             Some(json!({ "title": "Matrix FAQ", "agent_ids": null }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/tools") => Some(http_tool(&format!("new_{tag}"))),
+        ("PUT", "/api/tenants/{tenant_id}/tools/{tool_id}") => {
+            Some(http_tool(&format!("renamed_{tag}")))
+        }
+        ("POST", "/api/tenants/{tenant_id}/tools/{tool_id}/test") => {
+            Some(json!({ "arguments": { "id": "1" } }))
         }
         ("PUT", "/api/tenants/{tenant_id}/settings") => {
             Some(json!({ "time_zone": "Europe/Berlin", "locale": "de" }))

@@ -545,6 +545,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The tenant's audit events as `{action, details}`, in order.
+    pub async fn audit_events(&self, tenant: shared::TenantId) -> Vec<serde_json::Value> {
+        let mut tx = self.store.tenant_tx(tenant).await.unwrap();
+        let rows: Vec<(String, serde_json::Value)> =
+            sqlx::query_as("SELECT action, details FROM audit_events ORDER BY seq")
+                .fetch_all(tx.connection())
+                .await
+                .unwrap();
+        rows.into_iter()
+            .map(|(action, details)| serde_json::json!({ "action": action, "details": details }))
+            .collect()
+    }
+
     /// The actions of the tenant's audit trail, in order.
     pub async fn audit_actions(&self, tenant: shared::TenantId) -> Vec<String> {
         self.audit_trail(tenant)

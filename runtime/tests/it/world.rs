@@ -91,6 +91,8 @@ pub async fn agent_preferring(
             ai_disclosure: "",
             cite_or_handoff: false,
             long_term_memory: true,
+            max_tool_steps: None,
+            turn_deadline_secs: None,
         },
     )
     .await

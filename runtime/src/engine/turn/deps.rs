@@ -37,8 +37,11 @@ pub struct EngineSettings {
     pub state_ttl: std::time::Duration,
     /// Entries handed to the actors and not finished, at most.
     pub max_in_flight: usize,
-    /// What "now" is for WhatsApp's 24-hour window and the AI disclosure.
+    /// What "now" is for WhatsApp's 24-hour window, the AI disclosure and `current_time`.
     pub clock: crate::time::Clock,
+    /// A turn's LLM steps (tool rounds) and its whole duration, at most; an agent may set less.
+    pub tool_steps: u32,
+    pub turn_deadline: std::time::Duration,
 }
 
 impl EngineSettings {
@@ -57,6 +60,8 @@ impl EngineSettings {
             partition_lease: std::time::Duration::from_secs(c.partition_lease_secs),
             state_ttl: std::time::Duration::from_secs(c.conversation_state_ttl_secs),
             max_in_flight: usize::try_from(c.max_in_flight).unwrap_or(1024),
+            tool_steps: c.tool_steps,
+            turn_deadline: std::time::Duration::from_secs(c.turn_deadline_secs),
             ..Self::default()
         }
     }
@@ -80,6 +85,8 @@ impl Default for EngineSettings {
             state_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
             max_in_flight: 1024,
             clock: crate::time::Clock::default(),
+            tool_steps: 6,
+            turn_deadline: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -148,6 +155,8 @@ pub struct EngineDeps {
     pub snapshots: Arc<Snapshots>,
     /// The knowledge base and long-term memory, when this node runs them.
     pub knowledge: Option<crate::knowledge::Knowledge>,
+    /// The client tenants' HTTP tools call through (SSRF-safe); without it they fail.
+    pub outbound: Option<crate::outbound::Outbound>,
     events: tokio::sync::broadcast::Sender<EngineEvent>,
     /// Set when an entry was parked or a parked head finished: the consumer looks at the
     /// parked index again (`note_parked`, `take_parked_note`).
@@ -179,6 +188,7 @@ impl EngineDeps {
             ownership,
             snapshots: Arc::default(),
             knowledge: None,
+            outbound: None,
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             parked: Arc::default(),
         }
@@ -187,6 +197,12 @@ impl EngineDeps {
     /// Turns retrieve from the knowledge base and recall memories through `knowledge`.
     pub fn with_knowledge(mut self, knowledge: crate::knowledge::Knowledge) -> Self {
         self.knowledge = Some(knowledge);
+        self
+    }
+
+    /// Tenants' HTTP tools call through `outbound`.
+    pub fn with_outbound(mut self, outbound: crate::outbound::Outbound) -> Self {
+        self.outbound = Some(outbound);
         self
     }
 
