@@ -79,11 +79,6 @@ pub fn check_template(
     allowed: impl Fn(&Url) -> bool,
 ) -> Result<Vec<String>, TemplateError> {
     let names = placeholders(template)?;
-    let filled = fill(template, |_| "x".into());
-    let url = Url::parse(&filled).map_err(|e| TemplateError::NotAUrl(e.to_string()))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(TemplateError::Userinfo);
-    }
     let authority_end = template
         .find("://")
         .map(|i| i + 3)
@@ -96,6 +91,11 @@ pub fn check_template(
         .unwrap_or(template.len());
     if template[..authority_end].contains('{') {
         return Err(TemplateError::PlaceholderInHost);
+    }
+    let filled = fill(template, |_| "x".into());
+    let url = Url::parse(&filled).map_err(|e| TemplateError::NotAUrl(e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(TemplateError::Userinfo);
     }
     match url.scheme() {
         "https" => {}
@@ -312,6 +312,9 @@ impl Tool for HttpTool {
                     _ => ToolOutcome::Failed,
                 };
                 let message = match &e {
+                    OutboundError::Timeout { limit } => {
+                        format!("The tool did not answer within {} ms.", limit.as_millis())
+                    }
                     OutboundError::TooManyRedirects { .. } => {
                         "The tool's server answered with a redirect, which is not followed."
                             .to_string()

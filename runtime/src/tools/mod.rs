@@ -319,6 +319,28 @@ const SECRET_KEYS: [&str; 8] = [
     "cvv",
 ];
 
+/// The string values under credential-like keys of `arguments` (a customer's password echoed
+/// back by a tool is redacted from its result too).
+pub fn credential_values(arguments: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match arguments {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let lower = k.to_ascii_lowercase();
+                match v {
+                    Value::String(s) if SECRET_KEYS.iter().any(|k| lower.contains(k)) => {
+                        out.push(s.clone());
+                    }
+                    other => out.extend(credential_values(other)),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| out.extend(credential_values(v))),
+        _ => {}
+    }
+    out
+}
+
 /// The arguments as stored and shown: values under credential-like keys, and the tools'
 /// secrets anywhere, redacted.
 pub fn redact_arguments(arguments: &Value, secrets: &[String]) -> Value {

@@ -481,9 +481,10 @@ async fn the_current_time_is_the_tenants_and_the_handoff_tool_silences_the_ai() 
     let answer = reply(&s.app, &s.admin, s.w.a, s.agent, "h").await;
     assert!(answer.text.contains("colleague"), "{}", answer.text);
     let mut tx = s.app.store.tenant_tx(s.w.a).await.unwrap();
+    // The seeded fixtures hold an older escalation by keyword; this one is the newest.
     let (reason, note, status): (String, Option<String>, String) = sqlx::query_as(
         "SELECT e.reason, e.note, c.status FROM escalations e \
-         JOIN conversations c ON c.id = e.conversation_id",
+         JOIN conversations c ON c.id = e.conversation_id ORDER BY e.created_at DESC LIMIT 1",
     )
     .fetch_one(tx.connection())
     .await
@@ -570,11 +571,13 @@ async fn secrets_are_sent_but_never_stored_shown_or_echoed_and_the_response_cap_
             .contains(SHOP_KEY)
     );
     let mut tx = s.app.store.tenant_tx(s.w.a).await.unwrap();
-    let stored: String = sqlx::query_scalar("SELECT arguments::text || result FROM tool_calls")
-        .fetch_one(tx.connection())
-        .await
-        .unwrap();
-    let headers: String = sqlx::query_scalar("SELECT headers::text FROM tools")
+    let stored: String = sqlx::query_scalar(
+        "SELECT string_agg(arguments::text || result, ' ') FROM tool_calls WHERE name = 'echo'",
+    )
+    .fetch_one(tx.connection())
+    .await
+    .unwrap();
+    let headers: String = sqlx::query_scalar("SELECT string_agg(headers::text, ' ') FROM tools")
         .fetch_one(tx.connection())
         .await
         .unwrap();
@@ -721,12 +724,25 @@ async fn tools_on_our_own_network_are_refused_and_bad_definitions_get_clear_erro
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     // Nothing of the refused ones was saved.
     let listed: Vec<ToolInfo> = s.app.get_json(&path, &s.admin).await;
-    let http: Vec<&str> = listed
+    let mut http: Vec<&str> = listed
         .iter()
         .filter(|t| t.kind == shared::tools::ToolKind::Http)
         .map(|t| t.name.as_str())
+        .filter(|n| *n != "seeded_lookup")
         .collect();
-    assert_eq!(http.len(), 7, "{http:?}");
+    http.sort_unstable();
+    assert_eq!(
+        http,
+        vec![
+            "internal_0",
+            "internal_1",
+            "internal_2",
+            "internal_3",
+            "internal_4",
+            "internal_5",
+            "order_status"
+        ]
+    );
     assert!(listed.iter().any(|t| t.id == "knowledge_base_search"));
 }
 

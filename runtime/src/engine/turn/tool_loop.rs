@@ -468,6 +468,8 @@ async fn execute(
     sources_before: usize,
 ) -> Result<CallRow, TurnError> {
     let cx = turn.context(row.id, sources_before);
+    let mut secrets = turn.toolbox.secrets();
+    secrets.extend(crate::tools::credential_values(&arguments));
     let started = Instant::now();
     let result = if remaining.is_zero() {
         Err(crate::tools::Failure {
@@ -479,7 +481,6 @@ async fn execute(
         tool.run(&cx, arguments, remaining).await
     };
     let duration = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-    let secrets = turn.toolbox.secrets();
     let (outcome, content, passages) = match result {
         Ok(out) => {
             let passages = (!out.passages.is_empty())
