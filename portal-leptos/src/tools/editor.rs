@@ -703,8 +703,19 @@ mod tests {
             header("", false, Some("…1234")).to_input().value.as_deref(),
             Some("")
         );
-        assert!(header(" ", false, None).is_blank());
-        assert!(!header("", true, Some("…1234")).is_blank());
+        // A row with nothing typed is not sent; one with a stored secret is.
+        let untouched = HeaderDraft {
+            name: " ".into(),
+            ..header(" ", false, None)
+        };
+        assert!(untouched.is_blank());
+        assert!(
+            !HeaderDraft {
+                name: String::new(),
+                ..header("", true, Some("…1234"))
+            }
+            .is_blank()
+        );
     }
 
     #[test]
