@@ -1,7 +1,8 @@
 # Sourced by smoke.sh and browser.sh: runs the real binary the way an operator does, on a
 # database and Redis key space of its own, with the fake LLM provider in front of it.
 # Needs BIN, FAKE_LLM and ROOT (and FAKE_SLACK for start_fake_slack, FAKE_WHATSAPP for
-# start_fake_whatsapp); sets url, LOG, pid, fake_pid, slack_pid, whatsapp_pid; cleans up on exit.
+# start_fake_whatsapp; start_fake_shop takes FAKE_SHOP, else the fake-shop beside FAKE_LLM); sets
+# url, LOG, pid, fake_pid, slack_pid, whatsapp_pid, shop_pid; cleans up on exit.
 
 # A database of its own per run (the integration tests' harness drops those older than a
 # quarter of an hour), so no state of an earlier run, such as the admin account, leaks in.
@@ -11,6 +12,7 @@ FAKE_LOG="$(mktemp -t konstruct-fake-llm.XXXXXX.log)"
 SLACK_LOG="$(mktemp -t konstruct-fake-slack.XXXXXX.log)"
 WHATSAPP_LOG="$(mktemp -t konstruct-fake-whatsapp.XXXXXX.log)"
 WHATSAPP_OUT="$(mktemp -t konstruct-fake-whatsapp.XXXXXX.out)"
+SHOP_LOG="$(mktemp -t konstruct-fake-shop.XXXXXX.log)"
 
 export KONSTRUCT_DATABASE_URL="postgres://konstruct_app:konstruct_app@127.0.0.1:5432/$DB"
 export KONSTRUCT_DATABASE_OWNER_URL="postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/$DB"
@@ -85,6 +87,26 @@ start_fake_whatsapp() {
   export KONSTRUCT_WHATSAPP_GRAPH_URL="$whatsapp_url"
 }
 
+# Starts the fake shop (an order-status API, for the tenant's HTTP tool) that answers only
+# requests with the header `X-Shop-Key: $1`; exports SHOP_URL and SHOP_KEY, and adds the shop's
+# address to KONSTRUCT_OUTBOUND_ALLOW (keeping what is there) so the runtime may call it over plain
+# http on loopback.
+start_fake_shop() {
+  "${FAKE_SHOP:-$(dirname "$FAKE_LLM")/fake-shop}" 127.0.0.1:0 "$1" 2>"$SHOP_LOG" &
+  shop_pid=$!
+  local shop_url=""
+  for _ in $(seq 1 100); do
+    shop_url="$(grep -o 'http://127.0.0.1:[0-9]*' "$SHOP_LOG" | head -n 1 || true)"
+    [ -n "$shop_url" ] && break
+    kill -0 $shop_pid 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$shop_url" ] || { cat "$SHOP_LOG"; echo "fake-shop did not start"; exit 1; }
+  export SHOP_URL="$shop_url"
+  export SHOP_KEY="$1"
+  export KONSTRUCT_OUTBOUND_ALLOW="${KONSTRUCT_OUTBOUND_ALLOW:+$KONSTRUCT_OUTBOUND_ALLOW,}${shop_url#http://}"
+}
+
 start_konstruct() {
   "$BIN" setup-db
   "$BIN" migrate
@@ -109,9 +131,9 @@ start_konstruct() {
 }
 
 cleanup() {
-  kill ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} 2>/dev/null || true
-  wait ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} 2>/dev/null || true
-  rm -f "$LOG" "$FAKE_LOG" "$SLACK_LOG" "$WHATSAPP_LOG" "$WHATSAPP_OUT"
+  kill ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} ${shop_pid:-} 2>/dev/null || true
+  wait ${pid:-} ${fake_pid:-} ${slack_pid:-} ${whatsapp_pid:-} ${shop_pid:-} 2>/dev/null || true
+  rm -f "$LOG" "$FAKE_LOG" "$SLACK_LOG" "$WHATSAPP_LOG" "$WHATSAPP_OUT" "$SHOP_LOG"
   rm -rf "$KONSTRUCT_DATA_DIR"
   # Best effort: drop this run's Redis keys (streams have no expiry).
   if command -v redis-cli >/dev/null 2>&1; then

@@ -229,6 +229,220 @@ async function knowledgeJourney(page, context) {
   }
 }
 
+// The shop the tenant's order-status HTTP tool calls (e2e/browser.sh starts it), and the key its
+// secret header sends.
+const shop = { url: process.env.SHOP_URL, key: process.env.SHOP_KEY };
+if (!shop.url || !shop.key) {
+  console.error('SHOP_URL and SHOP_KEY name the fake shop (e2e/browser.sh sets them)');
+  process.exit(2);
+}
+
+// What a field's description says (its hint and its error), as a screen reader reads it with
+// the field.
+async function described(field) {
+  return field.evaluate((el) => (el.getAttribute('aria-describedby') || '').split(' ')
+    .map((id) => document.getElementById(id)?.textContent || '').join(' '));
+}
+
+// The shop's key is nowhere on the page: not in its text, not in its markup, not in what its
+// fields hold.
+async function expectShopKeyHidden(page, when) {
+  const seen = await page.evaluate(() => [document.body.innerText,
+    ...[...document.querySelectorAll('input, textarea, select')].map((e) => e.value)].join('\n'));
+  expect(!seen.includes(shop.key) && !(await page.content()).includes(shop.key), `the shop key is not shown ${when}`);
+}
+
+// Tools: the customer admin creates an HTTP tool that looks orders up at the fake shop, with the
+// shop's key in a secret header — JSON that does not parse is caught in the browser, a schema
+// that is not JSON Schema is refused by the server, both under the parameters — tries it, gives
+// it to Nia, and Nia calls it in the test chat; the call is shown under the reply and in the
+// tool's and Nia's last calls. The operator sees the tools without anything that changes or
+// runs one, and the key is never shown again.
+async function toolsJourney(page, context) {
+  const me = await customerAdmin(context);
+  await signIn(page, me.email, me.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  await page.getByRole('link', { name: 'Tools', exact: true }).click();
+  await page.getByRole('heading', { name: 'Tools', exact: true }).waitFor();
+  const table = page.getByRole('table', { name: 'Tools' });
+  for (const builtin of ['knowledge_base_search', 'handoff_to_human', 'current_time']) {
+    await table.getByRole('row').filter({ hasText: builtin }).filter({ hasText: 'Built-in' }).waitFor();
+  }
+  await page.getByRole('heading', { name: 'No HTTP tools yet' }).waitFor();
+  expect(await page.getByRole('note').filter({ hasText: 'Read-only' }).count() === 0, 'an admin is not read-only');
+  await shot(page, '18a-tools-list');
+
+  // Every creation the page sends, to see that JSON which does not parse never leaves it.
+  const creations = [];
+  const isCreation = (r) => r.method() === 'POST' && /\/api\/tenants\/[^/]+\/tools$/.test(new URL(r.url()).pathname);
+  page.on('request', (r) => isCreation(r) && creations.push(r));
+
+  await page.getByRole('link', { name: 'New HTTP tool' }).click();
+  await page.getByRole('heading', { name: 'New HTTP tool' }).waitFor();
+  const form = page.getByRole('form', { name: 'HTTP tool' });
+  const parameters = form.getByLabel('Parameters (JSON Schema)');
+  expect(JSON.parse(await parameters.inputValue()).type === 'object', 'the parameters start as an object schema');
+  await form.getByLabel('Name', { exact: true }).fill('order_status');
+  await form.getByLabel('Description', { exact: true }).fill('Looks up an order by its number: its status, carrier and expected delivery.');
+  await form.getByRole('combobox', { name: 'Method' }).selectOption('GET');
+  await form.getByLabel('URL', { exact: true }).fill(`${shop.url}/orders/{order_id}`);
+  await form.getByRole('button', { name: 'Add a header' }).click();
+  const header = form.getByRole('group', { name: 'Header 1' });
+  await header.getByLabel('Header name').fill('X-Shop-Key');
+  await header.getByLabel('Header value').fill(shop.key);
+  await header.getByLabel('Secret').check();
+  expect(await header.getByLabel('Header value').getAttribute('type') === 'password', 'a secret value is typed into a password field');
+
+  // JSON that does not parse: said under the parameters, and nothing is sent.
+  await parameters.fill('{"type": "object", "properties": {"order_id": ');
+  await form.getByRole('button', { name: 'Create tool' }).click();
+  await form.getByRole('alert').filter({ hasText: 'Not valid JSON' }).waitFor();
+  expect(await parameters.getAttribute('aria-invalid') === 'true', 'the parameters are marked invalid');
+  expect((await described(parameters)).includes('Not valid JSON'), 'the error describes the parameters field');
+  expect(creations.length === 0, `JSON that does not parse is not sent (${creations.length} sent)`);
+
+  // JSON, but not a JSON Schema: the server refuses it, and says why under the parameters.
+  await parameters.fill('{"type":"object","properties":{"order_id":{"type":12}}}');
+  const refused = page.waitForResponse((r) => isCreation(r.request()));
+  await form.getByRole('button', { name: 'Create tool' }).click();
+  expect((await refused).status() === 422, `a schema that is not JSON Schema is refused: ${(await refused).status()}`);
+  await page.waitForFunction(() => {
+    const shown = document.getElementById('tool-parameters-error')?.textContent || '';
+    return /\S/.test(shown) && !shown.includes('Not valid JSON');
+  });
+  expect(await parameters.getAttribute('aria-invalid') === 'true', 'the parameters are marked invalid');
+  await form.getByRole('alert').filter({ hasText: 'Please correct the marked fields.' }).waitFor();
+  expect(await form.getByLabel('URL', { exact: true }).getAttribute('aria-invalid') === 'false', 'the URL is fine');
+  await page.getByRole('heading', { name: 'New HTTP tool' }).waitFor();
+  await shot(page, '18b-tool-editor-errors');
+
+  // The right schema: created, and its page opens.
+  await parameters.fill(JSON.stringify({
+    type: 'object',
+    properties: { order_id: { type: 'string', description: 'The order number' } },
+    required: ['order_id'],
+  }, null, 2));
+  await form.getByRole('button', { name: 'Create tool' }).click();
+  await page.getByRole('status').filter({ hasText: 'Created order_status.' }).waitFor();
+  await page.getByRole('heading', { name: 'order_status' }).waitFor();
+  expect(/\/tools\/[0-9a-f-]{36}$/.test(page.url()), `the tool's own page: ${page.url()}`);
+  expect(await parameters.getAttribute('aria-invalid') === 'false', 'the parameters error is gone');
+  // The key is sealed: the form shows its last characters only, and the value field is empty
+  // (left so, it is kept).
+  for (const when of ['after saving', 'after a reload']) {
+    const saved = form.getByRole('group', { name: 'Header 1' });
+    expect(await saved.getByLabel('Header name').inputValue() === 'X-Shop-Key', `the header is kept ${when}`);
+    expect(await saved.getByLabel('Secret').isChecked(), `the header is secret ${when}`);
+    expect(await saved.getByLabel('Header value').inputValue() === '', `the key is not given back ${when}`);
+    const hint = (await saved.locator('code.secret-hint').textContent()).replace(/^[…*.\s]+/, '');
+    expect(hint.length > 0 && hint.length < shop.key.length && shop.key.endsWith(hint), `the key's hint is its last characters ${when}: ${hint}`);
+    expect((await described(saved.getByLabel('Header value'))).includes('Leave empty to keep it'), `an empty value keeps the key ${when}`);
+    await expectShopKeyHidden(page, when);
+    if (when === 'after saving') {
+      await page.reload();
+      await page.getByRole('heading', { name: 'order_status' }).waitFor();
+    }
+  }
+
+  // Try it: the arguments start from the schema; the shop answers through the secret header.
+  const tryIt = page.getByRole('region', { name: 'Try it' });
+  const args = tryIt.getByLabel('Arguments (JSON)');
+  expect(JSON.parse(await args.inputValue()).order_id === '', `the arguments start from the schema: ${await args.inputValue()}`);
+  await args.fill('{"order_id": ');
+  await tryIt.getByRole('button', { name: 'Run' }).click();
+  await tryIt.getByRole('alert').filter({ hasText: 'Not valid JSON' }).waitFor();
+  await args.fill('{"order_id":"1234"}');
+  await tryIt.getByRole('button', { name: 'Run' }).click();
+  await tryIt.getByRole('status').filter({ hasText: /^Ran:/ }).waitFor({ timeout: 30000 });
+  const result = tryIt.getByRole('region', { name: 'Test result' });
+  const facts = await result.locator('dl').textContent();
+  expect(facts.includes('OK') && facts.includes('200'), `the outcome and the HTTP status: ${facts}`);
+  const content = await result.locator('pre').textContent();
+  expect(content.includes('shipped'), `what the AI employee would see: ${content}`);
+  expect(await args.getAttribute('aria-invalid') === 'false', 'the arguments are fine');
+  await expectShopKeyHidden(page, 'in the test run');
+  await shot(page, '18c-tool-test');
+
+  // Nia gets the tool, with a limit on its steps.
+  await page.getByRole('link', { name: 'AI employees' }).click();
+  await page.getByRole('link', { name: 'Nia' }).click();
+  const given = page.getByRole('checkbox', { name: /order_status/ });
+  await given.waitFor();
+  expect(!(await given.isChecked()), 'Nia does not have the tool yet');
+  await page.getByRole('checkbox', { name: /knowledge_base_search/ }).waitFor();
+  await given.check();
+  const steps = page.getByLabel('Most tool steps per turn');
+  await steps.fill('four');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('alert').filter({ hasText: 'Enter a whole number' }).waitFor();
+  expect(await steps.getAttribute('aria-invalid') === 'true', 'the steps are marked invalid');
+  await steps.fill('4');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+  await page.reload();
+  await given.waitFor();
+  expect(await given.isChecked(), 'the tool was given to Nia');
+  expect(await steps.inputValue() === '4', `the step limit was saved: ${await steps.inputValue()}`);
+  expect(await page.getByLabel('Turn deadline (seconds)').inputValue() === '', 'the turn deadline stays the platform default');
+
+  // The test chat: Nia looks the order up with the tool and answers with what the shop said.
+  await page.getByRole('link', { name: 'Test chat' }).click();
+  await page.getByRole('heading', { name: 'Test chat' }).waitFor();
+  await page.getByLabel('Message').fill('where is my order 1234?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const conversation = page.getByRole('list', { name: 'Conversation' });
+  await conversation.getByText('where is my order 1234?').waitFor();
+  const reply = conversation.locator('li.message.agent').filter({ has: page.getByRole('list', { name: 'Tool calls' }) });
+  await reply.waitFor({ timeout: 30000 });
+  const said = await reply.locator('p.text').textContent();
+  expect(said.includes('shipped'), `the reply has the shop's answer: ${said}`);
+  const call = reply.getByRole('list', { name: 'Tool calls' }).getByRole('listitem').filter({ hasText: 'order_status' });
+  expect((await call.textContent()).includes('OK'), `the call went well: ${await call.textContent()}`);
+  await call.getByText('Arguments and result').click();
+  const io = await call.locator('pre').allTextContents();
+  expect(io.length === 2 && io[0].includes('1234') && io[1].includes('shipped'), `the call's arguments and result: ${io}`);
+  await expectShopKeyHidden(page, 'in the test chat');
+  await shot(page, '18d-chat-tool-call');
+
+  // The call is among Nia's last tool calls, and the tool's.
+  await page.getByRole('link', { name: 'AI employees' }).click();
+  await page.getByRole('link', { name: 'Nia' }).click();
+  await page.getByRole('table', { name: 'Last tool calls' }).getByRole('row')
+    .filter({ hasText: 'order_status' }).filter({ hasText: 'OK' }).first().waitFor();
+  await page.getByRole('link', { name: 'Tools', exact: true }).click();
+  const row = table.getByRole('row').filter({ hasText: 'order_status' });
+  await row.filter({ hasText: 'Nia' }).waitFor();
+  expect((await row.textContent()).includes('HTTP'), `the row names the kind: ${await row.textContent()}`);
+  await row.getByRole('link', { name: 'Edit order_status' }).click();
+  await page.getByRole('table', { name: 'Last calls' }).getByRole('row')
+    .filter({ hasText: 'Nia' }).filter({ hasText: 'OK' }).first().waitFor();
+  await page.getByText('Given to Nia.').waitFor();
+
+  // The operator: the tools, the tool and its calls; nothing that creates, changes, runs or
+  // deletes one.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('status').filter({ hasText: 'You are signed out.' }).waitFor();
+  const reader = await customerOperator(context);
+  await signIn(page, reader.email, reader.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  await page.getByRole('link', { name: 'Tools', exact: true }).click();
+  await page.getByRole('note').filter({ hasText: 'Read-only' }).waitFor();
+  await row.filter({ hasText: 'Nia' }).waitFor();
+  expect(await page.getByRole('link', { name: 'New HTTP tool' }).count() === 0, 'no new tool for operators');
+  expect(await page.getByRole('button', { name: /^Delete/ }).count() === 0, 'nothing to delete for operators');
+  await shot(page, '18e-tools-operator');
+  await row.getByRole('link', { name: 'Open order_status' }).click();
+  await page.getByRole('heading', { name: 'order_status' }).waitFor();
+  await page.getByRole('table', { name: 'Last calls' }).getByRole('row').filter({ hasText: 'Nia' }).first().waitFor();
+  await page.getByRole('note').filter({ hasText: 'Read-only' }).waitFor();
+  expect(await page.getByRole('region', { name: 'Try it' }).count() === 0, 'no Try it for operators');
+  expect(await page.getByRole('button', { name: 'Run' }).count() === 0, 'nothing to run for operators');
+  expect(await form.getByLabel('Name', { exact: true }).isDisabled(), 'the form is read-only');
+  expect(await page.getByRole('button', { name: 'Save' }).count() === 0, 'no save button');
+  expect(await page.getByRole('button', { name: 'Add a header' }).count() === 0, 'no header to add');
+  await expectShopKeyHidden(page, 'to the operator');
+}
+
 await journey('platform admin: tenant, AI employee with a persona, test chat reply', async (page) => {
   await page.goto(base);
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
@@ -619,6 +833,8 @@ await journey('customer admin: WhatsApp — a bad template and a wrong token ref
 });
 
 await journey('knowledge: upload a FAQ, it indexes live and a question finds it; the operator reads only', knowledgeJourney);
+
+await journey('tools: an HTTP tool with a secret header, inline schema errors, Try it, Nia calls it in the test chat; the operator reads only', toolsJourney);
 
 await journey('customer operator: read-only agents and test chat, a forced edit is refused and the UI says so', async (page, context) => {
   // Set up an operator in the tenant through the API, as the platform admin.

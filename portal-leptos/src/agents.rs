@@ -5,9 +5,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use shared::auth::Permission;
-use shared::resources::{
-    Agent, AgentInput, EscalationRule, EscalationTrigger, Page, ScopeGuard, Tool,
-};
+use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Page, ScopeGuard};
+use shared::tools::ToolKind;
 
 use crate::api::{self, ApiError, HttpMethod};
 use crate::app::use_session;
@@ -175,7 +174,24 @@ fn empty_input() -> AgentInput {
         ai_disclosure: String::new(),
         cite_or_handoff: false,
         long_term_memory: true,
+        max_tool_steps: None,
+        turn_deadline_secs: None,
     }
+}
+
+/// A limit as typed: empty is the platform's default (`None`); anything else must be a whole
+/// number.
+fn limit_from(text: &str) -> Result<Option<u32>, ()> {
+    let text = text.trim();
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        text.parse().map(Some).map_err(|_| ())
+    }
+}
+
+fn limit_text(limit: Option<u32>) -> String {
+    limit.map(|n| n.to_string()).unwrap_or_default()
 }
 
 #[component]
@@ -195,11 +211,10 @@ pub fn AgentEditor() -> impl IntoView {
     let error = RwSignal::new(None::<ApiError>);
     let flash = session.flash;
     let busy = RwSignal::new(false);
-    let tools = LocalResource::new(|| async {
-        api::get::<Vec<Tool>>("/api/tools")
-            .await
-            .unwrap_or_default()
-    });
+    let tools = crate::tools::tenant_tools(None);
+    // The tool limits as typed (empty: the platform's default).
+    let steps = RwSignal::new(String::new());
+    let deadline = RwSignal::new(String::new());
 
     // Load the agent being edited (or start empty).
     Effect::new(move |_| {
@@ -212,6 +227,8 @@ pub fn AgentEditor() -> impl IntoView {
                 saved.set(empty_input());
                 rules.set(Vec::new());
                 examples.set(String::new());
+                steps.set(String::new());
+                deadline.set(String::new());
                 declined.set(None);
                 loaded.set(true);
             }
@@ -227,6 +244,8 @@ pub fn AgentEditor() -> impl IntoView {
                                     .collect(),
                             );
                             examples.set(a.input.in_scope_examples.join("\n"));
+                            steps.set(limit_text(a.input.max_tool_steps));
+                            deadline.set(limit_text(a.input.turn_deadline_secs));
                             declined.set(Some(a.declined_last_30_days));
                             saved.set(a.input.clone());
                             form.set(a.input);
@@ -246,6 +265,9 @@ pub fn AgentEditor() -> impl IntoView {
         let mut input = form.get();
         input.escalation_rules = rules.get().iter().map(RuleDraft::to_rule).collect();
         input.in_scope_examples = examples_from(&examples.get());
+        // Not a number: unchanged here; saving says so.
+        input.max_tool_steps = limit_from(&steps.get()).unwrap_or(input.max_tool_steps);
+        input.turn_deadline_secs = limit_from(&deadline.get()).unwrap_or(input.turn_deadline_secs);
         input
     };
     let dirty = move || loaded.get() && current() != saved.get();
@@ -266,6 +288,23 @@ pub fn AgentEditor() -> impl IntoView {
             let Some((tenant, _)) = session.tenant.get_untracked() else {
                 return;
             };
+            let mut problems = Vec::new();
+            for (field, text) in [("max_tool_steps", steps), ("turn_deadline_secs", deadline)] {
+                if limit_from(&text.get_untracked()).is_err() {
+                    problems.push(shared::FieldError {
+                        field: field.into(),
+                        message:
+                            "enter a whole number, or leave it empty for the platform's default"
+                                .into(),
+                    });
+                }
+            }
+            if !problems.is_empty() {
+                let mut e = ApiError::local_field(&problems[0].field, &problems[0].message);
+                e.body.fields = problems;
+                error.set(Some(e));
+                return;
+            }
             busy.set(true);
             flash.set(None);
             let body = current();
@@ -294,6 +333,8 @@ pub fn AgentEditor() -> impl IntoView {
                     Ok(a) => {
                         error.set(None);
                         examples.set(a.input.in_scope_examples.join("\n"));
+                        steps.set(limit_text(a.input.max_tool_steps));
+                        deadline.set(limit_text(a.input.turn_deadline_secs));
                         declined.set(Some(a.declined_last_30_days));
                         saved.set(a.input.clone());
                         form.set(a.input);
@@ -376,24 +417,7 @@ pub fn AgentEditor() -> impl IntoView {
                     </div>
                     <BusinessScope form=form examples=examples declined=declined error=error />
                     <KnowledgeAndMemory form=form error=error />
-                    <fieldset class="group">
-                        <legend>"Tools"</legend>
-                        {move || tools.get().unwrap_or_default().into_iter().map(|t| {
-                            let id = t.id.clone();
-                            let checked = { let id = id.clone(); move || form.get().tools.contains(&id) };
-                            let toggle = move |_| {
-                                let id = id.clone();
-                                form.update(|f| if f.tools.contains(&id) { f.tools.retain(|x| *x != id) } else { f.tools.push(id) });
-                            };
-                            view! {
-                                <label class="check">
-                                    <input type="checkbox" prop:checked=checked on:change=toggle />
-                                    <span><strong>{t.name.clone()}</strong>" — "{t.description.clone()}</span>
-                                </label>
-                            }
-                        }).collect_view()}
-                        {move || error.get().and_then(|e| e.field("tools")).map(|m| view! { <span class="field-error">{m}</span> })}
-                    </fieldset>
+                    <ToolsGroup form=form tools=tools steps=steps deadline=deadline error=error />
                     <fieldset class="group">
                         <legend>"Escalation rules"</legend>
                         <p class="muted">"When to hand the conversation to a person."</p>
@@ -418,7 +442,96 @@ pub fn AgentEditor() -> impl IntoView {
                     </Show>
                 </div>
             </form>
+            {move || agent_id().filter(|_| session.can(Permission::ToolsRead)).map(|id| view! {
+                <section class="card section" aria-labelledby="agent-tool-calls">
+                    <h2 id="agent-tool-calls">"Last tool calls"</h2>
+                    <p class="muted">"The tools this AI employee called in its conversations, newest first."</p>
+                    <crate::tools::ToolCalls filter=format!("agent={id}") caption="Last tool calls".to_string() show_tool=true show_agent=false />
+                </section>
+            })}
         </Show>
+    }
+}
+
+/// The tools the AI employee may call (built-in ones and the tenant's HTTP tools), and how far
+/// one turn may go with them.
+#[component]
+fn ToolsGroup(
+    form: RwSignal<AgentInput>,
+    tools: LocalResource<Result<Option<Vec<shared::tools::ToolInfo>>, ApiError>>,
+    steps: RwSignal<String>,
+    deadline: RwSignal<String>,
+    error: RwSignal<Option<ApiError>>,
+) -> impl IntoView {
+    let message = move |key: &'static str| move || error.get().and_then(|e| e.field(key));
+    let tools_msg = message("tools");
+    let limit = move |label: &'static str,
+                      key: &'static str,
+                      value: RwSignal<String>,
+                      hint: &'static str| {
+        let id = format!("agent-{key}");
+        let msg = message(key);
+        view! {
+            <div class="field">
+                <label for=id.clone()>{label}</label>
+                <input id=id.clone() inputmode="numeric" autocomplete="off" placeholder="Platform default"
+                    prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev))
+                    aria-describedby=format!("{id}-hint {id}-error") aria-invalid=move || msg().is_some().to_string() />
+                <span id=format!("{id}-hint") class="hint">{hint}</span>
+                <span id=format!("{id}-error") class="field-error" role="alert">{msg}</span>
+            </div>
+        }
+    };
+    view! {
+        <fieldset class="group">
+            <legend>"Tools"</legend>
+            <p class="muted">"What it may call while it answers: the built-in tools, and your own HTTP tools from the "<a href="/tools">"Tools page"</a>". It can call only the ones ticked here."</p>
+            {move || match tools.get() {
+                None => view! { <p class="loading" role="status">"Loading tools…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{format!("The tools could not be loaded. {}", e.message())}</p> }.into_any(),
+                Some(Ok(None)) => ().into_any(),
+                Some(Ok(Some(list))) => list.into_iter().map(|t| {
+                    let id = StoredValue::new(t.id.clone());
+                    let checked = move || form.get().tools.contains(&id.get_value());
+                    let toggle = move |ev| {
+                        let on = event_target_checked(&ev);
+                        let id = id.get_value();
+                        form.update(|f| {
+                            f.tools.retain(|x| *x != id);
+                            if on {
+                                f.tools.push(id);
+                            }
+                        });
+                    };
+                    let (kind_class, kind) = match t.kind {
+                        ToolKind::Builtin => ("badge muted-badge", "Built-in"),
+                        ToolKind::Http => ("badge info", "HTTP"),
+                    };
+                    let input_id = format!("agent-tool-{}", t.id);
+                    view! {
+                        <div class="check-field tool-choice">
+                            <label class="check">
+                                <input type="checkbox" id=input_id.clone() prop:checked=checked on:change=toggle
+                                    aria-describedby=format!("{input_id}-description") />
+                                <span>
+                                    <code class="strong">{t.name.clone()}</code>" "
+                                    <span class=kind_class>{kind}</span>
+                                    {t.needs_confirmation.then(|| view! { " " <span class="badge warn">"Needs confirmation"</span> })}
+                                </span>
+                            </label>
+                            <span id=format!("{input_id}-description") class="hint">{t.description.clone()}</span>
+                        </div>
+                    }
+                }).collect_view().into_any(),
+            }}
+            <span class="field-error" role="alert">{tools_msg}</span>
+            <div class="grid">
+                {limit("Most tool steps per turn", "max_tool_steps", steps,
+                    "How many rounds of tool calls one reply may take before it stops and says so. Empty: the platform's default; never more than the platform's cap.")}
+                {limit("Turn deadline (seconds)", "turn_deadline_secs", deadline,
+                    "How long one reply may take, tools included, before it stops and says so. Empty: the platform's default; never more than the platform's cap.")}
+            </div>
+        </fieldset>
     }
 }
 

@@ -65,6 +65,21 @@ impl ApiError {
             .map(|f| sentence(&f.message))
     }
 
+    /// The messages for a field and for the places inside it, each with the rest of its name:
+    /// `parameters` gathers `parameters` ("") and `parameters/properties/x` ("/properties/x");
+    /// `headers[0]` gathers `headers[0].name` (".name") but not `headers[01]`.
+    pub fn fields_within(&self, name: &str) -> Vec<(String, String)> {
+        self.body
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let rest = f.field.strip_prefix(name)?;
+                (rest.is_empty() || rest.starts_with(['/', '.', '[']))
+                    .then(|| (rest.to_string(), sentence(&f.message)))
+            })
+            .collect()
+    }
+
     pub fn is_unauthenticated(&self) -> bool {
         self.status == 401
     }

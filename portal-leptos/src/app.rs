@@ -13,7 +13,9 @@ use shared::auth::{Me, Permission};
 use shared::resources::{Page, Tenant};
 
 use crate::api::{self, ApiError, HttpMethod};
-use crate::{agents, audit, channels, chat, customers, jobs, knowledge, login, settings, tenants};
+use crate::{
+    agents, audit, channels, chat, customers, jobs, knowledge, login, settings, tenants, tools,
+};
 
 /// What every page can reach: the signed-in user and the tenant in focus.
 #[derive(Clone, Copy)]
@@ -191,6 +193,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/agents/:id") view=|| view! { <Shell><agents::AgentEditor /></Shell> } />
                 <Route path=path!("/chat") view=|| view! { <Shell><chat::TestChat /></Shell> } />
                 <Route path=path!("/knowledge") view=|| view! { <Shell><knowledge::Knowledge /></Shell> } />
+                <Route path=path!("/tools") view=|| view! { <Shell><tools::Tools /></Shell> } />
+                <Route path=path!("/tools/new") view=|| view! { <Shell><tools::ToolEditor /></Shell> } />
+                <Route path=path!("/tools/:id") view=|| view! { <Shell><tools::ToolEditor /></Shell> } />
                 <Route path=path!("/audit") view=|| view! { <Shell><audit::AuditTrail /></Shell> } />
                 <Route path=path!("/jobs") view=|| view! { <Shell><jobs::Jobs /></Shell> } />
                 <Route path=path!("/customers") view=|| view! { <Shell><customers::Customers /></Shell> } />
@@ -393,6 +398,9 @@ fn Nav() -> impl IntoView {
                 </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::KnowledgeRead)>
                     <li><A href="/knowledge">"Knowledge"</A></li>
+                </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::ToolsRead)>
+                    <li><A href="/tools">"Tools"</A></li>
                 </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::EndUsersRead)>
                     <li><A href="/customers">"Customers"</A></li>

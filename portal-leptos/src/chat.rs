@@ -1,6 +1,7 @@
 //! The test chat: talk to an AI employee through the web channel — the same pipeline as Slack —
-//! and watch the replies arrive, each with the knowledge-base passages it cites and what the AI
-//! employee recalled about the customer. Sending costs an LLM call: roles without `chat_send`
+//! and watch the replies arrive, each with the tools the AI employee called on the way (with their
+//! arguments and results), the knowledge-base passages it cites and what it recalled about the
+//! customer. Sending costs an LLM call: roles without `chat_send`
 //! (customer operators) see the conversation without the send box, and a refusal by the server's
 //! send limit (429) keeps the draft and says when to try again.
 
@@ -11,6 +12,7 @@ use shared::AgentId;
 use shared::auth::Permission;
 use shared::channel::{ChatAccepted, ChatMessage, ChatSend, MessageDirection};
 use shared::knowledge::Citation;
+use shared::tools::ToolCall;
 
 use crate::api::{self, HttpMethod};
 use crate::app::use_session;
@@ -94,6 +96,7 @@ pub fn TestChat() -> impl IntoView {
                     created_at: chrono::DateTime::UNIX_EPOCH,
                     citations: Vec::new(),
                     memories: Vec::new(),
+                    tool_calls: Vec::new(),
                 })
             });
             let poll = format!("{path}?conversation={}", accepted.conversation);
@@ -162,7 +165,8 @@ pub fn TestChat() -> impl IntoView {
                             view! {
                                 <li class=if mine { "message mine" } else { "message agent" }>
                                     <span class="who">{if mine { "You" } else { "AI employee" }}</span>
-                                    <p>{m.text}</p>
+                                    <p class="text">{m.text}</p>
+                                    {(!mine).then(|| tool_calls(m.tool_calls))}
                                     {(!mine).then(|| sources(m.citations, m.memories))}
                                 </li>
                             }
@@ -186,6 +190,27 @@ pub fn TestChat() -> impl IntoView {
             }.into_any(),
         }}
     }
+}
+
+/// Under a reply: the tools called on the way to it, in order, each with how it ended and how
+/// long it took, and its arguments and result behind a disclosure.
+fn tool_calls(calls: Vec<ToolCall>) -> impl IntoView {
+    (!calls.is_empty()).then(|| {
+        view! {
+            <ul class="chat-tool-calls" aria-label="Tool calls">
+                {calls.into_iter().map(|c| view! {
+                    <li>
+                        <div class="tool-call-head">
+                            <code>{c.name.clone()}</code>
+                            {crate::tools::outcome_badge(c.outcome)}
+                            <span class="hint">{crate::tools::duration_label(c.duration_ms)}</span>
+                        </div>
+                        {crate::tools::call_details(&c)}
+                    </li>
+                }).collect_view()}
+            </ul>
+        }
+    })
 }
 
 /// Under a reply: the passages it cites, numbered as in its text ("[1] Refunds — Card

@@ -14,6 +14,7 @@ mod knowledge;
 mod login;
 mod settings;
 mod tenants;
+mod tools;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -153,9 +153,10 @@ build_portal() {
     "$(( $(stat -c %s "$wasm") / 1024 ))" "$(( $(gzip -9c "$wasm" | wc -c) / 1024 ))" >&2
 }
 
-# Builds the server and the fake LLM: `build_server release` for what people run (optimised, as
-# the benchmarks measure it), plain `build_server` for the tests (a debug build, which also has
-# the failpoints the crash tests use).
+# Builds the server and the fakes (LLM, Slack, WhatsApp, and the shop the Tools journey's HTTP
+# tool calls): `build_server release` for what people run (optimised, as the benchmarks measure
+# it), plain `build_server` for the tests (a debug build, which also has the failpoints the crash
+# tests use).
 build_server() {
   local profile="${1:-debug}"
   if [ "$profile" = release ]; then
