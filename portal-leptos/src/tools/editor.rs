@@ -544,7 +544,7 @@ fn number_hint(of: NumberField) -> &'static str {
     const _: () = assert!(DEFAULT_RESPONSE_BYTES == 16_384 && DEFAULT_TIMEOUT_MS == 10_000);
     match of {
         NumberField::Bytes => {
-            "The most of the response the AI employee sees; the rest is cut. Up to 262144 (256 KB); 16384 when empty."
+            "The largest response the tool may return: a larger one fails the call, and the AI employee is told so. Up to 262144 (256 KB); 16384 when empty."
         }
         NumberField::Timeout => {
             "How long a call may take before it counts as timed out. Up to 30000 (30 s); 10000 when empty."

@@ -114,7 +114,8 @@ fn validate(
     e.text("description", &input.description, true, 1000);
     let mut arguments: Vec<String> = Vec::new();
     let mut required: Vec<String> = Vec::new();
-    match schema::compile(&input.parameters) {
+    let compiled = schema::compile(&input.parameters);
+    match &compiled {
         Ok(_) => {
             if let Some(props) = input
                 .parameters
@@ -132,7 +133,7 @@ fn validate(
         }
         Err(problems) => {
             for p in problems {
-                e.add(format!("parameters{}", p.pointer), p.message);
+                e.add(format!("parameters{}", &p.pointer), p.message.clone());
             }
         }
     }
@@ -140,7 +141,8 @@ fn validate(
         e.add("url", "must be at most 2048 characters");
     } else {
         match tools::http::check_template(&input.url, |u| state.outbound.allows(u)) {
-            Ok(names) => {
+            // Placeholders are checked against a schema that compiled, not piled on its errors.
+            Ok(names) if compiled.is_ok() => {
                 for name in names {
                     if !arguments.contains(&name) || !required.contains(&name) {
                         e.add(
@@ -152,6 +154,7 @@ fn validate(
                     }
                 }
             }
+            Ok(_) => {}
             Err(why) => e.add("url", why.to_string()),
         }
     }
