@@ -8,7 +8,7 @@ use shared::auth::Permission;
 use shared::resources::{Agent, AgentInput, EscalationRule, EscalationTrigger, Page, ScopeGuard};
 use shared::tools::ToolKind;
 
-use crate::api::{self, ApiError, HttpMethod};
+use crate::api::{self, ApiError};
 use crate::app::use_session;
 
 /// The AI employees of the tenant in focus (`None` when no tenant is chosen), reloaded when the
@@ -311,24 +311,12 @@ pub fn AgentEditor() -> impl IntoView {
             let id = agent_id();
             let navigate = navigate.clone();
             spawn_local(async move {
-                let result = match &id {
-                    Some(id) => {
-                        api::send::<_, Agent>(
-                            HttpMethod::PUT,
-                            &format!("/api/tenants/{tenant}/agents/{id}"),
-                            &body,
-                        )
-                        .await
-                    }
-                    None => {
-                        api::send::<_, Agent>(
-                            HttpMethod::POST,
-                            &format!("/api/tenants/{tenant}/agents"),
-                            &body,
-                        )
-                        .await
-                    }
-                };
+                let result: Result<Agent, _> = api::save(
+                    &format!("/api/tenants/{tenant}/agents"),
+                    id.as_deref(),
+                    &body,
+                )
+                .await;
                 match result {
                     Ok(a) => {
                         error.set(None);

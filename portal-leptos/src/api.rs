@@ -188,6 +188,19 @@ pub async fn send<B: Serialize, T: DeserializeOwned>(
     call(method, path, Some(json)).await
 }
 
+/// Saves a resource of `collection`: `PUT {collection}/{id}` when it exists, else
+/// `POST {collection}`.
+pub async fn save<B: Serialize, T: DeserializeOwned>(
+    collection: &str,
+    id: Option<&str>,
+    body: &B,
+) -> Result<T, ApiError> {
+    match id {
+        Some(id) => send(Method::PUT, &format!("{collection}/{id}"), body).await,
+        None => send(Method::POST, collection, body).await,
+    }
+}
+
 /// Like [`send`], with the success status: `POST …/channels/whatsapp` answers 201 for a new
 /// connection and 200 for a number connected again.
 pub async fn send_with_status<B: Serialize, T: DeserializeOwned>(

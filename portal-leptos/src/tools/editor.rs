@@ -15,7 +15,7 @@ use shared::tools::{
 };
 
 use super::{ToolCalls, focus, json_error, json_messages, pretty, try_it::TryIt};
-use crate::api::{self, ApiError, HttpMethod};
+use crate::api::{self, ApiError};
 use crate::app::use_session;
 
 /// What a new tool's parameters start as: an object schema without properties yet.
@@ -294,24 +294,12 @@ pub fn ToolEditor() -> impl IntoView {
         let id = tool_id();
         let navigate = navigate.clone();
         spawn_local(async move {
-            let result = match &id {
-                Some(id) => {
-                    api::send::<_, HttpTool>(
-                        HttpMethod::PUT,
-                        &format!("/api/tenants/{tenant}/tools/{id}"),
-                        &body,
-                    )
-                    .await
-                }
-                None => {
-                    api::send::<_, HttpTool>(
-                        HttpMethod::POST,
-                        &format!("/api/tenants/{tenant}/tools"),
-                        &body,
-                    )
-                    .await
-                }
-            };
+            let result: Result<HttpTool, _> = api::save(
+                &format!("/api/tenants/{tenant}/tools"),
+                id.as_deref(),
+                &body,
+            )
+            .await;
             match result {
                 Ok(t) => {
                     error.set(None);

@@ -46,6 +46,16 @@ fn order_tool(shop: &FakeShop) -> Value {
     })
 }
 
+/// A tool whose server answers after an hour, with this timeout.
+fn slow_tool(shop: &FakeShop, timeout_ms: u32) -> Value {
+    let mut body = order_tool(shop);
+    body["name"] = json!("slow_lookup");
+    body["url"] = json!(format!("{}/slow", shop.base_url));
+    body["parameters"] = json!({ "type": "object", "properties": {} });
+    body["timeout_ms"] = json!(timeout_ms);
+    body
+}
+
 async fn create_tool(app: &TestApp, token: &str, tenant: TenantId, body: Value) -> HttpTool {
     let res = app
         .client(Some(token.into()))
@@ -297,12 +307,7 @@ async fn invalid_arguments_go_back_to_the_model_unrun_and_the_corrected_call_run
 #[actix_rt::test]
 async fn a_tool_that_times_out_is_reported_to_the_model_and_the_turn_still_answers() {
     let s = scene().await;
-    let mut body = order_tool(&s.shop);
-    body["name"] = json!("slow_lookup");
-    body["url"] = json!(format!("{}/slow", s.shop.base_url));
-    body["parameters"] = json!({ "type": "object", "properties": {} });
-    body["timeout_ms"] = json!(300);
-    let tool = create_tool(&s.app, &s.admin, s.w.a, body).await;
+    let tool = create_tool(&s.app, &s.admin, s.w.a, slow_tool(&s.shop, 300)).await;
     assign(
         &s.app,
         &s.admin,
@@ -373,12 +378,7 @@ async fn a_loop_that_never_ends_stops_at_the_step_limit_with_an_honest_reply() {
 #[actix_rt::test]
 async fn a_turn_past_its_deadline_ends_with_an_honest_reply() {
     let s = scene().await;
-    let mut body = order_tool(&s.shop);
-    body["name"] = json!("slow_lookup");
-    body["url"] = json!(format!("{}/slow", s.shop.base_url));
-    body["parameters"] = json!({ "type": "object", "properties": {} });
-    body["timeout_ms"] = json!(30000);
-    let tool = create_tool(&s.app, &s.admin, s.w.a, body).await;
+    let tool = create_tool(&s.app, &s.admin, s.w.a, slow_tool(&s.shop, 30000)).await;
     assign(
         &s.app,
         &s.admin,
