@@ -38,6 +38,8 @@ CREATE TABLE tool_calls (
     -- The inbound event whose turn made the call (the reply's `reply_to`).
     event_id         text NOT NULL CHECK (char_length(event_id) BETWEEN 1 AND 512),
     agent_id         uuid,
+    -- Who wrote the message whose turn made the call: only they can confirm it.
+    end_user_id      uuid,
     step             smallint NOT NULL CHECK (step >= 0),
     position         smallint NOT NULL CHECK (position >= 0),
     -- The model's id for the call, echoed back with its result.
@@ -46,7 +48,11 @@ CREATE TABLE tool_calls (
     -- model named none of the agent's tools.
     tool_id          text CHECK (char_length(tool_id) <= 100),
     name             text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
+    -- As stored and shown: credential-like values and the tools' secrets redacted.
     arguments        jsonb NOT NULL,
+    -- The real arguments, sealed (XChaCha20-Poly1305, `tool_call:{id}`), when redaction changed
+    -- them: a resumed or confirmed call runs with these; dropped once the call finished.
+    sealed_arguments bytea,
     -- Text the model wrote beside its calls in this step (kept on the step's first call).
     step_text        text NOT NULL DEFAULT '' CHECK (char_length(step_text) <= 20000),
     outcome          text NOT NULL CHECK (outcome IN ('running', 'ok', 'failed', 'timeout',

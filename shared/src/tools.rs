@@ -98,7 +98,8 @@ pub struct HttpToolInput {
     pub url: String,
     #[serde(default)]
     pub headers: Vec<HeaderInput>,
-    /// The most of the response the model sees, in bytes.
+    /// The largest response the tool may return, in bytes: a larger one fails the call (and the
+    /// model is told so).
     #[serde(default = "default_response_bytes")]
     pub max_response_bytes: u32,
     #[serde(default = "default_timeout_ms")]

@@ -226,7 +226,7 @@ pub async fn list(
         std::collections::HashMap::new();
     for call in crate::store::tools::for_events(&mut tx, &answered).await? {
         calls
-            .entry(call.event_id.clone())
+            .entry(call.shown_with().to_string())
             .or_default()
             .push(call.view());
     }

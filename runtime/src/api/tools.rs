@@ -162,6 +162,9 @@ fn validate(
         e.add("headers", "at most 20 headers");
     }
     let kept: Vec<StoredHeader> = existing.map(ToolRow::stored_headers).unwrap_or_default();
+    // A kept secret goes only where it went before: pointing the tool elsewhere needs it typed
+    // again (else whoever can edit a tool could send another admin's secret to their server).
+    let moved = existing.is_some_and(|before| destination(&before.url) != destination(&input.url));
     for (i, h) in input.headers.iter().enumerate() {
         let at = format!("headers[{i}]");
         if !tools::http::header_allowed(&h.name) {
@@ -195,6 +198,11 @@ fn validate(
                         .any(|k| k.secret && k.name.eq_ignore_ascii_case(&h.name));
                 if !has_sealed {
                     e.add(format!("{at}.value"), "is required");
+                } else if moved {
+                    e.add(
+                        format!("{at}.value"),
+                        "type the secret again: the URL now points at another host",
+                    );
                 }
             }
         }
@@ -214,10 +222,26 @@ fn validate(
     e.finish()
 }
 
-/// The last characters of a secret, for the operator to recognise it.
+/// Where a URL template sends its calls (scheme, host, port), as written before any argument.
+fn destination(template: &str) -> Option<(String, String, Option<u16>)> {
+    let base = template.split(['{']).next().unwrap_or_default();
+    url::Url::parse(base).ok().map(|u| {
+        (
+            u.scheme().to_string(),
+            u.host_str().unwrap_or_default().to_string(),
+            u.port_or_known_default(),
+        )
+    })
+}
+
+/// The last characters of a secret, for the operator to recognise it; nothing of a short one
+/// (its last four characters would be a third of it).
 fn hint(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
-    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    if chars.len() < 12 {
+        return "…".into();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("…{tail}")
 }
 

@@ -169,21 +169,31 @@ pub struct CallRow {
     pub conversation_id: ConversationId,
     pub event_id: String,
     pub agent_id: Option<AgentId>,
+    pub end_user_id: Option<shared::EndUserId>,
     pub step: i16,
     pub position: i16,
     pub call_id: String,
     pub tool_id: Option<String>,
     pub name: String,
     pub arguments: Value,
+    /// The real arguments, sealed, when they differ from the stored ones.
+    pub sealed_arguments: Option<Vec<u8>>,
     pub step_text: String,
     pub outcome: String,
     pub result: String,
     pub passages: Option<Value>,
     pub duration_ms: Option<i32>,
     pub created_at: DateTime<Utc>,
+    /// The event whose turn confirmed and ran it, for a call that waited for a yes.
+    pub confirmed_event: Option<String>,
 }
 
 impl CallRow {
+    /// The inbound event whose reply the call belongs with: the one that ran it.
+    pub fn shown_with(&self) -> &str {
+        self.confirmed_event.as_deref().unwrap_or(&self.event_id)
+    }
+
     pub fn outcome(&self) -> ToolOutcome {
         ToolOutcome::parse(&self.outcome).unwrap_or(ToolOutcome::Failed)
     }
@@ -205,9 +215,15 @@ impl CallRow {
     }
 }
 
-const CALL_COLUMNS: &str = "id, conversation_id, event_id, agent_id, step, position, call_id, \
-                            tool_id, name, arguments, step_text, outcome, result, passages, \
-                            duration_ms, created_at";
+const CALL_COLUMNS: &str = "id, conversation_id, event_id, agent_id, end_user_id, step, \
+                            position, call_id, tool_id, name, arguments, sealed_arguments, \
+                            step_text, outcome, result, passages, duration_ms, created_at, \
+                            confirmed_event";
+
+/// The slot a call's real arguments are sealed under.
+pub fn arguments_slot(id: Uuid) -> String {
+    format!("tool_call:{id}")
+}
 
 /// Records the calls the model proposed in one step (with the outcome of those that will not
 /// run). A step recorded before (a resumed turn racing an old owner) is left as it was.
@@ -215,11 +231,12 @@ pub async fn record_step(tx: &mut TenantTx, calls: &[CallRow]) -> StoreResult<()
     let tenant = tx.tenant();
     for c in calls {
         sqlx::query(
-            "INSERT INTO tool_calls (id, tenant_id, conversation_id, event_id, agent_id, step, \
-                                     position, call_id, tool_id, name, arguments, step_text, \
-                                     outcome, result, duration_ms, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     CASE WHEN $13 = 'running' THEN NULL ELSE now() END) \
+            "INSERT INTO tool_calls (id, tenant_id, conversation_id, event_id, agent_id, \
+                                     end_user_id, step, position, call_id, tool_id, name, \
+                                     arguments, sealed_arguments, step_text, outcome, result, \
+                                     duration_ms, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                     $17, CASE WHEN $15 = 'running' THEN NULL ELSE now() END) \
              ON CONFLICT (tenant_id, event_id, step, position) DO NOTHING",
         )
         .bind(c.id)
@@ -227,12 +244,14 @@ pub async fn record_step(tx: &mut TenantTx, calls: &[CallRow]) -> StoreResult<()
         .bind(c.conversation_id)
         .bind(&c.event_id)
         .bind(c.agent_id)
+        .bind(c.end_user_id)
         .bind(c.step)
         .bind(c.position)
         .bind(&c.call_id)
         .bind(&c.tool_id)
         .bind(&c.name)
         .bind(&c.arguments)
+        .bind(&c.sealed_arguments)
         .bind(&c.step_text)
         .bind(&c.outcome)
         .bind(&c.result)
@@ -255,7 +274,7 @@ pub async fn finish(
 ) -> StoreResult<bool> {
     Ok(sqlx::query(
         "UPDATE tool_calls SET outcome = $2, result = $3, passages = $4, duration_ms = $5, \
-                               finished_at = now() \
+                               finished_at = now(), sealed_arguments = NULL \
          WHERE id = $1 AND outcome IN ('running', 'awaiting_confirmation')",
     )
     .bind(id)
@@ -279,17 +298,20 @@ pub async fn for_event(tx: &mut TenantTx, event_id: &str) -> StoreResult<Vec<Cal
     .await?)
 }
 
-/// The call of the conversation waiting for the customer's confirmation, if any (the newest).
+/// The call of the conversation waiting for `end_user`'s confirmation, if any (the newest).
 pub async fn awaiting_confirmation(
     tx: &mut TenantTx,
     conversation: ConversationId,
+    end_user: shared::EndUserId,
 ) -> StoreResult<Option<CallRow>> {
     Ok(sqlx::query_as::<_, CallRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {CALL_COLUMNS} FROM tool_calls \
          WHERE conversation_id = $1 AND outcome = 'awaiting_confirmation' \
-         ORDER BY created_at DESC, id DESC LIMIT 1"
+           AND (end_user_id IS NULL OR end_user_id = $2) \
+         ORDER BY created_at DESC, step DESC, position DESC LIMIT 1"
     )))
     .bind(conversation)
+    .bind(end_user)
     .fetch_optional(tx.connection())
     .await?)
 }
@@ -309,6 +331,7 @@ pub async fn settle_confirmation(
         }
         None => {
             "UPDATE tool_calls SET outcome = 'declined', finished_at = now(), \
+                    sealed_arguments = NULL, \
                     result = 'The customer did not confirm; it did not run.' \
              WHERE id = $1 AND outcome = 'awaiting_confirmation' AND $2::text IS NULL"
         }
@@ -371,15 +394,16 @@ pub async fn page(
     Ok((rows, total))
 }
 
-/// The calls made for each of these inbound events (the replies of a conversation view), in
-/// order.
+/// The calls made for (or confirmed by) each of these inbound events — the replies of a
+/// conversation view — in order.
 pub async fn for_events(tx: &mut TenantTx, event_ids: &[String]) -> StoreResult<Vec<CallRow>> {
     if event_ids.is_empty() {
         return Ok(Vec::new());
     }
     Ok(sqlx::query_as::<_, CallRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {CALL_COLUMNS} FROM tool_calls WHERE event_id = ANY($1) \
-         ORDER BY event_id, step, position"
+        "SELECT {CALL_COLUMNS} FROM tool_calls \
+         WHERE event_id = ANY($1) OR confirmed_event = ANY($1) \
+         ORDER BY created_at, step, position"
     )))
     .bind(event_ids)
     .fetch_all(tx.connection())

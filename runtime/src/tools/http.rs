@@ -72,30 +72,46 @@ pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
     Ok(out)
 }
 
-/// Checks a template: a URL once its placeholders are filled, `https` unless `allowed(url)`,
-/// no placeholder before the path, no userinfo.
+/// Where a template sends its calls: scheme, host and port, with its placeholders filled by
+/// `dummy`.
+fn authority(template: &str, dummy: &str) -> Result<(Url, (String, String, u16)), TemplateError> {
+    let url = Url::parse(&fill(template, |_| dummy.into()))
+        .map_err(|e| TemplateError::NotAUrl(e.to_string()))?;
+    let key = (
+        url.scheme().to_string(),
+        url.host_str().unwrap_or_default().to_string(),
+        url.port_or_known_default().unwrap_or(0),
+    );
+    Ok((url, key))
+}
+
+/// Checks a template: a URL once its placeholders are filled, `https` unless `allowed(url)`, no
+/// userinfo, and placeholders that cannot reach the scheme, host or port: filled two different
+/// ways, it must point at the same place, and neither filling may show outside the path and
+/// query.
 pub fn check_template(
     template: &str,
     allowed: impl Fn(&Url) -> bool,
 ) -> Result<Vec<String>, TemplateError> {
     let names = placeholders(template)?;
-    let authority_end = template
-        .find("://")
-        .map(|i| i + 3)
-        .and_then(|start| {
-            template[start..]
-                .find(['/', '?', '#'])
-                .map(|j| start + j)
-                .or(Some(template.len()))
-        })
-        .unwrap_or(template.len());
-    if template[..authority_end].contains('{') {
+    if template
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(TemplateError::NotAUrl(
+            "it contains spaces or control characters".into(),
+        ));
+    }
+    let (url, first) = authority(template, "a1b2c3")?;
+    let (_, second) = authority(template, "z9y8x7")?;
+    if first != second || ["a1b2c3", "z9y8x7"].iter().any(|d| first.1.contains(d)) {
         return Err(TemplateError::PlaceholderInHost);
     }
-    let filled = fill(template, |_| "x".into());
-    let url = Url::parse(&filled).map_err(|e| TemplateError::NotAUrl(e.to_string()))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(TemplateError::Userinfo);
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(TemplateError::NotAUrl("it has no host".into()));
     }
     match url.scheme() {
         "https" => {}
@@ -206,15 +222,50 @@ impl HttpTool {
                 status: None,
             });
         }
+        // A whole segment of dots would walk up the API's path (`%2e%2e` too, by the URL rules).
+        if let Some(dots) = names.iter().find(|n| {
+            args.get(n.as_str())
+                .map(text_of)
+                .is_some_and(|v| v == "." || v == "..")
+        }) {
+            return Err(Failure {
+                outcome: ToolOutcome::InvalidArguments,
+                message: format!("The argument {dots:?} may not be \".\" or \"..\"."),
+                status: None,
+            });
+        }
         let filled = fill(&self.url, |name| {
             let v = args.get(name).map(text_of).unwrap_or_default();
             percent_encoding::utf8_percent_encode(&v, ENCODE).to_string()
         });
         let mut url = Url::parse(&filled)
             .map_err(|e| Failure::failed(format!("The tool's URL is not valid: {e}")))?;
+        // The arguments cannot move the call: it goes where the template points.
+        let (_, expected) = authority(&self.url, "a1b2c3")
+            .map_err(|e| Failure::failed(format!("The tool's URL {e}")))?;
+        let actual = (
+            url.scheme().to_string(),
+            url.host_str().unwrap_or_default().to_string(),
+            url.port_or_known_default().unwrap_or(0),
+        );
+        if actual != expected {
+            return Err(Failure {
+                outcome: ToolOutcome::Refused,
+                message: "The arguments would change where the tool's URL points.".into(),
+                status: None,
+            });
+        }
+        // Only the arguments the schema declares are sent.
+        let declared: Vec<String> = self
+            .spec
+            .parameters
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
         let rest: Map<String, Value> = args
             .into_iter()
-            .filter(|(k, _)| !names.iter().any(|n| n == k))
+            .filter(|(k, _)| !names.iter().any(|n| n == k) && declared.contains(k))
             .collect();
         let method = match self.method {
             HttpMethod::Get => Method::GET,
@@ -385,10 +436,7 @@ mod tests {
             check_template("https://{host}/x", never).unwrap_err(),
             TemplateError::PlaceholderInHost
         );
-        assert_eq!(
-            check_template("https://shop.example:{port}/x", never).unwrap_err(),
-            TemplateError::PlaceholderInHost
-        );
+        assert!(check_template("https://shop.example:{port}/x", never).is_err());
         assert_eq!(
             check_template("https://u:p@shop.example/x", never).unwrap_err(),
             TemplateError::Userinfo
@@ -401,6 +449,17 @@ mod tests {
             check_template("not a url", never).unwrap_err(),
             TemplateError::NotAUrl(_)
         ));
+        // Extra slashes or a tab before the host would make the argument the host.
+        for sneaky in [
+            "https:///{x}/orders",
+            "https:////{x}",
+            "https://\t/{x}",
+            "https:\\\\{x}/a",
+            "https://{x}.example/a",
+            "https://shop.example{x}/a",
+        ] {
+            assert!(check_template(sneaky, never).is_err(), "{sneaky:?}");
+        }
     }
 
     #[test]

@@ -233,11 +233,6 @@ pub fn registry() -> Vec<shared::resources::Tool> {
         .collect()
 }
 
-/// Whether `id` names a built-in tool.
-pub fn exists(id: &str) -> bool {
-    builtin(id).is_some()
-}
-
 /// The tools one agent may use in a turn, by the name the model calls.
 #[derive(Debug, Clone, Default)]
 pub struct Toolbox {
@@ -295,12 +290,22 @@ impl Toolbox {
 }
 
 /// What is stored and shown of a text that may contain the tools' secrets: each secret value
-/// (of four characters or more) replaced by `[redacted]`.
+/// (of four characters or more), and each word of eight or more of a secret value (the token of
+/// `Bearer <token>` echoed alone), replaced by `[redacted]`.
 pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut targets: Vec<&str> = Vec::new();
+    for secret in secrets {
+        if secret.chars().count() >= 4 {
+            targets.push(secret);
+        }
+        targets.extend(secret.split_whitespace().filter(|w| w.chars().count() >= 8));
+    }
+    // Longest first, so a whole value goes before its words.
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
     let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "[redacted]");
+    for target in targets {
+        if out.contains(target) {
+            out = out.replace(target, "[redacted]");
         }
     }
     out
@@ -403,6 +408,11 @@ mod tests {
         assert_eq!(
             redact("got s3cr3t-value back, ab stays", &secrets),
             "got [redacted] back, ab stays"
+        );
+        let bearer = vec!["Bearer tok-0123456789".to_string()];
+        assert_eq!(
+            redact("auth: Bearer tok-0123456789; token=tok-0123456789", &bearer),
+            "auth: [redacted]; token=[redacted]"
         );
         let args = json!({"order_id": "1", "Password": "hunter2", "note": ["s3cr3t-value"]});
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Argument schemas: a tool's JSON Schema compiled with the `jsonschema` crate (draft 2020-12
-//! unless the schema names another; references to other documents are never fetched), the
+//! unless the schema names another; references to other documents are never fetched; patterns
+//! on a linear-time regex engine), the
 //! problems with a tenant's schema as field errors, and the problems with a call's arguments
 //! as the model and the operator read them.
 
@@ -65,12 +66,21 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, Vec<SchemaProble
             "must be \"object\": a tool's arguments are an object",
         ));
     }
-    jsonschema::validator_for(schema).map_err(|e| {
-        vec![SchemaProblem {
-            pointer: e.instance_path().as_str().to_string(),
-            message: e.to_string(),
-        }]
-    })
+    // `pattern`s run on the `regex` engine (linear time, size-capped): a tenant's schema cannot
+    // make a check backtrack for seconds.
+    jsonschema::options()
+        .with_pattern_options(
+            jsonschema::PatternOptions::regex()
+                .size_limit(1 << 20)
+                .dfa_size_limit(1 << 20),
+        )
+        .build(schema)
+        .map_err(|e| {
+            vec![SchemaProblem {
+                pointer: e.instance_path().as_str().to_string(),
+                message: e.to_string(),
+            }]
+        })
 }
 
 /// The problems with `arguments` under `validator`, at most ten, each once.
@@ -154,5 +164,17 @@ mod tests {
         assert_eq!(problems[0].pointer, "/order_id");
         assert!(check(&v, &json!({})).is_err());
         assert!(check(&v, &json!({"order_id": "1", "extra": true})).is_err());
+    }
+
+    #[test]
+    fn a_pattern_that_would_backtrack_runs_in_linear_time() {
+        let v = compile(&json!({
+            "type": "object",
+            "properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}
+        }))
+        .unwrap();
+        // On a backtracking engine this input would not finish (2^50000 paths); here it does.
+        let evil = format!("{}!", "a".repeat(50_000));
+        assert!(check(&v, &json!({"a": evil})).is_err());
     }
 }

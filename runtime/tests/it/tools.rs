@@ -902,3 +902,138 @@ async fn the_knowledge_search_tool_answers_with_a_citation() {
     assert_eq!(answer.citations[0].title, "Acme FAQ");
     assert!(answer.citations[0].heading.contains("Refunds"));
 }
+
+/// An @mention in thread `thread` of the support channel, from Slack user `user`.
+fn thread_mention(bot: &str, user: &str, text: &str, ts: &str, thread: &str) -> Value {
+    json!({
+        "type": "app_mention", "user": user, "channel": "CSUPPORT",
+        "text": format!("<@{bot}> {text}"), "ts": ts, "event_ts": ts, "thread_ts": thread,
+    })
+}
+
+#[actix_rt::test]
+async fn only_the_customer_who_asked_can_confirm_in_a_shared_thread() {
+    let s = scene().await;
+    let slack = crate::slack::install(&s.app, s.w.admin_a, s.w.a, "Sam").await;
+    let mut body = order_tool(&s.shop);
+    body["name"] = json!("cancel_order");
+    body["description"] = json!("Cancels an order.");
+    body["method"] = json!("POST");
+    body["url"] = json!(format!("{}/orders/{{order_id}}/cancel", s.shop.base_url));
+    body["needs_confirmation"] = json!(true);
+    let tool = create_tool(&s.app, &s.admin, s.w.a, body).await;
+    assign(
+        &s.app,
+        &s.admin,
+        s.w.a,
+        slack.agent,
+        &[&tool.id.to_string()],
+        json!({}),
+    )
+    .await;
+    let thread = "1700000100.000100";
+    let say = |event: &'static str, user: &'static str, text: &'static str, ts: &'static str| {
+        let app = &s.app;
+        let slack = &slack;
+        async move {
+            let mut events = app.events();
+            let body = crate::slack::callback(
+                &slack.team,
+                event,
+                thread_mention(&slack.bot, user, text, ts, thread),
+            );
+            assert_eq!(
+                crate::slack::deliver(app, &body, None).await.status(),
+                StatusCode::OK
+            );
+            events.finished(s.w.a, 1).await;
+        }
+    };
+    s.app.llm.script([Behavior::ToolCall {
+        name: "cancel_order".into(),
+        arguments: json!({ "order_id": "55" }),
+    }]);
+    say("EvAsk", "UASKER", "cancel order 55", thread).await;
+    let posted = crate::slack::wait_posted(&s.app, 1).await;
+    assert!(posted[0].text.contains("Reply YES"), "{}", posted[0].text);
+    // Someone else in the thread says yes: it neither runs nor is declined.
+    s.app.llm.script([Behavior::Text("Hello there.".into())]);
+    say("EvOther", "UOTHER", "yes", "1700000101.000100").await;
+    assert!(
+        s.shop.received().is_empty(),
+        "another person cannot confirm"
+    );
+    // The customer who asked says yes: it runs, once.
+    s.app
+        .llm
+        .script([Behavior::Text("Order 55 is cancelled.".into())]);
+    say("EvYes", "UASKER", "yes", "1700000102.000100").await;
+    let ran = s.shop.received();
+    assert_eq!(ran.len(), 1);
+    assert_eq!(ran[0].path, "/orders/55/cancel");
+}
+
+#[actix_rt::test]
+async fn an_argument_cannot_walk_up_the_path_nor_add_what_the_schema_does_not_declare() {
+    let s = scene().await;
+    let mut body = order_tool(&s.shop);
+    body["name"] = json!("echo");
+    body["url"] = json!(format!(
+        "{}/echo/customers/{{order_id}}/orders",
+        s.shop.base_url
+    ));
+    let tool = create_tool(&s.app, &s.admin, s.w.a, body).await;
+    assign(
+        &s.app,
+        &s.admin,
+        s.w.a,
+        s.agent,
+        &[&tool.id.to_string()],
+        json!({}),
+    )
+    .await;
+    s.app.llm.script([
+        Behavior::ToolCall {
+            name: "echo".into(),
+            arguments: json!({ "order_id": ".." }),
+        },
+        Behavior::Text("No.".into()),
+    ]);
+    crate::knowledge::chat(&s.app, &s.admin, s.w.a, s.agent, "dots", "order ..").await;
+    assert!(
+        s.shop.received().is_empty(),
+        "a dot segment is refused before anything is sent"
+    );
+    let answer = reply(&s.app, &s.admin, s.w.a, s.agent, "dots").await;
+    assert_eq!(answer.tool_calls[0].outcome, ToolOutcome::InvalidArguments);
+    // The schema forbids extra properties here, so an undeclared one never reaches the tool;
+    // a schema that allows them still sends only what it declares.
+    let mut open = order_tool(&s.shop);
+    open["name"] = json!("echo_open");
+    open["url"] = json!(format!("{}/echo/o/{{order_id}}", s.shop.base_url));
+    open["parameters"]["additionalProperties"] = json!(true);
+    let open = create_tool(&s.app, &s.admin, s.w.a, open).await;
+    let tested: ToolTestResult = s
+        .app
+        .client(Some(s.admin.clone()))
+        .post(
+            &format!("/api/tenants/{}/tools/{}/test", s.w.a, open.id),
+            json!({ "arguments": { "order_id": "7", "debug": "true" } }),
+        )
+        .await
+        .json();
+    assert_eq!(tested.outcome, ToolOutcome::Ok, "{}", tested.content);
+    let seen = s.shop.received().pop().unwrap();
+    assert_eq!(seen.path, "/echo/o/7");
+    assert_eq!(seen.query, "", "the undeclared argument was not sent");
+    // Editing the URL to another host keeps no secret: it must be typed again.
+    let mut moved = order_tool(&s.shop);
+    moved["url"] = json!("https://elsewhere.example/orders/{order_id}");
+    moved["headers"] = json!([{ "name": "X-Shop-Key", "secret": true }]);
+    let res = s
+        .app
+        .client(Some(s.admin.clone()))
+        .put(&format!("/api/tenants/{}/tools/{}", s.w.a, tool.id), moved)
+        .await;
+    assert_eq!(res.fields(), vec!["headers[0].value"]);
+}

@@ -667,6 +667,14 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             agent.cite_or_handoff,
         ));
     }
+    let search_only = agent.cite_or_handoff && context.passages.is_empty();
+    if search_only && let Some(system) = request.system.as_mut() {
+        system.push_str(
+            "\n\nAnswer only from passages you find with knowledge_base_search, citing each by \
+             its number in brackets, like [1]. If the search finds nothing that answers the \
+             question, say you do not know.",
+        );
+    }
     if !toolbox.is_empty()
         && let Some(system) = request.system.as_mut()
     {
@@ -782,6 +790,14 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             (ReplyKind::Apology, e.user_message().to_string(), None)
         }
     };
+    // An agent that answers only from its documents, with nothing retrieved for the message and
+    // nothing found by its own search that the answer cites, does not answer from elsewhere.
+    if search_only
+        && kind == ReplyKind::Answer
+        && super::context::cited(&text, &passages).is_empty()
+    {
+        text = super::context::nothing_found(&agent.escalation_rules);
+    }
     // An outage is not counted either way.
     let fired = resolved.and_then(|resolved| {
         escalation::after_turn(&agent.escalation_rules, &mut state.escalation, resolved)
@@ -814,6 +830,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
     } else {
         Vec::new()
     };
+
     let remember = answer.is_ok() && agent.long_term_memory;
     text = guard::with_disclosure(disclosure.as_deref(), text);
     let recording = Recording {

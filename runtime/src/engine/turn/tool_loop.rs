@@ -145,15 +145,33 @@ const YES: [&str; 16] = [
     "да",
 ];
 
-/// Whether a reply confirms: its first word is a yes (`Yes, please`, `ok!`, `Sí`).
+/// Words that make a reply anything but a yes ("ok, wait", "si no puedes…").
+const NOT: [&str; 16] = [
+    "no", "not", "don't", "dont", "wait", "stop", "cancel", "never", "nein", "non", "não", "nao",
+    "нет", "hold", "later", "but",
+];
+
+/// Whether a reply confirms: a short reply (six words at most) that starts with a yes (or is
+/// "go ahead") and says nothing against it (`Yes, please`, `ok!`, `Sí` — not `ok, wait`).
 pub fn confirms(text: &str) -> bool {
     let lower = text.trim().to_lowercase();
-    let first = lower
-        .split(|c: char| !c.is_alphanumeric())
-        .find(|w| !w.is_empty())
-        .unwrap_or("");
-    YES.contains(&first) || lower.starts_with("go ahead")
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let starts_yes =
+        words.first().is_some_and(|w| YES.contains(w)) || words.starts_with(&["go", "ahead"]);
+    starts_yes && words.len() <= 6 && !words.iter().any(|w| NOT.contains(w))
 }
+
+/// How long a call waits for the customer's yes; after that the next message declines it.
+pub const CONFIRMATION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// Calls recorded from one answer at most; the rest are not taken (nor shown to the model).
+pub const MAX_CALLS_RECORDED: usize = 32;
+
+/// The most of one result the model is shown, in characters.
+pub const MAX_RESULT_CHARS: usize = 64 * 1024;
 
 /// Runs the loop for `request` (the prompt of the turn).
 pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, TurnError> {
@@ -167,7 +185,7 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
         let rows = store_tools::for_event(&mut tx, turn.event()).await?;
         let confirmed = store_tools::confirmed_by(&mut tx, turn.event()).await?;
         let held = if rows.is_empty() && confirmed.is_none() {
-            store_tools::awaiting_confirmation(&mut tx, turn.conversation).await?
+            store_tools::awaiting_confirmation(&mut tx, turn.conversation, turn.end_user).await?
         } else {
             None
         };
@@ -179,15 +197,22 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
             (None, None) => None,
         };
         if let Some(row) = confirmed {
-            let tool = row
-                .tool_id
-                .as_deref()
-                .and_then(|_| turn.toolbox.get(&row.name));
-            let row = match (row.outcome(), tool) {
+            let row = match (row.outcome(), tool_of(turn, &row)) {
                 (ToolOutcome::Running, Some(tool)) => {
-                    let arguments = row.arguments.clone();
+                    let arguments = real_arguments(turn, &row);
                     let remaining = deadline.saturating_sub(started.elapsed());
                     execute(turn, &row, tool, arguments, remaining, 0).await?
+                }
+                (ToolOutcome::Running, None) => {
+                    finish_row(
+                        turn,
+                        &row,
+                        ToolOutcome::NotAssigned,
+                        "This tool is not available to you any more.".into(),
+                        None,
+                        0,
+                    )
+                    .await?
                 }
                 _ => row,
             };
@@ -250,14 +275,11 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
         let base = turn.sources_before + passages.len();
         let remaining = deadline.saturating_sub(started.elapsed());
         let runs = calls.iter().enumerate().map(|(i, row)| {
-            let tool = row
-                .tool_id
-                .as_ref()
-                .and_then(|_| turn.toolbox.get(&row.name));
+            let tool = tool_of(turn, row);
             let arguments = fresh_arguments
                 .get(i)
                 .cloned()
-                .unwrap_or_else(|| row.arguments.clone());
+                .unwrap_or_else(|| real_arguments(turn, row));
             async move {
                 match (row.outcome(), tool) {
                     (ToolOutcome::Running, Some(tool)) => {
@@ -312,9 +334,14 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
 }
 
 /// Decides a held call by the customer's message: confirmed (recorded for this turn, which
-/// runs it) or declined.
+/// runs it) or declined. Only the person whose message made the call can answer it; a call
+/// waiting longer than `CONFIRMATION_WINDOW` is declined by whatever comes next.
 async fn settle(turn: &Turn<'_>, held: CallRow) -> Result<Option<CallRow>, TurnError> {
-    let yes = confirms(&turn.d.message.text);
+    if held.end_user_id.is_some_and(|who| who != turn.end_user) {
+        return Ok(None);
+    }
+    let fresh = chrono::Utc::now() - held.created_at < CONFIRMATION_WINDOW;
+    let yes = fresh && confirms(&turn.d.message.text);
     let mut tx = reply::fenced_tx(turn.deps, turn.d).await?;
     let changed =
         store_tools::settle_confirmation(&mut tx, held.id, yes.then_some(turn.event())).await?;
@@ -329,6 +356,30 @@ async fn settle(turn: &Turn<'_>, held: CallRow) -> Result<Option<CallRow>, TurnE
         outcome: ToolOutcome::Running.as_str().into(),
         ..held
     }))
+}
+
+/// The agent's tool a recorded call names, if it still has it (by name, and the same tool).
+fn tool_of<'t>(turn: &'t Turn<'_>, row: &CallRow) -> Option<&'t Registered> {
+    turn.toolbox
+        .get(&row.name)
+        .filter(|t| row.tool_id.as_deref() == Some(t.spec().id.as_str()))
+}
+
+/// The arguments a recorded call runs with: the sealed originals where redaction changed them.
+fn real_arguments(turn: &Turn<'_>, row: &CallRow) -> Value {
+    let Some(sealed) = &row.sealed_arguments else {
+        return row.arguments.clone();
+    };
+    turn.deps
+        .keyring
+        .open(
+            turn.d.message.tenant_id,
+            &store_tools::arguments_slot(row.id),
+            sealed,
+        )
+        .ok()
+        .and_then(|opened| serde_json::from_str(opened.expose()).ok())
+        .unwrap_or_else(|| row.arguments.clone())
 }
 
 /// The tool calls in an answer: (the model's call id, name, arguments).
@@ -360,9 +411,18 @@ fn propose(
     let step_text = report.completion.text();
     let mut rows = Vec::with_capacity(proposed.len());
     let mut arguments = Vec::with_capacity(proposed.len());
-    for (position, (call_id, name, args)) in proposed.into_iter().enumerate() {
+    let mut held = false;
+    for (position, (call_id, name, args)) in
+        proposed.into_iter().take(MAX_CALLS_RECORDED).enumerate()
+    {
         let tool = turn.toolbox.get(&name);
         let (outcome, result) = match tool {
+            Some(t) if t.spec().needs_confirmation && held => (
+                ToolOutcome::Failed,
+                "Only one action that needs the customer's confirmation can wait at a time: \
+                 ask for this one after they answered."
+                    .to_string(),
+            ),
             Some(_) if position >= MAX_CALLS_PER_STEP => (
                 ToolOutcome::Failed,
                 format!(
@@ -373,14 +433,16 @@ fn propose(
             None => (
                 ToolOutcome::NotAssigned,
                 format!(
-                    "There is no tool named {name:?} available to you. Use only the tools you                      were given."
+                    "There is no tool named {name:?} available to you. Use only the tools you \
+                     were given."
                 ),
             ),
             Some(tool) => match tool.check(&args) {
                 Err(problems) => (
                     ToolOutcome::InvalidArguments,
                     format!(
-                        "The arguments do not match the tool's schema: {}. Correct them and                          call the tool again.",
+                        "The arguments do not match the tool's schema: {}. Correct them and \
+                         call the tool again.",
                         problems
                             .iter()
                             .map(ToString::to_string)
@@ -388,18 +450,38 @@ fn propose(
                             .join("; ")
                     ),
                 ),
-                Ok(()) if tool.spec().needs_confirmation => (
-                    ToolOutcome::AwaitingConfirmation,
-                    "Waiting for the customer to confirm.".into(),
-                ),
+                Ok(()) if tool.spec().needs_confirmation => {
+                    held = true;
+                    (
+                        ToolOutcome::AwaitingConfirmation,
+                        "Waiting for the customer to confirm.".into(),
+                    )
+                }
                 Ok(()) => (ToolOutcome::Running, String::new()),
             },
         };
+        let id = Uuid::new_v4();
+        let stored = crate::tools::redact_arguments(&args, &secrets);
+        // The originals of redacted arguments, for a resumed or confirmed run of this call.
+        let sealed_arguments = (stored != args)
+            .then(|| {
+                turn.deps
+                    .keyring
+                    .seal(
+                        turn.d.message.tenant_id,
+                        &store_tools::arguments_slot(id),
+                        &args.to_string(),
+                    )
+                    .ok()
+                    .map(|(sealed, _)| sealed)
+            })
+            .flatten();
         rows.push(CallRow {
-            id: Uuid::new_v4(),
+            id,
             conversation_id: turn.conversation,
             event_id: turn.event().to_string(),
             agent_id: turn.d.message.agent_id,
+            end_user_id: Some(turn.end_user),
             step,
             position: i16::try_from(position).unwrap_or(i16::MAX),
             call_id: if call_id.is_empty() {
@@ -409,7 +491,8 @@ fn propose(
             },
             tool_id: tool.map(|t| t.spec().id.clone()),
             name: name.chars().take(200).collect(),
-            arguments: crate::tools::redact_arguments(&args, &secrets),
+            arguments: stored,
+            sealed_arguments,
             step_text: if position == 0 {
                 step_text.chars().take(20_000).collect()
             } else {
@@ -420,6 +503,7 @@ fn propose(
             passages: None,
             duration_ms: None,
             created_at: chrono::Utc::now(),
+            confirmed_event: None,
         });
         arguments.push(args);
     }
@@ -584,6 +668,9 @@ fn push_step(messages: &mut Vec<Message>, rows: &[CallRow]) {
                 call_id: r.call_id.clone(),
                 content: if r.result.is_empty() {
                     "(no content)".into()
+                } else if r.result.chars().count() > MAX_RESULT_CHARS {
+                    let cut: String = r.result.chars().take(MAX_RESULT_CHARS).collect();
+                    format!("{cut}\n[the rest of this result was cut]")
                 } else {
                     r.result.clone()
                 },
