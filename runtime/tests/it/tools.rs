@@ -901,6 +901,36 @@ async fn the_knowledge_search_tool_answers_with_a_citation() {
     assert_eq!(answer.citations.len(), 1, "{answer:?}");
     assert_eq!(answer.citations[0].title, "Acme FAQ");
     assert!(answer.citations[0].heading.contains("Refunds"));
+    // An agent that answers only from its documents keeps to them with the tool too: an answer
+    // that cites nothing is not sent.
+    assign(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        &["knowledge_base_search"],
+        json!({ "cite_or_handoff": true }),
+    )
+    .await;
+    app.llm.script([
+        Behavior::ToolCall {
+            name: "knowledge_base_search".into(),
+            arguments: json!({ "query": "capital of Mongolia" }),
+        },
+        Behavior::Text("It is Ulaanbaatar.".into()),
+    ]);
+    crate::knowledge::chat(
+        &app,
+        &admin,
+        w.a,
+        agent,
+        "kb2",
+        "What is the capital of Mongolia?",
+    )
+    .await;
+    let answer = reply(&app, &admin, w.a, agent, "kb2").await;
+    assert!(answer.text.contains("don't know"), "{}", answer.text);
+    assert!(!answer.text.contains("Ulaanbaatar"));
 }
 
 /// An @mention in thread `thread` of the support channel, from Slack user `user`.
