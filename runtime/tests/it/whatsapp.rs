@@ -125,6 +125,20 @@ fn texts(app: &TestApp) -> Vec<e2e::whatsapp::Sent> {
         .collect()
 }
 
+/// Every free-form message send the fake received (accepted or refused), in order.
+fn text_calls(app: &TestApp) -> Vec<e2e::whatsapp::Call> {
+    app.whatsapp
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/messages") && c.body["type"] == "text")
+        .collect()
+}
+
+/// The text a free-form send carried.
+fn call_text(call: &e2e::whatsapp::Call) -> &str {
+    call.body["text"]["body"].as_str().unwrap_or_default()
+}
+
 fn body_of(sent: &e2e::whatsapp::Sent) -> &str {
     match &sent.kind {
         SentKind::Text { body } => body,
@@ -164,6 +178,22 @@ async fn wait_statuses(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Each reply part to inbound event `wamid`, in order: (part, status, the provider's id for it).
+async fn reply_part_ids(
+    app: &TestApp,
+    tenant: TenantId,
+    wamid: &str,
+) -> Vec<(i16, String, Option<String>)> {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    sqlx::query_as(
+        "SELECT part, status, provider_message_id FROM messages WHERE reply_to = $1 ORDER BY part",
+    )
+    .bind(wamid)
+    .fetch_all(tx.connection())
+    .await
+    .unwrap()
 }
 
 /// How the entries for event `wamid` left the engine, the first `count` times.
@@ -1208,5 +1238,78 @@ async fn a_tenants_own_meta_app_gets_its_own_webhook_and_secret() {
         own.verify_webhook(webhook["verify_token"].as_str().unwrap())
             .await
             .accepted()
+    );
+}
+
+#[actix_rt::test]
+async fn a_reply_whose_second_part_is_refused_is_finished_by_sending_only_that_part() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let number = line.number.phone_number_id.clone();
+    let sentences: Vec<String> = (0..80)
+        .map(|i| format!("Point {i} of the exchange policy is set out in this sentence."))
+        .collect();
+    let long = sentences.join(" ");
+    assert!((4096..8000).contains(&long.chars().count()));
+    app.llm.script([e2e::llm::Behavior::Text(long.clone())]);
+    // Meta takes the first part, then refuses the second for the number's throughput.
+    app.whatsapp
+        .script_all([Behavior::Accept, Behavior::throughput()]);
+    let m = app
+        .whatsapp
+        .inbound(&number)
+        .text("15550100001", "Ana", "how do exchanges work?");
+    let wamid = m.ids()[0].clone();
+    let mut events = app.events();
+    app.whatsapp.deliver(&m.build()).await;
+    let outcomes = outcomes_of(&mut events, w.a, &wamid, 2).await;
+    assert_eq!(
+        outcomes,
+        [Outcome::Parked, Outcome::Done],
+        "parked for a retry, then finished"
+    );
+    // The retry sent only the part that was refused; the first was never sent again.
+    let calls = text_calls(&app);
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [200, 400, 200], "{statuses:?}");
+    assert_ne!(call_text(&calls[0]), call_text(&calls[1]));
+    assert_eq!(call_text(&calls[1]), call_text(&calls[2]));
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2, "two parts, each sent once");
+    assert_eq!(
+        format!("{} {}", body_of(&sent[0]), body_of(&sent[1])),
+        format!("{DISCLOSURE}\n\n{long}"),
+        "in order, nothing lost"
+    );
+    assert_eq!(llm_calls(&app), 1, "the retry did not ask the LLM again");
+    // Each part keeps the id Meta gave it, and a status names the part it is about.
+    let wamids: Vec<Option<String>> = sent.iter().map(|s| s.wamid.clone()).collect();
+    assert_eq!(
+        reply_part_ids(&app, w.a, &wamid).await,
+        [
+            (0, "sent".to_string(), wamids[0].clone()),
+            (1, "sent".to_string(), wamids[1].clone())
+        ]
+    );
+    let report = app
+        .whatsapp
+        .inbound(&number)
+        .status(
+            wamids[1].as_deref().unwrap(),
+            "15550100001",
+            StatusKind::Delivered,
+        )
+        .build();
+    assert_eq!(app.whatsapp.deliver(&report).await, 200);
+    let parts: Vec<String> = reply_part_ids(&app, w.a, &wamid)
+        .await
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(
+        parts,
+        ["sent", "delivered"],
+        "only the second part moved on"
     );
 }
