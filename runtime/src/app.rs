@@ -179,6 +179,7 @@ impl Application {
             outbound,
             verifications: verifications.clone(),
             knowledge: Some(knowledge.clone()),
+            clock: deps.settings.clock.clone(),
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();

@@ -75,6 +75,8 @@ pub struct AppState {
     pub verifications: audit::Verifications,
     /// The knowledge base and memory service.
     pub knowledge: Option<crate::knowledge::Knowledge>,
+    /// The engine's clock (shared with it): when a webhook's messages were received.
+    pub clock: crate::time::Clock,
 }
 
 /// Session signing, sign-in limits and who the client is.

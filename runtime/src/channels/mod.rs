@@ -32,6 +32,11 @@ pub enum SinkError {
         reason: String,
         after: Option<Duration>,
     },
+    /// Only this recipient is limited for now (WhatsApp's 131056: too many messages to one
+    /// customer in a short time): this send may work after `after`; sends to others are not
+    /// affected.
+    #[error("the recipient cannot take more messages for now: {reason}")]
+    RecipientLimited { reason: String, after: Duration },
     /// It will never work: the installation is gone, the channel deleted, the request refused.
     #[error("the channel refused the reply for good: {0}")]
     Permanent(String),

@@ -711,6 +711,7 @@ async fn throughput_and_pair_rate_limits_back_off_and_then_deliver() {
         };
         app.whatsapp.script(behavior);
         let before = texts(&app).len();
+        let attempts_before = text_calls(&app).len();
         let m = app.whatsapp.inbound(&line.number.phone_number_id).text(
             "15550100001",
             "Ana",
@@ -719,12 +720,29 @@ async fn throughput_and_pair_rate_limits_back_off_and_then_deliver() {
         let wamid = m.ids()[0].clone();
         let mut events = app.events();
         app.whatsapp.deliver(&m.build()).await;
-        let outcomes = outcomes_of(&mut events, w.a, &wamid, 2).await;
+        if code == 131056 {
+            // Only this customer is limited: the send is tried again within the turn, after
+            // Meta's wait, without parking the number's queue.
+            let outcomes = outcomes_of(&mut events, w.a, &wamid, 1).await;
+            assert_eq!(outcomes, [Outcome::Done], "{code}: delivered in its turn");
+        } else {
+            let outcomes = outcomes_of(&mut events, w.a, &wamid, 2).await;
+            assert_eq!(
+                outcomes,
+                [Outcome::Parked, Outcome::Done],
+                "{code}: parked for a retry, then delivered"
+            );
+        }
+        let attempts: Vec<u16> = text_calls(&app)[attempts_before..]
+            .iter()
+            .map(|c| c.status)
+            .collect();
         assert_eq!(
-            outcomes,
-            [Outcome::Parked, Outcome::Done],
-            "{code}: parked for a retry, then delivered"
+            attempts.len(),
+            2,
+            "{code}: refused once, sent once: {attempts:?}"
         );
+        assert_eq!(attempts[1], 200, "{code}: {attempts:?}");
         let sent = texts(&app);
         assert_eq!(sent.len(), before + 1, "{code}: exactly one reply");
         assert!(body_of(sent.last().unwrap()).contains(&format!("question after {code}")));
@@ -959,7 +977,9 @@ async fn clearly_off_topic_requests_are_declined_without_the_llm_and_the_rest_an
 
 #[actix_rt::test]
 async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence() {
-    let app = engine_app().await;
+    let settings = EngineSettings::default();
+    let clock = settings.clock.clone();
+    let app = engine_app_with(settings).await;
     let w = World::new(&app).await;
     let line = connect(&app, w.admin_a, w.a, "Nia").await;
     let number = line.number.phone_number_id.clone();
@@ -1005,33 +1025,43 @@ async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence
         );
     }
     assert!(body_of(&sent[1]).contains("echo: first question"));
-    // The last reply was a day ago: the next one says it again.
-    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-    sqlx::query(
-        "UPDATE messages SET created_at = created_at - interval '25 hours' \
-          WHERE direction = 'outbound'",
-    )
-    .execute(tx.connection())
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    app.whatsapp
-        .deliver(
-            &app.whatsapp
-                .inbound(&number)
-                .text("15550100001", "Ana", "back again")
-                .build(),
-        )
-        .await;
-    events.finished(w.a, 1).await;
+    // Time passes on the engine's clock and on Meta's alike. The customer writes after 23
+    // hours, then 2 hours later (a day after the first question, but not a day after the last
+    // reply), then after another 25 hours.
+    for (hours, text) in [
+        (23, "still there?"),
+        (2, "one more thing"),
+        (25, "back again"),
+    ] {
+        clock.advance(chrono::TimeDelta::hours(hours));
+        app.whatsapp
+            .advance(Duration::from_secs(u64::try_from(hours).unwrap() * 3600));
+        app.whatsapp
+            .deliver(
+                &app.whatsapp
+                    .inbound(&number)
+                    .text("15550100001", "Ana", text)
+                    .build(),
+            )
+            .await;
+        events.finished(w.a, 1).await;
+    }
     let sent = texts(&app);
-    assert_eq!(sent.len(), 4);
+    assert_eq!(sent.len(), 6);
+    for (later, text) in [(&sent[3], "still there?"), (&sent[4], "one more thing")] {
+        assert!(
+            !body_of(later).contains("AI assistant"),
+            "less than a day since the last reply: {}",
+            body_of(later)
+        );
+        assert!(body_of(later).contains(&format!("echo: {text}")));
+    }
     assert!(
-        body_of(&sent[3]).starts_with(DISCLOSURE),
-        "{}",
-        body_of(&sent[3])
+        body_of(&sent[5]).starts_with(DISCLOSURE),
+        "a day of silence: {}",
+        body_of(&sent[5])
     );
-    assert!(body_of(&sent[3]).contains("echo: back again"));
+    assert!(body_of(&sent[5]).contains("echo: back again"));
 }
 
 #[actix_rt::test]
@@ -1311,5 +1341,134 @@ async fn a_reply_whose_second_part_is_refused_is_finished_by_sending_only_that_p
         parts,
         ["sent", "delivered"],
         "only the second part moved on"
+    );
+}
+
+#[actix_rt::test]
+async fn one_customers_pair_rate_limit_does_not_hold_up_the_numbers_other_customers() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let number = line.number.phone_number_id.clone();
+    let (ana, bo) = ("15550100001", "15550100002");
+    // Ana has had too many messages from the number lately: Meta refuses the next two to her.
+    app.whatsapp.script_to(
+        ana,
+        [Behavior::pair_rate_limit(), Behavior::pair_rate_limit()],
+    );
+    let to_ana = app
+        .whatsapp
+        .inbound(&number)
+        .text(ana, "Ana", "alpha: where is my order?");
+    let to_bo =
+        app.whatsapp
+            .inbound(&number)
+            .text(bo, "Bo", "bravo: can I change my delivery address?");
+    let (wamid_ana, wamid_bo) = (to_ana.ids()[0].clone(), to_bo.ids()[0].clone());
+    let mut events = app.events();
+    app.whatsapp.deliver(&to_ana.build()).await;
+    app.whatsapp
+        .wait_calls_where(
+            |calls| calls.iter().any(|c| c.status == 400 && c.body["to"] == ana),
+            WAIT,
+        )
+        .await;
+    // Bo writes to the same number while Ana's reply waits: he is answered at once.
+    app.whatsapp.deliver(&to_bo.build()).await;
+    let finished = events.finished(w.a, 2).await;
+    assert_eq!(
+        finished,
+        [
+            (wamid_bo.clone(), Outcome::Done),
+            (wamid_ana.clone(), Outcome::Done)
+        ],
+        "Bo first, then Ana; neither parked"
+    );
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2, "one reply each: {sent:?}");
+    assert_eq!(sent[0].to, bo);
+    assert!(body_of(&sent[0]).contains("bravo"), "{}", body_of(&sent[0]));
+    assert_eq!(sent[1].to, ana);
+    assert!(body_of(&sent[1]).contains("alpha"), "{}", body_of(&sent[1]));
+    let to_ana: Vec<u16> = text_calls(&app)
+        .iter()
+        .filter(|c| c.body["to"] == ana)
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(to_ana, [400, 400, 200], "refused twice, then sent once");
+    assert_eq!(llm_calls(&app), 2, "each message asked the LLM once");
+    assert_eq!(reply_parts(&app, w.a, &wamid_ana).await.len(), 1);
+}
+
+#[actix_rt::test]
+async fn the_window_runs_from_the_customers_last_message_on_the_engines_clock() {
+    let settings = EngineSettings::default();
+    let clock = settings.clock.clone();
+    let app = engine_app_with(settings).await;
+    let w = World::new(&app).await;
+    // A number without a template: outside the window a part can only fail.
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let number = line.number.phone_number_id.clone();
+    let ana = "15550100001";
+    let day_and_an_hour = |app: &TestApp| {
+        clock.advance(chrono::TimeDelta::hours(25));
+        app.whatsapp.advance(Duration::from_secs(25 * 3600));
+    };
+    // Ana writes, but Meta's webhook for it fails for now: Meta retries it much later.
+    let first = app
+        .whatsapp
+        .inbound(&number)
+        .text(ana, "Ana", "my first message");
+    let first_id = first.ids()[0].clone();
+    let first = first.build();
+    // A day and an hour later she writes again, and is answered.
+    day_and_an_hour(&app);
+    let mut events = app.events();
+    app.whatsapp
+        .deliver(
+            &app.whatsapp
+                .inbound(&number)
+                .text(ana, "Ana", "my second message")
+                .build(),
+        )
+        .await;
+    events.finished(w.a, 1).await;
+    // Meta's late retry of the first message arrives now. That message is 25 hours old, but
+    // Ana last wrote a moment ago: the window is open, and its answer goes out as text.
+    assert_eq!(app.whatsapp.deliver(&first).await, 200);
+    events.finished(w.a, 1).await;
+    let parts = reply_parts(&app, w.a, &first_id).await;
+    assert_eq!(parts[0].0, "sent", "{parts:?}");
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        body_of(&sent[1]).contains("my first message"),
+        "{}",
+        body_of(&sent[1])
+    );
+    // Another message she sent then reaches us only after another 25 hours of silence: now
+    // her last message is more than a day old, and nothing free-form is attempted.
+    let third = app
+        .whatsapp
+        .inbound(&number)
+        .text(ana, "Ana", "my third message");
+    let third_id = third.ids()[0].clone();
+    let third = third.build();
+    day_and_an_hour(&app);
+    let attempts = text_calls(&app).len();
+    assert_eq!(app.whatsapp.deliver(&third).await, 200);
+    events.finished(w.a, 1).await;
+    assert_eq!(text_calls(&app).len(), attempts, "no free-form attempt");
+    let parts = reply_parts(&app, w.a, &third_id).await;
+    assert_eq!(parts[0].0, "failed");
+    assert!(
+        parts[0].1.as_deref().unwrap().contains("24 hours"),
+        "{parts:?}"
+    );
+    let trail = app.audit_actions(w.a).await;
+    assert_eq!(
+        trail.iter().filter(|a| *a == "reply.undeliverable").count(),
+        1,
+        "only the third message's reply was undeliverable: {trail:?}"
     );
 }
