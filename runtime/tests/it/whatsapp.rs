@@ -99,6 +99,20 @@ pub(crate) async fn connect_number(
     body["id"].as_str().unwrap().parse().unwrap()
 }
 
+/// A new agent of `tenant` with a business function (an agent answering a WhatsApp number must
+/// have one).
+pub(crate) async fn shop_agent(app: &TestApp, tenant: TenantId, name: &str) -> shared::AgentId {
+    world::agent_serving(
+        app,
+        tenant,
+        name,
+        &format!(
+            "Customer service for {name}'s online shop: orders, deliveries, returns and refunds"
+        ),
+    )
+    .await
+}
+
 /// A new agent of `tenant` answering on a new number of its own.
 pub(crate) async fn connect(
     app: &TestApp,
@@ -106,7 +120,7 @@ pub(crate) async fn connect(
     tenant: TenantId,
     agent_name: &str,
 ) -> Connected {
-    let agent = world::agent(app, tenant, agent_name).await;
+    let agent = shop_agent(app, tenant, agent_name).await;
     let number = new_number(&app.whatsapp, &format!("{agent_name} Ltd"));
     let connection = connect_number(app, admin, tenant, agent, &number, json!({})).await;
     Connected {
@@ -569,7 +583,7 @@ async fn outside_the_window_a_template_is_sent_or_the_part_fails_clearly_never_f
     let app = engine_app_with(settings).await;
     let w = World::new(&app).await;
     let bare = connect(&app, w.admin_a, w.a, "Nia").await;
-    let agent = world::agent(&app, w.a, "Tess").await;
+    let agent = shop_agent(&app, w.a, "Tess").await;
     let templated_number = new_number(&app.whatsapp, "Tess Ltd");
     app.whatsapp.add_template(
         &templated_number.waba_id,
@@ -1068,7 +1082,7 @@ async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence
 async fn connecting_checks_the_number_with_meta_and_keeps_tenants_apart() {
     let app = TestApp::spawn().await;
     let w = World::new(&app).await;
-    let agent = world::agent(&app, w.a, "Nia").await;
+    let agent = shop_agent(&app, w.a, "Nia").await;
     let admin = app.token_for(w.admin_a, None).await;
     let path = format!("/api/tenants/{}/channels/whatsapp", w.a);
     let post = |body: Value| {
@@ -1134,13 +1148,14 @@ async fn connecting_checks_the_number_with_meta_and_keeps_tenants_apart() {
     assert!(app.whatsapp.subscribed(&mine.waba_id));
     // Tenant B cannot take it (409), see it, or disconnect it.
     let admin_b = app.token_for(w.admin_b, None).await;
+    let agent_b = shop_agent(&app, w.b, "Bea").await;
     let res = app
         .request(
             Method::POST,
             &format!("/api/tenants/{}/channels/whatsapp", w.b),
             Some(&admin_b),
         )
-        .json(&connection_body(&mine, w.agent_b))
+        .json(&connection_body(&mine, agent_b))
         .send()
         .await
         .unwrap();
@@ -1192,7 +1207,7 @@ async fn connecting_checks_the_number_with_meta_and_keeps_tenants_apart() {
 async fn a_tenants_own_meta_app_gets_its_own_webhook_and_secret() {
     let app = engine_app().await;
     let w = World::new(&app).await;
-    let agent = world::agent(&app, w.a, "Own").await;
+    let agent = shop_agent(&app, w.a, "Own").await;
     let number = new_number(&app.whatsapp, "Own App Ltd");
     let own_secret = "f00dfeedf00dfeedf00dfeedf00dfeed";
     connect_number(
@@ -1471,4 +1486,86 @@ async fn the_window_runs_from_the_customers_last_message_on_the_engines_clock() 
         1,
         "only the third message's reply was undeliverable: {trail:?}"
     );
+}
+
+
+/// The field errors of a 422, with their messages.
+async fn field_messages(res: reqwest::Response) -> Vec<(String, String)> {
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: shared::ErrorBody = res.json().await.unwrap();
+    body.fields
+        .into_iter()
+        .map(|f| (f.field, f.message))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn only_an_agent_with_a_business_function_answers_a_whatsapp_number() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let path = format!("/api/tenants/{}/channels/whatsapp", w.a);
+    let number = new_number(&app.whatsapp, "Shop Ltd");
+    // An agent without a business function cannot be connected, and nothing is saved.
+    let general = world::agent(&app, w.a, "Gen").await;
+    let res = app
+        .request(Method::POST, &path, Some(&admin))
+        .json(&connection_body(&number, general))
+        .send()
+        .await
+        .unwrap();
+    let errors = field_messages(res).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "agent_id");
+    assert!(errors[0].1.contains("business function"), "{errors:?}");
+    let nothing: Value = app.get_json(&path, &admin).await;
+    assert_eq!(nothing["total"], 0);
+    // One with a function can.
+    let shop = shop_agent(&app, w.a, "Sol").await;
+    let id = connect_number(&app, w.admin_a, w.a, shop, &number, json!({})).await;
+    // While it answers the number, its function cannot be emptied; it can be changed.
+    let agent_path = format!("/api/tenants/{}/agents/{shop}", w.a);
+    let current: shared::resources::Agent = app.get_json(&agent_path, &admin).await;
+    let put = |input: &shared::resources::AgentInput| {
+        app.request(Method::PUT, &agent_path, Some(&admin))
+            .json(input)
+            .send()
+    };
+    let mut emptied = current.input.clone();
+    emptied.business_function = "   ".into();
+    let errors = field_messages(put(&emptied).await.unwrap()).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "business_function");
+    assert!(errors[0].1.contains("WhatsApp"), "{errors:?}");
+    let kept: shared::resources::Agent = app.get_json(&agent_path, &admin).await;
+    assert_eq!(
+        kept.input.business_function,
+        current.input.business_function
+    );
+    let mut changed = current.input.clone();
+    changed.business_function = "Orders and deliveries of Sol's sandals".into();
+    assert_eq!(put(&changed).await.unwrap().status(), StatusCode::OK);
+    // An agent that answers no WhatsApp number may have none.
+    let mut general_input = current.input.clone();
+    general_input.name = "Gen".into();
+    general_input.business_function = String::new();
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/tenants/{}/agents/{general}", w.a),
+            Some(&admin),
+        )
+        .json(&general_input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Once the number is disconnected, neither may this one.
+    let res = app
+        .request(Method::DELETE, &format!("{path}/{id}"), Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(put(&emptied).await.unwrap().status(), StatusCode::OK);
 }
