@@ -1488,6 +1488,66 @@ async fn the_window_runs_from_the_customers_last_message_on_the_engines_clock() 
     );
 }
 
+#[actix_rt::test]
+async fn metas_re_engagement_error_sends_the_template_once_instead() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let agent = shop_agent(&app, w.a, "Tess").await;
+    let number = new_number(&app.whatsapp, "Tess Ltd");
+    app.whatsapp.add_template(
+        &number.waba_id,
+        Template::new("service_follow_up", "en_US", 2),
+    );
+    connect_number(
+        &app,
+        w.admin_a,
+        w.a,
+        agent,
+        &number,
+        json!({ "templates": [{ "name": "service_follow_up", "language": "en_US",
+                                "variables": ["customer_name", "message"] }] }),
+    )
+    .await;
+    // Our clock says the window is open; Meta says it closed.
+    app.whatsapp.script(Behavior::re_engagement());
+    let m = app.whatsapp.inbound(&number.phone_number_id).text(
+        "15550100001",
+        "Ana",
+        "is my refund done?",
+    );
+    let wamid = m.ids()[0].clone();
+    let mut events = app.events();
+    app.whatsapp.deliver(&m.build()).await;
+    let done = events.finished(w.a, 1).await;
+    assert_eq!(done[0].1, Outcome::Done, "{done:?}");
+    let sends: Vec<(String, u16)> = app
+        .whatsapp
+        .calls()
+        .into_iter()
+        // Message sends only: read receipts carry no type.
+        .filter(|c| c.path.ends_with("/messages") && c.body["type"].is_string())
+        .map(|c| (c.body["type"].as_str().unwrap().to_string(), c.status))
+        .collect();
+    assert_eq!(
+        sends,
+        [("text".to_string(), 400), ("template".to_string(), 200)],
+        "one free-form attempt, then the template once"
+    );
+    let sent = app.whatsapp.messages();
+    assert_eq!(sent.len(), 1);
+    match &sent[0].kind {
+        SentKind::Template { name, params, .. } => {
+            assert_eq!(name, "service_follow_up");
+            assert_eq!(params[0], "Ana");
+            assert!(params[1].contains("is my refund done?"), "{params:?}");
+        }
+        other => panic!("not a template: {other:?}"),
+    }
+    assert_eq!(
+        reply_part_ids(&app, w.a, &wamid).await,
+        [(0, "sent".to_string(), sent[0].wamid.clone())]
+    );
+}
 
 /// The field errors of a 422, with their messages.
 async fn field_messages(res: reqwest::Response) -> Vec<(String, String)> {
@@ -1568,4 +1628,106 @@ async fn only_an_agent_with_a_business_function_answers_a_whatsapp_number() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(put(&emptied).await.unwrap().status(), StatusCode::OK);
+}
+
+#[actix_rt::test]
+async fn a_batch_naming_unknown_and_disconnected_numbers_answers_only_the_connected_one() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let gone = connect(&app, w.admin_a, w.a, "Old").await;
+    let unknown = new_number(&app.whatsapp, "Nobody's Ltd");
+    let admin = app.token_for(w.admin_a, None).await;
+    let res = app
+        .request(
+            Method::DELETE,
+            &format!("/api/tenants/{}/channels/whatsapp/{}", w.a, gone.connection),
+            Some(&admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let to_unknown = app.whatsapp.inbound(&unknown.phone_number_id).text(
+        "15550100003",
+        "Uma",
+        "hello unknown number",
+    );
+    let to_gone = app.whatsapp.inbound(&gone.number.phone_number_id).text(
+        "15550100004",
+        "Gil",
+        "hello disconnected number",
+    );
+    let to_line = app.whatsapp.inbound(&line.number.phone_number_id).text(
+        "15550100001",
+        "Ana Lima",
+        "hello connected number",
+    );
+    let known = to_line.ids()[0].clone();
+    let mut events = app.events();
+    assert_eq!(
+        app.whatsapp
+            .deliver(&batch(&[to_unknown, to_gone, to_line]))
+            .await,
+        200,
+        "the whole batch is acknowledged"
+    );
+    let done = events.finished(w.a, 1).await;
+    assert_eq!(done, [(known.clone(), Outcome::Done)]);
+    // A later message on the connected number is the next thing the tenant's engine does: the
+    // others were never queued.
+    let next = app.whatsapp.inbound(&line.number.phone_number_id).text(
+        "15550100001",
+        "Ana Lima",
+        "and again",
+    );
+    let next_id = next.ids()[0].clone();
+    app.whatsapp.deliver(&next.build()).await;
+    assert_eq!(events.finished(w.a, 1).await, [(next_id, Outcome::Done)]);
+    assert_eq!(llm_calls(&app), 2, "only the connected number's messages");
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for s in &sent {
+        assert_eq!(s.phone_number_id, line.number.phone_number_id);
+        assert_eq!(s.to, "15550100001");
+    }
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    // What the tenant's WhatsApp numbers received.
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT m.body FROM messages m \
+           JOIN conversations v ON v.id = m.conversation_id \
+           JOIN channel_connections c ON c.id = v.channel_connection_id \
+          WHERE m.direction = 'inbound' AND c.kind = 'whatsapp' ORDER BY m.seq",
+    )
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    drop(tx);
+    assert_eq!(bodies, ["hello connected number", "and again"]);
+    // The sender is an end user: their WhatsApp id and profile name.
+    let users: Value = app
+        .get_json(
+            &format!("/api/tenants/{}/end-users?channel=whatsapp", w.a),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        users["total"], 1,
+        "only the connected number's sender: {users}"
+    );
+    let user = &users["items"][0];
+    assert_eq!(user["channel"], "whatsapp");
+    assert_eq!(user["external_id"], "15550100001");
+    assert_eq!(user["display_name"], "Ana Lima");
+    assert_eq!(user["conversations"], 1);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let writers: Vec<Option<Uuid>> = sqlx::query_scalar(
+        "SELECT end_user_id FROM messages WHERE direction = 'inbound' AND sender = $1 ORDER BY seq",
+    )
+    .bind("15550100001")
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    let id: Uuid = user["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(writers, [Some(id), Some(id)], "both messages are hers");
 }
