@@ -614,6 +614,20 @@ async fn scripted_errors_have_metas_shapes() {
         ]
     );
 
+    // One user's script is theirs alone, and is taken before the general one.
+    let fake = self::fake();
+    fake.enforce_window(false);
+    let other = "15550002222";
+    fake.script_to(USER, [Behavior::pair_rate_limit(), Behavior::Accept]);
+    fake.script(Behavior::server_error());
+    let (status, body) = send(&fake, TOKEN, PNID, &text(other, "to the other user")).await;
+    assert_eq!((status, error(&body)["code"].as_u64()), (503, Some(2)));
+    assert_eq!(send(&fake, TOKEN, PNID, &text(other, "again")).await.0, 200);
+    let (status, body) = send(&fake, TOKEN, PNID, &text(USER, "hi")).await;
+    assert_eq!((status, error(&body)["code"].as_u64()), (400, Some(131056)));
+    assert_eq!(send(&fake, TOKEN, PNID, &text(USER, "hi")).await.0, 200);
+    assert_eq!(send(&fake, TOKEN, PNID, &text(USER, "hi")).await.0, 200);
+
     // Throughput: at most 2 a second per number, on a clock that only moves when told.
     let fake = self::fake();
     fake.enforce_window(false);

@@ -184,6 +184,7 @@ impl Application {
                 steps: deps.settings.tool_steps,
                 deadline_secs: deps.settings.turn_deadline.as_secs(),
             },
+            clock: deps.settings.clock.clone(),
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();

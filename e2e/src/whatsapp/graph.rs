@@ -2,6 +2,7 @@
 //! `…/phone_numbers`, `…/subscribed_apps`, `…/messages`, media), token checks, and the
 //! `/_fake/…` helpers a person uses to try the product locally.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::TcpListener;
 use std::pin::Pin;
@@ -456,7 +457,15 @@ async fn messages(
         } => (to, wa_id, kind, context),
     };
 
-    let mut behavior = shared.lock().script.pop_front().unwrap_or(Behavior::Accept);
+    let mut behavior = {
+        let mut state = shared.lock();
+        let own = state
+            .script_to
+            .get_mut(&wa_id)
+            .and_then(VecDeque::pop_front);
+        own.or_else(|| state.script.pop_front())
+            .unwrap_or(Behavior::Accept)
+    };
     while let Behavior::Delay(wait, inner) = behavior {
         tokio::time::sleep(wait).await;
         behavior = *inner;

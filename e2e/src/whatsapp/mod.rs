@@ -9,7 +9,7 @@
 //! customer-service window are refused with 131047 (templates are not). Its clock can be moved
 //! forward (`advance`) so tests close the window without waiting a day.
 //!
-//! Tests script the next sends (`script`), read what was accepted (`sent`) and every request
+//! Tests script the next sends (`script`, or `script_to` for one user's), read what was accepted (`sent`) and every request
 //! (`calls`), and wait for sends without sleeping (`wait_sent`). Webhooks are built with
 //! `Inbound` (every message type, batches of several numbers) and posted signed with
 //! `X-Hub-Signature-256` (`deliver`, `deliver_until_acknowledged`); after accepted sends the fake
@@ -94,6 +94,8 @@ struct State {
     templates: HashMap<String, Vec<Template>>,
     media: HashMap<String, StoredMedia>,
     script: VecDeque<Behavior>,
+    /// Behaviors for the next message sends to one user (`wa_id`), taken before `script`.
+    script_to: HashMap<String, VecDeque<Behavior>>,
     sent: Vec<Sent>,
     calls: Vec<Call>,
     deliveries: Vec<Delivery>,
@@ -140,6 +142,7 @@ impl State {
             templates: HashMap::new(),
             media: HashMap::new(),
             script: VecDeque::new(),
+            script_to: HashMap::new(),
             sent: Vec::new(),
             calls: Vec::new(),
             deliveries: Vec::new(),
@@ -363,6 +366,17 @@ impl FakeGraph {
         self.shared.lock().script.extend(behaviors);
     }
 
+    /// Queues behaviors for the next message sends to the user `wa_id` only, in order; they are
+    /// taken before anything queued with `script`, and sends to other users do not consume them.
+    pub fn script_to(&self, wa_id: &str, behaviors: impl IntoIterator<Item = Behavior>) {
+        self.shared
+            .lock()
+            .script_to
+            .entry(wa_id.to_string())
+            .or_default()
+            .extend(behaviors);
+    }
+
     /// Whether free-form sends outside the 24-hour window are refused (default true).
     pub fn enforce_window(&self, on: bool) {
         self.shared.lock().enforce_window = on;
@@ -479,6 +493,18 @@ impl FakeGraph {
         let what = format!("{n} call(s)");
         self.wait_until(timeout, &what, |s| {
             (s.calls.len() >= n).then(|| s.calls.clone())
+        })
+        .await
+    }
+
+    /// Waits until `done` holds for the requests received so far (whatever they were answered).
+    pub async fn wait_calls_where(
+        &self,
+        done: impl Fn(&[Call]) -> bool,
+        timeout: Duration,
+    ) -> Vec<Call> {
+        self.wait_until(timeout, "the awaited calls", |s| {
+            done(&s.calls).then(|| s.calls.clone())
         })
         .await
     }

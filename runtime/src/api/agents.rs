@@ -267,6 +267,16 @@ pub async fn replace(
         state.turn_caps,
     )?;
     let before = to_dto(before)?;
+    if body.business_function.trim().is_empty()
+        && crate::store::channels::answers_whatsapp(&mut tx, agent_id).await?
+    {
+        return Err(ApiError::invalid_field(
+            "business_function",
+            "this AI employee answers a WhatsApp number, where Meta's terms allow only an \
+             assistant for the business's own customers: it needs a business function (to clear it, \
+             first connect the number to another AI employee, or disconnect it)",
+        ));
+    }
     let after = store_agents::update(&mut tx, agent_id, &fields(&body)?)
         .await?
         .ok_or_else(|| ApiError::not_found("The agent"))?;

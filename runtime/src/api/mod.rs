@@ -77,6 +77,8 @@ pub struct AppState {
     pub knowledge: Option<crate::knowledge::Knowledge>,
     /// The platform's caps on an agent's tool steps and turn deadline.
     pub turn_caps: tools::TurnCaps,
+    /// The engine's clock (shared with it): when a webhook's messages were received.
+    pub clock: crate::time::Clock,
 }
 
 /// Session signing, sign-in limits and who the client is.

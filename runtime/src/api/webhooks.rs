@@ -85,7 +85,8 @@ pub async fn receive<A: Receive>(
             active: resolved.active,
             settings,
         };
-        let message = match adapter.accept(routed, &connection, Utc::now()) {
+        // Received on the engine's clock, which judges WhatsApp's window from it.
+        let message = match adapter.accept(routed, &connection, state.clock.now()) {
             Ok(Accepted::Message(message)) => message,
             Ok(Accepted::Delivery(report)) => {
                 apply_delivery(state, &connection, &report).await?;

@@ -185,6 +185,11 @@ fn meta_refused(field: &str, e: CallError, what: &str) -> ApiError {
     }
 }
 
+/// Why an agent without a business function cannot answer a WhatsApp number.
+pub const NEEDS_BUSINESS_FUNCTION: &str = "this AI employee has no business function: Meta's \
+    terms allow only an assistant for the business's own customers on WhatsApp, so say what it \
+    helps customers with (its business function) before it answers a number";
+
 /// Connect (or refresh) a WhatsApp business number for this tenant.
 #[utoipa::path(post, path = "/api/tenants/{tenant_id}/channels/whatsapp", tag = "channels",
     params(("tenant_id" = Uuid, Path)), request_body = WhatsappConnectionInput,
@@ -209,11 +214,17 @@ pub async fn connect(
     let tenant = auth.tenant()?;
     {
         let mut tx = state.store.tenant_tx(tenant).await?;
-        if agents::get(&mut tx, input.agent_id).await?.is_none() {
-            return Err(ApiError::invalid_field(
-                "agent_id",
-                "no such AI employee in this tenant",
-            ));
+        match agents::get(&mut tx, input.agent_id).await? {
+            None => {
+                return Err(ApiError::invalid_field(
+                    "agent_id",
+                    "no such AI employee in this tenant",
+                ));
+            }
+            Some(agent) if agent.business_function.trim().is_empty() => {
+                return Err(ApiError::invalid_field("agent_id", NEEDS_BUSINESS_FUNCTION));
+            }
+            Some(_) => {}
         }
     }
     let token = input.access_token.trim();

@@ -32,6 +32,11 @@ pub enum SinkError {
         reason: String,
         after: Option<Duration>,
     },
+    /// Only this recipient is limited for now (WhatsApp's 131056: too many messages to one
+    /// customer in a short time): this send may work after `after`; sends to others are not
+    /// affected.
+    #[error("the recipient cannot take more messages for now: {reason}")]
+    RecipientLimited { reason: String, after: Duration },
     /// It will never work: the installation is gone, the channel deleted, the request refused.
     #[error("the channel refused the reply for good: {0}")]
     Permanent(String),
@@ -83,10 +88,11 @@ pub trait ReplySink: Send + Sync {
 
 /// Spaces out sends per key (a Slack channel, a WhatsApp business number): each send books the
 /// key's next slot `gap` after its own. Keys whose slots have passed are dropped once there are
-/// more than 10 000, so the map stays bounded. Cheap to clone: clones share the slots.
+/// more than 10 000, so the map stays bounded. Cheap to clone: clones share the slots. Time is
+/// tokio's, so tests with paused time see exact instants.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    next: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
+    next: Arc<std::sync::Mutex<HashMap<String, tokio::time::Instant>>>,
     gap: Duration,
 }
 
@@ -98,7 +104,7 @@ impl Pacer {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::time::Instant>> {
         self.next
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -108,7 +114,7 @@ impl Pacer {
     pub async fn wait(&self, key: &str) {
         let wait = {
             let mut next = self.slots();
-            let now = std::time::Instant::now();
+            let now = tokio::time::Instant::now();
             let at = next.get(key).copied().unwrap_or(now).max(now);
             next.insert(key.to_string(), at + self.gap);
             if next.len() > 10_000 {
@@ -124,7 +130,7 @@ impl Pacer {
     /// Pushes `key`'s next slot back by `by` (the provider said to slow down).
     pub fn push_back(&self, key: &str, by: Duration) {
         let mut next = self.slots();
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let at = next.get(key).copied().unwrap_or(now).max(now);
         next.insert(key.to_string(), at + by);
     }
@@ -392,5 +398,56 @@ impl Channels {
                 self.whatsapp.clone() as Arc<dyn ReplySink>,
             ),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// When each of `keys` got its slot, after `start`, waiting for all of them at once.
+    async fn slots(pacer: &Pacer, keys: &[&str]) -> Vec<Duration> {
+        let start = Instant::now();
+        let waits = keys.iter().map(|key| async move {
+            pacer.wait(key).await;
+            Instant::now() - start
+        });
+        futures_util::future::join_all(waits).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_keys_sends_are_spaced_by_the_gap_and_other_keys_do_not_wait() {
+        // 4 messages a second.
+        let pacer = Pacer::new(Duration::from_secs(1) / 4);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            slots(
+                &pacer,
+                &["number-a", "number-a", "number-b", "number-a", "number-b"]
+            )
+            .await,
+            [ms(0), ms(250), ms(0), ms(500), ms(250)]
+        );
+        // The next slot of a key that was busy is one gap after its last send; a key that has
+        // been idle sends at once.
+        assert_eq!(
+            slots(&pacer, &["number-a", "number-c"]).await,
+            [ms(250), ms(0)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_push_back_delays_only_its_own_key() {
+        let pacer = Pacer::new(Duration::from_millis(100));
+        pacer.push_back("number-a", Duration::from_secs(2));
+        assert_eq!(
+            slots(&pacer, &["number-a", "number-b", "number-a"]).await,
+            [
+                Duration::from_secs(2),
+                Duration::ZERO,
+                Duration::from_millis(2100)
+            ]
+        );
     }
 }

@@ -79,9 +79,17 @@ pub async fn record_pending(
         .get(&d.message.channel)
         .map_or(usize::MAX, |s| s.max_part_chars());
     let parts = split(text, max);
-    let ids =
-        conversations::record_reply(tx, conversation, &d.message.provider_event_id, kind, &parts)
-            .await?;
+    // Recorded at the engine's clock's time: the day of silence before an AI disclosure is
+    // measured on it.
+    let ids = conversations::record_reply(
+        tx,
+        conversation,
+        &d.message.provider_event_id,
+        kind,
+        &parts,
+        deps.settings.clock.now(),
+    )
+    .await?;
     Ok(ids
         .into_iter()
         .zip(parts)
@@ -96,8 +104,19 @@ pub async fn record_pending(
         .collect())
 }
 
+/// How many times one part is sent within its turn while only its recipient is limited
+/// (WhatsApp's 131056, too many messages to this customer), waiting as the channel asks in
+/// between, before the entry is parked. Waiting here holds up only this conversation; a parked
+/// entry holds up every later message of its connection.
+pub const RECIPIENT_LIMITED_ATTEMPTS: u32 = 4;
+
 /// Sends the parts not sent yet, in order, marking each sent. Stops with `Fenced` as soon as
 /// this node no longer holds the partition (the new owner sends what is left).
+///
+/// Each part is judged against the time the customer last wrote in `conversation` (WhatsApp's
+/// 24-hour window), or the answered message's time if that is later. A part refused only because
+/// its recipient had too many messages is sent again within the turn, up to
+/// `RECIPIENT_LIMITED_ATTEMPTS` times.
 ///
 /// A part the channel can never deliver (outside WhatsApp's window with no template) is marked
 /// failed with the reason and audited, and the rest of the reply goes on; credentials refused for
@@ -107,6 +126,7 @@ pub async fn deliver(
     deps: &EngineDeps,
     d: &Delivery,
     connection: &ConnectionConfig,
+    conversation: ConversationId,
     parts: &[ReplyPart],
 ) -> Result<(), TurnError> {
     let m = &d.message;
@@ -119,31 +139,48 @@ pub async fn deliver(
         Some(config) => config.agent(m.agent_id).map(|a| a.profile.name.clone()),
         None => None,
     };
+    let customer_wrote_at = {
+        let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+        let last = conversations::last_inbound_at(&mut tx, conversation).await?;
+        tx.commit().await?;
+        Some(last.map_or(m.received_at, |last| last.max(m.received_at)))
+    };
     for part in parts.iter().filter(|p| p.status == DeliveryStatus::Pending) {
-        if !deps.ownership.holds(d.partition, d.epoch) {
-            return Err(TurnError::Fenced);
-        }
-        let sent = sink
-            .send(
-                connection,
-                OutboundReply {
-                    tenant_id: m.tenant_id,
-                    connection_id: m.connection_id,
-                    target: m.reply_to.clone(),
-                    in_reply_to: m.provider_event_id.clone(),
-                    kind: part.kind,
-                    text: part.body.clone(),
-                    context: ReplyContext {
-                        // The message this answers: the customer may have written since, which
-                        // only keeps the window open longer.
-                        customer_wrote_at: Some(m.received_at),
-                        now: Some(deps.settings.clock.now()),
-                        customer_name: m.sender.display_name.clone(),
-                        agent_name: agent_name.clone(),
+        let mut attempt = 1;
+        let sent = loop {
+            if !deps.ownership.holds(d.partition, d.epoch) {
+                return Err(TurnError::Fenced);
+            }
+            let sent = sink
+                .send(
+                    connection,
+                    OutboundReply {
+                        tenant_id: m.tenant_id,
+                        connection_id: m.connection_id,
+                        target: m.reply_to.clone(),
+                        in_reply_to: m.provider_event_id.clone(),
+                        kind: part.kind,
+                        text: part.body.clone(),
+                        context: ReplyContext {
+                            customer_wrote_at,
+                            now: Some(deps.settings.clock.now()),
+                            customer_name: m.sender.display_name.clone(),
+                            agent_name: agent_name.clone(),
+                        },
                     },
-                },
-            )
-            .await;
+                )
+                .await;
+            match sent {
+                Err(SinkError::RecipientLimited { after, .. })
+                    if attempt < RECIPIENT_LIMITED_ATTEMPTS =>
+                {
+                    tracing::info!(tenant.id = %m.tenant_id, channel = m.channel.as_str(), attempt, wait_ms = after.as_millis() as u64, "the recipient is limited; sending the part again after a wait");
+                    tokio::time::sleep(after).await;
+                    attempt += 1;
+                }
+                sent => break sent,
+            }
+        };
         let sent = match sent {
             Ok(sent) => sent,
             Err(SinkError::Undeliverable(reason)) => {
@@ -214,6 +251,7 @@ async fn note_failure(deps: &EngineDeps, m: &InboundMessage, error: &SinkError) 
         let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
         let reason = match error {
             SinkError::Retryable { reason, .. }
+            | SinkError::RecipientLimited { reason, .. }
             | SinkError::Permanent(reason)
             | SinkError::Undeliverable(reason)
             | SinkError::Revoked(reason) => reason.as_str(),

@@ -203,6 +203,18 @@ pub async fn health(
         .collect())
 }
 
+/// Whether `agent` answers a WhatsApp number that is connected (active, or failed until an admin
+/// connects it again).
+pub async fn answers_whatsapp(tx: &mut TenantTx, agent: shared::AgentId) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM channel_connections \
+                         WHERE agent_id = $1 AND kind = 'whatsapp' AND status <> 'disabled')",
+    )
+    .bind(agent)
+    .fetch_one(tx.connection())
+    .await?)
+}
+
 /// Notes that a message came in on the connection (to the minute: at most one write a minute
 /// per connection).
 pub async fn note_inbound(tx: &mut TenantTx, id: ConnectionId) -> StoreResult<()> {

@@ -145,14 +145,16 @@ pub async fn reply_parts(tx: &mut TenantTx, event: &str) -> StoreResult<Vec<Repl
         .collect()
 }
 
-/// Records the reply to `event` as pending, one row per part. Fails with a conflict when a reply
-/// to that event is recorded already (another node got there first).
+/// Records the reply to `event` as pending, one row per part, created `at` (the engine's clock).
+/// Fails with a conflict when a reply to that event is recorded already (another node got there
+/// first).
 pub async fn record_reply(
     tx: &mut TenantTx,
     conversation: ConversationId,
     event: &str,
     kind: ReplyKind,
     parts: &[String],
+    at: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<Vec<Uuid>> {
     let tenant = tx.tenant();
     let mut ids = Vec::with_capacity(parts.len());
@@ -166,8 +168,8 @@ pub async fn record_reply(
         };
         sqlx::query(
             "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, \
-                 provider_event_id, reply_to, part, kind, status) \
-             VALUES ($1, $2, $3, 'outbound', 'agent', $4, $5, $6, $7, $8, 'pending')",
+                 provider_event_id, reply_to, part, kind, status, created_at) \
+             VALUES ($1, $2, $3, 'outbound', 'agent', $4, $5, $6, $7, $8, 'pending', $9)",
         )
         .bind(id)
         .bind(tenant)
@@ -177,6 +179,7 @@ pub async fn record_reply(
         .bind(event)
         .bind(part)
         .bind(kind.as_str())
+        .bind(at)
         .execute(tx.connection())
         .await
         .map_err(|e| match &e {
@@ -339,6 +342,37 @@ pub async fn last_reply_at(
     .bind(conversation)
     .fetch_optional(tx.connection())
     .await?)
+}
+
+/// Notes that the customer wrote in the conversation at `at` (only ever moving it forward: a
+/// provider's late retry of an older message does not move it back).
+pub async fn note_inbound(
+    tx: &mut TenantTx,
+    conversation: ConversationId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE conversations SET last_inbound_at = GREATEST(last_inbound_at, $2) WHERE id = $1",
+    )
+    .bind(conversation)
+    .bind(at)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
+}
+
+/// When the customer last wrote in the conversation, if ever.
+pub async fn last_inbound_at(
+    tx: &mut TenantTx,
+    conversation: ConversationId,
+) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+    Ok(
+        sqlx::query_scalar("SELECT last_inbound_at FROM conversations WHERE id = $1")
+            .bind(conversation)
+            .fetch_optional(tx.connection())
+            .await?
+            .flatten(),
+    )
 }
 
 /// One message of the history a memory window is rebuilt from.

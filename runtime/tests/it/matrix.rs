@@ -355,7 +355,7 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         path = path.replace("{agent_id}", &agent.to_string());
     }
     if path.contains("{connection_id}") && spec.path.contains("/whatsapp/") {
-        let agent = world::agent(app, w.a, "WhatsApp agent").await;
+        let agent = crate::whatsapp::shop_agent(app, w.a, "WhatsApp agent").await;
         let number = crate::whatsapp::new_number(&app.whatsapp, "Matrix Ltd");
         let id =
             crate::whatsapp::connect_number(app, w.admin_a, w.a, agent, &number, json!({})).await;
@@ -520,7 +520,7 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
             Some(slack_installation(app, agent))
         }
         ("POST", "/api/tenants/{tenant_id}/channels/whatsapp") => {
-            let agent = world::agent(app, w.a, "WhatsApp agent").await;
+            let agent = crate::whatsapp::shop_agent(app, w.a, "WhatsApp agent").await;
             let number = crate::whatsapp::new_number(&app.whatsapp, "Matrix Ltd");
             Some(json!({
                 "phone_number_id": number.phone_number_id, "waba_id": number.waba_id,

@@ -99,6 +99,20 @@ pub(crate) async fn connect_number(
     body["id"].as_str().unwrap().parse().unwrap()
 }
 
+/// A new agent of `tenant` with a business function (an agent answering a WhatsApp number must
+/// have one).
+pub(crate) async fn shop_agent(app: &TestApp, tenant: TenantId, name: &str) -> shared::AgentId {
+    world::agent_serving(
+        app,
+        tenant,
+        name,
+        &format!(
+            "Customer service for {name}'s online shop: orders, deliveries, returns and refunds"
+        ),
+    )
+    .await
+}
+
 /// A new agent of `tenant` answering on a new number of its own.
 pub(crate) async fn connect(
     app: &TestApp,
@@ -106,7 +120,7 @@ pub(crate) async fn connect(
     tenant: TenantId,
     agent_name: &str,
 ) -> Connected {
-    let agent = world::agent(app, tenant, agent_name).await;
+    let agent = shop_agent(app, tenant, agent_name).await;
     let number = new_number(&app.whatsapp, &format!("{agent_name} Ltd"));
     let connection = connect_number(app, admin, tenant, agent, &number, json!({})).await;
     Connected {
@@ -123,6 +137,20 @@ fn texts(app: &TestApp) -> Vec<e2e::whatsapp::Sent> {
         .into_iter()
         .filter(|s| matches!(s.kind, SentKind::Text { .. }))
         .collect()
+}
+
+/// Every free-form message send the fake received (accepted or refused), in order.
+fn text_calls(app: &TestApp) -> Vec<e2e::whatsapp::Call> {
+    app.whatsapp
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/messages") && c.body["type"] == "text")
+        .collect()
+}
+
+/// The text a free-form send carried.
+fn call_text(call: &e2e::whatsapp::Call) -> &str {
+    call.body["text"]["body"].as_str().unwrap_or_default()
 }
 
 fn body_of(sent: &e2e::whatsapp::Sent) -> &str {
@@ -164,6 +192,22 @@ async fn wait_statuses(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Each reply part to inbound event `wamid`, in order: (part, status, the provider's id for it).
+async fn reply_part_ids(
+    app: &TestApp,
+    tenant: TenantId,
+    wamid: &str,
+) -> Vec<(i16, String, Option<String>)> {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    sqlx::query_as(
+        "SELECT part, status, provider_message_id FROM messages WHERE reply_to = $1 ORDER BY part",
+    )
+    .bind(wamid)
+    .fetch_all(tx.connection())
+    .await
+    .unwrap()
 }
 
 /// How the entries for event `wamid` left the engine, the first `count` times.
@@ -539,7 +583,7 @@ async fn outside_the_window_a_template_is_sent_or_the_part_fails_clearly_never_f
     let app = engine_app_with(settings).await;
     let w = World::new(&app).await;
     let bare = connect(&app, w.admin_a, w.a, "Nia").await;
-    let agent = world::agent(&app, w.a, "Tess").await;
+    let agent = shop_agent(&app, w.a, "Tess").await;
     let templated_number = new_number(&app.whatsapp, "Tess Ltd");
     app.whatsapp.add_template(
         &templated_number.waba_id,
@@ -681,6 +725,7 @@ async fn throughput_and_pair_rate_limits_back_off_and_then_deliver() {
         };
         app.whatsapp.script(behavior);
         let before = texts(&app).len();
+        let attempts_before = text_calls(&app).len();
         let m = app.whatsapp.inbound(&line.number.phone_number_id).text(
             "15550100001",
             "Ana",
@@ -689,12 +734,29 @@ async fn throughput_and_pair_rate_limits_back_off_and_then_deliver() {
         let wamid = m.ids()[0].clone();
         let mut events = app.events();
         app.whatsapp.deliver(&m.build()).await;
-        let outcomes = outcomes_of(&mut events, w.a, &wamid, 2).await;
+        if code == 131056 {
+            // Only this customer is limited: the send is tried again within the turn, after
+            // Meta's wait, without parking the number's queue.
+            let outcomes = outcomes_of(&mut events, w.a, &wamid, 1).await;
+            assert_eq!(outcomes, [Outcome::Done], "{code}: delivered in its turn");
+        } else {
+            let outcomes = outcomes_of(&mut events, w.a, &wamid, 2).await;
+            assert_eq!(
+                outcomes,
+                [Outcome::Parked, Outcome::Done],
+                "{code}: parked for a retry, then delivered"
+            );
+        }
+        let attempts: Vec<u16> = text_calls(&app)[attempts_before..]
+            .iter()
+            .map(|c| c.status)
+            .collect();
         assert_eq!(
-            outcomes,
-            [Outcome::Parked, Outcome::Done],
-            "{code}: parked for a retry, then delivered"
+            attempts.len(),
+            2,
+            "{code}: refused once, sent once: {attempts:?}"
         );
+        assert_eq!(attempts[1], 200, "{code}: {attempts:?}");
         let sent = texts(&app);
         assert_eq!(sent.len(), before + 1, "{code}: exactly one reply");
         assert!(body_of(sent.last().unwrap()).contains(&format!("question after {code}")));
@@ -929,7 +991,9 @@ async fn clearly_off_topic_requests_are_declined_without_the_llm_and_the_rest_an
 
 #[actix_rt::test]
 async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence() {
-    let app = engine_app().await;
+    let settings = EngineSettings::default();
+    let clock = settings.clock.clone();
+    let app = engine_app_with(settings).await;
     let w = World::new(&app).await;
     let line = connect(&app, w.admin_a, w.a, "Nia").await;
     let number = line.number.phone_number_id.clone();
@@ -975,40 +1039,50 @@ async fn the_ai_disclosure_comes_with_the_first_reply_and_after_a_day_of_silence
         );
     }
     assert!(body_of(&sent[1]).contains("echo: first question"));
-    // The last reply was a day ago: the next one says it again.
-    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
-    sqlx::query(
-        "UPDATE messages SET created_at = created_at - interval '25 hours' \
-          WHERE direction = 'outbound'",
-    )
-    .execute(tx.connection())
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    app.whatsapp
-        .deliver(
-            &app.whatsapp
-                .inbound(&number)
-                .text("15550100001", "Ana", "back again")
-                .build(),
-        )
-        .await;
-    events.finished(w.a, 1).await;
+    // Time passes on the engine's clock and on Meta's alike. The customer writes after 23
+    // hours, then 2 hours later (a day after the first question, but not a day after the last
+    // reply), then after another 25 hours.
+    for (hours, text) in [
+        (23, "still there?"),
+        (2, "one more thing"),
+        (25, "back again"),
+    ] {
+        clock.advance(chrono::TimeDelta::hours(hours));
+        app.whatsapp
+            .advance(Duration::from_secs(u64::try_from(hours).unwrap() * 3600));
+        app.whatsapp
+            .deliver(
+                &app.whatsapp
+                    .inbound(&number)
+                    .text("15550100001", "Ana", text)
+                    .build(),
+            )
+            .await;
+        events.finished(w.a, 1).await;
+    }
     let sent = texts(&app);
-    assert_eq!(sent.len(), 4);
+    assert_eq!(sent.len(), 6);
+    for (later, text) in [(&sent[3], "still there?"), (&sent[4], "one more thing")] {
+        assert!(
+            !body_of(later).contains("AI assistant"),
+            "less than a day since the last reply: {}",
+            body_of(later)
+        );
+        assert!(body_of(later).contains(&format!("echo: {text}")));
+    }
     assert!(
-        body_of(&sent[3]).starts_with(DISCLOSURE),
-        "{}",
-        body_of(&sent[3])
+        body_of(&sent[5]).starts_with(DISCLOSURE),
+        "a day of silence: {}",
+        body_of(&sent[5])
     );
-    assert!(body_of(&sent[3]).contains("echo: back again"));
+    assert!(body_of(&sent[5]).contains("echo: back again"));
 }
 
 #[actix_rt::test]
 async fn connecting_checks_the_number_with_meta_and_keeps_tenants_apart() {
     let app = TestApp::spawn().await;
     let w = World::new(&app).await;
-    let agent = world::agent(&app, w.a, "Nia").await;
+    let agent = shop_agent(&app, w.a, "Nia").await;
     let admin = app.token_for(w.admin_a, None).await;
     let path = format!("/api/tenants/{}/channels/whatsapp", w.a);
     let post = |body: Value| {
@@ -1074,13 +1148,14 @@ async fn connecting_checks_the_number_with_meta_and_keeps_tenants_apart() {
     assert!(app.whatsapp.subscribed(&mine.waba_id));
     // Tenant B cannot take it (409), see it, or disconnect it.
     let admin_b = app.token_for(w.admin_b, None).await;
+    let agent_b = shop_agent(&app, w.b, "Bea").await;
     let res = app
         .request(
             Method::POST,
             &format!("/api/tenants/{}/channels/whatsapp", w.b),
             Some(&admin_b),
         )
-        .json(&connection_body(&mine, w.agent_b))
+        .json(&connection_body(&mine, agent_b))
         .send()
         .await
         .unwrap();
@@ -1132,7 +1207,7 @@ async fn connecting_checks_the_number_with_meta_and_keeps_tenants_apart() {
 async fn a_tenants_own_meta_app_gets_its_own_webhook_and_secret() {
     let app = engine_app().await;
     let w = World::new(&app).await;
-    let agent = world::agent(&app, w.a, "Own").await;
+    let agent = shop_agent(&app, w.a, "Own").await;
     let number = new_number(&app.whatsapp, "Own App Ltd");
     let own_secret = "f00dfeedf00dfeedf00dfeedf00dfeed";
     connect_number(
@@ -1209,4 +1284,450 @@ async fn a_tenants_own_meta_app_gets_its_own_webhook_and_secret() {
             .await
             .accepted()
     );
+}
+
+#[actix_rt::test]
+async fn a_reply_whose_second_part_is_refused_is_finished_by_sending_only_that_part() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let number = line.number.phone_number_id.clone();
+    let sentences: Vec<String> = (0..80)
+        .map(|i| format!("Point {i} of the exchange policy is set out in this sentence."))
+        .collect();
+    let long = sentences.join(" ");
+    assert!((4096..8000).contains(&long.chars().count()));
+    app.llm.script([e2e::llm::Behavior::Text(long.clone())]);
+    // Meta takes the first part, then refuses the second for the number's throughput.
+    app.whatsapp
+        .script_all([Behavior::Accept, Behavior::throughput()]);
+    let m = app
+        .whatsapp
+        .inbound(&number)
+        .text("15550100001", "Ana", "how do exchanges work?");
+    let wamid = m.ids()[0].clone();
+    let mut events = app.events();
+    app.whatsapp.deliver(&m.build()).await;
+    let outcomes = outcomes_of(&mut events, w.a, &wamid, 2).await;
+    assert_eq!(
+        outcomes,
+        [Outcome::Parked, Outcome::Done],
+        "parked for a retry, then finished"
+    );
+    // The retry sent only the part that was refused; the first was never sent again.
+    let calls = text_calls(&app);
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [200, 400, 200], "{statuses:?}");
+    assert_ne!(call_text(&calls[0]), call_text(&calls[1]));
+    assert_eq!(call_text(&calls[1]), call_text(&calls[2]));
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2, "two parts, each sent once");
+    assert_eq!(
+        format!("{} {}", body_of(&sent[0]), body_of(&sent[1])),
+        format!("{DISCLOSURE}\n\n{long}"),
+        "in order, nothing lost"
+    );
+    assert_eq!(llm_calls(&app), 1, "the retry did not ask the LLM again");
+    // Each part keeps the id Meta gave it, and a status names the part it is about.
+    let wamids: Vec<Option<String>> = sent.iter().map(|s| s.wamid.clone()).collect();
+    assert_eq!(
+        reply_part_ids(&app, w.a, &wamid).await,
+        [
+            (0, "sent".to_string(), wamids[0].clone()),
+            (1, "sent".to_string(), wamids[1].clone())
+        ]
+    );
+    let report = app
+        .whatsapp
+        .inbound(&number)
+        .status(
+            wamids[1].as_deref().unwrap(),
+            "15550100001",
+            StatusKind::Delivered,
+        )
+        .build();
+    assert_eq!(app.whatsapp.deliver(&report).await, 200);
+    let parts: Vec<String> = reply_part_ids(&app, w.a, &wamid)
+        .await
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(
+        parts,
+        ["sent", "delivered"],
+        "only the second part moved on"
+    );
+}
+
+#[actix_rt::test]
+async fn one_customers_pair_rate_limit_does_not_hold_up_the_numbers_other_customers() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let number = line.number.phone_number_id.clone();
+    let (ana, bo) = ("15550100001", "15550100002");
+    // Ana has had too many messages from the number lately: Meta refuses the next two to her.
+    app.whatsapp.script_to(
+        ana,
+        [Behavior::pair_rate_limit(), Behavior::pair_rate_limit()],
+    );
+    let to_ana = app
+        .whatsapp
+        .inbound(&number)
+        .text(ana, "Ana", "alpha: where is my order?");
+    let to_bo =
+        app.whatsapp
+            .inbound(&number)
+            .text(bo, "Bo", "bravo: can I change my delivery address?");
+    let (wamid_ana, wamid_bo) = (to_ana.ids()[0].clone(), to_bo.ids()[0].clone());
+    let mut events = app.events();
+    app.whatsapp.deliver(&to_ana.build()).await;
+    app.whatsapp
+        .wait_calls_where(
+            |calls| calls.iter().any(|c| c.status == 400 && c.body["to"] == ana),
+            WAIT,
+        )
+        .await;
+    // Bo writes to the same number while Ana's reply waits: he is answered at once.
+    app.whatsapp.deliver(&to_bo.build()).await;
+    let finished = events.finished(w.a, 2).await;
+    assert_eq!(
+        finished,
+        [
+            (wamid_bo.clone(), Outcome::Done),
+            (wamid_ana.clone(), Outcome::Done)
+        ],
+        "Bo first, then Ana; neither parked"
+    );
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2, "one reply each: {sent:?}");
+    assert_eq!(sent[0].to, bo);
+    assert!(body_of(&sent[0]).contains("bravo"), "{}", body_of(&sent[0]));
+    assert_eq!(sent[1].to, ana);
+    assert!(body_of(&sent[1]).contains("alpha"), "{}", body_of(&sent[1]));
+    let to_ana: Vec<u16> = text_calls(&app)
+        .iter()
+        .filter(|c| c.body["to"] == ana)
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(to_ana, [400, 400, 200], "refused twice, then sent once");
+    assert_eq!(llm_calls(&app), 2, "each message asked the LLM once");
+    assert_eq!(reply_parts(&app, w.a, &wamid_ana).await.len(), 1);
+}
+
+#[actix_rt::test]
+async fn the_window_runs_from_the_customers_last_message_on_the_engines_clock() {
+    let settings = EngineSettings::default();
+    let clock = settings.clock.clone();
+    let app = engine_app_with(settings).await;
+    let w = World::new(&app).await;
+    // A number without a template: outside the window a part can only fail.
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let number = line.number.phone_number_id.clone();
+    let ana = "15550100001";
+    let day_and_an_hour = |app: &TestApp| {
+        clock.advance(chrono::TimeDelta::hours(25));
+        app.whatsapp.advance(Duration::from_secs(25 * 3600));
+    };
+    // Ana writes, but Meta's webhook for it fails for now: Meta retries it much later.
+    let first = app
+        .whatsapp
+        .inbound(&number)
+        .text(ana, "Ana", "my first message");
+    let first_id = first.ids()[0].clone();
+    let first = first.build();
+    // A day and an hour later she writes again, and is answered.
+    day_and_an_hour(&app);
+    let mut events = app.events();
+    app.whatsapp
+        .deliver(
+            &app.whatsapp
+                .inbound(&number)
+                .text(ana, "Ana", "my second message")
+                .build(),
+        )
+        .await;
+    events.finished(w.a, 1).await;
+    // Meta's late retry of the first message arrives now. That message is 25 hours old, but
+    // Ana last wrote a moment ago: the window is open, and its answer goes out as text.
+    assert_eq!(app.whatsapp.deliver(&first).await, 200);
+    events.finished(w.a, 1).await;
+    let parts = reply_parts(&app, w.a, &first_id).await;
+    assert_eq!(parts[0].0, "sent", "{parts:?}");
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        body_of(&sent[1]).contains("my first message"),
+        "{}",
+        body_of(&sent[1])
+    );
+    // Another message she sent then reaches us only after another 25 hours of silence: now
+    // her last message is more than a day old, and nothing free-form is attempted.
+    let third = app
+        .whatsapp
+        .inbound(&number)
+        .text(ana, "Ana", "my third message");
+    let third_id = third.ids()[0].clone();
+    let third = third.build();
+    day_and_an_hour(&app);
+    let attempts = text_calls(&app).len();
+    assert_eq!(app.whatsapp.deliver(&third).await, 200);
+    events.finished(w.a, 1).await;
+    assert_eq!(text_calls(&app).len(), attempts, "no free-form attempt");
+    let parts = reply_parts(&app, w.a, &third_id).await;
+    assert_eq!(parts[0].0, "failed");
+    assert!(
+        parts[0].1.as_deref().unwrap().contains("24 hours"),
+        "{parts:?}"
+    );
+    let trail = app.audit_actions(w.a).await;
+    assert_eq!(
+        trail.iter().filter(|a| *a == "reply.undeliverable").count(),
+        1,
+        "only the third message's reply was undeliverable: {trail:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn metas_re_engagement_error_sends_the_template_once_instead() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let agent = shop_agent(&app, w.a, "Tess").await;
+    let number = new_number(&app.whatsapp, "Tess Ltd");
+    app.whatsapp.add_template(
+        &number.waba_id,
+        Template::new("service_follow_up", "en_US", 2),
+    );
+    connect_number(
+        &app,
+        w.admin_a,
+        w.a,
+        agent,
+        &number,
+        json!({ "templates": [{ "name": "service_follow_up", "language": "en_US",
+                                "variables": ["customer_name", "message"] }] }),
+    )
+    .await;
+    // Our clock says the window is open; Meta says it closed.
+    app.whatsapp.script(Behavior::re_engagement());
+    let m = app.whatsapp.inbound(&number.phone_number_id).text(
+        "15550100001",
+        "Ana",
+        "is my refund done?",
+    );
+    let wamid = m.ids()[0].clone();
+    let mut events = app.events();
+    app.whatsapp.deliver(&m.build()).await;
+    let done = events.finished(w.a, 1).await;
+    assert_eq!(done[0].1, Outcome::Done, "{done:?}");
+    let sends: Vec<(String, u16)> = app
+        .whatsapp
+        .calls()
+        .into_iter()
+        // Message sends only: read receipts carry no type.
+        .filter(|c| c.path.ends_with("/messages") && c.body["type"].is_string())
+        .map(|c| (c.body["type"].as_str().unwrap().to_string(), c.status))
+        .collect();
+    assert_eq!(
+        sends,
+        [("text".to_string(), 400), ("template".to_string(), 200)],
+        "one free-form attempt, then the template once"
+    );
+    let sent = app.whatsapp.messages();
+    assert_eq!(sent.len(), 1);
+    match &sent[0].kind {
+        SentKind::Template { name, params, .. } => {
+            assert_eq!(name, "service_follow_up");
+            assert_eq!(params[0], "Ana");
+            assert!(params[1].contains("is my refund done?"), "{params:?}");
+        }
+        other => panic!("not a template: {other:?}"),
+    }
+    assert_eq!(
+        reply_part_ids(&app, w.a, &wamid).await,
+        [(0, "sent".to_string(), sent[0].wamid.clone())]
+    );
+}
+
+/// The field errors of a 422, with their messages.
+async fn field_messages(res: reqwest::Response) -> Vec<(String, String)> {
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: shared::ErrorBody = res.json().await.unwrap();
+    body.fields
+        .into_iter()
+        .map(|f| (f.field, f.message))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn only_an_agent_with_a_business_function_answers_a_whatsapp_number() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let admin = app.token_for(w.admin_a, None).await;
+    let path = format!("/api/tenants/{}/channels/whatsapp", w.a);
+    let number = new_number(&app.whatsapp, "Shop Ltd");
+    // An agent without a business function cannot be connected, and nothing is saved.
+    let general = world::agent(&app, w.a, "Gen").await;
+    let res = app
+        .request(Method::POST, &path, Some(&admin))
+        .json(&connection_body(&number, general))
+        .send()
+        .await
+        .unwrap();
+    let errors = field_messages(res).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "agent_id");
+    assert!(errors[0].1.contains("business function"), "{errors:?}");
+    let nothing: Value = app.get_json(&path, &admin).await;
+    assert_eq!(nothing["total"], 0);
+    // One with a function can.
+    let shop = shop_agent(&app, w.a, "Sol").await;
+    let id = connect_number(&app, w.admin_a, w.a, shop, &number, json!({})).await;
+    // While it answers the number, its function cannot be emptied; it can be changed.
+    let agent_path = format!("/api/tenants/{}/agents/{shop}", w.a);
+    let current: shared::resources::Agent = app.get_json(&agent_path, &admin).await;
+    let put = |input: &shared::resources::AgentInput| {
+        app.request(Method::PUT, &agent_path, Some(&admin))
+            .json(input)
+            .send()
+    };
+    let mut emptied = current.input.clone();
+    emptied.business_function = "   ".into();
+    let errors = field_messages(put(&emptied).await.unwrap()).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "business_function");
+    assert!(errors[0].1.contains("WhatsApp"), "{errors:?}");
+    let kept: shared::resources::Agent = app.get_json(&agent_path, &admin).await;
+    assert_eq!(
+        kept.input.business_function,
+        current.input.business_function
+    );
+    let mut changed = current.input.clone();
+    changed.business_function = "Orders and deliveries of Sol's sandals".into();
+    assert_eq!(put(&changed).await.unwrap().status(), StatusCode::OK);
+    // An agent that answers no WhatsApp number may have none.
+    let mut general_input = current.input.clone();
+    general_input.name = "Gen".into();
+    general_input.business_function = String::new();
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/tenants/{}/agents/{general}", w.a),
+            Some(&admin),
+        )
+        .json(&general_input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Once the number is disconnected, neither may this one.
+    let res = app
+        .request(Method::DELETE, &format!("{path}/{id}"), Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(put(&emptied).await.unwrap().status(), StatusCode::OK);
+}
+
+#[actix_rt::test]
+async fn a_batch_naming_unknown_and_disconnected_numbers_answers_only_the_connected_one() {
+    let app = engine_app().await;
+    let w = World::new(&app).await;
+    let line = connect(&app, w.admin_a, w.a, "Nia").await;
+    let gone = connect(&app, w.admin_a, w.a, "Old").await;
+    let unknown = new_number(&app.whatsapp, "Nobody's Ltd");
+    let admin = app.token_for(w.admin_a, None).await;
+    let res = app
+        .request(
+            Method::DELETE,
+            &format!("/api/tenants/{}/channels/whatsapp/{}", w.a, gone.connection),
+            Some(&admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let to_unknown = app.whatsapp.inbound(&unknown.phone_number_id).text(
+        "15550100003",
+        "Uma",
+        "hello unknown number",
+    );
+    let to_gone = app.whatsapp.inbound(&gone.number.phone_number_id).text(
+        "15550100004",
+        "Gil",
+        "hello disconnected number",
+    );
+    let to_line = app.whatsapp.inbound(&line.number.phone_number_id).text(
+        "15550100001",
+        "Ana Lima",
+        "hello connected number",
+    );
+    let known = to_line.ids()[0].clone();
+    let mut events = app.events();
+    assert_eq!(
+        app.whatsapp
+            .deliver(&batch(&[to_unknown, to_gone, to_line]))
+            .await,
+        200,
+        "the whole batch is acknowledged"
+    );
+    let done = events.finished(w.a, 1).await;
+    assert_eq!(done, [(known.clone(), Outcome::Done)]);
+    // A later message on the connected number is the next thing the tenant's engine does: the
+    // others were never queued.
+    let next = app.whatsapp.inbound(&line.number.phone_number_id).text(
+        "15550100001",
+        "Ana Lima",
+        "and again",
+    );
+    let next_id = next.ids()[0].clone();
+    app.whatsapp.deliver(&next.build()).await;
+    assert_eq!(events.finished(w.a, 1).await, [(next_id, Outcome::Done)]);
+    assert_eq!(llm_calls(&app), 2, "only the connected number's messages");
+    let sent = texts(&app);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for s in &sent {
+        assert_eq!(s.phone_number_id, line.number.phone_number_id);
+        assert_eq!(s.to, "15550100001");
+    }
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    // What the tenant's WhatsApp numbers received.
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT m.body FROM messages m \
+           JOIN conversations v ON v.id = m.conversation_id \
+           JOIN channel_connections c ON c.id = v.channel_connection_id \
+          WHERE m.direction = 'inbound' AND c.kind = 'whatsapp' ORDER BY m.seq",
+    )
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    drop(tx);
+    assert_eq!(bodies, ["hello connected number", "and again"]);
+    // The sender is an end user: their WhatsApp id and profile name.
+    let users: Value = app
+        .get_json(
+            &format!("/api/tenants/{}/end-users?channel=whatsapp", w.a),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        users["total"], 1,
+        "only the connected number's sender: {users}"
+    );
+    let user = &users["items"][0];
+    assert_eq!(user["channel"], "whatsapp");
+    assert_eq!(user["external_id"], "15550100001");
+    assert_eq!(user["display_name"], "Ana Lima");
+    assert_eq!(user["conversations"], 1);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let writers: Vec<Option<Uuid>> = sqlx::query_scalar(
+        "SELECT end_user_id FROM messages WHERE direction = 'inbound' AND sender = $1 ORDER BY seq",
+    )
+    .bind("15550100001")
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    let id: Uuid = user["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(writers, [Some(id), Some(id)], "both messages are hers");
 }

@@ -73,6 +73,26 @@ pub async fn agent_preferring(
     name: &str,
     model_preference: &str,
 ) -> AgentId {
+    agent_with(app, tenant, name, model_preference, "").await
+}
+
+/// An agent with a business function, as one that answers a WhatsApp number must have.
+pub async fn agent_serving(
+    app: &TestApp,
+    tenant: TenantId,
+    name: &str,
+    business_function: &str,
+) -> AgentId {
+    agent_with(app, tenant, name, "", business_function).await
+}
+
+async fn agent_with(
+    app: &TestApp,
+    tenant: TenantId,
+    name: &str,
+    model_preference: &str,
+    business_function: &str,
+) -> AgentId {
     let mut tx = app.store.tenant_tx(tenant).await.unwrap();
     let row = runtime::store::agents::create(
         &mut tx,
@@ -83,7 +103,7 @@ pub async fn agent_preferring(
             system_prompt: "Help",
             job_description: "",
             model_preference,
-            business_function: "",
+            business_function,
             tools: serde_json::json!([]),
             escalation_rules: serde_json::json!([]),
             scope_guard: "whatsapp",

@@ -8,8 +8,8 @@
 //! - Outbound: `POST /{phone_number_id}/messages` with the connection's token, paced per number
 //!   within Meta's throughput. A free-form message is only attempted inside the 24-hour
 //!   customer-service window; outside it the connection's template is sent, or the part fails
-//!   with a clear reason. Meta's errors are classified: 130429 and 131056 back off, 131047 is
-//!   handled as a closed window, 190 fails the connection.
+//!   with a clear reason. Meta's errors are classified: 130429 backs the number off, 131056 only
+//!   the one customer, 131047 is handled as a closed window, 190 fails the connection.
 
 pub mod graph;
 pub mod payload;
@@ -362,9 +362,10 @@ fn classify(e: CallError) -> SinkError {
             reason: "WhatsApp's throughput limit for the number was hit (130429)".into(),
             after: Some(Duration::from_secs(2)),
         },
-        Some(codes::PAIR_RATE) => SinkError::Retryable {
+        // Concerns this customer only: the number's other conversations go on.
+        Some(codes::PAIR_RATE) => SinkError::RecipientLimited {
             reason: "too many messages to this customer in a short time (131056)".into(),
-            after: Some(Duration::from_secs(6)),
+            after: Duration::from_secs(6),
         },
         // Meta's other rate limits and its temporary errors, some answered with HTTP 400.
         Some(code @ (4 | 80007 | 131048 | 133016 | 131000 | 131016 | 133004 | 1 | 2)) => {
@@ -421,6 +422,19 @@ impl WhatsappChannel {
         }
     }
 
+    /// After Meta refused a send from `number` with `error`: when the number could not take it
+    /// (its throughput, Meta's other limits for it), every conversation on it waits as long as
+    /// Meta asked. Too many messages to one customer (`RecipientLimited`) concerns that customer
+    /// only, and pushes nothing back.
+    fn slow_down(&self, number: &str, error: &SinkError) {
+        if let SinkError::Retryable {
+            after: Some(after), ..
+        } = error
+        {
+            self.pacer.push_back(number, *after);
+        }
+    }
+
     async fn send_one(
         &self,
         token: Secret<String>,
@@ -469,18 +483,8 @@ impl WhatsappChannel {
         match answer {
             Ok(answer) => Ok(answer["messages"][0]["id"].as_str().map(str::to_string)),
             Err(e) => {
-                let pair_rate =
-                    matches!(&e, CallError::Refused(r) if r.code == Some(codes::PAIR_RATE));
                 let error = classify(e);
-                // The number's throughput was exceeded: every conversation on it waits. (Too
-                // many to one customer concerns that customer only: the queue's wait is enough.)
-                if let SinkError::Retryable {
-                    after: Some(after), ..
-                } = &error
-                    && !pair_rate
-                {
-                    self.pacer.push_back(&settings.phone_number_id, *after);
-                }
+                self.slow_down(&settings.phone_number_id, &error);
                 tracing::warn!(whatsapp.number = %settings.phone_number_id, error = %error, "WhatsApp did not take a message");
                 Err(error)
             }
@@ -685,16 +689,43 @@ mod tests {
         );
     }
 
+    fn refused(code: i64, http: u16) -> SinkError {
+        classify(CallError::Refused(graph::GraphError {
+            http,
+            code: Some(code),
+            subcode: None,
+            message: "m".into(),
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throughput_refusal_pushes_the_number_back_and_a_customers_limit_does_not() {
+        use tokio::time::Instant;
+        crate::llm::install_crypto();
+        let channel = WhatsappChannel::new(&crate::config::WhatsappSettings {
+            messages_per_second: 10,
+            ..crate::config::WhatsappSettings::default()
+        });
+        let ms = Duration::from_millis;
+        let start = Instant::now();
+        channel.pacer.wait("number-1").await;
+        // Too many to one customer: the number's next send keeps its ordinary slot.
+        channel.slow_down("number-1", &refused(131056, 400));
+        channel.pacer.wait("number-1").await;
+        assert_eq!(start.elapsed(), ms(100));
+        // The number's throughput: its next send waits the 2 s Meta is given, after its slot.
+        channel.slow_down("number-1", &refused(130429, 400));
+        channel.pacer.wait("number-1").await;
+        assert_eq!(start.elapsed(), ms(2200));
+        // Another number is not held up by either.
+        channel.slow_down("number-1", &refused(130429, 400));
+        let other = Instant::now();
+        channel.pacer.wait("number-2").await;
+        assert_eq!(other.elapsed(), Duration::ZERO);
+    }
+
     #[test]
     fn metas_errors_are_classified() {
-        let refused = |code: i64, http: u16| {
-            classify(CallError::Refused(graph::GraphError {
-                http,
-                code: Some(code),
-                subcode: None,
-                message: "m".into(),
-            }))
-        };
         assert!(matches!(refused(190, 401), SinkError::Revoked(_)));
         assert!(matches!(refused(131047, 400), SinkError::Undeliverable(_)));
         assert!(matches!(
@@ -703,7 +734,7 @@ mod tests {
         ));
         assert!(matches!(
             refused(131056, 400),
-            SinkError::Retryable { after: Some(_), .. }
+            SinkError::RecipientLimited { .. }
         ));
         assert!(matches!(refused(1, 500), SinkError::Retryable { .. }));
         assert!(matches!(refused(100, 400), SinkError::Permanent(_)));

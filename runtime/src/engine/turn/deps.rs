@@ -303,6 +303,9 @@ impl TurnError {
             TurnError::Send(SinkError::Retryable { after, .. }) => {
                 Disposition::Retry { after: *after }
             }
+            TurnError::Send(SinkError::RecipientLimited { after, .. }) => Disposition::Retry {
+                after: Some(*after),
+            },
             _ => Disposition::Retry { after: None },
         }
     }
@@ -314,7 +317,9 @@ impl TurnError {
             TurnError::Store(_) => "database",
             TurnError::Redis(_) | TurnError::Ingest(_) => "queue",
             TurnError::Window(_) => "conversation_state",
-            TurnError::Send(SinkError::Retryable { .. }) => "channel_unavailable",
+            TurnError::Send(SinkError::Retryable { .. } | SinkError::RecipientLimited { .. }) => {
+                "channel_unavailable"
+            }
             TurnError::Send(SinkError::Permanent(_) | SinkError::Undeliverable(_)) => {
                 "channel_refused"
             }

@@ -311,7 +311,7 @@ async fn record_and_send(
         state::save(deps, m, state).await?;
     }
     failpoint::hit(failpoint::AFTER_RECORD).await;
-    reply::deliver(deps, d, connection, &parts).await
+    reply::deliver(deps, d, connection, conversation, &parts).await
 }
 
 /// Sends what is still pending of a reply recorded before (a redelivered entry), then
@@ -321,9 +321,10 @@ async fn resume(
     deps: &EngineDeps,
     d: &Delivery,
     connection: &ConnectionConfig,
+    conversation: ConversationId,
     parts: &[ReplyPart],
 ) -> Result<(), TurnError> {
-    reply::deliver(deps, d, connection, parts).await?;
+    reply::deliver(deps, d, connection, conversation, parts).await?;
     state::keep_only_if_current(deps, &d.message).await?;
     deps.done(d).await
 }
@@ -454,6 +455,7 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
             &m.provider_event_id,
         )
         .await?;
+        conversations::note_inbound(&mut tx, conversation, m.received_at).await?;
         end_users::seen(&mut tx, end_user, m.sender.display_name.as_deref()).await?;
         if m.channel != shared::channel::ChannelKind::Web {
             crate::store::channels::note_inbound(&mut tx, m.connection_id).await?;
@@ -486,7 +488,7 @@ async fn begin(
     }
     let recorded = record_inbound(deps, &d.message).await?;
     if let Some(parts) = &recorded.reply {
-        resume(deps, d, connection, parts).await?;
+        resume(deps, d, connection, recorded.conversation, parts).await?;
         return Ok(None);
     }
     Ok(Some(recorded))
