@@ -46,6 +46,17 @@ fn order_tool(shop: &FakeShop) -> Value {
     })
 }
 
+/// The shop's order cancellation, which waits for the customer's yes.
+fn cancel_tool(shop: &FakeShop) -> Value {
+    let mut body = order_tool(shop);
+    body["name"] = json!("cancel_order");
+    body["description"] = json!("Cancels an order.");
+    body["method"] = json!("POST");
+    body["url"] = json!(format!("{}/orders/{{order_id}}/cancel", shop.base_url));
+    body["needs_confirmation"] = json!(true);
+    body
+}
+
 /// A tool whose server answers after an hour, with this timeout.
 fn slow_tool(shop: &FakeShop, timeout_ms: u32) -> Value {
     let mut body = order_tool(shop);
@@ -802,13 +813,7 @@ async fn tenants_cannot_see_change_call_or_assign_each_others_tools() {
 #[actix_rt::test]
 async fn a_tool_that_needs_confirmation_runs_only_after_the_customer_says_yes() {
     let s = scene().await;
-    let mut body = order_tool(&s.shop);
-    body["name"] = json!("cancel_order");
-    body["description"] = json!("Cancels an order.");
-    body["method"] = json!("POST");
-    body["url"] = json!(format!("{}/orders/{{order_id}}/cancel", s.shop.base_url));
-    body["needs_confirmation"] = json!(true);
-    let tool = create_tool(&s.app, &s.admin, s.w.a, body).await;
+    let tool = create_tool(&s.app, &s.admin, s.w.a, cancel_tool(&s.shop)).await;
     assign(
         &s.app,
         &s.admin,
@@ -945,13 +950,7 @@ fn thread_mention(bot: &str, user: &str, text: &str, ts: &str, thread: &str) -> 
 async fn only_the_customer_who_asked_can_confirm_in_a_shared_thread() {
     let s = scene().await;
     let slack = crate::slack::install(&s.app, s.w.admin_a, s.w.a, "Sam").await;
-    let mut body = order_tool(&s.shop);
-    body["name"] = json!("cancel_order");
-    body["description"] = json!("Cancels an order.");
-    body["method"] = json!("POST");
-    body["url"] = json!(format!("{}/orders/{{order_id}}/cancel", s.shop.base_url));
-    body["needs_confirmation"] = json!(true);
-    let tool = create_tool(&s.app, &s.admin, s.w.a, body).await;
+    let tool = create_tool(&s.app, &s.admin, s.w.a, cancel_tool(&s.shop)).await;
     assign(
         &s.app,
         &s.admin,
