@@ -36,6 +36,9 @@ export KONSTRUCT_WHATSAPP_VERIFY_TOKEN="smoke-verify-$(head -c 12 /dev/urandom |
 export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 # The audit seal's key; the smoke test checks it never reaches the log either.
 export KONSTRUCT_AUDIT_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# Mail goes to the tests' MailDev (scripts/test starts it; the journeys read it over its API).
+export KONSTRUCT_SMTP_URL="${KONSTRUCT_TEST_SMTP_URL:-smtp://konstruct:test-mail-secret@127.0.0.1:2525}"
+export KONSTRUCT_TEST_MAILDEV_URL="${KONSTRUCT_TEST_MAILDEV_URL:-http://127.0.0.1:2580}"
 
 # Starts the fake provider accepting key $1 and points the platform's OpenAI group at it with
 # key $2.

@@ -36,6 +36,8 @@ pub enum AppError {
     Bind(#[from] std::io::Error),
     #[error("building the outbound HTTP client: {0}")]
     Outbound(#[from] crate::outbound::OutboundError),
+    #[error("setting up mail: {0}")]
+    Mail(#[from] crate::mail::MailConfigError),
     #[error("opening the vector index: {0}")]
     Vectors(#[from] crate::vector::VectorError),
     #[error(
@@ -85,6 +87,8 @@ pub struct Application {
     /// How long a graceful stop waits for running jobs (one lease).
     jobs_grace: Duration,
     pub node: String,
+    /// The mail sender and links (shared with the API and the mail jobs).
+    pub people: crate::people::People,
     knowledge: crate::knowledge::Knowledge,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -164,6 +168,19 @@ impl Application {
         let startup = Arc::new(Startup::default());
         let verifications = api::audit::Verifications::default();
         let auth = AuthState::from_settings(&settings.auth, &settings.server);
+        let mailer = crate::mail::Mailer::from_settings(&settings.mail)?;
+        if mailer.is_none() {
+            tracing::warn!(
+                "KONSTRUCT_SMTP_URL is not set: invitation and password-reset mails wait until a \
+                 mail server is configured"
+            );
+        }
+        let people = crate::people::People {
+            mailer,
+            public_url: public_url.clone(),
+            links: auth.links.clone(),
+            settings: settings.people.clone(),
+        };
         let state = AppState {
             store: store.clone(),
             redis: redis.clone(),
@@ -185,6 +202,7 @@ impl Application {
                 deadline_secs: deps.settings.turn_deadline.as_secs(),
             },
             clock: deps.settings.clock.clone(),
+            people: people.clone(),
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();
@@ -215,6 +233,7 @@ impl Application {
                 redis: redis.clone(),
                 knowledge: Some(knowledge.clone()),
                 llm: Some(pool.clone()),
+                people: Some(people.clone()),
             };
             Runner::start(context, registry, settings, &node)
         });
@@ -234,6 +253,7 @@ impl Application {
             jobs,
             jobs_grace,
             node,
+            people,
             server,
             serving,
         })

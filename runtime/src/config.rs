@@ -60,6 +60,58 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     pub jobs: JobsSettings,
     pub knowledge: KnowledgeSettings,
+    pub mail: MailSettings,
+    pub people: PeopleSettings,
+}
+
+/// The mail sender (`mail`): invitations, password resets and, later, alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic]` or `smtps://…`; without it
+    /// no mail is sent (mail jobs wait, visibly, until a server is configured).
+    pub smtp_url: Option<Secret<String>>,
+    /// The address mail comes from; the tenant's name is shown as the sender's name.
+    pub from: String,
+    /// A PEM certificate authority to trust for the mail server, besides the web's roots.
+    pub smtp_ca_file: Option<PathBuf>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Konstruct <no-reply@konstruct.localhost>".into(),
+            smtp_ca_file: None,
+        }
+    }
+}
+
+/// Invitations and password resets (`people`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeopleSettings {
+    /// How long an invitation's link works.
+    pub invitation_days: u32,
+    /// Invitation mails (new and resent) one tenant may send per hour.
+    pub invitations_per_hour: u32,
+    /// How long a password-reset link works.
+    pub reset_minutes: u32,
+    /// Reset requests per hour from one address block, and for one email address.
+    pub resets_per_address_per_hour: u32,
+    pub resets_per_account_per_hour: u32,
+}
+
+impl Default for PeopleSettings {
+    fn default() -> Self {
+        Self {
+            invitation_days: 7,
+            invitations_per_hour: 30,
+            reset_minutes: 60,
+            resets_per_address_per_hour: 20,
+            resets_per_account_per_hour: 3,
+        }
+    }
 }
 
 /// The knowledge base, long-term memory and the vector index behind both (`knowledge`).
@@ -1486,6 +1538,95 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         rule: Some(|s| at_most(s.knowledge.memory_delay_secs, 7 * 24 * 3600)),
+    },
+    Setting {
+        var: "KONSTRUCT_SMTP_URL",
+        key: "mail.smtp_url",
+        parse: |s, v| {
+            s.mail.smtp_url = Some(Secret::new(v.trim().to_string()));
+            Ok(())
+        },
+        rule: Some(|s| match &s.mail.smtp_url {
+            Some(url) => crate::mail::SmtpUrl::parse(url.expose()).map(|_| ()),
+            None => Ok(()),
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_MAIL_FROM",
+        key: "mail.from",
+        parse: |s, v| {
+            s.mail.from = v.trim().to_string();
+            Ok(())
+        },
+        rule: Some(|s| {
+            s.mail
+                .from
+                .parse::<lettre::message::Mailbox>()
+                .map(|_| ())
+                .map_err(|_| {
+                    "must be a mail address such as Konstruct <no-reply@example.com>".into()
+                })
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_SMTP_CA_FILE",
+        key: "mail.smtp_ca_file",
+        parse: |s, v| {
+            s.mail.smtp_ca_file = Some(v.trim().into());
+            Ok(())
+        },
+        rule: Some(|s| filled_if_set(s.mail.smtp_ca_file.as_deref().and_then(Path::to_str))),
+    },
+    Setting {
+        var: "KONSTRUCT_INVITATION_DAYS",
+        key: "people.invitation_days",
+        parse: |s, v| {
+            s.people.invitation_days = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| {
+            at_least(s.people.invitation_days, 1)?;
+            at_most(s.people.invitation_days, 30)
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_INVITATIONS_PER_HOUR",
+        key: "people.invitations_per_hour",
+        parse: |s, v| {
+            s.people.invitations_per_hour = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.people.invitations_per_hour, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_PASSWORD_RESET_MINUTES",
+        key: "people.reset_minutes",
+        parse: |s, v| {
+            s.people.reset_minutes = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| {
+            at_least(s.people.reset_minutes, 5)?;
+            at_most(s.people.reset_minutes, 24 * 60)
+        }),
+    },
+    Setting {
+        var: "KONSTRUCT_PASSWORD_RESETS_PER_ADDRESS",
+        key: "people.resets_per_address_per_hour",
+        parse: |s, v| {
+            s.people.resets_per_address_per_hour = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.people.resets_per_address_per_hour, 1)),
+    },
+    Setting {
+        var: "KONSTRUCT_PASSWORD_RESETS_PER_ACCOUNT",
+        key: "people.resets_per_account_per_hour",
+        parse: |s, v| {
+            s.people.resets_per_account_per_hour = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.people.resets_per_account_per_hour, 1)),
     },
 ];
 

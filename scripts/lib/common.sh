@@ -95,6 +95,69 @@ ensure_browser_tools() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+MAILDEV_VERSION=3.0.0
+
+# MailDev (npm), a real SMTP server that keeps what it receives and shows it over HTTP: the tests
+# read their mail from it, and `scripts/run` uses it when no mail server is configured.
+ensure_maildev() {
+  need_cmd node || apt_install nodejs npm
+  if [ ! -f "$CACHE/mail/node_modules/maildev/package.json" ] \
+    || ! grep -q "\"version\": \"$MAILDEV_VERSION\"" "$CACHE/mail/node_modules/maildev/package.json"; then
+    say "installing maildev $MAILDEV_VERSION (npm)"
+    mkdir -p "$CACHE/mail"
+    npm install --no-audit --no-fund --silent --prefix "$CACHE/mail" "maildev@$MAILDEV_VERSION" >/dev/null
+  fi
+  MAILDEV_BIN="$CACHE/mail/node_modules/.bin/maildev"
+}
+
+# Starts MailDev on 127.0.0.1 (SMTP port $1, web/API port $2, then any further maildev options)
+# unless something already answers on both; it keeps at most 2000 mails in memory. Reused across
+# runs.
+start_maildev() {
+  local smtp="$1" web="$2"
+  shift 2
+  if port_open 127.0.0.1 "$smtp" && port_open 127.0.0.1 "$web"; then
+    return 0
+  fi
+  ensure_maildev
+  mkdir -p "$CACHE/mail"
+  nohup "$MAILDEV_BIN" --ip 127.0.0.1 --web-ip 127.0.0.1 -s "$smtp" -w "$web" \
+    --max-emails 2000 "$@" >"$CACHE/mail/maildev-$smtp.log" 2>&1 &
+  wait_for_port "MailDev (SMTP)" 127.0.0.1 "$smtp"
+  wait_for_port "MailDev (web)" 127.0.0.1 "$web"
+}
+
+# A certificate authority of the tests' own and a certificate it signed for localhost, made once:
+# the TLS mail server's, which the runtime trusts through KONSTRUCT_SMTP_CA_FILE.
+ensure_test_mail_certs() {
+  local dir="$CACHE/mail/tls"
+  [ -s "$dir/ca.pem" ] && [ -s "$dir/cert.pem" ] && [ -s "$dir/key.pem" ] && return 0
+  need_cmd openssl || apt_install openssl
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Konstruct test mail CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/key.pem" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$dir/ext.cnf"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$dir/ext.cnf" -out "$dir/cert.pem" 2>/dev/null
+}
+
+# The tests' mail servers: plain SMTP with a sign-in (so the client's authentication runs), and
+# SMTP over TLS (smtps) with a certificate from the tests' own authority.
+ensure_test_mail() {
+  local auth=(--incoming-user konstruct --incoming-pass test-mail-secret)
+  start_maildev 2525 2580 "${auth[@]}"
+  ensure_test_mail_certs
+  start_maildev 2465 2581 "${auth[@]}" --incoming-secure \
+    --incoming-cert "$CACHE/mail/tls/cert.pem" --incoming-key "$CACHE/mail/tls/key.pem"
+  export KONSTRUCT_TEST_SMTP_URL="smtp://konstruct:test-mail-secret@127.0.0.1:2525"
+  export KONSTRUCT_TEST_MAILDEV_URL="http://127.0.0.1:2580"
+  export KONSTRUCT_TEST_SMTPS_URL="smtps://konstruct:test-mail-secret@localhost:2465"
+  export KONSTRUCT_TEST_MAILDEV_TLS_URL="http://127.0.0.1:2581"
+  export KONSTRUCT_TEST_SMTP_CA_FILE="$CACHE/mail/tls/ca.pem"
+}
+
 docker_engine() { need_cmd docker && docker info >/dev/null 2>&1; }
 
 # Reuses the local Postgres and Redis, or starts them: the local packages if installed, else the

@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod knowledge;
+pub mod people;
 pub mod resources;
 pub mod text_enum;
 pub mod tools;

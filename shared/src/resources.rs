@@ -224,6 +224,9 @@ pub struct Member {
     pub display_name: String,
     pub role: TenantRole,
     pub joined_at: DateTime<Utc>,
+    /// The member's last sign-in (recorded since sign-ins were first recorded); `None`: not
+    /// since then.
+    pub last_sign_in_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /api/tenants/{tenant_id}/members`: a platform admin creates an account with a role

@@ -472,19 +472,9 @@ impl LoginCounters {
     }
 }
 
-/// Sign in with email and password.
-#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = SessionToken),
-              (status = 401, description = "Email or password is incorrect", body = ErrorBody),
-              (status = 429, description = "Too many failed attempts", body = ErrorBody),
-              (status = 503, description = "Too many sign-ins at once; retry", body = ErrorBody)))]
-pub async fn login(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let email = users::normalise_email(&body.email);
+/// The address block (an IPv4 address, an IPv6 /64) the request came from, for per-address
+/// limits: the peer, or with trusted proxies the right-most hop they did not write.
+pub(crate) fn client_block(req: &HttpRequest, state: &AppState) -> String {
     let settings = &state.auth;
     // Several header lines are one list, in order (RFC 9110 §5.3): a proxy that adds its own line
     // leaves the client's line first, and the right-most hop is still the proxy's.
@@ -503,7 +493,56 @@ pub async fn login(
         &settings.trusted_proxies,
     )
     .unwrap_or(crate::net::UNKNOWN);
-    let block = crate::net::limit_block(address);
+    crate::net::limit_block(address)
+}
+
+/// Hashes a new password on the rationed hashing pool.
+pub(crate) async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
+    state.auth.hasher.hash(password).await.map_err(|e| match e {
+        password::HasherError::Busy => ApiError::new(
+            ErrorCode::Unavailable,
+            "The server is busy checking passwords. Please try again in a moment.",
+        )
+        .with_retry_after(1),
+        password::HasherError::Failed(_) => ApiError::internal(e),
+    })
+}
+
+/// Signs `user` in: a new session, its cookies, and the sign-in noted.
+pub(crate) async fn sign_in(state: &AppState, user: uuid::Uuid) -> Result<HttpResponse, ApiError> {
+    let row = users::get(&state.store, user)
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let claims = state
+        .auth
+        .keys
+        .new_session(row.id, row.auth_version, Utc::now());
+    users::record_sign_in(&state.store, row.id).await?;
+    let principal = Principal {
+        memberships: users::memberships(&state.store, row.id).await?,
+        user: row,
+        claims: claims.clone(),
+        impersonating: None,
+    };
+    tracing::info!(user.id = %user, "signed in");
+    issue(state, &claims, principal.me())
+}
+
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = SessionToken),
+              (status = 401, description = "Email or password is incorrect", body = ErrorBody),
+              (status = 429, description = "Too many failed attempts", body = ErrorBody),
+              (status = 503, description = "Too many sign-ins at once; retry", body = ErrorBody)))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let email = users::normalise_email(&body.email);
+    let settings = &state.auth;
+    let block = client_block(&req, &state);
     let limits = LoginCounters::new(&state, &email, &block);
     // In milliseconds: the set keeps the most recent blocks, and sign-ins within one second
     // must still be told apart.
@@ -578,20 +617,7 @@ pub async fn login(
             .await
     };
     released.await.map_err(ApiError::unavailable)?;
-    let claims = state
-        .auth
-        .keys
-        .new_session(user.id, user.auth_version, Utc::now());
-    let principal = Principal {
-        user: users::get(&state.store, user.id)
-            .await?
-            .ok_or_else(ApiError::unauthenticated)?,
-        memberships: users::memberships(&state.store, user.id).await?,
-        claims: claims.clone(),
-        impersonating: None,
-    };
-    tracing::info!(user.id = %user.id, "signed in");
-    issue(&state, &claims, principal.me())
+    sign_in(&state, user.id).await
 }
 
 /// Checks `password` for the account `email`: `Some` for an active account whose password it is,

@@ -22,6 +22,7 @@ fn to_dto(row: MemberRow) -> Result<Member, ApiError> {
         display_name: row.display_name,
         role: row.role,
         joined_at: row.created_at,
+        last_sign_in_at: row.last_sign_in_at,
     })
 }
 
@@ -64,12 +65,9 @@ pub async fn create(
     errors.text("display_name", &body.display_name, false, 100);
     let existing = users::get_by_email(&state.store, &body.email).await?;
     if existing.is_none() {
-        match &body.password {
-            Some(p) if p.chars().count() >= password::MIN_LENGTH && p.len() <= 1024 => {}
-            Some(_) => errors.add(
-                "password",
-                format!("must be {} to 1024 characters", password::MIN_LENGTH),
-            ),
+        match body.password.as_deref().map(password::check_new) {
+            Some(Ok(())) => {}
+            Some(Err(why)) => errors.add("password", why),
             None => errors.add("password", "is required for a new account"),
         }
     }
@@ -77,16 +75,7 @@ pub async fn create(
     // Hash first (slow, outside the transaction); then the account, if new, and the membership
     // are made in one transaction: a failure leaves no account behind.
     let hash = match (&existing, body.password.clone()) {
-        (None, Some(pw)) => Some(state.auth.hasher.hash(pw).await.map_err(|e| {
-            match e {
-                password::HasherError::Busy => ApiError::new(
-                    ErrorCode::Unavailable,
-                    "The server is busy checking passwords. Please try again in a moment.",
-                )
-                .with_retry_after(1),
-                password::HasherError::Failed(_) => ApiError::internal(e),
-            }
-        })?),
+        (None, Some(pw)) => Some(super::auth::hash_password(&state, pw).await?),
         _ => None,
     };
     let mut tx = state.store.tenant_tx(tenant).await?;

@@ -11,12 +11,14 @@ pub mod chat;
 pub mod end_users;
 pub mod error;
 pub mod health;
+pub mod invitations;
 pub mod jobs;
 pub mod knowledge;
 pub mod limits;
 pub mod llm_keys;
 pub mod members;
 pub mod openapi;
+pub mod passwords;
 pub mod platform;
 pub mod portal;
 pub mod request_id;
@@ -79,12 +81,16 @@ pub struct AppState {
     pub turn_caps: tools::TurnCaps,
     /// The engine's clock (shared with it): when a webhook's messages were received.
     pub clock: crate::time::Clock,
+    /// Mail and the links it carries (invitations, password resets).
+    pub people: crate::people::People,
 }
 
 /// Session signing, sign-in limits and who the client is.
 #[derive(Debug, Clone)]
 pub struct AuthState {
     pub keys: TokenKeys,
+    /// Makes the tokens of invitation and password-reset links (from the same secret).
+    pub links: crate::people::LinkKey,
     pub cookie_secure: Option<bool>,
     pub session_max_hours: u32,
     pub login_failures_per_account: u32,
@@ -118,6 +124,7 @@ impl AuthState {
         };
         Self {
             keys: TokenKeys::new(&secret, settings.token_minutes, settings.session_max_hours),
+            links: crate::people::LinkKey::derive(&secret),
             cookie_secure: settings.cookie_secure,
             session_max_hours: settings.session_max_hours,
             login_failures_per_account: settings.login_failures_per_account,

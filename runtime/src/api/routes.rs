@@ -11,8 +11,8 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, audit, auth, channels, chat, end_users, jobs, knowledge, limits, llm_keys,
-    members, openapi, platform, settings, tenants, tools, whatsapp,
+    admin, agents, audit, auth, channels, chat, end_users, invitations, jobs, knowledge, limits,
+    llm_keys, members, openapi, passwords, platform, settings, tenants, tools, whatsapp,
 };
 
 /// What a route requires of its caller.
@@ -71,6 +71,13 @@ routes! {
     POST   "/api/auth/logout"                             => Session, auth::logout;
     POST   "/api/auth/refresh"                            => Session, auth::refresh;
     GET    "/api/me"                                      => Session, auth::me;
+    POST   "/api/me/password"                             => Session, passwords::change;
+    POST   "/api/auth/password-reset"                     => Public, passwords::request;
+    POST   "/api/auth/password-reset/lookup"              => Public, passwords::lookup;
+    POST   "/api/auth/password-reset/complete"            => Public, passwords::complete;
+    POST   "/api/invitations/lookup"                      => Public, invitations::lookup;
+    POST   "/api/invitations/accept"                      => Public, invitations::accept;
+    POST   "/api/invitations/join"                        => Session, invitations::join;
     POST   "/api/admin/impersonate"                       => Platform(Impersonate), admin::start_impersonation;
     DELETE "/api/admin/impersonate"                       => Session, admin::stop_impersonation;
     GET    "/api/openapi.json"                            => Public, openapi::document;
@@ -119,6 +126,10 @@ routes! {
     POST   "/api/tenants/{tenant_id}/members"             => Platform(UsersCreate), members::create;
     PATCH  "/api/tenants/{tenant_id}/members/{user_id}"   => Tenant(MembersWrite), members::update;
     DELETE "/api/tenants/{tenant_id}/members/{user_id}"   => Tenant(MembersWrite), members::remove;
+    GET    "/api/tenants/{tenant_id}/invitations"         => Tenant(MembersRead), invitations::list;
+    POST   "/api/tenants/{tenant_id}/invitations"         => Tenant(MembersWrite), invitations::create;
+    POST   "/api/tenants/{tenant_id}/invitations/{invitation_id}/resend" => Tenant(MembersWrite), invitations::resend;
+    DELETE "/api/tenants/{tenant_id}/invitations/{invitation_id}" => Tenant(MembersWrite), invitations::revoke;
     GET    "/api/tenants/{tenant_id}/channels/slack"      => Tenant(ChannelsRead), channels::list;
     POST   "/api/tenants/{tenant_id}/channels/slack"      => Tenant(ChannelsManage), channels::register;
     DELETE "/api/tenants/{tenant_id}/channels/slack/{connection_id}" => Tenant(ChannelsManage), channels::disconnect;

@@ -13,6 +13,20 @@ use argon2::{Algorithm, Argon2, Params, Version};
 /// The shortest password we accept for a new account.
 pub const MIN_LENGTH: usize = 12;
 
+/// The longest password we accept (hashing a megabyte is a denial of service, not a password).
+pub const MAX_BYTES: usize = 1024;
+
+/// Whether `password` may be a new password: `Err` says why, in words for the person choosing it.
+pub fn check_new(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_LENGTH || password.len() > MAX_BYTES {
+        return Err(format!("must be {MIN_LENGTH} to {MAX_BYTES} characters"));
+    }
+    if password.trim().is_empty() {
+        return Err("must not be only spaces".into());
+    }
+    Ok(())
+}
+
 fn hasher() -> Argon2<'static> {
     // OWASP's recommended argon2id baseline: 19 MiB, 2 passes, 1 lane.
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();

@@ -221,6 +221,32 @@ const CASES: &[Case] = &[
     case("KONSTRUCT_RELEVANCE_FLOOR", ("1.5", "1.5"), ("0.4", "0.4")),
     case("KONSTRUCT_KNOWLEDGE_PASSAGES", ZERO, FIVE),
     case("KONSTRUCT_TOOL_STEPS", ("51", "51"), FIVE),
+    case(
+        "KONSTRUCT_SMTP_URL",
+        ("mail.example.com:25", "\"mail.example.com:25\""),
+        (
+            "smtp://user:pass@mail.example.com:587?tls=required",
+            "\"smtp://user:pass@mail.example.com:587?tls=required\"",
+        ),
+    ),
+    case(
+        "KONSTRUCT_MAIL_FROM",
+        ("not an address", "\"not an address\""),
+        (
+            "Acme <no-reply@acme.example>",
+            "\"Acme <no-reply@acme.example>\"",
+        ),
+    ),
+    case(
+        "KONSTRUCT_SMTP_CA_FILE",
+        BLANK,
+        ("/etc/ssl/relay.pem", "\"/etc/ssl/relay.pem\""),
+    ),
+    case("KONSTRUCT_INVITATION_DAYS", ("31", "31"), FIVE),
+    case("KONSTRUCT_INVITATIONS_PER_HOUR", ZERO, FIVE),
+    case("KONSTRUCT_PASSWORD_RESET_MINUTES", ("4", "4"), FIVE),
+    case("KONSTRUCT_PASSWORD_RESETS_PER_ADDRESS", ZERO, FIVE),
+    case("KONSTRUCT_PASSWORD_RESETS_PER_ACCOUNT", ZERO, FIVE),
     case("KONSTRUCT_TURN_DEADLINE_SECS", ("4", "4"), ("30", "30")),
     case("KONSTRUCT_MEMORIES_RECALLED", ("21", "21"), FIVE),
     case(

@@ -61,6 +61,8 @@ pub struct JobContext {
     pub knowledge: Option<crate::knowledge::Knowledge>,
     /// The LLM pool (memory summaries call it).
     pub llm: Option<Arc<crate::llm::pool::Pool>>,
+    /// The mail sender and the links it mails (the mail jobs need it).
+    pub people: Option<crate::people::People>,
 }
 
 /// Why an attempt failed. The reason is recorded as the job's `last_error` and shown to the
@@ -155,7 +157,9 @@ impl Registry {
             .with(k::Unindex)?
             .with(k::Reindex)?
             .with(k::Summarise)?
-            .with(k::PurgeTenantVectors)
+            .with(k::PurgeTenantVectors)?
+            .with(crate::people::jobs::SendInvitation)?
+            .with(crate::people::jobs::SendPasswordReset)
     }
 
     /// Adds a handler for its kind.
@@ -237,6 +241,8 @@ mod tests {
                 k::INDEX,
                 k::REINDEX,
                 k::UNINDEX,
+                crate::people::jobs::INVITATION,
+                crate::people::jobs::PASSWORD_RESET,
                 k::SUMMARISE,
                 tenant_purge::KIND,
                 k::PURGE_TENANT

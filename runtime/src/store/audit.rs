@@ -127,6 +127,16 @@ actions! {
     ToolCalled => "tool.called",
     /// A turn's tool loop stopped at its step limit or deadline.
     ToolLoopStopped => "tool.loop_stopped",
+    /// Someone was invited with a role (the invitation's id and the role: the address stays with
+    /// the invitation).
+    InvitationCreated => "invitation.created",
+    /// An invitation's mail was sent again with a new link (the old one stops working).
+    InvitationResent => "invitation.resent",
+    InvitationRevoked => "invitation.revoked",
+    /// The invitee joined with the invited role.
+    InvitationAccepted => "invitation.accepted",
+    /// An invitation's mail could not be sent for good (our reason, never the server's text).
+    InvitationMailFailed => "invitation.mail_failed",
 }
 
 impl std::fmt::Display for Action {
@@ -153,6 +163,8 @@ pub enum Target {
     Memory(Uuid),
     /// A tenant's HTTP tool.
     Tool(Uuid),
+    /// An invitation into the tenant.
+    Invitation(Uuid),
     /// A tenant's own LLM key, by provider.
     LlmKey(&'static str),
     /// An HTTP request (method and route pattern), for requests made while impersonating.
@@ -173,6 +185,7 @@ impl Target {
             Target::Document(id) => (Some("knowledge_document"), Some(id.to_string())),
             Target::Memory(id) => (Some("memory"), Some(id.to_string())),
             Target::Tool(id) => (Some("tool"), Some(id.to_string())),
+            Target::Invitation(id) => (Some("invitation"), Some(id.to_string())),
             Target::LlmKey(provider) => (Some("llm_key"), Some((*provider).to_string())),
             Target::Request(what) => (Some("http"), Some(what.clone())),
         }

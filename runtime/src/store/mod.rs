@@ -20,6 +20,7 @@ pub mod fences;
 pub mod jobs;
 pub mod knowledge;
 pub mod llm;
+pub mod people;
 pub mod tenants;
 pub mod tools;
 pub mod users;

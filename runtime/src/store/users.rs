@@ -159,6 +159,40 @@ pub async fn create_in(
     .await?)
 }
 
+/// Notes a sign-in of the account now (shown as "last sign-in" to its tenants' admins).
+pub async fn record_sign_in(store: &Store, id: Uuid) -> StoreResult<()> {
+    sqlx::query("UPDATE users SET last_sign_in_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Sets an account's password (an argon2 PHC string) and moves its `auth_version` on, so every
+/// session issued before ends; returns the new version.
+pub async fn set_password(store: &Store, id: Uuid, password_hash: &str) -> StoreResult<i32> {
+    sqlx::query_scalar(
+        "UPDATE users SET password_hash = $2, auth_version = auth_version + 1, updated_at = now() \
+          WHERE id = $1 RETURNING auth_version",
+    )
+    .bind(id)
+    .bind(password_hash)
+    .fetch_optional(store.pool())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// An account's password hash, to check its current password.
+pub async fn password_hash(store: &Store, id: Uuid) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(store.pool())
+            .await?
+            .flatten(),
+    )
+}
+
 /// Whether any platform admin exists.
 pub async fn platform_admin_exists(store: &Store) -> StoreResult<bool> {
     Ok(
@@ -186,9 +220,11 @@ pub struct MemberRow {
     #[sqlx(try_from = "String")]
     pub role: TenantRole,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const MEMBER_SELECT: &str = "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at \
+const MEMBER_SELECT: &str = "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at, \
+                                    u.last_sign_in_at \
                              FROM tenant_members m JOIN users u ON u.id = m.user_id";
 
 pub async fn list_members(

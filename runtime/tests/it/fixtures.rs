@@ -278,6 +278,19 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     )
     .await
     .unwrap();
+    runtime::store::people::create(
+        &mut tx,
+        &runtime::store::people::NewInvitation {
+            id: Uuid::new_v4(),
+            email: &format!("invited-{label}-{}@example.com", Uuid::new_v4().simple()),
+            role: shared::auth::TenantRole::CustomerOperator,
+            token_hash: &runtime::people::token_hash(&Uuid::new_v4().to_string()),
+            invited_by: Some(user),
+            expires_at: chrono::Utc::now() + chrono::Duration::days(7),
+        },
+    )
+    .await
+    .unwrap();
     // Finished already, so no runner in a test picks it up.
     sqlx::query(
         "INSERT INTO jobs (id, tenant_id, kind, status, attempts, finished_at) \

@@ -36,6 +36,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("knowledge_index", "tenant_id"),
     ("tools", "tenant_id"),
     ("tool_calls", "tenant_id"),
+    ("invitations", "tenant_id"),
 ];
 
 /// Tables whose rows the runtime may neither delete nor move to another tenant, by privilege:

@@ -28,6 +28,41 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("POST", "/api/auth/logout", [401, 204, 204, 204, 204, 204]),
     ("POST", "/api/auth/refresh", [401, 200, 200, 200, 200, 200]),
     ("GET", "/api/me", [401, 200, 200, 200, 200, 200]),
+    // One's own password, with the current one; never while impersonating.
+    ("POST", "/api/me/password", [401, 200, 200, 200, 403, 200]),
+    // Forgotten passwords and invitation links: anyone holding a link (or an address).
+    (
+        "POST",
+        "/api/auth/password-reset",
+        [202, 202, 202, 202, 202, 202],
+    ),
+    (
+        "POST",
+        "/api/auth/password-reset/lookup",
+        [200, 200, 200, 200, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/auth/password-reset/complete",
+        [200, 200, 200, 200, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/invitations/lookup",
+        [200, 200, 200, 200, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/invitations/accept",
+        [200, 200, 200, 200, 200, 200],
+    ),
+    // Joining with one's own account needs a session whose address is the invited one: the
+    // invitation here is for somebody else, so every caller is refused.
+    (
+        "POST",
+        "/api/invitations/join",
+        [401, 403, 403, 403, 403, 403],
+    ),
     (
         "POST",
         "/api/admin/impersonate",
@@ -130,7 +165,8 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
         "/api/tenants/{tenant_id}/members",
         [401, 403, 200, 404, 200, 200],
     ),
-    // Accounts are made by platform admins (until invitations exist).
+    // Accounts with a password set by someone else are made by platform admins only; a
+    // tenant's admins invite by mail.
     (
         "POST",
         "/api/tenants/{tenant_id}/members",
@@ -144,6 +180,27 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     (
         "DELETE",
         "/api/tenants/{tenant_id}/members/{user_id}",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    // Inviting, like managing members, is for the tenant's admins.
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/invitations",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/invitations",
+        [401, 403, 201, 404, 201, 201],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/invitations/{invitation_id}/resend",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/invitations/{invitation_id}",
         [401, 403, 204, 404, 204, 204],
     ),
     (
@@ -465,6 +522,15 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         let job = crate::jobs::failed_job(app, w.a).await;
         path = path.replace("{job_id}", &job.to_string());
     }
+    if path.contains("{invitation_id}") {
+        let (id, _) = crate::people::invitation_link(
+            app,
+            w.a,
+            &format!("m-{}@example.com", Uuid::new_v4().simple()),
+        )
+        .await;
+        path = path.replace("{invitation_id}", &id.to_string());
+    }
     if path.contains("{user_id}") {
         let tag = Uuid::new_v4().simple().to_string();
         let user = world::user(app, &format!("m-{tag}@example.com"), false).await;
@@ -505,6 +571,44 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
             "password": "a long enough password",
             "role": "customer_operator",
         })),
+        ("POST", "/api/tenants/{tenant_id}/invitations") => Some(json!({
+            "email": format!("invited-{tag}@example.com"),
+            "role": "customer_operator",
+        })),
+        ("POST", "/api/me/password") => Some(json!({
+            "current_password": PASSWORD,
+            "new_password": "a long enough new password",
+        })),
+        ("POST", "/api/auth/password-reset") => {
+            Some(json!({ "email": format!("whoever-{tag}@example.com") }))
+        }
+        ("POST", "/api/auth/password-reset/lookup") => {
+            let user = world::user(app, &format!("reset-{tag}@example.com"), false).await;
+            Some(json!({ "token": crate::people::reset_link(app, user).await }))
+        }
+        ("POST", "/api/auth/password-reset/complete") => {
+            let user = world::user(app, &format!("reset-{tag}@example.com"), false).await;
+            Some(json!({
+                "token": crate::people::reset_link(app, user).await,
+                "password": "a long enough new password",
+            }))
+        }
+        ("POST", "/api/invitations/lookup") | ("POST", "/api/invitations/join") => {
+            let (_, token) =
+                crate::people::invitation_link(app, w.a, &format!("invitee-{tag}@example.com"))
+                    .await;
+            Some(json!({ "token": token }))
+        }
+        ("POST", "/api/invitations/accept") => {
+            let (_, token) =
+                crate::people::invitation_link(app, w.a, &format!("invitee-{tag}@example.com"))
+                    .await;
+            Some(json!({
+                "token": token,
+                "display_name": "Matrix Invitee",
+                "password": "a long enough new password",
+            }))
+        }
         ("PATCH", "/api/tenants/{tenant_id}/members/{user_id}") => {
             Some(json!({ "role": "customer_admin" }))
         }

@@ -312,6 +312,12 @@ pub struct AppOptions {
     pub data_dir: Option<PathBuf>,
     /// Hosts (`host:port`) the outbound client may reach on our own network.
     pub outbound_allow: Vec<String>,
+    /// Send mail through this SMTP URL instead of the test mail server (e.g. a closed port).
+    pub smtp_url: Option<String>,
+    /// Trust this authority for the mail server's certificate.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Invitation and password-reset settings (expiries, rate limits).
+    pub people: Option<runtime::config::PeopleSettings>,
 }
 
 impl TestApp {
@@ -403,6 +409,14 @@ impl TestApp {
         });
         settings.knowledge.data_dir = data_dir.clone();
         settings.outbound.allow = options.outbound_allow;
+        settings.mail.smtp_url = Some(Secret::new(
+            options.smtp_url.unwrap_or_else(crate::mailbox::smtp_url),
+        ));
+        settings.mail.from = "Konstruct <no-reply@konstruct.test>".into();
+        settings.mail.smtp_ca_file = options.smtp_ca_file;
+        if let Some(people) = options.people {
+            settings.people = people;
+        }
         let keys = AuthState::from_settings(&settings.auth, &settings.server).keys;
         let start_engine = options.engine.is_some();
         let mut app = Application::build(
@@ -450,6 +464,7 @@ impl TestApp {
             redis: self.redis.clone(),
             knowledge: Some(self.app.knowledge().clone()),
             llm: Some(self.app.pool.clone()),
+            people: Some(self.app.people.clone()),
         }
     }
 

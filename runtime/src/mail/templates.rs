@@ -1,0 +1,187 @@
+//! The product's mails, as HTML and plain text. Every value a person chose (a tenant's name, an
+//! inviter's name) is escaped in the HTML and kept to one line in the text; links come from the
+//! public base URL only.
+
+use chrono::{DateTime, Utc};
+
+use super::Email;
+
+/// An invitation into a tenant.
+#[derive(Debug, Clone)]
+pub struct Invitation<'a> {
+    pub to: &'a str,
+    pub tenant_name: &'a str,
+    pub inviter: Option<&'a str>,
+    /// "customer admin" or "customer operator", as people read it.
+    pub role: &'a str,
+    pub link: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A password-reset link.
+#[derive(Debug, Clone)]
+pub struct PasswordReset<'a> {
+    pub to: &'a str,
+    pub link: &'a str,
+    pub minutes: i64,
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The frame every mail shares: a heading, paragraphs, one button, and the link written out.
+fn page(heading: &str, paragraphs: &[String], button: &str, link: &str, footer: &str) -> String {
+    let body: String = paragraphs
+        .iter()
+        .map(|p| format!("<p style=\"margin:0 0 16px;line-height:1.5\">{p}</p>"))
+        .collect();
+    let link = escape(link);
+    format!(
+        "<!doctype html><html><body style=\"margin:0;background:#f4f5f7;font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2430\">\
+<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\"><tr><td align=\"center\" style=\"padding:32px 16px\">\
+<table role=\"presentation\" width=\"560\" cellpadding=\"0\" cellspacing=\"0\" style=\"background:#ffffff;border-radius:8px;padding:32px\"><tr><td>\
+<h1 style=\"font-size:20px;margin:0 0 16px\">{heading}</h1>{body}\
+<p style=\"margin:24px 0\"><a href=\"{link}\" style=\"background:#3b5bdb;color:#ffffff;text-decoration:none;padding:12px 20px;border-radius:6px;display:inline-block\">{button}</a></p>\
+<p style=\"margin:0 0 16px;font-size:13px;color:#5c6370\">Or open this link: <a href=\"{link}\" style=\"color:#3b5bdb\">{link}</a></p>\
+<p style=\"margin:0;font-size:13px;color:#5c6370\">{footer}</p>\
+</td></tr></table></td></tr></table></body></html>"
+    )
+}
+
+/// The invitation mail.
+pub fn invitation(i: &Invitation<'_>) -> Email {
+    let tenant = i.tenant_name;
+    let expires = i.expires_at.format("%-d %B %Y, %H:%M UTC").to_string();
+    let who_html = match i.inviter {
+        Some(name) => format!("<strong>{}</strong> invited you", escape(name)),
+        None => "You are invited".to_string(),
+    };
+    let who_text = match i.inviter {
+        Some(name) => format!("{} invited you", plain(name)),
+        None => "You are invited".to_string(),
+    };
+    let subject = format!("You're invited to {} on Konstruct", plain(tenant));
+    let text = format!(
+        "{who_text} to join {tenant} on Konstruct as a {role}.\n\n\
+         Accept the invitation: {link}\n\n\
+         The link works once and until {expires}. If you did not expect this invitation, you can \
+         ignore this mail.\n",
+        tenant = plain(tenant),
+        role = i.role,
+        link = i.link,
+    );
+    let html = page(
+        &format!("Join {} on Konstruct", escape(tenant)),
+        &[format!(
+            "{who_html} to join <strong>{}</strong> on Konstruct as a {}.",
+            escape(tenant),
+            escape(i.role)
+        )],
+        "Accept the invitation",
+        i.link,
+        &format!(
+            "The link works once and until {}. If you did not expect this invitation, you can ignore this mail.",
+            escape(&expires)
+        ),
+    );
+    Email {
+        to: i.to.to_string(),
+        subject,
+        text,
+        html,
+    }
+}
+
+/// The password-reset mail.
+pub fn password_reset(r: &PasswordReset<'_>) -> Email {
+    let text = format!(
+        "Someone asked to reset the password of your Konstruct account.\n\n\
+         Choose a new password: {link}\n\n\
+         The link works once, for {minutes} minutes. Setting a new password signs you out \
+         everywhere else. If you did not ask for this, ignore this mail: your password stays as \
+         it is.\n",
+        link = r.link,
+        minutes = r.minutes,
+    );
+    let html = page(
+        "Reset your Konstruct password",
+        &["Someone asked to reset the password of your Konstruct account.".to_string()],
+        "Choose a new password",
+        r.link,
+        &format!(
+            "The link works once, for {} minutes. Setting a new password signs you out everywhere \
+             else. If you did not ask for this, ignore this mail: your password stays as it is.",
+            r.minutes
+        ),
+    );
+    Email {
+        to: r.to.to_string(),
+        subject: "Reset your Konstruct password".into(),
+        text,
+        html,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_people_chose_cannot_write_markup_into_the_mail() {
+        let mail = invitation(&Invitation {
+            to: "new@example.com",
+            tenant_name: "Acme <script>alert(1)</script> & \"Co\"",
+            inviter: Some("Eve <img src=x>"),
+            role: "customer operator",
+            link: "https://k.example.com/invitation#token=abc",
+            expires_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        });
+        assert!(!mail.html.contains("<script>"), "{}", mail.html);
+        assert!(!mail.html.contains("<img"), "{}", mail.html);
+        assert!(mail.html.contains("Acme &lt;script&gt;"));
+        assert!(
+            mail.html
+                .contains("href=\"https://k.example.com/invitation#token=abc\"")
+        );
+        assert!(
+            mail.text
+                .contains("https://k.example.com/invitation#token=abc")
+        );
+        assert!(mail.text.contains("as a customer operator"));
+        assert_eq!(
+            mail.subject,
+            "You're invited to Acme <script>alert(1)</script> & \"Co\" on Konstruct"
+        );
+    }
+
+    #[test]
+    fn the_reset_mail_says_how_long_its_link_works() {
+        let mail = password_reset(&PasswordReset {
+            to: "a@example.com",
+            link: "https://k.example.com/reset-password#token=xyz",
+            minutes: 60,
+        });
+        assert!(mail.text.contains("for 60 minutes"));
+        assert!(mail.html.contains("#token=xyz"));
+    }
+}
