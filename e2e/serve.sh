@@ -37,8 +37,8 @@ export KONSTRUCT_ENCRYPTION_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr
 # The audit seal's key; the smoke test checks it never reaches the log either.
 export KONSTRUCT_AUDIT_KEYS="1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 # Mail goes to the tests' MailDev (scripts/test starts it; the journeys read it over its API).
-export KONSTRUCT_SMTP_URL="${KONSTRUCT_TEST_SMTP_URL:-smtp://konstruct:test-mail-secret@127.0.0.1:2525}"
-export KONSTRUCT_TEST_MAILDEV_URL="${KONSTRUCT_TEST_MAILDEV_URL:-http://127.0.0.1:2580}"
+export KONSTRUCT_SMTP_URL="${TEST_SMTP_URL:-smtp://konstruct:test-mail-secret@127.0.0.1:2525}"
+export TEST_MAILDEV_URL="${TEST_MAILDEV_URL:-http://127.0.0.1:2580}"
 
 # Starts the fake provider accepting key $1 and points the platform's OpenAI group at it with
 # key $2.

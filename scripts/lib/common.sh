@@ -151,11 +151,11 @@ ensure_test_mail() {
   ensure_test_mail_certs
   start_maildev 2465 2581 "${auth[@]}" --incoming-secure \
     --incoming-cert "$CACHE/mail/tls/cert.pem" --incoming-key "$CACHE/mail/tls/key.pem"
-  export KONSTRUCT_TEST_SMTP_URL="smtp://konstruct:test-mail-secret@127.0.0.1:2525"
-  export KONSTRUCT_TEST_MAILDEV_URL="http://127.0.0.1:2580"
-  export KONSTRUCT_TEST_SMTPS_URL="smtps://konstruct:test-mail-secret@localhost:2465"
-  export KONSTRUCT_TEST_MAILDEV_TLS_URL="http://127.0.0.1:2581"
-  export KONSTRUCT_TEST_SMTP_CA_FILE="$CACHE/mail/tls/ca.pem"
+  export TEST_SMTP_URL="smtp://konstruct:test-mail-secret@127.0.0.1:2525"
+  export TEST_MAILDEV_URL="http://127.0.0.1:2580"
+  export TEST_SMTPS_URL="smtps://konstruct:test-mail-secret@localhost:2465"
+  export TEST_MAILDEV_TLS_URL="http://127.0.0.1:2581"
+  export TEST_SMTP_CA_FILE="$CACHE/mail/tls/ca.pem"
 }
 
 docker_engine() { need_cmd docker && docker info >/dev/null 2>&1; }

@@ -8,30 +8,29 @@ use serde::Deserialize;
 
 /// The test mail server's SMTP URL (with the credentials it requires).
 pub fn smtp_url() -> String {
-    std::env::var("KONSTRUCT_TEST_SMTP_URL")
+    std::env::var("TEST_SMTP_URL")
         .unwrap_or_else(|_| "smtp://konstruct:test-mail-secret@127.0.0.1:2525".into())
 }
 
 /// Where its REST API answers.
 pub fn api() -> String {
-    std::env::var("KONSTRUCT_TEST_MAILDEV_URL").unwrap_or_else(|_| "http://127.0.0.1:2580".into())
+    std::env::var("TEST_MAILDEV_URL").unwrap_or_else(|_| "http://127.0.0.1:2580".into())
 }
 
 /// The tests' SMTP-over-TLS server (`smtps://`, a certificate from the tests' own authority).
 pub fn smtps_url() -> String {
-    std::env::var("KONSTRUCT_TEST_SMTPS_URL")
+    std::env::var("TEST_SMTPS_URL")
         .unwrap_or_else(|_| "smtps://konstruct:test-mail-secret@localhost:2465".into())
 }
 
 /// Where the TLS server's REST API answers.
 pub fn tls_api() -> String {
-    std::env::var("KONSTRUCT_TEST_MAILDEV_TLS_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:2581".into())
+    std::env::var("TEST_MAILDEV_TLS_URL").unwrap_or_else(|_| "http://127.0.0.1:2581".into())
 }
 
 /// The authority that signed the TLS server's certificate.
 pub fn tls_ca_file() -> std::path::PathBuf {
-    std::env::var("KONSTRUCT_TEST_SMTP_CA_FILE").map_or_else(
+    std::env::var("TEST_SMTP_CA_FILE").map_or_else(
         |_| {
             std::path::PathBuf::from(std::env::var("HOME").unwrap())
                 .join(".cache/konstruct/mail/tls/ca.pem")
@@ -101,7 +100,13 @@ pub async fn mails_to(to: &str) -> Vec<Mail> {
 /// Every mail the server whose API is at `api` received for `to`, oldest first.
 pub async fn mails_at(api: &str, to: &str) -> Vec<Mail> {
     let res = reqwest::Client::new()
-        .get(format!("{api}/api/email"))
+        // Filtered by the server, so a poll reads this test's mail only.
+        .get({
+            let mut url = url::Url::parse(&format!("{api}/api/email")).unwrap();
+            url.query_pairs_mut()
+                .append_pair("to.address", &to.to_lowercase());
+            url
+        })
         .send()
         .await
         .unwrap_or_else(|e| {
