@@ -912,6 +912,204 @@ await journey('customer operator: read-only agents and test chat, a forced edit 
   await shot(page, '14-operator-channels');
 });
 
+// The mail server the runtime sends through (MailDev, started by e2e/browser.sh), read over its
+// REST API.
+const maildev = process.env.TEST_MAILDEV_URL || 'http://127.0.0.1:2580';
+
+// The newest mail to `address` whose text carries a link to `linkPath`, waited for (mail goes
+// out in the background), and that link, on the address the journeys use.
+async function mailedLink(address, linkPath) {
+  const pattern = new RegExp(`https?://\\S+${linkPath}#token=[A-Za-z0-9_-]+`);
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    let mails;
+    try {
+      const res = await fetch(`${maildev}/api/email`);
+      expect(res.ok, `MailDev answered ${res.status}`);
+      mails = await res.json();
+    } catch (e) {
+      throw new Error(`MailDev is not reachable at ${maildev} (e2e/browser.sh starts it and points KONSTRUCT_SMTP_URL at it): ${e}`);
+    }
+    const newest = mails
+      .filter((m) => (m.to || []).some((t) => t.address.toLowerCase() === address.toLowerCase()))
+      .filter((m) => pattern.test(m.text || ''))
+      .sort((a, b) => new Date(a.time || a.date) - new Date(b.time || b.date))
+      .at(-1);
+    if (newest) {
+      const link = new URL(newest.text.match(pattern)[0]);
+      return { mail: newest, link: `${base}${link.pathname.slice(1)}${link.hash}` };
+    }
+    expect(Date.now() < deadline, `no mail to ${address} with a ${linkPath} link within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+// The colleague invited in the people journey, once they joined.
+let colleague;
+
+await journey("people: an admin invites a colleague, who joins from the mail and sees the operator's read-only view", async (page, context) => {
+  const me = await customerAdmin(context);
+  await signIn(page, me.email, me.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  await page.getByRole('link', { name: 'Members' }).click();
+  await page.getByRole('heading', { name: 'Members', exact: true }).waitFor();
+  const members = page.getByRole('table', { name: 'Members' });
+  await members.getByRole('row').filter({ hasText: me.email }).waitFor();
+  // The tenant's only customer admin can be neither demoted nor removed, and the page says why.
+  expect(await page.getByRole('combobox', { name: `Role of ${me.email}` }).isDisabled(), 'the last admin cannot be demoted');
+  expect(await page.getByRole('button', { name: `Remove ${me.email}` }).isDisabled(), 'the last admin cannot be removed');
+  await page.getByText('The last customer admin cannot be removed or demoted.').waitFor();
+
+  // An address that is not one is refused inline, by the server.
+  const invite = page.getByRole('form', { name: 'Invite someone' });
+  await invite.getByLabel('Email').fill('not-an-address');
+  await invite.getByRole('button', { name: 'Send invitation' }).click();
+  await invite.getByText('Is not a valid email address').waitFor();
+
+  const email = `colleague-${stamp}@example.com`;
+  await invite.getByLabel('Email').fill(email);
+  await invite.getByLabel('Role').selectOption('customer_operator');
+  await invite.getByRole('button', { name: 'Send invitation' }).click();
+  await invite.getByRole('status').filter({ hasText: `Invitation sent to ${email}.` }).waitFor();
+  const pending = page.getByRole('table', { name: 'Pending invitations' }).getByRole('row').filter({ hasText: email });
+  await pending.waitFor();
+  expect((await pending.textContent()).includes('Customer operator (read-only)'), `invited as an operator: ${await pending.textContent()}`);
+  // The list follows the mail by itself, without a reload, until it is out.
+  await pending.filter({ hasText: /Sent|Failed/ }).waitFor({ timeout: 60000 });
+  expect(!(await pending.textContent()).includes('Failed'), `the invitation mail went out: ${await pending.textContent()}`);
+  await shot(page, '19a-members');
+
+  // The same address again: the server's reason, in the form.
+  await invite.getByLabel('Email').fill(email);
+  await invite.getByRole('button', { name: 'Send invitation' }).click();
+  await invite.getByRole('alert').filter({ hasText: 'already pending' }).waitFor();
+
+  // The colleague opens the mailed link in a browser of their own.
+  const { mail, link } = await mailedLink(email, '/invitation');
+  expect(mail.subject.includes(tenantName), `the mail names the tenant: ${mail.subject}`);
+  const theirs = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  try {
+    const them = await theirs.newPage();
+    them.setDefaultTimeout(15000);
+    const errors = [];
+    them.on('pageerror', (e) => errors.push(String(e)));
+    await them.goto(link);
+    await them.getByRole('heading', { name: `Join ${tenantName}` }).waitFor();
+    await them.getByText('Ada Admin invited you').waitFor();
+    const form = them.getByRole('form', { name: 'Create your account' });
+    await form.getByLabel('Name').fill('Colin Colleague');
+    const join = form.getByRole('button', { name: `Join ${tenantName}` });
+    // Checked in the browser before anything is sent: too short, then not typed the same twice.
+    await form.getByLabel('Password', { exact: true }).fill('too short');
+    await form.getByLabel('Confirm password').fill('too short');
+    await join.click();
+    await form.getByText('Must be at least 12 characters').waitFor();
+    const password = `colleague-password-${stamp}`;
+    await form.getByLabel('Password', { exact: true }).fill(password);
+    await form.getByLabel('Confirm password').fill(`${password}!`);
+    await join.click();
+    await form.getByText('Does not match the password above').waitFor();
+    await form.getByLabel('Confirm password').fill(password);
+    await shot(them, '19b-invitation');
+    await join.click();
+
+    // In the tenant, as a read-only operator: agents listed, nothing to hire, edit or manage.
+    await them.getByRole('heading', { name: 'AI employees' }).waitFor();
+    await them.getByRole('status').filter({ hasText: `Welcome to ${tenantName}.` }).waitFor();
+    await them.getByText(`Working in ${tenantName}`).waitFor();
+    await them.getByText('Customer operator (read-only)', { exact: true }).waitFor();
+    await them.getByText('Read-only: your role can view AI employees but not change them.').waitFor();
+    await them.getByRole('link', { name: 'Nia' }).waitFor();
+    expect(await them.getByRole('link', { name: 'Hire an AI employee' }).count() === 0, 'no hire button for the operator');
+    expect(await them.getByRole('link', { name: 'Members' }).count() === 0, 'no Members page for the operator');
+    await shot(them, '19c-joined-as-operator');
+    // The link worked once.
+    await them.goto(link);
+    await them.getByRole('alert').filter({ hasText: 'already been used' }).waitFor();
+    await them.getByRole('link', { name: 'Go to sign-in' }).waitFor();
+    expect(errors.length === 0, `errors in the colleague's page: ${errors.join('; ')}`);
+    colleague = { email, password };
+  } finally {
+    await theirs.close();
+  }
+
+  // The admin sees the colleague as a member, and the invitation gone from the pending list.
+  await page.reload();
+  await members.getByRole('row').filter({ hasText: email }).waitFor();
+  const role = page.getByRole('combobox', { name: `Role of ${email}` });
+  await role.waitFor();
+  expect(await role.inputValue() === 'customer_operator', `the colleague is an operator: ${await role.inputValue()}`);
+  await page.getByRole('heading', { name: 'Pending invitations' }).waitFor();
+  await page.getByText('Loading invitations…').waitFor({ state: 'detached' });
+  expect(await page.getByRole('table', { name: 'Pending invitations' }).getByRole('row').filter({ hasText: email }).count() === 0, 'the accepted invitation is no longer pending');
+
+  // Another invitation: resent (a new link, counted), then revoked after a confirmation.
+  const typo = `typo-${stamp}@example.com`;
+  await invite.getByLabel('Email').fill(typo);
+  await invite.getByRole('button', { name: 'Send invitation' }).click();
+  const typoRow = page.getByRole('table', { name: 'Pending invitations' }).getByRole('row').filter({ hasText: typo });
+  await typoRow.waitFor();
+  await page.getByRole('button', { name: `Resend to ${typo}` }).click();
+  await page.getByRole('status').filter({ hasText: `Invitation sent to ${typo} again.` }).waitFor();
+  await typoRow.getByRole('cell', { name: '2', exact: true }).waitFor();
+  await page.getByRole('button', { name: `Revoke invitation to ${typo}` }).click();
+  const confirm = page.getByRole('group', { name: 'Confirm revoking' });
+  await confirm.getByRole('button', { name: 'Yes, revoke' }).click();
+  await page.getByRole('status').filter({ hasText: `Revoked the invitation to ${typo}.` }).waitFor();
+  await page.getByText('No pending invitations.').waitFor();
+  await shot(page, '19d-members-joined');
+});
+
+await journey('people: a forgotten password is reset from the mailed link, then changed under Your account', async (page) => {
+  expect(colleague, 'the colleague joined in the journey before');
+  await page.goto(base);
+  await page.getByRole('link', { name: 'Forgot your password?' }).click();
+  const forgot = page.getByRole('form', { name: 'Forgot your password?' });
+  await forgot.getByLabel('Email').fill(colleague.email);
+  await forgot.getByRole('button', { name: 'Send reset link' }).click();
+  await forgot.getByRole('status').filter({ hasText: 'If an account uses that address' }).waitFor();
+  await shot(page, '19e-forgot-password');
+
+  const { link } = await mailedLink(colleague.email, '/reset-password');
+  await page.goto(link);
+  await page.getByRole('heading', { name: `Choose a new password for ${colleague.email}` }).waitFor();
+  const reset = page.getByRole('form', { name: 'Choose a new password' });
+  const fresh = `reset-password-${stamp}`;
+  await reset.getByLabel('New password', { exact: true }).fill(fresh);
+  await reset.getByLabel('Confirm new password').fill(fresh);
+  await reset.getByRole('button', { name: 'Set new password' }).click();
+  await page.getByRole('status').filter({ hasText: 'Your password was changed. You were signed out everywhere else.' }).waitFor();
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  await page.getByText(`Working in ${tenantName}`).waitFor();
+
+  // The link worked once.
+  await page.goto(link);
+  await page.getByRole('alert').filter({ hasText: 'already used' }).waitFor();
+  await page.getByRole('link', { name: 'Ask for a new link' }).waitFor();
+
+  // Your account: the server checks the current password; then a new one is set.
+  await page.goto(base);
+  await page.getByRole('link', { name: 'Your account' }).click();
+  const change = page.getByRole('form', { name: 'Change your password' });
+  const newer = `${fresh}-again`;
+  await change.getByLabel('Current password').fill('not the password at all');
+  await change.getByLabel('New password', { exact: true }).fill(newer);
+  await change.getByLabel('Confirm new password').fill(newer);
+  await change.getByRole('button', { name: 'Change password' }).click();
+  await change.getByText('Is not your current password').waitFor();
+  await change.getByLabel('Current password').fill(fresh);
+  await change.getByRole('button', { name: 'Change password' }).click();
+  await page.getByRole('status').filter({ hasText: 'Password changed. Your other sessions were signed out.' }).waitFor();
+  await shot(page, '19f-account');
+
+  // This session carries on; the new password signs in afresh.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('status').filter({ hasText: 'You are signed out.' }).waitFor();
+  await signIn(page, colleague.email, newer);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  colleague.password = newer;
+});
+
 await journey('impersonation: the banner appears and ends', async (page) => {
   await signIn(page, adminEmail, adminPassword);
   await page.getByRole('heading', { name: 'Tenants' }).waitFor();

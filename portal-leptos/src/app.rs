@@ -7,14 +7,15 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::hooks::use_navigate;
-use leptos_router::path;
+use leptos_router::{StaticSegment, path};
 use shared::TenantId;
 use shared::auth::{Me, Permission};
 use shared::resources::{Page, Tenant};
 
 use crate::api::{self, ApiError, HttpMethod};
 use crate::{
-    agents, audit, channels, chat, customers, jobs, knowledge, login, settings, tenants, tools,
+    account, agents, audit, channels, chat, customers, invitation, jobs, knowledge, login, members,
+    passwords, settings, tenants, tools,
 };
 
 /// What every page can reach: the signed-in user and the tenant in focus.
@@ -94,6 +95,14 @@ impl Session {
                 toast.set(None);
             }
         });
+    }
+
+    /// A session this page started itself (a sign-in, a link from a mail): taken as `/api/me`
+    /// would answer it, without a notice left over from before.
+    pub fn enter(&self, me: Me) {
+        self.notice.set(None);
+        self.adopt(me);
+        self.checked.set(true);
     }
 
     pub fn adopt(&self, me: Me) {
@@ -186,6 +195,9 @@ pub fn App() -> impl IntoView {
             <ImpersonationExpiry />
             <Routes fallback=|| view! { <Shell><p class="empty">"This page does not exist."</p></Shell> }>
                 <Route path=path!("/login") view=login::Login />
+                <Route path=path!("/forgot-password") view=passwords::ForgotPassword />
+                <Route path=(StaticSegment(shared::people::RESET_PATH),) view=passwords::ResetPassword />
+                <Route path=(StaticSegment(shared::people::INVITATION_PATH),) view=invitation::Invitation />
                 <Route path=path!("/") view=|| view! { <Shell><Home /></Shell> } />
                 <Route path=path!("/tenants") view=|| view! { <Shell><tenants::Tenants /></Shell> } />
                 <Route path=path!("/agents") view=|| view! { <Shell><agents::AgentList /></Shell> } />
@@ -201,6 +213,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/customers") view=|| view! { <Shell><customers::Customers /></Shell> } />
                 <Route path=path!("/channels") view=|| view! { <Shell><channels::Channels /></Shell> } />
                 <Route path=path!("/settings") view=|| view! { <Shell><settings::Settings /></Shell> } />
+                <Route path=path!("/members") view=|| view! { <Shell><members::Members /></Shell> } />
+                <Route path=path!("/account") view=|| view! { <Shell><account::Account /></Shell> } />
             </Routes>
         </Router>
     }
@@ -414,6 +428,9 @@ fn Nav() -> impl IntoView {
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::JobsRead)>
                     <li><A href="/jobs">"Background jobs"</A></li>
                 </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::MembersRead)>
+                    <li><A href="/members">"Members"</A></li>
+                </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::TenantRead)>
                     <li><A href="/settings">"Settings"</A></li>
                 </Show>
@@ -421,6 +438,10 @@ fn Nav() -> impl IntoView {
             <div class="who">
                 <span class="email">{move || session.me.get().map(|m| m.user.email).unwrap_or_default()}</span>
                 <span class="role">{move || role_label(&session)}</span>
+                // While impersonating, the session is not the admin's own to change.
+                <Show when=move || session.me.get().is_some_and(|m| m.impersonation.is_none())>
+                    <A href="/account">"Your account"</A>
+                </Show>
                 <button class="link" on:click=sign_out>"Sign out"</button>
             </div>
         </nav>
@@ -441,12 +462,7 @@ fn role_label(session: &Session) -> String {
     me.memberships
         .iter()
         .find(|m| Some(m.tenant_id) == tenant)
-        .map(|m| match m.role {
-            shared::auth::TenantRole::CustomerAdmin => "Customer admin".to_string(),
-            shared::auth::TenantRole::CustomerOperator => {
-                "Customer operator (read-only)".to_string()
-            }
-        })
+        .map(|m| members::role_label(m.role).to_string())
         .unwrap_or_default()
 }
 

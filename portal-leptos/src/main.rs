@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+mod account;
 mod agents;
 mod api;
 mod app;
@@ -9,9 +10,13 @@ mod audit;
 mod channels;
 mod chat;
 mod customers;
+mod invitation;
 mod jobs;
 mod knowledge;
+mod link;
 mod login;
+mod members;
+mod passwords;
 mod settings;
 mod tenants;
 mod tools;
