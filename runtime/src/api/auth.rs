@@ -496,16 +496,22 @@ pub(crate) fn client_block(req: &HttpRequest, state: &AppState) -> String {
     crate::net::limit_block(address)
 }
 
-/// Hashes a new password on the rationed hashing pool.
-pub(crate) async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
-    state.auth.hasher.hash(password).await.map_err(|e| match e {
+/// What a hashing pool that could not take the work answers: busy (503, retry in a second) or
+/// broken (500).
+pub(crate) fn hasher_error(e: password::HasherError) -> ApiError {
+    match e {
         password::HasherError::Busy => ApiError::new(
             ErrorCode::Unavailable,
             "The server is busy checking passwords. Please try again in a moment.",
         )
         .with_retry_after(1),
         password::HasherError::Failed(_) => ApiError::internal(e),
-    })
+    }
+}
+
+/// Hashes a new password on the rationed hashing pool.
+pub(crate) async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
+    state.auth.hasher.hash(password).await.map_err(hasher_error)
 }
 
 /// Signs `user` in: a new session, its cookies, and the sign-in noted.

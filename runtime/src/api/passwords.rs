@@ -13,7 +13,7 @@ use shared::{ErrorBody, ErrorCode};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{Authorized, client_block, hash_password, issue, sign_in};
+use super::auth::{Authorized, client_block, hash_password, hasher_error, issue, sign_in};
 use super::error::ApiError;
 use super::validate;
 use crate::auth::password;
@@ -203,14 +203,7 @@ pub async fn change(
         .hasher
         .verify(stored, body.current_password)
         .await
-        .map_err(|e| match e {
-            password::HasherError::Busy => ApiError::new(
-                ErrorCode::Unavailable,
-                "The server is busy checking passwords. Please try again in a moment.",
-            )
-            .with_retry_after(1),
-            password::HasherError::Failed(_) => ApiError::internal(e),
-        })?;
+        .map_err(hasher_error)?;
     if !matches {
         return Err(ApiError::invalid_field(
             "current_password",
