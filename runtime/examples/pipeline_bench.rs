@@ -184,6 +184,7 @@ fn message(
         unsupported: None,
         provider_event_id: event,
         received_at: Utc::now(),
+        origin: shared::channel::Origin::Customer,
     }
 }
 

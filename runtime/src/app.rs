@@ -203,6 +203,7 @@ impl Application {
             },
             clock: deps.settings.clock.clone(),
             people: people.clone(),
+            inbox: crate::inbox::live::Hub::start(store.clone()),
         };
         let bound = api::bind_listener(listener, &settings.server, state)?;
         let server = bound.server.handle();
@@ -234,6 +235,9 @@ impl Application {
                 knowledge: Some(knowledge.clone()),
                 llm: Some(pool.clone()),
                 people: Some(people.clone()),
+                ingest: Some(ingest.clone()),
+                channels: Some(channels.clone()),
+                keyring: Some(keyring.clone()),
             };
             Runner::start(context, registry, settings, &node)
         });

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod embed;
 pub mod engine;
 pub mod failpoint;
+pub mod inbox;
 pub mod jobs;
 pub mod knowledge;
 pub mod links;

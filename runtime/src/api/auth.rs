@@ -318,6 +318,71 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Authenticated>, ApiEr
     Ok(done)
 }
 
+/// Whether the session of `claims` may still use `permission` in `tenant`, checked again as
+/// on a new request (expiry, revocation, the user's `auth_version`, membership, impersonation):
+/// a long-lived answer (the inbox's live stream) ends when it no longer may.
+pub(crate) async fn still_allowed(
+    state: &AppState,
+    claims: &Claims,
+    tenant: TenantId,
+    permission: shared::auth::Permission,
+) -> Result<bool, ApiError> {
+    let now = Utc::now();
+    if claims.exp <= now.timestamp() {
+        return Ok(false);
+    }
+    let mut keys = vec![revoked_key(state, claims.sid)];
+    if let Some(imp) = &claims.imp {
+        if claims.active_impersonation(now).is_none() {
+            return Ok(false);
+        }
+        keys.push(revoked_key(state, imp.parent_sid));
+    }
+    if state
+        .redis
+        .exists_any(&keys)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        return Ok(false);
+    }
+    let Some(user) = users::get(&state.store, claims.sub)
+        .await?
+        .filter(|u| u.status == UserStatus::Active && u.auth_version == claims.ver)
+    else {
+        return Ok(false);
+    };
+    let memberships = users::memberships(&state.store, user.id).await?;
+    let impersonating = match &claims.imp {
+        None => None,
+        Some(imp) => {
+            let imp_tenant = TenantId::from_uuid(imp.tenant);
+            let mut tx = state.store.tenant_tx(imp_tenant).await?;
+            let row = tenants::current(&mut tx).await?;
+            tx.commit().await?;
+            match row {
+                Some(row) if user.is_platform_admin => Some(Impersonated {
+                    tenant: imp_tenant,
+                    name: row.name,
+                    active: row.status == TenantStatus::Active,
+                    until: Utc.timestamp_opt(imp.exp, 0).single().unwrap_or(now),
+                }),
+                _ => return Ok(false),
+            }
+        }
+    };
+    let principal = Principal {
+        user,
+        memberships,
+        claims: claims.clone(),
+        impersonating,
+    };
+    Ok(matches!(
+        principal.access_to(tenant),
+        TenantAccess::Granted(perms) if perms.contains(&permission)
+    ))
+}
+
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }

@@ -165,6 +165,7 @@ pub async fn send(
         unsupported: None,
         provider_event_id: event_id.clone(),
         received_at: Utc::now(),
+        origin: shared::channel::Origin::Customer,
     };
     match state.ingest.enqueue(&message).await {
         Ok(Enqueued::Queued { .. }) | Ok(Enqueued::Duplicate) => {}

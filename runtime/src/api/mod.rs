@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod channels;
 pub mod chat;
+pub mod conversations;
 pub mod end_users;
 pub mod error;
 pub mod health;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub clock: crate::time::Clock,
     /// Mail and the links it carries (invitations, password resets).
     pub people: crate::people::People,
+    /// The live inbox's fan-out on this node.
+    pub inbox: crate::inbox::live::Hub,
 }
 
 /// Session signing, sign-in limits and who the client is.

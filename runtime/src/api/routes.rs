@@ -11,7 +11,7 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, audit, auth, channels, chat, end_users, invitations, jobs, knowledge, limits,
+    admin, agents, audit, auth, channels, chat, conversations, end_users, invitations, jobs, knowledge, limits,
     llm_keys, members, openapi, passwords, platform, settings, tenants, tools, whatsapp,
 };
 
@@ -144,6 +144,20 @@ routes! {
     GET    "/api/tenants/{tenant_id}/jobs"                => Tenant(JobsRead), jobs::list;
     GET    "/api/tenants/{tenant_id}/jobs/{job_id}"       => Tenant(JobsRead), jobs::get;
     POST   "/api/tenants/{tenant_id}/jobs/{job_id}/retry" => Tenant(JobsManage), jobs::retry;
+    GET    "/api/tenants/{tenant_id}/conversations"       => Tenant(ConversationsRead), conversations::list;
+    GET    "/api/tenants/{tenant_id}/conversations/{conversation_id}" => Tenant(ConversationsRead), conversations::get;
+    POST   "/api/tenants/{tenant_id}/conversations/{conversation_id}/claim" => Tenant(ConversationsHandle), conversations::claim;
+    POST   "/api/tenants/{tenant_id}/conversations/{conversation_id}/assign" => Tenant(ConversationsHandle), conversations::assign;
+    POST   "/api/tenants/{tenant_id}/conversations/{conversation_id}/replies" => Tenant(ConversationsHandle), conversations::reply;
+    POST   "/api/tenants/{tenant_id}/conversations/{conversation_id}/notes" => Tenant(ConversationsHandle), conversations::note;
+    POST   "/api/tenants/{tenant_id}/conversations/{conversation_id}/status" => Tenant(ConversationsHandle), conversations::status;
+    POST   "/api/tenants/{tenant_id}/conversations/{conversation_id}/hand-back" => Tenant(ConversationsHandle), conversations::hand_back;
+    GET    "/api/tenants/{tenant_id}/inbox/counts"        => Tenant(ConversationsRead), conversations::counts;
+    GET    "/api/tenants/{tenant_id}/inbox/events"        => Tenant(ConversationsRead), conversations::events;
+    GET    "/api/tenants/{tenant_id}/me/notifications"    => Tenant(ConversationsRead), conversations::my_notifications;
+    PUT    "/api/tenants/{tenant_id}/me/notifications"    => Tenant(ConversationsRead), conversations::set_my_notifications;
+    GET    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(ConversationsRead), conversations::handoff_settings;
+    PUT    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(SettingsManage), conversations::set_handoff_settings;
 }
 
 /// The spec of the route that matched, by method and pattern.

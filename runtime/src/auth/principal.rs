@@ -33,11 +33,12 @@ pub struct Impersonated {
 }
 
 /// What may be done in a suspended tenant: read, nothing else.
-const READ_ONLY: [Permission; 4] = [
+const READ_ONLY: [Permission; 5] = [
     Permission::TenantRead,
     Permission::AgentsRead,
     Permission::MembersRead,
     Permission::EndUsersRead,
+    Permission::ConversationsRead,
 ];
 
 fn narrowed(perms: &[Permission], active: bool) -> Vec<Permission> {

@@ -113,16 +113,35 @@ pub struct Accepted {
     pub text: String,
     /// Where the reply goes: the thread, or the message that starts one.
     pub thread_ts: String,
+    /// Written in a thread without addressing the bot: the customer going on, or a colleague
+    /// answering (the engine tells which); never answered by the AI.
+    pub in_thread: bool,
 }
 
 /// Decides whether an event is a message to answer, and normalises it.
 pub fn accept(event: &Event, bot_user_id: &str) -> Result<Accepted, &'static str> {
-    match (event.kind.as_str(), event.channel_type.as_deref()) {
-        ("app_mention", _) => {}
-        ("message", Some("im")) => {}
-        ("message", _) => return Err("a channel message without a mention"),
+    let in_thread = match (event.kind.as_str(), event.channel_type.as_deref()) {
+        ("app_mention", _) => false,
+        ("message", Some("im")) => false,
+        ("message", _) => {
+            let replies_in_thread = event
+                .thread_ts
+                .as_deref()
+                .is_some_and(|thread| Some(thread) != event.ts.as_deref());
+            if !replies_in_thread {
+                return Err("a channel message without a mention");
+            }
+            if event
+                .text
+                .as_deref()
+                .is_some_and(|t| t.contains(&format!("<@{bot_user_id}")))
+            {
+                return Err("a mention in a thread (its app_mention event carries it)");
+            }
+            true
+        }
         _ => return Err("an event type we do not handle"),
-    }
+    };
     if event.subtype.is_some() {
         // message_changed, message_deleted, bot_message, channel_join, …
         return Err("a message subtype (edit, delete, bot or system message)");
@@ -146,6 +165,7 @@ pub fn accept(event: &Event, bot_user_id: &str) -> Result<Accepted, &'static str
         user: user.to_string(),
         text,
         thread_ts: event.thread_ts.as_deref().unwrap_or(ts).to_string(),
+        in_thread,
     })
 }
 
@@ -395,11 +415,12 @@ impl SlackChannel {
         let ReplyTarget::Slack { channel, thread_ts } = &reply.target else {
             return Err(SinkError::Permanent("not a Slack reply target".into()));
         };
-        let body = serde_json::json!({
-            "channel": channel,
-            "thread_ts": thread_ts,
-            "text": reply.text,
-        });
+        // An empty thread starts a message of its own in the channel (a hand-off notice).
+        let body = if thread_ts.is_empty() {
+            serde_json::json!({ "channel": channel, "text": reply.text })
+        } else {
+            serde_json::json!({ "channel": channel, "thread_ts": thread_ts, "text": reply.text })
+        };
         let url = format!("{}/chat.postMessage", self.api.base);
         let channel_key = format!("{connection}:{channel}");
         let mut attempt = 0;
@@ -562,6 +583,11 @@ impl Receive for SlackChannel {
             unsupported: None,
             provider_event_id: routed.event_id,
             received_at,
+            origin: if accepted.in_thread {
+                shared::channel::Origin::Thread
+            } else {
+                shared::channel::Origin::Customer
+            },
         }))
     }
 }
@@ -659,6 +685,7 @@ mod tests {
                 user: "U1".into(),
                 text: "where is my order?".into(),
                 thread_ts: "1700000000.000100".into(),
+                in_thread: false,
             })
         );
         let mut dm = event("message");
@@ -680,6 +707,19 @@ mod tests {
         let mut channel_message = event("message");
         channel_message.channel_type = Some("channel".into());
         assert!(accept(&channel_message, "UBOT").is_err());
+        // In a thread: without a mention it is read (not answered); with one, its
+        // app_mention event carries it.
+        let mut in_thread = channel_message.clone();
+        in_thread.thread_ts = Some("1699999999.000001".into());
+        in_thread.text = Some("I'll take this one".into());
+        assert_eq!(accept(&in_thread, "UBOT").map(|a| a.in_thread), Ok(true));
+        let mut mention_in_thread = in_thread.clone();
+        mention_in_thread.text = Some("<@UBOT> help".into());
+        assert!(accept(&mention_in_thread, "UBOT").is_err());
+        // The thread's own first message is not a reply in it.
+        let mut starter = in_thread.clone();
+        starter.thread_ts = starter.ts.clone();
+        assert!(accept(&starter, "UBOT").is_err());
     }
 
     #[test]

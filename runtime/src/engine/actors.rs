@@ -399,8 +399,11 @@ impl Handler<Dispatch> for TenantActor {
         };
         let d = msg.0;
         tracing::trace!(ingest.entry = %d.entry_id, "tenant actor dispatches");
-        // A parked entry passed the limits when it arrived; it is not charged again.
-        let decision = if matches!(d.source, Source::Parked(_)) {
+        // A parked entry passed the limits when it arrived; it is not charged again. A person's
+        // reply is the tenant's own work, not customer traffic: never limited.
+        let decision = if matches!(d.source, Source::Parked(_))
+            || d.message.origin == shared::channel::Origin::Person
+        {
             Decision::Allow
         } else {
             let now = Instant::now();

@@ -75,6 +75,8 @@ pub struct TenantConfig {
     pub zone: TenantZone,
     /// The tenant's HTTP tools, secrets opened and schemas compiled, by id.
     pub tools: HashMap<uuid::Uuid, crate::tools::Registered>,
+    /// When people answer a hand-off (what the customer is told); `None`: at any hour.
+    pub business_hours: Option<shared::inbox::BusinessHours>,
 }
 
 impl TenantConfig {
@@ -213,7 +215,7 @@ fn connection_config(tenant: TenantId, keyring: &Keyring, row: ConnectionRow) ->
     }
 }
 
-async fn connections_in(
+pub async fn connections_in(
     tx: &mut TenantTx,
     keyring: &Keyring,
 ) -> Result<HashMap<ConnectionId, Arc<ConnectionConfig>>, TurnError> {
@@ -265,6 +267,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             credentials: Credentials::platform(),
             zone: TenantZone::default(),
             tools: HashMap::new(),
+            business_hours: None,
         });
     };
     let own = tenants::limits(&mut tx).await?.unwrap_or_default();
@@ -288,6 +291,10 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         }),
         None => TenantZone::default(),
     };
+    let business_hours = crate::store::inbox::handoff_settings(&mut tx)
+        .await?
+        .0
+        .and_then(|hours| serde_json::from_value(hours).ok());
     let credentials = match metering::credentials_in(&mut tx, &deps.keyring).await {
         Ok(c) => c,
         Err(e) => {
@@ -306,6 +313,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         credentials,
         zone,
         tools,
+        business_hours,
     })
 }
 

@@ -163,18 +163,19 @@ pub fn agent_requested(rules: &[EscalationRule]) -> Fired {
     }
 }
 
-/// What the user is told when the conversation is handed off.
-pub fn handoff_notice(fired: &Fired) -> String {
-    match fired.reason {
+/// What the user is told when the conversation is handed off, with when a person will answer
+/// (`expected`, from the tenant's business hours).
+pub fn handoff_notice(fired: &Fired, expected: &str) -> String {
+    let passed = match fired.reason {
         Reason::FailedResolutions => {
             "I haven't been able to sort this out for you, so I've passed the conversation to a \
-             colleague. They'll reply here as soon as they can."
+             colleague."
         }
         Reason::Keywords | Reason::HumanRequested | Reason::AgentRequested => {
-            "I've passed this conversation to a colleague, who will reply here as soon as they can."
+            "I've passed this conversation to a colleague."
         }
-    }
-    .to_string()
+    };
+    format!("{passed} {expected}")
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod consumer;
 pub mod context;
 pub mod escalation;
+pub mod handoff;
 pub mod ingest;
 pub mod leases;
 pub mod limiter;

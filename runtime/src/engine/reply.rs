@@ -22,7 +22,7 @@ use crate::channels::{ConnectionConfig, SinkError};
 use crate::failpoint;
 use crate::store::audit::{self, Action, Actor, NewEvent, Target};
 use crate::store::conversations::{self, ReplyPart};
-use crate::store::{TenantTx, channels, fences};
+use crate::store::{TenantTx, channels, fences, inbox};
 
 /// Splits `text` into parts of at most `max` characters, at a paragraph, line, sentence or word
 /// boundary (in that order of preference) where one is in the last half of the part.
@@ -73,6 +73,7 @@ pub async fn record_pending(
     conversation: ConversationId,
     kind: ReplyKind,
     text: &str,
+    status: DeliveryStatus,
 ) -> Result<Vec<ReplyPart>, TurnError> {
     let max = deps
         .sinks
@@ -88,6 +89,7 @@ pub async fn record_pending(
         kind,
         &parts,
         deps.settings.clock.now(),
+        status,
     )
     .await?;
     Ok(ids
@@ -99,7 +101,7 @@ pub async fn record_pending(
             part: i16::try_from(i).unwrap_or(i16::MAX),
             kind,
             body,
-            status: DeliveryStatus::Pending,
+            status,
         })
         .collect())
 }
@@ -146,6 +148,22 @@ pub async fn deliver(
         Some(last.map_or(m.received_at, |last| last.max(m.received_at)))
     };
     for part in parts.iter().filter(|p| p.status == DeliveryStatus::Pending) {
+        // Ownership is checked at send time: an AI part goes only while the AI owns the
+        // conversation, and this check and any claim are serialised on the conversation's row.
+        deps.settings
+            .pauses
+            .at(super::turn::deps::BEFORE_SEND, conversation)
+            .await;
+        let cleared = {
+            let mut tx = fenced_tx(deps, d).await?;
+            let cleared = inbox::may_send(&mut tx, part.id).await?;
+            tx.commit().await?;
+            cleared
+        };
+        if !cleared {
+            tracing::info!(tenant.id = %m.tenant_id, conversation.id = %conversation, "a person has the conversation; the AI's part is not sent");
+            continue;
+        }
         let mut attempt = 1;
         let sent = loop {
             if !deps.ownership.holds(d.partition, d.epoch) {

@@ -63,6 +63,11 @@ pub struct JobContext {
     pub llm: Option<Arc<crate::llm::pool::Pool>>,
     /// The mail sender and the links it mails (the mail jobs need it).
     pub people: Option<crate::people::People>,
+    /// The engine's queue (a person's reply is sent through it).
+    pub ingest: Option<crate::engine::ingest::Ingest>,
+    /// The channel adapters and the keyring that opens tenants' tokens (hand-off notices).
+    pub channels: Option<crate::channels::Channels>,
+    pub keyring: Option<Arc<crate::crypto::Keyring>>,
 }
 
 /// Why an attempt failed. The reason is recorded as the job's `last_error` and shown to the
@@ -159,7 +164,9 @@ impl Registry {
             .with(k::Summarise)?
             .with(k::PurgeTenantVectors)?
             .with(crate::people::jobs::SendInvitation)?
-            .with(crate::people::jobs::SendPasswordReset)
+            .with(crate::people::jobs::SendPasswordReset)?
+            .with(crate::inbox::jobs::SendReply)?
+            .with(crate::inbox::jobs::NotifyHandoff)
     }
 
     /// Adds a handler for its kind.

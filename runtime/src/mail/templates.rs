@@ -142,6 +142,64 @@ pub fn password_reset(r: &PasswordReset<'_>) -> Email {
     }
 }
 
+/// What a hand-off mail says: which agent handed off, why, and where to answer. Never the
+/// customer's words (a mailbox keeps them beyond anything the tenant can erase).
+#[derive(Debug)]
+pub struct Handoff<'a> {
+    pub to: &'a str,
+    pub tenant_name: &'a str,
+    pub agent_name: &'a str,
+    pub channel: &'a str,
+    /// The reason in a sentence.
+    pub why: &'a str,
+    pub link: &'a str,
+}
+
+/// The mail members who opted in get when a conversation is handed off.
+pub fn handoff(h: &Handoff<'_>) -> Email {
+    let subject = format!(
+        "{} handed a {} conversation to your team",
+        plain(h.agent_name),
+        plain(h.channel)
+    );
+    let text = format!(
+        "{agent} handed a {channel} conversation in {tenant} to a person.\n\n\
+         Why: {why}\n\n\
+         Open it in the inbox: {link}\n\n\
+         You get this mail because you asked to be told about hand-offs; turn it off in the inbox.\n",
+        agent = plain(h.agent_name),
+        channel = plain(h.channel),
+        tenant = plain(h.tenant_name),
+        why = plain(h.why),
+        link = h.link,
+    );
+    let html = page(
+        "A customer is waiting for a person",
+        &[
+            format!(
+                "<strong>{}</strong> handed a {} conversation in <strong>{}</strong> to your team.",
+                escape(h.agent_name),
+                escape(h.channel),
+                escape(h.tenant_name)
+            ),
+            format!("Why: {}", escape(h.why)),
+        ],
+        "Open the conversation",
+        h.link,
+        "You get this mail because you asked to be told about hand-offs; turn it off in the inbox.",
+    );
+    Email {
+        to: h.to.to_string(),
+        subject: one_line_subject(&subject),
+        text,
+        html,
+    }
+}
+
+fn one_line_subject(subject: &str) -> String {
+    plain(subject).chars().take(200).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

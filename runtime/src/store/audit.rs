@@ -89,6 +89,24 @@ actions! {
     /// A request made while impersonating, recorded before it is handled.
     ImpersonationRequest => "impersonation.request",
     ConversationHandedOff => "conversation.handed_off",
+    /// A member took a conversation (from the queue or from the AI).
+    ConversationClaimed => "conversation.claimed",
+    /// A conversation was given to a member, or back to the queue.
+    ConversationAssigned => "conversation.assigned",
+    /// A person replied to the customer (the message's id; never its text).
+    ConversationReplied => "conversation.replied",
+    /// A private note was written (its id; never its text).
+    ConversationNoteAdded => "conversation.note_added",
+    /// The inbox status changed (open, pending, snoozed, resolved).
+    ConversationStatusChanged => "conversation.status_changed",
+    /// A person gave the conversation back to the AI.
+    ConversationHandedBack => "conversation.handed_back",
+    /// A colleague answered in the channel's own thread and so took the conversation.
+    ConversationTakenInChannel => "conversation.taken_in_channel",
+    /// An AI reply was recorded but not sent because a person has the conversation.
+    ReplyWithheld => "reply.withheld",
+    /// The tenant's people were told of a hand-off (how many by mail, whether in Slack).
+    HandoffNotified => "handoff.notified",
     ReplyNoticeSent => "reply.notice_sent",
     ReplyApologySent => "reply.apology_sent",
     ReplyHandoffSent => "reply.handoff_sent",

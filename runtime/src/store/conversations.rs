@@ -1,8 +1,8 @@
 //! Conversations and their messages, and the web channel's connections.
 
 use chrono::{DateTime, Utc};
-use shared::channel::{DeliveryStatus, MessageDirection, ReplyKind};
-use shared::resources::ConversationStatus;
+use shared::channel::{DeliveryStatus, MessageDirection, ReplyKind, ReplyTarget};
+use shared::inbox::Owner;
 use shared::{AgentId, ConnectionId, ConversationId, EndUserId};
 use uuid::Uuid;
 
@@ -48,33 +48,71 @@ pub async fn ensure_web_connection(tx: &mut TenantTx, agent: AgentId) -> StoreRe
 }
 
 /// The conversation for (connection, external key), created on its first message with its end
-/// user; returns its id and status.
-pub async fn upsert_with_status(
+/// user; every message reopens it in the inbox and keeps where replies go. Returns its id and
+/// owner.
+pub async fn upsert_with_owner(
     tx: &mut TenantTx,
     connection: ConnectionId,
     agent: Option<AgentId>,
-    external_key: &str,
+    target: &ReplyTarget,
     end_user: Option<EndUserId>,
-) -> StoreResult<(ConversationId, ConversationStatus)> {
+) -> StoreResult<(ConversationId, Owner)> {
     let tenant = tx.tenant();
-    let (id, status): (ConversationId, String) = sqlx::query_as(
+    let reply_target =
+        serde_json::to_value(target).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let (id, owner): (ConversationId, String) = sqlx::query_as(
         "INSERT INTO conversations (id, tenant_id, channel_connection_id, agent_id, external_key, \
-                                    end_user_id) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+                                    end_user_id, reply_target) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (tenant_id, channel_connection_id, external_key) \
              DO UPDATE SET last_message_at = now(), \
-                 end_user_id = coalesce(conversations.end_user_id, EXCLUDED.end_user_id) \
-         RETURNING id, status",
+                 end_user_id = coalesce(conversations.end_user_id, EXCLUDED.end_user_id), \
+                 reply_target = EXCLUDED.reply_target, \
+                 inbox_status = 'open', snoozed_until = NULL, resolved_at = NULL \
+         RETURNING id, owner",
     )
     .bind(ConversationId::from_uuid(Uuid::new_v4()))
     .bind(tenant)
     .bind(connection)
     .bind(agent)
-    .bind(external_key)
+    .bind(target.conversation_key())
     .bind(end_user)
+    .bind(reply_target)
     .fetch_one(tx.connection())
     .await?;
-    Ok((id, parse(status)?))
+    Ok((id, parse(owner)?))
+}
+
+/// Notes new activity in a conversation (the inbox sorts by it).
+pub async fn touch(tx: &mut TenantTx, conversation: ConversationId) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE conversations SET last_message_at = now(), inbox_status = 'open', \
+                snoozed_until = NULL, resolved_at = NULL WHERE id = $1",
+    )
+    .bind(conversation)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
+}
+
+/// An existing conversation for (connection, key), with its owner and its end user's channel
+/// id; `None` when there is none (a Slack thread the agent was never part of).
+pub async fn find(
+    tx: &mut TenantTx,
+    connection: ConnectionId,
+    external_key: &str,
+) -> StoreResult<Option<(ConversationId, Owner, Option<String>)>> {
+    let row: Option<(ConversationId, String, Option<String>)> = sqlx::query_as(
+        "SELECT c.id, c.owner, eu.external_id FROM conversations c \
+           LEFT JOIN end_users eu ON eu.id = c.end_user_id \
+          WHERE c.channel_connection_id = $1 AND c.external_key = $2",
+    )
+    .bind(connection)
+    .bind(external_key)
+    .fetch_optional(tx.connection())
+    .await?;
+    row.map(|(id, owner, who)| Ok((id, parse(owner)?, who)))
+        .transpose()
 }
 
 fn parse<T: TryFrom<String, Error = shared::text_enum::UnknownVariant>>(
@@ -155,7 +193,13 @@ pub async fn record_reply(
     kind: ReplyKind,
     parts: &[String],
     at: chrono::DateTime<chrono::Utc>,
+    status: DeliveryStatus,
 ) -> StoreResult<Vec<Uuid>> {
+    let sender = if kind == ReplyKind::Human {
+        "person"
+    } else {
+        "agent"
+    };
     let tenant = tx.tenant();
     let mut ids = Vec::with_capacity(parts.len());
     for (i, body) in parts.iter().enumerate() {
@@ -169,7 +213,7 @@ pub async fn record_reply(
         sqlx::query(
             "INSERT INTO messages (id, tenant_id, conversation_id, direction, sender, body, \
                  provider_event_id, reply_to, part, kind, status, created_at) \
-             VALUES ($1, $2, $3, 'outbound', 'agent', $4, $5, $6, $7, $8, 'pending', $9)",
+             VALUES ($1, $2, $3, 'outbound', $10, $4, $5, $6, $7, $8, $11, $9)",
         )
         .bind(id)
         .bind(tenant)
@@ -180,6 +224,8 @@ pub async fn record_reply(
         .bind(part)
         .bind(kind.as_str())
         .bind(at)
+        .bind(sender)
+        .bind(status.as_str())
         .execute(tx.connection())
         .await
         .map_err(|e| match &e {
@@ -395,7 +441,7 @@ pub async fn recent_turns(
     let mut rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT direction, kind, body FROM messages \
           WHERE conversation_id = $1 AND provider_event_id IS DISTINCT FROM $2 \
-            AND (reply_to IS NULL OR reply_to <> $2) \
+            AND (reply_to IS NULL OR reply_to <> $2) AND status IS DISTINCT FROM 'withheld' \
           ORDER BY seq DESC LIMIT $3",
     )
     .bind(conversation)
@@ -454,19 +500,22 @@ pub async fn messages(
     .await?)
 }
 
-/// Hands a conversation to a human: records the escalation and marks the conversation.
+/// Hands a conversation to the queue of people: records the escalation (with its packet) and
+/// the event, and gives the conversation to the queue, open, with its hand-off time.
 pub async fn hand_off(
     tx: &mut TenantTx,
     conversation: ConversationId,
     reason: &str,
     handoff_target: Option<&str>,
     note: Option<&str>,
+    packet: &shared::inbox::HandoffPacket,
 ) -> StoreResult<Uuid> {
     let tenant = tx.tenant();
     let id = Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO escalations (id, tenant_id, conversation_id, reason, handoff_target, note) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO escalations (id, tenant_id, conversation_id, reason, handoff_target, note, \
+                                  packet) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(tenant)
@@ -474,12 +523,27 @@ pub async fn hand_off(
     .bind(reason)
     .bind(handoff_target)
     .bind(note)
+    .bind(serde_json::to_value(packet).map_err(|e| StoreError::Invalid(e.to_string()))?)
     .execute(tx.connection())
     .await?;
-    sqlx::query("UPDATE conversations SET status = $2 WHERE id = $1")
-        .bind(conversation)
-        .bind(ConversationStatus::HandedOff.as_str())
-        .execute(tx.connection())
-        .await?;
+    sqlx::query(
+        "UPDATE conversations SET owner = 'queue', assignee_id = NULL, owner_name = NULL, \
+                inbox_status = 'open', snoozed_until = NULL, handed_off_at = now(), \
+                first_human_reply_at = NULL, resolved_at = NULL, handback_reason = NULL \
+          WHERE id = $1",
+    )
+    .bind(conversation)
+    .execute(tx.connection())
+    .await?;
+    super::inbox::add_event(
+        tx,
+        conversation,
+        "handed_off",
+        None,
+        None,
+        "",
+        serde_json::json!({ "reason": reason, "escalation": id }),
+    )
+    .await?;
     Ok(id)
 }

@@ -17,6 +17,7 @@ pub mod channels;
 pub mod conversations;
 pub mod end_users;
 pub mod fences;
+pub mod inbox;
 pub mod jobs;
 pub mod knowledge;
 pub mod llm;

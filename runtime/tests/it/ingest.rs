@@ -41,6 +41,7 @@ fn message(tenant: TenantId, event: &str, text: &str) -> InboundMessage {
         unsupported: None,
         provider_event_id: event.into(),
         received_at: Utc::now(),
+        origin: shared::channel::Origin::Customer,
     }
 }
 

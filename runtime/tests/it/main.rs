@@ -14,6 +14,7 @@ mod crash;
 mod fixtures;
 mod groundwork;
 mod http;
+mod inbox;
 mod ingest;
 mod isolation;
 mod jobs;

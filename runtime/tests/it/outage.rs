@@ -95,6 +95,7 @@ async fn a_two_minute_slack_outage_loses_nothing_answers_once_in_order_and_block
         attachments: Vec::new(),
         unsupported: None,
         received_at: chrono::Utc::now(),
+        origin: shared::channel::Origin::Customer,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while app.ingest.parked_len(&probe).await.unwrap() > 0 {
@@ -249,6 +250,7 @@ async fn a_flood_of_over_limit_messages_leaves_redis_and_the_audit_trail_within_
             attachments: Vec::new(),
             unsupported: None,
             received_at: chrono::Utc::now(),
+            origin: shared::channel::Origin::Customer,
         };
         app.ingest.enqueue(&m).await.unwrap();
     }

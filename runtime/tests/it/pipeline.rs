@@ -108,6 +108,7 @@ fn web_message(
         unsupported: None,
         provider_event_id: event.into(),
         received_at: chrono::Utc::now(),
+        origin: shared::channel::Origin::Customer,
     }
 }
 
@@ -623,7 +624,7 @@ async fn asking_for_a_human_hands_the_conversation_off_and_the_agent_falls_silen
 
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
     let (status, reason, target): (String, String, Option<String>) = sqlx::query_as(
-        "SELECT c.status, e.reason, e.handoff_target FROM escalations e \
+        "SELECT c.owner, e.reason, e.handoff_target FROM escalations e \
            JOIN conversations c ON c.id = e.conversation_id WHERE c.external_key = 'esc'",
     )
     .fetch_one(tx.connection())
@@ -632,7 +633,7 @@ async fn asking_for_a_human_hands_the_conversation_off_and_the_agent_falls_silen
     drop(tx);
     assert_eq!(
         (status.as_str(), reason.as_str(), target.as_deref()),
-        ("handed_off", "human_requested", Some("#support-humans"))
+        ("queue", "human_requested", Some("#support-humans"))
     );
     let actions = app.audit_actions(w.a).await;
     assert!(actions.contains(&"conversation.handed_off".to_string()));

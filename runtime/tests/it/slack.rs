@@ -775,7 +775,7 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
     let (status, target): (String, Option<String>) = loop {
         let mut tx = app.store.tenant_tx(w.a).await.unwrap();
         let row = sqlx::query_as(
-            "SELECT c.status, e.handoff_target FROM escalations e \
+            "SELECT c.owner, e.handoff_target FROM escalations e \
                JOIN conversations c ON c.id = e.conversation_id \
               WHERE c.external_key = 'CSUPPORT:1700000020.000100'",
         )
@@ -794,7 +794,7 @@ async fn a_hand_off_whose_notice_failed_is_completed_by_the_retry() {
     };
     assert_eq!(
         (status.as_str(), target.as_deref()),
-        ("handed_off", Some("#humans"))
+        ("queue", Some("#humans"))
     );
 }
 

@@ -465,6 +465,9 @@ impl TestApp {
             knowledge: Some(self.app.knowledge().clone()),
             llm: Some(self.app.pool.clone()),
             people: Some(self.app.people.clone()),
+            ingest: Some(self.app.ingest.clone()),
+            channels: Some(self.app.channels.clone()),
+            keyring: Some(self.app.keyring.clone()),
         }
     }
 

@@ -494,7 +494,7 @@ async fn the_current_time_is_the_tenants_and_the_handoff_tool_silences_the_ai() 
     let mut tx = s.app.store.tenant_tx(s.w.a).await.unwrap();
     // The seeded fixtures hold an older escalation by keyword; this one is the newest.
     let (reason, note, status): (String, Option<String>, String) = sqlx::query_as(
-        "SELECT e.reason, e.note, c.status FROM escalations e \
+        "SELECT e.reason, e.note, c.owner FROM escalations e \
          JOIN conversations c ON c.id = e.conversation_id ORDER BY e.created_at DESC LIMIT 1",
     )
     .fetch_one(tx.connection())
@@ -503,7 +503,7 @@ async fn the_current_time_is_the_tenants_and_the_handoff_tool_silences_the_ai() 
     drop(tx);
     assert_eq!(reason, "agent_requested");
     assert_eq!(note.as_deref(), Some("asks for a refund above the limit"));
-    assert_eq!(status, "handed_off");
+    assert_eq!(status, "queue");
     // The AI is silent in it now: the next message asks the LLM nothing.
     let before = chat_requests(&s.app).len();
     crate::knowledge::chat(&s.app, &s.admin, s.w.a, s.agent, "h", "hello?").await;

@@ -273,6 +273,7 @@ fn accept_event(
                 unsupported,
                 provider_event_id: routed.event_id,
                 received_at: wrote_at,
+                origin: shared::channel::Origin::Customer,
             }))
         }
     }

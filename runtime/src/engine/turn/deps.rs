@@ -42,6 +42,53 @@ pub struct EngineSettings {
     /// A turn's LLM steps (tool rounds) and its whole duration, at most; an agent may set less.
     pub tool_steps: u32,
     pub turn_deadline: std::time::Duration,
+    /// Where a test may hold a turn (see [`Pauses`]); nothing by default.
+    pub pauses: Pauses,
+}
+
+/// A test's hold on a turn at a named point of the reply protocol ([`BEFORE_RECORD`],
+/// [`BEFORE_SEND`]): the engine awaits the hook there, so a test can act (claim the
+/// conversation, say) at exactly that moment and then let the turn go on. Production code never
+/// sets one.
+#[derive(Clone, Default)]
+pub struct Pauses(
+    Option<
+        std::sync::Arc<
+            dyn Fn(&'static str, shared::ConversationId) -> futures_util::future::BoxFuture<'static, ()>
+                + Send
+                + Sync,
+        >,
+    >,
+);
+
+/// Before a turn records its result (the LLM has answered).
+pub const BEFORE_RECORD: &str = "before_record";
+/// Before a recorded part is cleared to be sent.
+pub const BEFORE_SEND: &str = "before_send";
+
+impl Pauses {
+    /// Holds turns at each point for as long as `hook`'s future runs.
+    pub fn new(
+        hook: impl Fn(&'static str, shared::ConversationId) -> futures_util::future::BoxFuture<'static, ()>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Some(std::sync::Arc::new(hook)))
+    }
+
+    /// Waits at `point` if a hook is set.
+    pub async fn at(&self, point: &'static str, conversation: shared::ConversationId) {
+        if let Some(hook) = &self.0 {
+            hook(point, conversation).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Pauses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Pauses(set)" } else { "Pauses(none)" })
+    }
 }
 
 impl EngineSettings {
@@ -87,6 +134,7 @@ impl Default for EngineSettings {
             clock: crate::time::Clock::default(),
             tool_steps: 6,
             turn_deadline: std::time::Duration::from_secs(60),
+            pauses: Pauses::default(),
         }
     }
 }

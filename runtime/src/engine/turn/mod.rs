@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use shared::ConversationId;
 use shared::channel::{InboundMessage, ReplyKind};
-use shared::resources::ConversationStatus;
+use shared::channel::{DeliveryStatus, Origin};
+use shared::inbox::{HandoffPacket, Owner};
 
 pub use deps::{
     Disposition, EngineDeps, EngineEvent, EngineSettings, Outcome, Snapshots, TurnError,
@@ -37,6 +38,7 @@ use crate::failpoint;
 use crate::llm::metering;
 use crate::store::audit::{self, Action, Actor, NewEvent, Target};
 use crate::store::conversations::{self, ReplyPart};
+use crate::store::inbox;
 use crate::store::end_users::{self, EndUserKey};
 
 /// Work for one conversation, done in arrival order.
@@ -164,6 +166,8 @@ struct Recording<'a> {
     handoff: Option<&'a Fired>,
     /// What the agent said when it asked for a person itself.
     handoff_note: Option<String>,
+    /// What the person who takes the hand-off reads first.
+    packet: Option<HandoffPacket>,
     /// The state to save once the result is recorded.
     state: Option<&'a ConversationState>,
     /// The sources the reply cites and the memories recalled for it.
@@ -179,6 +183,7 @@ impl Default for Recording<'_> {
             extra: Extra::Plain,
             handoff: None,
             handoff_note: None,
+            packet: None,
             state: None,
             citations: Vec::new(),
             recalled: Vec::new(),
@@ -214,7 +219,15 @@ async fn record_and_send(
     recording: Recording<'_>,
 ) -> Result<(), TurnError> {
     let m = &d.message;
+    deps.settings
+        .pauses
+        .at(deps::BEFORE_RECORD, conversation)
+        .await;
     let mut tx = reply::fenced_tx(deps, d).await?;
+    // Ownership is checked where the result is recorded: a person who claimed or answered the
+    // conversation meanwhile has it, and the AI's reply is kept as withheld, never sent. The
+    // row stays locked `FOR SHARE` until commit, so no claim commits in between.
+    let owned = inbox::owner_for_share(&mut tx, conversation).await? == Owner::Ai;
     // The rows first, the audit events last: appending takes the tenant's chain lock until
     // commit, so it should be the transaction's final step.
     let mut events: Vec<NewEvent> = Vec::with_capacity(2);
@@ -245,15 +258,29 @@ async fn record_and_send(
             ));
         }
     }
-    if let Some(fired) = recording.handoff {
+    if owned && let Some(fired) = recording.handoff {
+        let packet = recording.packet.clone().unwrap_or_else(|| {
+            super::handoff::packet(super::handoff::PacketInput {
+                fired,
+                window: &recording.state.map(|s| s.window.clone()).unwrap_or_default(),
+                failed_attempts: 0,
+                note: recording.handoff_note.as_deref(),
+                cited: Vec::new(),
+                customer_name: m.sender.display_name.as_deref(),
+                expected_reply: String::new(),
+                at: chrono::Utc::now(),
+            })
+        });
         let escalation = conversations::hand_off(
             &mut tx,
             conversation,
             fired.reason.as_str(),
             fired.handoff_target.as_deref(),
             recording.handoff_note.as_deref(),
+            &packet,
         )
         .await?;
+        crate::inbox::jobs::enqueue_notify(&mut tx, conversation, escalation).await?;
         events.push(NewEvent::about(
             Actor::System,
             Action::ConversationHandedOff,
@@ -265,7 +292,23 @@ async fn record_and_send(
             }),
         ));
     }
-    let parts = reply::record_pending(deps, &mut tx, d, conversation, kind, &text).await?;
+    let status = if owned {
+        DeliveryStatus::Pending
+    } else {
+        DeliveryStatus::Withheld
+    };
+    let parts = reply::record_pending(deps, &mut tx, d, conversation, kind, &text, status).await?;
+    if owned {
+        inbox::clear_handback_reason(&mut tx, conversation).await?;
+    } else {
+        tracing::info!(tenant.id = %m.tenant_id, conversation.id = %conversation, "a person took the conversation during the turn; the AI's reply is withheld");
+        events.push(NewEvent::about(
+            Actor::System,
+            Action::ReplyWithheld,
+            Target::Conversation(conversation),
+            serde_json::json!({ "in_reply_to": m.provider_event_id, "kind": kind.as_str() }),
+        ));
+    }
     if !recording.citations.is_empty() || !recording.recalled.is_empty() {
         let citations = serde_json::to_value(&recording.citations)
             .unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
@@ -286,8 +329,10 @@ async fn record_and_send(
     // An ordinary answer is recorded in the conversation (and its LLM call audited); replies
     // that are not answers are audited themselves.
     let action = match kind {
-        // A decline is audited as `scope.declined` by the turn that declined.
-        ReplyKind::Answer | ReplyKind::Decline => None,
+        // A decline is audited as `scope.declined` by the turn that declined; a withheld reply
+        // was audited above.
+        _ if !owned => None,
+        ReplyKind::Answer | ReplyKind::Decline | ReplyKind::Human => None,
         ReplyKind::Notice => Some(Action::ReplyNoticeSent),
         ReplyKind::Apology => Some(Action::ReplyApologySent),
         ReplyKind::Handoff => Some(Action::ReplyHandoffSent),
@@ -307,8 +352,12 @@ async fn record_and_send(
         audit::append(&mut tx, event).await?;
     }
     tx.commit().await?;
-    if let Some(state) = recording.state {
-        state::save(deps, m, state).await?;
+    match recording.state {
+        Some(state) if owned => state::save(deps, m, state).await?,
+        // The person's replies and this message are rebuilt into the window when the AI has
+        // the conversation again.
+        _ if !owned => deps.redis.delete(&state::state_key(&deps.redis, m)).await?,
+        _ => {}
     }
     failpoint::hit(failpoint::AFTER_RECORD).await;
     reply::deliver(deps, d, connection, conversation, &parts).await
@@ -410,8 +459,10 @@ fn stopped_reply(stop: tool_loop::Stop, rules: &[shared::resources::EscalationRu
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     pub conversation: ConversationId,
-    /// The conversation belongs to a human now: the agent does not answer.
-    pub handed_off: bool,
+    /// Who has the conversation: the agent answers only when the AI does.
+    pub owner: Owner,
+    /// The latest hand-back from a person, for the agent's prompt.
+    pub hand_back: Option<inbox::HandBack>,
     /// The reply recorded for this message before (a redelivery), if any.
     pub reply: Option<Vec<ReplyPart>>,
     /// When the platform last replied in the conversation, if ever.
@@ -433,11 +484,11 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
         },
     )
     .await?;
-    let (conversation, status) = conversations::upsert_with_status(
+    let (conversation, owner) = conversations::upsert_with_owner(
         &mut tx,
         m.connection_id,
         m.agent_id,
-        &m.conversation_key(),
+        &m.reply_to,
         Some(end_user),
     )
     .await?;
@@ -461,10 +512,16 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
             crate::store::channels::note_inbound(&mut tx, m.connection_id).await?;
         }
     }
+    let hand_back = if owner == Owner::Ai {
+        inbox::latest_hand_back(&mut tx, conversation).await?
+    } else {
+        None
+    };
     tx.commit().await?;
     Ok(Recorded {
         conversation,
-        handed_off: status == ConversationStatus::HandedOff,
+        owner,
+        hand_back,
         reply: (!parts.is_empty()).then_some(parts),
         last_reply_at,
         end_user,
@@ -507,6 +564,10 @@ async fn reject(
     if !config.exists {
         return deps.done(d).await;
     }
+    if d.message.origin != Origin::Customer {
+        // Not customer traffic to answer: what it is for is done as usual, without a notice.
+        return run(deps, d, config).await;
+    }
     let connection = connection(deps, config, d).await?;
     let Some(recorded) = begin(deps, d, &connection).await? else {
         return Ok(());
@@ -536,14 +597,52 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         return deps.done(d).await;
     }
     let connection = connection(deps, config, d).await?;
+    if m.origin != Origin::Customer {
+        // Behind the connection's parked messages, like everything else: nothing overtakes.
+        if deps.ingest.park_if_parked(d).await? != ParkResult::NotParked {
+            deps.report(EngineEvent::Finished {
+                tenant: m.tenant_id,
+                event_id: m.provider_event_id.clone(),
+                outcome: Outcome::Parked,
+            });
+            return Ok(());
+        }
+        return match m.origin {
+            Origin::Person => person_reply(deps, d, &connection).await,
+            _ => thread_message(deps, d).await,
+        };
+    }
     let Some(recorded) = begin(deps, d, &connection).await? else {
         return Ok(());
     };
     // Recorded, not answered: a suspended tenant's channels are silent, and a conversation
-    // handed to a human is the human's (the message waits in the conversation for them).
-    if !config.active || recorded.handed_off {
+    // a person has (or that waits for one) is theirs: the message waits in it for them.
+    if !config.active || recorded.owner != Owner::Ai {
         return deps.done(d).await;
     }
+    // Just handed back by a person: the rule that handed it off does not fire again at once.
+    let protected = recorded.hand_back.as_ref().and_then(|h| h.reason.clone());
+    let unprotected = |fired: &Fired| Some(fired.reason.as_str()) != protected.as_deref();
+    let expected = super::handoff::expected_reply(
+        config.business_hours.as_ref(),
+        &config.zone,
+        deps.settings.clock.now(),
+    );
+    let packet = |fired: &Fired,
+                  state: &ConversationState,
+                  note: Option<&str>,
+                  cited: Vec<String>| {
+        super::handoff::packet(super::handoff::PacketInput {
+            fired,
+            window: &state.window,
+            failed_attempts: state.escalation.unresolved_in_a_row,
+            note,
+            cited,
+            customer_name: m.sender.display_name.as_deref(),
+            expected_reply: expected.clone(),
+            at: chrono::Utc::now(),
+        })
+    };
     let conversation = recorded.conversation;
     let agent = match (config.agent(m.agent_id), m.agent_id) {
         (Some(agent), _) => Some(agent),
@@ -587,12 +686,17 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         speaker: Speaker::User,
         text: m.text.clone(),
     };
-    if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text) {
-        let notice =
-            guard::with_disclosure(disclosure.as_deref(), escalation::handoff_notice(&fired));
+    if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text)
+        .filter(|fired| unprotected(fired))
+    {
+        let notice = guard::with_disclosure(
+            disclosure.as_deref(),
+            escalation::handoff_notice(&fired, &expected),
+        );
         state.window.push(user_turn, deps.settings.window);
         let recording = Recording {
             handoff: Some(&fired),
+            packet: Some(packet(&fired, &state, None, Vec::new())),
             state: Some(&state),
             ..Recording::default()
         };
@@ -668,6 +772,9 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             &context,
             agent.cite_or_handoff,
         ));
+        if let Some(hand_back) = &recorded.hand_back {
+            system.push_str(&hand_back_marker(hand_back, &config.zone));
+        }
     }
     let search_only = agent.cite_or_handoff && context.passages.is_empty();
     if search_only && let Some(system) = request.system.as_mut() {
@@ -735,15 +842,19 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         tool_loop::Ending::Handoff(reason) => {
             let fired = escalation::agent_requested(&agent.escalation_rules);
             state.window.push(user_turn, deps.settings.window);
+            let cited = cited_titles(&super::context::cited(&reason, &passages));
             let recording = Recording {
                 handoff: Some(&fired),
+                packet: Some(packet(&fired, &state, Some(&reason), cited)),
                 handoff_note: Some(reason),
                 state: Some(&state),
                 recalled: super::context::recalled_ids(&context),
                 ..Recording::default()
             };
-            let text =
-                guard::with_disclosure(disclosure.as_deref(), escalation::handoff_notice(&fired));
+            let text = guard::with_disclosure(
+                disclosure.as_deref(),
+                escalation::handoff_notice(&fired, &expected),
+            );
             return finish(
                 deps,
                 d,
@@ -801,9 +912,11 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         text = super::context::nothing_found(&agent.escalation_rules);
     }
     // An outage is not counted either way.
-    let fired = resolved.and_then(|resolved| {
-        escalation::after_turn(&agent.escalation_rules, &mut state.escalation, resolved)
-    });
+    let fired = resolved
+        .and_then(|resolved| {
+            escalation::after_turn(&agent.escalation_rules, &mut state.escalation, resolved)
+        })
+        .filter(|fired| unprotected(fired));
     state.window.push(user_turn, deps.settings.window);
     if kind == ReplyKind::Answer {
         state.window.push(
@@ -815,7 +928,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         );
     }
     if let Some(fired) = &fired {
-        let notice = escalation::handoff_notice(fired);
+        let notice = escalation::handoff_notice(fired, &expected);
         text = if kind == ReplyKind::Answer && !text.trim().is_empty() {
             format!("{text}\n\n{notice}")
         } else {
@@ -835,8 +948,12 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
 
     let remember = answer.is_ok() && agent.long_term_memory;
     text = guard::with_disclosure(disclosure.as_deref(), text);
+    let packet = fired
+        .as_ref()
+        .map(|fired| packet(fired, &state, None, cited_titles(&citations)));
     let recording = Recording {
         extra,
+        packet,
         handoff: fired.as_ref(),
         state: Some(&state),
         citations,
@@ -845,4 +962,157 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         handoff_note: None,
     };
     finish(deps, d, &connection, conversation, kind, text, recording).await
+}
+
+/// The titles of the documents a reply cited, once each.
+fn cited_titles(citations: &[shared::knowledge::Citation]) -> Vec<String> {
+    let mut titles: Vec<String> = Vec::new();
+    for c in citations {
+        if !titles.contains(&c.title) {
+            titles.push(c.title.clone());
+        }
+    }
+    titles
+}
+
+/// The dated marker of a person's hand-back, for the agent's prompt: what the person did, so the
+/// agent continues from there.
+fn hand_back_marker(hand_back: &inbox::HandBack, zone: &crate::time::TenantZone) -> String {
+    let mut marker = format!(
+        "\n\n[Hand-back on {} ({})] A person from the team handled this conversation and has \
+         handed it back to you. Continue from where they left off.",
+        zone.local_time(hand_back.at),
+        zone.name()
+    );
+    if !hand_back.note.trim().is_empty() {
+        marker.push_str(&format!(" What they did: {}", hand_back.note.trim()));
+    }
+    if !hand_back.replies.is_empty() {
+        marker.push_str(" Their replies to the customer:");
+        for reply in &hand_back.replies {
+            let reply: String = reply.chars().take(500).collect();
+            marker.push_str(&format!("\n- {reply}"));
+        }
+    }
+    if hand_back.reason.is_some() {
+        marker.push_str(
+            "\nDo not hand the conversation to a person again for the same reason unless the \
+             customer clearly asks again.",
+        );
+    }
+    marker
+}
+
+/// A person's reply recorded from the portal: its parts were recorded under the entry's event
+/// id by the API; the engine sends them in the conversation's order, then acknowledges.
+async fn person_reply(
+    deps: &EngineDeps,
+    d: &Delivery,
+    connection: &ConnectionConfig,
+) -> Result<(), TurnError> {
+    let m = &d.message;
+    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+    let parts = conversations::reply_parts(&mut tx, &m.provider_event_id).await?;
+    let conversation = conversations::find(&mut tx, m.connection_id, &m.conversation_key())
+        .await?
+        .map(|(id, _, _)| id);
+    tx.commit().await?;
+    match conversation {
+        Some(conversation) if !parts.is_empty() => {
+            reply::deliver(deps, d, connection, conversation, &parts).await?;
+        }
+        // Erased since (the customer was forgotten, the tenant deleted): nothing to send.
+        _ => tracing::info!(tenant.id = %m.tenant_id, "a person's reply has nothing left to send"),
+    }
+    deps.done(d).await
+}
+
+/// A message in a Slack thread of a conversation that did not address the agent: the customer
+/// going on (recorded, for the person who has the conversation), or a colleague answering in
+/// the thread, which is a person's reply and takes the conversation. A thread the agent was
+/// never part of is not recorded.
+async fn thread_message(deps: &EngineDeps, d: &Delivery) -> Result<(), TurnError> {
+    let m = &d.message;
+    let mut tx = deps.store.tenant_tx(m.tenant_id).await?;
+    let Some((conversation, owner, customer)) =
+        conversations::find(&mut tx, m.connection_id, &m.conversation_key()).await?
+    else {
+        tx.commit().await?;
+        return deps.done(d).await;
+    };
+    if customer.as_deref() == Some(m.sender.id.as_str()) {
+        // The customer, without a mention: kept for the person; the AI answers mentions only.
+        let end_user = crate::store::end_users::find_or_create(
+            &mut tx,
+            EndUserKey {
+                channel: m.channel,
+                external_id: &m.sender.id,
+                display_name: m.sender.display_name.as_deref(),
+            },
+        )
+        .await?;
+        if conversations::insert_inbound(
+            &mut tx,
+            conversation,
+            &m.sender.id,
+            Some(end_user),
+            &m.text,
+            &m.provider_event_id,
+        )
+        .await?
+        {
+            conversations::note_inbound(&mut tx, conversation, m.received_at).await?;
+            if owner != Owner::Ai {
+                conversations::touch(&mut tx, conversation).await?;
+            }
+        }
+        tx.commit().await?;
+        return deps.done(d).await;
+    }
+    let name = m
+        .sender
+        .display_name
+        .clone()
+        .unwrap_or_else(|| format!("Slack user {}", m.sender.id.rsplit(':').next().unwrap_or("")));
+    let mut tx = {
+        tx.commit().await?;
+        reply::fenced_tx(deps, d).await?
+    };
+    inbox::lock(&mut tx, conversation).await?;
+    if inbox::record_channel_reply(&mut tx, conversation, &m.provider_event_id, &name, &m.text)
+        .await?
+    {
+        let withheld =
+            inbox::set_owner(&mut tx, conversation, Some(inbox::Taker::Colleague(&name))).await?;
+        inbox::note_human_reply(&mut tx, conversation).await?;
+        inbox::add_event(
+            &mut tx,
+            conversation,
+            "taken_in_channel",
+            None,
+            Some(&name),
+            "",
+            serde_json::json!({ "channel": m.channel.as_str() }),
+        )
+        .await?;
+        audit::append(
+            &mut tx,
+            &NewEvent::about(
+                Actor::System,
+                Action::ConversationTakenInChannel,
+                Target::Conversation(conversation),
+                serde_json::json!({
+                    "channel": m.channel.as_str(),
+                    "event": m.provider_event_id,
+                    "withheld_parts": withheld,
+                }),
+            ),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    deps.redis
+        .delete(&state::state_key(&deps.redis, m))
+        .await?;
+    deps.done(d).await
 }

@@ -26,12 +26,17 @@ pub struct ConversationState {
 
 /// The Redis key of a conversation's state (namespaced by tenant).
 pub fn state_key(redis: &Redis, m: &InboundMessage) -> String {
-    redis.key(&format!(
-        "{}:conversation:{}:{}",
-        m.tenant_id,
-        m.connection_id,
-        m.conversation_key()
-    ))
+    key_of(redis, m.tenant_id, m.connection_id, &m.conversation_key())
+}
+
+/// The Redis key of the state of the conversation `external_key` on `connection`.
+pub fn key_of(
+    redis: &Redis,
+    tenant: shared::TenantId,
+    connection: shared::ConnectionId,
+    external_key: &str,
+) -> String {
+    redis.key(&format!("{tenant}:conversation:{connection}:{external_key}"))
 }
 
 /// How many of a conversation's latest messages rebuild a window Redis no longer holds.
@@ -62,16 +67,21 @@ pub async fn load(
     tx.commit().await?;
     let mut state = ConversationState::default();
     for past in rows {
-        let speaker = match (past.direction, past.kind) {
-            (MessageDirection::Inbound, _) => Speaker::User,
-            (MessageDirection::Outbound, Some(ReplyKind::Answer)) => Speaker::Agent,
+        let (speaker, text) = match (past.direction, past.kind) {
+            (MessageDirection::Inbound, _) => (Speaker::User, past.body),
+            (MessageDirection::Outbound, Some(ReplyKind::Answer)) => (Speaker::Agent, past.body),
+            // A person's replies are part of the conversation the agent continues.
+            (MessageDirection::Outbound, Some(ReplyKind::Human)) => (
+                Speaker::Agent,
+                format!("(a person from the team wrote) {}", past.body),
+            ),
             // Notices, apologies and hand-off notes are the platform's, not the agent's words.
             (MessageDirection::Outbound, _) => continue,
         };
         state.window.push(
             Turn {
                 speaker,
-                text: past.body,
+                text,
             },
             deps.settings.window,
         );
