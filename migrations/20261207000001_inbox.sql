@@ -71,7 +71,7 @@ ALTER TABLE conversation_events FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON conversation_events
     USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
-GRANT SELECT, INSERT, DELETE ON conversation_events TO konstruct_runtime;
+GRANT SELECT, INSERT, UPDATE, DELETE ON conversation_events TO konstruct_runtime;
 
 -- The hand-off packet: what a person reads first.
 ALTER TABLE escalations

@@ -291,6 +291,14 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     )
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO conversation_events (id, tenant_id, conversation_id, kind, body) \
+         SELECT $1, tenant_id, id, 'note', 'A fixture note' FROM conversations LIMIT 1",
+    )
+    .bind(Uuid::new_v4())
+    .execute(tx.connection())
+    .await
+    .unwrap();
     // Finished already, so no runner in a test picks it up.
     sqlx::query(
         "INSERT INTO jobs (id, tenant_id, kind, status, attempts, finished_at) \

@@ -796,6 +796,21 @@ async fn members_who_opted_in_are_mailed_and_the_tenants_slack_channel_hears_of_
     assert!(mails[0].subject.contains("Nia handed a slack conversation"), "{}", mails[0].subject);
     assert!(mails[0].text.contains("https://konstruct.example.test/inbox/"), "{}", mails[0].text);
     assert!(!mails[0].text.contains("MAIL-CANARY"), "no customer words in mail");
+    // The job says what it did (counts only) once it is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let notified = loop {
+        if let Some((_, d)) = audit_actions(&app, w.a)
+            .await
+            .into_iter()
+            .find(|(a, _)| a == "handoff.notified")
+        {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the hand-off was never notified");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(notified["mailed"], 1, "{notified}");
+    assert_eq!(notified["slack"], true, "{notified}");
     // The channel post: a message of its own in the chosen channel.
     let deadline = Instant::now() + Duration::from_secs(20);
     let post = loop {

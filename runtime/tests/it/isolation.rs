@@ -37,6 +37,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("tools", "tenant_id"),
     ("tool_calls", "tenant_id"),
     ("invitations", "tenant_id"),
+    ("conversation_events", "tenant_id"),
 ];
 
 /// Tables whose rows the runtime may neither delete nor move to another tenant, by privilege:

@@ -273,6 +273,80 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
         "/api/tenants/{tenant_id}/jobs/{job_id}/retry",
         [401, 403, 200, 404, 200, 200],
     ),
+    // Conversations and the inbox: operators see everything and act on nothing; admins (and
+    // platform admins, impersonating or not) claim, assign, reply, note, snooze, resolve and
+    // hand back.
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/conversations",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/conversations/{conversation_id}",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/conversations/{conversation_id}/claim",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/conversations/{conversation_id}/assign",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/conversations/{conversation_id}/replies",
+        [401, 403, 201, 404, 201, 201],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/conversations/{conversation_id}/notes",
+        [401, 403, 201, 404, 201, 201],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/conversations/{conversation_id}/status",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "POST",
+        "/api/tenants/{tenant_id}/conversations/{conversation_id}/hand-back",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/inbox/counts",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/inbox/events",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    // One's own hand-off mails: any member; a platform admin is no member, so has none.
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/me/notifications",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "PUT",
+        "/api/tenants/{tenant_id}/me/notifications",
+        [401, 200, 200, 404, 409, 409],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/settings/handoff",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "PUT",
+        "/api/tenants/{tenant_id}/settings/handoff",
+        [401, 403, 200, 404, 200, 200],
+    ),
     // Customers' memories and erasure are an admin's; operators read the knowledge base and
     // search it, and change nothing.
     (
@@ -518,6 +592,28 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
             .to_string();
         path = path.replace("{tool_id}", &id);
     }
+    if path.contains("{conversation_id}") {
+        // A test-chat conversation waiting in the queue: every action on it applies.
+        let agent = world::agent(app, w.a, "Inbox agent").await;
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        let connection = runtime::store::conversations::ensure_web_connection(&mut tx, agent)
+            .await
+            .unwrap();
+        let (id, _) = runtime::store::conversations::upsert_with_owner(
+            &mut tx,
+            connection,
+            Some(agent),
+            &shared::channel::ReplyTarget::Web {
+                conversation: format!("matrix-{}", Uuid::new_v4().simple()),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        runtime::store::inbox::set_owner(&mut tx, id, None).await.unwrap();
+        tx.commit().await.unwrap();
+        path = path.replace("{conversation_id}", &id.to_string());
+    }
     if path.contains("{job_id}") {
         let job = crate::jobs::failed_job(app, w.a).await;
         path = path.replace("{job_id}", &job.to_string());
@@ -653,6 +749,30 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         ("PUT", "/api/tenants/{tenant_id}/settings") => {
             Some(json!({ "time_zone": "Europe/Berlin", "locale": "de" }))
         }
+        ("POST", "/api/tenants/{tenant_id}/conversations/{conversation_id}/claim") => {
+            Some(json!({}))
+        }
+        ("POST", "/api/tenants/{tenant_id}/conversations/{conversation_id}/assign") => {
+            Some(json!({ "assignee_id": w.admin_a }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/conversations/{conversation_id}/replies")
+        | ("POST", "/api/tenants/{tenant_id}/conversations/{conversation_id}/notes") => {
+            Some(json!({ "text": "Hello from the matrix" }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/conversations/{conversation_id}/status") => {
+            Some(json!({ "status": "resolved" }))
+        }
+        ("POST", "/api/tenants/{tenant_id}/conversations/{conversation_id}/hand-back") => {
+            Some(json!({ "summary": "Sorted out by the matrix" }))
+        }
+        ("PUT", "/api/tenants/{tenant_id}/me/notifications") => {
+            Some(json!({ "email_handoffs": true }))
+        }
+        ("PUT", "/api/tenants/{tenant_id}/settings/handoff") => Some(json!({
+            "business_hours": { "days": [1, 2, 3, 4, 5], "opens": "09:00", "closes": "17:00",
+                                "response_minutes": 60 },
+            "slack_channel": "CMATRIX01",
+        })),
         ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
             Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))
         }

@@ -736,19 +736,21 @@ async fn a_suspended_tenants_messages_are_recorded_but_not_answered() {
             .unwrap()
     };
     let mut events = app.events();
+    let event = format!("ev-{}", Uuid::new_v4());
     app.ingest
         .enqueue(&web_message(
             w.a,
             connection,
             agent,
             "s",
-            &format!("ev-{}", Uuid::new_v4()),
+            &event,
             "while suspended",
         ))
         .await
         .unwrap();
-    // Handled: recorded, and nothing more will come of it.
-    events.finished(w.a, 1).await;
+    // Handled: recorded, and nothing more will come of it. (The answer from before may finish
+    // after the test started listening: wait for this message's own event.)
+    while events.finished(w.a, 1).await[0].0 != event {}
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
     let recorded: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages WHERE body = 'while suspended')")
