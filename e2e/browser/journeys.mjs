@@ -1167,7 +1167,7 @@ await journey("impersonation: when it runs out, the banner goes and the admin's 
   await page.getByText('Platform admin', { exact: true }).waitFor();
 });
 
-await journey('audit trail: intact, export the head, verify against it, inline errors', async (page) => {
+await journey('audit trail: intact, the events filtered by an action with the CSV download to match, export the head, verify against it, inline errors', async (page) => {
   await signIn(page, adminEmail, adminPassword);
   await page.getByRole('heading', { name: 'Tenants' }).waitFor();
   await page.getByRole('searchbox', { name: 'Search tenants' }).fill(tenantName);
@@ -1175,13 +1175,28 @@ await journey('audit trail: intact, export the head, verify against it, inline e
   await page.getByRole('link', { name: 'Audit trail' }).click();
   await page.getByRole('heading', { name: 'Audit trail' }).waitFor();
   await page.getByText('Intact', { exact: true }).waitFor();
+  await page.getByRole('button', { name: 'Verify chain' }).waitFor();
+
+  // The events, newest first; narrowed to one action (the AI employee the first journey made).
+  const events = page.getByRole('table', { name: 'Audit events' });
+  await events.waitFor();
+  await page.getByRole('combobox', { name: 'Action', exact: true }).selectOption('agent.created');
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll('table[aria-label="Audit events"] tbody tr td:nth-child(3)')];
+    return cells.length > 0 && cells.every((c) => c.innerText.trim() === 'agent.created');
+  });
+  const csv = await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href');
+  expect(csv.includes('/audit/export.csv?') && csv.includes('action=agent.created'), `the download keeps the filter: ${csv}`);
+  await shot(page, '08a-audit-events');
+  await page.getByRole('button', { name: 'Clear filters' }).click();
+
   await page.getByRole('button', { name: 'Export head' }).click();
   const exported = page.getByLabel('Exported head (JSON)');
   await exported.waitFor();
   const head = JSON.parse(await exported.inputValue());
   expect(head.hash.length === 64 && head.sealed_through === head.seq, `a sealed head: ${JSON.stringify(head)}`);
-  expect(await page.getByRole('link', { name: 'Download' }).getAttribute('download') === `audit-head-record-${head.seq}.json`, 'a download named after the record');
-  await shot(page, '08a-audit-trail');
+  expect(await page.getByRole('link', { name: 'Download', exact: true }).getAttribute('download') === `audit-head-record-${head.seq}.json`, 'a download named after the record');
+  await shot(page, '08a-audit-head');
 
   const pasted = page.getByLabel('Exported head', { exact: true });
   const check = page.getByRole('button', { name: 'Verify against this head' });

@@ -1,7 +1,8 @@
-//! The audit trail: whether the tenant's trail is intact (or broken at which row and why, or
-//! has an unsealed tail), its head to export and keep outside Konstruct (JSON to copy, or a
-//! download), and a check of the trail against a head exported earlier — the one way to notice
-//! that the newest rows were dropped. Everything here reads; operators see the same page.
+//! The audit trail: whether the tenant's trail is intact (or where its first broken link is and
+//! why, or that it has an unsealed tail), its events with filters and a CSV download (`events`),
+//! its head to export and keep outside Konstruct (JSON to copy, or a download), and a check of
+//! the trail against a head exported earlier — the one way to notice that the newest rows were
+//! dropped. Everything here reads; operators see the same page.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -11,6 +12,8 @@ use shared::audit::{AuditHead, AuditVerdict, AuditVerification};
 
 use crate::api::{self, ApiError};
 use crate::app::use_session;
+
+mod events;
 
 /// What an exported head must hold to verify against it; other fields (`exported_at`, …) may be
 /// there too.
@@ -58,12 +61,12 @@ pub fn AuditTrail() -> impl IntoView {
             Some(Ok(Some(r))) => view! {
                 <section class="card audit-result" aria-label="Verification">
                     <Verdict report=r />
-                    <button class="secondary" on:click=move |_| version.update(|v| *v += 1)>"Verify again"</button>
+                    <button on:click=move |_| version.update(|v| *v += 1)>"Verify chain"</button>
                 </section>
             }.into_any(),
         }}
         // Made anew when the tenant in focus changes, so no other tenant's head lingers.
-        {move || session.tenant.get().map(|_| view! { <ExportHead /> <VerifyAgainst /> })}
+        {move || session.tenant.get().map(|(tenant, _)| view! { <events::AuditEvents tenant /> <ExportHead /> <VerifyAgainst /> })}
     }
 }
 
@@ -91,8 +94,18 @@ fn Verdict(report: AuditVerification) -> impl IntoView {
             "Records up to {} are sealed and intact; the ones after it carry no seal, so nothing vouches that they were not changed.",
             report.sealed_through
         ),
-        _ => format!(
-            "{} records check; sealed through record {}.",
+        AuditVerdict::Broken => match report.first_bad_seq {
+            Some(seq) => format!(
+                "The first broken link is record {seq}: the {} records before it check, but it and every record after it can no longer be trusted.",
+                report.rows_checked
+            ),
+            None => format!(
+                "{} records check; sealed through record {}.",
+                report.rows_checked, report.sealed_through
+            ),
+        },
+        AuditVerdict::Truncated => format!(
+            "{} records check and are sealed through record {}, but the trail ends before the head you exported.",
             report.rows_checked, report.sealed_through
         ),
     };

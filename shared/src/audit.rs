@@ -1,4 +1,5 @@
-//! The audit trail's verification report and exported head.
+//! The audit trail: its events as listed and exported, the filters' choices, the
+//! verification report and the exported head.
 //!
 //! A tenant's trail is a hash chain sealed with a key the database never sees. Verifying it says
 //! whether every row is intact and sealed; the head — the newest row's seq and hash — is what an
@@ -7,6 +8,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::text_enum;
 
 /// One position in the chain: the row at `seq` and its SHA-256 hash in lower-case hex (seq 0
 /// and 64 zeros before the first row).
@@ -80,4 +85,84 @@ pub struct ExportedHeadCheck {
     /// The row at `seq` exists and still has `hash`.
     pub contained: bool,
     pub problem: Option<String>,
+}
+
+/// Who did what an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuditActorKind {
+    /// The runtime itself (a pipeline step, a scheduled job).
+    System,
+    /// A signed-in member of the tenant.
+    User,
+    /// A platform admin, directly or impersonating (then `impersonator_id` is set too).
+    PlatformAdmin,
+    /// A Slack or WhatsApp end user (their id only).
+    EndUser,
+}
+
+text_enum!(AuditActorKind { System => "system", User => "user", PlatformAdmin => "platform_admin", EndUser => "end_user" });
+
+/// One event of the trail, as `GET /api/tenants/{tenant_id}/audit` lists it and the CSV export
+/// writes it (one column per field, in this order). What the row holds is content-free by
+/// invariant (ids, counts, classes); the actor's name and e-mail are looked up when read, for
+/// current members only, and are never stored in the trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    /// The event's place in the tenant's chain, from 1.
+    pub seq: i64,
+    pub created_at: DateTime<Utc>,
+    /// The action's dotted name, e.g. `agent.updated`.
+    pub action: String,
+    pub actor_kind: AuditActorKind,
+    /// The member's, platform admin's or end user's id; none for the system.
+    pub actor_id: Option<Uuid>,
+    /// The actor's display name, when the actor is a current member of the tenant and has one.
+    pub actor_name: Option<String>,
+    /// The actor's e-mail address, when the actor is a current member of the tenant.
+    pub actor_email: Option<String>,
+    /// The platform admin who acted through an impersonation of the tenant.
+    pub impersonator_id: Option<Uuid>,
+    /// What the event is about (`agent`, `user`, `http`, …) and its id.
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    /// A summary of ids, counts and reasons (before/after of a change).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: Value,
+    /// The request that made it, when one did.
+    pub request_id: Option<String>,
+    /// The row's SHA-256 hash in the chain, lower-case hex.
+    pub hash: String,
+}
+
+/// `GET /api/tenants/{tenant_id}/audit/filters`: what the trail's filters can be set to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditFilters {
+    /// Every action the trail can hold, by name, sorted.
+    pub actions: Vec<String>,
+    /// The tenant's current members, to filter by who acted (`?actor=` their user id).
+    pub members: Vec<AuditMember>,
+}
+
+/// A member of the tenant, as an actor to filter by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditMember {
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub email: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text_enum::assert_serde_names;
+
+    #[test]
+    fn actor_kinds_are_spelled_alike_in_the_database_and_on_the_wire() {
+        assert_serde_names(AuditActorKind::ALL, |k| k.as_str());
+    }
 }

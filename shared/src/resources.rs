@@ -1,5 +1,5 @@
 //! Management resources: tenants, AI employees (agents), members, tools, background jobs, and
-//! pagination.
+//! pagination (numbered pages, and keyset pages for append-only lists).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,20 @@ pub struct Page<T> {
     pub per_page: u32,
     /// Items across all pages.
     pub total: u64,
+}
+
+/// One page of an append-only list read newest first, by keyset rather than by page number:
+/// rows keep arriving at the top, which would shift numbered pages under a reader, so each page
+/// says where the next (older) one starts instead. Nothing is counted, since counting a long
+/// trail costs as much as reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CursorPage<T> {
+    pub items: Vec<T>,
+    /// The most items a page holds (the request's `limit`).
+    pub limit: u32,
+    /// Pass as `?before=` for the next, older page; absent on the last page.
+    pub next_before: Option<i64>,
 }
 
 /// Tenant lifecycle.

@@ -1,5 +1,6 @@
-//! `/api/tenants/{tenant_id}/audit`: verifying the tenant's audit trail and exporting its head.
-//! Both are reads (`AuditRead`: customer admins and operators). The head is what an operator
+//! `/api/tenants/{tenant_id}/audit`: verifying the tenant's audit trail and exporting its head
+//! (here), listing and exporting its events (`events`). All are reads (`AuditRead`: customer
+//! admins and operators). The head is what an operator
 //! keeps outside Konstruct; verifying against it later shows whether the newest rows were
 //! dropped, which the chain and its seals alone cannot.
 //!
@@ -22,6 +23,9 @@ use super::auth::Authorized;
 use super::error::ApiError;
 use super::validate::Errors;
 use crate::store::audit::{self, ChainHead};
+
+mod csv;
+pub mod events;
 
 /// How many verifications may run at once, over every tenant.
 pub const VERIFICATIONS_AT_ONCE: usize = 2;

@@ -30,6 +30,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::platform::info, super::settings::get, super::settings::put,
         super::settings::time_zones, super::end_users::list, super::end_users::get,
         super::audit::head, super::audit::verify,
+        super::audit::events::list, super::audit::events::export, super::audit::events::filters,
         super::jobs::list, super::jobs::get, super::jobs::retry,
         super::end_users::erase, super::end_users::memories, super::end_users::delete_memory,
         super::knowledge::list, super::knowledge::upload, super::knowledge::import,

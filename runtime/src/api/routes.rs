@@ -141,6 +141,9 @@ routes! {
     DELETE "/api/tenants/{tenant_id}/llm-keys/{provider}" => Tenant(LlmKeysManage), llm_keys::delete;
     GET    "/api/tenants/{tenant_id}/audit/head"          => Tenant(AuditRead), audit::head;
     GET    "/api/tenants/{tenant_id}/audit/verify"        => Tenant(AuditRead), audit::verify;
+    GET    "/api/tenants/{tenant_id}/audit"               => Tenant(AuditRead), audit::events::list;
+    GET    "/api/tenants/{tenant_id}/audit/export.csv"    => Tenant(AuditRead), audit::events::export;
+    GET    "/api/tenants/{tenant_id}/audit/filters"       => Tenant(AuditRead), audit::events::filters;
     GET    "/api/tenants/{tenant_id}/jobs"                => Tenant(JobsRead), jobs::list;
     GET    "/api/tenants/{tenant_id}/jobs/{job_id}"       => Tenant(JobsRead), jobs::get;
     POST   "/api/tenants/{tenant_id}/jobs/{job_id}/retry" => Tenant(JobsManage), jobs::retry;

@@ -24,15 +24,20 @@
 //! means deleting their conversations and messages, and the trail stays whole and verifiable.
 //! `audit_content` in the integration tests drives real traffic with a canary text and fails if
 //! it reaches any audit column.
+//!
+//! Reading the trail — the filtered list and the export's batches — is in `list`.
 
 use futures_util::TryStreamExt;
 use serde_json::Value;
-use shared::audit::AuditVerdict;
+use shared::audit::{AuditActorKind, AuditVerdict};
 use shared::{AgentId, ConnectionId, ConversationId, EndUserId, TenantId};
 use uuid::Uuid;
 
 use super::{Store, StoreResult, TenantTx};
 use crate::crypto::{AuditKeys, SealedRun};
+
+mod list;
+pub use list::{ActorFilter, EventFilter, EventRow, list, newest_seq, nth_seq};
 
 macro_rules! actions {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)+) => {
@@ -228,13 +233,16 @@ pub enum Actor {
 
 impl Actor {
     fn columns(self) -> (&'static str, Option<Uuid>, Option<Uuid>) {
-        match self {
-            Actor::System => ("system", None, None),
-            Actor::User(id) => ("user", Some(id), None),
-            Actor::PlatformAdmin { admin } => ("platform_admin", Some(admin), None),
-            Actor::Impersonating { admin } => ("platform_admin", Some(admin), Some(admin)),
-            Actor::EndUser(id) => ("end_user", Some(*id.as_uuid()), None),
-        }
+        let (kind, id, impersonator) = match self {
+            Actor::System => (AuditActorKind::System, None, None),
+            Actor::User(id) => (AuditActorKind::User, Some(id), None),
+            Actor::PlatformAdmin { admin } => (AuditActorKind::PlatformAdmin, Some(admin), None),
+            Actor::Impersonating { admin } => {
+                (AuditActorKind::PlatformAdmin, Some(admin), Some(admin))
+            }
+            Actor::EndUser(id) => (AuditActorKind::EndUser, Some(*id.as_uuid()), None),
+        };
+        (kind.as_str(), id, impersonator)
     }
 }
 

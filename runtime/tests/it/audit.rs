@@ -659,6 +659,34 @@ async fn dropping_the_newest_rows_with_their_seals_is_caught_against_a_head_expo
 }
 
 #[tokio::test]
+async fn verifying_through_the_api_reports_the_first_broken_link() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let admin = app.token_for(w.admin_a, None).await;
+    append_n(&app.store, w.a, 4).await;
+    let intact = api_verify(&app, &admin, w.a, None).await;
+    assert!(intact.ok, "{intact:?}");
+    let newest = intact.head.seq;
+    assert!(newest >= 5, "{intact:?}");
+    // Two rows edited behind the trigger's back: the report names the earlier one.
+    let (first, later) = (newest - 3, newest - 1);
+    tamper(
+        &app.db,
+        w.a,
+        &format!(
+            "UPDATE audit_events SET details = '{{\"n\": 42}}' WHERE seq IN ({first}, {later})"
+        ),
+    )
+    .await;
+    let report = api_verify(&app, &admin, w.a, None).await;
+    assert!(!report.ok, "{report:?}");
+    assert_eq!(report.verdict, AuditVerdict::Broken);
+    assert_eq!(report.first_bad_seq, Some(first));
+    assert_eq!(report.rows_checked, first - 1);
+    assert!(report.problem.unwrap().contains("edited"));
+}
+
+#[tokio::test]
 async fn the_audit_api_answers_operators_and_hides_the_trail_from_other_tenants() {
     let app = TestApp::spawn().await;
     let w = World::new(&app).await;

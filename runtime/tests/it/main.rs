@@ -8,6 +8,7 @@
 
 mod audit;
 mod audit_content;
+mod audit_list;
 mod auth;
 mod chat;
 mod crash;

@@ -260,6 +260,21 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ),
     (
         "GET",
+        "/api/tenants/{tenant_id}/audit",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/audit/export.csv",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/audit/filters",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "GET",
         "/api/tenants/{tenant_id}/jobs",
         [401, 200, 200, 404, 200, 200],
     ),
