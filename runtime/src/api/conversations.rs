@@ -17,8 +17,8 @@ use shared::auth::Permission;
 use shared::channel::{ChannelKind, ConnectionStatus, DeliveryStatus, MessageDirection, ReplyKind};
 use shared::inbox::{
     AssignRequest, BusinessHours, ConversationDetail, ConversationQuery, ConversationSummary,
-    HandBackRequest, HandoffSettings, InboxCounts, InboxEvent, InboxStatus,
-    NotificationSettings, Owner, ReplyAvailability, StatusRequest, TextRequest, TranscriptItem,
+    HandBackRequest, HandoffSettings, InboxCounts, InboxEvent, InboxStatus, NotificationSettings,
+    Owner, ReplyAvailability, StatusRequest, TextRequest, TranscriptItem,
 };
 use shared::resources::Page;
 use shared::{ConversationId, ErrorBody, ErrorCode, TenantId};
@@ -79,7 +79,9 @@ pub async fn list(
     )
     .await?;
     tx.commit().await?;
-    Ok(web::Json(paging.page(items, i64::try_from(total).unwrap_or(i64::MAX))))
+    Ok(web::Json(
+        paging.page(items, i64::try_from(total).unwrap_or(i64::MAX)),
+    ))
 }
 
 /// Whether a person can reply through the conversation's channel now.
@@ -188,7 +190,10 @@ pub async fn get(
 
 /// Who the caller is as the one who takes a conversation: a member by id; a platform admin (not
 /// a member) by name.
-async fn taker_name(tx: &mut TenantTx, auth: &Authorized) -> Result<(Option<Uuid>, String), ApiError> {
+async fn taker_name(
+    tx: &mut TenantTx,
+    auth: &Authorized,
+) -> Result<(Option<Uuid>, String), ApiError> {
     let user = &auth.principal().user;
     match inbox::member_name(tx, user.id).await? {
         Some(name) => Ok((Some(user.id), name)),
@@ -280,9 +285,9 @@ pub async fn assign(
     let c = locked(&mut tx, id).await?;
     let (kind, name, withheld) = match body.assignee_id {
         Some(member) => {
-            let name = inbox::member_name(&mut tx, member)
-                .await?
-                .ok_or_else(|| ApiError::invalid_field("assignee_id", "is not a member of this tenant"))?;
+            let name = inbox::member_name(&mut tx, member).await?.ok_or_else(|| {
+                ApiError::invalid_field("assignee_id", "is not a member of this tenant")
+            })?;
             let withheld = inbox::set_owner(&mut tx, id, Some(Taker::Member(member))).await?;
             ("assigned", Some(name), withheld)
         }
@@ -359,7 +364,8 @@ pub async fn reply(
     if !can.can_reply {
         return Err(ApiError::new(
             ErrorCode::Conflict,
-            can.note.unwrap_or_else(|| "A reply cannot be sent now.".into()),
+            can.note
+                .unwrap_or_else(|| "A reply cannot be sent now.".into()),
         ));
     }
     let (member, name) = taker_name(&mut tx, &auth).await?;
@@ -471,7 +477,10 @@ pub async fn status(
     let now = Utc::now();
     match (body.status, body.snoozed_until) {
         (InboxStatus::Snoozed, None) => {
-            return Err(ApiError::invalid_field("snoozed_until", "is required to snooze"));
+            return Err(ApiError::invalid_field(
+                "snoozed_until",
+                "is required to snooze",
+            ));
         }
         (InboxStatus::Snoozed, Some(until))
             if until <= now || until > now + chrono::TimeDelta::days(MAX_SNOOZE_DAYS) =>
@@ -642,7 +651,10 @@ impl Live {
     }
 
     /// The frame for a change of `conversation`, if it still exists.
-    async fn about(&mut self, conversation: ConversationId) -> Result<Option<web::Bytes>, ApiError> {
+    async fn about(
+        &mut self,
+        conversation: ConversationId,
+    ) -> Result<Option<web::Bytes>, ApiError> {
         let mut tx = self.state.store.tenant_tx(self.tenant).await?;
         let summary = inbox::get(&mut tx, conversation).await?;
         let counts = inbox::counts(&mut tx, self.me).await?;
@@ -671,7 +683,11 @@ impl Live {
                 self.announced.insert(key)
             };
         Ok(Some(frame(
-            if new_handoff { "handoff" } else { "conversation" },
+            if new_handoff {
+                "handoff"
+            } else {
+                "conversation"
+            },
             &event,
         )))
     }
@@ -738,21 +754,27 @@ impl Live {
     responses((status = 200, description = "text/event-stream of InboxEvent", content_type = "text/event-stream", body = String),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 429, description = "too many live streams open", body = ErrorBody)))]
-pub async fn events(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn events(
+    auth: Authorized,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = auth.tenant()?;
     let me = auth.principal().user.id;
-    let place = state.inbox.open(tenant, me).map_err(|refused| match refused {
-        Refused::Member => ApiError::new(
-            ErrorCode::RateLimited,
-            "You have too many live inbox tabs open; close one and reload.",
-        )
-        .with_retry_after(5),
-        Refused::Node => ApiError::new(
-            ErrorCode::Unavailable,
-            "This server has too many live inbox streams open; try again shortly.",
-        )
-        .with_retry_after(5),
-    })?;
+    let place = state
+        .inbox
+        .open(tenant, me)
+        .map_err(|refused| match refused {
+            Refused::Member => ApiError::new(
+                ErrorCode::RateLimited,
+                "You have too many live inbox tabs open; close one and reload.",
+            )
+            .with_retry_after(5),
+            Refused::Node => ApiError::new(
+                ErrorCode::Unavailable,
+                "This server has too many live inbox streams open; try again shortly.",
+            )
+            .with_retry_after(5),
+        })?;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.reset();
@@ -868,7 +890,9 @@ pub async fn set_handoff_settings(
         .filter(|c| !c.is_empty());
     if let Some(channel) = &body.slack_channel
         && !(2..=30).contains(&channel.len())
-        | !channel.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            | !channel
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     {
         errors.add(
             "slack_channel",

@@ -11,8 +11,9 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, audit, auth, channels, chat, conversations, end_users, invitations, jobs, knowledge, limits,
-    llm_keys, members, openapi, passwords, platform, settings, tenants, tools, whatsapp,
+    admin, agents, audit, auth, channels, chat, conversations, end_users, invitations, jobs,
+    knowledge, limits, llm_keys, members, openapi, passwords, platform, settings, tenants, tools,
+    whatsapp,
 };
 
 /// What a route requires of its caller.

@@ -89,12 +89,13 @@ pub fn expected_reply(
 /// The reason of a hand-off in a sentence.
 fn why(fired: &Fired, failed_attempts: u32, note: Option<&str>) -> String {
     match fired.reason {
-        Reason::Keywords => "The customer's message matched one of the agent's hand-off keywords."
-            .to_string(),
+        Reason::Keywords => {
+            "The customer's message matched one of the agent's hand-off keywords.".to_string()
+        }
         Reason::HumanRequested => "The customer asked to talk to a person.".to_string(),
-        Reason::FailedResolutions => format!(
-            "The agent could not resolve the request {failed_attempts} times in a row."
-        ),
+        Reason::FailedResolutions => {
+            format!("The agent could not resolve the request {failed_attempts} times in a row.")
+        }
         Reason::AgentRequested => match note.map(str::trim).filter(|n| !n.is_empty()) {
             Some(note) => format!("The agent handed off: {note}"),
             None => "The agent decided a person should take over.".to_string(),
@@ -162,7 +163,9 @@ pub fn packet(input: PacketInput<'_>) -> HandoffPacket {
         None => "Hi, ".to_string(),
     };
     let suggested_reply = if intent.is_empty() {
-        format!("{greeting}thanks for waiting — I'm a person from the team and I'm here to help. What can I do for you?")
+        format!(
+            "{greeting}thanks for waiting — I'm a person from the team and I'm here to help. What can I do for you?"
+        )
     } else {
         format!(
             "{greeting}thanks for waiting — I'm a person from the team and I've read our \

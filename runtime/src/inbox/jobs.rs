@@ -12,7 +12,9 @@
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use shared::ConversationId;
-use shared::channel::{InboundMessage, Origin, OutboundReply, ReplyContext, ReplyKind, ReplyTarget, Sender};
+use shared::channel::{
+    InboundMessage, Origin, OutboundReply, ReplyContext, ReplyKind, ReplyTarget, Sender,
+};
 use uuid::Uuid;
 
 use crate::jobs::{Job, JobContext, JobError, JobHandler};
@@ -30,7 +32,10 @@ pub async fn enqueue_send(
     conversation: ConversationId,
     event: &str,
 ) -> StoreResult<Option<Uuid>> {
-    let mut job = NewJob::new(SEND, json!({ "conversation_id": conversation, "event": event }));
+    let mut job = NewJob::new(
+        SEND,
+        json!({ "conversation_id": conversation, "event": event }),
+    );
     job.max_attempts = Some(30);
     store_jobs::enqueue(tx, &job).await
 }
@@ -141,14 +146,22 @@ impl JobHandler for NotifyHandoff {
                 .ok_or_else(|| JobError::permanent("the job names no tenant"))?;
             let conversation = ConversationId::from_uuid(field::<Uuid>(job, "conversation_id")?);
             let mut tx = ctx.store.tenant_tx(tenant).await.map_err(unavailable)?;
-            let Some(summary) = inbox::get(&mut tx, conversation).await.map_err(unavailable)? else {
+            let Some(summary) = inbox::get(&mut tx, conversation)
+                .await
+                .map_err(unavailable)?
+            else {
                 return Ok(());
             };
             let packet = inbox::latest_packet(&mut tx, conversation)
                 .await
                 .map_err(unavailable)?;
-            let recipients = inbox::handoff_recipients(&mut tx).await.map_err(unavailable)?;
-            let slack_channel = inbox::handoff_settings(&mut tx).await.map_err(unavailable)?.1;
+            let recipients = inbox::handoff_recipients(&mut tx)
+                .await
+                .map_err(unavailable)?;
+            let slack_channel = inbox::handoff_settings(&mut tx)
+                .await
+                .map_err(unavailable)?
+                .1;
             let tenant_name = tenants::current(&mut tx)
                 .await
                 .map_err(unavailable)?
@@ -166,11 +179,15 @@ impl JobHandler for NotifyHandoff {
                 _ => None,
             };
             tx.commit().await.map_err(unavailable)?;
-            let agent = summary.agent_name.clone().unwrap_or_else(|| "The AI".into());
+            let agent = summary
+                .agent_name
+                .clone()
+                .unwrap_or_else(|| "The AI".into());
             let channel = summary.channel.as_str();
-            let why = packet
-                .as_ref()
-                .map_or_else(|| "A customer needs a person.".to_string(), |p| p.why.clone());
+            let why = packet.as_ref().map_or_else(
+                || "A customer needs a person.".to_string(),
+                |p| p.why.clone(),
+            );
             let link = ctx
                 .people
                 .as_ref()
@@ -198,7 +215,9 @@ impl JobHandler for NotifyHandoff {
                             }
                         }
                     }
-                    None => tracing::warn!(tenant.id = %tenant, "hand-off mails wait for a mail server (KONSTRUCT_SMTP_URL)"),
+                    None => {
+                        tracing::warn!(tenant.id = %tenant, "hand-off mails wait for a mail server (KONSTRUCT_SMTP_URL)")
+                    }
                 }
             }
             let mut posted = false;
@@ -206,9 +225,8 @@ impl JobHandler for NotifyHandoff {
                 (&slack_channel, &slack, &ctx.channels)
             {
                 let sink: &dyn crate::channels::ReplySink = channels.slack.as_ref();
-                let text = format!(
-                    "{agent} handed a {channel} conversation to a person. {why} {link}"
-                );
+                let text =
+                    format!("{agent} handed a {channel} conversation to a person. {why} {link}");
                 match sink
                     .send(
                         connection,
@@ -228,7 +246,9 @@ impl JobHandler for NotifyHandoff {
                     .await
                 {
                     Ok(_) => posted = true,
-                    Err(e) => tracing::warn!(tenant.id = %tenant, error = %e, "could not post a hand-off to Slack"),
+                    Err(e) => {
+                        tracing::warn!(tenant.id = %tenant, error = %e, "could not post a hand-off to Slack")
+                    }
                 }
             }
             let mut tx = ctx.store.tenant_tx(tenant).await.map_err(unavailable)?;

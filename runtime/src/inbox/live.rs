@@ -103,16 +103,17 @@ impl Hub {
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(200);
             loop {
-                let mut listener =
-                    match sqlx::postgres::PgListener::connect_with(store.pool()).await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "inbox listener could not connect; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(10));
-                            continue;
-                        }
-                    };
+                let mut listener = match sqlx::postgres::PgListener::connect_with(store.pool())
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "inbox listener could not connect; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                };
                 if let Err(e) = listener.listen(CHANNEL).await {
                     tracing::warn!(error = %e, "inbox listener could not listen; retrying");
                     tokio::time::sleep(delay).await;

@@ -479,7 +479,8 @@ pub async fn latest_hand_back(
     tx: &mut TenantTx,
     conversation: ConversationId,
 ) -> StoreResult<Option<HandBack>> {
-    let row: Option<(Option<DateTime<Utc>>, Option<String>, Option<String>)> = sqlx::query_as(
+    type Row = (Option<DateTime<Utc>>, Option<String>, Option<String>);
+    let row: Option<Row> = sqlx::query_as(
         "SELECT handed_back_at, handback_note, handback_reason FROM conversations WHERE id = $1",
     )
     .bind(conversation)
@@ -561,7 +562,11 @@ pub async fn latest_packet(
 }
 
 /// Stores the packet of a hand-off.
-pub async fn set_packet(tx: &mut TenantTx, escalation: Uuid, packet: &HandoffPacket) -> StoreResult<()> {
+pub async fn set_packet(
+    tx: &mut TenantTx,
+    escalation: Uuid,
+    packet: &HandoffPacket,
+) -> StoreResult<()> {
     sqlx::query("UPDATE escalations SET packet = $2 WHERE id = $1")
         .bind(escalation)
         .bind(serde_json::to_value(packet).map_err(|e| StoreError::Invalid(e.to_string()))?)
@@ -608,15 +613,15 @@ pub async fn transcript(
     .bind(TRANSCRIPT_LIMIT)
     .fetch_all(tx.connection())
     .await?;
-    let events: Vec<(Uuid, DateTime<Utc>, String, Option<String>, String, Value)> =
-        sqlx::query_as(
-            "SELECT id, created_at, kind, actor_name, body, details FROM conversation_events \
+    type EventRow = (Uuid, DateTime<Utc>, String, Option<String>, String, Value);
+    let events: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, created_at, kind, actor_name, body, details FROM conversation_events \
               WHERE conversation_id = $1 ORDER BY created_at DESC LIMIT $2",
-        )
-        .bind(conversation)
-        .bind(TRANSCRIPT_LIMIT)
-        .fetch_all(tx.connection())
-        .await?;
+    )
+    .bind(conversation)
+    .bind(TRANSCRIPT_LIMIT)
+    .fetch_all(tx.connection())
+    .await?;
     let truncated = messages.len() as i64 > TRANSCRIPT_LIMIT;
     let mut items = Vec::with_capacity(messages.len() + tools.len() + events.len());
     for (id, at, direction, kind, author, body, status, failure, citations) in
@@ -706,13 +711,13 @@ pub async fn set_notify_handoffs(tx: &mut TenantTx, user: Uuid, on: bool) -> Sto
 /// The tenant's hand-off settings: (business hours JSON, Slack channel).
 pub async fn handoff_settings(tx: &mut TenantTx) -> StoreResult<(Option<Value>, Option<String>)> {
     let tenant = tx.tenant();
-    Ok(sqlx::query_as(
-        "SELECT business_hours, handoff_slack_channel FROM tenants WHERE id = $1",
+    Ok(
+        sqlx::query_as("SELECT business_hours, handoff_slack_channel FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(tx.connection())
+            .await?
+            .unwrap_or((None, None)),
     )
-    .bind(tenant)
-    .fetch_optional(tx.connection())
-    .await?
-    .unwrap_or((None, None)))
 }
 
 /// Replaces the tenant's hand-off settings.

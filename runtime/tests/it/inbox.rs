@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use runtime::engine::turn::{EngineSettings, Outcome};
 use runtime::engine::turn::deps::{BEFORE_RECORD, BEFORE_SEND, Pauses};
+use runtime::engine::turn::{EngineSettings, Outcome};
 use serde_json::{Value, json};
 use shared::{ConversationId, TenantId};
 use uuid::Uuid;
@@ -110,7 +110,9 @@ async fn human_rule(app: &TestApp, admin: &Client<'_>, tenant: TenantId, agent: 
 /// The agent's only conversation, as the list shows it (the world's fixtures hold others).
 async fn only_conversation(admin: &Client<'_>, tenant: TenantId, agent: shared::AgentId) -> Value {
     let list = admin
-        .get(&format!("/api/tenants/{tenant}/conversations?agent={agent}"))
+        .get(&format!(
+            "/api/tenants/{tenant}/conversations?agent={agent}"
+        ))
         .await;
     assert_eq!(list.status, StatusCode::OK, "{}", list.body);
     assert_eq!(list.body["total"], 1, "{}", list.body);
@@ -155,12 +157,24 @@ fn system_prompts(app: &TestApp) -> Vec<String> {
         .received()
         .into_iter()
         .filter(|r| r.path == "/v1/chat/completions")
-        .map(|r| r.body["messages"][0]["content"].as_str().unwrap_or("").to_string())
+        .map(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect()
 }
 
 /// An @mention of the bot inside an existing thread.
-async fn mention_in_thread(app: &TestApp, slack: &Install, event_id: &str, text: &str, thread: &str, ts: &str) {
+async fn mention_in_thread(
+    app: &TestApp,
+    slack: &Install,
+    event_id: &str,
+    text: &str,
+    thread: &str,
+    ts: &str,
+) {
     let event = json!({
         "type": "app_mention", "user": "UCUSTOMER", "channel": "CSUPPORT",
         "text": format!("<@{}> {text}", slack.bot), "ts": ts, "thread_ts": thread, "event_ts": ts,
@@ -198,11 +212,25 @@ async fn from_i_want_a_person_on_slack_to_a_members_reply_in_the_thread_and_back
     // The customer asks for a person: no LLM call, the notice says a person will answer.
     let thread = "1700000100.000100";
     let mut events = app.events();
-    deliver_mention(&app, &slack, "EvPerson", "can I talk to a person please?", thread).await;
+    deliver_mention(
+        &app,
+        &slack,
+        "EvPerson",
+        "can I talk to a person please?",
+        thread,
+    )
+    .await;
     events.finished(w.a, 1).await;
     let posted = wait_posted(&app, 1).await;
-    assert!(posted[0].text.contains("passed this conversation to a colleague"));
-    assert!(posted[0].text.contains("A person will reply here"), "{posted:?}");
+    assert!(
+        posted[0]
+            .text
+            .contains("passed this conversation to a colleague")
+    );
+    assert!(
+        posted[0].text.contains("A person will reply here"),
+        "{posted:?}"
+    );
     assert_eq!(app.llm.calls(), 0);
 
     // It waits in the queue, with its packet first.
@@ -210,13 +238,20 @@ async fn from_i_want_a_person_on_slack_to_a_members_reply_in_the_thread_and_back
     assert_eq!(summary["owner"], "queue");
     assert_eq!(summary["handoff_reason"], "human_requested");
     let id = summary["id"].as_str().unwrap().to_string();
-    let counts = operator.get(&format!("/api/tenants/{}/inbox/counts", w.a)).await;
+    let counts = operator
+        .get(&format!("/api/tenants/{}/inbox/counts", w.a))
+        .await;
     assert_eq!(counts.body["queue"], 1, "{}", counts.body);
     let detail = operator.get(&path(w.a, &id, "")).await;
     let packet = &detail.body["packet"];
     assert_eq!(packet["reason"], "human_requested");
     assert_eq!(packet["why"], "The customer asked to talk to a person.");
-    assert!(packet["intent"].as_str().unwrap().contains("talk to a person"));
+    assert!(
+        packet["intent"]
+            .as_str()
+            .unwrap()
+            .contains("talk to a person")
+    );
     assert_eq!(packet["handoff_target"], "#humans");
     assert!(!packet["suggested_reply"].as_str().unwrap().is_empty());
     assert!(detail.body["reply"]["can_reply"].as_bool().unwrap());
@@ -243,7 +278,10 @@ async fn from_i_want_a_person_on_slack_to_a_members_reply_in_the_thread_and_back
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let posted = wait_posted(&app, 2).await;
-    assert_eq!(posted[1].text, "Hi, this is Ana from support: I refunded order 42.");
+    assert_eq!(
+        posted[1].text,
+        "Hi, this is Ana from support: I refunded order 42."
+    );
     assert_eq!(posted[1].channel, "CSUPPORT");
     assert_eq!(posted[1].thread_ts.as_deref(), Some(thread));
     assert_eq!(posted[1].token, slack.token);
@@ -257,7 +295,15 @@ async fn from_i_want_a_person_on_slack_to_a_members_reply_in_the_thread_and_back
 
     // While a person has it, the customer's messages wait for them: the AI never answers.
     let mut events = app.events();
-    mention_in_thread(&app, &slack, "EvStill", "ok, and the shipping fee?", thread, "1700000100.000200").await;
+    mention_in_thread(
+        &app,
+        &slack,
+        "EvStill",
+        "ok, and the shipping fee?",
+        thread,
+        "1700000100.000200",
+    )
+    .await;
     events.finished(w.a, 1).await;
     assert_eq!(app.llm.calls(), 0);
     assert_eq!(app.slack.posted().len(), 2);
@@ -286,13 +332,23 @@ async fn from_i_want_a_person_on_slack_to_a_members_reply_in_the_thread_and_back
     )
     .await;
     events.finished(w.a, 1).await;
-    assert_eq!(app.llm.calls(), 1, "the AI answered instead of handing off again");
+    assert_eq!(
+        app.llm.calls(),
+        1,
+        "the AI answered instead of handing off again"
+    );
     let prompt = &system_prompts(&app)[0];
     assert!(prompt.contains("[Hand-back on"), "{prompt}");
     assert!(prompt.contains("Refunded order 42"), "{prompt}");
-    assert!(prompt.contains("I refunded order 42."), "the person's reply is in the prompt: {prompt}");
+    assert!(
+        prompt.contains("I refunded order 42."),
+        "the person's reply is in the prompt: {prompt}"
+    );
     let posted = wait_posted(&app, 3).await;
-    assert_eq!(posted[2].text, "The shipping fee was refunded with the order.");
+    assert_eq!(
+        posted[2].text,
+        "The shipping fee was refunded with the order."
+    );
     assert_eq!(posted[2].thread_ts.as_deref(), Some(thread));
     let summary = only_conversation(&admin, w.a, slack.agent).await;
     assert_eq!(summary["owner"], "ai");
@@ -305,7 +361,10 @@ async fn from_i_want_a_person_on_slack_to_a_members_reply_in_the_thread_and_back
         "conversation.replied",
         "conversation.handed_back",
     ] {
-        assert!(actions.iter().any(|(a, _)| a == action), "{action}: {actions:?}");
+        assert!(
+            actions.iter().any(|(a, _)| a == action),
+            "{action}: {actions:?}"
+        );
     }
     let trail = serde_json::to_string(&actions).unwrap();
     assert!(!trail.contains("refunded order 42") && !trail.contains("Refunded order 42"));
@@ -325,10 +384,18 @@ async fn an_ai_reply_in_flight_when_a_person_claims_is_never_sent() {
 
     // 1. The LLM has answered, the turn has not recorded yet: a claim commits now.
     let (reached, release) = gate.arm(BEFORE_RECORD);
-    app.llm
-        .script([e2e::llm::Behavior::Text("An answer nobody must see.".into())]);
+    app.llm.script([e2e::llm::Behavior::Text(
+        "An answer nobody must see.".into(),
+    )]);
     let mut events = app.events();
-    deliver_mention(&app, &slack, "EvFirst", "where is my order?", "1700000200.000100").await;
+    deliver_mention(
+        &app,
+        &slack,
+        "EvFirst",
+        "where is my order?",
+        "1700000200.000100",
+    )
+    .await;
     let conversation = tokio::time::timeout(Duration::from_secs(20), reached)
         .await
         .unwrap()
@@ -357,8 +424,9 @@ async fn an_ai_reply_in_flight_when_a_person_claims_is_never_sent() {
 
     // 2. Recorded and cleared for nothing yet: the claim lands between record and send.
     let (reached, release) = gate.arm(BEFORE_SEND);
-    app.llm
-        .script([e2e::llm::Behavior::Text("Another answer nobody must see.".into())]);
+    app.llm.script([e2e::llm::Behavior::Text(
+        "Another answer nobody must see.".into(),
+    )]);
     let mut events = app.events();
     deliver_mention(&app, &slack, "EvSecond", "hello?", "1700000300.000100").await;
     let second = tokio::time::timeout(Duration::from_secs(20), reached)
@@ -384,14 +452,25 @@ async fn an_ai_reply_in_flight_when_a_person_claims_is_never_sent() {
 
     // After a person's reply the AI never answers until handed back.
     let reply = admin
-        .post(&path(w.a, &second.to_string(), "/replies"), json!({ "text": "I'm on it." }))
+        .post(
+            &path(w.a, &second.to_string(), "/replies"),
+            json!({ "text": "I'm on it." }),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let posted = wait_posted(&app, 1).await;
     assert_eq!(posted[0].text, "I'm on it.");
     let calls = app.llm.calls();
     let mut events = app.events();
-    mention_in_thread(&app, &slack, "EvThird", "thanks! one more thing", "1700000300.000100", "1700000300.000200").await;
+    mention_in_thread(
+        &app,
+        &slack,
+        "EvThird",
+        "thanks! one more thing",
+        "1700000300.000100",
+        "1700000300.000200",
+    )
+    .await;
     events.finished(w.a, 1).await;
     assert_eq!(app.llm.calls(), calls);
     assert_eq!(app.slack.posted().len(), 1);
@@ -417,7 +496,12 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
         &callback(
             &slack.team,
             "EvColleague",
-            thread_message("UCOLLEAGUE", "I'll fix the invoice today.", thread, "1700000400.000200"),
+            thread_message(
+                "UCOLLEAGUE",
+                "I'll fix the invoice today.",
+                thread,
+                "1700000400.000200",
+            ),
         ),
         None,
     )
@@ -440,7 +524,15 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
         None,
     )
     .await;
-    mention_in_thread(&app, &slack, "EvMentionAgain", "and the due date?", thread, "1700000400.000400").await;
+    mention_in_thread(
+        &app,
+        &slack,
+        "EvMentionAgain",
+        "and the due date?",
+        thread,
+        "1700000400.000400",
+    )
+    .await;
     events.finished(w.a, 2).await;
     assert_eq!(app.llm.calls(), calls);
     assert_eq!(app.slack.posted().len(), 1);
@@ -448,10 +540,21 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
     let detail = admin.get(&path(w.a, id, "")).await;
     let bodies: Vec<_> = messages(&detail.body)
         .iter()
-        .map(|m| (m["direction"].as_str().unwrap().to_string(), m["body"].as_str().unwrap().to_string()))
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap().to_string(),
+                m["body"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert!(bodies.contains(&("outbound".into(), "I'll fix the invoice today.".into())), "{bodies:?}");
-    assert!(bodies.contains(&("inbound".into(), "thank you!".into())), "{bodies:?}");
+    assert!(
+        bodies.contains(&("outbound".into(), "I'll fix the invoice today.".into())),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.contains(&("inbound".into(), "thank you!".into())),
+        "{bodies:?}"
+    );
 
     // Chatter in a thread the agent was never part of is not recorded.
     let mut events = app.events();
@@ -460,14 +563,22 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
         &callback(
             &slack.team,
             "EvOtherThread",
-            thread_message("UCOLLEAGUE", "lunch?", "1700000999.000100", "1700000999.000200"),
+            thread_message(
+                "UCOLLEAGUE",
+                "lunch?",
+                "1700000999.000100",
+                "1700000999.000200",
+            ),
         ),
         None,
     )
     .await;
     events.finished(w.a, 1).await;
     let list = admin
-        .get(&format!("/api/tenants/{}/conversations?agent={}", w.a, slack.agent))
+        .get(&format!(
+            "/api/tenants/{}/conversations?agent={}",
+            w.a, slack.agent
+        ))
         .await;
     assert_eq!(list.body["total"], 1);
 }
@@ -502,7 +613,12 @@ async fn private_notes_never_reach_a_channel_and_other_tenants_see_nothing() {
     let detail = admin.get(&path(w.a, &id, "")).await;
     assert!(detail.body.to_string().contains("NOTE-CANARY"));
     // Nothing reached Slack, and the trail has the note's id only.
-    assert!(app.slack.posted().iter().all(|p| !p.text.contains("NOTE-CANARY")));
+    assert!(
+        app.slack
+            .posted()
+            .iter()
+            .all(|p| !p.text.contains("NOTE-CANARY"))
+    );
     assert_eq!(app.slack.posted().len(), 1);
     let trail = serde_json::to_string(&audit_actions(&app, w.a).await).unwrap();
     assert!(trail.contains("conversation.note_added"));
@@ -512,25 +628,46 @@ async fn private_notes_never_reach_a_channel_and_other_tenants_see_nothing() {
     for (method, tail, body) in [
         (Method::GET, "", None),
         (Method::POST, "/claim", Some(json!({}))),
-        (Method::POST, "/assign", Some(json!({ "assignee_id": w.admin_b }))),
+        (
+            Method::POST,
+            "/assign",
+            Some(json!({ "assignee_id": w.admin_b })),
+        ),
         (Method::POST, "/replies", Some(json!({ "text": "hi" }))),
         (Method::POST, "/notes", Some(json!({ "text": "hi" }))),
-        (Method::POST, "/status", Some(json!({ "status": "resolved" }))),
+        (
+            Method::POST,
+            "/status",
+            Some(json!({ "status": "resolved" })),
+        ),
         (Method::POST, "/hand-back", Some(json!({ "summary": "" }))),
     ] {
         // Through A's tenant id (not B's member) and through B's own (not B's conversation).
         for tenant in [w.a, w.b] {
-            let res = other.call(method.clone(), &path(tenant, &id, tail), body.clone()).await;
-            assert_eq!(res.status, StatusCode::NOT_FOUND, "{method} {tail} in {tenant}: {}", res.body);
+            let res = other
+                .call(method.clone(), &path(tenant, &id, tail), body.clone())
+                .await;
+            assert_eq!(
+                res.status,
+                StatusCode::NOT_FOUND,
+                "{method} {tail} in {tenant}: {}",
+                res.body
+            );
         }
     }
     let list = other
-        .get(&format!("/api/tenants/{}/conversations?agent={}", w.b, slack.agent))
+        .get(&format!(
+            "/api/tenants/{}/conversations?agent={}",
+            w.b, slack.agent
+        ))
         .await;
     assert_eq!(list.body["total"], 0, "{}", list.body);
     // An assignee must be a member of this tenant.
     let res = admin
-        .post(&path(w.a, &id, "/assign"), json!({ "assignee_id": w.admin_b }))
+        .post(
+            &path(w.a, &id, "/assign"),
+            json!({ "assignee_id": w.admin_b }),
+        )
         .await;
     assert_eq!(res.fields(), ["assignee_id"]);
     // Snoozing needs a time in the future.
@@ -577,7 +714,10 @@ async fn a_persons_reply_reaches_whatsapp_in_the_window_and_is_refused_clearly_o
         .unwrap()
         .to_string();
     let reply = admin
-        .post(&path(w.a, &id, "/replies"), json!({ "text": "A person here: it ships today." }))
+        .post(
+            &path(w.a, &id, "/replies"),
+            json!({ "text": "A person here: it ships today." }),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -586,7 +726,10 @@ async fn a_persons_reply_reaches_whatsapp_in_the_window_and_is_refused_clearly_o
         if sent.iter().any(|s| matches!(&s.kind, e2e::whatsapp::SentKind::Text { body } if body == "A person here: it ships today.")) {
             break sent;
         }
-        assert!(Instant::now() < deadline, "the reply never reached WhatsApp: {sent:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the reply never reached WhatsApp: {sent:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(sent.len() > answered);
@@ -603,10 +746,18 @@ async fn a_persons_reply_reaches_whatsapp_in_the_window_and_is_refused_clearly_o
     let detail = admin.get(&path(w.a, &id, "")).await;
     assert_eq!(detail.body["reply"]["can_reply"], false);
     let refused = admin
-        .post(&path(w.a, &id, "/replies"), json!({ "text": "still there?" }))
+        .post(
+            &path(w.a, &id, "/replies"),
+            json!({ "text": "still there?" }),
+        )
         .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    assert!(refused.body["message"].as_str().unwrap().contains("24 hours"));
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("24 hours")
+    );
 }
 
 #[actix_rt::test]
@@ -629,7 +780,10 @@ async fn a_person_replies_in_the_test_chat() {
         .unwrap()
         .to_string();
     let reply = admin
-        .post(&path(w.a, &id, "/replies"), json!({ "text": "A person answers in the chat." }))
+        .post(
+            &path(w.a, &id, "/replies"),
+            json!({ "text": "A person answers in the chat." }),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -640,7 +794,11 @@ async fn a_person_replies_in_the_test_chat() {
                 w.a
             ))
             .await;
-        if chat.body.to_string().contains("A person answers in the chat.") {
+        if chat
+            .body
+            .to_string()
+            .contains("A person answers in the chat.")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "{}", chat.body);
@@ -702,18 +860,33 @@ async fn the_live_stream_announces_hand_offs_and_ends_when_its_member_loses_acce
         "text/event-stream"
     );
     let mut buffer = String::new();
-    let counts = next_event(&mut stream, &mut buffer, "counts").await.unwrap();
+    let counts = next_event(&mut stream, &mut buffer, "counts")
+        .await
+        .unwrap();
     assert_eq!(counts["queue"], 0);
 
-    deliver_mention(&app, &slack, "EvLive", "I want to talk to a human", "1700000600.000100").await;
-    let handoff = next_event(&mut stream, &mut buffer, "handoff").await.unwrap();
+    deliver_mention(
+        &app,
+        &slack,
+        "EvLive",
+        "I want to talk to a human",
+        "1700000600.000100",
+    )
+    .await;
+    let handoff = next_event(&mut stream, &mut buffer, "handoff")
+        .await
+        .unwrap();
     assert_eq!(handoff["owner"], "queue");
     assert_eq!(handoff["counts"]["queue"], 1);
 
     // Another tenant's admin cannot open A's stream.
     let other = app.token_for(w.admin_b, None).await;
     let res = app
-        .request(Method::GET, &format!("/api/tenants/{}/inbox/events", w.a), Some(&other))
+        .request(
+            Method::GET,
+            &format!("/api/tenants/{}/inbox/events", w.a),
+            Some(&other),
+        )
         .send()
         .await
         .unwrap();
@@ -730,7 +903,11 @@ async fn the_live_stream_announces_hand_offs_and_ends_when_its_member_loses_acce
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
     let end = next_event(&mut stream, &mut buffer, "end").await.unwrap();
     assert_eq!(end["reason"], "access");
-    assert!(next_event(&mut stream, &mut buffer, "never").await.is_none());
+    assert!(
+        next_event(&mut stream, &mut buffer, "never")
+            .await
+            .is_none()
+    );
 }
 
 #[actix_rt::test]
@@ -793,9 +970,22 @@ async fn members_who_opted_in_are_mailed_and_the_tenants_slack_channel_hears_of_
     )
     .await;
     let mails = crate::mailbox::wait_for(&operator_email, 1).await;
-    assert!(mails[0].subject.contains("Nia handed a slack conversation"), "{}", mails[0].subject);
-    assert!(mails[0].text.contains("https://konstruct.example.test/inbox/"), "{}", mails[0].text);
-    assert!(!mails[0].text.contains("MAIL-CANARY"), "no customer words in mail");
+    assert!(
+        mails[0].subject.contains("Nia handed a slack conversation"),
+        "{}",
+        mails[0].subject
+    );
+    assert!(
+        mails[0]
+            .text
+            .contains("https://konstruct.example.test/inbox/"),
+        "{}",
+        mails[0].text
+    );
+    assert!(
+        !mails[0].text.contains("MAIL-CANARY"),
+        "no customer words in mail"
+    );
     // The job says what it did (counts only) once it is done.
     let deadline = Instant::now() + Duration::from_secs(60);
     let notified = loop {
@@ -814,7 +1004,12 @@ async fn members_who_opted_in_are_mailed_and_the_tenants_slack_channel_hears_of_
     // The channel post: a message of its own in the chosen channel.
     let deadline = Instant::now() + Duration::from_secs(20);
     let post = loop {
-        if let Some(p) = app.slack.posted().into_iter().find(|p| p.channel == "CHANDOFFS") {
+        if let Some(p) = app
+            .slack
+            .posted()
+            .into_iter()
+            .find(|p| p.channel == "CHANDOFFS")
+        {
             break p;
         }
         assert!(Instant::now() < deadline, "{:?}", app.slack.posted());

@@ -625,7 +625,9 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         )
         .await
         .unwrap();
-        runtime::store::inbox::set_owner(&mut tx, id, None).await.unwrap();
+        runtime::store::inbox::set_owner(&mut tx, id, None)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         path = path.replace("{conversation_id}", &id.to_string());
     }

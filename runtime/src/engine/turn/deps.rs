@@ -50,16 +50,15 @@ pub struct EngineSettings {
 /// [`BEFORE_SEND`]): the engine awaits the hook there, so a test can act (claim the
 /// conversation, say) at exactly that moment and then let the turn go on. Production code never
 /// sets one.
+/// The hook a test sets: awaited at each point with the turn's conversation.
+pub type PauseHook = std::sync::Arc<
+    dyn Fn(&'static str, shared::ConversationId) -> futures_util::future::BoxFuture<'static, ()>
+        + Send
+        + Sync,
+>;
+
 #[derive(Clone, Default)]
-pub struct Pauses(
-    Option<
-        std::sync::Arc<
-            dyn Fn(&'static str, shared::ConversationId) -> futures_util::future::BoxFuture<'static, ()>
-                + Send
-                + Sync,
-        >,
-    >,
-);
+pub struct Pauses(Option<PauseHook>);
 
 /// Before a turn records its result (the LLM has answered).
 pub const BEFORE_RECORD: &str = "before_record";
@@ -69,7 +68,10 @@ pub const BEFORE_SEND: &str = "before_send";
 impl Pauses {
     /// Holds turns at each point for as long as `hook`'s future runs.
     pub fn new(
-        hook: impl Fn(&'static str, shared::ConversationId) -> futures_util::future::BoxFuture<'static, ()>
+        hook: impl Fn(
+            &'static str,
+            shared::ConversationId,
+        ) -> futures_util::future::BoxFuture<'static, ()>
         + Send
         + Sync
         + 'static,
@@ -87,7 +89,11 @@ impl Pauses {
 
 impl std::fmt::Debug for Pauses {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Pauses(set)" } else { "Pauses(none)" })
+        f.write_str(if self.0.is_some() {
+            "Pauses(set)"
+        } else {
+            "Pauses(none)"
+        })
     }
 }
 

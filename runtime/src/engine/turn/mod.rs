@@ -16,8 +16,8 @@ pub mod tool_loop;
 use std::sync::Arc;
 
 use shared::ConversationId;
-use shared::channel::{InboundMessage, ReplyKind};
 use shared::channel::{DeliveryStatus, Origin};
+use shared::channel::{InboundMessage, ReplyKind};
 use shared::inbox::{HandoffPacket, Owner};
 
 pub use deps::{
@@ -38,8 +38,8 @@ use crate::failpoint;
 use crate::llm::metering;
 use crate::store::audit::{self, Action, Actor, NewEvent, Target};
 use crate::store::conversations::{self, ReplyPart};
-use crate::store::inbox;
 use crate::store::end_users::{self, EndUserKey};
+use crate::store::inbox;
 
 /// Work for one conversation, done in arrival order.
 #[derive(Debug)]
@@ -262,7 +262,10 @@ async fn record_and_send(
         let packet = recording.packet.clone().unwrap_or_else(|| {
             super::handoff::packet(super::handoff::PacketInput {
                 fired,
-                window: &recording.state.map(|s| s.window.clone()).unwrap_or_default(),
+                window: &recording
+                    .state
+                    .map(|s| s.window.clone())
+                    .unwrap_or_default(),
                 failed_attempts: 0,
                 note: recording.handoff_note.as_deref(),
                 cited: Vec::new(),
@@ -628,21 +631,19 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         &config.zone,
         deps.settings.clock.now(),
     );
-    let packet = |fired: &Fired,
-                  state: &ConversationState,
-                  note: Option<&str>,
-                  cited: Vec<String>| {
-        super::handoff::packet(super::handoff::PacketInput {
-            fired,
-            window: &state.window,
-            failed_attempts: state.escalation.unresolved_in_a_row,
-            note,
-            cited,
-            customer_name: m.sender.display_name.as_deref(),
-            expected_reply: expected.clone(),
-            at: chrono::Utc::now(),
-        })
-    };
+    let packet =
+        |fired: &Fired, state: &ConversationState, note: Option<&str>, cited: Vec<String>| {
+            super::handoff::packet(super::handoff::PacketInput {
+                fired,
+                window: &state.window,
+                failed_attempts: state.escalation.unresolved_in_a_row,
+                note,
+                cited,
+                customer_name: m.sender.display_name.as_deref(),
+                expected_reply: expected.clone(),
+                at: chrono::Utc::now(),
+            })
+        };
     let conversation = recorded.conversation;
     let agent = match (config.agent(m.agent_id), m.agent_id) {
         (Some(agent), _) => Some(agent),
@@ -686,8 +687,8 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         speaker: Speaker::User,
         text: m.text.clone(),
     };
-    if let Some(fired) = escalation::on_message(&agent.escalation_rules, &m.text)
-        .filter(|fired| unprotected(fired))
+    if let Some(fired) =
+        escalation::on_message(&agent.escalation_rules, &m.text).filter(|fired| unprotected(fired))
     {
         let notice = guard::with_disclosure(
             disclosure.as_deref(),
@@ -1069,11 +1070,12 @@ async fn thread_message(deps: &EngineDeps, d: &Delivery) -> Result<(), TurnError
         tx.commit().await?;
         return deps.done(d).await;
     }
-    let name = m
-        .sender
-        .display_name
-        .clone()
-        .unwrap_or_else(|| format!("Slack user {}", m.sender.id.rsplit(':').next().unwrap_or("")));
+    let name = m.sender.display_name.clone().unwrap_or_else(|| {
+        format!(
+            "Slack user {}",
+            m.sender.id.rsplit(':').next().unwrap_or("")
+        )
+    });
     let mut tx = {
         tx.commit().await?;
         reply::fenced_tx(deps, d).await?
@@ -1111,8 +1113,6 @@ async fn thread_message(deps: &EngineDeps, d: &Delivery) -> Result<(), TurnError
         .await?;
     }
     tx.commit().await?;
-    deps.redis
-        .delete(&state::state_key(&deps.redis, m))
-        .await?;
+    deps.redis.delete(&state::state_key(&deps.redis, m)).await?;
     deps.done(d).await
 }

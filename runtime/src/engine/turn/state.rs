@@ -36,7 +36,9 @@ pub fn key_of(
     connection: shared::ConnectionId,
     external_key: &str,
 ) -> String {
-    redis.key(&format!("{tenant}:conversation:{connection}:{external_key}"))
+    redis.key(&format!(
+        "{tenant}:conversation:{connection}:{external_key}"
+    ))
 }
 
 /// How many of a conversation's latest messages rebuild a window Redis no longer holds.
@@ -78,13 +80,9 @@ pub async fn load(
             // Notices, apologies and hand-off notes are the platform's, not the agent's words.
             (MessageDirection::Outbound, _) => continue,
         };
-        state.window.push(
-            Turn {
-                speaker,
-                text,
-            },
-            deps.settings.window,
-        );
+        state
+            .window
+            .push(Turn { speaker, text }, deps.settings.window);
     }
     Ok(state)
 }
