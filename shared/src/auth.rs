@@ -47,6 +47,8 @@ impl TenantRole {
                 Permission::AuditRead,
                 Permission::JobsRead,
                 Permission::JobsManage,
+                Permission::ConversationsRead,
+                Permission::ConversationsHandle,
             ],
             TenantRole::CustomerOperator => &[
                 Permission::TenantRead,
@@ -57,6 +59,7 @@ impl TenantRole {
                 Permission::ToolsRead,
                 Permission::AuditRead,
                 Permission::JobsRead,
+                Permission::ConversationsRead,
             ],
         }
     }
@@ -108,6 +111,12 @@ pub enum Permission {
     JobsRead,
     /// Queue a failed or cancelled background job again.
     JobsManage,
+    /// See conversations, their transcripts, hand-off packets and the live inbox; choose one's
+    /// own hand-off notifications.
+    ConversationsRead,
+    /// Claim, assign, reply as a person, write private notes, snooze, resolve and hand back to
+    /// the AI.
+    ConversationsHandle,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

@@ -64,9 +64,11 @@ pub enum DeliveryStatus {
     /// The channel accepted it and later reported it undeliverable (WhatsApp `failed`), or it
     /// could never be sent (outside WhatsApp's 24-hour window with no template).
     Failed,
+    /// An AI part recorded before a person took the conversation: never sent.
+    Withheld,
 }
 
-text_enum!(DeliveryStatus { Pending => "pending", Sent => "sent", Delivered => "delivered", Read => "read", Failed => "failed" });
+text_enum!(DeliveryStatus { Pending => "pending", Sent => "sent", Delivered => "delivered", Read => "read", Failed => "failed", Withheld => "withheld" });
 
 impl DeliveryStatus {
     /// How far along a delivery this is: a status report never moves a part backwards (Meta
@@ -77,7 +79,7 @@ impl DeliveryStatus {
             DeliveryStatus::Sent => 1,
             DeliveryStatus::Delivered => 2,
             DeliveryStatus::Read => 3,
-            DeliveryStatus::Failed => 4,
+            DeliveryStatus::Failed | DeliveryStatus::Withheld => 4,
         }
     }
 }
@@ -162,6 +164,31 @@ pub struct InboundMessage {
     /// When the end user wrote it, by the provider's timestamp where it gives one (WhatsApp's
     /// window runs from it), else when it reached us.
     pub received_at: DateTime<Utc>,
+    /// Who it is from and what the engine does with it.
+    #[serde(default, skip_serializing_if = "Origin::is_customer")]
+    pub origin: Origin,
+}
+
+/// What kind of entry a queued message is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Written to the agent: a mention, a direct message, a WhatsApp message, the test chat.
+    #[default]
+    Customer,
+    /// Written in the Slack thread of a conversation without addressing the agent: a
+    /// colleague's reply (which takes the conversation) when someone other than the customer
+    /// wrote it, else the customer going on. Never starts a conversation.
+    Thread,
+    /// A person's reply recorded from the portal, whose parts are recorded under
+    /// `provider_event_id`: the engine only sends them, in the conversation's order.
+    Person,
+}
+
+impl Origin {
+    pub fn is_customer(&self) -> bool {
+        *self == Origin::Customer
+    }
 }
 
 impl InboundMessage {
@@ -191,6 +218,8 @@ struct InboundWire {
     unsupported: Option<String>,
     provider_event_id: String,
     received_at: DateTime<Utc>,
+    #[serde(default)]
+    origin: Origin,
 }
 
 impl From<InboundWire> for InboundMessage {
@@ -220,6 +249,7 @@ impl From<InboundWire> for InboundMessage {
             unsupported: w.unsupported,
             provider_event_id: w.provider_event_id,
             received_at: w.received_at,
+            origin: w.origin,
         }
     }
 }
@@ -239,9 +269,19 @@ pub enum ReplyKind {
     Handoff,
     /// The request is outside the agent's business function; the agent said so.
     Decline,
+    /// A person's reply (from the portal, or a colleague in the channel's thread).
+    Human,
 }
 
-text_enum!(ReplyKind { Answer => "answer", Notice => "notice", Apology => "apology", Handoff => "handoff", Decline => "decline" });
+text_enum!(ReplyKind { Answer => "answer", Notice => "notice", Apology => "apology", Handoff => "handoff", Decline => "decline", Human => "human" });
+
+impl ReplyKind {
+    /// Whether the AI (or the platform on its behalf) wrote it: such a part is sent only while
+    /// the AI owns the conversation.
+    pub fn is_ai(self) -> bool {
+        self != ReplyKind::Human
+    }
+}
 
 /// One reply on its way out through the channel it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

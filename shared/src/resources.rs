@@ -33,20 +33,6 @@ pub enum TenantStatus {
 
 text_enum!(TenantStatus { Active => "active", Suspended => "suspended" });
 
-/// Who a conversation belongs to right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ConversationStatus {
-    /// The agent answers.
-    Open,
-    /// Handed to a human: the agent is silent and messages wait for a person.
-    HandedOff,
-    Closed,
-}
-
-text_enum!(ConversationStatus { Open => "open", HandedOff => "handed_off", Closed => "closed" });
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
@@ -621,7 +607,6 @@ mod tests {
     #[test]
     fn stored_names_are_the_wire_names() {
         assert_serde_names(TenantStatus::ALL, |v| v.as_str());
-        assert_serde_names(ConversationStatus::ALL, |v| v.as_str());
         assert_serde_names(LlmProvider::ALL, |v| v.as_str());
         assert_serde_names(TemplateVariable::ALL, |v| v.as_str());
         assert_serde_names(ScopeGuard::ALL, |v| v.as_str());
