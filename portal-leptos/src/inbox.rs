@@ -229,8 +229,13 @@ pub fn Inbox() -> impl IntoView {
     // Another tenant starts on its first page, with no filter of the last one.
     Effect::new(move |_| {
         session.tenant.track();
-        page.set(1);
-        agent.set(None);
+        // Only when they differ: setting a signal reads the list again even to the same value.
+        if page.get_untracked() != 1 {
+            page.set(1);
+        }
+        if agent.get_untracked().is_some() {
+            agent.set(None);
+        }
     });
     let on_input = move |ev| {
         typed.set(event_target_value(&ev));
