@@ -1110,6 +1110,164 @@ await journey('people: a forgotten password is reset from the mailed link, then 
   colleague.password = newer;
 });
 
+// The platform admin writes to `agent` in the test chat, as a customer would: through the API
+// with a bearer token of its own (no browser), so the inbox pages hear of it only live. Returns
+// the test chat's conversation key.
+async function customerSays(tenant, agent, text) {
+  const login = await fetch(`${base}api/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: adminEmail, password: adminPassword }),
+  });
+  expect(login.ok, `the customer's sign-in: ${login.status}`);
+  const auth = { authorization: `Bearer ${(await login.json()).token}` };
+  const sent = await fetch(`${base}api/tenants/${tenant}/agents/${agent}/messages`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ text, conversation: null }),
+  });
+  expect(sent.status === 202 || sent.ok, `the customer's message: ${sent.status}`);
+  return { auth, conversation: (await sent.json()).conversation };
+}
+
+// What the customer sees in the test chat, waited for until it holds `text` (the person's reply
+// goes out through the channel in the background).
+async function customerReceives(tenant, agent, customer, text) {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const res = await fetch(`${base}api/tenants/${tenant}/agents/${agent}/messages?conversation=${encodeURIComponent(customer.conversation)}`, { headers: customer.auth });
+    expect(res.ok, `the customer's test chat: ${res.status}`);
+    const messages = await res.json();
+    if (messages.some((m) => m.direction === 'outbound' && m.text.includes(text))) return;
+    expect(Date.now() < deadline, `the customer did not get the reply within 30 s: ${JSON.stringify(messages.map((m) => m.text))}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+// The hand-off inbox: a customer asks for a person and the conversation appears in the admin's
+// inbox without a reload, with the badge; the admin reads the packet, claims it, answers and
+// resolves it, while a second member (the read-only operator) watches the owner change live.
+async function inboxJourney(page, context) {
+  const other = await customerOperator(context);
+  const me = await customerAdmin(context);
+  await signIn(page, me.email, me.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  const tenant = (await (await context.request.get(`${base}api/me`)).json()).memberships[0].tenant_id;
+  // An AI employee that hands off when the customer asks for a person (a keyword rule, so the
+  // fake LLM's answers do not matter), set up through the API beside the page.
+  const hired = await context.request.post(`${base}api/tenants/${tenant}/agents`, {
+    headers: { 'X-CSRF-Token': await csrfToken(context) },
+    data: {
+      name: 'Hana', role: 'Billing assistant', persona: 'Friendly.', system_prompt: 'Help with invoices.',
+      escalation_rules: [{ trigger: { kind: 'keywords', keywords: ['talk to a person'] }, handoff_target: null }],
+    },
+  });
+  expect(hired.status() === 201, `the AI employee: ${hired.status()}`);
+  const agent = (await hired.json()).id;
+  const before = await (await context.request.get(`${base}api/tenants/${tenant}/inbox/counts`)).json();
+
+  await page.getByRole('link', { name: 'Inbox' }).click();
+  await page.getByRole('heading', { name: 'Inbox', exact: true }).waitFor();
+  expect(await page.getByRole('button', { name: 'Waiting for a person', pressed: true }).count() === 1, 'the inbox opens on who waits for a person');
+  expect(await page.getByRole('note').filter({ hasText: 'Read-only' }).count() === 0, 'an admin is not read-only');
+  // Desktop notifications are asked for only from the button, never on load (headless Chromium
+  // may say they are blocked instead); mail about hand-offs is the member's own choice.
+  const notify = page.getByRole('region', { name: 'Notifications' });
+  await notify.getByText(/Enable desktop notifications|Desktop notifications are/).waitFor();
+  await notify.getByRole('checkbox', { name: 'Email me about new hand-offs' }).check();
+  await page.getByRole('status').filter({ hasText: 'You will get an email about each new hand-off' }).waitFor();
+
+  // The second member watches every open conversation, read-only.
+  const theirs = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  try {
+    const them = await theirs.newPage();
+    them.setDefaultTimeout(15000);
+    const errors = [];
+    them.on('pageerror', (e) => errors.push(String(e)));
+    await signIn(them, other.email, other.password);
+    await them.getByRole('heading', { name: 'AI employees' }).waitFor();
+    await them.getByRole('link', { name: 'Inbox' }).click();
+    await them.getByRole('heading', { name: 'Inbox', exact: true }).waitFor();
+    await them.getByRole('note').filter({ hasText: 'Read-only' }).waitFor();
+    await them.getByRole('button', { name: 'All open' }).click();
+    await them.getByRole('button', { name: 'All open', pressed: true }).waitFor();
+
+    // The customer asks for a person: the row appears in both inboxes by itself.
+    const asked = `Can I talk to a person about invoice ${stamp}?`;
+    const customer = await customerSays(tenant, agent, asked);
+    const row = page.getByRole('table', { name: 'Conversations' }).getByRole('row').filter({ hasText: 'Hana' });
+    await row.waitFor({ timeout: 30000 });
+    const text = await row.textContent();
+    expect(text.includes('Waiting') && text.includes('Test chat') && text.includes('Platform admin'), `the row says who waits, where: ${text}`);
+    expect(text.includes('Handed off: A keyword rule'), `the row says why: ${text}`);
+    const waiting = before.queue + 1;
+    await page.getByRole('link', { name: `Inbox (${waiting} waiting for a person)` }).waitFor();
+    await page.getByRole('status').filter({ hasText: 'handed off and is waiting for a person' }).waitFor();
+    await shot(page, '20a-inbox-handoff-live');
+    const theirRow = them.getByRole('table', { name: 'Conversations' }).getByRole('row').filter({ hasText: 'Hana' });
+    await theirRow.filter({ hasText: 'Waiting' }).waitFor({ timeout: 30000 });
+
+    // The admin opens it: the packet first, then what was said.
+    await row.getByRole('link', { name: 'Platform admin' }).click();
+    await page.getByRole('heading', { name: 'Conversation with Platform admin' }).waitFor();
+    const packet = page.getByRole('region', { name: 'Hand-off' });
+    await packet.getByText('Why', { exact: true }).waitFor();
+    const transcript = page.getByRole('list', { name: 'Transcript' });
+    await transcript.getByRole('listitem').filter({ hasText: asked }).waitFor();
+    await shot(page, '20b-conversation-packet');
+
+    await page.getByRole('button', { name: 'Claim' }).click();
+    await page.getByRole('status').filter({ hasText: 'You have the conversation with Platform admin.' }).waitFor();
+    await page.getByRole('button', { name: 'Claim' }).waitFor({ state: 'detached' });
+    await transcript.getByRole('listitem').filter({ hasText: 'Claimed by Ada Admin' }).waitFor();
+    // Nobody waits any more: the badge has gone down, live.
+    const left = before.queue;
+    await page.getByRole('link', { name: left ? `Inbox (${left} waiting for a person)` : /^Inbox$/ }).waitFor();
+
+    // The second member sees who has it now, without a reload.
+    await theirRow.filter({ hasText: 'Ada Admin' }).waitFor({ timeout: 30000 });
+    expect(!(await theirRow.textContent()).includes('Waiting'), `no longer waiting: ${await theirRow.textContent()}`);
+    await shot(them, '20c-second-member-sees-owner');
+
+    // The suggested reply fills the composer; the admin writes their own and sends it.
+    const composer = page.getByRole('textbox', { name: 'Your reply' });
+    const suggested = packet.getByRole('button', { name: 'Use this reply' });
+    if (await suggested.count()) {
+      await suggested.click();
+      expect((await composer.inputValue()).trim().length > 0, 'the suggested reply is in the composer');
+    }
+    const answer = `Hello, this is Ada: invoice ${stamp} is corrected.`;
+    await composer.fill(answer);
+    await page.getByRole('button', { name: 'Send reply' }).click();
+    await page.getByRole('status').filter({ hasText: 'Reply sent to Platform admin.' }).waitFor();
+    const sent = transcript.getByRole('listitem').filter({ hasText: answer });
+    await sent.waitFor();
+    expect((await sent.textContent()).includes('Ada Admin'), `the reply is the person's, not the AI's: ${await sent.textContent()}`);
+    await customerReceives(tenant, agent, customer, answer);
+
+    // A private note: in the transcript, never sent.
+    await page.getByLabel('Private note', { exact: true }).check();
+    const noteText = `Double charge on ${stamp}; refund issued.`;
+    await page.getByRole('textbox', { name: 'Your private note' }).fill(noteText);
+    await page.getByRole('button', { name: 'Add private note' }).click();
+    await page.getByRole('status').filter({ hasText: 'Private note added.' }).waitFor();
+    await transcript.getByRole('listitem').filter({ hasText: 'Private note' }).filter({ hasText: noteText }).waitFor();
+    await shot(page, '20d-conversation-replied');
+
+    await page.getByRole('button', { name: 'Resolve' }).click();
+    await page.getByRole('status').filter({ hasText: 'Resolved the conversation with Platform admin.' }).waitFor();
+    await page.getByRole('button', { name: 'Reopen' }).waitFor();
+    // Resolved: it leaves the second member's open list, live.
+    await theirRow.waitFor({ state: 'detached', timeout: 30000 });
+    await shot(page, '20e-conversation-resolved');
+    expect(errors.length === 0, `errors in the second member's page: ${errors.join('; ')}`);
+  } finally {
+    await theirs.close();
+  }
+}
+
+await journey('inbox: a hand-off appears live, is claimed, answered and resolved; a second member sees the claim', inboxJourney);
+
 await journey('impersonation: the banner appears and ends', async (page) => {
   await signIn(page, adminEmail, adminPassword);
   await page.getByRole('heading', { name: 'Tenants' }).waitFor();

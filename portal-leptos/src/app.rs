@@ -1,6 +1,7 @@
 //! The root: the session (who is signed in, loaded from `/api/me`), the tenant being worked on,
 //! the router and the shell around every page (navigation by role, tenant switcher, the
-//! impersonation banner and its expiry, toasts).
+//! impersonation banner and its expiry, toasts, the inbox's badge) and the inbox's live stream,
+//! which outlives page changes.
 
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
@@ -13,9 +14,10 @@ use shared::auth::{Me, Permission};
 use shared::resources::{Page, Tenant};
 
 use crate::api::{self, ApiError, HttpMethod};
+use crate::inbox::live::{Live, LiveStream, use_live};
 use crate::{
-    account, agents, audit, channels, chat, customers, invitation, jobs, knowledge, login, members,
-    passwords, settings, tenants, tools,
+    account, agents, audit, channels, chat, customers, inbox, invitation, jobs, knowledge, login,
+    members, passwords, settings, tenants, tools,
 };
 
 /// What every page can reach: the signed-in user and the tenant in focus.
@@ -182,6 +184,7 @@ pub fn App() -> impl IntoView {
         toast: RwSignal::new(None),
     };
     provide_context(session);
+    provide_context(Live::new());
     session.reload();
     Effect::new(move |_| {
         let focus = session.tenant.get();
@@ -193,6 +196,7 @@ pub fn App() -> impl IntoView {
     view! {
         <Router>
             <ImpersonationExpiry />
+            <LiveStream />
             <Routes fallback=|| view! { <Shell><p class="empty">"This page does not exist."</p></Shell> }>
                 <Route path=path!("/login") view=login::Login />
                 <Route path=path!("/forgot-password") view=passwords::ForgotPassword />
@@ -211,6 +215,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/audit") view=|| view! { <Shell><audit::AuditTrail /></Shell> } />
                 <Route path=path!("/jobs") view=|| view! { <Shell><jobs::Jobs /></Shell> } />
                 <Route path=path!("/customers") view=|| view! { <Shell><customers::Customers /></Shell> } />
+                <Route path=path!("/inbox") view=|| view! { <Shell><inbox::Inbox /></Shell> } />
+                <Route path=path!("/inbox/:id") view=|| view! { <Shell><inbox::Conversation /></Shell> } />
                 <Route path=path!("/channels") view=|| view! { <Shell><channels::Channels /></Shell> } />
                 <Route path=path!("/settings") view=|| view! { <Shell><settings::Settings /></Shell> } />
                 <Route path=path!("/members") view=|| view! { <Shell><members::Members /></Shell> } />
@@ -406,6 +412,9 @@ fn Nav() -> impl IntoView {
                 <Show when=move || session.is_platform_admin()>
                     <li><A href="/tenants">"Tenants"</A></li>
                 </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::ConversationsRead)>
+                    <li><A href="/inbox">"Inbox"<QueueBadge /></A></li>
+                </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::AgentsRead)>
                     <li><A href="/agents">"AI employees"</A></li>
                     <li><A href="/chat">"Test chat"</A></li>
@@ -445,6 +454,22 @@ fn Nav() -> impl IntoView {
                 <button class="link" on:click=sign_out>"Sign out"</button>
             </div>
         </nav>
+    }
+}
+
+/// Beside "Inbox": how many conversations wait for a person, kept by the live stream.
+#[component]
+fn QueueBadge() -> impl IntoView {
+    let live = use_live();
+    move || {
+        live.counts.get().filter(|c| c.queue > 0).map(|c| {
+            view! {
+                <span class="nav-badge">
+                    <span aria-hidden="true">{c.queue}</span>
+                    <span class="sr-only">{format!(" ({} waiting for a person)", c.queue)}</span>
+                </span>
+            }
+        })
     }
 }
 

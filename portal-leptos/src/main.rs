@@ -10,6 +10,7 @@ mod audit;
 mod channels;
 mod chat;
 mod customers;
+mod inbox;
 mod invitation;
 mod jobs;
 mod knowledge;

@@ -1,6 +1,8 @@
 //! The tenant's settings: its time zone (its days, months and business hours) and locale, with
-//! its local time now. Customer admins change them; everyone else who can see the tenant reads
-//! them.
+//! its local time now, and (in `handoff`) its hand-off settings. Customer admins change them;
+//! everyone else who can see the tenant reads them.
+
+mod handoff;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -262,6 +264,9 @@ pub fn Settings() -> impl IntoView {
                     </div>
                 </Show>
             </form>
+        </Show>
+        <Show when=move || session.tenant.get().is_some() && session.can(Permission::ConversationsRead)>
+            <handoff::HandoffSection />
         </Show>
     }
 }
