@@ -115,3 +115,16 @@ BEGIN
 END $$;
 CREATE TRIGGER tenant_members_notify_inbox AFTER UPDATE OF role OR DELETE ON tenant_members
     FOR EACH ROW EXECUTE FUNCTION notify_inbox_access();
+
+-- A member who leaves the tenant gives their conversations back to the queue, so none is left
+-- with an owner nobody can see (runs as the caller, under the tenant's row-level security).
+CREATE FUNCTION requeue_departed_members_conversations() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE public.conversations
+       SET owner = 'queue', assignee_id = NULL, owner_name = NULL
+     WHERE tenant_id = OLD.tenant_id AND assignee_id = OLD.user_id AND owner = 'person';
+    RETURN OLD;
+END $$;
+CREATE TRIGGER tenant_members_requeue_conversations BEFORE DELETE ON tenant_members
+    FOR EACH ROW EXECUTE FUNCTION requeue_departed_members_conversations();

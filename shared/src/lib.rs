@@ -9,7 +9,6 @@ pub mod auth;
 pub mod channel;
 pub mod error;
 pub mod health;
-pub mod inbox;
 pub mod ids;
 pub mod inbox;
 pub mod knowledge;

@@ -98,6 +98,8 @@ pub struct Event {
     pub channel: Option<String>,
     pub channel_type: Option<String>,
     pub user: Option<String>,
+    /// The sender's own workspace, when it is not the installing one (a shared channel).
+    pub user_team: Option<String>,
     pub bot_id: Option<String>,
     pub text: Option<String>,
     pub ts: Option<String>,
@@ -565,6 +567,16 @@ impl Receive for SlackChannel {
         };
         let (_, event) = routed.event;
         let accepted = accept(&event, &settings.bot_user_id)?;
+        // Someone from another workspace (a shared channel) is never one of the tenant's people,
+        // and is known by their own workspace.
+        let team = event
+            .user_team
+            .as_deref()
+            .filter(|team| !team.is_empty())
+            .unwrap_or(&settings.team_id);
+        if accepted.in_thread && team != settings.team_id {
+            return Err("a thread reply from another workspace");
+        }
         Ok(super::Accepted::Message(InboundMessage {
             tenant_id: connection.tenant,
             channel: ChannelKind::Slack,
@@ -575,7 +587,7 @@ impl Receive for SlackChannel {
                 thread_ts: accepted.thread_ts,
             },
             sender: Sender {
-                id: format!("{}:{}", settings.team_id, accepted.user),
+                id: format!("{team}:{}", accepted.user),
                 display_name: None,
             },
             text: accepted.text,

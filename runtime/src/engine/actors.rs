@@ -400,9 +400,10 @@ impl Handler<Dispatch> for TenantActor {
         let d = msg.0;
         tracing::trace!(ingest.entry = %d.entry_id, "tenant actor dispatches");
         // A parked entry passed the limits when it arrived; it is not charged again. A person's
-        // reply is the tenant's own work, not customer traffic: never limited.
+        // reply and thread chatter (never answered by the AI) are not customer traffic: the
+        // limits that ration customers' turns do not charge them.
         let decision = if matches!(d.source, Source::Parked(_))
-            || d.message.origin == shared::channel::Origin::Person
+            || d.message.origin != shared::channel::Origin::Customer
         {
             Decision::Allow
         } else {

@@ -154,20 +154,20 @@ pub async fn deliver(
             .pauses
             .at(super::turn::deps::BEFORE_SEND, conversation)
             .await;
-        let cleared = {
-            let mut tx = fenced_tx(deps, d).await?;
-            let cleared = inbox::may_send(&mut tx, part.id).await?;
-            tx.commit().await?;
-            cleared
-        };
-        if !cleared {
-            tracing::info!(tenant.id = %m.tenant_id, conversation.id = %conversation, "a person has the conversation; the AI's part is not sent");
-            continue;
-        }
         let mut attempt = 1;
         let sent = loop {
             if !deps.ownership.holds(d.partition, d.epoch) {
                 return Err(TurnError::Fenced);
+            }
+            // Checked before every attempt: a claim during a wait for the channel stops it.
+            let cleared = {
+                let mut tx = fenced_tx(deps, d).await?;
+                let cleared = inbox::may_send(&mut tx, part.id).await?;
+                tx.commit().await?;
+                cleared
+            };
+            if !cleared {
+                break None;
             }
             let sent = sink
                 .send(
@@ -196,8 +196,12 @@ pub async fn deliver(
                     tokio::time::sleep(after).await;
                     attempt += 1;
                 }
-                sent => break sent,
+                sent => break Some(sent),
             }
+        };
+        let Some(sent) = sent else {
+            tracing::info!(tenant.id = %m.tenant_id, conversation.id = %conversation, "a person has the conversation; the AI's part is not sent");
+            continue;
         };
         let sent = match sent {
             Ok(sent) => sent,

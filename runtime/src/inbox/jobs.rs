@@ -184,10 +184,8 @@ impl JobHandler for NotifyHandoff {
                 .clone()
                 .unwrap_or_else(|| "The AI".into());
             let channel = summary.channel.as_str();
-            let why = packet.as_ref().map_or_else(
-                || "A customer needs a person.".to_string(),
-                |p| p.why.clone(),
-            );
+            // Our own sentence for the reason, never the agent's words (which the customer shaped).
+            let why = reason_sentence(packet.as_ref().map(|p| p.reason.as_str()));
             let link = ctx
                 .people
                 .as_ref()
@@ -225,8 +223,10 @@ impl JobHandler for NotifyHandoff {
                 (&slack_channel, &slack, &ctx.channels)
             {
                 let sink: &dyn crate::channels::ReplySink = channels.slack.as_ref();
-                let text =
-                    format!("{agent} handed a {channel} conversation to a person. {why} {link}");
+                let text = format!(
+                    "{} handed a {channel} conversation to a person. {why} {link}",
+                    slack_escape(&agent)
+                );
                 match sink
                     .send(
                         connection,
@@ -276,5 +276,46 @@ impl JobHandler for NotifyHandoff {
                 _ => Ok(()),
             }
         })
+    }
+}
+
+/// The reason of a hand-off, in our words, for mails and channel posts.
+fn reason_sentence(reason: Option<&str>) -> String {
+    match reason {
+        Some("keywords") => "The customer's message matched a hand-off keyword.",
+        Some("human_requested") => "The customer asked for a person.",
+        Some("failed_resolutions") => "The AI could not resolve the request.",
+        Some("agent_requested") => "The AI decided a person should take over.",
+        _ => "A customer needs a person.",
+    }
+    .to_string()
+}
+
+/// Text Slack shows as written: `&`, `<` and `>` escaped, so a name cannot ping a channel or
+/// make a link.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_posts_cannot_ping_or_link_and_reasons_are_ours() {
+        assert_eq!(
+            slack_escape("<!channel> & <http://x|y>"),
+            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
+        );
+        assert_eq!(
+            reason_sentence(Some("agent_requested")),
+            "The AI decided a person should take over."
+        );
+        assert_eq!(
+            reason_sentence(Some("anything else")),
+            "A customer needs a person."
+        );
     }
 }

@@ -245,6 +245,8 @@ mod tests {
         assert_eq!(
             registry.kinds().collect::<Vec<_>>(),
             vec![
+                crate::inbox::jobs::SEND,
+                crate::inbox::jobs::NOTIFY,
                 k::INDEX,
                 k::REINDEX,
                 k::UNINDEX,

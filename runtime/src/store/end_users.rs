@@ -18,6 +18,22 @@ pub struct EndUserKey<'a> {
     pub display_name: Option<&'a str>,
 }
 
+/// Whether someone is known as an end user on `channel` (has ever written to an agent).
+pub async fn exists(
+    tx: &mut TenantTx,
+    channel: shared::channel::ChannelKind,
+    external_id: &str,
+) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar::<_, i32>(
+        "SELECT 1 FROM end_users WHERE channel = $1 AND external_id = $2",
+    )
+    .bind(channel.as_str())
+    .bind(external_id)
+    .fetch_optional(tx.connection())
+    .await?
+    .is_some())
+}
+
 /// The end user behind `key`, created on their first message. Reads first and writes only for a
 /// newcomer: an existing end user is not locked here, so one person writing in many
 /// conversations at once does not serialise them (`seen` moves their last sighting on later).

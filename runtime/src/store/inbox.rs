@@ -286,8 +286,8 @@ pub async fn set_owner(
     withhold_ai_parts(tx, conversation).await
 }
 
-/// Marks the AI parts of `conversation` still pending as withheld: they are never sent. A
-/// hand-off's own notice ("a person will answer") is kept: it stays true.
+/// Marks the AI parts of `conversation` still pending as withheld: they are never sent (a
+/// hand-off's notice included: a person is answering now).
 pub async fn withhold_ai_parts(
     tx: &mut TenantTx,
     conversation: ConversationId,
@@ -295,7 +295,7 @@ pub async fn withhold_ai_parts(
     Ok(sqlx::query(
         "UPDATE messages SET status = 'withheld', status_updated_at = now() \
           WHERE conversation_id = $1 AND direction = 'outbound' AND status = 'pending' \
-            AND kind NOT IN ('human', 'handoff')",
+            AND kind <> 'human'",
     )
     .bind(conversation)
     .execute(tx.connection())
@@ -304,14 +304,15 @@ pub async fn withhold_ai_parts(
 }
 
 /// Whether the engine may send this part now: it is still pending, and it is a person's reply,
-/// the notice of the hand-off that gave the conversation to people, or the AI owns the
-/// conversation. Holds the conversation's row `FOR SHARE` until the caller
+/// the notice of the hand-off while the conversation waits in the queue for a person, or the
+/// AI owns the conversation. Holds the conversation's row `FOR SHARE` until the caller
 /// commits, so no claim can commit in between.
 pub async fn may_send(tx: &mut TenantTx, part: Uuid) -> StoreResult<bool> {
     let ok: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id \
           WHERE m.id = $1 AND m.status = 'pending' \
-            AND (m.kind IN ('human', 'handoff') OR c.owner = 'ai') \
+            AND (m.kind = 'human' OR (m.kind = 'handoff' AND c.owner = 'queue') \
+                 OR c.owner = 'ai') \
           FOR SHARE OF c",
     )
     .bind(part)
@@ -474,16 +475,22 @@ pub struct HandBack {
     pub replies: Vec<String>,
 }
 
-/// The conversation's latest hand-back, if it has one.
+/// How long a hand-back's marker stays in the agent's prompt.
+pub const HAND_BACK_MARKER_HOURS: i64 = 24;
+
+/// The conversation's latest hand-back, if it has one from the last
+/// [`HAND_BACK_MARKER_HOURS`] (after that the window carries the conversation on its own).
 pub async fn latest_hand_back(
     tx: &mut TenantTx,
     conversation: ConversationId,
 ) -> StoreResult<Option<HandBack>> {
     type Row = (Option<DateTime<Utc>>, Option<String>, Option<String>);
     let row: Option<Row> = sqlx::query_as(
-        "SELECT handed_back_at, handback_note, handback_reason FROM conversations WHERE id = $1",
+        "SELECT handed_back_at, handback_note, handback_reason FROM conversations \
+          WHERE id = $1 AND handed_back_at > now() - make_interval(hours => $2::int)",
     )
     .bind(conversation)
+    .bind(HAND_BACK_MARKER_HOURS as i32)
     .fetch_optional(tx.connection())
     .await?;
     let Some((Some(at), note, reason)) = row else {
@@ -540,6 +547,18 @@ pub async fn member_name(tx: &mut TenantTx, user: Uuid) -> StoreResult<Option<St
     Ok(sqlx::query_scalar(
         "SELECT coalesce(nullif(u.display_name, ''), u.email) FROM tenant_members tm \
            JOIN users u ON u.id = tm.user_id WHERE tm.user_id = $1",
+    )
+    .bind(user)
+    .fetch_optional(tx.connection())
+    .await?)
+}
+
+/// The name of a member who can take conversations (a customer admin), if `user` is one.
+pub async fn assignable_name(tx: &mut TenantTx, user: Uuid) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(nullif(u.display_name, ''), u.email) FROM tenant_members tm \
+           JOIN users u ON u.id = tm.user_id \
+          WHERE tm.user_id = $1 AND tm.role = 'customer_admin' AND u.status = 'active'",
     )
     .bind(user)
     .fetch_optional(tx.connection())

@@ -450,6 +450,31 @@ async fn an_ai_reply_in_flight_when_a_person_claims_is_never_sent() {
         .collect();
     assert_eq!(out[0]["delivery"], "withheld", "{out:?}");
 
+    // 3. The hand-off's own notice, recorded and about to go: a claim now withholds it too (a
+    // person is answering), while one that waits in the queue goes out (the first test).
+    human_rule(&app, &admin, w.a, slack.agent).await;
+    let (reached, release) = gate.arm(BEFORE_SEND);
+    let mut events = app.events();
+    deliver_mention(
+        &app,
+        &slack,
+        "EvNotice",
+        "can I talk to a person?",
+        "1700000350.000100",
+    )
+    .await;
+    let third = tokio::time::timeout(Duration::from_secs(20), reached)
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = admin
+        .post(&path(w.a, &third.to_string(), "/claim"), json!({}))
+        .await;
+    assert_eq!(claimed.status, StatusCode::OK);
+    release.notify_one();
+    events.finished(w.a, 1).await;
+    assert!(app.slack.posted().is_empty(), "{:?}", app.slack.posted());
+
     // After a person's reply the AI never answers until handed back.
     let reply = admin
         .post(
@@ -487,6 +512,48 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
     deliver_mention(&app, &slack, "EvAsk", "my invoice is wrong", thread).await;
     events.finished(w.a, 1).await;
     wait_posted(&app, 1).await;
+
+    // Another customer of the agent (known from their own thread) writes in this thread: the
+    // customer side going on, not a colleague taking over.
+    let mut events = app.events();
+    let other = json!({
+        "type": "app_mention", "user": "UOTHERCUSTOMER", "channel": "CSUPPORT",
+        "text": format!("<@{}> hi", slack.bot), "ts": "1700000401.000100", "event_ts": "1700000401.000100",
+    });
+    deliver(&app, &callback(&slack.team, "EvOtherCustomer", other), None).await;
+    events.finished(w.a, 1).await;
+    deliver(
+        &app,
+        &callback(
+            &slack.team,
+            "EvOtherInThread",
+            thread_message(
+                "UOTHERCUSTOMER",
+                "I have the same problem",
+                thread,
+                "1700000401.000200",
+            ),
+        ),
+        None,
+    )
+    .await;
+    events.finished(w.a, 1).await;
+    // Nor is anyone from another workspace in a shared channel (ignored at the webhook).
+    let mut guest = thread_message("UGUEST", "not my job", thread, "1700000401.000300");
+    guest["user_team"] = json!("TSOMEONEELSE");
+    let res = deliver(&app, &callback(&slack.team, "EvGuest", guest), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let list = admin
+        .get(&format!(
+            "/api/tenants/{}/conversations?agent={}&owner=person",
+            w.a, slack.agent
+        ))
+        .await;
+    assert_eq!(
+        list.body["total"], 0,
+        "nobody took a conversation: {}",
+        list.body
+    );
     let calls = app.llm.calls();
 
     // A colleague answers in the thread, without mentioning the bot.
@@ -508,7 +575,14 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     events.finished(w.a, 1).await;
-    let summary = only_conversation(&admin, w.a, slack.agent).await;
+    let taken = admin
+        .get(&format!(
+            "/api/tenants/{}/conversations?agent={}&owner=person",
+            w.a, slack.agent
+        ))
+        .await;
+    assert_eq!(taken.body["total"], 1, "{}", taken.body);
+    let summary = taken.body["items"][0].clone();
     assert_eq!(summary["owner"], "person", "{summary}");
     assert_eq!(summary["owner_name"], "Slack user UCOLLEAGUE");
 
@@ -535,7 +609,11 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
     .await;
     events.finished(w.a, 2).await;
     assert_eq!(app.llm.calls(), calls);
-    assert_eq!(app.slack.posted().len(), 1);
+    assert_eq!(
+        app.slack.posted().len(),
+        2,
+        "the first answer and the other customer's"
+    );
     let id = summary["id"].as_str().unwrap();
     let detail = admin.get(&path(w.a, id, "")).await;
     let bodies: Vec<_> = messages(&detail.body)
@@ -580,7 +658,11 @@ async fn a_colleague_answering_in_the_slack_thread_takes_the_conversation() {
             w.a, slack.agent
         ))
         .await;
-    assert_eq!(list.body["total"], 1);
+    assert_eq!(
+        list.body["total"], 2,
+        "the two customers' threads only: {}",
+        list.body
+    );
 }
 
 #[actix_rt::test]
@@ -662,14 +744,49 @@ async fn private_notes_never_reach_a_channel_and_other_tenants_see_nothing() {
         ))
         .await;
     assert_eq!(list.body["total"], 0, "{}", list.body);
-    // An assignee must be a member of this tenant.
+    // An assignee must be one of this tenant's admins (operators only read).
+    for stranger in [w.admin_b, w.operator_a] {
+        let res = admin
+            .post(
+                &path(w.a, &id, "/assign"),
+                json!({ "assignee_id": stranger }),
+            )
+            .await;
+        assert_eq!(res.fields(), ["assignee_id"]);
+    }
+    // A member who leaves gives their conversations back to the queue.
+    let colleague = crate::world::user(
+        &app,
+        &format!("ben-{}@example.com", Uuid::new_v4().simple()),
+        false,
+    )
+    .await;
+    crate::world::member(
+        &app,
+        w.a,
+        colleague,
+        shared::auth::TenantRole::CustomerAdmin,
+    )
+    .await;
     let res = admin
         .post(
             &path(w.a, &id, "/assign"),
-            json!({ "assignee_id": w.admin_b }),
+            json!({ "assignee_id": colleague }),
         )
         .await;
-    assert_eq!(res.fields(), ["assignee_id"]);
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["owner"], "person");
+    let removed = admin
+        .call(
+            Method::DELETE,
+            &format!("/api/tenants/{}/members/{colleague}", w.a),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    let after = only_conversation(&admin, w.a, slack.agent).await;
+    assert_eq!(after["owner"], "queue", "{after}");
+    assert_eq!(after["assignee_id"], Value::Null);
     // Snoozing needs a time in the future.
     let res = admin
         .post(&path(w.a, &id, "/status"), json!({ "status": "snoozed" }))

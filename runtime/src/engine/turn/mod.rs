@@ -601,6 +601,10 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
     }
     let connection = connection(deps, config, d).await?;
     if m.origin != Origin::Customer {
+        // A suspended tenant's channels are silent: people's replies and thread chatter too.
+        if !config.active {
+            return deps.done(d).await;
+        }
         // Behind the connection's parked messages, like everything else: nothing overtakes.
         if deps.ingest.park_if_parked(d).await? != ParkResult::NotParked {
             deps.report(EngineEvent::Finished {
@@ -1041,7 +1045,11 @@ async fn thread_message(deps: &EngineDeps, d: &Delivery) -> Result<(), TurnError
         tx.commit().await?;
         return deps.done(d).await;
     };
-    if customer.as_deref() == Some(m.sender.id.as_str()) {
+    // A colleague is someone of the workspace who never wrote to the agent as a customer: the
+    // conversation's customer, anyone known as a customer on this channel, or a conversation
+    // with no customer recorded is the customer side going on.
+    let known_customer = crate::store::end_users::exists(&mut tx, m.channel, &m.sender.id).await?;
+    if customer.is_none() || customer.as_deref() == Some(m.sender.id.as_str()) || known_customer {
         // The customer, without a mention: kept for the person; the AI answers mentions only.
         let end_user = crate::store::end_users::find_or_create(
             &mut tx,
