@@ -26,6 +26,9 @@ use crate::store::{StoreResult, TenantTx, inbox, tenants};
 pub const SEND: &str = "conversation.send";
 pub const NOTIFY: &str = "handoff.notify";
 
+/// Hand-off mails one member gets per hour and tenant, at most.
+pub const MAILS_PER_MEMBER_PER_HOUR: u64 = 20;
+
 /// Enqueues the sending of a person's reply (`event`: its parts' `reply_to`).
 pub async fn enqueue_send(
     tx: &mut TenantTx,
@@ -194,11 +197,29 @@ impl JobHandler for NotifyHandoff {
             // Attempts after the first only do what the first could not: a mail the server took
             // is not sent again unless the job failed before recording it (at least once).
             let mut mailed = 0u32;
+            let mut capped = 0u32;
             let mut mail_error = None;
             if !recipients.is_empty() {
                 match ctx.people.as_ref().and_then(|p| p.mailer.as_ref()) {
                     Some(mailer) => {
-                        for (_, email, _) in &recipients {
+                        for (user, email, _) in &recipients {
+                            // A flood of hand-offs does not flood a member's mailbox: past the
+                            // hourly cap they read the inbox (the badge and the live stream).
+                            let key = ctx.redis.key(&format!("{tenant}:handoff_mails:{user}"));
+                            match ctx
+                                .redis
+                                .count_within_limits(&[(key, MAILS_PER_MEMBER_PER_HOUR)], 3600)
+                                .await
+                            {
+                                Ok(None) => {}
+                                Ok(Some(_)) => {
+                                    capped += 1;
+                                    continue;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "could not count hand-off mails; sending");
+                                }
+                            }
                             let mail = templates::handoff(&templates::Handoff {
                                 to: email,
                                 tenant_name: &tenant_name,
@@ -260,6 +281,7 @@ impl JobHandler for NotifyHandoff {
                     Target::Conversation(conversation),
                     json!({
                         "mailed": mailed,
+                        "capped": capped,
                         "recipients": recipients.len(),
                         "slack": posted,
                         "attempt": job.attempt,
