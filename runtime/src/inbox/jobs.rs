@@ -170,15 +170,24 @@ impl JobHandler for NotifyHandoff {
                 .map_err(unavailable)?
                 .map(|t| t.name)
                 .unwrap_or_default();
+            // The workspace the channel is in: the conversation's own when it came from Slack,
+            // else the tenant's Slack connection whose token opens (the same one every time).
             let slack = match (&slack_channel, &ctx.keyring) {
-                (Some(_), Some(keyring)) => crate::engine::config::connections_in(&mut tx, keyring)
-                    .await
-                    .map_err(unavailable)?
-                    .into_values()
-                    .find(|c| {
-                        c.kind == shared::channel::ChannelKind::Slack
-                            && c.status == shared::channel::ConnectionStatus::Active
-                    }),
+                (Some(_), Some(keyring)) => {
+                    let mut usable: Vec<_> =
+                        crate::engine::config::connections_in(&mut tx, keyring)
+                            .await
+                            .map_err(unavailable)?
+                            .into_values()
+                            .filter(|c| {
+                                c.kind == shared::channel::ChannelKind::Slack
+                                    && c.status == shared::channel::ConnectionStatus::Active
+                                    && c.token.is_some()
+                            })
+                            .collect();
+                    usable.sort_by_key(|c| (c.id != summary.connection_id, c.id.to_string()));
+                    usable.into_iter().next()
+                }
                 _ => None,
             };
             tx.commit().await.map_err(unavailable)?;
