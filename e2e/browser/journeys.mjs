@@ -72,6 +72,16 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 }
 
+// Polls a condition from here (not in the page: the portal's CSP forbids the evaluated
+// predicates that page.waitForFunction polls with) until it holds, or fails after `ms`.
+async function waitUntil(check, what, ms = 15000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 function expect(condition, message) {
   if (!condition) throw new Error(message);
 }
@@ -306,10 +316,12 @@ async function toolsJourney(page, context) {
   const refused = page.waitForResponse((r) => isCreation(r.request()));
   await form.getByRole('button', { name: 'Create tool' }).click();
   expect((await refused).status() === 422, `a schema that is not JSON Schema is refused: ${(await refused).status()}`);
-  await page.waitForFunction(() => {
-    const shown = document.getElementById('tool-parameters-error')?.textContent || '';
+  await waitUntil(async () => {
+    const error = page.locator('#tool-parameters-error');
+    if ((await error.count()) === 0) return false;
+    const shown = (await error.textContent()) || '';
     return /\S/.test(shown) && !shown.includes('Not valid JSON');
-  });
+  }, 'the server says why the schema is refused');
   expect(await parameters.getAttribute('aria-invalid') === 'true', 'the parameters are marked invalid');
   await form.getByRole('alert').filter({ hasText: 'Please correct the marked fields.' }).waitFor();
   expect(await form.getByLabel('URL', { exact: true }).getAttribute('aria-invalid') === 'false', 'the URL is fine');
@@ -1339,10 +1351,10 @@ await journey('audit trail: intact, the events filtered by an action with the CS
   const events = page.getByRole('table', { name: 'Audit events' });
   await events.waitFor();
   await page.getByRole('combobox', { name: 'Action', exact: true }).selectOption('agent.created');
-  await page.waitForFunction(() => {
-    const cells = [...document.querySelectorAll('table[aria-label="Audit events"] tbody tr td:nth-child(3)')];
-    return cells.length > 0 && cells.every((c) => c.innerText.trim() === 'agent.created');
-  });
+  await waitUntil(async () => {
+    const cells = await events.locator('tbody tr td:nth-child(3)').allInnerTexts();
+    return cells.length > 0 && cells.every((c) => c.trim() === 'agent.created');
+  }, 'only agent.created events are listed');
   const csv = await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href');
   expect(csv.includes('/audit/export.csv?') && csv.includes('action=agent.created'), `the download keeps the filter: ${csv}`);
   await shot(page, '08a-audit-events');
