@@ -409,13 +409,7 @@ pub async fn set_status(
     .execute(tx.connection())
     .await?;
     if status == InboxStatus::Resolved {
-        sqlx::query(
-            "UPDATE escalations SET resolved_at = now() \
-              WHERE conversation_id = $1 AND resolved_at IS NULL",
-        )
-        .bind(conversation)
-        .execute(tx.connection())
-        .await?;
+        resolve_escalations(tx, conversation).await?;
     }
     Ok(())
 }
@@ -439,6 +433,11 @@ pub async fn hand_back(
     .bind(note.chars().take(2000).collect::<String>())
     .execute(tx.connection())
     .await?;
+    resolve_escalations(tx, conversation).await
+}
+
+/// Marks the conversation's open escalations resolved (by a resolution or a hand-back).
+async fn resolve_escalations(tx: &mut TenantTx, conversation: ConversationId) -> StoreResult<()> {
     sqlx::query(
         "UPDATE escalations SET resolved_at = now() \
           WHERE conversation_id = $1 AND resolved_at IS NULL",

@@ -163,11 +163,11 @@ enum Extra<'a> {
 /// What the turn did besides replying.
 struct Recording<'a> {
     extra: Extra<'a>,
-    handoff: Option<&'a Fired>,
+    /// The rule that handed the conversation off, with the packet the person who takes it
+    /// reads first.
+    handoff: Option<(&'a Fired, HandoffPacket)>,
     /// What the agent said when it asked for a person itself.
     handoff_note: Option<String>,
-    /// What the person who takes the hand-off reads first.
-    packet: Option<HandoffPacket>,
     /// The state to save once the result is recorded.
     state: Option<&'a ConversationState>,
     /// The sources the reply cites and the memories recalled for it.
@@ -183,7 +183,6 @@ impl Default for Recording<'_> {
             extra: Extra::Plain,
             handoff: None,
             handoff_note: None,
-            packet: None,
             state: None,
             citations: Vec::new(),
             recalled: Vec::new(),
@@ -258,29 +257,14 @@ async fn record_and_send(
             ));
         }
     }
-    if owned && let Some(fired) = recording.handoff {
-        let packet = recording.packet.clone().unwrap_or_else(|| {
-            super::handoff::packet(super::handoff::PacketInput {
-                fired,
-                window: &recording
-                    .state
-                    .map(|s| s.window.clone())
-                    .unwrap_or_default(),
-                failed_attempts: 0,
-                note: recording.handoff_note.as_deref(),
-                cited: Vec::new(),
-                customer_name: m.sender.display_name.as_deref(),
-                expected_reply: String::new(),
-                at: chrono::Utc::now(),
-            })
-        });
+    if owned && let Some((fired, packet)) = &recording.handoff {
         let escalation = conversations::hand_off(
             &mut tx,
             conversation,
             fired.reason.as_str(),
             fired.handoff_target.as_deref(),
             recording.handoff_note.as_deref(),
-            &packet,
+            packet,
         )
         .await?;
         crate::inbox::jobs::enqueue_notify(&mut tx, conversation, escalation).await?;
@@ -700,8 +684,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         );
         state.window.push(user_turn, deps.settings.window);
         let recording = Recording {
-            handoff: Some(&fired),
-            packet: Some(packet(&fired, &state, None, Vec::new())),
+            handoff: Some((&fired, packet(&fired, &state, None, Vec::new()))),
             state: Some(&state),
             ..Recording::default()
         };
@@ -849,8 +832,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             state.window.push(user_turn, deps.settings.window);
             let cited = cited_titles(&super::context::cited(&reason, &passages));
             let recording = Recording {
-                handoff: Some(&fired),
-                packet: Some(packet(&fired, &state, Some(&reason), cited)),
+                handoff: Some((&fired, packet(&fired, &state, Some(&reason), cited))),
                 handoff_note: Some(reason),
                 state: Some(&state),
                 recalled: super::context::recalled_ids(&context),
@@ -953,13 +935,12 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
 
     let remember = answer.is_ok() && agent.long_term_memory;
     text = guard::with_disclosure(disclosure.as_deref(), text);
-    let packet = fired
+    let handoff = fired
         .as_ref()
-        .map(|fired| packet(fired, &state, None, cited_titles(&citations)));
+        .map(|fired| (fired, packet(fired, &state, None, cited_titles(&citations))));
     let recording = Recording {
         extra,
-        packet,
-        handoff: fired.as_ref(),
+        handoff,
         state: Some(&state),
         citations,
         recalled: super::context::recalled_ids(&context),
