@@ -515,6 +515,20 @@ pub async fn record_inbound(deps: &EngineDeps, m: &InboundMessage) -> Result<Rec
     })
 }
 
+/// Parks the entry behind earlier parked messages of its connection, if it has any (so nothing
+/// overtakes them), and reports it parked; `true` when it was.
+async fn parked_behind(deps: &EngineDeps, d: &Delivery) -> Result<bool, TurnError> {
+    if deps.ingest.park_if_parked(d).await? == ParkResult::NotParked {
+        return Ok(false);
+    }
+    deps.report(EngineEvent::Finished {
+        tenant: d.message.tenant_id,
+        event_id: d.message.provider_event_id.clone(),
+        outcome: Outcome::Parked,
+    });
+    Ok(true)
+}
+
 /// Starts a turn: parks it behind earlier parked messages of its connection, records the message
 /// and resumes a reply recorded before. Returns the recorded message when the turn should go on.
 async fn begin(
@@ -522,12 +536,7 @@ async fn begin(
     d: &Delivery,
     connection: &ConnectionConfig,
 ) -> Result<Option<Recorded>, TurnError> {
-    if deps.ingest.park_if_parked(d).await? != ParkResult::NotParked {
-        deps.report(EngineEvent::Finished {
-            tenant: d.message.tenant_id,
-            event_id: d.message.provider_event_id.clone(),
-            outcome: Outcome::Parked,
-        });
+    if parked_behind(deps, d).await? {
         return Ok(None);
     }
     let recorded = record_inbound(deps, &d.message).await?;
@@ -590,12 +599,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             return deps.done(d).await;
         }
         // Behind the connection's parked messages, like everything else: nothing overtakes.
-        if deps.ingest.park_if_parked(d).await? != ParkResult::NotParked {
-            deps.report(EngineEvent::Finished {
-                tenant: m.tenant_id,
-                event_id: m.provider_event_id.clone(),
-                outcome: Outcome::Parked,
-            });
+        if parked_behind(deps, d).await? {
             return Ok(());
         }
         return match m.origin {
