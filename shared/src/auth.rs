@@ -49,6 +49,8 @@ impl TenantRole {
                 Permission::JobsManage,
                 Permission::ConversationsRead,
                 Permission::ConversationsHandle,
+                Permission::UsageRead,
+                Permission::BudgetsManage,
             ],
             TenantRole::CustomerOperator => &[
                 Permission::TenantRead,
@@ -60,6 +62,7 @@ impl TenantRole {
                 Permission::AuditRead,
                 Permission::JobsRead,
                 Permission::ConversationsRead,
+                Permission::UsageRead,
             ],
         }
     }
@@ -117,6 +120,11 @@ pub enum Permission {
     /// Claim, assign, reply as a person, write private notes, snooze, resolve and hand back to
     /// the AI.
     ConversationsHandle,
+    /// See the tenant's usage and cost (tokens, calls, conversations, hand-offs), its budgets and
+    /// their alerts.
+    UsageRead,
+    /// Set, change and remove budgets.
+    BudgetsManage,
     /// Create, list, edit, suspend and delete tenants (platform).
     TenantsManage,
     /// Create user accounts with a role in a tenant (platform, until invitations exist).

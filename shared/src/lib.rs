@@ -16,6 +16,7 @@ pub mod people;
 pub mod resources;
 pub mod text_enum;
 pub mod tools;
+pub mod usage;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
 pub use ids::{AgentId, ConnectionId, ConversationId, EndUserId, TenantId};

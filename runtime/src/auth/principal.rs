@@ -33,12 +33,13 @@ pub struct Impersonated {
 }
 
 /// What may be done in a suspended tenant: read, nothing else.
-const READ_ONLY: [Permission; 5] = [
+const READ_ONLY: [Permission; 6] = [
     Permission::TenantRead,
     Permission::AgentsRead,
     Permission::MembersRead,
     Permission::EndUsersRead,
     Permission::ConversationsRead,
+    Permission::UsageRead,
 ];
 
 fn narrowed(perms: &[Permission], active: bool) -> Vec<Permission> {

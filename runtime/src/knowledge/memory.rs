@@ -131,18 +131,7 @@ pub async fn summarise(
         .chat(None, &credentials, &request)
         .await
         .map_err(|e| JobError::retry(format!("the LLM could not summarise: {}", e.class())))?;
-    let day = {
-        let mut tx = ctx.store.tenant_tx(tenant).await.map_err(retry)?;
-        let zone = crate::store::tenants::settings(&mut tx)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| crate::time::TenantZone::parse(&s.time_zone))
-            .unwrap_or_default();
-        drop(tx);
-        zone.day(chrono::Utc::now())
-    };
-    crate::llm::metering::record_call(&ctx.store, tenant, agent, &report, day)
+    crate::llm::metering::record_call(&ctx.store, tenant, agent, &report, chrono::Utc::now())
         .await
         .map_err(|e| JobError::retry(e.to_string()))?;
     let facts = parse_facts(&report.completion.text());

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Utc};
 use shared::{AgentId, TenantId};
 
 use super::pool::{Credentials, KeyFailure};
@@ -29,36 +29,37 @@ pub async fn record_call(
     tenant: TenantId,
     agent: Option<AgentId>,
     report: &CallReport,
-    day: NaiveDate,
+    at: DateTime<Utc>,
 ) -> Result<Option<i64>, MeteringError> {
     let mut tx = store.tenant_tx(tenant).await?;
-    let cost = record_in(&mut tx, agent, report, day, 0).await?;
+    let cost = record_in(&mut tx, agent, report, at, 0).await?;
     tx.commit().await?;
     Ok(cost)
 }
 
-/// Like `record_call`, inside the caller's transaction. `slot` spreads concurrent writers over
-/// the day's rows (see `UsageRecord::slot`).
+/// Like `record_call` (a call made for no conversation), inside the caller's transaction.
+/// `slot` spreads concurrent writers over the quarter hour's rows (see `UsageRecord::slot`).
 pub async fn record_in(
     tx: &mut TenantTx,
     agent: Option<AgentId>,
     report: &CallReport,
-    day: NaiveDate,
+    at: DateTime<Utc>,
     slot: i16,
 ) -> Result<Option<i64>, MeteringError> {
-    let cost = add_usage_in(tx, agent, report, day, slot).await?;
+    let cost = add_usage_in(tx, agent, None, report, at, slot).await?;
     audit::append(tx, &call_event(agent, report, cost)).await?;
     Ok(cost)
 }
 
-/// Adds the call to the usage of `day` (the tenant's own calendar day); returns its cost in
-/// micro-dollars when the price is known. The caller appends `call_event` to the audit trail in
-/// the same transaction.
+/// Adds the call to the usage of the quarter hour of `at`, for `agent` on `channel`; returns
+/// its cost in micro-dollars when the price is known. The caller appends `call_event` to the
+/// audit trail in the same transaction.
 pub async fn add_usage_in(
     tx: &mut TenantTx,
     agent: Option<AgentId>,
+    channel: Option<&str>,
     report: &CallReport,
-    day: NaiveDate,
+    at: DateTime<Utc>,
     slot: i16,
 ) -> Result<Option<i64>, MeteringError> {
     let usage = &report.completion.usage;
@@ -67,8 +68,14 @@ pub async fn add_usage_in(
     store_llm::add_usage(
         tx,
         &UsageRecord {
-            day,
+            at,
             agent,
+            channel,
+            key_owner: if report.byo_key {
+                shared::usage::KeyOwner::Tenant
+            } else {
+                shared::usage::KeyOwner::Platform
+            },
             provider: report.provider,
             model: &report.model,
             input_tokens: as_i64(usage.input_tokens),

@@ -2,14 +2,21 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use shared::AgentId;
+use shared::usage::KeyOwner;
 
 use super::{StoreResult, TenantTx};
 
-/// One call to add to the day's totals.
+/// One call to add to the usage of its quarter hour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord<'a> {
-    pub day: NaiveDate,
+    /// When the call was made; its quarter hour is the row (every time zone's day starts on a
+    /// quarter hour, so usage adds up by any tenant's calendar).
+    pub at: DateTime<Utc>,
     pub agent: Option<AgentId>,
+    /// The conversation's channel (`slack`, `whatsapp`, `web`); `None` for calls made for no
+    /// conversation (memory summaries).
+    pub channel: Option<&'a str>,
+    pub key_owner: KeyOwner,
     pub provider: &'a str,
     pub model: &'a str,
     pub input_tokens: i64,
@@ -17,18 +24,26 @@ pub struct UsageRecord<'a> {
     pub cached_input_tokens: i64,
     /// `None` when the price is unknown.
     pub cost_micro_usd: Option<i64>,
-    /// Which of the day's rows (0–15) to add to; concurrent writers pick different slots so they
-    /// do not queue on one row lock. Readers sum the slots.
+    /// Which of the quarter hour's rows (0–15) to add to; concurrent writers pick different
+    /// slots so they do not queue on one row lock. Readers sum the slots.
     pub slot: i16,
+}
+
+/// The UTC start of the quarter hour `at` is in.
+pub fn bucket_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = at.timestamp();
+    DateTime::from_timestamp(secs - secs.rem_euclid(900), 0).unwrap_or(at)
 }
 
 pub async fn add_usage(tx: &mut TenantTx, r: &UsageRecord<'_>) -> StoreResult<()> {
     let tenant = tx.tenant();
     sqlx::query(
-        "INSERT INTO llm_usage_daily AS u (tenant_id, day, agent_id, provider, model, calls, \
-             input_tokens, output_tokens, cached_input_tokens, cost_micro_usd, unpriced_calls, slot) \
-         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, coalesce($9, 0), CASE WHEN $9 IS NULL THEN 1 ELSE 0 END, $10) \
-         ON CONFLICT ON CONSTRAINT llm_usage_daily_key DO UPDATE SET \
+        "INSERT INTO llm_usage AS u (tenant_id, bucket, agent_id, channel, key_owner, provider, \
+             model, slot, calls, input_tokens, output_tokens, cached_input_tokens, cost_micro_usd, \
+             unpriced_calls) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, coalesce($12, 0), \
+                 CASE WHEN $12 IS NULL THEN 1 ELSE 0 END) \
+         ON CONFLICT ON CONSTRAINT llm_usage_key DO UPDATE SET \
              calls = u.calls + 1, \
              input_tokens = u.input_tokens + EXCLUDED.input_tokens, \
              output_tokens = u.output_tokens + EXCLUDED.output_tokens, \
@@ -37,25 +52,29 @@ pub async fn add_usage(tx: &mut TenantTx, r: &UsageRecord<'_>) -> StoreResult<()
              unpriced_calls = u.unpriced_calls + EXCLUDED.unpriced_calls",
     )
     .bind(tenant.as_uuid())
-    .bind(r.day)
+    .bind(bucket_of(r.at))
     .bind(r.agent)
+    .bind(r.channel)
+    .bind(r.key_owner.as_str())
     .bind(r.provider)
     .bind(r.model)
+    .bind(r.slot.clamp(0, 15))
     .bind(r.input_tokens)
     .bind(r.output_tokens)
     .bind(r.cached_input_tokens)
     .bind(r.cost_micro_usd)
-    .bind(r.slot.clamp(0, 15))
     .execute(tx.connection())
     .await?;
     Ok(())
 }
 
-/// A day's totals for one agent and model.
+/// A day's totals (the tenant's calendar day) for one agent, channel, key owner and model.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageRow {
     pub day: NaiveDate,
     pub agent_id: Option<AgentId>,
+    pub channel: Option<String>,
+    pub key_owner: String,
     pub provider: String,
     pub model: String,
     pub calls: i64,
@@ -66,14 +85,17 @@ pub struct UsageRow {
     pub unpriced_calls: i64,
 }
 
+/// Every day of the tenant's usage, by its own calendar, newest first.
 pub async fn usage(tx: &mut TenantTx) -> StoreResult<Vec<UsageRow>> {
     Ok(sqlx::query_as::<_, UsageRow>(
-        "SELECT day, agent_id, provider, model, sum(calls)::bigint AS calls, \
-                sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens, \
-                sum(cached_input_tokens)::bigint AS cached_input_tokens, \
-                sum(cost_micro_usd)::bigint AS cost_micro_usd, sum(unpriced_calls)::bigint AS unpriced_calls \
-           FROM llm_usage_daily GROUP BY day, agent_id, provider, model \
-          ORDER BY day DESC, provider, model",
+        "SELECT (u.bucket AT TIME ZONE t.time_zone)::date AS day, u.agent_id, u.channel, \
+                u.key_owner, u.provider, u.model, sum(u.calls)::bigint AS calls, \
+                sum(u.input_tokens)::bigint AS input_tokens, sum(u.output_tokens)::bigint AS output_tokens, \
+                sum(u.cached_input_tokens)::bigint AS cached_input_tokens, \
+                sum(u.cost_micro_usd)::bigint AS cost_micro_usd, sum(u.unpriced_calls)::bigint AS unpriced_calls \
+           FROM llm_usage u JOIN tenants t ON t.id = u.tenant_id \
+          GROUP BY 1, u.agent_id, u.channel, u.key_owner, u.provider, u.model \
+          ORDER BY 1 DESC, u.provider, u.model",
     )
     .fetch_all(tx.connection())
     .await?)

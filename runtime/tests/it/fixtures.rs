@@ -125,8 +125,10 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     runtime::store::llm::add_usage(
         &mut tx,
         &runtime::store::llm::UsageRecord {
-            day: chrono::Utc::now().date_naive(),
+            at: chrono::Utc::now(),
             agent: Some(agent),
+            channel: Some("slack"),
+            key_owner: shared::usage::KeyOwner::Platform,
             provider: "openai",
             model: "gpt-4o-mini",
             input_tokens: 10,

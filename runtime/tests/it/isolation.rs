@@ -21,7 +21,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("messages", "tenant_id"),
     ("audit_events", "tenant_id"),
     ("audit_seals", "tenant_id"),
-    ("llm_usage_daily", "tenant_id"),
+    ("llm_usage", "tenant_id"),
     ("tenant_llm_keys", "tenant_id"),
     ("escalations", "tenant_id"),
     ("end_users", "tenant_id"),
@@ -38,6 +38,10 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("tool_calls", "tenant_id"),
     ("invitations", "tenant_id"),
     ("conversation_events", "tenant_id"),
+    ("budgets", "tenant_id"),
+    ("budget_periods", "tenant_id"),
+    ("budget_reservations", "tenant_id"),
+    ("budget_alerts", "tenant_id"),
 ];
 
 /// Tables whose rows the runtime may neither delete nor move to another tenant, by privilege:

@@ -182,15 +182,9 @@ async fn calls_are_metered_per_tenant_agent_model_and_day_with_cost_from_the_pri
             .await
             .unwrap();
         let u = report.completion.usage;
-        let cost = metering::record_call(
-            &app.store,
-            w.a,
-            Some(agent),
-            &report,
-            chrono::Utc::now().date_naive(),
-        )
-        .await
-        .unwrap();
+        let cost = metering::record_call(&app.store, w.a, Some(agent), &report, chrono::Utc::now())
+            .await
+            .unwrap();
         // gpt-4o-mini in the bundled table: $0.15 per million input, $0.60 per million output
         // tokens, i.e. 0.15 and 0.6 micro-dollars per token.
         let by_hand = u.input_tokens as f64 * 0.15 + u.output_tokens as f64 * 0.6;
@@ -204,15 +198,9 @@ async fn calls_are_metered_per_tenant_agent_model_and_day_with_cost_from_the_pri
         .await
         .unwrap();
     assert_eq!(
-        metering::record_call(
-            &app.store,
-            w.a,
-            Some(agent),
-            &report,
-            chrono::Utc::now().date_naive()
-        )
-        .await
-        .unwrap(),
+        metering::record_call(&app.store, w.a, Some(agent), &report, chrono::Utc::now())
+            .await
+            .unwrap(),
         None
     );
 

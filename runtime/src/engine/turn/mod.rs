@@ -151,8 +151,8 @@ fn usage_slot(m: &InboundMessage) -> i16 {
 /// What else the reply's transaction records.
 enum Extra<'a> {
     Plain,
-    /// The LLM answered: usage (on the tenant's calendar day), cost and the `llm.call` event.
-    Answered(&'a crate::llm::types::CallReport, chrono::NaiveDate),
+    /// The LLM answered: usage, cost and the `llm.call` event.
+    Answered(&'a crate::llm::types::CallReport),
     /// Every LLM deployment failed (the failure class only: never message content).
     LlmFailed(&'static str),
     /// The request was outside the agent's business function: counted on the tenant's day and
@@ -232,9 +232,16 @@ async fn record_and_send(
     let mut events: Vec<NewEvent> = Vec::with_capacity(2);
     match recording.extra {
         Extra::Plain => {}
-        Extra::Answered(report, day) => {
-            let cost =
-                metering::add_usage_in(&mut tx, m.agent_id, report, day, usage_slot(m)).await?;
+        Extra::Answered(report) => {
+            let cost = metering::add_usage_in(
+                &mut tx,
+                m.agent_id,
+                Some(m.channel.as_str()),
+                report,
+                deps.settings.clock.now(),
+                usage_slot(m),
+            )
+            .await?;
             events.push(metering::call_event(m.agent_id, report, cost));
         }
         Extra::LlmFailed(class) => events.push(NewEvent::about(
@@ -928,7 +935,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         kind = ReplyKind::Handoff;
     }
     let extra = match &answer {
-        Ok(report) => Extra::Answered(report, config.zone.day(chrono::Utc::now())),
+        Ok(report) => Extra::Answered(report),
         Err(e) => Extra::LlmFailed(e.class()),
     };
     let citations = if kind == ReplyKind::Answer || kind == ReplyKind::Handoff {

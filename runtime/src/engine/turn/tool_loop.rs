@@ -102,10 +102,6 @@ impl Turn<'_> {
         &self.d.message.provider_event_id
     }
 
-    fn day(&self) -> chrono::NaiveDate {
-        self.config.zone.day(chrono::Utc::now())
-    }
-
     fn context(&self, key: Uuid, sources_before: usize) -> CallContext {
         CallContext {
             tenant: self.d.message.tenant_id,
@@ -522,8 +518,9 @@ async fn record_step(
     let cost = metering::add_usage_in(
         &mut tx,
         m.agent_id,
+        Some(m.channel.as_str()),
         report,
-        turn.day(),
+        turn.deps.settings.clock.now(),
         super::usage_slot(m),
     )
     .await?;
