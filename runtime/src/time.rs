@@ -55,6 +55,12 @@ impl TenantZone {
         NaiveDate::from_ymd_opt(day.year(), day.month(), 1).unwrap_or(day)
     }
 
+    /// The key of the tenant's calendar month at `now` (`YYYY-MM`): budgets keep a month's spend
+    /// under it, so a new month starts at zero by itself.
+    pub fn month_key(&self, now: DateTime<Utc>) -> String {
+        self.month_start(now).format("%Y-%m").to_string()
+    }
+
     /// When the tenant's day `day` begins, as an instant (the first instant that exists that
     /// day, should midnight fall in a daylight-saving gap).
     pub fn start_of(&self, day: NaiveDate) -> DateTime<Utc> {
@@ -111,6 +117,19 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_budget_month_turns_at_the_tenants_midnight_not_utcs() {
+        let auckland = TenantZone::parse("Pacific/Auckland").unwrap();
+        let utc = TenantZone::default();
+        // 11:30 UTC on 30 November is already 1 December in Auckland (UTC+13).
+        let instant = at("2026-11-30T11:30:00Z");
+        assert_eq!(utc.month_key(instant), "2026-11");
+        assert_eq!(auckland.month_key(instant), "2026-12");
+        assert_eq!(auckland.month_key(at("2026-11-30T10:59:59Z")), "2026-11");
+        assert_eq!(utc.month_key(at("2026-12-31T23:59:59Z")), "2026-12");
+        assert_eq!(utc.month_key(at("2027-01-01T00:00:00Z")), "2027-01");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! each wire format; `error` classifies failures; `pool` decides what to try next.
 
 pub mod anthropic;
+pub mod budget;
 pub mod cost;
 pub mod error;
 pub mod openai;

@@ -112,6 +112,44 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     .execute(&mut *c)
     .await
     .unwrap();
+    // A budget with its month, a reservation in flight and an alert it raised.
+    let budget = Uuid::new_v4();
+    sqlx::query("INSERT INTO budgets (id, tenant_id, monthly_micro_usd) VALUES ($1, $2, 5000000)")
+        .bind(budget)
+        .bind(t)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO budget_periods (tenant_id, budget_id, period, spent_micro_usd) \
+         VALUES ($1, $2, '2026-12', 2600000)",
+    )
+    .bind(t)
+    .bind(budget)
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO budget_reservations (id, tenant_id, budget_id, period, amount, expires_at) \
+         VALUES ($1, $2, $3, '2026-12', 1000, now() + interval '1 minute')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(t)
+    .bind(budget)
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO budget_alerts (id, tenant_id, budget_id, period, threshold, spent_micro_usd, \
+                                    monthly_micro_usd) \
+         VALUES ($1, $2, $3, '2026-12', 50, 2600000, 5000000)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(t)
+    .bind(budget)
+    .execute(&mut *c)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO escalations (id, tenant_id, conversation_id, reason, handoff_target) \
          VALUES ($1, $2, $3, 'keywords', '#support')",
