@@ -27,6 +27,7 @@ pub mod routes;
 pub mod settings;
 pub mod tenants;
 pub mod tools;
+pub mod usage;
 pub mod validate;
 pub mod webhooks;
 pub mod whatsapp;

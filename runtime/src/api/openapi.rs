@@ -45,6 +45,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::conversations::counts, super::conversations::events,
         super::conversations::my_notifications, super::conversations::set_my_notifications,
         super::conversations::handoff_settings, super::conversations::set_handoff_settings,
+        super::usage::report,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

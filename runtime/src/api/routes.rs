@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::{
     admin, agents, audit, auth, channels, chat, conversations, end_users, invitations, jobs,
     knowledge, limits, llm_keys, members, openapi, passwords, platform, settings, tenants, tools,
-    whatsapp,
+    usage, whatsapp,
 };
 
 /// What a route requires of its caller.
@@ -162,6 +162,7 @@ routes! {
     PUT    "/api/tenants/{tenant_id}/me/notifications"    => Tenant(ConversationsRead), conversations::set_my_notifications;
     GET    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(ConversationsRead), conversations::handoff_settings;
     PUT    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(SettingsManage), conversations::set_handoff_settings;
+    GET    "/api/tenants/{tenant_id}/usage"               => Tenant(UsageRead), usage::report;
 }
 
 /// The spec of the route that matched, by method and pattern.

@@ -1,4 +1,4 @@
-//! After a call: its usage and cost go to the tenant's daily totals and its audit trail, in one
+//! After a call: its usage and cost go to the tenant's usage (per quarter hour) and its audit trail, in one
 //! transaction, and a tenant's own key the provider refused is marked on the key (audited once
 //! per refusal episode). Before a call: the tenant's own keys are opened for the pool.
 

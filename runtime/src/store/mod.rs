@@ -13,6 +13,7 @@
 pub mod agents;
 pub mod audit;
 pub mod bootstrap;
+pub mod budgets;
 pub mod channels;
 pub mod conversations;
 pub mod end_users;
@@ -24,6 +25,7 @@ pub mod llm;
 pub mod people;
 pub mod tenants;
 pub mod tools;
+pub mod usage;
 pub mod users;
 
 use std::time::Duration;

@@ -362,6 +362,13 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
         "/api/tenants/{tenant_id}/settings/handoff",
         [401, 403, 200, 404, 200, 200],
     ),
+    // Usage and cost: everyone of the tenant reads them (operators too); another tenant's
+    // admin finds nothing.
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/usage",
+        [401, 200, 200, 404, 200, 200],
+    ),
     // Customers' memories and erasure are an admin's; operators read the knowledge base and
     // search it, and change nothing.
     (

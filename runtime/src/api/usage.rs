@@ -1,0 +1,137 @@
+//! `GET /api/tenants/{tenant_id}/usage`: tokens, cost (and calls without a price), calls,
+//! conversations, customers' messages and hand-offs, by day, week or month of the tenant's own
+//! calendar, with breakdowns by agent, model, channel and whose key paid (the platform's or the
+//! tenant's own, always apart). For `UsageRead`: customer admins and operators.
+
+use actix_web::web;
+use chrono::{Datelike, Duration, NaiveDate};
+use serde::Deserialize;
+use shared::usage::{Granularity, KeyOwner, UsageReport};
+use shared::{AgentId, ErrorBody};
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Authorized;
+use super::error::ApiError;
+use super::validate::Errors;
+use crate::store::tenants;
+use crate::store::usage::{self as store_usage, ReportQuery};
+use crate::time::TenantZone;
+
+/// The longest range one report covers.
+pub const MAX_DAYS: i64 = 400;
+
+/// `?from=&to=&granularity=&agent=&channel=&key_owner=&model=`, read as text so every problem
+/// is a field error.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UsageParams {
+    /// First day (`YYYY-MM-DD`, the tenant's calendar), inclusive; default the 1st of this month.
+    pub from: Option<String>,
+    /// Last day, inclusive; default today.
+    pub to: Option<String>,
+    /// `day` (default), `week` (from Monday) or `month`.
+    pub granularity: Option<String>,
+    /// An agent's id.
+    pub agent: Option<String>,
+    /// `slack`, `whatsapp` or `web`.
+    pub channel: Option<String>,
+    /// `platform` or `tenant`.
+    pub key_owner: Option<String>,
+    /// `provider/model`, e.g. `openai/gpt-4o-mini`.
+    pub model: Option<String>,
+}
+
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn date(errors: &mut Errors, field: &str, value: Option<&str>) -> Option<NaiveDate> {
+    let value = value?;
+    match value.parse::<NaiveDate>() {
+        Ok(day) => Some(day),
+        Err(_) => {
+            errors.add(field, "must be a date such as 2026-12-01");
+            None
+        }
+    }
+}
+
+/// The query the parameters name, in the tenant's calendar at `today`.
+pub fn parse(p: &UsageParams, today: NaiveDate) -> Result<ReportQuery, ApiError> {
+    let mut errors = Errors::default();
+    let from = date(&mut errors, "from", given(&p.from));
+    let to = date(&mut errors, "to", given(&p.to));
+    let granularity = given(&p.granularity).and_then(|g| {
+        let parsed = Granularity::parse(g);
+        if parsed.is_none() {
+            errors.add("granularity", "must be day, week or month");
+        }
+        parsed
+    });
+    let agent = given(&p.agent).and_then(|a| match Uuid::parse_str(a) {
+        Ok(id) => Some(AgentId::from_uuid(id)),
+        Err(_) => {
+            errors.add("agent", "must be an agent's id");
+            None
+        }
+    });
+    let channel = given(&p.channel).and_then(|c| {
+        let known = ["slack", "whatsapp", "web"].contains(&c);
+        if !known {
+            errors.add("channel", "must be slack, whatsapp or web");
+        }
+        known.then(|| c.to_string())
+    });
+    let key_owner = given(&p.key_owner).and_then(|k| {
+        let parsed = KeyOwner::parse(k);
+        if parsed.is_none() {
+            errors.add("key_owner", "must be platform or tenant");
+        }
+        parsed.map(|k| k.as_str().to_string())
+    });
+    let model = given(&p.model).and_then(|m| {
+        if m.len() > 200 || !m.contains('/') {
+            errors.add("model", "must be provider/model, e.g. openai/gpt-4o-mini");
+            return None;
+        }
+        Some(m.to_string())
+    });
+    let to = to.unwrap_or(today);
+    let from = from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
+    if from > to {
+        errors.add("to", "must not be before from");
+    } else if (to - from) > Duration::days(MAX_DAYS) {
+        errors.add("from", format!("a report covers at most {MAX_DAYS} days"));
+    }
+    errors.finish()?;
+    Ok(ReportQuery {
+        from,
+        to,
+        granularity: granularity.unwrap_or_default(),
+        agent,
+        channel,
+        key_owner,
+        model,
+    })
+}
+
+/// The tenant's usage report.
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/usage", tag = "usage",
+    params(("tenant_id" = Uuid, Path), UsageParams),
+    responses((status = 200, body = UsageReport), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn report(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    params: web::Query<UsageParams>,
+) -> Result<web::Json<UsageReport>, ApiError> {
+    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    let zone = tenants::settings(&mut tx)
+        .await?
+        .and_then(|s| TenantZone::parse(&s.time_zone))
+        .unwrap_or_default();
+    let query = parse(&params, zone.day(state.clock.now()))?;
+    Ok(web::Json(
+        store_usage::report(&mut tx, &zone, &query).await?,
+    ))
+}
