@@ -72,6 +72,7 @@ pub fn reason_label(reason: &str) -> String {
         "human_requested" => "The customer asked for a person".into(),
         "failed_resolutions" => "The AI could not resolve it".into(),
         "agent_requested" => "The AI asked for a person".into(),
+        "budget" => "The month's AI budget is spent".into(),
         other => other.replace('_', " "),
     }
 }

@@ -77,6 +77,8 @@ pub struct TenantConfig {
     pub tools: HashMap<uuid::Uuid, crate::tools::Registered>,
     /// When people answer a hand-off (what the customer is told); `None`: at any hour.
     pub business_hours: Option<shared::inbox::BusinessHours>,
+    /// The tenant's monthly budgets (the tenant-wide one first), checked before every call.
+    pub budgets: Vec<crate::store::budgets::BudgetRow>,
 }
 
 impl TenantConfig {
@@ -268,6 +270,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             zone: TenantZone::default(),
             tools: HashMap::new(),
             business_hours: None,
+            budgets: Vec::new(),
         });
     };
     let own = tenants::limits(&mut tx).await?.unwrap_or_default();
@@ -302,6 +305,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
             Credentials::platform()
         }
     };
+    let budgets = crate::store::budgets::list(&mut tx).await?;
     tx.commit().await?;
     Ok(TenantConfig {
         exists: true,
@@ -314,6 +318,7 @@ pub async fn load(deps: &EngineDeps, tenant: TenantId) -> Result<TenantConfig, T
         zone,
         tools,
         business_hours,
+        budgets,
     })
 }
 

@@ -50,6 +50,8 @@ pub enum Reason {
     HumanRequested,
     /// The agent asked for a person itself (its hand-off tool).
     AgentRequested,
+    /// The month's budget is spent and its policy hands new work to a person.
+    Budget,
 }
 
 impl Reason {
@@ -59,6 +61,7 @@ impl Reason {
             Reason::Keywords => "keywords",
             Reason::HumanRequested => "human_requested",
             Reason::AgentRequested => "agent_requested",
+            Reason::Budget => "budget",
         }
     }
 }
@@ -163,6 +166,14 @@ pub fn agent_requested(rules: &[EscalationRule]) -> Fired {
     }
 }
 
+/// The hand-off a spent budget makes: to the same people as the agent's own.
+pub fn over_budget(rules: &[EscalationRule]) -> Fired {
+    Fired {
+        reason: Reason::Budget,
+        ..agent_requested(rules)
+    }
+}
+
 /// What the user is told when the conversation is handed off, with when a person will answer
 /// (`expected`, from the tenant's business hours).
 pub fn handoff_notice(fired: &Fired, expected: &str) -> String {
@@ -171,7 +182,7 @@ pub fn handoff_notice(fired: &Fired, expected: &str) -> String {
             "I haven't been able to sort this out for you, so I've passed the conversation to a \
              colleague."
         }
-        Reason::Keywords | Reason::HumanRequested | Reason::AgentRequested => {
+        Reason::Keywords | Reason::HumanRequested | Reason::AgentRequested | Reason::Budget => {
             "I've passed this conversation to a colleague."
         }
     };

@@ -96,6 +96,9 @@ fn why(fired: &Fired, failed_attempts: u32, note: Option<&str>) -> String {
         Reason::FailedResolutions => {
             format!("The agent could not resolve the request {failed_attempts} times in a row.")
         }
+        Reason::Budget => {
+            "The month's AI budget is spent; new conversations go to a person.".to_string()
+        }
         Reason::AgentRequested => match note.map(str::trim).filter(|n| !n.is_empty()) {
             Some(note) => format!("The agent handed off: {note}"),
             None => "The agent decided a person should take over.".to_string(),

@@ -317,6 +317,7 @@ fn reason_sentence(reason: Option<&str>) -> String {
         Some("human_requested") => "The customer asked for a person.",
         Some("failed_resolutions") => "The AI could not resolve the request.",
         Some("agent_requested") => "The AI decided a person should take over.",
+        Some("budget") => "The month's AI budget is spent.",
         _ => "A customer needs a person.",
     }
     .to_string()

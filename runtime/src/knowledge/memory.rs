@@ -10,12 +10,15 @@ use uuid::Uuid;
 
 use super::Knowledge;
 use crate::jobs::{JobContext, JobError};
+use crate::llm::budget;
 use crate::llm::pool::Pool;
 use crate::llm::types::{ChatRequest, Message};
 use crate::store::knowledge::{self as kstore, EmbeddingRow, VectorKind};
 
 /// Messages summarised at once, at most (the newest ones since the last summary).
 const MAX_MESSAGES: i64 = 40;
+/// How long a summary's budget hold lives if the job dies before settling it.
+const SUMMARY_HOLD: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 /// Facts kept from one summary, at most.
 const MAX_FACTS: usize = 8;
 /// Memories kept per end user: the oldest go first beyond it.
@@ -127,13 +130,77 @@ pub async fn summarise(
         temperature: Some(0.0),
         max_tokens: 300,
     };
-    let report = pool
-        .chat(None, &credentials, &request)
+    // The summary is an LLM call like any other: the tenant's budgets admit it first.
+    let (budgets, zone) = {
+        let mut tx = ctx.store.tenant_tx(tenant).await.map_err(retry)?;
+        let budgets = crate::store::budgets::list(&mut tx).await.map_err(retry)?;
+        let zone = crate::store::tenants::settings(&mut tx)
+            .await
+            .map_err(retry)?
+            .and_then(|s| crate::time::TenantZone::parse(&s.time_zone))
+            .unwrap_or_default();
+        drop(tx);
+        (budgets, zone)
+    };
+    let ask = budget::Ask {
+        tenant,
+        agent,
+        budgets: &budgets,
+        zone: &zone,
+        worst_case: budget::worst_case_on(pool, &request),
+        now: chrono::Utc::now(),
+        hold_for: SUMMARY_HOLD,
+        wait: std::time::Duration::from_secs(5),
+    };
+    let (hold, downgrade) = match budget::admit(&ctx.store, &ask).await.map_err(retry)? {
+        budget::Gate::Call { hold, downgrade } => (hold, downgrade),
+        budget::Gate::HandOff { .. } => {
+            // Spent under a hand-off policy: no summary this month; the messages stay
+            // unsummarised for a later run.
+            tracing::info!(tenant.id = %tenant, "the month's budget is spent; the memory summary waits");
+            return Ok(());
+        }
+    };
+    let report = match pool
+        .chat(downgrade.as_deref(), &credentials, &request)
         .await
-        .map_err(|e| JobError::retry(format!("the LLM could not summarise: {}", e.class())))?;
-    crate::llm::metering::record_call(&ctx.store, tenant, agent, &report, chrono::Utc::now())
+    {
+        Ok(report) => report,
+        Err(e) => {
+            if let Err(e) = budget::release(&ctx.store, tenant, &hold).await {
+                tracing::warn!(tenant.id = %tenant, error = %e, "could not release a budget hold; it lapses at its expiry");
+            }
+            return Err(JobError::retry(format!(
+                "the LLM could not summarise: {}",
+                e.class()
+            )));
+        }
+    };
+    {
+        let metering_failed =
+            |e: crate::llm::metering::MeteringError| JobError::retry(e.to_string());
+        let mut tx = ctx.store.tenant_tx(tenant).await.map_err(retry)?;
+        let cost = crate::llm::metering::add_usage_in(
+            &mut tx,
+            agent,
+            None,
+            &report,
+            chrono::Utc::now(),
+            0,
+        )
         .await
-        .map_err(|e| JobError::retry(e.to_string()))?;
+        .map_err(metering_failed)?;
+        let crossings = budget::settle_in(&mut tx, &hold, &report)
+            .await
+            .map_err(retry)?;
+        let call = crate::llm::metering::call_event(agent, &report, cost);
+        for event in std::iter::once(&call).chain(&crossings) {
+            crate::store::audit::append(&mut tx, event)
+                .await
+                .map_err(retry)?;
+        }
+        tx.commit().await.map_err(retry)?;
+    }
     let facts = parse_facts(&report.completion.text());
     let mut tx = ctx.store.tenant_tx(tenant).await.map_err(retry)?;
     let (existing, _) = kstore::memories_of(&mut tx, end_user, MAX_PER_END_USER, 0)

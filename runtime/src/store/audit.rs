@@ -160,6 +160,8 @@ actions! {
     InvitationAccepted => "invitation.accepted",
     /// An invitation's mail could not be sent for good (our reason, never the server's text).
     InvitationMailFailed => "invitation.mail_failed",
+    /// A budget's month crossed one of its thresholds (the budget, the threshold, the spend).
+    BudgetThresholdCrossed => "budget.threshold_crossed",
 }
 
 impl std::fmt::Display for Action {

@@ -2,13 +2,17 @@
 //! time (a month overshoots by at most one call), a crashed call's hold lapses, a new month
 //! starts at zero by its key, and each threshold alerts once a month. Two tenants throughout.
 
+use std::time::{Duration, Instant};
+
+use runtime::engine::turn::EngineSettings;
 use runtime::store::Store;
 use runtime::store::budgets::{self, BudgetRow, NewBudget, Standing};
-use shared::TenantId;
+use shared::{AgentId, ConnectionId, TenantId};
 use uuid::Uuid;
 
-use crate::support::TestApp;
-use crate::world::World;
+use crate::pipeline::web_message;
+use crate::support::{AppOptions, TestApp};
+use crate::world::{self, World};
 
 async fn set_budget(store: &Store, tenant: TenantId, monthly: i64, policy: &str) -> BudgetRow {
     let mut tx = store.tenant_tx(tenant).await.unwrap();
@@ -261,4 +265,328 @@ async fn each_threshold_alerts_once_a_month_and_a_budget_is_set_replaced_and_rem
     // B's own budget (from the fixtures) is untouched by A's removal.
     let mut tx = app.store.tenant_tx(w.b).await.unwrap();
     assert_eq!(budgets::list(&mut tx).await.unwrap().len(), 1);
+}
+
+/// An engine for budget tests: limits raised so no message is rate-limited, the platform's
+/// `ollama` group configured too (a downgrade's cheaper group), and the engine's clock.
+async fn budget_engine(clock: runtime::time::Clock) -> TestApp {
+    let unlimited = runtime::engine::limiter::Limit {
+        per_minute: 1_000_000,
+        burst: 10_000,
+    };
+    TestApp::spawn_with(AppOptions {
+        engine: Some(EngineSettings {
+            tenant_limit: unlimited,
+            connection_limit: unlimited,
+            clock,
+            ..EngineSettings::default()
+        }),
+        ollama: true,
+        ..AppOptions::default()
+    })
+    .await
+}
+
+async fn web_connection(app: &TestApp, tenant: TenantId, agent: AgentId) -> ConnectionId {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    let c = runtime::store::conversations::ensure_web_connection(&mut tx, agent)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    c
+}
+
+/// Sets the tenant-wide budget (replacing the fixtures' one) before the tenant's first message,
+/// so its engine starts with it.
+async fn tenant_budget(
+    app: &TestApp,
+    tenant: TenantId,
+    monthly: i64,
+    policy: &str,
+    downgrade: Option<&str>,
+) -> BudgetRow {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    let row = budgets::put(
+        &mut tx,
+        &NewBudget {
+            agent: None,
+            monthly_micro_usd: monthly,
+            thresholds: &[50, 80, 100],
+            policy,
+            downgrade_group: downgrade,
+            count_own_keys: false,
+            webhook_url: None,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    row
+}
+
+/// The replies recorded for events whose ids start with `prefix`: (event, kind, text).
+async fn replies(app: &TestApp, tenant: TenantId, prefix: &str) -> Vec<(String, String, String)> {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    sqlx::query_as(
+        "SELECT reply_to, kind, body FROM messages \
+          WHERE direction = 'outbound' AND reply_to LIKE $1 || '%' ORDER BY reply_to, part",
+    )
+    .bind(prefix)
+    .fetch_all(tx.connection())
+    .await
+    .unwrap()
+}
+
+/// Waits until `count` events starting with `prefix` have their reply recorded.
+async fn wait_replies(
+    app: &TestApp,
+    tenant: TenantId,
+    prefix: &str,
+    count: usize,
+) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = replies(app, tenant, prefix).await;
+        let events: std::collections::BTreeSet<&String> = got.iter().map(|r| &r.0).collect();
+        if events.len() >= count {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} answered",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn llm_calls(llm: &e2e::llm::FakeLlm) -> usize {
+    llm.received()
+        .iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .count()
+}
+
+/// Sets the month's settled spend directly (what earlier calls would have spent).
+async fn set_spent(app: &TestApp, tenant: TenantId, budget: &BudgetRow, period: &str, spent: i64) {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    sqlx::query(
+        "INSERT INTO budget_periods (tenant_id, budget_id, period, spent_micro_usd) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, budget_id, period) DO UPDATE SET spent_micro_usd = $4",
+    )
+    .bind(tenant.as_uuid())
+    .bind(budget.id)
+    .bind(period)
+    .bind(spent)
+    .execute(tx.connection())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn spent_in(app: &TestApp, tenant: TenantId, budget: &BudgetRow, period: &str) -> (i64, i64) {
+    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
+    budgets::standing(&mut tx, budget.id, period, chrono::Utc::now())
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn two_hundred_concurrent_turns_against_room_for_fifty_calls_make_at_most_fifty_one_and_hand_the_rest_off()
+ {
+    let clock = runtime::time::Clock::default();
+    // Far from the fixtures' month, which has spend and a hold seeded in it.
+    clock.advance(chrono::Duration::days(400));
+    let app = budget_engine(clock.clone()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let connection = web_connection(&app, w.a, agent).await;
+    let connection_b = web_connection(&app, w.b, w.agent_b).await;
+    let budget = tenant_budget(&app, w.a, 5_000_000, "handoff", None).await;
+    let period = runtime::time::TenantZone::default().month_key(clock.now());
+
+    // One turn tells what a call costs here (every conversation's prompt is the same size).
+    let before = spent_in(&app, w.a, &budget, &period).await.0;
+    app.ingest
+        .enqueue(&web_message(
+            w.a,
+            connection,
+            agent,
+            "probe",
+            "probe-0",
+            "hello there",
+        ))
+        .await
+        .unwrap();
+    let probe = wait_replies(&app, w.a, "probe-", 1).await;
+    assert_eq!(probe[0].1, "answer");
+    let (after, held) = spent_in(&app, w.a, &budget, &period).await;
+    assert_eq!(held, 0, "the probe's hold was settled");
+    let call = after - before;
+    assert!(call > 0, "a call costs something");
+    // Room for exactly fifty more calls.
+    set_spent(
+        &app,
+        w.a,
+        &budget,
+        &period,
+        budget.monthly_micro_usd - 50 * call,
+    )
+    .await;
+    let calls_before = llm_calls(&app.llm);
+
+    for i in 0..200 {
+        app.ingest
+            .enqueue(&web_message(
+                w.a,
+                connection,
+                agent,
+                &format!("flood{i}"),
+                &format!("flood-{i:03}"),
+                "hello there",
+            ))
+            .await
+            .unwrap();
+    }
+    // The other tenant, meanwhile, is answered as always.
+    app.ingest
+        .enqueue(&web_message(
+            w.b,
+            connection_b,
+            w.agent_b,
+            "b-side",
+            "bside-0",
+            "hello there",
+        ))
+        .await
+        .unwrap();
+    let got = wait_replies(&app, w.a, "flood-", 200).await;
+    let made = llm_calls(&app.llm) - calls_before;
+    let b = wait_replies(&app, w.b, "bside-", 1).await;
+    assert_eq!(b[0].1, "answer", "tenant B is unaffected");
+    let made_for_a = made - 1;
+    assert!(
+        made_for_a <= 51,
+        "{made_for_a} calls made against room for 50"
+    );
+
+    // Every message got exactly one reply: an answer for each call made, a polite hand-off for
+    // the rest — none dropped, none doubled.
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    let mut events = std::collections::BTreeSet::new();
+    for (event, kind, text) in &got {
+        assert!(events.insert(event.clone()), "{event} answered twice");
+        *kinds.entry(kind.as_str()).or_default() += 1;
+        if kind == "handoff" {
+            assert!(text.contains("colleague"), "{text}");
+            assert!(!text.to_lowercase().contains("budget"), "{text}");
+        }
+    }
+    assert_eq!(kinds.get("answer").copied().unwrap_or(0), made_for_a);
+    assert_eq!(kinds.get("handoff").copied().unwrap_or(0), 200 - made_for_a);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let handed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM escalations WHERE reason = 'budget'")
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+    drop(tx);
+    assert_eq!(handed as usize, 200 - made_for_a);
+    // Spend: every call settled once, the month used up, over by at most one call's worth;
+    // no hold left behind.
+    let (spent, held) = spent_in(&app, w.a, &budget, &period).await;
+    assert_eq!(held, 0);
+    assert_eq!(
+        spent,
+        budget.monthly_micro_usd - 50 * call + made_for_a as i64 * call
+    );
+    assert!(
+        spent >= budget.monthly_micro_usd,
+        "room was left unused: {spent}"
+    );
+    assert!(spent <= budget.monthly_micro_usd + call, "{spent}");
+}
+
+#[actix_rt::test]
+async fn a_spent_budget_downgrades_or_keeps_answering_by_its_policy_and_a_new_month_has_room_again()
+{
+    let clock = runtime::time::Clock::default();
+    // Far from the fixtures' month, which has spend and a hold seeded in it.
+    clock.advance(chrono::Duration::days(400));
+    let app = budget_engine(clock.clone()).await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let connection = web_connection(&app, w.a, agent).await;
+    let budget = tenant_budget(&app, w.a, 1_000_000, "downgrade", Some("ollama")).await;
+    let period = runtime::time::TenantZone::default().month_key(clock.now());
+    let ollama = app.ollama.as_ref().unwrap();
+
+    // Room left: the usual group answers.
+    app.ingest
+        .enqueue(&web_message(
+            w.a, connection, agent, "c1", "down-1", "hello",
+        ))
+        .await
+        .unwrap();
+    wait_replies(&app, w.a, "down-1", 1).await;
+    assert_eq!((llm_calls(&app.llm), llm_calls(ollama)), (1, 0));
+    // Spent: the cheaper group answers instead, and its spend still counts.
+    set_spent(&app, w.a, &budget, &period, budget.monthly_micro_usd).await;
+    app.ingest
+        .enqueue(&web_message(
+            w.a, connection, agent, "c1", "down-2", "hello",
+        ))
+        .await
+        .unwrap();
+    let got = wait_replies(&app, w.a, "down-2", 1).await;
+    assert_eq!(got[0].1, "answer");
+    assert_eq!((llm_calls(&app.llm), llm_calls(ollama)), (1, 1));
+    let (spent, held) = spent_in(&app, w.a, &budget, &period).await;
+    assert!(
+        spent > budget.monthly_micro_usd,
+        "a model without a price is never free"
+    );
+    assert_eq!(held, 0);
+
+    // The tenant's calendar turns a month (the injected clock): the usual group again.
+    clock.advance(chrono::Duration::days(31));
+    let next = runtime::time::TenantZone::default().month_key(clock.now());
+    assert_ne!(next, period);
+    app.ingest
+        .enqueue(&web_message(
+            w.a, connection, agent, "c1", "down-3", "hello",
+        ))
+        .await
+        .unwrap();
+    wait_replies(&app, w.a, "down-3", 1).await;
+    assert_eq!((llm_calls(&app.llm), llm_calls(ollama)), (2, 1));
+    assert!(spent_in(&app, w.a, &budget, &next).await.0 > 0);
+
+    // Soft: spent, and the usual group keeps answering.
+    let soft = tenant_budget(&app, w.a, 1_000_000, "soft", None).await;
+    assert_eq!(soft.id, budget.id);
+    set_spent(&app, w.a, &soft, &next, 2 * soft.monthly_micro_usd).await;
+    // The change reaches the engine through its change notice; until then the engine may still
+    // downgrade, so wait for a turn the usual group answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 4;
+    loop {
+        let event = format!("down-{n}");
+        let before = llm_calls(&app.llm);
+        app.ingest
+            .enqueue(&web_message(w.a, connection, agent, "c1", &event, "hello"))
+            .await
+            .unwrap();
+        let got = wait_replies(&app, w.a, &event, 1).await;
+        assert_eq!(got[0].1, "answer", "a soft budget never stops an answer");
+        if llm_calls(&app.llm) == before + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the soft policy never took effect"
+        );
+        n += 1;
+    }
 }

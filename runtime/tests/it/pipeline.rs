@@ -83,7 +83,7 @@ pub(crate) async fn wait_for(
 }
 
 /// A web-channel message as a channel adapter would enqueue it.
-fn web_message(
+pub(crate) fn web_message(
     tenant: shared::TenantId,
     connection: shared::ConnectionId,
     agent: shared::AgentId,

@@ -151,8 +151,12 @@ fn usage_slot(m: &InboundMessage) -> i16 {
 /// What else the reply's transaction records.
 enum Extra<'a> {
     Plain,
-    /// The LLM answered: usage, cost and the `llm.call` event.
-    Answered(&'a crate::llm::types::CallReport),
+    /// The LLM answered: usage, cost and the `llm.call` event, and the call's budget hold to
+    /// settle.
+    Answered(
+        &'a crate::llm::types::CallReport,
+        &'a crate::llm::budget::Hold,
+    ),
     /// Every LLM deployment failed (the failure class only: never message content).
     LlmFailed(&'static str),
     /// The request was outside the agent's business function: counted on the tenant's day and
@@ -232,7 +236,7 @@ async fn record_and_send(
     let mut events: Vec<NewEvent> = Vec::with_capacity(2);
     match recording.extra {
         Extra::Plain => {}
-        Extra::Answered(report) => {
+        Extra::Answered(report, hold) => {
             let cost = metering::add_usage_in(
                 &mut tx,
                 m.agent_id,
@@ -243,6 +247,7 @@ async fn record_and_send(
             )
             .await?;
             events.push(metering::call_event(m.agent_id, report, cost));
+            events.extend(crate::llm::budget::settle_in(&mut tx, hold, report).await?);
         }
         Extra::LlmFailed(class) => events.push(NewEvent::about(
             Actor::System,
@@ -864,6 +869,32 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             )
             .await;
         }
+        tool_loop::Ending::OverBudget => {
+            // The month's budget is spent and its policy hands new work to a person: the
+            // customer is told politely that a colleague will answer, never that money ran out.
+            let fired = escalation::over_budget(&agent.escalation_rules);
+            state.window.push(user_turn, deps.settings.window);
+            let recording = Recording {
+                handoff: Some((&fired, packet(&fired, &state, None, Vec::new()))),
+                state: Some(&state),
+                recalled: super::context::recalled_ids(&context),
+                ..Recording::default()
+            };
+            let text = guard::with_disclosure(
+                disclosure.as_deref(),
+                escalation::handoff_notice(&fired, &expected),
+            );
+            return finish(
+                deps,
+                d,
+                &connection,
+                conversation,
+                ReplyKind::Handoff,
+                text,
+                recording,
+            )
+            .await;
+        }
         tool_loop::Ending::Confirm(question) => {
             state.window.push(user_turn, deps.settings.window);
             state.window.push(
@@ -935,7 +966,7 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
         kind = ReplyKind::Handoff;
     }
     let extra = match &answer {
-        Ok(report) => Extra::Answered(report),
+        Ok(report) => Extra::Answered(report, &finished.hold),
         Err(e) => Extra::LlmFailed(e.class()),
     };
     let citations = if kind == ReplyKind::Answer || kind == ReplyKind::Handoff {

@@ -27,6 +27,7 @@ use crate::engine::config::{AgentConfig, TenantConfig};
 use crate::engine::ingest::Delivery;
 use crate::engine::reply;
 use crate::failpoint;
+use crate::llm::budget::{self, Gate, Hold};
 use crate::llm::metering;
 use crate::llm::pool::PoolError;
 use crate::llm::types::{CallReport, ChatRequest, Message, Part, Role};
@@ -63,6 +64,8 @@ pub enum Ending {
     Handoff(String),
     /// A call waits for the customer's yes: what to ask.
     Confirm(String),
+    /// A spent budget whose policy is to hand off: no call was made.
+    OverBudget,
 }
 
 /// What the loop did.
@@ -71,6 +74,8 @@ pub struct Finished {
     pub ending: Ending,
     /// Passages tools found, numbered after the turn's own (in this order).
     pub passages: Vec<Passage>,
+    /// The final answer's hold on the budgets, settled where the answer is recorded.
+    pub hold: Hold,
 }
 
 /// What the loop works with.
@@ -232,16 +237,28 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
         // Fresh calls keep their real arguments (what is stored is redacted).
         let mut fresh_arguments: Vec<Value> = Vec::new();
         if calls.is_empty() {
+            let (hold, downgrade) = match admit(turn, &request, remaining).await? {
+                Gate::Call { hold, downgrade } => (hold, downgrade),
+                Gate::HandOff { .. } => {
+                    return Ok(Finished {
+                        ending: Ending::OverBudget,
+                        passages,
+                        hold: Hold::default(),
+                    });
+                }
+            };
+            let preference = downgrade
+                .as_deref()
+                .or(turn.agent.model_preference.as_deref());
             let Ok(answer) = tokio::time::timeout(
                 remaining,
-                turn.deps.pool.chat(
-                    turn.agent.model_preference.as_deref(),
-                    &turn.config.credentials,
-                    &request,
-                ),
+                turn.deps
+                    .pool
+                    .chat(preference, &turn.config.credentials, &request),
             )
             .await
             else {
+                release(turn, &hold).await;
                 return stopped(turn, Stop::Deadline, passages).await;
             };
             note_key_failures(turn, &answer).await;
@@ -249,9 +266,11 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
             let report = match answer {
                 Ok(report) => report,
                 Err(e) => {
+                    release(turn, &hold).await;
                     return Ok(Finished {
                         ending: Ending::Answer(Err(e)),
                         passages,
+                        hold: Hold::default(),
                     });
                 }
             };
@@ -260,10 +279,11 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
                 return Ok(Finished {
                     ending: Ending::Answer(Ok(report)),
                     passages,
+                    hold,
                 });
             }
             let (rows, arguments) = propose(turn, step_i16, &report, proposed);
-            record_step(turn, &rows, &report).await?;
+            record_step(turn, &rows, &report, &hold).await?;
             fresh_arguments = arguments;
             calls = rows;
         }
@@ -314,6 +334,7 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
             return Ok(Finished {
                 ending: Ending::Handoff(reason.to_string()),
                 passages,
+                hold: Hold::default(),
             });
         }
         if let Some(held) = done
@@ -323,6 +344,7 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
             return Ok(Finished {
                 ending: Ending::Confirm(confirmation_question(turn, held)),
                 passages,
+                hold: Hold::default(),
             });
         }
     }
@@ -512,6 +534,7 @@ async fn record_step(
     turn: &Turn<'_>,
     rows: &[CallRow],
     report: &CallReport,
+    hold: &Hold,
 ) -> Result<(), TurnError> {
     let m = &turn.d.message;
     let mut tx = reply::fenced_tx(turn.deps, turn.d).await?;
@@ -525,7 +548,11 @@ async fn record_step(
     )
     .await?;
     store_tools::record_step(&mut tx, rows).await?;
+    let crossings = budget::settle_in(&mut tx, hold, report).await?;
     audit::append(&mut tx, &metering::call_event(m.agent_id, report, cost)).await?;
+    for event in &crossings {
+        audit::append(&mut tx, event).await?;
+    }
     for row in rows {
         let outcome = row.outcome();
         if !matches!(
@@ -745,7 +772,45 @@ async fn stopped(
     Ok(Finished {
         ending: Ending::Stopped(stop),
         passages,
+        hold: Hold::default(),
     })
+}
+
+/// How long a turn waits for other calls in flight to settle when they hold the rest of a
+/// budget (at most the turn's remaining time).
+const BUDGET_WAIT: Duration = Duration::from_secs(5);
+
+/// Asks the tenant's budgets to admit the next LLM call of the turn.
+async fn admit(
+    turn: &Turn<'_>,
+    request: &ChatRequest,
+    remaining: Duration,
+) -> Result<Gate, TurnError> {
+    if turn.config.budgets.is_empty() {
+        return Ok(Gate::Call {
+            hold: Hold::default(),
+            downgrade: None,
+        });
+    }
+    let ask = budget::Ask {
+        tenant: turn.d.message.tenant_id,
+        agent: turn.d.message.agent_id,
+        budgets: &turn.config.budgets,
+        zone: &turn.config.zone,
+        worst_case: budget::worst_case_on(&turn.deps.pool, request),
+        now: turn.deps.settings.clock.now(),
+        // A crashed turn's hold outlives the turn's deadline by a minute, then lapses.
+        hold_for: remaining + Duration::from_secs(60),
+        wait: remaining.min(BUDGET_WAIT),
+    };
+    Ok(budget::admit(&turn.deps.store, &ask).await?)
+}
+
+/// Lets go of a failed call's hold; if that fails too, the hold lapses at its expiry.
+async fn release(turn: &Turn<'_>, hold: &Hold) {
+    if let Err(e) = budget::release(&turn.deps.store, turn.d.message.tenant_id, hold).await {
+        tracing::warn!(tenant.id = %turn.d.message.tenant_id, error = %e, "could not release a budget hold; it lapses at its expiry");
+    }
 }
 
 async fn note_key_failures(turn: &Turn<'_>, answer: &Result<CallReport, PoolError>) {
