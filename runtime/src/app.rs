@@ -89,6 +89,8 @@ pub struct Application {
     pub node: String,
     /// The mail sender and links (shared with the API and the mail jobs).
     pub people: crate::people::People,
+    /// The one client for URLs tenants supply.
+    pub outbound: crate::outbound::Outbound,
     knowledge: crate::knowledge::Knowledge,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -194,7 +196,7 @@ impl Application {
             channels: channels.clone(),
             startup: startup.clone(),
             public_url,
-            outbound,
+            outbound: outbound.clone(),
             verifications: verifications.clone(),
             knowledge: Some(knowledge.clone()),
             turn_caps: api::tools::TurnCaps {
@@ -238,6 +240,7 @@ impl Application {
                 ingest: Some(ingest.clone()),
                 channels: Some(channels.clone()),
                 keyring: Some(keyring.clone()),
+                outbound: Some(outbound.clone()),
             };
             Runner::start(context, registry, settings, &node)
         });
@@ -258,6 +261,7 @@ impl Application {
             jobs_grace,
             node,
             people,
+            outbound,
             server,
             serving,
         })

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod agents;
 pub mod audit;
 pub mod auth;
+pub mod budgets;
 pub mod channels;
 pub mod chat;
 pub mod conversations;

@@ -11,9 +11,9 @@ use shared::auth::Permission;
 
 use super::error::ApiError;
 use super::{
-    admin, agents, audit, auth, channels, chat, conversations, end_users, invitations, jobs,
-    knowledge, limits, llm_keys, members, openapi, passwords, platform, settings, tenants, tools,
-    usage, whatsapp,
+    admin, agents, audit, auth, budgets, channels, chat, conversations, end_users, invitations,
+    jobs, knowledge, limits, llm_keys, members, openapi, passwords, platform, settings, tenants,
+    tools, usage, whatsapp,
 };
 
 /// What a route requires of its caller.
@@ -163,6 +163,12 @@ routes! {
     GET    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(ConversationsRead), conversations::handoff_settings;
     PUT    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(SettingsManage), conversations::set_handoff_settings;
     GET    "/api/tenants/{tenant_id}/usage"               => Tenant(UsageRead), usage::report;
+    GET    "/api/tenants/{tenant_id}/budgets"             => Tenant(UsageRead), budgets::list;
+    PUT    "/api/tenants/{tenant_id}/budgets/tenant"      => Tenant(BudgetsManage), budgets::put_tenant;
+    DELETE "/api/tenants/{tenant_id}/budgets/tenant"      => Tenant(BudgetsManage), budgets::delete_tenant;
+    PUT    "/api/tenants/{tenant_id}/budgets/agents/{agent_id}" => Tenant(BudgetsManage), budgets::put_agent;
+    DELETE "/api/tenants/{tenant_id}/budgets/agents/{agent_id}" => Tenant(BudgetsManage), budgets::delete_agent;
+    GET    "/api/tenants/{tenant_id}/budget-alerts"       => Tenant(UsageRead), budgets::alerts;
 }
 
 /// The spec of the route that matched, by method and pattern.

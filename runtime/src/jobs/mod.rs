@@ -10,6 +10,7 @@
 //!
 //! Every handler of the product is registered in one place, [`Registry::builtin`].
 
+pub mod budget_alert;
 mod runner;
 pub mod tenant_purge;
 
@@ -68,6 +69,8 @@ pub struct JobContext {
     /// The channel adapters and the keyring that opens tenants' tokens (hand-off notices).
     pub channels: Option<crate::channels::Channels>,
     pub keyring: Option<Arc<crate::crypto::Keyring>>,
+    /// The one client for URLs tenants supply (budget alert webhooks).
+    pub outbound: Option<crate::outbound::Outbound>,
 }
 
 /// Why an attempt failed. The reason is recorded as the job's `last_error` and shown to the
@@ -166,7 +169,8 @@ impl Registry {
             .with(crate::people::jobs::SendInvitation)?
             .with(crate::people::jobs::SendPasswordReset)?
             .with(crate::inbox::jobs::SendReply)?
-            .with(crate::inbox::jobs::NotifyHandoff)
+            .with(crate::inbox::jobs::NotifyHandoff)?
+            .with(budget_alert::SendBudgetAlert)
     }
 
     /// Adds a handler for its kind.

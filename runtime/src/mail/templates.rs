@@ -196,6 +196,73 @@ pub fn handoff(h: &Handoff<'_>) -> Email {
     }
 }
 
+/// What a budget alert says.
+#[derive(Debug, Clone)]
+pub struct BudgetAlert<'a> {
+    pub to: &'a str,
+    pub tenant_name: &'a str,
+    /// `None`: the tenant's budget; else the agent's name.
+    pub agent_name: Option<&'a str>,
+    pub threshold: u8,
+    /// Amounts as people read them (`$41.20`).
+    pub spent: &'a str,
+    pub monthly: &'a str,
+    /// What happens at 100 %, in a sentence.
+    pub policy: &'a str,
+    pub link: &'a str,
+}
+
+/// The mail a tenant's admins get when a budget crosses a threshold.
+pub fn budget_alert(b: &BudgetAlert<'_>) -> Email {
+    let whose = match b.agent_name {
+        Some(agent) => format!("{}'s budget", plain(agent)),
+        None => "The monthly AI budget".to_string(),
+    };
+    let subject = format!(
+        "{whose} in {} has reached {} %",
+        plain(b.tenant_name),
+        b.threshold
+    );
+    let text = format!(
+        "{whose} in {tenant} has reached {threshold} %: {spent} of {monthly} spent this month.\n\n\
+         At 100 %: {policy}\n\n\
+         See usage and change the budget: {link}\n\n\
+         You get this mail because you are an admin of {tenant}.\n",
+        tenant = plain(b.tenant_name),
+        threshold = b.threshold,
+        spent = b.spent,
+        monthly = b.monthly,
+        policy = plain(b.policy),
+        link = b.link,
+    );
+    let html_whose = match b.agent_name {
+        Some(agent) => format!("<strong>{}</strong>'s budget", escape(agent)),
+        None => "The monthly AI budget".to_string(),
+    };
+    let html = page(
+        &format!("Budget at {} %", b.threshold),
+        &[
+            format!(
+                "{html_whose} in <strong>{}</strong> has reached {} %: {} of {} spent this month.",
+                escape(b.tenant_name),
+                b.threshold,
+                escape(b.spent),
+                escape(b.monthly)
+            ),
+            format!("At 100 %: {}", escape(b.policy)),
+        ],
+        "See usage",
+        b.link,
+        "You get this mail because you are an admin of this workspace.",
+    );
+    Email {
+        to: b.to.to_string(),
+        subject: one_line_subject(&subject),
+        text,
+        html,
+    }
+}
+
 fn one_line_subject(subject: &str) -> String {
     plain(subject).chars().take(200).collect()
 }

@@ -160,8 +160,13 @@ actions! {
     InvitationAccepted => "invitation.accepted",
     /// An invitation's mail could not be sent for good (our reason, never the server's text).
     InvitationMailFailed => "invitation.mail_failed",
+    /// A budget was set or changed (its scope, amount, thresholds and policy).
+    BudgetSet => "budget.set",
+    BudgetRemoved => "budget.removed",
     /// A budget's month crossed one of its thresholds (the budget, the threshold, the spend).
     BudgetThresholdCrossed => "budget.threshold_crossed",
+    /// A crossed threshold's alert went out (how many admins were mailed, the webhook's status).
+    BudgetAlertSent => "budget.alert_sent",
 }
 
 impl std::fmt::Display for Action {

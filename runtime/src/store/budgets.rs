@@ -276,6 +276,93 @@ pub async fn record_alert(
     .await?)
 }
 
+/// The thresholds of `budget` already crossed in `period`, lowest first.
+pub async fn crossed_in(tx: &mut TenantTx, budget: Uuid, period: &str) -> StoreResult<Vec<i16>> {
+    Ok(sqlx::query_scalar(
+        "SELECT threshold FROM budget_alerts WHERE budget_id = $1 AND period = $2 \
+          ORDER BY threshold",
+    )
+    .bind(budget)
+    .bind(period)
+    .fetch_all(tx.connection())
+    .await?)
+}
+
+/// A crossed threshold as stored, with its budget's scope and policy.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AlertRow {
+    pub id: Uuid,
+    pub budget_id: Uuid,
+    pub agent_id: Option<AgentId>,
+    pub agent_name: Option<String>,
+    pub period: String,
+    pub threshold: i16,
+    pub spent_micro_usd: i64,
+    pub monthly_micro_usd: i64,
+    pub policy: String,
+    pub webhook_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub mailed: Option<i32>,
+    pub webhook_status: Option<i32>,
+}
+
+const ALERT_COLUMNS: &str = "a.id, a.budget_id, b.agent_id, g.name AS agent_name, a.period, \
+                             a.threshold, a.spent_micro_usd, a.monthly_micro_usd, b.policy, \
+                             b.webhook_url, a.created_at, a.mailed, a.webhook_status";
+
+const ALERT_FROM: &str = "FROM budget_alerts a JOIN budgets b ON b.id = a.budget_id \
+                          LEFT JOIN agents g ON g.id = b.agent_id";
+
+/// The tenant's alerts, newest first: `limit` of them from before `before` (a page's last
+/// `created_at`, with its id to break ties).
+pub async fn alerts(
+    tx: &mut TenantTx,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> StoreResult<Vec<AlertRow>> {
+    let (at, id) = before.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    Ok(sqlx::query_as::<_, AlertRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ALERT_COLUMNS} {ALERT_FROM} \
+          WHERE $1::timestamptz IS NULL OR (a.created_at, a.id) < ($1, $2) \
+          ORDER BY a.created_at DESC, a.id DESC LIMIT $3"
+    )))
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(tx.connection())
+    .await?)
+}
+
+/// One alert, for its job.
+pub async fn alert(tx: &mut TenantTx, id: Uuid) -> StoreResult<Option<AlertRow>> {
+    Ok(sqlx::query_as::<_, AlertRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ALERT_COLUMNS} {ALERT_FROM} WHERE a.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(tx.connection())
+    .await?)
+}
+
+/// Records that the alert's mail went to `mailed` admins.
+pub async fn mark_mailed(tx: &mut TenantTx, id: Uuid, mailed: i32) -> StoreResult<()> {
+    sqlx::query("UPDATE budget_alerts SET mailed = $2 WHERE id = $1")
+        .bind(id)
+        .bind(mailed)
+        .execute(tx.connection())
+        .await?;
+    Ok(())
+}
+
+/// Records the webhook's answer to the alert.
+pub async fn mark_posted(tx: &mut TenantTx, id: Uuid, status: i32) -> StoreResult<()> {
+    sqlx::query("UPDATE budget_alerts SET webhook_status = $2 WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .execute(tx.connection())
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,15 +4,18 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::{Method, StatusCode};
 use runtime::engine::turn::EngineSettings;
 use runtime::store::Store;
 use runtime::store::budgets::{self, BudgetRow, NewBudget, Standing};
+use serde_json::{Value, json};
+use shared::usage::{BudgetAlert, BudgetStatus, UsageReport};
 use shared::{AgentId, ConnectionId, TenantId};
 use uuid::Uuid;
 
-use crate::pipeline::web_message;
-use crate::support::{AppOptions, TestApp};
-use crate::world::{self, World};
+use crate::pipeline::{send, wait_for, web_message};
+use crate::support::{AppOptions, TestApp, field_errors};
+use crate::world::{self, Who, World};
 
 async fn set_budget(store: &Store, tenant: TenantId, monthly: i64, policy: &str) -> BudgetRow {
     let mut tx = store.tenant_tx(tenant).await.unwrap();
@@ -589,4 +592,380 @@ async fn a_spent_budget_downgrades_or_keeps_answering_by_its_policy_and_a_new_mo
         );
         n += 1;
     }
+}
+
+/// The job runner as the mail tests run it: quick retries.
+fn runner() -> (runtime::jobs::RunnerSettings, runtime::jobs::Registry) {
+    (
+        runtime::jobs::RunnerSettings {
+            concurrency: 2,
+            lease: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(200),
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(500),
+        },
+        runtime::jobs::Registry::builtin().unwrap(),
+    )
+}
+
+async fn put_budget(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
+    app.request(Method::PUT, path, Some(token))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn statuses(app: &TestApp, token: &str, tenant: TenantId) -> Vec<BudgetStatus> {
+    app.get_json(&format!("/api/tenants/{tenant}/budgets"), token)
+        .await
+}
+
+#[actix_rt::test]
+async fn an_admin_sets_a_budget_sees_spend_rise_gets_each_alert_once_by_mail_and_webhook_and_at_100_the_policy_applies()
+ {
+    let hook = e2e::shop::FakeShop::start("unused").unwrap();
+    let clock = runtime::time::Clock::default();
+    // Far from the fixtures' month, which has spend seeded in it.
+    clock.advance(chrono::Duration::days(400));
+    let app = TestApp::spawn_with(AppOptions {
+        engine: Some(EngineSettings {
+            clock: clock.clone(),
+            ..EngineSettings::default()
+        }),
+        jobs: Some(runner()),
+        outbound_allow: vec![hook.host_port.clone()],
+        public_url: Some("https://konstruct.example.test".into()),
+        ..AppOptions::default()
+    })
+    .await;
+    let w = World::new(&app).await;
+    let agent = world::agent(&app, w.a, "Nia").await;
+    let admin = w.token(&app, Who::AdminA).await.unwrap();
+    let operator = w.token(&app, Who::OperatorA).await.unwrap();
+    let admin_b = w.token(&app, Who::AdminB).await.unwrap();
+    let email = runtime::store::users::get(&app.store, w.admin_a)
+        .await
+        .unwrap()
+        .unwrap()
+        .email;
+    let tenant_path = format!("/api/tenants/{}/budgets/tenant", w.a);
+    let webhook = format!("{}/hooks/budget", hook.base_url);
+
+    // Bad input is a field error and changes nothing.
+    for (body, field) in [
+        (json!({ "monthly_micro_usd": 0 }), "monthly_micro_usd"),
+        (json!({ "monthly_micro_usd": -5 }), "monthly_micro_usd"),
+        (
+            json!({ "monthly_micro_usd": 1_000, "thresholds": [0, 80] }),
+            "thresholds",
+        ),
+        (
+            json!({ "monthly_micro_usd": 1_000, "thresholds": [] }),
+            "thresholds",
+        ),
+        (
+            json!({ "monthly_micro_usd": 1_000, "policy": "downgrade" }),
+            "downgrade_group",
+        ),
+        (
+            json!({ "monthly_micro_usd": 1_000, "policy": "downgrade", "downgrade_group": "nope" }),
+            "downgrade_group",
+        ),
+        (
+            json!({ "monthly_micro_usd": 1_000, "downgrade_group": "openai" }),
+            "downgrade_group",
+        ),
+        (
+            json!({ "monthly_micro_usd": 1_000, "webhook_url": "not a url" }),
+            "webhook_url",
+        ),
+        (
+            json!({ "monthly_micro_usd": 1_000, "webhook_url": "http://example.com/hook" }),
+            "webhook_url",
+        ),
+        (
+            json!({ "monthly_micro_usd": 1_000, "webhook_url": "https://u:p@example.com/hook" }),
+            "webhook_url",
+        ),
+        // Our own network, not on the allowlist.
+        (
+            json!({ "monthly_micro_usd": 1_000, "webhook_url": "https://127.0.0.1:9/hook" }),
+            "webhook_url",
+        ),
+    ] {
+        let res = put_budget(&app, &admin, &tenant_path, body.clone()).await;
+        assert_eq!(field_errors(res).await, vec![field.to_string()], "{body}");
+    }
+    let before = statuses(&app, &admin, w.a).await;
+    assert_eq!(before.len(), 1, "the fixtures' budget only");
+    assert_eq!(before[0].budget.monthly_micro_usd, 5_000_000);
+    // An operator reads budgets and changes none; another tenant's admin finds none of A's.
+    let res = put_budget(
+        &app,
+        &operator,
+        &tenant_path,
+        json!({ "monthly_micro_usd": 1 }),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = put_budget(
+        &app,
+        &admin_b,
+        &tenant_path,
+        json!({ "monthly_micro_usd": 1 }),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = put_budget(
+        &app,
+        &admin_b,
+        &format!("/api/tenants/{}/budgets/agents/{agent}", w.b),
+        json!({ "monthly_micro_usd": 1 }),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "A's agent is no agent of B's"
+    );
+    assert_eq!(statuses(&app, &operator, w.a).await, before);
+
+    // A first budget, and one test-chat message tells what a call costs.
+    let res = put_budget(
+        &app,
+        &admin,
+        &tenant_path,
+        json!({ "monthly_micro_usd": 1_000_000, "policy": "handoff", "webhook_url": webhook }),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let set: BudgetStatus = res.json().await.unwrap();
+    assert_eq!(
+        set.budget.thresholds,
+        vec![50, 80, 100],
+        "the default thresholds"
+    );
+    assert_eq!(set.spent_micro_usd, 0);
+    app.config_applied(w.a).await;
+    let chat = |n: usize| format!("journey-{n}");
+    send(&app, &admin, w.a, agent, Some(&chat(0)), "hello there").await;
+    wait_for(&app, &admin, w.a, agent, &chat(0), 2).await;
+    let call = statuses(&app, &admin, w.a).await[0].spent_micro_usd;
+    assert!(call > 0);
+    let usage: UsageReport = app
+        .get_json(&format!("/api/tenants/{}/usage", w.a), &operator)
+        .await;
+    assert_eq!(
+        usage.totals.platform.cost_micro_usd, call,
+        "the dashboard shows the spend"
+    );
+
+    // Five calls' worth: the 3rd call crosses 50 %, the 4th 80 %, the 5th 100 %.
+    let res = put_budget(
+        &app,
+        &admin,
+        &tenant_path,
+        json!({ "monthly_micro_usd": 5 * call, "policy": "handoff", "webhook_url": webhook }),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    app.config_applied(w.a).await;
+    let mut seen = vec![call];
+    for n in 1..5 {
+        send(&app, &admin, w.a, agent, Some(&chat(n)), "hello there").await;
+        let messages = wait_for(&app, &admin, w.a, agent, &chat(n), 2).await;
+        assert!(
+            !messages[1].text.contains("colleague"),
+            "answered: {}",
+            messages[1].text
+        );
+        let usage: UsageReport = app
+            .get_json(&format!("/api/tenants/{}/usage", w.a), &operator)
+            .await;
+        seen.push(usage.totals.platform.cost_micro_usd);
+        if n == 4 {
+            // The 80 % alert: mailed to the admin and posted to the webhook.
+            let mails = crate::mailbox::wait_for(&email, 2).await;
+            assert!(
+                mails.iter().any(|m| m.subject.contains("80 %")),
+                "{mails:?}"
+            );
+        }
+    }
+    assert_eq!(
+        seen,
+        (1..=5).map(|k| k * call).collect::<Vec<_>>(),
+        "spend rises call by call"
+    );
+    let status = statuses(&app, &admin, w.a).await.remove(0);
+    assert!(status.exhausted);
+    assert_eq!(status.percent, 100);
+    assert_eq!(status.crossed, vec![50, 80, 100]);
+    assert_eq!(status.reserved_micro_usd, 0);
+
+    // At 100 % the hand-off policy: the next customer is handed to a person, politely.
+    send(&app, &admin, w.a, agent, Some(&chat(5)), "hello there").await;
+    let messages = wait_for(&app, &admin, w.a, agent, &chat(5), 2).await;
+    assert!(
+        messages[1].text.contains("colleague"),
+        "{}",
+        messages[1].text
+    );
+    assert!(!messages[1].text.to_lowercase().contains("budget"));
+    let llm_calls_now = llm_calls(&app.llm);
+    assert_eq!(llm_calls_now, 5, "no call after the month was spent");
+
+    // Each threshold alerted exactly once: three mails, three webhook posts, three alerts.
+    let mails = crate::mailbox::wait_for(&email, 3).await;
+    let mut subjects: Vec<String> = mails.iter().map(|m| m.subject.clone()).collect();
+    subjects.sort();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    for (subject, t) in subjects.iter().zip(["100", "50", "80"]) {
+        assert!(subject.contains(&format!("{t} %")), "{subject}");
+    }
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.text.contains("https://konstruct.example.test/usage"))
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let posts = loop {
+        let posts: Vec<Value> = hook
+            .received()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/hooks/budget")
+            .map(|r| serde_json::from_str(&r.body).unwrap())
+            .collect();
+        if posts.len() >= 3 {
+            break posts;
+        }
+        assert!(Instant::now() < deadline, "{} webhook posts", posts.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut thresholds: Vec<i64> = posts
+        .iter()
+        .map(|p| p["threshold"].as_i64().unwrap())
+        .collect();
+    thresholds.sort_unstable();
+    assert_eq!(thresholds, vec![50, 80, 100]);
+    assert!(
+        posts
+            .iter()
+            .all(|p| p["tenant_id"] == json!(w.a) && p["policy"] == "handoff")
+    );
+    let alerts: Vec<BudgetAlert> = app
+        .get_json(&format!("/api/tenants/{}/budget-alerts", w.a), &operator)
+        .await;
+    // This month's (the fixtures' budget, which this one replaced, raised one last year).
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|a| a.period == status.period)
+            .map(|a| a.threshold)
+            .collect::<Vec<_>>(),
+        vec![100, 80, 50],
+        "newest first"
+    );
+    assert!(alerts.iter().all(|a| a.budget_id == status.budget.id));
+    // Paged: after the newest, the other two.
+    let older: Vec<BudgetAlert> = app
+        .get_json(
+            &format!(
+                "/api/tenants/{}/budget-alerts?before={}&limit=1",
+                w.a, alerts[0].id
+            ),
+            &operator,
+        )
+        .await;
+    assert_eq!(
+        older.iter().map(|a| a.threshold).collect::<Vec<_>>(),
+        vec![80]
+    );
+    // The jobs recorded what they did (a mail to each of A's admins, the webhook's 200), and
+    // the trail has each crossing and sending.
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let admins: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tenant_members WHERE role = 'customer_admin'")
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+    drop(tx);
+    let admins = i32::try_from(admins).unwrap();
+    assert!(admins >= 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alerts: Vec<BudgetAlert> = app
+            .get_json(&format!("/api/tenants/{}/budget-alerts", w.a), &operator)
+            .await;
+        if alerts
+            .iter()
+            .filter(|a| a.period == status.period)
+            .all(|a| a.mailed == Some(admins) && a.webhook_status == Some(200))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{alerts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let trail: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT action, count(*) FROM audit_events \
+          WHERE action IN ('budget.set', 'budget.threshold_crossed', 'budget.alert_sent') \
+          GROUP BY action ORDER BY action",
+    )
+    .fetch_all(tx.connection())
+    .await
+    .unwrap();
+    drop(tx);
+    assert_eq!(
+        trail,
+        vec![
+            ("budget.alert_sent".to_string(), 3),
+            ("budget.set".to_string(), 2),
+            ("budget.threshold_crossed".to_string(), 3)
+        ]
+    );
+    // B saw none of it.
+    let b: Vec<BudgetAlert> = app
+        .get_json(&format!("/api/tenants/{}/budget-alerts", w.b), &admin_b)
+        .await;
+    assert!(
+        b.iter()
+            .all(|x| x.budget_id != status.budget.id && x.period != status.period),
+        "B has only its own (the fixtures') alerts: {b:?}"
+    );
+    let res = app
+        .request(
+            Method::GET,
+            &format!("/api/tenants/{}/budget-alerts", w.a),
+            Some(&admin_b),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // Removing the budget lifts the policy: the next message is answered by the AI again.
+    let res = app
+        .request(Method::DELETE, &tenant_path, Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app
+        .request(Method::DELETE, &tenant_path, Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.config_applied(w.a).await;
+    send(&app, &admin, w.a, agent, Some(&chat(6)), "hello there").await;
+    let messages = wait_for(&app, &admin, w.a, agent, &chat(6), 2).await;
+    assert!(
+        !messages[1].text.contains("colleague"),
+        "{}",
+        messages[1].text
+    );
+    assert_eq!(llm_calls(&app.llm), 6);
 }

@@ -369,6 +369,37 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
         "/api/tenants/{tenant_id}/usage",
         [401, 200, 200, 404, 200, 200],
     ),
+    // Budgets and their alerts: everyone of the tenant reads them; only admins set or remove.
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/budgets",
+        [401, 200, 200, 404, 200, 200],
+    ),
+    (
+        "PUT",
+        "/api/tenants/{tenant_id}/budgets/tenant",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/budgets/tenant",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    (
+        "PUT",
+        "/api/tenants/{tenant_id}/budgets/agents/{agent_id}",
+        [401, 403, 200, 404, 200, 200],
+    ),
+    (
+        "DELETE",
+        "/api/tenants/{tenant_id}/budgets/agents/{agent_id}",
+        [401, 403, 204, 404, 204, 204],
+    ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/budget-alerts",
+        [401, 200, 200, 404, 200, 200],
+    ),
     // Customers' memories and erasure are an admin's; operators read the knowledge base and
     // search it, and change nothing.
     (
@@ -657,6 +688,29 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
         world::member(app, w.a, user, shared::auth::TenantRole::CustomerOperator).await;
         path = path.replace("{user_id}", &user.to_string());
     }
+    if spec.method == "DELETE" && spec.path.contains("/budgets/") {
+        // A budget to remove, for each caller.
+        let agent = path
+            .rsplit_once("/budgets/agents/")
+            .and_then(|(_, a)| a.parse::<Uuid>().ok())
+            .map(shared::AgentId::from_uuid);
+        let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+        runtime::store::budgets::put(
+            &mut tx,
+            &runtime::store::budgets::NewBudget {
+                agent,
+                monthly_micro_usd: 1_000_000,
+                thresholds: &[50, 80, 100],
+                policy: "soft",
+                downgrade_group: None,
+                count_own_keys: false,
+                webhook_url: None,
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
     let tag = &Uuid::new_v4().simple().to_string()[..10];
     let body = match (spec.method, spec.path) {
         ("POST", "/api/auth/login") => {
@@ -796,6 +850,11 @@ async fn prepare(app: &TestApp, w: &World, spec: &RouteSpec) -> (String, Option<
             "business_hours": { "days": [1, 2, 3, 4, 5], "opens": "09:00", "closes": "17:00",
                                 "response_minutes": 60 },
             "slack_channel": "CMATRIX01",
+        })),
+        ("PUT", "/api/tenants/{tenant_id}/budgets/tenant")
+        | ("PUT", "/api/tenants/{tenant_id}/budgets/agents/{agent_id}") => Some(json!({
+            "monthly_micro_usd": 25_000_000,
+            "policy": "handoff",
         })),
         ("PUT", "/api/tenants/{tenant_id}/llm-keys/{provider}") => {
             Some(json!({ "api_key": crate::support::TENANT_LLM_KEY }))

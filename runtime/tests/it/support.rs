@@ -468,6 +468,7 @@ impl TestApp {
             ingest: Some(self.app.ingest.clone()),
             channels: Some(self.app.channels.clone()),
             keyring: Some(self.app.keyring.clone()),
+            outbound: Some(self.app.outbound.clone()),
         }
     }
 
