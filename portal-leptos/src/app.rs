@@ -17,7 +17,7 @@ use crate::api::{self, ApiError, HttpMethod};
 use crate::inbox::live::{Live, LiveStream, use_live};
 use crate::{
     account, agents, audit, channels, chat, customers, inbox, invitation, jobs, knowledge, login,
-    members, passwords, settings, tenants, tools,
+    members, passwords, settings, tenants, tools, usage,
 };
 
 /// What every page can reach: the signed-in user and the tenant in focus.
@@ -214,6 +214,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/tools/:id") view=|| view! { <Shell><tools::ToolEditor /></Shell> } />
                 <Route path=path!("/audit") view=|| view! { <Shell><audit::AuditTrail /></Shell> } />
                 <Route path=path!("/jobs") view=|| view! { <Shell><jobs::Jobs /></Shell> } />
+                <Route path=path!("/usage") view=|| view! { <Shell><usage::Usage /></Shell> } />
                 <Route path=path!("/customers") view=|| view! { <Shell><customers::Customers /></Shell> } />
                 <Route path=path!("/inbox") view=|| view! { <Shell><inbox::Inbox /></Shell> } />
                 <Route path=path!("/inbox/:id") view=|| view! { <Shell><inbox::Conversation /></Shell> } />
@@ -433,6 +434,9 @@ fn Nav() -> impl IntoView {
                 </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::AuditRead)>
                     <li><A href="/audit">"Audit trail"</A></li>
+                </Show>
+                <Show when=move || session.tenant.get().is_some() && session.can(Permission::UsageRead)>
+                    <li><A href="/usage">"Usage and cost"</A></li>
                 </Show>
                 <Show when=move || session.tenant.get().is_some() && session.can(Permission::JobsRead)>
                     <li><A href="/jobs">"Background jobs"</A></li>

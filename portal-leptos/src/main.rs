@@ -21,6 +21,7 @@ mod passwords;
 mod settings;
 mod tenants;
 mod tools;
+mod usage;
 
 fn main() {
     console_error_panic_hook::set_once();

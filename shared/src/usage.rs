@@ -288,9 +288,50 @@ pub fn format_usd(micro_usd: i64) -> String {
     format!("{sign}${grouped}.{:02}", cents % 100)
 }
 
+/// A dollar amount typed by a person (`25`, `25.5`, `$1,200.00`) in micro-dollars; `None` for
+/// anything else (negative, more than six decimals, not a number).
+pub fn parse_usd(text: &str) -> Option<i64> {
+    let t: String = text
+        .trim()
+        .trim_start_matches('$')
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !whole.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > 6
+    {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let frac: i64 = format!("{frac:0<6}").parse().ok()?;
+    whole.checked_mul(1_000_000)?.checked_add(frac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollars_typed_by_people_become_micro_dollars_exactly() {
+        assert_eq!(parse_usd("25"), Some(25_000_000));
+        assert_eq!(parse_usd("$1,200.50"), Some(1_200_500_000));
+        assert_eq!(parse_usd("0.000001"), Some(1));
+        assert_eq!(parse_usd(".5"), Some(500_000));
+        assert_eq!(parse_usd(""), None);
+        assert_eq!(parse_usd("-5"), None);
+        assert_eq!(parse_usd("1.0000001"), None);
+        assert_eq!(parse_usd("ten"), None);
+        assert_eq!(parse_usd("99999999999999999999"), None);
+    }
 
     #[test]
     fn amounts_read_as_dollars_and_cents() {

@@ -163,6 +163,7 @@ routes! {
     GET    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(ConversationsRead), conversations::handoff_settings;
     PUT    "/api/tenants/{tenant_id}/settings/handoff"    => Tenant(SettingsManage), conversations::set_handoff_settings;
     GET    "/api/tenants/{tenant_id}/usage"               => Tenant(UsageRead), usage::report;
+    GET    "/api/tenants/{tenant_id}/usage/export"        => Tenant(UsageRead), usage::export;
     GET    "/api/tenants/{tenant_id}/budgets"             => Tenant(UsageRead), budgets::list;
     PUT    "/api/tenants/{tenant_id}/budgets/tenant"      => Tenant(BudgetsManage), budgets::put_tenant;
     DELETE "/api/tenants/{tenant_id}/budgets/tenant"      => Tenant(BudgetsManage), budgets::delete_tenant;

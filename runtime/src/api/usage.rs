@@ -135,3 +135,71 @@ pub async fn report(
         store_usage::report(&mut tx, &zone, &query).await?,
     ))
 }
+
+/// The report's series as CSV: one row per day, week or month, platform keys and the tenant's
+/// own apart, amounts in dollars with six decimals (exact: micro-dollars).
+pub fn csv(report: &UsageReport) -> String {
+    let usd = |micro: i64| {
+        let sign = if micro < 0 { "-" } else { "" };
+        let m = micro.unsigned_abs();
+        format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
+    };
+    let mut out = String::from(
+        "period_start,calls,input_tokens,output_tokens,cached_input_tokens,cost_usd,unpriced_calls,\
+         own_key_calls,own_key_input_tokens,own_key_output_tokens,own_key_cost_usd,\
+         own_key_unpriced_calls,conversations,customer_messages,handoffs\r\n",
+    );
+    for p in &report.series {
+        let (a, o) = (&p.platform, &p.own_keys);
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\r\n",
+            p.start,
+            a.calls,
+            a.input_tokens,
+            a.output_tokens,
+            a.cached_input_tokens,
+            usd(a.cost_micro_usd),
+            a.unpriced_calls,
+            o.calls,
+            o.input_tokens,
+            o.output_tokens,
+            usd(o.cost_micro_usd),
+            o.unpriced_calls,
+            p.conversations,
+            p.messages,
+            p.handoffs,
+        ));
+    }
+    out
+}
+
+/// The usage report's series as a CSV download (same parameters as the report).
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/usage/export", tag = "usage",
+    params(("tenant_id" = Uuid, Path), UsageParams),
+    responses((status = 200, content_type = "text/csv", body = String),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn export(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    params: web::Query<UsageParams>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    let zone = tenants::settings(&mut tx)
+        .await?
+        .and_then(|s| TenantZone::parse(&s.time_zone))
+        .unwrap_or_default();
+    let query = parse(&params, zone.day(state.clock.now()))?;
+    let report = store_usage::report(&mut tx, &zone, &query).await?;
+    tx.commit().await?;
+    Ok(actix_web::HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"usage-{}-to-{}.csv\"",
+                report.from, report.to
+            ),
+        ))
+        .body(csv(&report)))
+}

@@ -19,7 +19,8 @@ use crate::store::jobs::{self as store_jobs, NewJob};
 use crate::store::{Store, StoreResult, TenantTx};
 use crate::time::TenantZone;
 
-/// What a call to a model without a price is charged per million input tokens ($15).
+/// What a call to a model without a price is charged per million input tokens ($15; the store
+/// charges the same when it opens a month from recorded usage).
 pub const UNPRICED_INPUT_MICRO_USD_PER_MTOK: i64 = 15_000_000;
 /// … and per million output tokens ($75).
 pub const UNPRICED_OUTPUT_MICRO_USD_PER_MTOK: i64 = 75_000_000;

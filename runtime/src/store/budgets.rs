@@ -115,6 +115,7 @@ pub async fn reserve(
     expires_at: DateTime<Utc>,
 ) -> StoreResult<Standing> {
     let tenant = tx.tenant();
+    open_period(tx, budget, period).await?;
     let spent = lock_period(tx, budget.id, period).await?;
     sqlx::query(
         "DELETE FROM budget_reservations \
@@ -152,6 +153,46 @@ pub async fn reserve(
     .execute(tx.connection())
     .await?;
     Ok(Standing::Reserved)
+}
+
+/// What a call of a model without a price is charged per million input and output tokens
+/// (as `llm::budget` charges it).
+const UNPRICED_PER_MTOK: (i64, i64) = (15_000_000, 75_000_000);
+
+/// Opens the budget's month if it has no row yet, with what the month has spent so far (a
+/// budget set mid-month starts from the month's real spend, not from zero): the usage recorded
+/// since the month's first instant in the tenant's calendar, the agent's only for an agent's
+/// budget, the platform's keys only unless the budget counts the tenant's own; calls without a
+/// price at the default price.
+async fn open_period(tx: &mut TenantTx, budget: &BudgetRow, period: &str) -> StoreResult<()> {
+    let tenant = tx.tenant();
+    sqlx::query(
+        "INSERT INTO budget_periods (tenant_id, budget_id, period, spent_micro_usd) \
+         SELECT $1, $2, $3, coalesce(( \
+                  SELECT sum(CASE WHEN u.unpriced_calls > 0 \
+                                  THEN (u.input_tokens::numeric * $6 \
+                                        + u.output_tokens::numeric * $7) / 1000000 \
+                                  ELSE u.cost_micro_usd END)::bigint \
+                    FROM llm_usage u \
+                   WHERE u.bucket >= m.start AND u.bucket < m.next \
+                     AND ($4::uuid IS NULL OR u.agent_id = $4) \
+                     AND ($5 OR u.key_owner = 'platform')), 0) \
+           FROM (SELECT ((($3 || '-01')::date)::timestamp AT TIME ZONE t.time_zone) AS start, \
+                        ((($3 || '-01')::date + interval '1 month')::timestamp \
+                            AT TIME ZONE t.time_zone) AS next \
+                   FROM tenants t WHERE t.id = $1) m \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant.as_uuid())
+    .bind(budget.id)
+    .bind(period)
+    .bind(budget.agent_id)
+    .bind(budget.count_own_keys)
+    .bind(UNPRICED_PER_MTOK.0)
+    .bind(UNPRICED_PER_MTOK.1)
+    .execute(tx.connection())
+    .await?;
+    Ok(())
 }
 
 /// Makes sure the budget's month has its row, locks it and returns its settled spend.

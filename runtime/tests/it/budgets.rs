@@ -969,3 +969,130 @@ async fn an_admin_sets_a_budget_sees_spend_rise_gets_each_alert_once_by_mail_and
     );
     assert_eq!(llm_calls(&app.llm), 6);
 }
+
+#[tokio::test]
+async fn a_budget_set_mid_month_starts_from_what_the_month_already_spent() {
+    use runtime::store::llm::{UsageRecord, add_usage};
+    use shared::usage::KeyOwner;
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let sales = world::agent(&app, w.a, "Sales").await;
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    sqlx::query("UPDATE tenants SET time_zone = 'Asia/Kolkata'")
+        .execute(tx.connection())
+        .await
+        .unwrap();
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    for (when, agent, owner, model, tokens, cost) in [
+        // 23:45 on 31 July in Kolkata: July, not August.
+        (
+            "2031-07-31T18:15:00Z",
+            Some(sales),
+            KeyOwner::Platform,
+            "gpt-4o-mini",
+            (10, 1),
+            Some(1_000),
+        ),
+        // 00:15 on 1 August in Kolkata.
+        (
+            "2031-07-31T18:45:00Z",
+            Some(sales),
+            KeyOwner::Platform,
+            "gpt-4o-mini",
+            (10, 1),
+            Some(300),
+        ),
+        (
+            "2031-08-10T10:00:00Z",
+            None,
+            KeyOwner::Platform,
+            "gpt-4o-mini",
+            (10, 1),
+            Some(40),
+        ),
+        // The tenant's own key: counted only by a budget that says so.
+        (
+            "2031-08-11T10:00:00Z",
+            Some(sales),
+            KeyOwner::Tenant,
+            "gpt-4o-mini",
+            (10, 1),
+            Some(5_000),
+        ),
+        // No price: 1,000 in and 100 out at $15 and $75 a million, 15,000 + 7,500 micro-dollars.
+        (
+            "2031-08-12T10:00:00Z",
+            Some(sales),
+            KeyOwner::Platform,
+            "llama3.2",
+            (1_000, 100),
+            None,
+        ),
+        // September: not August.
+        (
+            "2031-09-01T00:00:00Z",
+            Some(sales),
+            KeyOwner::Platform,
+            "gpt-4o-mini",
+            (10, 1),
+            Some(90_000),
+        ),
+    ] {
+        add_usage(
+            &mut tx,
+            &UsageRecord {
+                at: at(when),
+                agent,
+                channel: Some("web"),
+                key_owner: owner,
+                provider: "openai",
+                model,
+                input_tokens: tokens.0,
+                output_tokens: tokens.1,
+                cached_input_tokens: 0,
+                cost_micro_usd: cost,
+                slot: 0,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let put = |agent: Option<AgentId>, count_own_keys: bool| {
+        let store = app.store.clone();
+        async move {
+            let mut tx = store.tenant_tx(w.a).await.unwrap();
+            let row = budgets::put(
+                &mut tx,
+                &NewBudget {
+                    agent,
+                    monthly_micro_usd: 1_000_000,
+                    thresholds: &[50, 80, 100],
+                    policy: "soft",
+                    downgrade_group: None,
+                    count_own_keys,
+                    webhook_url: None,
+                },
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            row
+        }
+    };
+    let now = at("2031-08-20T00:00:00Z");
+    // The tenant's budget (platform keys): 300 + 40 + 22,500.
+    let tenant = put(None, false).await;
+    reserve_at(&app.store, w.a, &tenant, "2031-08", 1, now).await;
+    assert_eq!(spent_in(&app, w.a, &tenant, "2031-08").await.0, 22_840);
+    // The agent's budget, own keys counted: 300 + 5,000 + 22,500.
+    let agent = put(Some(sales), true).await;
+    reserve_at(&app.store, w.a, &agent, "2031-08", 1, now).await;
+    assert_eq!(spent_in(&app, w.a, &agent, "2031-08").await.0, 27_800);
+    // B's budget of the same month starts at zero: A's usage is not B's.
+    let mut tx = app.store.tenant_tx(w.b).await.unwrap();
+    let b = budgets::list(&mut tx).await.unwrap().remove(0);
+    drop(tx);
+    reserve_at(&app.store, w.b, &b, "2031-08", 1, now).await;
+    assert_eq!(spent_in(&app, w.b, &b, "2031-08").await.0, 0);
+}

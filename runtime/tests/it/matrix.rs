@@ -369,6 +369,11 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
         "/api/tenants/{tenant_id}/usage",
         [401, 200, 200, 404, 200, 200],
     ),
+    (
+        "GET",
+        "/api/tenants/{tenant_id}/usage/export",
+        [401, 200, 200, 404, 200, 200],
+    ),
     // Budgets and their alerts: everyone of the tenant reads them; only admins set or remove.
     (
         "GET",

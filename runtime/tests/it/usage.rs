@@ -301,6 +301,52 @@ async fn a_month_of_usage_adds_up_by_the_tenants_own_days_with_platform_and_own_
     assert_eq!(sales_only.totals.platform, llm(2, 210, 21, 70, 1));
     assert_eq!(sales_only.totals.conversations, 1);
 
+    // The CSV download: a row per day, the same sums, dollars exact to the micro-dollar.
+    let res = app
+        .request(
+            Method::GET,
+            &format!(
+                "/api/tenants/{}/usage/export?from=2025-12-01&to=2025-12-31",
+                w.a
+            ),
+            Some(&operator),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("usage-2025-12-01-to-2025-12-31.csv")
+    );
+    let csv = res.text().await.unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 32, "a header and 31 days");
+    assert_eq!(rows[0][0], "period_start");
+    let first = &rows[1];
+    assert_eq!(first[0], "2025-12-01");
+    assert_eq!((first[1], first[2], first[5]), ("1", "200", "0.000070"));
+    let fifteenth = rows.iter().find(|r| r[0] == "2025-12-15").unwrap();
+    assert_eq!(
+        (fifteenth[7], fifteenth[10]),
+        ("1", "0.000020"),
+        "own keys apart"
+    );
+    let last = rows.iter().find(|r| r[0] == "2025-12-31").unwrap();
+    assert_eq!(
+        (last[1], last[5], last[6]),
+        ("1", "0.000000", "1"),
+        "unpriced counted, cost unknown"
+    );
+
     // Bad input is a field error, and nothing else.
     for (query, field) in [
         ("from=2025-13-01", "from"),
