@@ -1280,6 +1280,122 @@ async function inboxJourney(page, context) {
 
 await journey('inbox: a hand-off appears live, is claimed, answered and resolved; a second member sees the claim', inboxJourney);
 
+// Cost control, as the customer admin lives it: the dashboard's chart shows what the tenant
+// spent (the same total as the usage API), a monthly budget is set in the form, spend rises as
+// the test chat is used, the 80 % alert arrives by mail and as a banner, and at 100 % the
+// hand-off policy answers the next customer with a person; removing the budget lifts it.
+async function usageJourney(page, context) {
+  const me = await customerAdmin(context);
+  await signIn(page, me.email, me.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  const tenant = (await (await context.request.get(`${base}api/me`)).json()).memberships[0].tenant_id;
+  const agents = await (await context.request.get(`${base}api/tenants/${tenant}/agents`)).json();
+  const nia = (agents.items || agents).find((a) => a.name === 'Nia');
+  expect(nia, 'Nia works here');
+  const usage = async () => (await (await context.request.get(`${base}api/tenants/${tenant}/usage`)).json()).totals.platform;
+
+  await page.getByRole('link', { name: 'Usage and cost' }).click();
+  await page.getByRole('heading', { name: 'Usage and cost' }).waitFor();
+  const costChart = page.locator('figure.chart').first();
+  await costChart.waitFor();
+  let totals = await usage();
+  expect(totals.calls > 0, 'earlier journeys made calls');
+  expect(await costChart.getAttribute('data-total') === String(totals.cost_micro_usd),
+    `the cost chart adds up to the API's total ${totals.cost_micro_usd}: ${await costChart.getAttribute('data-total')}`);
+  expect(await page.locator('figure.chart rect.bar.cost').count() >= 28, 'a bar for every day of the month');
+  await shot(page, '40-usage-dashboard');
+
+  // What one more test-chat message costs (each in a conversation of its own costs the same).
+  const one = async (text) => {
+    const customer = await customerSays(tenant, nia.id, text);
+    await customerReceives(tenant, nia.id, customer, '');
+    return customer;
+  };
+  const before = totals.cost_micro_usd;
+  await one('How much is shipping?');
+  await waitUntil(async () => (await usage()).cost_micro_usd > before, 'the spend rises');
+  totals = await usage();
+  const call = totals.cost_micro_usd - before;
+  expect(call > 0, 'a call costs something');
+
+  // A budget whose 80 % is two and a half calls away, and its 100 % a few calls more.
+  const spent = totals.cost_micro_usd;
+  const monthly = Math.ceil((spent + 2.5 * call) / 0.8);
+  const form = page.getByRole('form', { name: 'Monthly budget' });
+  await form.getByLabel('Monthly amount (US dollars)').fill((monthly / 1e6).toFixed(6));
+  await form.getByLabel('At 100 %').selectOption('handoff');
+  await form.getByRole('button', { name: 'Save budget' }).click();
+  await page.getByRole('status').filter({ hasText: 'Budget saved' }).waitFor();
+  await page.locator('.budget[data-percent]').first().waitFor();
+  await shot(page, '41-budget-set');
+
+  // Spend rises call by call; the dashboard shows it after a refresh.
+  let crossed = false;
+  for (let i = 0; i < 6 && !crossed; i += 1) {
+    await one('How much is shipping?');
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    const status = await (await context.request.get(`${base}api/tenants/${tenant}/budgets`)).json();
+    crossed = status[0].crossed.includes(80);
+  }
+  expect(crossed, 'the 80 % threshold was crossed');
+  await waitUntil(async () => Number(await costChart.getAttribute('data-total')) > spent, 'the chart shows the new spend');
+  await page.getByRole('alert').filter({ hasText: 'reached 80 %' }).or(page.getByRole('alert').filter({ hasText: 'reached 100 %' })).first().waitFor();
+  // The 80 % mail reaches the admin.
+  await waitUntil(async () => {
+    const mails = await (await fetch(`${maildev}/api/email`)).json();
+    return mails.some((m) => (m.to || []).some((t) => t.address.toLowerCase() === me.email.toLowerCase())
+      && (m.subject || '').includes('80 %'));
+  }, 'the 80 % mail arrives', 30000);
+  await shot(page, '42-budget-alert');
+
+  // Past 100 %, the next customer is handed to a person with a polite message.
+  let handedOff = false;
+  for (let i = 0; i < 12 && !handedOff; i += 1) {
+    const customer = await customerSays(tenant, nia.id, 'Can you help me?');
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      const res = await fetch(`${base}api/tenants/${tenant}/agents/${nia.id}/messages?conversation=${encodeURIComponent(customer.conversation)}`, { headers: customer.auth });
+      const messages = (await res.json()).filter((m) => m.direction === 'outbound');
+      if (messages.length) {
+        handedOff = messages[0].text.includes('colleague');
+        break;
+      }
+      expect(Date.now() < deadline, 'no reply within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+  expect(handedOff, 'at 100 % the customer is handed to a person');
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await page.getByRole('alert').filter({ hasText: 'reached 100 %' }).waitFor();
+  await page.locator('.budget[data-percent]').first().scrollIntoViewIfNeeded();
+  await shot(page, '43-budget-spent');
+
+  // On a phone the page stays readable: charts stack, nothing overflows sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole('heading', { name: 'Usage and cost' }).waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow <= 1, `the page is ${overflow}px wider than a phone`);
+  await shot(page, '44-usage-phone');
+  await page.setViewportSize({ width: 1280, height: 860 });
+
+  // Removing the budget lifts the policy (the later journeys chat as before).
+  await form.getByRole('button', { name: 'Remove budget' }).click();
+  await page.getByRole('status').filter({ hasText: 'Budget removed' }).waitFor();
+  await waitUntil(async () => {
+    const customer = await customerSays(tenant, nia.id, 'Still there?');
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      const res = await fetch(`${base}api/tenants/${tenant}/agents/${nia.id}/messages?conversation=${encodeURIComponent(customer.conversation)}`, { headers: customer.auth });
+      const messages = (await res.json()).filter((m) => m.direction === 'outbound');
+      if (messages.length) return !messages[0].text.includes('colleague');
+      if (Date.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }, 'the AI answers again once the budget is removed', 30000);
+}
+
+await journey('usage: the chart shows the spend, a budget is set, spend rises, the 80 % alert is mailed and shown, at 100 % customers go to a person', usageJourney);
+
 await journey('impersonation: the banner appears and ends', async (page) => {
   await signIn(page, adminEmail, adminPassword);
   await page.getByRole('heading', { name: 'Tenants' }).waitFor();

@@ -258,6 +258,8 @@ async fn put(
     )
     .await?;
     let zone = zone_of(&mut tx).await?;
+    // The month opens now with what it already spent, so the budget shows it at once.
+    store_budgets::open_period(&mut tx, &row, &zone.month_key(state.clock.now())).await?;
     let out = status(&mut tx, &zone, state.clock.now(), &row, agent_name).await?;
     record(
         &mut tx,

@@ -45,7 +45,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::conversations::counts, super::conversations::events,
         super::conversations::my_notifications, super::conversations::set_my_notifications,
         super::conversations::handoff_settings, super::conversations::set_handoff_settings,
-        super::usage::report, super::usage::export, super::budgets::list, super::budgets::put_tenant,
+        super::usage::report, super::usage::export, super::usage::platform, super::budgets::list, super::budgets::put_tenant,
         super::budgets::delete_tenant, super::budgets::put_agent, super::budgets::delete_agent,
         super::budgets::alerts,
     ),

@@ -86,6 +86,7 @@ routes! {
     GET    "/api/platform"                                => Session, platform::info;
     GET    "/api/time-zones"                              => Session, settings::time_zones;
     GET    "/api/tenants"                                 => Platform(TenantsManage), tenants::list;
+    GET    "/api/platform/usage"                          => Platform(TenantsManage), usage::platform;
     POST   "/api/tenants"                                 => Platform(TenantsManage), tenants::create;
     GET    "/api/tenants/{tenant_id}"                     => Tenant(TenantRead), tenants::get;
     PATCH  "/api/tenants/{tenant_id}"                     => Platform(TenantsManage), tenants::update;

@@ -203,3 +203,81 @@ pub async fn export(
         ))
         .body(csv(&report)))
 }
+
+/// `?from=&to=&top=` of the platform's report: UTC days.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PlatformParams {
+    /// First UTC day, inclusive; default the 1st of this month.
+    pub from: Option<String>,
+    /// Last UTC day, inclusive; default today.
+    pub to: Option<String>,
+    /// How many of the top spenders to list: 1–100, default 20.
+    pub top: Option<String>,
+}
+
+/// Every tenant's usage added up, and the top spenders on the platform's keys (platform admins;
+/// each listed tenant's trail records the read).
+#[utoipa::path(get, path = "/api/platform/usage", tag = "usage",
+    params(PlatformParams),
+    responses((status = 200, body = shared::usage::PlatformUsage), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn platform(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    params: web::Query<PlatformParams>,
+) -> Result<web::Json<shared::usage::PlatformUsage>, ApiError> {
+    let mut errors = Errors::default();
+    let from = date(&mut errors, "from", given(&params.from));
+    let to = date(&mut errors, "to", given(&params.to));
+    let top = match given(&params.top) {
+        None => 20,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                errors.add("top", "must be 1 to 100");
+                20
+            }
+        },
+    };
+    let today = state.clock.now().date_naive();
+    let to = to.unwrap_or(today);
+    let from = from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
+    if from > to {
+        errors.add("to", "must not be before from");
+    } else if (to - from) > Duration::days(MAX_DAYS) {
+        errors.add("from", format!("a report covers at most {MAX_DAYS} days"));
+    }
+    errors.finish()?;
+    let utc = TenantZone::default();
+    let (start, end) = (utc.start_of(from), utc.start_of(to + Duration::days(1)));
+    let spends = store_usage::across_tenants(&state.store, start, end).await?;
+    let mut platform = shared::usage::LlmTotals::default();
+    let mut own_keys = shared::usage::LlmTotals::default();
+    for s in &spends {
+        platform.add(&s.platform);
+        own_keys.add(&s.own_keys);
+    }
+    let tenants = i64::try_from(spends.len()).unwrap_or(i64::MAX);
+    let listed: Vec<_> = spends.into_iter().take(top).collect();
+    // Each tenant whose figures are shown learns of it in its own trail.
+    for spend in &listed {
+        let mut tx = state.store.tenant_tx(spend.tenant_id).await?;
+        super::record(
+            &mut tx,
+            &auth,
+            crate::store::audit::Action::UsageReadByPlatform,
+            crate::store::audit::Target::None,
+            serde_json::json!({ "from": from, "to": to }),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(web::Json(shared::usage::PlatformUsage {
+        from,
+        to,
+        platform,
+        own_keys,
+        tenants,
+        top: listed,
+    }))
+}

@@ -160,6 +160,8 @@ actions! {
     InvitationAccepted => "invitation.accepted",
     /// An invitation's mail could not be sent for good (our reason, never the server's text).
     InvitationMailFailed => "invitation.mail_failed",
+    /// A platform admin read the tenant's usage figures in the cross-tenant report (the range).
+    UsageReadByPlatform => "usage.read_by_platform",
     /// A budget was set or changed (its scope, amount, thresholds and policy).
     BudgetSet => "budget.set",
     BudgetRemoved => "budget.removed",

@@ -164,7 +164,7 @@ const UNPRICED_PER_MTOK: (i64, i64) = (15_000_000, 75_000_000);
 /// since the month's first instant in the tenant's calendar, the agent's only for an agent's
 /// budget, the platform's keys only unless the budget counts the tenant's own; calls without a
 /// price at the default price.
-async fn open_period(tx: &mut TenantTx, budget: &BudgetRow, period: &str) -> StoreResult<()> {
+pub async fn open_period(tx: &mut TenantTx, budget: &BudgetRow, period: &str) -> StoreResult<()> {
     let tenant = tx.tenant();
     sqlx::query(
         "INSERT INTO budget_periods (tenant_id, budget_id, period, spent_micro_usd) \

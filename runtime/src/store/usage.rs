@@ -276,6 +276,59 @@ fn assemble(
     }
 }
 
+/// Every tenant's LLM usage from `from` (inclusive) to `to` (exclusive), through the one
+/// cross-tenant path (`platform_usage`): per tenant, the platform's keys and the tenant's own
+/// apart. For platform admins only: the caller checks, and records the read.
+pub async fn across_tenants(
+    store: &super::Store,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<Vec<shared::usage::TenantSpend>> {
+    type Row = (uuid::Uuid, String, String, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT tenant_id, tenant_name, key_owner, calls, input_tokens, output_tokens, \
+                cached_input_tokens, cost_micro_usd, unpriced_calls \
+           FROM platform_usage($1, $2)",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(store.pool())
+    .await?;
+    let mut by_tenant: BTreeMap<uuid::Uuid, shared::usage::TenantSpend> = BTreeMap::new();
+    for (tenant, name, owner, calls, input, output, cached, cost, unpriced) in rows {
+        let spend = by_tenant
+            .entry(tenant)
+            .or_insert_with(|| shared::usage::TenantSpend {
+                tenant_id: shared::TenantId::from_uuid(tenant),
+                tenant_name: name,
+                platform: LlmTotals::default(),
+                own_keys: LlmTotals::default(),
+            });
+        let totals = LlmTotals {
+            calls,
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: cached,
+            cost_micro_usd: cost,
+            unpriced_calls: unpriced,
+        };
+        if owner == "tenant" {
+            spend.own_keys.add(&totals);
+        } else {
+            spend.platform.add(&totals);
+        }
+    }
+    let mut out: Vec<_> = by_tenant.into_values().collect();
+    out.sort_by(|a, b| {
+        b.platform
+            .cost_micro_usd
+            .cmp(&a.platform.cost_micro_usd)
+            .then(b.platform.calls.cmp(&a.platform.calls))
+            .then(a.tenant_id.as_uuid().cmp(&b.tenant_id.as_uuid()))
+    });
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

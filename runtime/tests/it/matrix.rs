@@ -78,6 +78,8 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("GET", "/api/platform", [401, 200, 200, 200, 200, 200]),
     ("GET", "/api/time-zones", [401, 200, 200, 200, 200, 200]),
     ("GET", "/api/tenants", [401, 403, 403, 403, 403, 200]),
+    // Usage across tenants: the platform admin's alone (not while impersonating).
+    ("GET", "/api/platform/usage", [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/tenants", [401, 403, 403, 403, 403, 201]),
     (
         "GET",

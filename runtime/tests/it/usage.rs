@@ -385,4 +385,68 @@ async fn a_month_of_usage_adds_up_by_the_tenants_own_days_with_platform_and_own_
         .await;
     assert_eq!(b.totals.platform, llm(1, 7, 7, 7_000, 0));
     assert_eq!(b.totals.own_keys, LlmTotals::default());
+
+    // The platform admin's view across tenants, by UTC days: December 2025 in UTC holds A's
+    // calls of the 15th and the two of the 31st (the 30 November 18:31 one is November in UTC)
+    // and B's; the top spender first; only the tenants listed learn of the read.
+    let platform = w.token(&app, Who::PlatformAdmin).await.unwrap();
+    let all: shared::usage::PlatformUsage = app
+        .get_json(
+            "/api/platform/usage?from=2025-12-01&to=2025-12-31&top=1",
+            &platform,
+        )
+        .await;
+    assert_eq!(all.tenants, 2);
+    assert_eq!(
+        all.platform,
+        llm(4, 300 + 10 + 999 + 7, 30 + 1 + 99 + 7, 400 + 999 + 7_000, 1)
+    );
+    assert_eq!(all.own_keys, llm(1, 50, 5, 20, 0));
+    assert_eq!(all.top.len(), 1);
+    assert_eq!(all.top[0].tenant_id, w.b);
+    let reads = |tenant: TenantId| {
+        let store = app.store.clone();
+        async move {
+            let mut tx = store.tenant_tx(tenant).await.unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM audit_events WHERE action = 'usage.read_by_platform'",
+            )
+            .fetch_one(tx.connection())
+            .await
+            .unwrap();
+            n
+        }
+    };
+    assert_eq!((reads(w.a).await, reads(w.b).await), (0, 1));
+    let both: shared::usage::PlatformUsage = app
+        .get_json(
+            "/api/platform/usage?from=2025-12-01&to=2025-12-31",
+            &platform,
+        )
+        .await;
+    assert_eq!(
+        both.top
+            .iter()
+            .map(|t| (t.tenant_id, t.platform.cost_micro_usd))
+            .collect::<Vec<_>>(),
+        vec![(w.b, 7_000), (w.a, 1_399)]
+    );
+    assert_eq!(both.top[1].own_keys, llm(1, 50, 5, 20, 0));
+    assert_eq!((reads(w.a).await, reads(w.b).await), (1, 2));
+    for (query, field) in [
+        ("top=0", "top"),
+        ("from=2025-12-31&to=2025-12-01", "to"),
+        ("from=x", "from"),
+    ] {
+        let res = app
+            .request(
+                Method::GET,
+                &format!("/api/platform/usage?{query}"),
+                Some(&platform),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(field_errors(res).await, vec![field.to_string()], "{query}");
+    }
 }
