@@ -14,6 +14,8 @@ source "$ROOT/e2e/serve.sh"
 # Here the platform's own key is the one the fake accepts, so agents answer.
 KEY="sk-browser-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 start_fake_llm "$KEY" "$KEY"
+# The settings journey saves the same key as a tenant's own (the fake accepts only it).
+export LLM_KEY="$KEY"
 # A Slack workspace where the platform's app is installed, for the Channels journey to connect.
 export SLACK_BOT_TOKEN="xoxb-browser-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export SLACK_TEAM_ID=T0BROWSER
@@ -36,7 +38,7 @@ status=0
 node "$ROOT/e2e/browser/journeys.mjs" "$url" "$KONSTRUCT_ADMIN_EMAIL" "$KONSTRUCT_ADMIN_PASSWORD" || status=$?
 # The tokens and the app secret typed into the Channels page, and the HTTP tool's secret header
 # typed into the Tools page, are sealed, never logged.
-for secret in "$SLACK_BOT_TOKEN" "$WHATSAPP_TOKEN" "$WHATSAPP_OWN_APP_SECRET" "$KONSTRUCT_WHATSAPP_APP_SECRET" "$SHOP_KEY"; do
+for secret in "$KEY" "$SLACK_BOT_TOKEN" "$WHATSAPP_TOKEN" "$WHATSAPP_OWN_APP_SECRET" "$KONSTRUCT_WHATSAPP_APP_SECRET" "$SHOP_KEY"; do
   if grep -qF "$secret" "$LOG"; then
     echo "browser: FAIL a token or secret typed into the Channels or Tools page reached the server log"
     status=1

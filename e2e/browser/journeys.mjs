@@ -1396,6 +1396,34 @@ async function usageJourney(page, context) {
 
 await journey('usage: the chart shows the spend, a budget is set, spend rises, the 80 % alert is mailed and shown, at 100 % customers go to a person', usageJourney);
 
+await journey('settings: an own OpenAI key is refused when wrong, checked and saved when right (hint only), and removed', async (page, context) => {
+  const me = await customerAdmin(context);
+  await signIn(page, me.email, me.password);
+  await page.getByRole('heading', { name: 'AI employees' }).waitFor();
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'LLM keys' }).waitFor();
+  const card = page.getByLabel('OpenAI key', { exact: true });
+  await card.getByText('Not set').waitFor();
+  const form = page.getByRole('form', { name: 'OpenAI key form' });
+  await form.getByLabel('Add an OpenAI key').fill('sk-wrong-key-0000000000');
+  await form.getByRole('button', { name: 'Check and save' }).click();
+  await form.getByRole('alert').filter({ hasText: /refused|rejected|not accepted/i }).waitFor();
+  await card.getByText('Not set').waitFor();
+  const key = process.env.LLM_KEY;
+  expect(key, 'e2e/browser.sh passes the key the fake provider accepts');
+  await form.getByLabel('Add an OpenAI key').fill(key);
+  await form.getByRole('button', { name: 'Check and save' }).click();
+  await page.getByRole('status').filter({ hasText: 'OpenAI accepted the key' }).waitFor();
+  await card.getByText('Working').waitFor();
+  const text = await page.locator('main').innerText();
+  expect(!text.includes(key), 'the key is never shown back');
+  expect(text.includes(key.slice(-4)), 'its last characters are');
+  await shot(page, '45-llm-keys');
+  await card.getByRole('button', { name: 'Remove' }).click();
+  await page.getByRole('status').filter({ hasText: 'OpenAI key removed' }).waitFor();
+  await card.getByText('Not set').waitFor();
+});
+
 await journey('impersonation: the banner appears and ends', async (page) => {
   await signIn(page, adminEmail, adminPassword);
   await page.getByRole('heading', { name: 'Tenants' }).waitFor();

@@ -3,6 +3,7 @@
 //! everyone else who can see the tenant reads them.
 
 mod handoff;
+mod llm_keys;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -267,6 +268,9 @@ pub fn Settings() -> impl IntoView {
         </Show>
         <Show when=move || session.tenant.get().is_some() && session.can(Permission::ConversationsRead)>
             <handoff::HandoffSection />
+        </Show>
+        <Show when=move || session.tenant.get().is_some() && session.can(Permission::LlmKeysManage)>
+            <llm_keys::LlmKeysSection />
         </Show>
     }
 }
