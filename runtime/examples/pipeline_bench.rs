@@ -122,6 +122,12 @@ async fn server(
     .await?)
 }
 
+/// `BENCH_BUDGETS=1`: every tenant has a monthly budget, so every LLM call is admitted (its
+/// worst case reserved) before and settled after; the results go to `pipeline-budgets.json`.
+fn with_budgets() -> bool {
+    std::env::var_os("BENCH_BUDGETS").is_some()
+}
+
 /// `count` tenants, each with an agent answering its web test chat.
 async fn tenants_with_agents(
     store: &Store,
@@ -158,6 +164,22 @@ async fn tenants_with_agents(
         )
         .await?;
         let connection = conversations::ensure_web_connection(&mut tx, agent.id).await?;
+        if with_budgets() {
+            // A budget no load reaches: every call is reserved and settled, none refused.
+            runtime::store::budgets::put(
+                &mut tx,
+                &runtime::store::budgets::NewBudget {
+                    agent: None,
+                    monthly_micro_usd: 1_000_000 * 1_000_000,
+                    thresholds: &[50, 80, 100],
+                    policy: "handoff",
+                    downgrade_group: None,
+                    count_own_keys: false,
+                    webhook_url: None,
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
         targets.push((tenant, agent.id, connection));
     }
@@ -378,8 +400,14 @@ async fn run() -> anyhow::Result<()> {
         })
         .cloned()
         .unwrap_or(serde_json::Value::Null);
+    let name = if with_budgets() {
+        "pipeline-budgets"
+    } else {
+        "pipeline"
+    };
     let result = serde_json::json!({
-        "name": "pipeline",
+        "name": name,
+        "budgets": with_budgets(),
         "p50_ms": best["p50_ms"],
         "p99_ms": best["p99_ms"],
         "throughput_per_s": best["achieved_per_s"],
@@ -390,10 +418,10 @@ async fn run() -> anyhow::Result<()> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
-        dir.join("pipeline.json"),
+        dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&result)?,
     )?;
-    println!("  written to bench-results/pipeline.json");
+    println!("  written to bench-results/{name}.json");
     std::process::exit(0);
 }
 
