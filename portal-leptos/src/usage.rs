@@ -15,10 +15,16 @@ use shared::usage::{
 use crate::api::{self, ApiError, HttpMethod};
 use crate::app::use_session;
 
-/// Micro-dollars as a plain amount for an input (`25.50`).
+/// Micro-dollars as a plain amount for an input: cents when whole (`25.50`), else every digit
+/// (`0.000125`), so saving again never changes the amount.
 fn usd_input(micro: i64) -> String {
-    let cents = (micro + 5_000) / 10_000;
-    format!("{}.{:02}", cents / 100, cents % 100)
+    if micro % 10_000 == 0 {
+        let cents = micro / 10_000;
+        format!("{}.{:02}", cents / 100, cents % 100)
+    } else {
+        let text = format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000);
+        text.trim_end_matches('0').to_string()
+    }
 }
 
 fn tokens(n: i64) -> String {
@@ -137,11 +143,16 @@ fn gauge(s: &BudgetStatus) -> impl IntoView {
         <div class="card budget" data-percent=s.percent.to_string()>
             <h3>{name}" · "{s.period.clone()}</h3>
             <p class="budget-figures"><strong>{format_usd(s.spent_micro_usd)}</strong>" of "{format_usd(s.budget.monthly_micro_usd)}" ("{s.percent}" %)"</p>
-            <div class="gauge" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow=s.percent.min(100).to_string()
+            // Drawn in SVG (attributes, not inline styles: the portal's CSP forbids those).
+            <svg class="gauge" viewBox="0 0 100 10" preserveAspectRatio="none" role="meter"
+                aria-valuemin="0" aria-valuemax="100" aria-valuenow=s.percent.min(100).to_string()
                 aria-label=format!("{} % of the monthly budget spent", s.percent)>
-                <div class=state style=format!("width:{:.1}%", pct(s.spent_micro_usd))></div>
-                <div class="gauge-forecast" style=format!("left:{:.1}%", pct(s.forecast_micro_usd)) title="Forecast"></div>
-            </div>
+                <rect class="gauge-track" x="0" y="0" width="100" height="10" />
+                <rect class=state x="0" y="0" width=format!("{:.1}", pct(s.spent_micro_usd)) height="10" />
+                <rect class="gauge-forecast" x=format!("{:.1}", pct(s.forecast_micro_usd).min(99.4)) y="0" width="0.6" height="10">
+                    <title>{format!("Forecast: {}", format_usd(s.forecast_micro_usd))}</title>
+                </rect>
+            </svg>
             <p class="muted">{format!("Forecast for the month: {} · at 100 %: {}", format_usd(s.forecast_micro_usd), policy_words(s.budget.policy))}</p>
             {(s.reserved_micro_usd > 0).then(|| view! { <p class="muted">{format!("{} held for calls in progress.", format_usd(s.reserved_micro_usd))}</p> })}
         </div>
@@ -351,8 +362,12 @@ fn BudgetSection(budgets: Budgets, version: RwSignal<u32>) -> impl IntoView {
     let draft = RwSignal::new(None::<Draft>);
     let error = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
+    // The form starts from the saved budget, and a refresh of the figures keeps what is typed;
+    // after a save or removal (which clear it) it starts again from what was saved.
     Effect::new(move |_| {
-        if let Some(Ok(Some((list, _)))) = budgets.get() {
+        if let Some(Ok(Some((list, _)))) = budgets.get()
+            && draft.get_untracked().is_none()
+        {
             let tenant = list.iter().find(|b| b.budget.scope == BudgetScope::Tenant);
             draft.set(Some(Draft::of(tenant)));
         }
@@ -387,6 +402,7 @@ fn BudgetSection(budgets: Budgets, version: RwSignal<u32>) -> impl IntoView {
                         format_usd(s.budget.monthly_micro_usd),
                         s.percent
                     ));
+                    let _ = draft.try_set(None);
                     version.update(|v| *v += 1);
                 }
                 Err(e) => {
@@ -411,6 +427,7 @@ fn BudgetSection(budgets: Budgets, version: RwSignal<u32>) -> impl IntoView {
             {
                 Ok(()) => {
                     session.show_toast("Budget removed: nothing caps the workspace's spend now.");
+                    let _ = draft.try_set(None);
                     version.update(|v| *v += 1);
                 }
                 Err(e) => {

@@ -268,12 +268,16 @@ pub struct BudgetAlert {
 /// The default alert thresholds.
 pub const DEFAULT_THRESHOLDS: [u8; 3] = [50, 80, 100];
 
-/// Dollars and cents of an amount in micro-dollars, for people (`$12.34`; below a cent, `$0.0042`).
+/// Dollars and cents of an amount in micro-dollars, for people (`$12.34`; below a cent, every
+/// digit that counts: `$0.0042`, `$0.000054`).
 pub fn format_usd(micro_usd: i64) -> String {
     let sign = if micro_usd < 0 { "-" } else { "" };
     let m = micro_usd.unsigned_abs();
     if m != 0 && m < 10_000 {
-        return format!("{sign}${}.{:04}", m / 1_000_000, (m % 1_000_000) / 100);
+        // Below a cent: every digit that is not a trailing zero, four at least.
+        let digits = format!("{m:06}");
+        let kept = digits.trim_end_matches('0');
+        return format!("{sign}$0.{kept:0<4}");
     }
     let cents = (m + 5_000) / 10_000;
     let dollars = cents / 100;
@@ -340,6 +344,10 @@ mod tests {
         assert_eq!(format_usd(1_235_000), "$1.24");
         assert_eq!(format_usd(12_345_678_900), "$12,345.68");
         assert_eq!(format_usd(4_200), "$0.0042");
+        assert_eq!(format_usd(54), "$0.000054");
+        assert_eq!(format_usd(1), "$0.000001");
+        assert_eq!(format_usd(9_999), "$0.009999");
+        assert_eq!(format_usd(100), "$0.0001");
         assert_eq!(format_usd(-2_500_000), "-$2.50");
     }
 

@@ -91,7 +91,10 @@ fn KeyCard(
                 Ok(k) => {
                     let _ = draft.try_set(String::new());
                     let _ = error.try_set(None);
-                    session.show_toast(format!("{name} accepted the key ({}); it is saved.", k.hint));
+                    session.show_toast(format!(
+                        "{name} accepted the key ({}); it is saved.",
+                        k.hint
+                    ));
                     version.update(|v| *v += 1);
                 }
                 Err(e) => {
@@ -115,7 +118,9 @@ fn KeyCard(
             .await
             {
                 Ok(()) => {
-                    session.show_toast(format!("{name} key removed: the platform's key answers now."));
+                    session.show_toast(format!(
+                        "{name} key removed: the platform's key answers now."
+                    ));
                     version.update(|v| *v += 1);
                 }
                 Err(e) => {

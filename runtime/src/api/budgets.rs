@@ -125,7 +125,14 @@ pub async fn list(
     auth: Authorized,
     state: web::Data<AppState>,
 ) -> Result<web::Json<Vec<BudgetStatus>>, ApiError> {
-    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
+    let tenant = auth.tenant()?;
+    // A webhook URL often carries its own secret (chat services' hook URLs do): only those who
+    // may change the budget see it whole; others see where it goes.
+    let manages = matches!(
+        auth.principal().access_to(tenant),
+        crate::auth::principal::TenantAccess::Granted(p) if p.contains(&shared::auth::Permission::BudgetsManage)
+    );
+    let mut tx = state.store.tenant_tx(tenant).await?;
     let zone = zone_of(&mut tx).await?;
     let now = state.clock.now();
     let mut out = Vec::new();
@@ -134,10 +141,22 @@ pub async fn list(
             Some(agent) => store_agents::get(&mut tx, agent).await?.map(|a| a.name),
             None => None,
         };
-        out.push(status(&mut tx, &zone, now, &row, name).await?);
+        let mut one = status(&mut tx, &zone, now, &row, name).await?;
+        if !manages {
+            one.budget.webhook_url = one.budget.webhook_url.as_deref().map(webhook_hint);
+        }
+        out.push(one);
     }
     tx.commit().await?;
     Ok(web::Json(out))
+}
+
+/// Where a webhook posts, without its path or query (which may carry its secret).
+pub fn webhook_hint(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("{}://{h}/…", u.scheme())))
+        .unwrap_or_else(|| "…".into())
 }
 
 /// Checks a budget's settings; field errors name what is wrong.
@@ -295,7 +314,7 @@ async fn remove(
         auth,
         Action::BudgetRemoved,
         agent.map_or(Target::None, Target::Agent),
-        serde_json::json!({}),
+        serde_json::json!({ "scope": if agent.is_some() { "agent" } else { "tenant" } }),
     )
     .await?;
     tx.commit().await?;

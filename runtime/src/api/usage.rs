@@ -100,7 +100,7 @@ pub fn parse(p: &UsageParams, today: NaiveDate) -> Result<ReportQuery, ApiError>
     let from = from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
     if from > to {
         errors.add("to", "must not be before from");
-    } else if (to - from) > Duration::days(MAX_DAYS) {
+    } else if (to - from) >= Duration::days(MAX_DAYS) {
         errors.add("from", format!("a report covers at most {MAX_DAYS} days"));
     }
     errors.finish()?;
@@ -244,7 +244,7 @@ pub async fn platform(
     let from = from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
     if from > to {
         errors.add("to", "must not be before from");
-    } else if (to - from) > Duration::days(MAX_DAYS) {
+    } else if (to - from) >= Duration::days(MAX_DAYS) {
         errors.add("from", format!("a report covers at most {MAX_DAYS} days"));
     }
     errors.finish()?;

@@ -249,6 +249,7 @@ mod tests {
         assert_eq!(
             registry.kinds().collect::<Vec<_>>(),
             vec![
+                crate::llm::budget::ALERT_JOB,
                 crate::inbox::jobs::SEND,
                 crate::inbox::jobs::NOTIFY,
                 k::INDEX,

@@ -110,12 +110,8 @@ pub struct Hold {
     /// Each budget, with the reservation held on it (`None`: the budget is spent and its policy
     /// let the call through; its spend is still counted).
     entries: Vec<(Option<Uuid>, BudgetRow)>,
-}
-
-impl Hold {
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
+    /// The call's worst case: what a call whose cost is unknown (it timed out) is charged.
+    worst_case: i64,
 }
 
 /// What the budgets say about one more call.
@@ -209,6 +205,8 @@ pub async fn admit(store: &Store, ask: &Ask<'_>) -> StoreResult<Gate> {
                     entries.push((Some(id), (*budget).clone()));
                     continue;
                 }
+                // Removed since the snapshot was taken: it caps nothing.
+                Standing::Gone => continue,
                 Standing::Spent => true,
                 Standing::HeldByCallsInFlight => waited_out,
             };
@@ -238,7 +236,11 @@ pub async fn admit(store: &Store, ask: &Ask<'_>) -> StoreResult<Gate> {
         }
         tx.commit().await?;
         return Ok(Gate::Call {
-            hold: Hold { period, entries },
+            hold: Hold {
+                period,
+                entries,
+                worst_case: ask.worst_case,
+            },
             downgrade,
         });
     }
@@ -269,19 +271,50 @@ pub async fn settle_in(
     hold: &Hold,
     report: &CallReport,
 ) -> StoreResult<Vec<NewEvent>> {
-    let mut events = Vec::new();
     if hold.entries.is_empty() {
-        return Ok(events);
+        return Ok(Vec::new());
     }
     let cost = charged_micro_usd(report.provider, &report.model, &report.completion.usage);
-    for (reservation, budget) in &hold.entries {
-        let charged = if report.byo_key && !budget.count_own_keys {
+    charge(tx, hold, |budget| {
+        if report.byo_key && !budget.count_own_keys {
             0
         } else {
             cost
+        }
+    })
+    .await
+}
+
+/// Settles a call whose cost is unknown — it ran past the turn's deadline, and the provider may
+/// well have billed it — at its worst case, in a transaction of its own; the crossings' audit
+/// events are appended with it.
+pub async fn settle_unknown(store: &Store, tenant: TenantId, hold: &Hold) -> StoreResult<()> {
+    if hold.entries.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.tenant_tx(tenant).await?;
+    let events = charge(&mut tx, hold, |_| hold.worst_case).await?;
+    for event in &events {
+        crate::store::audit::append(&mut tx, event).await?;
+    }
+    tx.commit().await
+}
+
+/// Charges each of the hold's budgets what `charged` says, records the thresholds crossed and
+/// enqueues their alerts; returns the crossings' audit events.
+async fn charge(
+    tx: &mut TenantTx,
+    hold: &Hold,
+    charged: impl Fn(&BudgetRow) -> i64,
+) -> StoreResult<Vec<NewEvent>> {
+    let mut events = Vec::new();
+    for (reservation, budget) in &hold.entries {
+        let Some((before, after)) =
+            budgets::settle(tx, *reservation, budget.id, &hold.period, charged(budget)).await?
+        else {
+            // Removed since the call was admitted: nothing to count it against.
+            continue;
         };
-        let (before, after) =
-            budgets::settle(tx, *reservation, budget.id, &hold.period, charged).await?;
         for threshold in
             budgets::crossed(&budget.thresholds, budget.monthly_micro_usd, before, after)
         {

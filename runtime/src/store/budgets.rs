@@ -98,6 +98,8 @@ pub enum Standing {
     HeldByCallsInFlight,
     /// Settled spend has reached the amount. Nothing was reserved.
     Spent,
+    /// The budget was removed (a configuration snapshot still named it): it caps nothing.
+    Gone,
 }
 
 /// Reserves `amount` (a call's worst-case cost) against `budget` in `period`, if the budget is
@@ -115,6 +117,9 @@ pub async fn reserve(
     expires_at: DateTime<Utc>,
 ) -> StoreResult<Standing> {
     let tenant = tx.tenant();
+    if !lock_budget(tx, budget.id).await? {
+        return Ok(Standing::Gone);
+    }
     open_period(tx, budget, period).await?;
     let spent = lock_period(tx, budget.id, period).await?;
     sqlx::query(
@@ -157,7 +162,23 @@ pub async fn reserve(
 
 /// What a call of a model without a price is charged per million input and output tokens
 /// (as `llm::budget` charges it).
-const UNPRICED_PER_MTOK: (i64, i64) = (15_000_000, 75_000_000);
+const UNPRICED_PER_MTOK: (i64, i64) = (
+    crate::llm::budget::UNPRICED_INPUT_MICRO_USD_PER_MTOK,
+    crate::llm::budget::UNPRICED_OUTPUT_MICRO_USD_PER_MTOK,
+);
+
+/// Holds the budget's row against removal until the transaction ends (a removal waits for the
+/// calls settling against it, and the locks are always taken budget first, then its month);
+/// `false` if the budget is gone.
+async fn lock_budget(tx: &mut TenantTx, budget: Uuid) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar::<_, Uuid>("SELECT id FROM budgets WHERE id = $1 FOR KEY SHARE")
+            .bind(budget)
+            .fetch_optional(tx.connection())
+            .await?
+            .is_some(),
+    )
+}
 
 /// Opens the budget's month if it has no row yet, with what the month has spent so far (a
 /// budget set mid-month starts from the month's real spend, not from zero): the usage recorded
@@ -181,6 +202,9 @@ pub async fn open_period(tx: &mut TenantTx, budget: &BudgetRow, period: &str) ->
                         ((($3 || '-01')::date + interval '1 month')::timestamp \
                             AT TIME ZONE t.time_zone) AS next \
                    FROM tenants t WHERE t.id = $1) m \
+          WHERE NOT EXISTS (SELECT 1 FROM budget_periods p \
+                             WHERE p.budget_id = $2 AND p.period = $3) \
+            AND EXISTS (SELECT 1 FROM budgets b WHERE b.id = $2) \
          ON CONFLICT DO NOTHING",
     )
     .bind(tenant.as_uuid())
@@ -219,19 +243,23 @@ async fn lock_period(tx: &mut TenantTx, budget: Uuid, period: &str) -> StoreResu
 
 /// Settles a call against a budget: deletes its reservation (if it still has one: an expired
 /// one may be gone) and adds what the call really cost to the month. Returns the month's spend
-/// before and after. Runs in the transaction that records the call, so a call is settled
-/// exactly when it is recorded.
+/// before and after, `None` if the budget was removed meanwhile. Runs in the transaction that
+/// records the call, so a call is settled exactly when it is recorded.
 pub async fn settle(
     tx: &mut TenantTx,
     reservation: Option<Uuid>,
     budget: Uuid,
     period: &str,
     charged: i64,
-) -> StoreResult<(i64, i64)> {
+) -> StoreResult<Option<(i64, i64)>> {
+    // The same lock order as `reserve`: the budget, its month, then the reservation.
+    if !lock_budget(tx, budget).await? {
+        return Ok(None);
+    }
+    let before = lock_period(tx, budget, period).await?;
     if let Some(id) = reservation {
         release(tx, id, budget).await?;
     }
-    let before = lock_period(tx, budget, period).await?;
     let after: i64 = sqlx::query_scalar(
         "UPDATE budget_periods SET spent_micro_usd = spent_micro_usd + $3 \
           WHERE budget_id = $1 AND period = $2 RETURNING spent_micro_usd",
@@ -241,7 +269,7 @@ pub async fn settle(
     .bind(charged.max(0))
     .fetch_one(tx.connection())
     .await?;
-    Ok((before, after))
+    Ok(Some((before, after)))
 }
 
 /// Lets go of a reservation whose call cost nothing (it failed before the provider answered).

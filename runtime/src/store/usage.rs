@@ -324,7 +324,7 @@ pub async fn across_tenants(
             .cost_micro_usd
             .cmp(&a.platform.cost_micro_usd)
             .then(b.platform.calls.cmp(&a.platform.calls))
-            .then(a.tenant_id.as_uuid().cmp(&b.tenant_id.as_uuid()))
+            .then(a.tenant_id.as_uuid().cmp(b.tenant_id.as_uuid()))
     });
     Ok(out)
 }

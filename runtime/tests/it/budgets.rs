@@ -73,7 +73,8 @@ async fn settle(
     let mut tx = store.tenant_tx(tenant).await.unwrap();
     let spent = budgets::settle(&mut tx, Some(id), budget, period, cost)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the budget exists");
     tx.commit().await.unwrap();
     spent
 }
@@ -104,6 +105,7 @@ async fn two_hundred_concurrent_calls_against_room_for_fifty_make_at_most_fifty_
                     }
                     (_, Standing::HeldByCallsInFlight) => tokio::task::yield_now().await,
                     (_, Standing::Spent) => return false,
+                    (_, Standing::Gone) => panic!("the budget exists"),
                 }
             }
         })
@@ -135,7 +137,8 @@ async fn two_hundred_concurrent_calls_against_room_for_fifty_make_at_most_fifty_
     drop(tx);
     let (_, standing) = reserve_at(&app.store, w.b, &other, period, CALL, chrono::Utc::now()).await;
     assert_eq!(standing, Standing::Reserved);
-    // And A cannot reach B's budget: under A's transaction B's row does not exist.
+    // And A cannot reach B's budget: under A's transaction B's budget does not exist, and
+    // nothing is reserved against it.
     let mut tx = app.store.tenant_tx(w.a).await.unwrap();
     let crossed = budgets::reserve(
         &mut tx,
@@ -147,9 +150,19 @@ async fn two_hundred_concurrent_calls_against_room_for_fifty_make_at_most_fifty_
         chrono::Utc::now(),
     )
     .await;
-    assert!(
-        crossed.is_err(),
-        "a reservation against another tenant's budget fails"
+    assert_eq!(
+        crossed.unwrap(),
+        Standing::Gone,
+        "another tenant's budget does not exist for A"
+    );
+    tx.commit().await.unwrap();
+    let mut tx = app.store.tenant_tx(w.b).await.unwrap();
+    assert_eq!(
+        budgets::standing(&mut tx, other.id, period, chrono::Utc::now())
+            .await
+            .unwrap(),
+        (0, CALL),
+        "B's month holds only B's own reservation"
     );
 }
 
@@ -747,6 +760,17 @@ async fn an_admin_sets_a_budget_sees_spend_rise_gets_each_alert_once_by_mail_and
         "the default thresholds"
     );
     assert_eq!(set.spent_micro_usd, 0);
+    assert_eq!(set.budget.webhook_url.as_deref(), Some(webhook.as_str()));
+    // The webhook's URL may carry its secret: an operator sees only where it goes.
+    let seen_by_operator = statuses(&app, &operator, w.a).await.remove(0);
+    assert_eq!(
+        seen_by_operator.budget.webhook_url.as_deref(),
+        Some("http://127.0.0.1/…")
+    );
+    assert_eq!(
+        statuses(&app, &admin, w.a).await[0].budget.webhook_url,
+        set.budget.webhook_url
+    );
     app.config_applied(w.a).await;
     let chat = |n: usize| format!("journey-{n}");
     send(&app, &admin, w.a, agent, Some(&chat(0)), "hello there").await;
@@ -1095,4 +1119,37 @@ async fn a_budget_set_mid_month_starts_from_what_the_month_already_spent() {
     drop(tx);
     reserve_at(&app.store, w.b, &b, "2031-08", 1, now).await;
     assert_eq!(spent_in(&app, w.b, &b, "2031-08").await.0, 0);
+}
+
+#[tokio::test]
+async fn a_budget_removed_while_a_call_is_in_flight_settles_nothing_and_fails_nothing() {
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let budget = set_budget(&app.store, w.a, 1_000, "handoff").await;
+    let period = "2031-03";
+    let (id, standing) =
+        reserve_at(&app.store, w.a, &budget, period, 100, chrono::Utc::now()).await;
+    assert_eq!(standing, Standing::Reserved);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    assert!(budgets::delete(&mut tx, None).await.unwrap());
+    tx.commit().await.unwrap();
+    // The call records as usual: its budget is gone, so there is nothing to settle.
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    assert_eq!(
+        budgets::settle(&mut tx, Some(id), budget.id, period, 100)
+            .await
+            .unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+    // A turn still holding the old snapshot asks again: the removed budget caps nothing.
+    let (_, again) = reserve_at(&app.store, w.a, &budget, period, 100, chrono::Utc::now()).await;
+    assert_eq!(again, Standing::Gone);
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM budget_periods WHERE budget_id = $1")
+        .bind(budget.id)
+        .fetch_one(tx.connection())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "nothing of the removed budget comes back");
 }

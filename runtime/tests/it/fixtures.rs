@@ -112,7 +112,9 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
     .execute(&mut *c)
     .await
     .unwrap();
-    // A budget with its month, a reservation in flight and an alert it raised.
+    // A budget with its current month (UTC: the fixtures' zone), a reservation in flight and an
+    // alert it raised.
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
     let budget = Uuid::new_v4();
     sqlx::query("INSERT INTO budgets (id, tenant_id, monthly_micro_usd) VALUES ($1, $2, 5000000)")
         .bind(budget)
@@ -122,31 +124,34 @@ pub async fn seed_tenant(store: &Store, label: &str) -> Seeded {
         .unwrap();
     sqlx::query(
         "INSERT INTO budget_periods (tenant_id, budget_id, period, spent_micro_usd) \
-         VALUES ($1, $2, '2026-12', 2600000)",
+         VALUES ($1, $2, $3, 2600000)",
     )
     .bind(t)
     .bind(budget)
+    .bind(&month)
     .execute(&mut *c)
     .await
     .unwrap();
     sqlx::query(
         "INSERT INTO budget_reservations (id, tenant_id, budget_id, period, amount, expires_at) \
-         VALUES ($1, $2, $3, '2026-12', 1000, now() + interval '1 minute')",
+         VALUES ($1, $2, $3, $4, 1000, now() + interval '1 minute')",
     )
     .bind(Uuid::new_v4())
     .bind(t)
     .bind(budget)
+    .bind(&month)
     .execute(&mut *c)
     .await
     .unwrap();
     sqlx::query(
         "INSERT INTO budget_alerts (id, tenant_id, budget_id, period, threshold, spent_micro_usd, \
                                     monthly_micro_usd) \
-         VALUES ($1, $2, $3, '2026-12', 50, 2600000, 5000000)",
+         VALUES ($1, $2, $3, $4, 50, 2600000, 5000000)",
     )
     .bind(Uuid::new_v4())
     .bind(t)
     .bind(budget)
+    .bind(&month)
     .execute(&mut *c)
     .await
     .unwrap();

@@ -236,7 +236,7 @@ async fn record_and_send(
     let mut events: Vec<NewEvent> = Vec::with_capacity(2);
     match recording.extra {
         Extra::Plain => {}
-        Extra::Answered(report, hold) => {
+        Extra::Answered(report, _) => {
             let cost = metering::add_usage_in(
                 &mut tx,
                 m.agent_id,
@@ -247,7 +247,6 @@ async fn record_and_send(
             )
             .await?;
             events.push(metering::call_event(m.agent_id, report, cost));
-            events.extend(crate::llm::budget::settle_in(&mut tx, hold, report).await?);
         }
         Extra::LlmFailed(class) => events.push(NewEvent::about(
             Actor::System,
@@ -346,6 +345,11 @@ async fn record_and_send(
                 "channel": m.channel.as_str(),
             }),
         ));
+    }
+    // The budget's month is locked from here to commit, so it is settled last but for the
+    // audit events: other turns of the tenant admit their calls against it meanwhile.
+    if let Extra::Answered(report, hold) = recording.extra {
+        events.extend(crate::llm::budget::settle_in(&mut tx, hold, report).await?);
     }
     for event in &events {
         audit::append(&mut tx, event).await?;

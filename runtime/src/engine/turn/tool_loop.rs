@@ -250,6 +250,8 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
             let preference = downgrade
                 .as_deref()
                 .or(turn.agent.model_preference.as_deref());
+            // Waiting for admission took some of the turn's time.
+            let remaining = deadline.saturating_sub(started.elapsed());
             let Ok(answer) = tokio::time::timeout(
                 remaining,
                 turn.deps
@@ -258,7 +260,13 @@ pub async fn run(turn: &Turn<'_>, mut request: ChatRequest) -> Result<Finished, 
             )
             .await
             else {
-                release(turn, &hold).await;
+                // The provider may have billed a call that ran past the deadline: its worst
+                // case is charged, never nothing.
+                if let Err(e) =
+                    budget::settle_unknown(&turn.deps.store, turn.d.message.tenant_id, &hold).await
+                {
+                    tracing::warn!(tenant.id = %turn.d.message.tenant_id, error = %e, "could not charge a timed-out call; its hold lapses at its expiry");
+                }
                 return stopped(turn, Stop::Deadline, passages).await;
             };
             note_key_failures(turn, &answer).await;
@@ -777,8 +785,9 @@ async fn stopped(
 }
 
 /// How long a turn waits for other calls in flight to settle when they hold the rest of a
-/// budget (at most the turn's remaining time).
-const BUDGET_WAIT: Duration = Duration::from_secs(5);
+/// budget (at most half the turn's remaining time): holds are worst cases, and most calls
+/// settle well below theirs.
+const BUDGET_WAIT: Duration = Duration::from_secs(20);
 
 /// Asks the tenant's budgets to admit the next LLM call of the turn.
 async fn admit(
@@ -801,7 +810,7 @@ async fn admit(
         now: turn.deps.settings.clock.now(),
         // A crashed turn's hold outlives the turn's deadline by a minute, then lapses.
         hold_for: remaining + Duration::from_secs(60),
-        wait: remaining.min(BUDGET_WAIT),
+        wait: (remaining / 2).min(BUDGET_WAIT),
     };
     Ok(budget::admit(&turn.deps.store, &ask).await?)
 }
