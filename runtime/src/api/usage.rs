@@ -56,6 +56,24 @@ fn date(errors: &mut Errors, field: &str, value: Option<&str>) -> Option<NaiveDa
     }
 }
 
+/// The range from `from` to `to` (both included): by default the 1st of `today`'s month to
+/// `today`; at most `MAX_DAYS` days, `to` not before `from`.
+fn range(
+    errors: &mut Errors,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    today: NaiveDate,
+) -> (NaiveDate, NaiveDate) {
+    let to = to.unwrap_or(today);
+    let from = from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
+    if from > to {
+        errors.add("to", "must not be before from");
+    } else if (to - from) >= Duration::days(MAX_DAYS) {
+        errors.add("from", format!("a report covers at most {MAX_DAYS} days"));
+    }
+    (from, to)
+}
+
 /// The query the parameters name, in the tenant's calendar at `today`.
 pub fn parse(p: &UsageParams, today: NaiveDate) -> Result<ReportQuery, ApiError> {
     let mut errors = Errors::default();
@@ -96,13 +114,7 @@ pub fn parse(p: &UsageParams, today: NaiveDate) -> Result<ReportQuery, ApiError>
         }
         Some(m.to_string())
     });
-    let to = to.unwrap_or(today);
-    let from = from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
-    if from > to {
-        errors.add("to", "must not be before from");
-    } else if (to - from) >= Duration::days(MAX_DAYS) {
-        errors.add("from", format!("a report covers at most {MAX_DAYS} days"));
-    }
+    let (from, to) = range(&mut errors, from, to, today);
     errors.finish()?;
     Ok(ReportQuery {
         from,
@@ -240,13 +252,7 @@ pub async fn platform(
         },
     };
     let today = state.clock.now().date_naive();
-    let to = to.unwrap_or(today);
-    let from = from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
-    if from > to {
-        errors.add("to", "must not be before from");
-    } else if (to - from) >= Duration::days(MAX_DAYS) {
-        errors.add("from", format!("a report covers at most {MAX_DAYS} days"));
-    }
+    let (from, to) = range(&mut errors, from, to, today);
     errors.finish()?;
     let utc = TenantZone::default();
     let (start, end) = (utc.start_of(from), utc.start_of(to + Duration::days(1)));

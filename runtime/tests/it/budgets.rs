@@ -17,24 +17,28 @@ use crate::pipeline::{send, wait_for, web_message};
 use crate::support::{AppOptions, TestApp, field_errors};
 use crate::world::{self, Who, World};
 
-async fn set_budget(store: &Store, tenant: TenantId, monthly: i64, policy: &str) -> BudgetRow {
+/// Sets (or replaces) a budget of the tenant, with the default thresholds and no webhook.
+async fn put_row(store: &Store, tenant: TenantId, budget: NewBudget<'_>) -> BudgetRow {
     let mut tx = store.tenant_tx(tenant).await.unwrap();
-    let row = budgets::put(
-        &mut tx,
-        &NewBudget {
-            agent: None,
-            monthly_micro_usd: monthly,
-            thresholds: &[50, 80, 100],
-            policy,
-            downgrade_group: None,
-            count_own_keys: false,
-            webhook_url: None,
-        },
-    )
-    .await
-    .unwrap();
+    let row = budgets::put(&mut tx, &budget).await.unwrap();
     tx.commit().await.unwrap();
     row
+}
+
+fn new_budget<'a>(monthly: i64, policy: &'a str) -> NewBudget<'a> {
+    NewBudget {
+        agent: None,
+        monthly_micro_usd: monthly,
+        thresholds: &[50, 80, 100],
+        policy,
+        downgrade_group: None,
+        count_own_keys: false,
+        webhook_url: None,
+    }
+}
+
+async fn set_budget(store: &Store, tenant: TenantId, monthly: i64, policy: &str) -> BudgetRow {
+    put_row(store, tenant, new_budget(monthly, policy)).await
 }
 
 async fn reserve_at(
@@ -321,23 +325,11 @@ async fn tenant_budget(
     policy: &str,
     downgrade: Option<&str>,
 ) -> BudgetRow {
-    let mut tx = app.store.tenant_tx(tenant).await.unwrap();
-    let row = budgets::put(
-        &mut tx,
-        &NewBudget {
-            agent: None,
-            monthly_micro_usd: monthly,
-            thresholds: &[50, 80, 100],
-            policy,
-            downgrade_group: downgrade,
-            count_own_keys: false,
-            webhook_url: None,
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    row
+    let budget = NewBudget {
+        downgrade_group: downgrade,
+        ..new_budget(monthly, policy)
+    };
+    put_row(&app.store, tenant, budget).await
 }
 
 /// The replies recorded for events whose ids start with `prefix`: (event, kind, text).
@@ -1083,26 +1075,12 @@ async fn a_budget_set_mid_month_starts_from_what_the_month_already_spent() {
     }
     tx.commit().await.unwrap();
     let put = |agent: Option<AgentId>, count_own_keys: bool| {
-        let store = app.store.clone();
-        async move {
-            let mut tx = store.tenant_tx(w.a).await.unwrap();
-            let row = budgets::put(
-                &mut tx,
-                &NewBudget {
-                    agent,
-                    monthly_micro_usd: 1_000_000,
-                    thresholds: &[50, 80, 100],
-                    policy: "soft",
-                    downgrade_group: None,
-                    count_own_keys,
-                    webhook_url: None,
-                },
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
-            row
-        }
+        let budget = NewBudget {
+            agent,
+            count_own_keys,
+            ..new_budget(1_000_000, "soft")
+        };
+        put_row(&app.store, w.a, budget)
     };
     let now = at("2031-08-20T00:00:00Z");
     // The tenant's budget (platform keys): 300 + 40 + 22,500.

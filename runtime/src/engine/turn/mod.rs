@@ -847,39 +847,25 @@ async fn run(deps: &EngineDeps, d: &Delivery, config: &TenantConfig) -> Result<(
             )
             .await;
         }
-        tool_loop::Ending::Handoff(reason) => {
-            let fired = escalation::agent_requested(&agent.escalation_rules);
-            state.window.push(user_turn, deps.settings.window);
-            let cited = cited_titles(&super::context::cited(&reason, &passages));
-            let recording = Recording {
-                handoff: Some((&fired, packet(&fired, &state, Some(&reason), cited))),
-                handoff_note: Some(reason),
-                state: Some(&state),
-                recalled: super::context::recalled_ids(&context),
-                ..Recording::default()
+        ending @ (tool_loop::Ending::Handoff(_) | tool_loop::Ending::OverBudget) => {
+            // The agent asked for a person (with its reason), or the month's budget is spent
+            // and its policy hands new work to a person: the customer is told politely that a
+            // colleague will answer, never that money ran out.
+            let (fired, note) = match ending {
+                tool_loop::Ending::Handoff(reason) => (
+                    escalation::agent_requested(&agent.escalation_rules),
+                    Some(reason),
+                ),
+                _ => (escalation::over_budget(&agent.escalation_rules), None),
             };
-            let text = guard::with_disclosure(
-                disclosure.as_deref(),
-                escalation::handoff_notice(&fired, &expected),
-            );
-            return finish(
-                deps,
-                d,
-                &connection,
-                conversation,
-                ReplyKind::Handoff,
-                text,
-                recording,
-            )
-            .await;
-        }
-        tool_loop::Ending::OverBudget => {
-            // The month's budget is spent and its policy hands new work to a person: the
-            // customer is told politely that a colleague will answer, never that money ran out.
-            let fired = escalation::over_budget(&agent.escalation_rules);
             state.window.push(user_turn, deps.settings.window);
+            let cited = note
+                .as_deref()
+                .map(|reason| cited_titles(&super::context::cited(reason, &passages)))
+                .unwrap_or_default();
             let recording = Recording {
-                handoff: Some((&fired, packet(&fired, &state, None, Vec::new()))),
+                handoff: Some((&fired, packet(&fired, &state, note.as_deref(), cited))),
+                handoff_note: note,
                 state: Some(&state),
                 recalled: super::context::recalled_ids(&context),
                 ..Recording::default()
