@@ -184,6 +184,12 @@ pub async fn admit(store: &Store, ask: &Ask<'_>) -> StoreResult<Gate> {
         wake.as_mut().enable();
         let waited_out = started.elapsed() >= ask.wait;
         let mut tx = store.tenant_tx(ask.tenant).await?;
+        // A hold is worth no disk flush: should Postgres crash before it reaches the disk, the
+        // call still settles (against no hold) — only the admission of calls in that instant
+        // could have been stricter.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(tx.connection())
+            .await?;
         let mut entries = Vec::with_capacity(applying.len());
         let (mut waiting, mut handoff, mut downgrade) = (false, None, None);
         // The tenant's budget first, then the agent's: every caller locks in the same order.
