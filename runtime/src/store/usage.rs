@@ -34,12 +34,45 @@ struct CallRow {
     key_owner: String,
     provider: String,
     model: String,
+    #[sqlx(flatten)]
+    counters: Counters,
+}
+
+/// The counters of `llm_usage` summed, as a row carries them.
+#[derive(Debug, sqlx::FromRow)]
+struct Counters {
     calls: i64,
     input_tokens: i64,
     output_tokens: i64,
     cached_input_tokens: i64,
     cost_micro_usd: i64,
     unpriced_calls: i64,
+}
+
+impl Counters {
+    fn totals(&self) -> LlmTotals {
+        LlmTotals {
+            calls: self.calls,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cost_micro_usd: self.cost_micro_usd,
+            unpriced_calls: self.unpriced_calls,
+        }
+    }
+}
+
+/// Of a pair of totals kept apart by whose key paid, the one of `key_owner`.
+fn side<'a>(
+    platform: &'a mut LlmTotals,
+    own_keys: &'a mut LlmTotals,
+    key_owner: &str,
+) -> &'a mut LlmTotals {
+    if key_owner == "tenant" {
+        own_keys
+    } else {
+        platform
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -138,23 +171,8 @@ pub async fn report(
     Ok(assemble(zone, q, &calls, &traffic))
 }
 
-fn totals_of(r: &CallRow) -> LlmTotals {
-    LlmTotals {
-        calls: r.calls,
-        input_tokens: r.input_tokens,
-        output_tokens: r.output_tokens,
-        cached_input_tokens: r.cached_input_tokens,
-        cost_micro_usd: r.cost_micro_usd,
-        unpriced_calls: r.unpriced_calls,
-    }
-}
-
 fn add_to(point: &mut UsagePoint, key_owner: &str, t: &LlmTotals) {
-    if key_owner == "tenant" {
-        point.own_keys.add(t);
-    } else {
-        point.platform.add(t);
-    }
+    side(&mut point.platform, &mut point.own_keys, key_owner).add(t);
 }
 
 fn add_line(
@@ -170,11 +188,7 @@ fn add_line(
         platform: LlmTotals::default(),
         own_keys: LlmTotals::default(),
     });
-    if owner == "tenant" {
-        line.own_keys.add(t);
-    } else {
-        line.platform.add(t);
-    }
+    side(&mut line.platform, &mut line.own_keys, owner).add(t);
 }
 
 /// Dearest first, then by key.
@@ -216,7 +230,7 @@ fn assemble(
         BTreeMap::new(),
     );
     for r in calls {
-        let t = totals_of(r);
+        let t = r.counters.totals();
         if let Some(point) = series.get_mut(&period_start(r.day, q.granularity)) {
             add_to(point, &r.key_owner, &t);
         }
@@ -284,7 +298,14 @@ pub async fn across_tenants(
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<Vec<shared::usage::TenantSpend>> {
-    type Row = (uuid::Uuid, String, String, i64, i64, i64, i64, i64, i64);
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        tenant_id: uuid::Uuid,
+        tenant_name: String,
+        key_owner: String,
+        #[sqlx(flatten)]
+        counters: Counters,
+    }
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT tenant_id, tenant_name, key_owner, calls, input_tokens, output_tokens, \
                 cached_input_tokens, cost_micro_usd, unpriced_calls \
@@ -295,28 +316,16 @@ pub async fn across_tenants(
     .fetch_all(store.pool())
     .await?;
     let mut by_tenant: BTreeMap<uuid::Uuid, shared::usage::TenantSpend> = BTreeMap::new();
-    for (tenant, name, owner, calls, input, output, cached, cost, unpriced) in rows {
+    for row in rows {
         let spend = by_tenant
-            .entry(tenant)
+            .entry(row.tenant_id)
             .or_insert_with(|| shared::usage::TenantSpend {
-                tenant_id: shared::TenantId::from_uuid(tenant),
-                tenant_name: name,
+                tenant_id: shared::TenantId::from_uuid(row.tenant_id),
+                tenant_name: row.tenant_name,
                 platform: LlmTotals::default(),
                 own_keys: LlmTotals::default(),
             });
-        let totals = LlmTotals {
-            calls,
-            input_tokens: input,
-            output_tokens: output,
-            cached_input_tokens: cached,
-            cost_micro_usd: cost,
-            unpriced_calls: unpriced,
-        };
-        if owner == "tenant" {
-            spend.own_keys.add(&totals);
-        } else {
-            spend.platform.add(&totals);
-        }
+        side(&mut spend.platform, &mut spend.own_keys, &row.key_owner).add(&row.counters.totals());
     }
     let mut out: Vec<_> = by_tenant.into_values().collect();
     out.sort_by(|a, b| {
