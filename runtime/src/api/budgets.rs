@@ -64,13 +64,6 @@ fn alert_dto(row: AlertRow) -> BudgetAlert {
     }
 }
 
-async fn zone_of(tx: &mut TenantTx) -> Result<TenantZone, ApiError> {
-    Ok(tenants::settings(tx)
-        .await?
-        .and_then(|s| TenantZone::parse(&s.time_zone))
-        .unwrap_or_default())
-}
-
 /// The month's spend at its end, at the pace so far (straight-line, from the month's first
 /// instant in the tenant's calendar).
 pub fn forecast(zone: &TenantZone, now: DateTime<Utc>, spent: i64) -> i64 {
@@ -133,7 +126,7 @@ pub async fn list(
         crate::auth::principal::TenantAccess::Granted(p) if p.contains(&shared::auth::Permission::BudgetsManage)
     );
     let mut tx = state.store.tenant_tx(tenant).await?;
-    let zone = zone_of(&mut tx).await?;
+    let zone = tenants::zone(&mut tx).await?;
     let now = state.clock.now();
     let mut out = Vec::new();
     for row in store_budgets::list(&mut tx).await? {
@@ -276,7 +269,7 @@ async fn put(
         },
     )
     .await?;
-    let zone = zone_of(&mut tx).await?;
+    let zone = tenants::zone(&mut tx).await?;
     // The month opens now with what it already spent, so the budget shows it at once.
     store_budgets::open_period(&mut tx, &row, &zone.month_key(state.clock.now())).await?;
     let out = status(&mut tx, &zone, state.clock.now(), &row, agent_name).await?;

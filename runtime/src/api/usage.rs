@@ -137,15 +137,21 @@ pub async fn report(
     state: web::Data<AppState>,
     params: web::Query<UsageParams>,
 ) -> Result<web::Json<UsageReport>, ApiError> {
+    Ok(web::Json(tenant_report(&auth, &state, &params).await?))
+}
+
+/// The report the parameters ask for, in the tenant's calendar (its "today" by the clock).
+async fn tenant_report(
+    auth: &Authorized,
+    state: &AppState,
+    params: &UsageParams,
+) -> Result<UsageReport, ApiError> {
     let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
-    let zone = tenants::settings(&mut tx)
-        .await?
-        .and_then(|s| TenantZone::parse(&s.time_zone))
-        .unwrap_or_default();
-    let query = parse(&params, zone.day(state.clock.now()))?;
-    Ok(web::Json(
-        store_usage::report(&mut tx, &zone, &query).await?,
-    ))
+    let zone = tenants::zone(&mut tx).await?;
+    let query = parse(params, zone.day(state.clock.now()))?;
+    let report = store_usage::report(&mut tx, &zone, &query).await?;
+    tx.commit().await?;
+    Ok(report)
 }
 
 /// The report's series as CSV: one row per day, week or month, platform keys and the tenant's
@@ -196,14 +202,7 @@ pub async fn export(
     state: web::Data<AppState>,
     params: web::Query<UsageParams>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
-    let mut tx = state.store.tenant_tx(auth.tenant()?).await?;
-    let zone = tenants::settings(&mut tx)
-        .await?
-        .and_then(|s| TenantZone::parse(&s.time_zone))
-        .unwrap_or_default();
-    let query = parse(&params, zone.day(state.clock.now()))?;
-    let report = store_usage::report(&mut tx, &zone, &query).await?;
-    tx.commit().await?;
+    let report = tenant_report(&auth, &state, &params).await?;
     Ok(actix_web::HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((

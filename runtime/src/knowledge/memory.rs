@@ -134,11 +134,7 @@ pub async fn summarise(
     let (budgets, zone) = {
         let mut tx = ctx.store.tenant_tx(tenant).await.map_err(retry)?;
         let budgets = crate::store::budgets::list(&mut tx).await.map_err(retry)?;
-        let zone = crate::store::tenants::settings(&mut tx)
-            .await
-            .map_err(retry)?
-            .and_then(|s| crate::time::TenantZone::parse(&s.time_zone))
-            .unwrap_or_default();
+        let zone = crate::store::tenants::zone(&mut tx).await.map_err(retry)?;
         drop(tx);
         (budgets, zone)
     };

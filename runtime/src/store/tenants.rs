@@ -214,6 +214,14 @@ pub async fn settings(tx: &mut TenantTx) -> StoreResult<Option<TenantSettingsRow
     .await?)
 }
 
+/// The transaction's tenant's calendar: its time zone, UTC if it has none (or an unknown one).
+pub async fn zone(tx: &mut TenantTx) -> StoreResult<crate::time::TenantZone> {
+    Ok(settings(tx)
+        .await?
+        .and_then(|s| crate::time::TenantZone::parse(&s.time_zone))
+        .unwrap_or_default())
+}
+
 /// Replaces the transaction's tenant's settings; `None` if the tenant does not exist.
 pub async fn set_settings(
     tx: &mut TenantTx,
