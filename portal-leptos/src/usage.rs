@@ -373,6 +373,22 @@ fn BudgetSection(budgets: Budgets, version: RwSignal<u32>) -> impl IntoView {
         }
     });
     let manage = move || session.can(Permission::BudgetsManage);
+    // How a save or a removal ends: the toast and the saved budget afresh, or the error.
+    let done = move |result: Result<String, ApiError>| {
+        match result {
+            Ok(toast) => {
+                let _ = error.try_set(None);
+                session.show_toast(toast);
+                let _ = draft.try_set(None);
+                version.update(|v| *v += 1);
+            }
+            Err(e) => {
+                session.handle(&e);
+                let _ = error.try_set(Some(e));
+            }
+        }
+        let _ = busy.try_set(false);
+    };
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let (Some((tenant, _)), Some(d)) = (session.tenant.get_untracked(), draft.get_untracked())
@@ -388,29 +404,20 @@ fn BudgetSection(budgets: Budgets, version: RwSignal<u32>) -> impl IntoView {
         };
         busy.set(true);
         spawn_local(async move {
-            match api::send::<_, BudgetStatus>(
+            let saved = api::send::<_, BudgetStatus>(
                 HttpMethod::PUT,
                 &format!("/api/tenants/{tenant}/budgets/tenant"),
                 &body,
             )
             .await
-            {
-                Ok(s) => {
-                    let _ = error.try_set(None);
-                    session.show_toast(format!(
-                        "Budget saved: {} a month, {} % spent so far.",
-                        format_usd(s.budget.monthly_micro_usd),
-                        s.percent
-                    ));
-                    let _ = draft.try_set(None);
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => {
-                    session.handle(&e);
-                    let _ = error.try_set(Some(e));
-                }
-            }
-            let _ = busy.try_set(false);
+            .map(|s| {
+                format!(
+                    "Budget saved: {} a month, {} % spent so far.",
+                    format_usd(s.budget.monthly_micro_usd),
+                    s.percent
+                )
+            });
+            done(saved);
         });
     };
     let remove = move |_| {
@@ -419,23 +426,13 @@ fn BudgetSection(budgets: Budgets, version: RwSignal<u32>) -> impl IntoView {
         };
         busy.set(true);
         spawn_local(async move {
-            match api::act_empty(
+            let removed = api::act_empty(
                 HttpMethod::DELETE,
                 &format!("/api/tenants/{tenant}/budgets/tenant"),
             )
             .await
-            {
-                Ok(()) => {
-                    session.show_toast("Budget removed: nothing caps the workspace's spend now.");
-                    let _ = draft.try_set(None);
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => {
-                    session.handle(&e);
-                    let _ = error.try_set(Some(e));
-                }
-            }
-            let _ = busy.try_set(false);
+            .map(|()| "Budget removed: nothing caps the workspace's spend now.".to_string());
+            done(removed);
         });
     };
     let edit = move |f: fn(&mut Draft, String)| {

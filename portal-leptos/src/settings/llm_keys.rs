@@ -71,6 +71,22 @@ fn KeyCard(
     let error = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
     let has_key = key.is_some();
+    // How a save or a removal ends: the toast and the keys afresh, or the error.
+    let done = move |result: Result<String, ApiError>| {
+        match result {
+            Ok(toast) => {
+                let _ = draft.try_set(String::new());
+                let _ = error.try_set(None);
+                session.show_toast(toast);
+                version.update(|v| *v += 1);
+            }
+            Err(e) => {
+                session.handle(&e);
+                let _ = error.try_set(Some(e));
+            }
+        }
+        let _ = busy.try_set(false);
+    };
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Some((tenant, _)) = session.tenant.get_untracked() else {
@@ -81,28 +97,14 @@ fn KeyCard(
         };
         busy.set(true);
         spawn_local(async move {
-            match api::send::<_, LlmKey>(
+            let saved = api::send::<_, LlmKey>(
                 HttpMethod::PUT,
                 &format!("/api/tenants/{tenant}/llm-keys/{}", provider.as_str()),
                 &body,
             )
             .await
-            {
-                Ok(k) => {
-                    let _ = draft.try_set(String::new());
-                    let _ = error.try_set(None);
-                    session.show_toast(format!(
-                        "{name} accepted the key ({}); it is saved.",
-                        k.hint
-                    ));
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => {
-                    session.handle(&e);
-                    let _ = error.try_set(Some(e));
-                }
-            }
-            let _ = busy.try_set(false);
+            .map(|k| format!("{name} accepted the key ({}); it is saved.", k.hint));
+            done(saved);
         });
     };
     let remove = move |_| {
@@ -111,24 +113,13 @@ fn KeyCard(
         };
         busy.set(true);
         spawn_local(async move {
-            match api::act_empty(
+            let removed = api::act_empty(
                 HttpMethod::DELETE,
                 &format!("/api/tenants/{tenant}/llm-keys/{}", provider.as_str()),
             )
             .await
-            {
-                Ok(()) => {
-                    session.show_toast(format!(
-                        "{name} key removed: the platform's key answers now."
-                    ));
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => {
-                    session.handle(&e);
-                    let _ = error.try_set(Some(e));
-                }
-            }
-            let _ = busy.try_set(false);
+            .map(|()| format!("{name} key removed: the platform's key answers now."));
+            done(removed);
         });
     };
     let input_id = format!("llm-key-{}", provider.as_str());
