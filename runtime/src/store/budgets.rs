@@ -219,18 +219,9 @@ pub async fn open_period(tx: &mut TenantTx, budget: &BudgetRow, period: &str) ->
     Ok(())
 }
 
-/// Makes sure the budget's month has its row, locks it and returns its settled spend.
+/// Locks the budget's month row (which exists: `open_period` or `settle` made it) and returns
+/// its settled spend.
 async fn lock_period(tx: &mut TenantTx, budget: Uuid, period: &str) -> StoreResult<i64> {
-    let tenant = tx.tenant();
-    sqlx::query(
-        "INSERT INTO budget_periods (tenant_id, budget_id, period) VALUES ($1, $2, $3) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(tenant.as_uuid())
-    .bind(budget)
-    .bind(period)
-    .execute(tx.connection())
-    .await?;
     Ok(sqlx::query_scalar(
         "SELECT spent_micro_usd FROM budget_periods \
           WHERE budget_id = $1 AND period = $2 FOR UPDATE",
@@ -256,6 +247,18 @@ pub async fn settle(
     if !lock_budget(tx, budget).await? {
         return Ok(None);
     }
+    // Reserving made the month's row; should it be missing, it starts at zero here (opening it
+    // from usage would count this call, recorded in this transaction, twice).
+    let tenant = tx.tenant();
+    sqlx::query(
+        "INSERT INTO budget_periods (tenant_id, budget_id, period) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant.as_uuid())
+    .bind(budget)
+    .bind(period)
+    .execute(tx.connection())
+    .await?;
     let before = lock_period(tx, budget, period).await?;
     if let Some(id) = reservation {
         release(tx, id, budget).await?;
