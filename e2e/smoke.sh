@@ -31,6 +31,13 @@ body() { curl -s "$@"; }
 
 check "GET /healthz is 200"                [ "$(status "${url}healthz")" = 200 ]
 check "GET /readyz is 200 and ready"       bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '${url}readyz')\" = 200 ] && curl -s '${url}readyz' | grep -q '\"status\":\"ready\"'"
+port="$(printf '%s' "$url" | sed -n 's#^http://[^/]*:\([0-9]*\)/.*#\1#p')"
+check "konstruct healthcheck (the image's health check) passes on the configured port" \
+  env KONSTRUCT_PORT="$port" "$BIN" healthcheck
+check "konstruct healthcheck fails when nothing answers" \
+  bash -c "! '$BIN' healthcheck --url http://127.0.0.1:1/readyz --timeout-secs 1 2>/dev/null"
+check "konstruct healthcheck fails on an answer other than 200" \
+  bash -c "! '$BIN' healthcheck --url '${url}api/nope' 2>/dev/null"
 check "GET / serves the portal"            bash -c "curl -s '${url}' | grep -q '<title>Konstruct</title>'"
 wasm="$(body "$url" | grep -o 'portal-leptos-[a-f0-9]*_bg.wasm' | head -n 1)"
 check "the portal's wasm is served as application/wasm" \

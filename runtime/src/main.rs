@@ -3,10 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use runtime::api::health;
 use runtime::app::{Application, Options};
 use runtime::auth::password;
 use runtime::config::{AuthSettings, Settings};
@@ -35,6 +36,17 @@ enum Command {
     SetupDb,
     /// Load and validate the configuration, print it with secrets redacted, and exit.
     CheckConfig,
+    /// Ask this machine's server whether it is ready (`GET /readyz` on the configured port, at
+    /// loopback when it binds every address); exits 0 when it answers 200 within the timeout.
+    /// For container health checks: it needs no shell, database or network beyond loopback.
+    Healthcheck {
+        /// Check this URL instead (plain `http://` only).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Create a platform admin from KONSTRUCT_ADMIN_EMAIL and KONSTRUCT_ADMIN_PASSWORD (or do
     /// nothing if that account exists).
     CreateAdmin,
@@ -80,6 +92,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Healthcheck { url, timeout_secs } = &command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| health::readyz_url(&settings.server));
+        return match health::probe(&url, Duration::from_secs(*timeout_secs)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("konstruct healthcheck: {url}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     telemetry::init(&settings.log);
     for warning in &warnings {
         tracing::warn!("{warning}");
@@ -127,8 +151,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        // Handled in `main`, before the settings load.
-        Command::ScopeEval { .. } => Ok(()),
+        // Handled in `main`, before the settings load or the runtime starts.
+        Command::ScopeEval { .. } | Command::Healthcheck { .. } => Ok(()),
         Command::CheckConfig => {
             #[expect(
                 clippy::print_stdout,

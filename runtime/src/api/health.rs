@@ -233,3 +233,188 @@ pub async fn log_redis_persistence(redis: Redis) {
         other => tracing::info!(redis.persistence = %other, "Redis persistence"),
     }
 }
+
+/// The readiness URL of the server these settings start, as seen from the same machine: an
+/// unspecified bind address (`0.0.0.0`, `::`) is reached at loopback.
+pub fn readyz_url(server: &crate::config::ServerSettings) -> String {
+    let host = match server.host {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("http://{host}:{}/readyz", server.port)
+}
+
+/// Why a health check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthcheckError {
+    #[error("not an http:// URL with a host")]
+    BadUrl,
+    #[error("could not reach it: {0}")]
+    Unreachable(std::io::Error),
+    #[error("the answer is not HTTP")]
+    NotHttp,
+    #[error("not ready (HTTP {0})")]
+    NotReady(u16),
+}
+
+/// One blocking `GET` of `url` (plain HTTP, as a container's health check on loopback needs):
+/// `Ok` only for a 200 within `timeout`, for connecting, sending and reading the status line.
+pub fn probe(url: &str, timeout: Duration) -> Result<(), HealthcheckError> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or(HealthcheckError::BadUrl)?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    if authority.is_empty() || authority.contains('@') {
+        return Err(HealthcheckError::BadUrl);
+    }
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let deadline = Instant::now() + timeout;
+    let address = with_port
+        .to_socket_addrs()
+        .map_err(HealthcheckError::Unreachable)?
+        .next()
+        .ok_or(HealthcheckError::BadUrl)?;
+    let remaining = |now: Instant| {
+        deadline
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::TimedOut))
+    };
+    let mut stream = TcpStream::connect_timeout(
+        &address,
+        remaining(Instant::now()).map_err(HealthcheckError::Unreachable)?,
+    )
+    .map_err(HealthcheckError::Unreachable)?;
+    let left = remaining(Instant::now()).map_err(HealthcheckError::Unreachable)?;
+    stream
+        .set_read_timeout(Some(left))
+        .and_then(|()| stream.set_write_timeout(Some(left)))
+        .map_err(HealthcheckError::Unreachable)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: konstruct-healthcheck\r\n\r\n"
+    )
+    .map_err(HealthcheckError::Unreachable)?;
+    let mut status_line = String::new();
+    BufReader::new(stream.take(1024))
+        .read_line(&mut status_line)
+        .map_err(HealthcheckError::Unreachable)?;
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|s| s.get(2..5))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or(HealthcheckError::NotHttp)?;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(HealthcheckError::NotReady(status))
+    }
+}
+
+#[cfg(test)]
+mod healthcheck_tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A one-shot server that answers the first request with `answer` and hands back what it got.
+    fn answer_once(answer: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0_u8; 512];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = socket.read(&mut buf).unwrap();
+                assert!(n > 0, "the client closed before ending its request");
+                request.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(answer.as_bytes()).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn a_200_is_healthy_and_the_request_is_a_plain_get_of_the_path() {
+        let (url, server) = answer_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        probe(&url, Duration::from_secs(5)).unwrap();
+        let request = server.join().unwrap();
+        assert!(request.starts_with("GET /readyz HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("\r\nHost: 127.0.0.1:"), "{request}");
+    }
+
+    #[test]
+    fn a_503_or_a_non_http_answer_is_unhealthy() {
+        let (url, server) = answer_once("HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        assert!(matches!(
+            probe(&url, Duration::from_secs(5)),
+            Err(HealthcheckError::NotReady(503))
+        ));
+        server.join().unwrap();
+        let (url, server) = answer_once("SSH-2.0-OpenSSH\r\n\r\n");
+        assert!(matches!(
+            probe(&url, Duration::from_secs(5)),
+            Err(HealthcheckError::NotHttp)
+        ));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_server_that_never_answers_times_out() {
+        // Accepts (the kernel's backlog does) but never writes.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        let started = Instant::now();
+        assert!(matches!(
+            probe(&url, Duration::from_millis(300)),
+            Err(HealthcheckError::Unreachable(_))
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(listener);
+    }
+
+    #[test]
+    fn only_plain_http_urls_with_a_host_are_checked() {
+        for url in [
+            "https://127.0.0.1/readyz",
+            "127.0.0.1:8080",
+            "http:///readyz",
+            "http://user@host/",
+        ] {
+            assert!(
+                matches!(
+                    probe(url, Duration::from_secs(1)),
+                    Err(HealthcheckError::BadUrl)
+                ),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bind_address_is_checked_at_loopback() {
+        let mut server = crate::config::Settings::default().server;
+        server.port = 8080;
+        server.host = "0.0.0.0".parse().unwrap();
+        assert_eq!(readyz_url(&server), "http://127.0.0.1:8080/readyz");
+        server.host = "::".parse().unwrap();
+        assert_eq!(readyz_url(&server), "http://[::1]:8080/readyz");
+        server.host = "10.1.2.3".parse().unwrap();
+        assert_eq!(readyz_url(&server), "http://10.1.2.3:8080/readyz");
+    }
+}
