@@ -112,6 +112,7 @@ impl Application {
     /// Builds and starts everything the settings describe.
     pub async fn build(settings: &Settings, options: Options) -> Result<Self, AppError> {
         let store = Store::connect_lazy(&settings.database)?.with_audit_keys(audit_keys(settings)?);
+        crate::store::channel_cache::listen(store.clone());
         let (redis, _connecting) = Redis::connect(&settings.redis)?;
         let ingest = Ingest::new(
             redis.clone(),
@@ -274,16 +275,29 @@ impl Application {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e)),
         };
+        tracing::info!("HTTP server stopped; stopping the engine and the jobs");
         if let Some(engine) = &self.engine {
             // Give the partitions back so another node takes over at once, then let that happen.
             engine.stop();
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if !engine.stopped(Duration::from_secs(5)).await {
+                tracing::warn!(
+                    "the engine did not give its partitions back within 5 s; they lapse after a lease"
+                );
+            }
         }
         if let Some(jobs) = self.jobs {
             // Running jobs finish (within a lease; after that another node runs them again).
             jobs.shutdown(self.jobs_grace).await;
         }
-        self.redis.quit().await;
+        // Closing Redis politely must not hold the exit up: whatever is left is unacknowledged
+        // and another node claims it.
+        if tokio::time::timeout(Duration::from_secs(2), self.redis.quit())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Redis did not close within 2 s; exiting anyway");
+        }
+        tracing::info!("stopped");
         served
     }
 

@@ -33,13 +33,28 @@ use crate::store::fences;
 pub struct Engine {
     pub registry: Addr<Registry>,
     stop: Rc<tokio::sync::Notify>,
+    /// Set by `stop`: the loop hands nothing more to the actors.
+    stopping: Rc<Cell<bool>>,
+    /// Turns true once the loop has given the partitions back and ended.
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Engine {
     /// Stops reading, gives the partitions back and leaves the set of live nodes, so another
     /// node takes over at once. Turns already handed to actors finish on their own.
     pub fn stop(&self) {
+        self.stopping.set(true);
         self.stop.notify_one();
+    }
+
+    /// Waits (up to `within`) until the loop has given its partitions back; `false` if it did
+    /// not in time (then they lapse after a lease).
+    pub async fn stopped(&self, within: Duration) -> bool {
+        let mut stopped = self.stopped.clone();
+        matches!(
+            tokio::time::timeout(within, stopped.wait_for(|s| *s)).await,
+            Ok(Ok(_))
+        )
     }
 }
 
@@ -49,9 +64,27 @@ pub fn start(deps: EngineDeps, consumer: &str) -> Engine {
     config::listen(deps.store.clone(), registry.clone());
     let stop = Rc::new(tokio::sync::Notify::new());
     let (loop_deps, loop_registry, consumer) = (deps, registry.clone(), consumer.to_string());
-    let loop_stop = stop.clone();
-    actix::spawn(async move { consume(loop_deps, loop_registry, consumer, loop_stop).await });
-    Engine { registry, stop }
+    let stopping = Rc::new(Cell::new(false));
+    let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+    let signals = Stop {
+        notify: stop.clone(),
+        stopping: stopping.clone(),
+        stopped: stopped_tx,
+    };
+    actix::spawn(async move { consume(loop_deps, loop_registry, consumer, signals).await });
+    Engine {
+        registry,
+        stop,
+        stopping,
+        stopped,
+    }
+}
+
+/// How the loop is told to stop, and tells that it has.
+struct Stop {
+    notify: Rc<tokio::sync::Notify>,
+    stopping: Rc<Cell<bool>>,
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the loop shares with the tasks that await results.
@@ -65,12 +98,7 @@ struct Shared {
     room: Arc<tokio::sync::Semaphore>,
 }
 
-async fn consume(
-    deps: EngineDeps,
-    registry: Addr<Registry>,
-    consumer: String,
-    stop: Rc<tokio::sync::Notify>,
-) {
+async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, stop: Stop) {
     let ingest = deps.ingest.clone();
     while let Err(e) = ingest.prepare().await {
         tracing::error!(error = %e, "ingest not ready; retrying");
@@ -140,16 +168,21 @@ async fn consume(
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             },
-            () = stop.notified() => {
+            () = stop.notify.notified() => {
                 if let Err(e) = leases.release_all().await {
                     tracing::warn!(error = %e, "could not give the partitions back");
                 }
                 deps.ownership.clear_all();
                 tracing::info!(engine.node = %consumer, "stopped consuming");
+                let _ = stop.stopped.send(true);
                 return;
             }
         }
-        for mut d in batch {
+        'batch: for mut d in batch {
+            // Stopping: what is not handed over yet stays pending for the next owner.
+            if stop.stopping.get() {
+                break;
+            }
             let key = (d.partition, d.entry_id.clone());
             if !shared.in_flight.borrow_mut().insert(key.clone()) {
                 // Claimed again (or still due) while being handled here.
@@ -167,6 +200,10 @@ async fn consume(
                 {
                     Ok(Ok(permit)) => break permit,
                     Ok(Err(_)) => return,
+                    Err(_) if stop.stopping.get() => {
+                        shared.in_flight.borrow_mut().remove(&key);
+                        break 'batch;
+                    }
                     Err(_) => {
                         renew(&deps, &mut leases, &consumer).await;
                         next_renew = Instant::now() + leases.renew_every();

@@ -157,6 +157,8 @@ pub async fn update(
 }
 
 pub async fn delete(tx: &mut TenantTx, id: AgentId) -> StoreResult<bool> {
+    // Its connections lose their agent (ON DELETE SET NULL).
+    tx.channels_changed();
     let done = sqlx::query("DELETE FROM agents WHERE id = $1")
         .bind(id)
         .execute(tx.connection())

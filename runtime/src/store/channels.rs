@@ -71,6 +71,7 @@ pub async fn get(tx: &mut TenantTx, id: ConnectionId) -> StoreResult<Option<Conn
 
 /// Creates the connection. `Conflict` when another tenant already connected this external id.
 pub async fn insert(tx: &mut TenantTx, c: &NewConnection<'_>) -> StoreResult<ConnectionRow> {
+    tx.channels_changed();
     let tenant = tx.tenant();
     let version = i32::try_from(c.secret_key_version).map_err(|_| StoreError::NotFound)?;
     Ok(sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
@@ -93,6 +94,7 @@ pub async fn insert(tx: &mut TenantTx, c: &NewConnection<'_>) -> StoreResult<Con
 
 /// Refreshes an existing connection of the tenant (new token, agent, settings) and activates it.
 pub async fn refresh(tx: &mut TenantTx, c: &NewConnection<'_>) -> StoreResult<ConnectionRow> {
+    tx.channels_changed();
     let version = i32::try_from(c.secret_key_version).map_err(|_| StoreError::NotFound)?;
     Ok(sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
         "UPDATE channel_connections SET display_name = $2, agent_id = $3, settings = $4, \
@@ -140,6 +142,7 @@ pub async fn disconnect(
     id: ConnectionId,
     kind: ChannelKind,
 ) -> StoreResult<Option<ConnectionRow>> {
+    tx.channels_changed();
     Ok(
         sqlx::query_as::<_, ConnectionRow>(sqlx::AssertSqlSafe(format!(
             "UPDATE channel_connections SET status = 'disabled', secret_ciphertext = NULL, \
@@ -271,6 +274,7 @@ pub async fn note_error(
 /// Marks an active connection failed for good (its credentials were refused); `true` when it
 /// was active until now.
 pub async fn fail(tx: &mut TenantTx, id: ConnectionId) -> StoreResult<bool> {
+    tx.channels_changed();
     let done = sqlx::query(
         "UPDATE channel_connections SET status = 'failed', updated_at = now() \
           WHERE id = $1 AND status = 'active'",

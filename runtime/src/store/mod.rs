@@ -14,6 +14,7 @@ pub mod agents;
 pub mod audit;
 pub mod bootstrap;
 pub mod budgets;
+pub mod channel_cache;
 pub mod channels;
 pub mod conversations;
 pub mod end_users;
@@ -97,6 +98,8 @@ pub struct Store {
     /// Seals every transaction's audit rows at commit; empty when no key is configured (then
     /// nothing is sealed and verification reports the rows as unsealed).
     audit_keys: AuditKeys,
+    /// Resolved channels, while `channel_cache::listen` keeps them in step (else unused).
+    channel_cache: std::sync::Arc<channel_cache::ChannelCache>,
 }
 
 /// A transaction bound to one tenant: row-level security limits every statement in it to that
@@ -109,6 +112,10 @@ pub struct TenantTx {
     audit_keys: AuditKeys,
     /// The audit rows this transaction appended and has not sealed yet.
     unsealed: Option<audit::Unsealed>,
+    /// The store's channel cache, told at commit when this transaction changed what
+    /// `resolve_channel` answers (other nodes learn it from the config notice).
+    channel_cache: std::sync::Arc<channel_cache::ChannelCache>,
+    channels_changed: bool,
 }
 
 impl TenantTx {
@@ -136,7 +143,17 @@ impl TenantTx {
             audit::seal(&mut self, &run).await?;
         }
         self.tx.commit().await?;
+        if self.channels_changed {
+            // This node's next delivery sees the change at once, not when the notice arrives.
+            self.channel_cache.forget_tenant(self.tenant);
+        }
         Ok(())
+    }
+
+    /// Notes that this transaction changes what a channel resolves to (a connection, its
+    /// agent, the tenant's status): this node's cache forgets the tenant at commit.
+    pub fn channels_changed(&mut self) {
+        self.channels_changed = true;
     }
 
     /// Rolls the transaction back explicitly.
@@ -239,6 +256,7 @@ impl Store {
         Self {
             pool,
             audit_keys: AuditKeys::default(),
+            channel_cache: std::sync::Arc::default(),
         }
     }
 
@@ -248,6 +266,11 @@ impl Store {
             audit_keys: keys,
             ..self
         }
+    }
+
+    /// The resolved channels kept in memory (see [`channel_cache`]).
+    pub fn channel_cache(&self) -> &std::sync::Arc<channel_cache::ChannelCache> {
+        &self.channel_cache
     }
 
     /// The keys this store seals and verifies the audit chain with.
@@ -285,6 +308,8 @@ impl Store {
             tenant,
             audit_keys: self.audit_keys.clone(),
             unsealed: None,
+            channel_cache: self.channel_cache.clone(),
+            channels_changed: false,
         })
     }
 
@@ -376,6 +401,23 @@ impl Store {
     /// needs (its agent and settings, never its secret). The one cross-tenant read the runtime
     /// may make, through the `resolve_channel` SECURITY DEFINER function.
     pub async fn resolve_channel(
+        &self,
+        kind: ChannelKind,
+        external_id: &str,
+    ) -> StoreResult<Option<ResolvedChannel>> {
+        let (hit, generation) = self.channel_cache.get(kind, external_id);
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        let resolved = self.resolve_channel_uncached(kind, external_id).await?;
+        if let (Some(resolved), Some(generation)) = (&resolved, generation) {
+            self.channel_cache
+                .put(kind, external_id, resolved, generation);
+        }
+        Ok(resolved)
+    }
+
+    async fn resolve_channel_uncached(
         &self,
         kind: ChannelKind,
         external_id: &str,

@@ -58,6 +58,9 @@ pub async fn update(
     status: Option<TenantStatus>,
 ) -> StoreResult<Option<TenantRow>> {
     let id = tx.tenant();
+    if status.is_some() {
+        tx.channels_changed();
+    }
     Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
         "UPDATE tenants SET name = coalesce($2, name), slug = coalesce($3, slug), \
                 status = coalesce($4, status), updated_at = now() \
@@ -74,6 +77,7 @@ pub async fn update(
 /// Deletes the transaction's tenant and, by cascade, its members, agents, channels,
 /// conversations and messages. Its audit trail stays.
 pub async fn delete(tx: &mut TenantTx) -> StoreResult<bool> {
+    tx.channels_changed();
     let id = tx.tenant();
     let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
         .bind(id.as_uuid())
