@@ -83,7 +83,11 @@ impl Drop for FakeLlm {
     fn drop(&mut self) {
         let handle = self.handle.clone();
         // Stopping is async; let it run in the background.
-        drop(tokio::spawn(async move { handle.stop(false).await }));
+        // Outside a runtime (a test unwinding after its runtime ended) the server's threads
+        // end with the process.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(async move { handle.stop(false).await }));
+        }
     }
 }
 

@@ -63,7 +63,11 @@ pub struct FakeShop {
 impl Drop for FakeShop {
     fn drop(&mut self) {
         let handle = self.handle.clone();
-        drop(tokio::spawn(async move { handle.stop(false).await }));
+        // Outside a runtime (a test unwinding after its runtime ended) the server's threads
+        // end with the process.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(async move { handle.stop(false).await }));
+        }
     }
 }
 

@@ -99,7 +99,11 @@ pub struct FakeSlack {
 impl Drop for FakeSlack {
     fn drop(&mut self) {
         if let Some(handle) = self.take_handle() {
-            drop(tokio::spawn(async move { handle.stop(false).await }));
+            // Outside a runtime (a test unwinding after its runtime ended) the server's threads
+            // end with the process.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                drop(runtime.spawn(async move { handle.stop(false).await }));
+            }
         }
     }
 }

@@ -49,6 +49,9 @@ pub enum SinkError {
     /// is marked failed until an admin connects it again.
     #[error("the channel refused the connection's credentials: {0}")]
     Revoked(String),
+    /// Not sent: the send's fence no longer holds (the partition moved while it waited).
+    #[error("not sent: this node no longer holds the conversation's partition")]
+    Fenced,
 }
 
 impl SinkError {
@@ -63,11 +66,14 @@ impl SinkError {
 /// Sends replies out through one kind of channel.
 pub trait ReplySink: Send + Sync {
     /// Sends one part through `connection` (from the tenant's snapshot, with its opened token);
-    /// returns the provider's id for the message it created, if it has one.
+    /// returns the provider's id for the message it created, if it has one. `fence` is asked
+    /// right before every request to the provider, after any wait for the channel's pace: when
+    /// it no longer holds, nothing is sent and the answer is [`SinkError::Fenced`].
     fn send(
         &self,
         connection: &ConnectionConfig,
         reply: OutboundReply,
+        fence: Fence,
     ) -> BoxFuture<'static, Result<Option<String>, SinkError>>;
 
     /// The longest text one message may carry; longer replies are sent in parts.
@@ -146,8 +152,40 @@ impl ReplySink for RecordedOnly {
         &self,
         _connection: &ConnectionConfig,
         _reply: OutboundReply,
+        _fence: Fence,
     ) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
         Box::pin(async { Ok(None) })
+    }
+}
+
+/// Whether a send may still go out: the engine's sends hold while this node holds the
+/// conversation's partition at the epoch the turn started under, so a part that waited for the
+/// channel's pace while the partition moved is left to its new owner instead of sent twice.
+#[derive(Clone, Default)]
+pub struct Fence(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl Fence {
+    /// For a send bound to no partition (a hand-off notice from a job).
+    pub fn open() -> Self {
+        Self(None)
+    }
+
+    pub fn new(holds: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(holds)))
+    }
+
+    pub fn holds(&self) -> bool {
+        self.0.as_ref().is_none_or(|holds| holds())
+    }
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Fence(bound)"
+        } else {
+            "Fence(open)"
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use shared::ConnectionId;
 use shared::channel::{ChannelKind, InboundMessage, OutboundReply, ReplyTarget, Sender};
 
 use super::{
-    ConnectionConfig, ConnectionSettings, Inbound, InboundError, Pacer, Receive, ReplySink,
+    ConnectionConfig, ConnectionSettings, Fence, Inbound, InboundError, Pacer, Receive, ReplySink,
     ResolvedConnection, Routed, SinkError, WebhookRequest,
 };
 use crate::config::Secret;
@@ -413,6 +413,7 @@ impl SlackChannel {
         token: Secret<String>,
         connection: ConnectionId,
         reply: OutboundReply,
+        fence: &Fence,
     ) -> Result<Option<String>, SinkError> {
         let ReplyTarget::Slack { channel, thread_ts } = &reply.target else {
             return Err(SinkError::Permanent("not a Slack reply target".into()));
@@ -429,6 +430,9 @@ impl SlackChannel {
         loop {
             attempt += 1;
             self.pacer.wait(&channel_key).await;
+            if !fence.holds() {
+                return Err(SinkError::Fenced);
+            }
             let res = self
                 .api
                 .http
@@ -609,11 +613,12 @@ impl ReplySink for SlackChannel {
         &self,
         connection: &ConnectionConfig,
         reply: OutboundReply,
+        fence: Fence,
     ) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
         let token = connection.require_token().cloned();
         let id = connection.id;
         let this = self.clone();
-        Box::pin(async move { this.post(token?, id, reply).await })
+        Box::pin(async move { this.post(token?, id, reply, &fence).await })
     }
 
     fn max_part_chars(&self) -> usize {

@@ -18,7 +18,7 @@ use shared::channel::{DeliveryStatus, InboundMessage, OutboundReply, ReplyContex
 
 use super::ingest::Delivery;
 use super::turn::{EngineDeps, TurnError};
-use crate::channels::{ConnectionConfig, SinkError};
+use crate::channels::{ConnectionConfig, Fence, SinkError};
 use crate::failpoint;
 use crate::store::audit::{self, Action, Actor, NewEvent, Target};
 use crate::store::conversations::{self, ReplyPart};
@@ -186,6 +186,11 @@ pub async fn deliver(
                             agent_name: agent_name.clone(),
                         },
                     },
+                    {
+                        let (ownership, partition, epoch) =
+                            (deps.ownership.clone(), d.partition, d.epoch);
+                        Fence::new(move || ownership.holds(partition, epoch))
+                    },
                 )
                 .await;
             match sent {
@@ -228,6 +233,8 @@ pub async fn deliver(
                 tx.commit().await?;
                 continue;
             }
+            // The partition moved while the part waited for the channel: its new owner sends it.
+            Err(SinkError::Fenced) => return Err(TurnError::Fenced),
             Err(error) => {
                 note_failure(deps, m, &error).await;
                 return Err(TurnError::Send(error));
@@ -277,6 +284,7 @@ async fn note_failure(deps: &EngineDeps, m: &InboundMessage, error: &SinkError) 
             | SinkError::Permanent(reason)
             | SinkError::Undeliverable(reason)
             | SinkError::Revoked(reason) => reason.as_str(),
+            SinkError::Fenced => return Ok(()),
         };
         channels::note_error(&mut tx, m.connection_id, Some(reason)).await?;
         if matches!(error, SinkError::Revoked(_)) && channels::fail(&mut tx, m.connection_id).await? {

@@ -272,6 +272,7 @@ impl JobHandler for NotifyHandoff {
                             text,
                             context: ReplyContext::default(),
                         },
+                        crate::channels::Fence::open(),
                     )
                     .await
                 {

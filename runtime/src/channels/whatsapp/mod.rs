@@ -29,8 +29,8 @@ use shared::resources::{TemplateVariable, WhatsappTemplate};
 use self::graph::{CallError, GraphApi, codes};
 use self::payload::Reading;
 use super::{
-    Accepted, ConnectionConfig, ConnectionSettings, DeliveryReport, Inbound, InboundError, Pacer,
-    Receive, ReplySink, ResolvedConnection, Routed, SinkError, WebhookRequest,
+    Accepted, ConnectionConfig, ConnectionSettings, DeliveryReport, Fence, Inbound, InboundError,
+    Pacer, Receive, ReplySink, ResolvedConnection, Routed, SinkError, WebhookRequest,
 };
 use crate::config::Secret;
 
@@ -441,6 +441,7 @@ impl WhatsappChannel {
         token: Secret<String>,
         settings: NumberSettings,
         reply: OutboundReply,
+        fence: &Fence,
     ) -> Result<Option<String>, SinkError> {
         let ReplyTarget::Whatsapp { wa_id } = &reply.target else {
             return Err(SinkError::Permanent("not a WhatsApp reply target".into()));
@@ -465,6 +466,9 @@ impl WhatsappChannel {
             })?
         };
         self.pacer.wait(&settings.phone_number_id).await;
+        if !fence.holds() {
+            return Err(SinkError::Fenced);
+        }
         let mut answer = self
             .graph
             .post_message(token.expose(), &settings.phone_number_id, &body)
@@ -476,6 +480,9 @@ impl WhatsappChannel {
             && let Some(template) = template_body(wa_id, &settings.templates, &reply)
         {
             self.pacer.wait(&settings.phone_number_id).await;
+            if !fence.holds() {
+                return Err(SinkError::Fenced);
+            }
             answer = self
                 .graph
                 .post_message(token.expose(), &settings.phone_number_id, &template)
@@ -569,11 +576,12 @@ impl ReplySink for WhatsappChannel {
         &self,
         connection: &ConnectionConfig,
         reply: OutboundReply,
+        fence: Fence,
     ) -> BoxFuture<'static, Result<Option<String>, SinkError>> {
         let token = connection.require_token().cloned();
         let settings = settings_of(connection);
         let this = self.clone();
-        Box::pin(async move { this.send_one(token?, settings?, reply).await })
+        Box::pin(async move { this.send_one(token?, settings?, reply, &fence).await })
     }
 
     fn max_part_chars(&self) -> usize {

@@ -378,7 +378,7 @@ impl TurnError {
                 "channel_refused"
             }
             TurnError::Send(SinkError::Revoked(_)) => "channel_revoked",
-            TurnError::Fenced => "partition_moved",
+            TurnError::Fenced | TurnError::Send(SinkError::Fenced) => "partition_moved",
             TurnError::Metering(_) => "metering",
             TurnError::NoSink(_) => "no_channel",
             TurnError::NoConnection => "connection_gone",
