@@ -888,3 +888,77 @@ async fn a_workspace_cannot_be_claimed_with_another_apps_bot_token() {
         app.slack.calls_to("bots.info")
     );
 }
+
+/// Waits (polling) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_workspace_is_resolved_from_memory_and_every_change_reaches_that_memory() {
+    use runtime::store::{Store, channels, tenants};
+    use shared::resources::TenantStatus;
+
+    // No engine: what a delivery queued stays queued, to be counted.
+    let app = TestApp::spawn().await;
+    let w = World::new(&app).await;
+    let slack = install(&app, w.admin_a, w.a, "Nia").await;
+    let cache = app.store.channel_cache().clone();
+    until("the cache's listener subscribed", || cache.in_use()).await;
+    let res = deliver_mention(&app, &slack, "EvMem1", "hello", "1700000101.000100").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.queued().await, 1);
+    assert_eq!(cache.len(), 1, "the workspace is remembered");
+
+    // This node suspends the tenant: its very next delivery is dropped at the door.
+    let mut tx = app.store.tenant_tx(w.a).await.unwrap();
+    tenants::update(&mut tx, None, None, Some(TenantStatus::Suspended))
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let res = deliver_mention(&app, &slack, "EvMem2", "still there?", "1700000102.000100").await;
+    assert_eq!(res.status(), StatusCode::OK, "acknowledged");
+    assert_eq!(app.queued().await, 1, "not queued for a suspended tenant");
+
+    // Another node (a store of its own, so only Postgres' notice tells this one) reactivates
+    // it, and later disconnects the workspace: each change reaches this node's memory.
+    let other = Store::from_pool(sqlx::PgPool::connect(&app.db.app_url()).await.unwrap());
+    let mut tx = other.tenant_tx(w.a).await.unwrap();
+    tenants::update(&mut tx, None, None, Some(TenantStatus::Active))
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    // The suspended answer was remembered (the tenant's status is part of it); the notice
+    // makes this node forget it.
+    until("the notice reached the cache", || cache.is_empty()).await;
+    let res = deliver_mention(&app, &slack, "EvMem3", "back?", "1700000103.000100").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.queued().await, 2, "answered again once active");
+    assert_eq!(cache.len(), 1);
+
+    let mut tx = other.tenant_tx(w.a).await.unwrap();
+    channels::disconnect(
+        &mut tx,
+        slack.connection,
+        shared::channel::ChannelKind::Slack,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tx.commit().await.unwrap();
+    until("the disconnection reached the cache", || cache.is_empty()).await;
+    let res = deliver_mention(&app, &slack, "EvMem4", "gone?", "1700000104.000100").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.queued().await,
+        2,
+        "not queued for a disconnected workspace"
+    );
+    assert!(cache.is_empty(), "an unknown workspace is never remembered");
+}
