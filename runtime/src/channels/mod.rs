@@ -9,6 +9,7 @@
 //! reply never decrypts anything.
 
 pub mod slack;
+mod strict_json;
 pub mod whatsapp;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use shared::channel::{ChannelKind, ConnectionStatus, InboundMessage, OutboundRep
 use shared::{AgentId, ConnectionId, TenantId};
 
 use crate::config::Secret;
+pub use strict_json::read_json;
 
 /// Why a channel did not take a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
