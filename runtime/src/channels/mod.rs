@@ -8,6 +8,8 @@
 //! snapshot (`ConnectionConfig`), loaded when the snapshot is and refreshed when it changes, so a
 //! reply never decrypts anything.
 
+#[cfg(test)]
+mod properties;
 pub mod slack;
 mod strict_json;
 pub mod whatsapp;

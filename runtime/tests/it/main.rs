@@ -7,9 +7,12 @@
 )]
 
 mod audit;
+// The bad-input strategies the lib's unit tests use too (test code, compiled into each).
 mod audit_content;
 mod audit_list;
 mod auth;
+#[path = "../../src/bad_input.rs"]
+mod bad_input;
 mod budgets;
 mod chat;
 mod crash;
@@ -28,6 +31,7 @@ mod management;
 mod matrix;
 mod outage;
 mod outbound;
+mod parsers;
 mod people;
 mod pipeline;
 mod pool;
