@@ -7,6 +7,8 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+#[cfg(test)]
+mod bad_input;
 pub mod channels;
 pub mod config;
 pub mod crypto;

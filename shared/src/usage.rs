@@ -186,6 +186,7 @@ pub enum BudgetScope {
 /// `PUT /api/tenants/{tenant_id}/budgets/tenant` and `…/budgets/agents/{agent_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct BudgetInput {
     /// The monthly amount (calendar month in the tenant's time zone), > 0.
     pub monthly_micro_usd: i64,

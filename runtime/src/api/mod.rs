@@ -236,6 +236,8 @@ pub fn bind_listener(
             .app_data(state.clone())
             .app_data(portal::PortalDir(portal_dir.clone()))
             .app_data(json_config(json_limit))
+            // The webhooks' raw bodies are JSON too, and held to the same limit.
+            .app_data(web::PayloadConfig::new(json_limit))
             .app_data(query_config())
             .app_data(path_config())
             .wrap(

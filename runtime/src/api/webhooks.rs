@@ -36,6 +36,19 @@ fn refused(kind: &str, e: InboundError) -> ApiError {
     }
 }
 
+/// A delivery's raw body, or its typed refusal: larger than the server takes (the app's
+/// `PayloadConfig`, `server.json_limit_bytes`), or cut off on the way.
+fn body_of(body: Result<web::Bytes, actix_web::Error>) -> Result<web::Bytes, ApiError> {
+    use actix_web::error::PayloadError;
+    body.map_err(|e| match e.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "The request body is larger than this server takes.",
+        ),
+        _ => ApiError::new(ErrorCode::BadRequest, "The request body could not be read."),
+    })
+}
+
 /// Handles one delivery for the adapter `A` (chosen by the route).
 pub async fn receive<A: Receive>(
     adapter: &A,
@@ -157,8 +170,9 @@ async fn apply_delivery(
 pub async fn slack_events(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body_of(body)?;
     let adapter = state.channels.slack.clone();
     receive(adapter.as_ref(), &req, &state, &body).await
 }
@@ -194,8 +208,9 @@ pub async fn whatsapp_verify(
 pub async fn whatsapp_events(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body_of(body)?;
     let adapter = state.channels.whatsapp.clone();
     receive(adapter.as_ref(), &req, &state, &body).await
 }
@@ -247,8 +262,9 @@ pub async fn whatsapp_own_events(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body_of(body)?;
     let Some((tenant, connection, app)) = own_app(&state, &path).await? else {
         // The same answer as a bad signature: which numbers use their own app is not told.
         return Err(ApiError::new(

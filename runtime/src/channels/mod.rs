@@ -8,7 +8,10 @@
 //! snapshot (`ConnectionConfig`), loaded when the snapshot is and refreshed when it changes, so a
 //! reply never decrypts anything.
 
+#[cfg(test)]
+mod properties;
 pub mod slack;
+mod strict_json;
 pub mod whatsapp;
 
 use std::collections::HashMap;
@@ -21,6 +24,7 @@ use shared::channel::{ChannelKind, ConnectionStatus, InboundMessage, OutboundRep
 use shared::{AgentId, ConnectionId, TenantId};
 
 use crate::config::Secret;
+pub use strict_json::read_json;
 
 /// Why a channel did not take a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -522,7 +522,7 @@ impl Receive for SlackChannel {
             request.now,
         )
         .map_err(|e| InboundError::Unauthenticated(e.to_string()))?;
-        let mut envelope: Envelope = serde_json::from_slice(request.body).map_err(|_| {
+        let mut envelope: Envelope = super::read_json(request.body).map_err(|_| {
             InboundError::Malformed("The body is not a Slack Events API envelope.".into())
         })?;
         match envelope.kind.as_str() {

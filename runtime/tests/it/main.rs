@@ -7,9 +7,12 @@
 )]
 
 mod audit;
+// The bad-input strategies the lib's unit tests use too (test code, compiled into each).
 mod audit_content;
 mod audit_list;
 mod auth;
+#[path = "../../src/bad_input.rs"]
+mod bad_input;
 mod budgets;
 mod chat;
 mod cluster;
@@ -30,6 +33,7 @@ mod matrix;
 mod nodes;
 mod outage;
 mod outbound;
+mod parsers;
 mod people;
 mod pipeline;
 mod pool;

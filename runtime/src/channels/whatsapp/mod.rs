@@ -140,7 +140,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Reads a verified delivery into its events, routed by business number. `only` keeps the
 /// events of one number (an own app's webhook serves its own connection only).
 fn events(body: &[u8], only: Option<&str>) -> Result<Inbound<Event>, InboundError> {
-    let payload: payload::Payload = serde_json::from_slice(body).map_err(|_| {
+    let payload: payload::Payload = super::read_json(body).map_err(|_| {
         InboundError::Malformed("The body is not a WhatsApp webhook payload.".into())
     })?;
     if payload.object != "whatsapp_business_account" {
