@@ -279,9 +279,9 @@ impl Application {
         if let Some(engine) = &self.engine {
             // Give the partitions back so another node takes over at once, then let that happen.
             engine.stop();
-            if !engine.stopped(Duration::from_secs(5)).await {
+            if !engine.stopped(Duration::from_secs(10)).await {
                 tracing::warn!(
-                    "the engine did not give its partitions back within 5 s; they lapse after a lease"
+                    "the engine did not give its partitions back within 10 s; they lapse after a lease"
                 );
             }
         }

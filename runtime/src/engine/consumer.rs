@@ -121,6 +121,9 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
     let mut next_renew = Instant::now();
     let mut next_parked_check = Instant::now();
     loop {
+        if stop.stopping.get() {
+            return wind_down(&deps, &mut leases, &consumer, &shared, &stop).await;
+        }
         let mut batch = Vec::new();
         if Instant::now() >= next_renew {
             renew(&deps, &mut leases, &consumer).await;
@@ -169,13 +172,7 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
                 }
             },
             () = stop.notify.notified() => {
-                if let Err(e) = leases.release_all().await {
-                    tracing::warn!(error = %e, "could not give the partitions back");
-                }
-                deps.ownership.clear_all();
-                tracing::info!(engine.node = %consumer, "stopped consuming");
-                let _ = stop.stopped.send(true);
-                return;
+                return wind_down(&deps, &mut leases, &consumer, &shared, &stop).await;
             }
         }
         'batch: for mut d in batch {
@@ -192,12 +189,19 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
             // Backpressure: wait until the actors have room, renewing the leases meanwhile so a
             // long wait never lets them lapse.
             let permit = loop {
-                match tokio::time::timeout(
-                    leases.renew_every(),
-                    shared.room.clone().acquire_owned(),
-                )
-                .await
-                {
+                let waited = tokio::select! {
+                    permit = tokio::time::timeout(
+                        leases.renew_every(),
+                        shared.room.clone().acquire_owned(),
+                    ) => permit,
+                    // Stopping while the actors are full: stop waiting at once.
+                    () = stop.notify.notified() => {
+                        stop.notify.notify_one();
+                        shared.in_flight.borrow_mut().remove(&key);
+                        break 'batch;
+                    }
+                };
+                match waited {
                     Ok(Ok(permit)) => break permit,
                     Ok(Err(_)) => return,
                     Err(_) if stop.stopping.get() => {
@@ -241,6 +245,36 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
             });
         }
     }
+}
+
+/// How long a stopping node lets the turns it handed over finish before it lets go of their
+/// partitions (a turn that posts after that cannot mark, and its part is sent again by the next
+/// owner: the post→mark window).
+const WIND_DOWN: Duration = Duration::from_secs(5);
+
+/// Stops: lets the turns in the actors finish (up to `WIND_DOWN`), then stops claiming the
+/// partitions here before giving them back, so another node never advances a fence while this
+/// one still believes it holds it.
+async fn wind_down(
+    deps: &EngineDeps,
+    leases: &mut Leases,
+    consumer: &str,
+    shared: &Shared,
+    stop: &Stop,
+) {
+    let all = u32::try_from(deps.settings.max_in_flight.max(1)).unwrap_or(u32::MAX);
+    let finished = tokio::time::timeout(WIND_DOWN, shared.room.acquire_many(all))
+        .await
+        .is_ok();
+    if !finished {
+        tracing::warn!(engine.node = %consumer, in_flight = shared.in_flight.borrow().len(), "turns still running at stop; their partitions' next owner answers them");
+    }
+    deps.ownership.clear_all();
+    if let Err(e) = leases.release_all().await {
+        tracing::warn!(error = %e, "could not give the partitions back");
+    }
+    tracing::info!(engine.node = %consumer, "stopped consuming");
+    let _ = stop.stopped.send(true);
 }
 
 /// Renews the leases, advances the fence of every partition newly taken (giving it back when

@@ -924,6 +924,7 @@ async fn a_workspace_is_resolved_from_memory_and_every_change_reaches_that_memor
     let res = deliver_mention(&app, &slack, "EvMem2", "still there?", "1700000102.000100").await;
     assert_eq!(res.status(), StatusCode::OK, "acknowledged");
     assert_eq!(app.queued().await, 1, "not queued for a suspended tenant");
+    assert_eq!(cache.len(), 1, "the inactive answer is remembered too");
 
     // Another node (a store of its own, so only Postgres' notice tells this one) reactivates
     // it, and later disconnects the workspace: each change reaches this node's memory.
