@@ -24,6 +24,9 @@
 //! short run at 250/s). Writes `bench-results/e2e_load.json` and prints a summary.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its summary")]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,8 +37,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use e2e::llm::FakeLlm;
 use e2e::slack::FakeSlack;
-use runtime::config::Settings;
-use runtime::store::bootstrap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -91,22 +92,6 @@ fn binary() -> anyhow::Result<PathBuf> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     Ok(target.join("release").join("konstruct"))
-}
-
-/// A database of the run's own, migrated; returns the runtime role's URL.
-async fn database() -> anyhow::Result<String> {
-    let defaults = Settings::default();
-    let db = format!(
-        "konstruct_test_{}_e2e_load",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let app_url = format!("postgres://konstruct_app:konstruct_app@127.0.0.1:5432/{db}");
-    let owner_url = format!("postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/{db}");
-    bootstrap::setup_database(defaults.database.admin_url.expose(), &owner_url, &app_url).await?;
-    runtime::store::migrate(&owner_url).await?;
-    Ok(app_url)
 }
 
 /// The server process and what its log said.
@@ -532,7 +517,7 @@ async fn run() -> anyhow::Result<()> {
     let secs: u64 = env_or("E2E_SECS", if quick { 5 } else { 10 });
     let tenants: usize = env_or("E2E_TENANTS", 8);
     let bin = binary()?;
-    let app_url = database().await?;
+    let app_url = support::database("e2e_load").await?;
     let slack = FakeSlack::start()?;
     let llm = FakeLlm::start(LLM_KEY)?;
     let portal = std::env::temp_dir().join(format!("konstruct-e2e-portal-{}", Uuid::new_v4()));

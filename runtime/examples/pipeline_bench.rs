@@ -16,6 +16,9 @@
 //! summary.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its summary")]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +29,7 @@ use runtime::app::{Application, Options};
 use runtime::config::{Secret, Settings};
 use runtime::engine::limiter::Limit;
 use runtime::engine::turn::{EngineEvent, EngineSettings};
-use runtime::store::{Store, bootstrap, conversations, tenants};
+use runtime::store::{Store, conversations, tenants};
 use shared::channel::{ChannelKind, InboundMessage, ReplyTarget, Sender};
 use shared::{AgentId, ConnectionId, TenantId};
 use uuid::Uuid;
@@ -67,22 +70,6 @@ fn main() -> anyhow::Result<()> {
         return actix::System::new().block_on(idle_child(n));
     }
     actix::System::new().block_on(run())
-}
-
-/// A database of the benchmark's own, migrated; returns the runtime role's URL.
-async fn database(tag: &str) -> anyhow::Result<String> {
-    let defaults = Settings::default();
-    let db = format!(
-        "konstruct_test_{}_bench_{tag}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let app_url = format!("postgres://konstruct_app:konstruct_app@127.0.0.1:5432/{db}");
-    let owner_url = format!("postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/{db}");
-    bootstrap::setup_database(defaults.database.admin_url.expose(), &owner_url, &app_url).await?;
-    runtime::store::migrate(&owner_url).await?;
-    Ok(app_url)
 }
 
 /// The server as `serve` builds it, on its own database and Redis key space, with a fake LLM
@@ -251,7 +238,7 @@ async fn wait_all(finished: &Finished, ids: &[String], within: Duration) -> usiz
 }
 
 async fn run() -> anyhow::Result<()> {
-    let app_url = database("load").await?;
+    let app_url = support::database("load").await?;
     let fake = FakeLlm::start("bench-key")?;
     let app = server(&app_url, &fake, 16).await?;
     let targets = tenants_with_agents(&app.store, 8).await?;
@@ -428,7 +415,7 @@ async fn run() -> anyhow::Result<()> {
 /// The fresh process: `n` conversations, each answered once (so each has its memory window in
 /// Redis and a live conversation actor), then idle; memory and Redis measured before and after.
 async fn idle_child(n: usize) -> anyhow::Result<()> {
-    let app_url = database("idle").await?;
+    let app_url = support::database("idle").await?;
     let fake = FakeLlm::start("bench-key")?;
     let app = server(&app_url, &fake, 8).await?;
     let targets = tenants_with_agents(&app.store, 1).await?;

@@ -13,13 +13,16 @@
 //! Writes `bench-results/retrieval.json` at the repository root and prints a summary.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its summary")]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runtime::app::{Application, Options};
 use runtime::config::{Secret, Settings};
 use runtime::embed::{Embedder, Local};
-use runtime::store::{bootstrap, tenants};
+use runtime::store::tenants;
 use runtime::vector::edge::EdgeStore;
 use runtime::vector::{Collection, Kind, Point, Search, VectorStore};
 use shared::TenantId;
@@ -185,27 +188,12 @@ async fn fill(
     Ok(())
 }
 
-async fn database() -> anyhow::Result<String> {
-    let defaults = Settings::default();
-    let db = format!(
-        "konstruct_test_{}_bench_retrieval",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let app_url = format!("postgres://konstruct_app:konstruct_app@127.0.0.1:5432/{db}");
-    let owner_url = format!("postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/{db}");
-    bootstrap::setup_database(defaults.database.admin_url.expose(), &owner_url, &app_url).await?;
-    runtime::store::migrate(&owner_url).await?;
-    Ok(app_url)
-}
-
 /// Upload → ready of a 50-page PDF through the real server.
 async fn pdf_to_ready(pages: usize) -> anyhow::Result<serde_json::Value> {
     let data_dir = std::env::temp_dir().join(format!("konstruct-bench-{}", Uuid::new_v4()));
     let mut settings = Settings::default();
     settings.server.port = 0;
-    settings.database.url = Secret::new(database().await?);
+    settings.database.url = Secret::new(support::database("retrieval").await?);
     settings.redis.key_prefix = format!("konstruct-bench:{}", Uuid::new_v4().simple());
     settings.auth.jwt_secret = Some(Secret::new(
         "bench-secret-bench-secret-bench-secret!".into(),

@@ -13,6 +13,9 @@
 //! Writes `bench-results/whatsapp.json` at the repository root and prints a summary.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its summary")]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,7 @@ use runtime::config::{Secret, Settings};
 use runtime::engine::limiter::Limit;
 use runtime::engine::turn::EngineSettings;
 use runtime::store::channels::NewConnection;
-use runtime::store::{bootstrap, tenants};
+use runtime::store::tenants;
 use shared::ConnectionId;
 use shared::channel::ChannelKind;
 use uuid::Uuid;
@@ -49,21 +52,6 @@ fn main() -> anyhow::Result<()> {
     actix::System::new().block_on(run())
 }
 
-async fn database() -> anyhow::Result<String> {
-    let defaults = Settings::default();
-    let db = format!(
-        "konstruct_test_{}_bench_whatsapp",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let app_url = format!("postgres://konstruct_app:konstruct_app@127.0.0.1:5432/{db}");
-    let owner_url = format!("postgres://konstruct_owner:konstruct_owner@127.0.0.1:5432/{db}");
-    bootstrap::setup_database(defaults.database.admin_url.expose(), &owner_url, &app_url).await?;
-    runtime::store::migrate(&owner_url).await?;
-    Ok(app_url)
-}
-
 async fn run() -> anyhow::Result<()> {
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let (rate, seconds) = if quick { (20.0, 3.0) } else { (50.0, 20.0) };
@@ -71,7 +59,7 @@ async fn run() -> anyhow::Result<()> {
     let graph = std::sync::Arc::new(FakeGraph::start()?);
     let mut settings = Settings::default();
     settings.server.port = 0;
-    settings.database.url = Secret::new(database().await?);
+    settings.database.url = Secret::new(support::database("whatsapp").await?);
     settings.redis.key_prefix = format!("konstruct-bench:{}", Uuid::new_v4().simple());
     settings.auth.jwt_secret = Some(Secret::new(
         "bench-secret-bench-secret-bench-secret!".into(),
