@@ -1558,6 +1558,9 @@ await journey('an ended session returns to sign-in with a message', async (page,
 await journey('platform admin renames a tenant, and sign-out returns to sign-in', async (page) => {
   await signIn(page, adminEmail, adminPassword);
   await page.getByRole('searchbox', { name: 'Search tenants' }).fill(tenantName);
+  // The unfiltered first page may show the same row: wait for the search's own answer (one
+  // tenant), or the click lands on a row the answer then replaces.
+  await page.getByText('Page 1 of 1 · 1 tenant', { exact: true }).waitFor();
   await page.getByRole('button', { name: `Rename ${tenantName}` }).click();
   const form = page.getByRole('form', { name: 'Rename tenant' });
   await form.getByLabel('New name').fill(`${tenantName} Ltd`);
