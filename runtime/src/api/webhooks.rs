@@ -77,6 +77,31 @@ pub async fn receive<A: Receive>(
         Inbound::Events(events) => events,
     };
     let retry = request.header("x-slack-retry-num").map(str::to_string);
+    // A dependency that is slow to answer (a pool with no connection to give while Postgres is
+    // down) must not hold the provider past its own timeout, which it counts as a failure of
+    // ours: what is not done by then is refused as unavailable, to be sent again. What was
+    // queued before is deduplicated when it comes again; a transaction cut off rolls back.
+    tokio::time::timeout(DEADLINE, route_all(adapter, state, events, retry))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "This delivery could not be taken in time; send it again.",
+            )
+        })?
+}
+
+/// How long a delivery may take before it is refused: under Slack's 3 s (Meta allows more).
+const DEADLINE: std::time::Duration = std::time::Duration::from_millis(2_500);
+
+/// Routes, records and enqueues each event of one delivery; 200 once all are taken.
+async fn route_all<A: Receive>(
+    adapter: &A,
+    state: &AppState,
+    events: Vec<crate::channels::Routed<A::Event>>,
+    retry: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = adapter.kind();
     for routed in events {
         let event_id = routed.event_id.clone();
         // Unknown, disconnected or suspended: acknowledged (so the provider stops retrying), not

@@ -68,6 +68,12 @@ impl Launch {
         }
     }
 
+    /// The same, against the database at `url` (the runtime role's) instead of the test's.
+    pub fn on_database(mut self, url: String) -> Self {
+        self.database_url = url;
+        self
+    }
+
     /// Starts `konstruct serve` and waits until its engine runs.
     pub fn start(&self, prefix: &str, failpoint: Option<&str>, env: &[(&str, String)]) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_konstruct"));
