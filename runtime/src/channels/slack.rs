@@ -788,6 +788,83 @@ mod tests {
         assert!(accept(&starter, "UBOT").is_err());
     }
 
+    /// A connection as the engine's snapshot has it, with a bot token.
+    fn connection() -> ConnectionConfig {
+        ConnectionConfig {
+            id: ConnectionId::from_uuid(uuid::Uuid::nil()),
+            kind: ChannelKind::Slack,
+            status: shared::channel::ConnectionStatus::Active,
+            agent_id: None,
+            settings: ConnectionSettings::Slack(InstallationSettings {
+                team_id: "T1".into(),
+                team_name: None,
+                enterprise_id: None,
+                bot_user_id: "UBOT".into(),
+                bot_id: None,
+                app_id: None,
+                scopes: Vec::new(),
+                token_hint: "…abcd".into(),
+            }),
+            token: Some(Secret::new("xoxb-test".into())),
+            token_error: None,
+        }
+    }
+
+    fn reply(text: &str) -> OutboundReply {
+        OutboundReply {
+            tenant_id: shared::TenantId::from_uuid(uuid::Uuid::nil()),
+            connection_id: ConnectionId::from_uuid(uuid::Uuid::nil()),
+            target: ReplyTarget::Slack {
+                channel: "C1".into(),
+                thread_ts: "1700000000.000100".into(),
+            },
+            in_reply_to: "Ev1".into(),
+            kind: shared::channel::ReplyKind::Answer,
+            text: text.into(),
+            context: shared::channel::ReplyContext::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fence_lost_while_a_reply_waits_for_its_channels_pace_stops_it_before_the_api() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        crate::llm::install_crypto();
+        // The Web API: a listener that is never served, so any request would be seen on it.
+        let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        api.set_nonblocking(true).unwrap();
+        let channel = SlackChannel::new(&crate::config::SlackSettings {
+            api_base_url: format!("http://{}/api", api.local_addr().unwrap()),
+            ..crate::config::SlackSettings::default()
+        });
+        let held = Arc::new(AtomicBool::new(true));
+        let fence = {
+            let held = held.clone();
+            Fence::new(move || held.load(Ordering::SeqCst))
+        };
+        // The channel's slot is taken: the next reply in it waits a second for its pace.
+        channel
+            .pacer
+            .wait("00000000-0000-0000-0000-000000000000:C1")
+            .await;
+        let started = tokio::time::Instant::now();
+        let send = tokio::spawn(channel.send(&connection(), reply("hello"), fence));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!send.is_finished(), "the reply waits for its pace");
+        // The partition moves while it waits.
+        held.store(false, Ordering::SeqCst);
+        let sent = send.await.unwrap();
+        assert_eq!(sent, Err(SinkError::Fenced));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(1),
+            "it waited its pace, then stopped"
+        );
+        assert!(
+            matches!(api.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "nothing reached the API"
+        );
+    }
+
     #[test]
     fn only_the_bots_own_mention_is_stripped() {
         assert_eq!(
