@@ -7,6 +7,10 @@
 //! text or a tool call, fail with any status (429 with `Retry-After`, 401, 500, 529), be slow,
 //! hang, or return a malformed body. Every request it receives is recorded for assertions.
 //!
+//! A client that goes away (a timeout drops its connection) ends its request, as it would on a
+//! real server: `in_flight` counts the requests clients still hold open, so a hang that the
+//! client gave up on no longer counts.
+//!
 //! Like a real account it can hold several keys (`accept_key`) and have one revoked while the
 //! others keep working (`revoke_key`: that key gets the provider's 401). `start_open` is a server
 //! that needs no key at all, like Ollama.
@@ -135,6 +139,8 @@ impl FakeLlm {
                 .route("/api/embed", web::post().to(ollama_embed))
         })
         .workers(1)
+        // A closed connection drops its pending handler (actix keeps it running by default).
+        .h1_allow_half_closed(false)
         .disable_signals()
         .listen(listener)?
         .run();

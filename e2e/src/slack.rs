@@ -4,8 +4,11 @@
 //! Like Slack it checks the bearer token (`not_authed`, `invalid_auth`) and the body (JSON with
 //! `channel` and `text`; `thread_ts` optional), answers HTTP 200 with `{"ok":true,…}` or
 //! `{"ok":false,"error":…}`, and can be scripted to answer `ok:false`, HTTP 429 with
-//! `Retry-After`, or to be slow. Every accepted post is recorded with the token that made it.
-//! `sign` produces the `X-Slack-Signature` Slack would send for a body.
+//! `Retry-After`, a plain 5xx server error, or to be slow. For a stretch of time it can be
+//! degraded (`degrade_for`): every post then gets the next answer of a repeating pattern (429s
+//! and 5xx, say) instead of being posted. Every accepted post is recorded with the token that
+//! made it, and every call with its status, `Retry-After` and arrival time. `sign` produces the
+//! `X-Slack-Signature` Slack would send for a body.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
@@ -41,6 +44,9 @@ pub enum Behavior {
     Refuse(String),
     /// Answer HTTP 429 with this `Retry-After` (seconds), `{"ok":false,"error":"ratelimited"}`.
     RateLimited(u64),
+    /// Answer this 5xx status with a plain-text body, as a failing load balancer or server
+    /// does (no Web API JSON).
+    ServerError(u16),
     /// Wait, then behave as the inner behavior.
     Delay(Duration, Box<Behavior>),
 }
@@ -62,6 +68,18 @@ pub struct Call {
     pub auth: Option<String>,
     pub body: Value,
     pub status: u16,
+    /// The `Retry-After` (seconds) a 429 carried.
+    pub retry_after: Option<u64>,
+    /// When it arrived (before any scripted delay).
+    pub at: Instant,
+}
+
+/// A stretch of time in which posts are not posted but answered from a repeating pattern.
+#[derive(Debug, Clone)]
+struct Degradation {
+    until: Instant,
+    pattern: Vec<Behavior>,
+    next: usize,
 }
 
 /// One installation of an app in a workspace: its bot.
@@ -78,6 +96,7 @@ struct State {
     /// Bot token → its installation.
     tokens: HashMap<String, Installed>,
     script: VecDeque<Behavior>,
+    degraded: Option<Degradation>,
     posted: Vec<Posted>,
     calls: Vec<Call>,
     /// Calls of the other Web API methods, by method name (`auth.test`, `bots.info`).
@@ -198,6 +217,19 @@ impl FakeSlack {
         lock(&self.state).script.extend(behaviors);
     }
 
+    /// Degrades the API for `window` from now: each `chat.postMessage` arriving in it (with a
+    /// valid token and body) gets the next behavior of `pattern`, round and round, instead of
+    /// being posted; e.g. `[RateLimited(1), ServerError(500), RateLimited(2), ServerError(502)]`
+    /// alternates 429s (with those `Retry-After`s) and 5xx. Scripted behaviors wait until the
+    /// window has passed. An empty pattern degrades nothing.
+    pub fn degrade_for(&self, window: Duration, pattern: Vec<Behavior>) {
+        lock(&self.state).degraded = (!pattern.is_empty()).then(|| Degradation {
+            until: Instant::now() + window,
+            pattern,
+            next: 0,
+        });
+    }
+
     /// The messages posted so far.
     pub fn posted(&self) -> Vec<Posted> {
         lock(&self.state).posted.clone()
@@ -221,12 +253,18 @@ impl FakeSlack {
 
 fn answer(
     state: &Mutex<State>,
-    auth: Option<String>,
-    body: Value,
+    call: (Option<String>, Value, Instant),
     status: u16,
     out: Value,
 ) -> HttpResponse {
-    lock(state).calls.push(Call { auth, body, status });
+    let (auth, body, at) = call;
+    lock(state).calls.push(Call {
+        auth,
+        body,
+        status,
+        retry_after: None,
+        at,
+    });
     let mut res = match status {
         429 => HttpResponse::TooManyRequests(),
         _ => HttpResponse::Ok(),
@@ -234,22 +272,38 @@ fn answer(
     res.json(out)
 }
 
+/// The behavior for a post arriving at `now`: the degradation's next one while it lasts, else
+/// the script's next one, else posting it.
+fn next_behavior(state: &Mutex<State>, now: Instant) -> Behavior {
+    let mut s = lock(state);
+    if let Some(d) = s.degraded.as_mut() {
+        if now < d.until {
+            let behavior = d.pattern[d.next % d.pattern.len()].clone();
+            d.next += 1;
+            return behavior;
+        }
+        s.degraded = None;
+    }
+    s.script.pop_front().unwrap_or(Behavior::Post)
+}
+
 async fn post_message(
     req: HttpRequest,
     state: web::Data<Mutex<State>>,
     body: web::Bytes,
 ) -> HttpResponse {
+    let arrived = Instant::now();
     let auth = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let call = (auth.clone(), parsed.clone(), arrived);
     let Some(token) = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) else {
         return answer(
             &state,
-            auth.clone(),
-            parsed,
+            call,
             200,
             json!({ "ok": false, "error": "not_authed" }),
         );
@@ -258,8 +312,7 @@ async fn post_message(
     if !lock(&state).tokens.contains_key(&token) {
         return answer(
             &state,
-            auth,
-            parsed,
+            call,
             200,
             json!({ "ok": false, "error": "invalid_auth" }),
         );
@@ -272,8 +325,7 @@ async fn post_message(
     let (Some(channel), Some(text)) = (parsed["channel"].as_str(), parsed["text"].as_str()) else {
         return answer(
             &state,
-            auth,
-            parsed,
+            call,
             200,
             json!({ "ok": false, "error": "invalid_arguments" }),
         );
@@ -281,36 +333,47 @@ async fn post_message(
     if !json_type || text.is_empty() {
         return answer(
             &state,
-            auth,
-            parsed.clone(),
+            call,
             200,
             json!({ "ok": false, "error": "no_text" }),
         );
     }
     let (channel, text) = (channel.to_string(), text.to_string());
     let thread_ts = parsed["thread_ts"].as_str().map(str::to_string);
-    let mut behavior = lock(&state).script.pop_front().unwrap_or(Behavior::Post);
+    let mut behavior = next_behavior(&state, arrived);
     while let Behavior::Delay(wait, inner) = behavior {
         tokio::time::sleep(wait).await;
         behavior = *inner;
     }
     match behavior {
-        Behavior::Refuse(error) => answer(
-            &state,
-            auth,
-            parsed,
-            200,
-            json!({ "ok": false, "error": error }),
-        ),
+        Behavior::Refuse(error) => {
+            answer(&state, call, 200, json!({ "ok": false, "error": error }))
+        }
         Behavior::RateLimited(secs) => {
             lock(&state).calls.push(Call {
                 auth,
                 body: parsed,
                 status: 429,
+                retry_after: Some(secs),
+                at: arrived,
             });
             HttpResponse::TooManyRequests()
                 .insert_header(("Retry-After", secs.to_string()))
                 .json(json!({ "ok": false, "error": "ratelimited" }))
+        }
+        Behavior::ServerError(status) => {
+            lock(&state).calls.push(Call {
+                auth,
+                body: parsed,
+                status,
+                retry_after: None,
+                at: arrived,
+            });
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+            HttpResponse::build(status)
+                .content_type("text/plain; charset=utf-8")
+                .body(status.canonical_reason().unwrap_or("Server Error"))
         }
         Behavior::Post | Behavior::Delay(..) => {
             let ts = {
@@ -327,8 +390,7 @@ async fn post_message(
             };
             answer(
                 &state,
-                auth,
-                parsed,
+                call,
                 200,
                 json!({
                     "ok": true,
@@ -358,6 +420,8 @@ async fn auth_test(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResp
             auth: bearer(&req),
             body: Value::Null,
             status: 200,
+            retry_after: None,
+            at: Instant::now(),
         },
     ));
     let Some(token) = bearer(&req) else {
@@ -392,6 +456,8 @@ async fn bots_info(
             auth: bearer(&req),
             body: json!(form.0.clone()),
             status: 200,
+            retry_after: None,
+            at: Instant::now(),
         },
     ));
     let Some(token) = bearer(&req) else {

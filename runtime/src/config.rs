@@ -370,6 +370,10 @@ pub struct LlmSettings {
     pub timeout_secs: u64,
     pub max_retries: u32,
     pub cooldown_secs: u64,
+    /// Requests this node keeps open to one deployment at most; a call finding it full waits
+    /// for room (up to the deployment's timeout) and otherwise moves on to the next one, so a
+    /// provider that hangs holds at most this many connections.
+    pub max_in_flight: u32,
 }
 
 impl Default for LlmSettings {
@@ -386,6 +390,7 @@ impl Default for LlmSettings {
             timeout_secs: 60,
             max_retries: 2,
             cooldown_secs: 30,
+            max_in_flight: 256,
         }
     }
 }
@@ -979,6 +984,15 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         rule: None,
+    },
+    Setting {
+        var: "KONSTRUCT_LLM_MAX_IN_FLIGHT",
+        key: "llm.max_in_flight",
+        parse: |s, v| {
+            s.llm.max_in_flight = number(v)?;
+            Ok(())
+        },
+        rule: Some(|s| at_least(s.llm.max_in_flight, 1)),
     },
     Setting {
         var: "KONSTRUCT_RATE_PER_MINUTE",

@@ -5,6 +5,8 @@
 //! they are unit-tested without a network; `SlackChannel` is the adapter: `Receive` for the
 //! Events API webhook, `ReplySink` for the engine's replies.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -327,9 +329,46 @@ pub struct InstallationSettings {
     pub token_hint: String,
 }
 
+/// Workspaces Slack told to wait, by connection (one installation, one workspace): until the
+/// `Retry-After` of a 429 has passed, nothing is posted through the connection in any of its
+/// channels, since Slack limits a method per workspace. Cheap to clone: clones share the holds.
+/// Holds that have passed are dropped once there are more than 10 000. Time is tokio's.
+#[derive(Debug, Clone, Default)]
+struct Holds(Arc<Mutex<HashMap<ConnectionId, tokio::time::Instant>>>);
+
+impl Holds {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, tokio::time::Instant>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Nothing goes through `connection` for `wait` from now (or longer, if it already waits).
+    fn hold(&self, connection: ConnectionId, wait: Duration) {
+        let now = tokio::time::Instant::now();
+        let mut map = self.map();
+        let until = map.entry(connection).or_insert(now);
+        *until = (*until).max(now + wait);
+        if map.len() > 10_000 {
+            map.retain(|_, until| *until > now);
+        }
+    }
+
+    /// `Retryable` with the time still to wait, while `connection` is held.
+    fn check(&self, connection: ConnectionId) -> Result<(), SinkError> {
+        let now = tokio::time::Instant::now();
+        match self.map().get(&connection) {
+            Some(until) if *until > now => Err(SinkError::Retryable {
+                reason: "Slack asked the workspace to wait (Retry-After)".into(),
+                after: Some(*until - now),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The Slack adapter: verifies and reads Events API deliveries for the platform's one Slack app,
 /// and posts replies with `chat.postMessage` into the thread they answer, one message a second
-/// per channel at most. Cheap to clone: clones share the HTTP client and the pacing.
+/// per channel at most, and none while the workspace waits out a `Retry-After`. Cheap to clone:
+/// clones share the HTTP client, the pacing and the holds.
 #[derive(Clone)]
 pub struct SlackChannel {
     signing_secret: Option<Secret<String>>,
@@ -338,6 +377,8 @@ pub struct SlackChannel {
     api: SlackApi,
     /// One message a second per channel.
     pacer: Pacer,
+    /// Workspaces waiting out a 429's `Retry-After`.
+    holds: Holds,
     max_attempts: u32,
 }
 
@@ -391,6 +432,7 @@ impl SlackChannel {
             app_id: settings.app_id.clone(),
             api: SlackApi::new(&settings.api_base_url),
             pacer: Pacer::new(Duration::from_secs(1)),
+            holds: Holds::default(),
             max_attempts: 2,
         }
     }
@@ -407,7 +449,9 @@ impl SlackChannel {
 
     /// Posts one message. Nothing here waits out an outage or a long `Retry-After`: the engine
     /// parks the message and retries it later, so no turn is held open. Only a 5xx is retried
-    /// once at once, since Slack's are usually momentary.
+    /// once at once, since Slack's are usually momentary. After a 429 the workspace is held for
+    /// its `Retry-After`: a post through it meanwhile (another thread's, already on its way
+    /// through the engine) is not sent but answered `Retryable` with the time left.
     async fn post(
         &self,
         token: Secret<String>,
@@ -429,10 +473,13 @@ impl SlackChannel {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.holds.check(connection)?;
             self.pacer.wait(&channel_key).await;
             if !fence.holds() {
                 return Err(SinkError::Fenced);
             }
+            // A 429 may have come in while this waited for its channel's pace.
+            self.holds.check(connection)?;
             let res = self
                 .api
                 .http
@@ -458,6 +505,8 @@ impl SlackChannel {
                     retry_after,
                     "Slack rate-limited a reply"
                 );
+                self.holds
+                    .hold(connection, Duration::from_secs(retry_after));
                 return Err(SinkError::Retryable {
                     reason: "Slack rate-limited the reply".into(),
                     after: Some(Duration::from_secs(retry_after)),
@@ -737,6 +786,83 @@ mod tests {
         let mut starter = in_thread.clone();
         starter.thread_ts = starter.ts.clone();
         assert!(accept(&starter, "UBOT").is_err());
+    }
+
+    /// A connection as the engine's snapshot has it, with a bot token.
+    fn connection() -> ConnectionConfig {
+        ConnectionConfig {
+            id: ConnectionId::from_uuid(uuid::Uuid::nil()),
+            kind: ChannelKind::Slack,
+            status: shared::channel::ConnectionStatus::Active,
+            agent_id: None,
+            settings: ConnectionSettings::Slack(InstallationSettings {
+                team_id: "T1".into(),
+                team_name: None,
+                enterprise_id: None,
+                bot_user_id: "UBOT".into(),
+                bot_id: None,
+                app_id: None,
+                scopes: Vec::new(),
+                token_hint: "…abcd".into(),
+            }),
+            token: Some(Secret::new("xoxb-test".into())),
+            token_error: None,
+        }
+    }
+
+    fn reply(text: &str) -> OutboundReply {
+        OutboundReply {
+            tenant_id: shared::TenantId::from_uuid(uuid::Uuid::nil()),
+            connection_id: ConnectionId::from_uuid(uuid::Uuid::nil()),
+            target: ReplyTarget::Slack {
+                channel: "C1".into(),
+                thread_ts: "1700000000.000100".into(),
+            },
+            in_reply_to: "Ev1".into(),
+            kind: shared::channel::ReplyKind::Answer,
+            text: text.into(),
+            context: shared::channel::ReplyContext::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fence_lost_while_a_reply_waits_for_its_channels_pace_stops_it_before_the_api() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        crate::llm::install_crypto();
+        // The Web API: a listener that is never served, so any request would be seen on it.
+        let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        api.set_nonblocking(true).unwrap();
+        let channel = SlackChannel::new(&crate::config::SlackSettings {
+            api_base_url: format!("http://{}/api", api.local_addr().unwrap()),
+            ..crate::config::SlackSettings::default()
+        });
+        let held = Arc::new(AtomicBool::new(true));
+        let fence = {
+            let held = held.clone();
+            Fence::new(move || held.load(Ordering::SeqCst))
+        };
+        // The channel's slot is taken: the next reply in it waits a second for its pace.
+        channel
+            .pacer
+            .wait("00000000-0000-0000-0000-000000000000:C1")
+            .await;
+        let started = tokio::time::Instant::now();
+        let send = tokio::spawn(channel.send(&connection(), reply("hello"), fence));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!send.is_finished(), "the reply waits for its pace");
+        // The partition moves while it waits.
+        held.store(false, Ordering::SeqCst);
+        let sent = send.await.unwrap();
+        assert_eq!(sent, Err(SinkError::Fenced));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(1),
+            "it waited its pace, then stopped"
+        );
+        assert!(
+            matches!(api.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "nothing reached the API"
+        );
     }
 
     #[test]

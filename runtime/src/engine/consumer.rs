@@ -94,6 +94,10 @@ struct Shared {
     in_flight: RefCell<HashSet<(u32, String)>>,
     /// Parked heads among them.
     parked_in_flight: Cell<usize>,
+    /// Parked heads whose attempt ended since the parked index was last read: a due list read
+    /// before that may still hold one of them, though it is now rescheduled (or done), so it is
+    /// not handed over from that list; the next read finds it as it is now.
+    parked_ended: RefCell<HashSet<(u32, String)>>,
     /// Room for more entries in the actors.
     room: Arc<tokio::sync::Semaphore>,
 }
@@ -114,6 +118,7 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
     let shared = Rc::new(Shared {
         in_flight: RefCell::default(),
         parked_in_flight: Cell::new(0),
+        parked_ended: RefCell::default(),
         room: Arc::new(tokio::sync::Semaphore::new(
             deps.settings.max_in_flight.max(1),
         )),
@@ -144,6 +149,7 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
         if deps.take_parked_note() || shared.parked_in_flight.get() > 0 || now >= next_parked_check
         {
             let mut next = now + leases.renew_every();
+            shared.parked_ended.borrow_mut().clear();
             for partition in &owned {
                 match ingest.due_parked(*partition, 64).await {
                     Ok((due, later)) => {
@@ -181,6 +187,13 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
                 break;
             }
             let key = (d.partition, d.entry_id.clone());
+            if matches!(d.source, Source::Parked(_)) && shared.parked_ended.borrow().contains(&key)
+            {
+                // Its attempt ended after this list was read: handing it over now would retry it
+                // before its back-off (or a `Retry-After`). The next read has it as it is.
+                deps.note_parked();
+                continue;
+            }
             if !shared.in_flight.borrow_mut().insert(key.clone()) {
                 // Claimed again (or still due) while being handled here.
                 continue;
@@ -233,6 +246,9 @@ async fn consume(deps: EngineDeps, registry: Addr<Registry>, consumer: String, s
                 if let Err(e) = result {
                     failed(&deps, &d, &e).await;
                     deps.note_parked();
+                }
+                if parked {
+                    shared.parked_ended.borrow_mut().insert(key.clone());
                 }
                 shared.in_flight.borrow_mut().remove(&key);
                 if parked {

@@ -11,6 +11,12 @@
 //! through: success heals it, failure cools it again. A failure that is the request's own fault
 //! (context too long, content policy, malformed request) ends the call at once.
 //!
+//! **Bounded.** At most `PoolSettings::max_in_flight` calls are open to one deployment at once,
+//! whoever makes them. A call that finds it full waits for room, up to the deployment's timeout,
+//! and then moves on to the next deployment as if this one had timed out; after the wait it is
+//! admitted afresh, so a cooldown that began meanwhile is respected. A provider that hangs thus
+//! holds at most that many requests (and their connections and bodies), however many turns run.
+//!
 //! Health is kept per (deployment, key owner): the platform, or a tenant calling with its own key.
 //! One tenant's refused, over-quota or model-less key therefore cools only that tenant's use of
 //! the deployment; the platform's key and every other tenant keep being served, and a success on
@@ -100,6 +106,8 @@ pub struct PoolSettings {
     pub backoff_base: Duration,
     /// A `Retry-After` longer than this moves on to the next deployment instead of waiting.
     pub max_retry_after: Duration,
+    /// Calls open to one deployment at once, at most (see the module's **Bounded**).
+    pub max_in_flight: usize,
 }
 
 impl Default for PoolSettings {
@@ -109,6 +117,7 @@ impl Default for PoolSettings {
             cooldown: Duration::from_secs(30),
             backoff_base: Duration::from_millis(200),
             max_retry_after: Duration::from_secs(10),
+            max_in_flight: 256,
         }
     }
 }
@@ -288,6 +297,8 @@ pub struct Pool {
     http: reqwest::Client,
     /// Per (deployment id, key owner): one key's failures never count against another's.
     health: Mutex<HashMap<(String, KeyOwner), Health>>,
+    /// Room for more calls, per deployment id (`PoolSettings::max_in_flight` each).
+    room: HashMap<String, Arc<tokio::sync::Semaphore>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -372,17 +383,29 @@ impl Pool {
         }
         let settings = PoolSettings {
             cooldown: Duration::from_secs(llm.cooldown_secs),
+            max_in_flight: usize::try_from(llm.max_in_flight).unwrap_or(usize::MAX),
             ..PoolSettings::default()
         };
         Self::new(groups, settings, Arc::new(SystemClock))
     }
 
     pub fn new(groups: Vec<ModelGroup>, settings: PoolSettings, clock: Arc<dyn Clock>) -> Self {
+        let room = groups
+            .iter()
+            .flat_map(|g| &g.deployments)
+            .map(|d| {
+                let permits = settings
+                    .max_in_flight
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+                (d.id.clone(), Arc::new(tokio::sync::Semaphore::new(permits)))
+            })
+            .collect();
         Self {
             groups,
             settings,
             http: super::http_client(),
             health: Mutex::new(HashMap::new()),
+            room,
             clock,
         }
     }
@@ -418,6 +441,26 @@ impl Pool {
         for group in groups {
             for deployment in self.order(group) {
                 let (key, owner) = key_for(deployment, credentials);
+                if self.cooling(&deployment.id, owner) {
+                    continue;
+                }
+                // Held for this deployment's tries; admitted only once there is room, so a
+                // cooldown that began while this waited is seen.
+                let Some(_room) = self.room(deployment).await else {
+                    tracing::warn!(
+                        llm.deployment = %deployment.id,
+                        max_in_flight = self.settings.max_in_flight,
+                        "LLM deployment had no room for another call within its timeout"
+                    );
+                    last = Some(ProviderError::new(
+                        FailureKind::Timeout,
+                        format!(
+                            "{} calls were open to the deployment for its whole timeout",
+                            self.settings.max_in_flight
+                        ),
+                    ));
+                    continue;
+                };
                 let probe = match self.admit(&deployment.id, owner) {
                     Admission::Skip => continue,
                     Admission::Normal => false,
@@ -528,6 +571,25 @@ impl Pool {
         // Up to 25 % jitter, so many callers do not retry in step.
         let jitter = rand::rng().random_range(0.0..0.25);
         base.mul_f64(1.0 + jitter)
+    }
+
+    /// Waits for room for one more call to `d`, up to its timeout; `None` if none came.
+    async fn room(&self, d: &Deployment) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let room = self.room.get(&d.id)?.clone();
+        tokio::time::timeout(d.timeout, room.acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Whether `admit` would skip the deployment now (it is cooling down, or probed).
+    fn cooling(&self, id: &str, owner: KeyOwner) -> bool {
+        let now = self.clock.now();
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        health
+            .get(&(id.to_string(), owner))
+            .and_then(|h| h.cooled_until.map(|until| now < until || h.probing))
+            .unwrap_or(false)
     }
 
     fn admit(&self, id: &str, owner: KeyOwner) -> Admission {

@@ -63,6 +63,7 @@ fn settings() -> PoolSettings {
         cooldown: Duration::from_secs(30),
         backoff_base: Duration::from_millis(1),
         max_retry_after: Duration::from_secs(5),
+        ..PoolSettings::default()
     }
 }
 

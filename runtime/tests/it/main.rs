@@ -17,6 +17,7 @@ mod budgets;
 mod chat;
 mod cluster;
 mod crash;
+mod degraded;
 mod dependencies;
 mod fixtures;
 mod groundwork;

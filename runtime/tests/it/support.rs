@@ -318,6 +318,9 @@ pub struct AppOptions {
     pub smtp_ca_file: Option<PathBuf>,
     /// Invitation and password-reset settings (expiries, rate limits).
     pub people: Option<runtime::config::PeopleSettings>,
+    /// The LLM pool's tuning (timeout, retries, cooldown, requests open per deployment); its
+    /// providers and keys are always the fakes'.
+    pub llm: Option<runtime::config::LlmSettings>,
 }
 
 impl TestApp {
@@ -369,6 +372,7 @@ impl TestApp {
         if let Some(n) = options.login_failures_per_account_total {
             settings.auth.login_failures_per_account_total = n;
         }
+        settings.llm = options.llm.unwrap_or_default();
         let llm = e2e::llm::FakeLlm::start(TENANT_LLM_KEY).unwrap();
         settings.llm.openai_base_url = llm.base_url.clone();
         settings.llm.anthropic_base_url = llm.base_url.clone();
